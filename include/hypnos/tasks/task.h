@@ -1,0 +1,45 @@
+// The Task interface: a task makes examples (tokens, targets, loss mask, scoring groups) as a pure
+// function of (seed, split, index), and scores predictions; it never sees the model (DESIGN.md 2).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hypnos/tasks/rng.h"
+
+namespace hypnos::tasks {
+
+/// Loss positions scored together: one Rule 110 example (4 labels), one Depo query, one GSM answer.
+/// A group is "exact" when every one of its positions is argmax-correct.
+struct ScoreGroup {
+  std::string bucket;              ///< difficulty bucket, e.g. "t=12", "k=4", "op=6"
+  std::vector<int64_t> positions;  ///< indices into the example where loss_mask = 1
+};
+
+/// One sequence (TASKS.md section 0). All vectors have length T = Task::seq_len().
+struct Example {
+  std::vector<int64_t> tokens;
+  std::vector<int64_t> targets;    ///< scored where loss_mask = 1
+  std::vector<uint8_t> loss_mask;  ///< 1 at scored positions
+  std::vector<ScoreGroup> groups;  ///< partition of the scored positions
+  std::string fields_json;         ///< the task's own JSONL fields as a JSON object (DESIGN.md 3)
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  /// "rule110" | "depo" | "gsm_infinite" (also the RNG's task name).
+  virtual std::string_view name() const = 0;
+  virtual int64_t vocab_size() const = 0;
+  /// T: every example of this task has exactly this many tokens (padded).
+  virtual int64_t seq_len() const = 0;
+  /// Deterministic in (seed, split, index); thread-safe.
+  virtual Example example(Split split, uint64_t index) const = 0;
+  /// Human-readable form of one token id (for `generate` and debugging).
+  virtual std::string token_name(int64_t id) const { return std::to_string(id); }
+};
+
+}  // namespace hypnos::tasks
