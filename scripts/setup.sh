@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Sets up hypnos on a fresh Debian machine and builds it; safe to rerun (each step is skipped when done).
+#   scripts/setup.sh            # apt packages, .venv with the pinned torch wheel, configure, build
+# Environment: HYPNOS_TORCH_VERSION (default 2.11.0), HYPNOS_CUDA (AUTO|ON|OFF, default AUTO),
+#   HYPNOS_JOBS (default 2), HYPNOS_BUILD_DIR (default build), HYPNOS_SKIP_APT=1 to skip apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+torch_version=${HYPNOS_TORCH_VERSION:-2.11.0}
+build_dir=${HYPNOS_BUILD_DIR:-build}
+jobs=${HYPNOS_JOBS:-2}
+
+say() { echo "[setup] $*"; }
+
+# 1. Debian packages (DESIGN.md section 4), installed only when one is missing.
+packages=(build-essential cmake ninja-build ccache git python3-venv libyaml-cpp-dev libspdlog-dev
+          nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libgloo-dev)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ] && [ "${HYPNOS_SKIP_APT:-0}" != 1 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}"
+fi
+
+# 2. The project's Python environment: LibTorch comes from the torch wheel (DESIGN.md section 4).
+python=python3
+command -v "$python" >/dev/null || { echo "[setup] python3 not found" >&2; exit 1; }
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$python" -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$torch_version' else 1)" 2>/dev/null; then
+  say "installing torch==$torch_version (several GB with its CUDA libraries; once)"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q "torch==$torch_version"
+fi
+.venv/bin/python -c "import numpy, yaml, matplotlib" 2>/dev/null ||
+  .venv/bin/pip install -q numpy pyyaml matplotlib
+
+# 3. Configure and build (Release, ccache, CUDA when nvcc is found).
+if [ ! -f "$build_dir/build.ninja" ]; then
+  say "configuring $build_dir"
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHYPNOS_CUDA="${HYPNOS_CUDA:-AUTO}" \
+        -DHYPNOS_PYTHON="$root/.venv/bin/python"
+fi
+say "building with $jobs jobs"
+cmake --build "$build_dir" -j "$jobs"
+say "done: $build_dir/hypnos"
