@@ -1,0 +1,92 @@
+// The `run:` and `train:` config sections: what a training run is (seed, where it writes) and how its
+// loop behaves (steps, batch, evaluation, checkpoints, precision, failure policies).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "hypnos/config/fields.h"
+
+namespace hypnos::train {
+
+enum class Device { kAuto, kCpu, kCuda };
+enum class Precision { kFp32, kBf16 };
+enum class Recompute { kNone, kWindow };
+enum class NonFinitePolicy { kStop, kSkip };
+
+struct RunOptions {
+  int64_t seed = 0;               ///< model init and data order. Default: 0
+  std::string out_dir = "runs";   ///< parent of run directories when --out is not given. Default: runs
+  Device device = Device::kAuto;  ///< auto: CUDA when available. Default: auto
+
+  template <class V>
+  void visit(V& v) {
+    v.field("seed", seed, "seed of the model initialisation and of the data", config::Range{0, 1e15});
+    v.field("out_dir", out_dir, "run directories go under this folder unless --out is given");
+    v.field("device", device, "auto | cpu | cuda");
+  }
+};
+
+struct TrainOptions {
+  int64_t steps = 600;             ///< optimizer steps. Default: 600
+  int64_t batch_size = 512;        ///< global sequences per step (all ranks). Default: 512
+  int64_t grad_accum = 1;          ///< micro-batches per step (batch_size must divide). Default: 1
+  int64_t eval_every = 100;        ///< steps between evaluations; 0 = only at the end. Default: 100
+  int64_t eval_examples = 2048;    ///< test examples per evaluation. Default: 2048
+  int64_t eval_batch_size = 512;   ///< sequences per evaluation forward. Default: 512
+  int64_t log_every = 10;          ///< steps between metrics.jsonl train records. Default: 10
+  int64_t checkpoint_every = 100;  ///< steps between checkpoints; 0 = only at the end. Default: 100
+  int64_t keep_checkpoints = 3;    ///< newest checkpoints kept on disk. Default: 3
+  int64_t truncate_every = 0;      ///< detach S every K windows (truncated BPTT); 0 = full. Default: 0
+  Recompute recompute = Recompute::kNone;  ///< window: recompute each window in backward. Default: none
+  Precision precision = Precision::kBf16;  ///< autocast dtype on CUDA (CPU always fp32). Default: bf16
+  NonFinitePolicy nonfinite = NonFinitePolicy::kStop;  ///< on a NaN/Inf loss or grad. Default: stop
+  int64_t max_skips = 5;           ///< consecutive skipped steps before stopping. Default: 5
+
+  template <class V>
+  void visit(V& v) {
+    v.field("steps", steps, "optimizer steps", config::Range{0, 1e12});
+    v.field("batch_size", batch_size, "global sequences per optimizer step", config::Range{1, 1e9});
+    v.field("grad_accum", grad_accum, "micro-batches per step (divides batch_size)",
+            config::Range{1, 1e6});
+    v.field("eval_every", eval_every, "steps between evaluations (0: only at the end)",
+            config::Range{0, 1e12});
+    v.field("eval_examples", eval_examples, "test examples per evaluation", config::Range{0, 1e9});
+    v.field("eval_batch_size", eval_batch_size, "sequences per evaluation forward",
+            config::Range{1, 1e9});
+    v.field("log_every", log_every, "steps between train records in metrics.jsonl",
+            config::Range{1, 1e12});
+    v.field("checkpoint_every", checkpoint_every, "steps between checkpoints (0: only at the end)",
+            config::Range{0, 1e12});
+    v.field("keep_checkpoints", keep_checkpoints, "newest checkpoints kept", config::Range{1, 1e6});
+    v.field("truncate_every", truncate_every, "detach the SSM state every K windows (0: full BPTT)",
+            config::Range{0, 1e9});
+    v.field("recompute", recompute, "none | window (activation checkpointing along windows)");
+    v.field("precision", precision, "fp32 | bf16 (autocast dtype on CUDA; CPU runs fp32)");
+    v.field("nonfinite", nonfinite, "on a non-finite loss or gradient: stop | skip");
+    v.field("max_skips", max_skips, "consecutive skipped steps that stop the run",
+            config::Range{1, 1e9});
+  }
+};
+
+}  // namespace hypnos::train
+
+namespace hypnos::config {
+template <>
+struct EnumNames<train::Device> {
+  static constexpr std::array<std::string_view, 3> names{"auto", "cpu", "cuda"};
+};
+template <>
+struct EnumNames<train::Precision> {
+  static constexpr std::array<std::string_view, 2> names{"fp32", "bf16"};
+};
+template <>
+struct EnumNames<train::Recompute> {
+  static constexpr std::array<std::string_view, 2> names{"none", "window"};
+};
+template <>
+struct EnumNames<train::NonFinitePolicy> {
+  static constexpr std::array<std::string_view, 2> names{"stop", "skip"};
+};
+}  // namespace hypnos::config

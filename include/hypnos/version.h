@@ -1,0 +1,8 @@
+// Build identity: the library version and the git commit it was built from (recorded in run directories).
+#pragma once
+
+namespace hypnos {
+inline constexpr const char* kVersion = "0.1.0";
+/// `git rev-parse HEAD` at build time, with "-dirty" when tracked files had changes; "unknown" outside git.
+extern const char* const kGitCommit;
+}  // namespace hypnos

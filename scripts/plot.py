@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Turns hypnos run directories into figures like the paper's and a markdown table.
+
+    scripts/plot.py RUN_DIR [RUN_DIR ...] --out FIG.png [--metric exact] [--table TABLE.md]
+
+Each run directory holds config.yaml and metrics.jsonl (one JSON object per line; evaluation records have
+"kind": "eval", "step", "tokens" and "buckets": {bucket: {"exact", "token_acc", "ce", "count"}}).
+One panel per difficulty bucket, one line per number of sleep passes N (sleep.n_passes), the metric
+against training tokens. Runs with the same N (different seeds) are drawn as separate thin lines.
+"""
+import argparse
+import json
+import os
+import sys
+
+import yaml
+
+
+def load_run(path):
+    cfg_path = os.path.join(path, "config.yaml")
+    met_path = os.path.join(path, "metrics.jsonl")
+    if not os.path.exists(cfg_path) or not os.path.exists(met_path):
+        raise SystemExit(f"plot.py: {path} is not a run directory (needs config.yaml and metrics.jsonl)")
+    with open(cfg_path) as f:
+        cfg = yaml.safe_load(f)
+    evals = []
+    with open(met_path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"plot.py: {met_path}:{lineno}: not JSON ({e})")
+            if rec.get("kind") == "eval":
+                evals.append(rec)
+    return cfg, evals
+
+
+def bucket_key(name):
+    """Sort "k=16" after "k=2": numeric part when there is one."""
+    tail = name.split("=")[-1]
+    return (0, float(tail), name) if tail.replace(".", "", 1).isdigit() else (1, 0.0, name)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--out", required=True, help="PNG file to write")
+    ap.add_argument("--metric", default="exact", help="exact | token_acc | ce (default exact)")
+    ap.add_argument("--table", help="also write a markdown table of the final evaluation")
+    ap.add_argument("--title", default="")
+    args = ap.parse_args()
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for r in args.runs:
+        cfg, evals = load_run(r)
+        if not evals:
+            print(f"plot.py: warning: {r} has no evaluation records yet", file=sys.stderr)
+            continue
+        n = cfg.get("sleep", {}).get("n_passes", 1)
+        label = f"N={n}" + ("" if cfg.get("model", {}).get("pattern") in (None, "AGAG")
+                            else f" {cfg['model']['pattern']}")
+        runs.append((label, n, r, evals))
+    if not runs:
+        raise SystemExit("plot.py: no run has evaluation records")
+    buckets = sorted({b for _, _, _, ev in runs for b in ev[-1]["buckets"] if b != "all"}, key=bucket_key)
+    if not buckets:
+        buckets = ["all"]
+    cols = min(len(buckets), 3)
+    rows = (len(buckets) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ns = sorted({(n, label) for label, n, _, _ in runs})
+    color_of = {key: colors[i % len(colors)] for i, key in enumerate(ns)}
+    for ax, bucket in zip(axes.flat, buckets):
+        for label, n, _, evals in runs:
+            xs = [e["tokens"] for e in evals if bucket in e["buckets"]]
+            ys = [e["buckets"][bucket][args.metric] for e in evals if bucket in e["buckets"]]
+            ax.plot(xs, ys, label=label, color=color_of[(n, label)])
+        ax.set_title(bucket)
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel(args.metric)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(buckets):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    fig.legend(uniq.values(), uniq.keys(), loc="upper right")
+    if args.title:
+        fig.suptitle(args.title)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    print(f"plot.py: wrote {args.out}")
+
+    if args.table:
+        lines = ["| run | " + " | ".join(buckets + ["all"]) + " | tokens |",
+                 "|---" * (len(buckets) + 3) + "|"]
+        for label, _, path, evals in runs:
+            last = evals[-1]
+            cells = [f"{last['buckets'][b][args.metric]:.3f}" if b in last["buckets"] else "-"
+                     for b in buckets + ["all"]]
+            lines.append(f"| {label} ({os.path.basename(os.path.normpath(path))}) | " + " | ".join(cells)
+                         + f" | {last['tokens']:.3g} |")
+        with open(args.table, "w") as f:
+            f.write(f"Final {args.metric} per bucket.\n\n" + "\n".join(lines) + "\n")
+        print(f"plot.py: wrote {args.table}")
+
+
+if __name__ == "__main__":
+    main()
