@@ -11,6 +11,14 @@ std::invalid_argument depo_error(const std::string& what) {
   return std::invalid_argument("depo: " + what);
 }
 
+/// prefix + n + suffix, built by appending (GCC 12 warns falsely on "x" + std::to_string(n)).
+std::string tagged(const char* prefix, int64_t n, const char* suffix = "") {
+  std::string s(prefix);
+  s += std::to_string(n);
+  s += suffix;
+  return s;
+}
+
 std::vector<int64_t> iota(int64_t n) {
   std::vector<int64_t> v(n);
   for (int64_t i = 0; i < n; ++i) v[i] = i;
@@ -170,11 +178,11 @@ Example DepoTask::example(Split split, uint64_t index) const {
 std::string DepoTask::token_name(int64_t id) const {
   const int64_t v = options_.name_vocab;
   if (id == pad_id()) return "PAD";
-  if (id >= 1 && id <= v) return "n" + std::to_string(id);
-  if (id > v && id <= 2 * v) return "f" + std::to_string(id - v);
-  if (id > 2 * v && id <= 2 * v + options_.k_max) return "HOP" + std::to_string(id - 2 * v);
+  if (id >= 1 && id <= v) return tagged("n", id);
+  if (id > v && id <= 2 * v) return tagged("f", id - v);
+  if (id > 2 * v && id <= 2 * v + options_.k_max) return tagged("HOP", id - 2 * v);
   if (id == ans_id()) return "ANS";
-  return "<" + std::to_string(id) + "?>";
+  return tagged("<", id, "?>");
 }
 
 }  // namespace hypnos::tasks

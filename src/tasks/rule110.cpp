@@ -5,6 +5,17 @@
 #include <nlohmann/json.hpp>
 
 namespace hypnos::tasks {
+namespace {
+
+/// prefix + n + suffix, built by appending (GCC 12 warns falsely on "x" + std::to_string(n)).
+std::string tagged(const char* prefix, int64_t n, const char* suffix = "") {
+  std::string s(prefix);
+  s += std::to_string(n);
+  s += suffix;
+  return s;
+}
+
+}  // namespace
 
 std::vector<uint8_t> rule110_step(const std::vector<uint8_t>& cells, Rule110Boundary boundary) {
   const size_t w = cells.size();
@@ -76,8 +87,8 @@ Example Rule110Task::layout(const std::vector<uint8_t>& cells) const {
 
 std::string Rule110Task::token_name(int64_t id) const {
   if (id == 0 || id == 1) return std::to_string(id);
-  if (id >= 2 && id < vocab_size()) return "Q" + std::to_string(id - 2);
-  return "<" + std::to_string(id) + "?>";
+  if (id >= 2 && id < vocab_size()) return tagged("Q", id - 2);
+  return tagged("<", id, "?>");
 }
 
 }  // namespace hypnos::tasks

@@ -225,4 +225,15 @@ TEST(Depo, SmallVocabularyAndShortCyclesStillFit) {
   }
 }
 
+TEST(Depo, TokenNamesFollowTheIdRanges) {
+  DepoTask task(DepoOptions{}, 0);
+  EXPECT_EQ(task.token_name(0), "PAD");
+  EXPECT_EQ(task.token_name(50), "n50");
+  EXPECT_EQ(task.token_name(51), "f1");
+  EXPECT_EQ(task.token_name(101), "HOP1");
+  EXPECT_EQ(task.token_name(116), "HOP16");
+  EXPECT_EQ(task.token_name(117), "ANS");
+  EXPECT_EQ(task.token_name(118), "<118?>");
+}
+
 }  // namespace hypnos::tasks

@@ -136,4 +136,12 @@ TEST(Rule110, LabelRatesMatchTheMeasuredChanceFigures) {
   EXPECT_GT(rate(8, Rule110Boundary::kZero), 0.99);
 }
 
+TEST(Rule110, TokenNamesAreCellsAndQueries) {
+  Rule110Task task(Rule110Options{}, 0);
+  EXPECT_EQ(task.token_name(1), "1");
+  EXPECT_EQ(task.token_name(2), "Q0");
+  EXPECT_EQ(task.token_name(5), "Q3");
+  EXPECT_EQ(task.token_name(6), "<6?>");
+}
+
 }  // namespace hypnos::tasks
