@@ -1,0 +1,23 @@
+// make_task: the one place that maps a `task:` config section to a Task.
+#include "hypnos/tasks/task_options.h"
+
+#include "hypnos/tasks/depo.h"
+#include "hypnos/tasks/rule110.h"
+
+namespace hypnos::tasks {
+
+std::unique_ptr<Task> make_task(const TaskOptions& options, uint64_t seed) {
+  switch (options.name) {
+    case TaskName::kRule110:
+      return std::make_unique<Rule110Task>(options.rule110, seed);
+    case TaskName::kDepo:
+      return std::make_unique<DepoTask>(options.depo, seed);
+    case TaskName::kGsmInfinite:
+      throw std::invalid_argument(
+          "task.name = gsm_infinite: the GSM-Infinite generator is not built yet (TASKS.md 3)");
+  }
+  throw std::invalid_argument("task.name = " + std::to_string(static_cast<int>(options.name)) +
+                              ": expected rule110 | depo | gsm_infinite");
+}
+
+}  // namespace hypnos::tasks
