@@ -1,0 +1,108 @@
+// The training optimizer of the paper: Muon for the hidden matrices, AdamW for everything else,
+// one object with one lr multiplier (from the schedule) and one archive, so a resume is bitwise.
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "hypnos/config/fields.h"
+#include "hypnos/train/muon.h"
+
+namespace hypnos::train {
+
+struct OptimizerOptions {
+  /// Muon lr for the hidden matrices (paper: 2e-3 for Rule 110 and Depo, 1e-3 for GSM-Infinite).
+  /// Default: 2e-3.
+  double muon_lr = 2e-3;
+  /// AdamW lr for the other parameters (paper). Default: 5e-5.
+  double adamw_lr = 5e-5;
+  /// Default: 0.9.
+  double beta1 = 0.9;
+  /// Default: 0.999.
+  double beta2 = 0.999;
+  /// AdamW's denominator epsilon. Default: 1e-8.
+  double eps = 1e-8;
+  /// Decoupled weight decay of both groups (the reference uses none). Default: 0.
+  double weight_decay = 0.0;
+  /// Muon's Nesterov momentum. Default: 0.95.
+  double momentum = 0.95;
+  /// Newton-Schulz iterations per Muon update. Default: 5.
+  int64_t ns_steps = 5;
+  /// Maximum global gradient norm; 0 disables clipping. Default: 1.0.
+  double grad_clip = 1.0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("muon_lr", muon_lr, "Muon lr (hidden 2-D matrices)", config::Range{0, 10});
+    v.field("adamw_lr", adamw_lr, "AdamW lr (embeddings, head, norms, 1-D, conv)",
+            config::Range{0, 10});
+    v.field("beta1", beta1, "AdamW first-moment decay", config::Range{0, 0.999999});
+    v.field("beta2", beta2, "AdamW second-moment decay", config::Range{0, 0.999999});
+    v.field("eps", eps, "AdamW epsilon", config::Range{0, 1});
+    v.field("weight_decay", weight_decay, "decoupled weight decay (both groups)",
+            config::Range{0, 10});
+    v.field("momentum", momentum, "Muon Nesterov momentum", config::Range{0, 0.999999});
+    v.field("ns_steps", ns_steps, "Newton-Schulz iterations per Muon update",
+            config::Range{0, 100});
+    v.field("grad_clip", grad_clip, "max global gradient norm, 0 = off", config::Range{0, 1e12});
+  }
+};
+
+using NamedParameters = std::vector<std::pair<std::string, at::Tensor>>;
+
+/// The two groups, each in the module's parameter order (the order is part of the checkpoint).
+struct ParameterSplit {
+  NamedParameters muon;   ///< hidden 2-D matrices
+  NamedParameters adamw;  ///< everything else that requires grad
+};
+
+/// The reference's rule (muon_groups in sleep_reference.py): a parameter goes to Muon when it is
+/// exactly 2-D and its full dotted name contains neither "emb" nor "head" (so embeddings, the
+/// output head, the lm_head and anything under them stay on AdamW); everything else (norm scales,
+/// biases and gates, which are 0-D or 1-D; conv weights, which are 3-D) goes to AdamW.
+/// Parameters with requires_grad == false are left out of both groups.
+ParameterSplit split_parameters(const torch::nn::Module& module);
+
+/// Muon on split.muon and AdamW on split.adamw, each with its own base lr; an empty group gets no
+/// optimizer. The lr multiplier starts at 1.
+class Optimizer {
+ public:
+  Optimizer(const ParameterSplit& split, const OptimizerOptions& options);
+
+  /// One update of both groups with the gradients as they are (clip first: clip_gradients()).
+  void step();
+  /// Sets every gradient to none (undefined), as torch::optim does by default.
+  void zero_grad();
+  /// Clips the global gradient norm of both groups to options.grad_clip; returns the norm before
+  /// clipping (see clip_grad_norm in grad.h).
+  double clip_gradients();
+
+  /// lr of each group = its base lr * multiplier (from Schedule::multiplier).
+  void set_lr_multiplier(double multiplier);
+  double lr_multiplier() const { return lr_multiplier_; }
+  double muon_lr() const;
+  double adamw_lr() const;
+
+  /// Every parameter of both groups, Muon's first.
+  std::vector<at::Tensor> parameters() const;
+  const OptimizerOptions& options() const { return options_; }
+
+  /// Moments, momentum buffers, AdamW step counts and the lr multiplier. Loading into an
+  /// Optimizer over the same split (same shapes, same order) continues bitwise.
+  void save(torch::serialize::OutputArchive& archive) const;
+  void load(torch::serialize::InputArchive& archive);
+
+ private:
+  OptimizerOptions options_;
+  double lr_multiplier_ = 1.0;
+  std::vector<at::Tensor> muon_params_, adamw_params_;
+  std::unique_ptr<Muon> muon_;
+  std::unique_ptr<torch::optim::AdamW> adamw_;
+};
+
+}  // namespace hypnos::train

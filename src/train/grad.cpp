@@ -1,0 +1,49 @@
+// Global-norm clipping and the non-finite check; one host sync each (the norm is needed on the host).
+#include "hypnos/train/grad.h"
+
+namespace hypnos::train {
+namespace {
+
+std::vector<at::Tensor> defined_grads(const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> grads;
+  grads.reserve(params.size());
+  for (const auto& p : params) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  return grads;
+}
+
+}  // namespace
+
+double grad_norm(const std::vector<at::Tensor>& params) {
+  const auto grads = defined_grads(params);
+  if (grads.empty()) return 0.0;
+  std::vector<at::Tensor> norms;
+  norms.reserve(grads.size());
+  for (const auto& g : grads) {
+    norms.push_back(at::linalg_vector_norm(g, 2, /*dim=*/{}, /*keepdim=*/false, at::kDouble));
+  }
+  return at::linalg_vector_norm(at::stack(norms), 2).item<double>();
+}
+
+double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  const double norm = grad_norm(params);
+  if (max_norm <= 0.0 || !std::isfinite(norm)) return norm;
+  const double coefficient = max_norm / (norm + 1e-6);
+  if (coefficient < 1.0) {
+    at::NoGradGuard no_grad;
+    for (const auto& g : defined_grads(params)) g.mul_(coefficient);
+  }
+  return norm;
+}
+
+bool grads_are_finite(const std::vector<at::Tensor>& params) {
+  const auto grads = defined_grads(params);
+  if (grads.empty()) return true;
+  std::vector<at::Tensor> flags;
+  flags.reserve(grads.size());
+  for (const auto& g : grads) flags.push_back(at::isfinite(g).all());
+  return at::stack(flags).all().item<bool>();
+}
+
+}  // namespace hypnos::train

@@ -1,0 +1,198 @@
+// Muon + AdamW behind one step / zero_grad / lr multiplier / archive, with the reference's split.
+#include "hypnos/train/optimizer.h"
+
+#include <torch/serialize/archive.h>
+
+#include "hypnos/train/grad.h"
+
+namespace hypnos::train {
+namespace {
+
+std::vector<at::Tensor> tensors_of(const NamedParameters& named) {
+  std::vector<at::Tensor> out;
+  out.reserve(named.size());
+  for (const auto& [name, tensor] : named) out.push_back(tensor);
+  return out;
+}
+
+torch::optim::AdamWOptions adamw_options(const OptimizerOptions& o, double multiplier) {
+  return torch::optim::AdamWOptions(o.adamw_lr * multiplier)
+      .betas({o.beta1, o.beta2})
+      .eps(o.eps)
+      .weight_decay(o.weight_decay);
+}
+
+MuonOptions muon_options(const OptimizerOptions& o, double multiplier) {
+  return MuonOptions(o.muon_lr * multiplier)
+      .momentum(o.momentum)
+      .nesterov(true)
+      .ns_steps(o.ns_steps)
+      .weight_decay(o.weight_decay);
+}
+
+// A state tensor must match its parameter's shape (a checkpoint of another model would otherwise
+// fail steps later, far from the cause) and live on its device (the archive may load to the CPU).
+void check_and_place(at::Tensor& state, const at::Tensor& param, const char* what, size_t index) {
+  if (!state.defined()) return;
+  if (state.sizes() != param.sizes()) {
+    throw std::invalid_argument(std::string("Optimizer::load: ") + what + " of parameter " +
+                                std::to_string(index) + " has shape " +
+                                c10::str(state.sizes()) + ", the parameter has " +
+                                c10::str(param.sizes()));
+  }
+  if (state.device() != param.device()) state = state.to(param.device());
+}
+
+}  // namespace
+
+ParameterSplit split_parameters(const torch::nn::Module& module) {
+  ParameterSplit split;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    const std::string& name = item.key();
+    const at::Tensor& p = item.value();
+    if (!p.requires_grad()) continue;
+    const bool hidden_matrix = p.dim() == 2 && name.find("emb") == std::string::npos &&
+                               name.find("head") == std::string::npos;
+    (hidden_matrix ? split.muon : split.adamw).emplace_back(name, p);
+  }
+  return split;
+}
+
+Optimizer::Optimizer(const ParameterSplit& split, const OptimizerOptions& options)
+    : options_(options) {
+  if (!(options.muon_lr >= 0.0)) {
+    throw std::invalid_argument("Optimizer: optimizer.muon_lr must be >= 0, got " +
+                                std::to_string(options.muon_lr));
+  }
+  if (!(options.adamw_lr >= 0.0)) {
+    throw std::invalid_argument("Optimizer: optimizer.adamw_lr must be >= 0, got " +
+                                std::to_string(options.adamw_lr));
+  }
+  if (!(options.grad_clip >= 0.0)) {
+    throw std::invalid_argument("Optimizer: optimizer.grad_clip must be >= 0 (0 = off), got " +
+                                std::to_string(options.grad_clip));
+  }
+  for (const auto& [name, p] : split.muon) {
+    if (p.dim() != 2) {
+      throw std::invalid_argument("Optimizer: Muon parameter '" + name +
+                                  "' must be 2-D, got shape " + c10::str(p.sizes()));
+    }
+  }
+  muon_params_ = tensors_of(split.muon);
+  adamw_params_ = tensors_of(split.adamw);
+  if (!muon_params_.empty()) {
+    muon_ = std::make_unique<Muon>(muon_params_, muon_options(options, 1.0));
+  }
+  if (!adamw_params_.empty()) {
+    adamw_ = std::make_unique<torch::optim::AdamW>(adamw_params_, adamw_options(options, 1.0));
+  }
+}
+
+void Optimizer::step() {
+  if (muon_) muon_->step();
+  if (adamw_) adamw_->step();
+}
+
+void Optimizer::zero_grad() {
+  if (muon_) muon_->zero_grad(/*set_to_none=*/true);
+  if (adamw_) adamw_->zero_grad(/*set_to_none=*/true);
+}
+
+double Optimizer::clip_gradients() { return clip_grad_norm(parameters(), options_.grad_clip); }
+
+void Optimizer::set_lr_multiplier(double multiplier) {
+  if (!(multiplier >= 0.0) || !std::isfinite(multiplier)) {
+    throw std::invalid_argument("Optimizer::set_lr_multiplier: multiplier must be finite and >= 0, "
+                                "got " + std::to_string(multiplier));
+  }
+  lr_multiplier_ = multiplier;
+  if (muon_) {
+    for (auto& group : muon_->param_groups()) group.options().set_lr(muon_lr());
+  }
+  if (adamw_) {
+    for (auto& group : adamw_->param_groups()) group.options().set_lr(adamw_lr());
+  }
+}
+
+double Optimizer::muon_lr() const { return options_.muon_lr * lr_multiplier_; }
+double Optimizer::adamw_lr() const { return options_.adamw_lr * lr_multiplier_; }
+
+std::vector<at::Tensor> Optimizer::parameters() const {
+  std::vector<at::Tensor> out = muon_params_;
+  out.insert(out.end(), adamw_params_.begin(), adamw_params_.end());
+  return out;
+}
+
+void Optimizer::save(torch::serialize::OutputArchive& archive) const {
+  archive.write("lr_multiplier", c10::IValue(lr_multiplier_));
+  archive.write("n_muon", c10::IValue(static_cast<int64_t>(muon_params_.size())));
+  archive.write("n_adamw", c10::IValue(static_cast<int64_t>(adamw_params_.size())));
+  if (muon_) {
+    torch::serialize::OutputArchive sub(archive.compilation_unit());
+    muon_->save(sub);
+    archive.write("muon", sub);
+  }
+  if (adamw_) {
+    torch::serialize::OutputArchive sub(archive.compilation_unit());
+    adamw_->save(sub);
+    archive.write("adamw", sub);
+  }
+}
+
+void Optimizer::load(torch::serialize::InputArchive& archive) {
+  c10::IValue value;
+  archive.read("n_muon", value);
+  const int64_t n_muon = value.toInt();
+  archive.read("n_adamw", value);
+  const int64_t n_adamw = value.toInt();
+  const auto have_muon = static_cast<int64_t>(muon_params_.size());
+  const auto have_adamw = static_cast<int64_t>(adamw_params_.size());
+  if (n_muon != have_muon || n_adamw != have_adamw) {
+    throw std::invalid_argument("Optimizer::load: the archive holds " + std::to_string(n_muon) +
+                                " Muon and " + std::to_string(n_adamw) +
+                                " AdamW parameters, this optimizer has " +
+                                std::to_string(have_muon) + " and " + std::to_string(have_adamw));
+  }
+  archive.read("lr_multiplier", value);
+  const double multiplier = value.toDouble();
+  if (muon_) {
+    torch::serialize::InputArchive sub;
+    archive.read("muon", sub);
+    muon_->load(sub);
+    const auto& params = muon_params_;
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto it = muon_->state().find(params[i].unsafeGetTensorImpl());
+      if (it == muon_->state().end()) continue;
+      auto& s = static_cast<MuonParamState&>(*it->second);
+      check_and_place(s.momentum_buffer(), params[i], "Muon momentum_buffer", i);
+    }
+  }
+  if (adamw_) {
+    torch::serialize::InputArchive sub;
+    archive.read("adamw", sub);
+    adamw_->load(sub);
+    const auto& params = adamw_params_;
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto it = adamw_->state().find(params[i].unsafeGetTensorImpl());
+      if (it == adamw_->state().end()) continue;
+      auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+      check_and_place(s.exp_avg(), params[i], "AdamW exp_avg", i);
+      check_and_place(s.exp_avg_sq(), params[i], "AdamW exp_avg_sq", i);
+    }
+  }
+  // The archive also carried each group's hyperparameters; the configured ones win, so the object
+  // never disagrees with options().
+  if (muon_) {
+    for (auto& group : muon_->param_groups()) {
+      static_cast<MuonOptions&>(group.options()) = muon_options(options_, 1.0);
+    }
+  }
+  if (adamw_) {
+    for (auto& group : adamw_->param_groups()) {
+      static_cast<torch::optim::AdamWOptions&>(group.options()) = adamw_options(options_, 1.0);
+    }
+  }
+  set_lr_multiplier(multiplier);
+}
+
+}  // namespace hypnos::train
