@@ -1,0 +1,31 @@
+// The CPU backends of the gated delta rule behind the validating dispatcher of
+// include/hypnos/ops/gated_delta_rule.h; tests call them directly to choose the chunk length.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "hypnos/ops/gated_delta_rule.h"
+
+namespace hypnos::ops::detail {
+
+// Both take validated inputs already in the compute dtype (fp32 or double) and a resolved scale >
+// 0; an undefined initial_state means zeros (and no gradient). Both are differentiable through
+// autograd.
+//   q, k: [B, T, H, K]   v: [B, T, H, V]   g, beta: [B, T, H]   initial_state: [B, H, K, V]
+
+/// The per-step recurrence, differentiated by ordinary autograd: the definition and the oracle.
+GatedDeltaRuleOutput gated_delta_rule_reference(const at::Tensor& q, const at::Tensor& k,
+                                                const at::Tensor& v, const at::Tensor& g,
+                                                const at::Tensor& beta,
+                                                const at::Tensor& initial_state, double scale);
+
+/// The WY/UT chunked form with its hand-derived backward (KERNELS.md sections 2 and 3), chunks of
+/// `chunk` tokens (T is zero-padded up to a multiple: g = 0, beta = 0 there is exact).
+GatedDeltaRuleOutput gated_delta_rule_chunked(const at::Tensor& q, const at::Tensor& k,
+                                              const at::Tensor& v, const at::Tensor& g,
+                                              const at::Tensor& beta,
+                                              const at::Tensor& initial_state, double scale,
+                                              int64_t chunk = kGdnChunk);
+
+}  // namespace hypnos::ops::detail

@@ -1,0 +1,389 @@
+// The gated delta rule's CPU backends: the chunked form equals the per-step definition (forward and
+// every gradient), both agree with finite differences, and the entry point validates its arguments.
+#include "hypnos/ops/gated_delta_rule.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <tuple>
+
+#include "ops/gated_delta_rule_backends.h"
+#include "testing/numeric.h"
+
+namespace hypnos::ops {
+namespace {
+
+using hypnos::testing::gradient_check_errors;
+using hypnos::testing::relative_error;
+
+// {q, k, v, g, beta, initial_state}; initial_state may be undefined.
+using Inputs = std::vector<at::Tensor>;
+constexpr const char* kNames[] = {"q", "k", "v", "g", "beta", "initial_state"};
+
+struct Shape {
+  int64_t B, T, H, K, V;
+};
+
+// fla's test distribution: unit-norm q and k, g = logsigmoid(randn) / gate_div, beta in (0, 1).
+Inputs make_inputs(Shape s, uint64_t seed, at::ScalarType dtype = at::kDouble,
+                   double gate_div = 4.0, bool with_state = true) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto opt = at::TensorOptions().dtype(at::kDouble);
+  auto unit = [](const at::Tensor& x) { return x / x.norm(2, -1, /*keepdim=*/true); };
+  at::Tensor q = unit(at::randn({s.B, s.T, s.H, s.K}, gen, opt));
+  at::Tensor k = unit(at::randn({s.B, s.T, s.H, s.K}, gen, opt));
+  at::Tensor v = at::randn({s.B, s.T, s.H, s.V}, gen, opt);
+  at::Tensor g = at::log_sigmoid(at::randn({s.B, s.T, s.H}, gen, opt)) / gate_div;
+  at::Tensor beta = at::rand({s.B, s.T, s.H}, gen, opt);
+  at::Tensor h0 = with_state ? 0.3 * at::randn({s.B, s.H, s.K, s.V}, gen, opt) : at::Tensor();
+  Inputs in = {q, k, v, g, beta, h0};
+  for (at::Tensor& x : in) {
+    if (x.defined()) x = x.to(dtype);
+  }
+  return in;
+}
+
+using Op = std::function<GatedDeltaRuleOutput(const Inputs&)>;
+
+Op reference_op(double scale) {
+  return [scale](const Inputs& x) {
+    return detail::gated_delta_rule_reference(x[0], x[1], x[2], x[3], x[4], x[5], scale);
+  };
+}
+Op chunked_op(double scale, int64_t chunk) {
+  return [scale, chunk](const Inputs& x) {
+    return detail::gated_delta_rule_chunked(x[0], x[1], x[2], x[3], x[4], x[5], scale, chunk);
+  };
+}
+
+// The scalar loss <o, d_o> + <S_T, d_state>, whose gradient is every input's gradient for those
+// output cotangents.
+at::Tensor loss(const GatedDeltaRuleOutput& out, const at::Tensor& d_o, const at::Tensor& d_state) {
+  return (out.o * d_o).sum() + (out.final_state * d_state).sum();
+}
+
+// {o, final_state, then the gradient of every defined input}.
+std::vector<at::Tensor> outputs_and_grads(const Op& op, const Inputs& in, const at::Tensor& d_o,
+                                          const at::Tensor& d_state) {
+  Inputs leaves;
+  std::vector<at::Tensor> wrt;
+  for (const at::Tensor& x : in) {
+    leaves.push_back(x.defined() ? x.detach().clone().requires_grad_(true) : x);
+    if (x.defined()) wrt.push_back(leaves.back());
+  }
+  const GatedDeltaRuleOutput out = op(leaves);
+  std::vector<at::Tensor> result = {out.o.detach(), out.final_state.detach()};
+  for (const at::Tensor& grad : torch::autograd::grad({loss(out, d_o, d_state)}, wrt)) {
+    result.push_back(grad);
+  }
+  return result;
+}
+
+std::pair<at::Tensor, at::Tensor> cotangents(Shape s, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto opt = at::TensorOptions().dtype(at::kDouble);
+  return {at::randn({s.B, s.T, s.H, s.V}, gen, opt), at::randn({s.B, s.H, s.K, s.V}, gen, opt)};
+}
+
+const char* result_name(size_t i) {
+  static const char* names[] = {"o",  "final_state", "dq",    "dk",
+                                "dv", "dg",          "dbeta", "dinitial_state"};
+  return names[i];
+}
+
+// ---- chunked == reference in double -------------------------------------------------------------
+
+class GatedDeltaRuleChunkedVsReference
+    : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, bool>> {};
+
+TEST_P(GatedDeltaRuleChunkedVsReference, ForwardAndAllGradientsAgreeTo1e10) {
+  const auto [T, chunk, with_state] = GetParam();
+  const Shape s{2, T, 3, 8, 6};
+  const double scale = 1.0 / std::sqrt(8.0);
+  const Inputs in = make_inputs(s, /*seed=*/100 + T, at::kDouble, /*gate_div=*/1.0, with_state);
+  const auto [d_o, d_state] = cotangents(s, 200 + T);
+  const auto ref = outputs_and_grads(reference_op(scale), in, d_o, d_state);
+  const auto got = outputs_and_grads(chunked_op(scale, chunk), in, d_o, d_state);
+  ASSERT_EQ(ref.size(), got.size());
+  ASSERT_EQ(got.size(), with_state ? 8u : 7u);
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_EQ(got[i].sizes(), ref[i].sizes()) << result_name(i);
+    EXPECT_LT(relative_error(got[i], ref[i]), 1e-10) << result_name(i);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AwkwardLengths, GatedDeltaRuleChunkedVsReference,
+                         ::testing::Combine(::testing::Values(1, 7, 63, 64, 65, 130),
+                                            ::testing::Values(16, 64), ::testing::Bool()));
+
+// ---- both backends against central finite differences ------------------------------------------
+
+// Each input's gradient of <o, d_o> + <S_T, d_state> against central differences.
+void expect_gradients_match_finite_differences(const Op& op, Shape s, uint64_t seed,
+                                               int64_t max_coords) {
+  const Inputs in = make_inputs(s, seed);
+  const auto cot = cotangents(s, seed + 1);
+  const at::Tensor &d_o = cot.first, &d_state = cot.second;
+  const auto f = [&](const std::vector<at::Tensor>& x) { return loss(op(x), d_o, d_state); };
+  const std::vector<double> errors = gradient_check_errors(f, in, /*h=*/1e-6, max_coords);
+  for (size_t i = 0; i < errors.size(); ++i) {
+    EXPECT_LT(errors[i], 1e-7) << "d" << kNames[i] << " at T = " << s.T;
+  }
+}
+
+class GatedDeltaRuleFiniteDifferences : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(GatedDeltaRuleFiniteDifferences, ChunkedGradientsMatchCentralDifferences) {
+  const Shape s{1, GetParam(), 2, 4, 3};
+  expect_gradients_match_finite_differences(chunked_op(0.5, /*chunk=*/16), s, GetParam(),
+                                            /*max_coords=*/0);
+}
+
+TEST_P(GatedDeltaRuleFiniteDifferences, ChunkedGradientsMatchCentralDifferencesAtChunk64) {
+  const Shape s{1, GetParam(), 1, 4, 3};
+  expect_gradients_match_finite_differences(chunked_op(0.5, /*chunk=*/64), s, GetParam(),
+                                            /*max_coords=*/64);
+}
+
+TEST_P(GatedDeltaRuleFiniteDifferences, ReferenceGradientsMatchCentralDifferences) {
+  const Shape s{1, GetParam(), 2, 4, 3};
+  // The reference costs T small ops per evaluation: sample coordinates at long T.
+  expect_gradients_match_finite_differences(reference_op(0.5), s, GetParam(),
+                                            /*max_coords=*/GetParam() > 8 ? 48 : 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Lengths, GatedDeltaRuleFiniteDifferences, ::testing::Values(1, 7, 65));
+
+// ---- semantics through the entry point ----------------------------------------------------------
+
+TEST(GatedDeltaRule, StateCarriedAcrossTwoCallsEqualsOneCall) {
+  const Shape s{2, 90, 2, 8, 5};
+  const Inputs in = make_inputs(s, 7);
+  for (GdnBackend backend : {GdnBackend::kReference, GdnBackend::kChunked}) {
+    const auto whole = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, backend);
+    const int64_t cut = 37;  // not a chunk boundary
+    auto part = [&](int64_t start, int64_t len, const at::Tensor& state) {
+      return gated_delta_rule(in[0].narrow(1, start, len), in[1].narrow(1, start, len),
+                              in[2].narrow(1, start, len), in[3].narrow(1, start, len),
+                              in[4].narrow(1, start, len), state, -1.0, backend);
+    };
+    const auto first = part(0, cut, in[5]);
+    const auto second = part(cut, s.T - cut, first.final_state);
+    EXPECT_LT(relative_error(at::cat({first.o, second.o}, 1), whole.o), 1e-12)
+        << gdn_backend_name(backend);
+    EXPECT_LT(relative_error(second.final_state, whole.final_state), 1e-12)
+        << gdn_backend_name(backend);
+  }
+}
+
+TEST(GatedDeltaRule, StronglyDecayingGatesStayFiniteAndExact) {
+  // g = -20 wipes the state at every step; within a 64-chunk the cumulative decay reaches -1280,
+  // where exp(-G) alone would overflow.
+  const Shape s{1, 130, 2, 8, 4};
+  Inputs in = make_inputs(s, 11);
+  in[3] = at::full_like(in[3], -20.0);
+  in[3].narrow(1, 0, 10).fill_(0.0);  // a stretch of no decay next to it
+  const auto [d_o, d_state] = cotangents(s, 12);
+  const auto ref = outputs_and_grads(reference_op(0.35), in, d_o, d_state);
+  const auto got = outputs_and_grads(chunked_op(0.35, kGdnChunk), in, d_o, d_state);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_TRUE(got[i].isfinite().all().item<bool>()) << result_name(i);
+    EXPECT_LT(relative_error(got[i], ref[i]), 1e-10) << result_name(i);
+  }
+}
+
+TEST(GatedDeltaRule, Float32ChunkedMatchesDoubleReference) {
+  const Shape s{2, 130, 2, 32, 32};
+  const Inputs in = make_inputs(s, 21);
+  const Inputs in32 = make_inputs(s, 21, at::kFloat);
+  const auto [d_o, d_state] = cotangents(s, 22);
+  const auto entry = [](GdnBackend backend) {
+    return [backend](const Inputs& x) {
+      return gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, backend);
+    };
+  };
+  const auto ref = outputs_and_grads(entry(GdnBackend::kReference), in, d_o, d_state);
+  const auto got = outputs_and_grads(entry(GdnBackend::kChunked), in32, d_o.to(at::kFloat),
+                                     d_state.to(at::kFloat));
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].scalar_type(), at::kFloat) << result_name(i);
+    EXPECT_LT(relative_error(got[i], ref[i]), 1e-4) << result_name(i);
+  }
+}
+
+TEST(GatedDeltaRule, Bfloat16InputsComputeInFloatAndReturnVDtype) {
+  const Shape s{1, 70, 2, 16, 8};
+  const Inputs ref_in = make_inputs(s, 31);
+  Inputs in = ref_in;
+  for (size_t i = 0; i < 5; ++i) in[i] = in[i].to(at::kBFloat16).requires_grad_(true);
+  for (GdnBackend backend : {GdnBackend::kAuto, GdnBackend::kReference, GdnBackend::kChunked}) {
+    const auto out = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, backend);
+    EXPECT_EQ(out.o.scalar_type(), at::kBFloat16);
+    EXPECT_EQ(out.final_state.scalar_type(), at::kFloat);
+    // Against the double result on the same (bf16-rounded) values: only the bf16 rounding of o.
+    Inputs rounded = ref_in;
+    for (size_t i = 0; i < 5; ++i) rounded[i] = in[i].detach().to(at::kDouble);
+    const auto exact = gated_delta_rule(rounded[0], rounded[1], rounded[2], rounded[3], rounded[4],
+                                        rounded[5], -1.0, GdnBackend::kReference);
+    EXPECT_LT(relative_error(out.o, exact.o), 1e-2) << gdn_backend_name(backend);
+    EXPECT_LT(relative_error(out.final_state, exact.final_state), 1e-5)
+        << gdn_backend_name(backend);
+    const auto grads =
+        torch::autograd::grad({out.o.to(at::kFloat).sum()}, {in[0], in[1], in[2], in[3], in[4]});
+    for (size_t i = 0; i < grads.size(); ++i) {
+      EXPECT_EQ(grads[i].scalar_type(), at::kBFloat16) << kNames[i];
+      EXPECT_TRUE(grads[i].to(at::kFloat).isfinite().all().item<bool>()) << kNames[i];
+    }
+  }
+}
+
+TEST(GatedDeltaRule, AutoOnCpuIsTheChunkedBackend) {
+  const Inputs in = make_inputs({2, 70, 2, 8, 4}, 41);
+  const auto a =
+      gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, GdnBackend::kAuto);
+  const auto c =
+      gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, GdnBackend::kChunked);
+  EXPECT_TRUE(at::equal(a.o, c.o));
+  EXPECT_TRUE(at::equal(a.final_state, c.final_state));
+}
+
+TEST(GatedDeltaRule, NonPositiveScaleMeansInverseSqrtK) {
+  const Inputs in = make_inputs({1, 9, 2, 16, 4}, 43);
+  const auto d = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5]);
+  const auto e = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], 0.25);
+  EXPECT_LT(relative_error(d.o, e.o), 1e-15);
+  const auto f = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], 0.5);
+  EXPECT_GT(relative_error(f.o, e.o), 1e-3);
+}
+
+TEST(GatedDeltaRule, AbsentInitialStateMeansZeros) {
+  const Inputs in = make_inputs({1, 20, 2, 8, 4}, 47, at::kDouble, 4.0, /*with_state=*/false);
+  for (GdnBackend backend : {GdnBackend::kReference, GdnBackend::kChunked}) {
+    const auto none =
+        gated_delta_rule(in[0], in[1], in[2], in[3], in[4], std::nullopt, -1.0, backend);
+    const auto zeros = gated_delta_rule(in[0], in[1], in[2], in[3], in[4],
+                                        at::zeros({1, 2, 8, 4}, at::kDouble), -1.0, backend);
+    EXPECT_TRUE(at::equal(none.o, zeros.o)) << gdn_backend_name(backend);
+    EXPECT_TRUE(at::equal(none.final_state, zeros.final_state)) << gdn_backend_name(backend);
+  }
+}
+
+TEST(GatedDeltaRule, GradientOfFinalStateAloneFlowsThroughChunked) {
+  // o unused: its gradient arrives undefined and must count as zero.
+  const Shape s{1, 40, 2, 4, 3};
+  const Inputs in = make_inputs(s, 53);
+  const auto [d_o, d_state] = cotangents(s, 54);
+  const auto zero_o = at::zeros_like(d_o);
+  const auto ref = outputs_and_grads(reference_op(0.5), in, zero_o, d_state);
+  Inputs leaves;
+  for (const at::Tensor& x : in) leaves.push_back(x.detach().clone().requires_grad_(true));
+  const auto out = chunked_op(0.5, 16)(leaves);
+  const auto grads = torch::autograd::grad({(out.final_state * d_state).sum()}, leaves);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    EXPECT_LT(relative_error(grads[i], ref[i + 2]), 1e-10) << kNames[i];
+  }
+}
+
+// ---- validation ------------------------------------------------------------------------------
+
+// Runs the entry point and returns the exception message ("" when nothing was thrown).
+std::string error_of(const std::function<void()>& call) {
+  try {
+    call();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(GatedDeltaRule, ValidationErrorsNameTheArgumentAndShapes) {
+  const Inputs in = make_inputs({2, 5, 3, 4, 6}, 61);
+  const at::Tensor &q = in[0], &k = in[1], &v = in[2], &g = in[3], &beta = in[4], &h0 = in[5];
+  std::string m = error_of([&] { gated_delta_rule(q, k.narrow(3, 0, 3), v, g, beta, h0); });
+  EXPECT_NE(m.find("k has shape [2, 5, 3, 3]"), std::string::npos) << m;
+  EXPECT_NE(m.find("expected [2, 5, 3, 4]"), std::string::npos) << m;
+  m = error_of([&] { gated_delta_rule(q, k, v.narrow(1, 0, 4), g, beta, h0); });
+  EXPECT_NE(m.find("v has shape [2, 4, 3, 6]"), std::string::npos) << m;
+  m = error_of([&] { gated_delta_rule(q, k, v, g.unsqueeze(-1), beta, h0); });
+  EXPECT_NE(m.find("g has shape [2, 5, 3, 1]"), std::string::npos) << m;
+  m = error_of([&] { gated_delta_rule(q, k, v, g, beta.narrow(2, 0, 2), h0); });
+  EXPECT_NE(m.find("beta has shape [2, 5, 2]"), std::string::npos) << m;
+  m = error_of([&] { gated_delta_rule(q, k, v, g, beta, h0.transpose(-1, -2)); });
+  EXPECT_NE(m.find("initial_state has shape [2, 3, 6, 4], expected [2, 3, 4, 6]"),
+            std::string::npos)
+      << m;
+  m = error_of([&] { gated_delta_rule(q[0], k, v, g, beta, h0); });
+  EXPECT_NE(m.find("q has shape [5, 3, 4]"), std::string::npos) << m;
+}
+
+TEST(GatedDeltaRule, ValidationErrorsNameDtypesAndDevices) {
+  const Inputs in = make_inputs({1, 5, 2, 4, 3}, 67);
+  const at::Tensor &q = in[0], &k = in[1], &v = in[2], &g = in[3], &beta = in[4], &h0 = in[5];
+  std::string m = error_of([&] { gated_delta_rule(q, k, v, g.to(at::kInt), beta, h0); });
+  EXPECT_NE(m.find("g has dtype Int"), std::string::npos) << m;
+  m = error_of([&] { gated_delta_rule(q, k.to(at::kFloat), v, g, beta, h0); });
+  EXPECT_NE(m.find("q, k and v have dtypes Double, Float, Double"), std::string::npos) << m;
+  m = error_of([&] { gated_delta_rule(q, k, v, g, beta.to(at::Device(at::kMeta)), h0); });
+  EXPECT_NE(m.find("beta is on meta, expected cpu"), std::string::npos) << m;
+  m = error_of([&] { gated_delta_rule(q, k, v, g, at::Tensor(), h0); });
+  EXPECT_NE(m.find("beta is undefined"), std::string::npos) << m;
+}
+
+TEST(GatedDeltaRule, CudaBackendOnCpuTensorsIsRefused) {
+  const Inputs in = make_inputs({1, 5, 2, 4, 3}, 71);
+  const std::string m = error_of(
+      [&] { gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, GdnBackend::kCuda); });
+  EXPECT_NE(m.find("backend cuda"), std::string::npos) << m;
+}
+
+// ---- speed (HYPNOS_BENCH=1) -------------------------------------------------------------------
+
+double median_ms(const std::function<void()>& body, int reps) {
+  body();  // warm-up
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    body();
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+TEST(GatedDeltaRuleBench, ChunkedAndReferenceTimesOnCpu) {
+  const char* flag = std::getenv("HYPNOS_BENCH");
+  if (flag == nullptr || std::string(flag) != "1") GTEST_SKIP() << "set HYPNOS_BENCH=1 to time";
+  for (const Shape s : {Shape{64, 24, 4, 64, 64}, Shape{4, 1024, 4, 64, 64}}) {
+    const Inputs in = make_inputs(s, 81, at::kFloat);
+    const auto [d_o, d_state] = cotangents(s, 82);
+    const at::Tensor d_o32 = d_o.to(at::kFloat), d_state32 = d_state.to(at::kFloat);
+    for (GdnBackend backend : {GdnBackend::kChunked, GdnBackend::kReference}) {
+      const double fwd = median_ms(
+          [&] {
+            at::NoGradGuard no_grad;
+            gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, backend);
+          },
+          5);
+      Inputs leaves;
+      for (const at::Tensor& x : in) leaves.push_back(x.detach().clone().requires_grad_(true));
+      const double fwd_bwd = median_ms(
+          [&] {
+            const auto out = gated_delta_rule(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4],
+                                              leaves[5], -1.0, backend);
+            torch::autograd::grad({loss(out, d_o32, d_state32)}, leaves);
+          },
+          5);
+      std::printf(
+          "gdn cpu %-9s B=%ld T=%ld H=%ld K=V=%ld fp32 threads=%d: fwd %.2f ms, fwd+bwd %.2f ms\n",
+          std::string(gdn_backend_name(backend)).c_str(), s.B, s.T, s.H, s.K, at::get_num_threads(),
+          fwd, fwd_bwd);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hypnos::ops
