@@ -1,0 +1,37 @@
+// Causal multi-head attention with RoPE over this window's keys plus an optional retained KV block
+// (sliding eviction); the block lives in the LayerMemory passed in, never in the module.
+#pragma once
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "hypnos/nn/mixer.h"
+
+namespace hypnos::nn {
+
+struct AttentionOptions {
+  AttentionOptions(int64_t d_model, int64_t n_heads) : d_model_(d_model), n_heads_(n_heads) {}
+  TORCH_ARG(int64_t, d_model);
+  TORCH_ARG(int64_t, n_heads);
+  /// RoPE base. Default: 10000.
+  TORCH_ARG(double, rope_base) = 10000.0;
+};
+
+/// Parameters: q_proj, k_proj, v_proj, o_proj (weight [D, D] each, no bias).
+class AttentionImpl : public torch::nn::Cloneable<AttentionImpl> {
+ public:
+  explicit AttentionImpl(AttentionOptions options);
+  void reset() override;
+
+  /// x: [B, T, D]; memory.key/value: retained [B, H, R, K] (pre-RoPE) or undefined.
+  /// `span`: a query sees keys at most span-1 tokens back (itself included: span keys); 0 = all.
+  /// Retained tokens take positions 0..R-1 and this window's R..R+T-1 (RoPE is relative, so only
+  /// the differences matter). Returns y: [B, T, D] and written.key/value = retained ++ current.
+  MixerOutput forward(const at::Tensor& x, const memory::LayerMemory& memory, int64_t span = 0);
+
+  AttentionOptions options;
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+};
+TORCH_MODULE(Attention);
+
+}  // namespace hypnos::nn

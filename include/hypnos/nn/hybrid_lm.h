@@ -1,0 +1,63 @@
+// HybridLM: embedding, a stack of Blocks built from a layer pattern ("AGAG"), final RMSNorm, head.
+// It exposes its three stages separately because the window loop (sleep/) runs the blocks several
+// times per window while embedding once and reading logits once.
+#pragma once
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <utility>
+
+#include "hypnos/memory/model_memory.h"
+#include "hypnos/nn/block.h"
+#include "hypnos/nn/model_options.h"
+#include "hypnos/nn/rms_norm.h"
+
+namespace hypnos::nn {
+
+/// Parameter names (HF style; the safetensors keys of saved weights):
+///   embed.weight [vocab, D]
+///   blocks.<i>.mixer_norm.weight, blocks.<i>.mlp_norm.weight [D]
+///   blocks.<i>.mixer.{q,k,v,o}_proj.weight                      (attention)
+///   blocks.<i>.mixer.{q,k,v,g,a,b,o}_proj.weight, .{q,k,v}_conv.weight, .A_log, .dt_bias,
+///     .o_norm.weight                                            (GatedDeltaNet)
+///   blocks.<i>.mixer.kernel_down.weight, .kernel_up.{weight,bias} (JetBlock, no q/k/v_conv)
+///   blocks.<i>.mlp.{up,down}_proj.weight (gelu) or .{gate,up,down}_proj.weight (swiglu)
+///   norm.weight [D], lm_head.weight [vocab, D]
+class HybridLMImpl : public torch::nn::Cloneable<HybridLMImpl> {
+ public:
+  /// Validates `options` (throws std::invalid_argument naming the key).
+  explicit HybridLMImpl(ModelOptions options);
+  void reset() override;
+
+  int64_t n_layers() const { return static_cast<int64_t>(options.pattern.size()); }
+
+  /// tokens: [B, T] int64 -> h: [B, T, D]
+  at::Tensor embed(const at::Tensor& tokens);
+
+  /// Runs blocks [begin, end) on h: [B, T, D], each reading memory.layers[i] and the result
+  /// replacing it (layers outside the range pass through unchanged). `span` limits attention
+  /// lookback (0 = all). Returns {h, memory written}.
+  std::pair<at::Tensor, memory::ModelMemory> forward_blocks(const at::Tensor& h,
+                                                            const memory::ModelMemory& memory,
+                                                            int64_t begin, int64_t end,
+                                                            int64_t span = 0);
+
+  /// h: [B, T, D] -> logits: [B, T, vocab]
+  at::Tensor logits(const at::Tensor& h);
+
+  /// One pass over one window from empty memory: tokens [B, T] -> logits [B, T, vocab].
+  at::Tensor forward(const at::Tensor& tokens);
+
+  ModelOptions options;
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  std::vector<Block> block_list;  // typed views of `blocks`
+  RMSNorm norm{nullptr};
+  torch::nn::Linear lm_head{nullptr};
+};
+TORCH_MODULE(HybridLM);
+
+}  // namespace hypnos::nn

@@ -1,0 +1,56 @@
+// Attention: projections, RoPE with an offset for retained tokens, at::scaled_dot_product_attention.
+#include "hypnos/nn/attention.h"
+
+#include "hypnos/nn/rope.h"
+
+namespace hypnos::nn {
+
+AttentionImpl::AttentionImpl(AttentionOptions options_) : options(options_) {
+  TORCH_CHECK(options.d_model() % options.n_heads() == 0, "Attention: d_model (",
+              options.d_model(), ") must be divisible by n_heads (", options.n_heads(), ")");
+  reset();
+}
+
+void AttentionImpl::reset() {
+  const int64_t d = options.d_model();
+  auto linear = [d] { return torch::nn::LinearOptions(d, d).bias(false); };
+  q_proj = register_module("q_proj", torch::nn::Linear(linear()));
+  k_proj = register_module("k_proj", torch::nn::Linear(linear()));
+  v_proj = register_module("v_proj", torch::nn::Linear(linear()));
+  o_proj = register_module("o_proj", torch::nn::Linear(linear()));
+}
+
+MixerOutput AttentionImpl::forward(const at::Tensor& x, const memory::LayerMemory& memory,
+                                   int64_t span) {
+  const int64_t B = x.size(0), T = x.size(1), H = options.n_heads();
+  const int64_t Dh = options.d_model() / H;
+  auto heads = [&](const at::Tensor& t) { return t.view({B, T, H, Dh}).transpose(1, 2); };
+  // q, k, v: [B, H, T, Dh]
+  at::Tensor q = heads(q_proj(x)), k = heads(k_proj(x)), v = heads(v_proj(x));
+  const int64_t R = memory.retained();
+  if (R > 0) {
+    k = at::cat({memory.key, k}, 2);
+    v = at::cat({memory.value, v}, 2);
+  }
+  const at::Tensor q_rot = apply_rope(q, R, options.rope_base());
+  const at::Tensor k_rot = apply_rope(k, 0, options.rope_base());
+  at::Tensor y;
+  if (R == 0 && (span == 0 || span >= T)) {
+    y = at::scaled_dot_product_attention(q_rot, k_rot, v, {}, 0.0, /*is_causal=*/true);
+  } else {
+    // Query i sits at position R + i; it sees key j iff R + i - span < j <= R + i.
+    const auto idx = x.options().dtype(at::kLong);
+    const at::Tensor qpos = at::arange(R, R + T, idx).unsqueeze(1);
+    const at::Tensor kpos = at::arange(0, R + T, idx).unsqueeze(0);
+    at::Tensor mask = kpos <= qpos;
+    if (span > 0) mask = mask & (kpos > qpos - span);
+    y = at::scaled_dot_product_attention(q_rot, k_rot, v, mask);
+  }
+  MixerOutput out;
+  out.y = o_proj(y.transpose(1, 2).reshape({B, T, options.d_model()}));
+  out.written.key = k;
+  out.written.value = v;
+  return out;
+}
+
+}  // namespace hypnos::nn

@@ -1,0 +1,49 @@
+// Block: pre-norm residual wiring of one mixer and one MLP (sleep_reference.py Block).
+#include "hypnos/nn/block.h"
+
+namespace hypnos::nn {
+
+BlockImpl::BlockImpl(BlockOptions options_) : options(std::move(options_)) { reset(); }
+
+void BlockImpl::reset() {
+  const ModelOptions& m = options.model();
+  const int64_t D = m.d_model;
+  mixer_norm = register_module("mixer_norm", RMSNorm(RMSNormOptions(D).eps(m.norm_eps)));
+  const auto ssm = GatedDeltaNetOptions(D, m.n_heads, m.resolved_head_dim_k(),
+                                        m.resolved_head_dim_v())
+                       .conv_size(m.conv_size)
+                       .norm_eps(m.norm_eps)
+                       .backend(m.gdn_backend);
+  switch (options.kind()) {
+    case 'A':
+      attention = register_module(
+          "mixer", Attention(AttentionOptions(D, m.n_heads).rope_base(m.rope_base)));
+      break;
+    case 'G': gdn = register_module("mixer", GatedDeltaNet(ssm)); break;
+    case 'J': jet = register_module("mixer", JetBlock(ssm)); break;
+    default:
+      throw std::invalid_argument(std::string("Block: unknown mixer kind '") + options.kind() +
+                                  "' (expected A, G or J)");
+  }
+  mlp_norm = register_module("mlp_norm", RMSNorm(RMSNormOptions(D).eps(m.norm_eps)));
+  const auto mlp = MlpOptions(D).ratio(m.mlp_ratio);
+  if (m.mlp == MlpKind::kGelu) {
+    gelu_mlp = register_module("mlp", GeluMlp(mlp));
+  } else {
+    swiglu_mlp = register_module("mlp", SwiGluMlp(mlp));
+  }
+}
+
+MixerOutput BlockImpl::forward(const at::Tensor& x, const memory::LayerMemory& memory,
+                               int64_t span) {
+  const at::Tensor normed = mixer_norm(x);
+  MixerOutput mixed = attention ? attention(normed, memory, span)
+                      : gdn     ? gdn(normed, memory)
+                                : jet(normed, memory);
+  const at::Tensor h = x + mixed.y;
+  const at::Tensor normed2 = mlp_norm(h);
+  mixed.y = h + (gelu_mlp ? gelu_mlp(normed2) : swiglu_mlp(normed2));
+  return mixed;
+}
+
+}  // namespace hypnos::nn

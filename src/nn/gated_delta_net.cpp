@@ -1,0 +1,95 @@
+// GatedDeltaNet: the reference's GDN module with the short-conv cache and S carried in LayerMemory.
+#include "hypnos/nn/gated_delta_net.h"
+
+#include "nn/gdn_common.h"
+
+namespace hypnos::nn {
+namespace detail {
+
+void init_decay_parameters(at::Tensor& A_log, at::Tensor& dt_bias) {
+  torch::NoGradGuard no_grad;
+  A_log.copy_(at::empty_like(A_log).uniform_(1.0, 16.0).log());
+  const double lo = std::log(1e-3), hi = std::log(0.1);
+  const at::Tensor dt = at::exp(at::rand_like(dt_bias) * (hi - lo) + lo);
+  dt_bias.copy_(dt + at::log(-at::expm1(-dt)));  // softplus(dt_bias) = dt
+}
+
+std::pair<at::Tensor, at::Tensor> causal_conv(const at::Tensor& x, const at::Tensor& weight,
+                                              const at::Tensor& cache) {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = weight.size(2);
+  const at::Tensor left = cache.defined() ? cache : at::zeros({B, W - 1, C}, x.options());
+  const at::Tensor padded = at::cat({left, x}, 1);  // [B, W-1+T, C]
+  const std::array<int64_t, 1> stride{1}, padding{0}, dilation{1};
+  const at::Tensor y = at::conv1d(padded.transpose(1, 2), weight, /*bias=*/at::Tensor(), stride,
+                                  padding, dilation, /*groups=*/C)
+                           .transpose(1, 2);
+  return {y, padded.narrow(1, T, W - 1)};
+}
+
+at::Tensor l2_normalize(const at::Tensor& x) {
+  return x / x.norm(2, -1, /*keepdim=*/true).clamp_min(1e-12);
+}
+
+}  // namespace detail
+
+GatedDeltaNetImpl::GatedDeltaNetImpl(GatedDeltaNetOptions options_) : options(options_) { reset(); }
+
+void GatedDeltaNetImpl::reset() {
+  const int64_t D = options.d_model(), H = options.n_heads();
+  const int64_t HK = H * options.head_dim_k(), HV = H * options.head_dim_v();
+  const int64_t W = options.conv_size();
+  auto linear = [](int64_t in, int64_t out) {
+    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+  };
+  auto conv = [W](int64_t c) {
+    return torch::nn::Conv1d(torch::nn::Conv1dOptions(c, c, W).groups(c).bias(false));
+  };
+  q_proj = register_module("q_proj", linear(D, HK));
+  k_proj = register_module("k_proj", linear(D, HK));
+  v_proj = register_module("v_proj", linear(D, HV));
+  g_proj = register_module("g_proj", linear(D, HV));
+  a_proj = register_module("a_proj", linear(D, H));
+  b_proj = register_module("b_proj", linear(D, H));
+  q_conv = register_module("q_conv", conv(HK));
+  k_conv = register_module("k_conv", conv(HK));
+  v_conv = register_module("v_conv", conv(HV));
+  A_log = register_parameter("A_log", torch::empty({H}));
+  dt_bias = register_parameter("dt_bias", torch::empty({H}));
+  detail::init_decay_parameters(A_log, dt_bias);
+  o_norm = register_module("o_norm", RMSNorm(RMSNormOptions(options.head_dim_v())
+                                                 .eps(options.norm_eps())));
+  o_proj = register_module("o_proj", linear(HV, D));
+}
+
+MixerOutput GatedDeltaNetImpl::forward(const at::Tensor& x, const memory::LayerMemory& memory) {
+  const int64_t B = x.size(0), T = x.size(1), H = options.n_heads();
+  const int64_t K = options.head_dim_k(), V = options.head_dim_v();
+  at::Tensor cq, ck, cv;  // per-projection slices of the conv cache
+  if (memory.conv.defined()) {
+    auto parts = memory.conv.split_with_sizes({H * K, H * K, H * V}, 2);
+    cq = parts[0], ck = parts[1], cv = parts[2];
+  }
+  auto [q, new_cq] = detail::causal_conv(q_proj(x), q_conv->weight, cq);
+  auto [k, new_ck] = detail::causal_conv(k_proj(x), k_conv->weight, ck);
+  auto [v, new_cv] = detail::causal_conv(v_proj(x), v_conv->weight, cv);
+  // q, k: [B, T, H, K]; v: [B, T, H, V]
+  q = detail::l2_normalize(at::silu(q).view({B, T, H, K}));
+  k = detail::l2_normalize(at::silu(k).view({B, T, H, K}));
+  v = at::silu(v).view({B, T, H, V});
+  // beta, g: [B, T, H]
+  const at::Tensor beta = at::sigmoid(b_proj(x));
+  const at::Tensor g = -A_log.exp() * at::softplus(a_proj(x) + dt_bias);
+  const std::optional<at::Tensor> s0 =
+      memory.state.defined() ? std::optional<at::Tensor>(memory.state) : std::nullopt;
+  auto [o, state] = ops::gated_delta_rule(q, k, v, g, beta, s0, std::pow(double(K), -0.5),
+                                          options.backend());
+  // o: [B, T, H, V]
+  o = o_norm(o) * at::silu(g_proj(x)).view({B, T, H, V});
+  MixerOutput out;
+  out.y = o_proj(o.reshape({B, T, H * V}));
+  out.written.state = state;
+  out.written.conv = at::cat({new_cq, new_ck, new_cv}, 2);
+  return out;
+}
+
+}  // namespace hypnos::nn

@@ -1,0 +1,25 @@
+// Internal: the parts GatedDeltaNet and JetBlock share (gates, the delta rule, gated output norm,
+// the causal short convolution with a cache, and the A_log / dt_bias initialisation).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <utility>
+
+#include "hypnos/ops/gated_delta_rule.h"
+
+namespace hypnos::nn::detail {
+
+/// Fills A_log [H] with log(U(1, 16)) and dt_bias [H] with softplus^-1(dt), dt log-uniform in
+/// [1e-3, 0.1] (PAPER.md; Mamba-2 / fla initialisation). Draws from the default generator, like
+/// every other parameter initialiser of LibTorch modules.
+void init_decay_parameters(at::Tensor& A_log, at::Tensor& dt_bias);
+
+/// Causal depthwise convolution of x: [B, T, C] with weight [C, 1, W], left context `cache`
+/// [B, W-1, C] (undefined = zeros). Returns {y: [B, T, C], new cache: [B, W-1, C]}.
+std::pair<at::Tensor, at::Tensor> causal_conv(const at::Tensor& x, const at::Tensor& weight,
+                                              const at::Tensor& cache);
+
+/// x / max(||x||_2, 1e-12) over the last dimension (torch.nn.functional.normalize).
+at::Tensor l2_normalize(const at::Tensor& x);
+
+}  // namespace hypnos::nn::detail

@@ -1,0 +1,72 @@
+// JetBlock: GDN gates and output as in gated_delta_net.cpp, with the dynamic convolution on v.
+#include "hypnos/nn/jet_block.h"
+
+#include "nn/gdn_common.h"
+
+namespace hypnos::nn {
+
+JetBlockImpl::JetBlockImpl(JetBlockOptions options_) : options(options_) {
+  TORCH_CHECK(options.n_heads() * options.head_dim_v() >= 8, "JetBlock: H*V (",
+              options.n_heads() * options.head_dim_v(), ") must be at least 8");
+  reset();
+}
+
+void JetBlockImpl::reset() {
+  const int64_t D = options.d_model(), H = options.n_heads();
+  const int64_t HK = H * options.head_dim_k(), HV = H * options.head_dim_v();
+  const int64_t W = options.conv_size();
+  auto linear = [](int64_t in, int64_t out) {
+    return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+  };
+  q_proj = register_module("q_proj", linear(D, HK));
+  k_proj = register_module("k_proj", linear(D, HK));
+  v_proj = register_module("v_proj", linear(D, HV));
+  g_proj = register_module("g_proj", linear(D, HV));
+  a_proj = register_module("a_proj", linear(D, H));
+  b_proj = register_module("b_proj", linear(D, H));
+  kernel_down = register_module("kernel_down", linear(D, HV / 8));
+  kernel_up = register_module("kernel_up",
+                              torch::nn::Linear(torch::nn::LinearOptions(HV / 8, HV * W)));
+  {
+    torch::NoGradGuard no_grad;
+    kernel_down->weight.zero_();
+    kernel_up->weight.zero_();
+    const double bound = 1.0 / std::sqrt(static_cast<double>(W));
+    kernel_up->bias.uniform_(-bound, bound);
+  }
+  A_log = register_parameter("A_log", torch::empty({H}));
+  dt_bias = register_parameter("dt_bias", torch::empty({H}));
+  detail::init_decay_parameters(A_log, dt_bias);
+  o_norm = register_module("o_norm", RMSNorm(RMSNormOptions(options.head_dim_v())
+                                                 .eps(options.norm_eps())));
+  o_proj = register_module("o_proj", linear(HV, D));
+}
+
+MixerOutput JetBlockImpl::forward(const at::Tensor& x, const memory::LayerMemory& memory) {
+  const int64_t B = x.size(0), T = x.size(1), H = options.n_heads();
+  const int64_t K = options.head_dim_k(), V = options.head_dim_v(), W = options.conv_size();
+  // Dynamic conv: kernel[b, t, c, j] weights v_in[t - (W-1) + j, c]; kernel: [B, T, H*V, W]
+  const at::Tensor kernel = kernel_up(at::silu(kernel_down(x))).view({B, T, H * V, W});
+  const at::Tensor v_in = v_proj(x);
+  const at::Tensor left =
+      memory.conv.defined() ? memory.conv : at::zeros({B, W - 1, H * V}, v_in.options());
+  const at::Tensor padded = at::cat({left, v_in}, 1);   // [B, W-1+T, H*V]
+  const at::Tensor windows = padded.unfold(1, W, 1);    // [B, T, H*V, W]
+  const at::Tensor v = at::silu((windows * kernel).sum(-1)).view({B, T, H, V});
+  const at::Tensor q = detail::l2_normalize(at::silu(q_proj(x)).view({B, T, H, K}));
+  const at::Tensor k = detail::l2_normalize(at::silu(k_proj(x)).view({B, T, H, K}));
+  const at::Tensor beta = at::sigmoid(b_proj(x));
+  const at::Tensor g = -A_log.exp() * at::softplus(a_proj(x) + dt_bias);
+  const std::optional<at::Tensor> s0 =
+      memory.state.defined() ? std::optional<at::Tensor>(memory.state) : std::nullopt;
+  auto [o, state] = ops::gated_delta_rule(q, k, v, g, beta, s0, std::pow(double(K), -0.5),
+                                          options.backend());
+  o = o_norm(o) * at::silu(g_proj(x)).view({B, T, H, V});
+  MixerOutput out;
+  out.y = o_proj(o.reshape({B, T, H * V}));
+  out.written.state = state;
+  out.written.conv = padded.narrow(1, T, W - 1);
+  return out;
+}
+
+}  // namespace hypnos::nn

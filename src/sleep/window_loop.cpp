@@ -1,0 +1,241 @@
+// The window loop (DESIGN.md section 1), read top to bottom: run_windows walks the windows and
+// handles truncation and recompute; sleep_window is one window's wake pass, sleep passes and
+// eviction. WindowRecompute is the activation checkpoint that replays sleep_window in backward.
+#include "hypnos/sleep/window_loop.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace hypnos::sleep {
+
+void SleepOptions::validate(int64_t n_layers) const {
+  auto fail = [](const std::string& key, const std::string& value, const std::string& expected) {
+    throw std::invalid_argument("sleep." + key + " = " + value + ": expected " + expected);
+  };
+  if (n_passes < 1) fail("n_passes", std::to_string(n_passes), ">= 1");
+  if (window < 1) fail("window", std::to_string(window), ">= 1");
+  if (!loop_layers.empty()) {
+    std::string v = "[";
+    for (size_t i = 0; i < loop_layers.size(); ++i) {
+      v += (i ? ", " : "") + std::to_string(loop_layers[i]);
+    }
+    v += "]";
+    if (loop_layers.size() != 2 || loop_layers[0] < 0 || loop_layers[0] >= loop_layers[1] ||
+        loop_layers[1] > n_layers) {
+      fail("loop_layers", v,
+           "empty (all blocks) or [a, b) with 0 <= a < b <= " + std::to_string(n_layers));
+    }
+  }
+}
+
+namespace {
+
+/// What one window must do, decided by the schedule before any compute.
+struct WindowPlan {
+  bool sleeps = false;       // N passes (else one)
+  bool wants_logits = true;  // its wake logits are returned
+};
+
+struct WindowResult {
+  at::Tensor logits;            // [B, L, vocab] or undefined when !wants_logits
+  memory::ModelMemory memory;   // after eviction: what the next window starts from
+};
+
+/// The memory pass p of blocks [a, b) reads: KV and conv caches always from the window start (a pass
+/// attends over its own keys plus the retained ones), S from the previous pass (thread) or from the
+/// window start (restart).
+memory::ModelMemory pass_input(const memory::ModelMemory& previous, const memory::ModelMemory& start,
+                               int64_t a, int64_t b, StateBetweenPasses mode) {
+  memory::ModelMemory in = previous;
+  for (int64_t i = a; i < b; ++i) {
+    in.layers[i] = start.layers[i];
+    if (mode == StateBetweenPasses::kThread) in.layers[i].state = previous.layers[i].state;
+  }
+  return in;
+}
+
+/// One window: embed once; wake pass; N-1 more passes if it sleeps; evict.
+WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
+                          const memory::ModelMemory& start, const WindowPlan& plan,
+                          const SleepOptions& opts) {
+  const int64_t n = model->n_layers();
+  const int64_t a = opts.loop_layers.empty() ? 0 : opts.loop_layers[0];
+  const int64_t b = opts.loop_layers.empty() ? n : opts.loop_layers[1];
+  const int64_t span = opts.eviction == memory::Eviction::kSliding ? opts.window : 0;
+  const at::Tensor h0 = model->embed(tokens);  // h0: [B, L, D]
+  WindowResult result;
+
+  if (!plan.sleeps) {  // a plain single pass: wake logits and its memory
+    auto [h, written] = model->forward_blocks(h0, start, 0, n, span);
+    if (plan.wants_logits) result.logits = model->logits(h);
+    result.memory = memory::evict(written, opts.eviction, opts.window);
+    return result;
+  }
+
+  const bool full_range = a == 0 && b == n;
+  if (plan.wants_logits && !full_range) {
+    // DESIGN.md 1.4: with a partial loop the wake logits come from an ordinary pass whose state
+    // writes are dropped; consolidation below starts again from the window-start memory.
+    result.logits = model->logits(model->forward_blocks(h0, start, 0, n, span).first);
+  }
+  auto [h, written] = model->forward_blocks(h0, start, 0, a, span);  // prefix, once
+  for (int64_t pass = 1; pass <= opts.n_passes; ++pass) {
+    const memory::ModelMemory in = pass_input(written, start, a, b, opts.state_between_passes);
+    std::tie(h, written) = model->forward_blocks(h, in, a, b, span);
+    if (pass == 1 && full_range && plan.wants_logits) result.logits = model->logits(h);  // wake
+  }
+  std::tie(h, written) = model->forward_blocks(h, written, b, n, span);  // suffix, once
+  result.memory = memory::evict(written, opts.eviction, opts.window);    // h is discarded
+  return result;
+}
+
+/// Everything WindowRecompute needs besides the tensors autograd tracks.
+struct WindowCall : torch::CustomClassHolder {
+  nn::HybridLM model{nullptr};
+  at::Tensor tokens;
+  WindowPlan plan;
+  SleepOptions opts;
+  std::vector<std::string> in_names;   // names of the memory tensors passed in
+  std::vector<std::string> out_names;  // names of the memory tensors returned (set by forward)
+};
+
+memory::ModelMemory rebuild(const WindowCall& call, const std::vector<std::string>& names,
+                            const torch::autograd::variable_list& tensors, size_t offset) {
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (size_t i = 0; i < names.size(); ++i) named.emplace_back(names[i], tensors[offset + i]);
+  return memory::ModelMemory::from_named(call.model->n_layers(), named);
+}
+
+torch::autograd::variable_list flatten(const WindowResult& r, std::vector<std::string>* names) {
+  torch::autograd::variable_list out;
+  if (r.logits.defined()) out.push_back(r.logits);
+  names->clear();
+  for (auto& [name, t] : r.memory.named_tensors()) {
+    names->push_back(name);
+    out.push_back(t);
+  }
+  return out;
+}
+
+/// Activation checkpointing along the window axis: forward runs sleep_window without a graph and
+/// keeps only its inputs; backward replays it with a graph and backpropagates through the replay.
+/// The parameters are explicit inputs, so their gradients flow as ordinary input gradients (no
+/// reentrant accumulation) and a window with no differentiable memory still reaches them.
+struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                at::TensorList memory_in, at::TensorList params,
+                                                c10::intrusive_ptr<WindowCall> call) {
+    ctx->save_for_backward(memory_in.vec());
+    ctx->saved_data["n_params"] = static_cast<int64_t>(params.size());
+    ctx->saved_data["call"] = c10::IValue::make_capsule(call);
+    const memory::ModelMemory start = rebuild(*call, call->in_names, memory_in.vec(), 0);
+    return flatten(sleep_window(call->model, call->tokens, start, call->plan, call->opts),
+                   &call->out_names);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto call = c10::static_intrusive_pointer_cast<WindowCall>(ctx->saved_data["call"].toCapsule());
+    torch::autograd::variable_list inputs;
+    for (const at::Tensor& t : ctx->get_saved_variables()) {
+      inputs.push_back(t.detach().requires_grad_(t.is_floating_point()));
+    }
+    const size_t n_memory = inputs.size();
+    for (const at::Tensor& p : call->model->parameters()) inputs.push_back(p);
+    torch::autograd::variable_list outputs;
+    {
+      torch::AutoGradMode grad_mode(true);
+      std::vector<std::string> names;
+      outputs = flatten(sleep_window(call->model, call->tokens, rebuild(*call, call->in_names,
+                                                                        inputs, 0),
+                                     call->plan, call->opts),
+                        &names);
+    }
+    torch::autograd::variable_list ys, gys, xs;
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      if (grad_out[i].defined() && outputs[i].requires_grad()) {
+        ys.push_back(outputs[i]);
+        gys.push_back(grad_out[i]);
+      }
+    }
+    std::vector<size_t> wanted;  // inputs the replay can differentiate
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (inputs[i].requires_grad()) {
+        wanted.push_back(i);
+        xs.push_back(inputs[i]);
+      }
+    }
+    torch::autograd::variable_list grads(inputs.size() + 1);  // + the WindowCall argument
+    if (ys.empty() || xs.empty()) return grads;
+    const auto dx = torch::autograd::grad(ys, xs, gys, /*retain_graph=*/false,
+                                          /*create_graph=*/false, /*allow_unused=*/true);
+    for (size_t j = 0; j < wanted.size(); ++j) grads[wanted[j]] = dx[j];
+    (void)n_memory;
+    return grads;
+  }
+};
+
+}  // namespace
+
+WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
+                             const at::Tensor& loss_mask, memory::ModelMemory memory,
+                             const SleepOptions& sleep, const BackpropOptions& backprop) {
+  sleep.validate(model->n_layers());
+  TORCH_CHECK(tokens.dim() == 2, "run_windows: tokens must be [B, T], got ", tokens.sizes());
+  TORCH_CHECK(!loss_mask.defined() || loss_mask.sizes() == tokens.sizes(),
+              "run_windows: loss_mask must be [B, T] like tokens ", tokens.sizes(), ", got ",
+              loss_mask.sizes());
+  TORCH_CHECK(sleep.schedule != Schedule::kLossFree || loss_mask.defined(),
+              "run_windows: sleep.schedule = loss_free needs a loss mask");
+  TORCH_CHECK(static_cast<int64_t>(memory.layers.size()) == model->n_layers(),
+              "run_windows: memory has ", memory.layers.size(), " layers, the model ",
+              model->n_layers());
+  if (backprop.truncate_every < 0) {
+    throw std::invalid_argument("train.truncate_every = " +
+                                std::to_string(backprop.truncate_every) + ": expected >= 0");
+  }
+  const int64_t T = tokens.size(1), L = sleep.window;
+  const int64_t n_windows = (T + L - 1) / L;
+  std::vector<at::Tensor> logits;  // per window: [B, L_w, vocab]
+  for (int64_t w = 0; w < n_windows; ++w) {
+    const int64_t begin = w * L, len = std::min(L, T - begin);
+    const at::Tensor window_tokens = tokens.narrow(1, begin, len);
+    // 1. Plan: does this window sleep, and are its wake logits needed?
+    WindowPlan plan;
+    const bool has_loss = !loss_mask.defined() || loss_mask.narrow(1, begin, len).any().item<bool>();
+    plan.wants_logits = has_loss;
+    plan.sleeps = sleep.n_passes > 1 && (sleep.schedule == Schedule::kEvicted ? w + 1 < n_windows
+                                                                               : !has_loss);
+    // 2. Run it, directly or behind the window checkpoint.
+    WindowResult result;
+    if (backprop.recompute == Recompute::kWindow && at::GradMode::is_enabled()) {
+      auto call = c10::make_intrusive<WindowCall>();
+      call->model = model;
+      call->tokens = window_tokens;
+      call->plan = plan;
+      call->opts = sleep;
+      std::vector<at::Tensor> memory_in;
+      for (auto& [name, t] : memory.named_tensors()) {
+        call->in_names.push_back(name);
+        memory_in.push_back(t);
+      }
+      const auto outputs = WindowRecompute::apply(memory_in, model->parameters(), call);
+      const size_t offset = plan.wants_logits ? 1 : 0;
+      if (plan.wants_logits) result.logits = outputs[0];
+      result.memory = rebuild(*call, call->out_names, outputs, offset);
+    } else {
+      result = sleep_window(model, window_tokens, memory, plan, sleep);
+    }
+    // 3. Hand over: S (and sliding caches) cross the boundary; truncation cuts the graph there.
+    memory = std::move(result.memory);
+    if (backprop.truncate_every > 0 && (w + 1) % backprop.truncate_every == 0) {
+      memory = memory.detached();
+    }
+    logits.push_back(result.logits.defined()
+                         ? result.logits
+                         : at::zeros({tokens.size(0), len, model->options.vocab_size},
+                                     model->lm_head->weight.options()));
+  }
+  return {at::cat(logits, 1), std::move(memory)};
+}
+
+}  // namespace hypnos::sleep

@@ -1,0 +1,61 @@
+// HybridLM: HF-style parameter names, pattern-driven construction, options validation, SwiGLU.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "hypnos/nn/hybrid_lm.h"
+#include "nn/tiny_model.h"
+
+namespace hypnos::nn {
+
+TEST(HybridLM, ParameterNamesAreHuggingFaceStyle) {
+  HybridLM m = testing::tiny_model("AGJ", 0);
+  const auto params = m->named_parameters();
+  for (const char* name :
+       {"embed.weight", "blocks.0.mixer_norm.weight", "blocks.0.mixer.q_proj.weight",
+        "blocks.0.mixer.o_proj.weight", "blocks.0.mlp.up_proj.weight", "blocks.1.mixer.A_log",
+        "blocks.1.mixer.dt_bias", "blocks.1.mixer.q_conv.weight", "blocks.1.mixer.o_norm.weight",
+        "blocks.1.mixer.g_proj.weight", "blocks.2.mixer.kernel_up.bias", "blocks.2.mlp_norm.weight",
+        "norm.weight", "lm_head.weight"}) {
+    EXPECT_NE(params.find(name), nullptr) << name;
+  }
+  EXPECT_EQ(params.find("blocks.2.mixer.q_conv.weight"), nullptr);  // JetBlock: no q/k/v convs
+}
+
+TEST(HybridLM, ForwardGivesLogitsPerToken) {
+  HybridLM m = testing::tiny_model("AGAG", 1);
+  const auto tokens = torch::randint(0, 8, {3, 11}, torch::kLong);
+  EXPECT_EQ(m->forward(tokens).sizes(), (std::vector<int64_t>{3, 11, 8}));
+}
+
+TEST(HybridLM, SwigluMlpHasTheGeluParameterCount) {
+  // At the paper's width the 2/3 hidden rule (rounded up to 8) keeps the two MLPs within 1%.
+  GeluMlp gelu(MlpOptions(256));
+  SwiGluMlp swiglu(MlpOptions(256));
+  auto count = [](const std::vector<at::Tensor>& params) {
+    int64_t n = 0;
+    for (const auto& p : params) n += p.numel();
+    return double(n);
+  };
+  EXPECT_NEAR(count(swiglu->parameters()), count(gelu->parameters()),
+              0.01 * count(gelu->parameters()));
+  HybridLM m = testing::tiny_model("AG", 2, 8, MlpKind::kSwiglu);
+  EXPECT_EQ(m->forward(torch::zeros({1, 3}, torch::kLong)).size(2), 8);
+}
+
+TEST(ModelOptions, ValidationNamesKeyAndValue) {
+  ModelOptions o;
+  o.vocab_size = 6;
+  o.pattern = "AGXG";
+  try {
+    HybridLM m(o);
+    FAIL() << "expected an exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("model.pattern = 'AGXG'"), std::string::npos) << e.what();
+  }
+  o.pattern = "AG";
+  o.d_model = 250;
+  o.n_heads = 4;
+  EXPECT_THROW(HybridLM{o}, std::invalid_argument);
+}
+
+}  // namespace hypnos::nn
