@@ -1,4 +1,4 @@
-// Global-norm clipping and the non-finite check; one host sync each (the norm is needed on the host).
+// Global-norm clipping and the non-finite check; one host sync each (the norm goes to the host).
 #include "hypnos/train/grad.h"
 
 namespace hypnos::train {
