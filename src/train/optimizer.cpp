@@ -1,9 +1,12 @@
 // Muon + AdamW behind one step / zero_grad / lr multiplier / archive, with the reference's split.
 #include "hypnos/train/optimizer.h"
 
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
 #include <torch/serialize/archive.h>
 
 #include "hypnos/train/grad.h"
+#include "hypnos/train/muon.h"
 
 namespace hypnos::train {
 namespace {
@@ -87,6 +90,10 @@ Optimizer::Optimizer(const ParameterSplit& split, const OptimizerOptions& option
     adamw_ = std::make_unique<torch::optim::AdamW>(adamw_params_, adamw_options(options, 1.0));
   }
 }
+
+Optimizer::Optimizer(Optimizer&&) noexcept = default;
+Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
+Optimizer::~Optimizer() = default;
 
 void Optimizer::step() {
   if (muon_) muon_->step();

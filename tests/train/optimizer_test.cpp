@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include "hypnos/train/muon.h"
 #include "hypnos/train/schedule.h"
 
 namespace hypnos::train {

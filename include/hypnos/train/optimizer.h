@@ -1,19 +1,31 @@
 // The training optimizer of the paper: Muon for the hidden matrices, AdamW for everything else,
 // one object with one lr multiplier (from the schedule) and one archive, so a resume is bitwise.
 #pragma once
-#include <ATen/ATen.h>
-#include <torch/nn/module.h>
-#include <torch/optim/adamw.h>
+#include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "hypnos/config/fields.h"
-#include "hypnos/train/muon.h"
+
+// Only references and owning pointers below: the LibTorch optimizer headers stay in the .cpp.
+namespace torch::nn {
+class Module;
+}  // namespace torch::nn
+namespace torch::optim {
+class AdamW;
+}  // namespace torch::optim
+namespace torch::serialize {
+class OutputArchive;
+class InputArchive;
+}  // namespace torch::serialize
 
 namespace hypnos::train {
+
+class Muon;
 
 struct OptimizerOptions {
   /// Muon lr for the hidden matrices (paper: 2e-3 for Rule 110 and Depo, 1e-3 for GSM-Infinite).
@@ -73,6 +85,9 @@ ParameterSplit split_parameters(const torch::nn::Module& module);
 class Optimizer {
  public:
   Optimizer(const ParameterSplit& split, const OptimizerOptions& options);
+  Optimizer(Optimizer&&) noexcept;
+  Optimizer& operator=(Optimizer&&) noexcept;
+  ~Optimizer();
 
   /// One update of both groups with the gradients as they are (clip first: clip_gradients()).
   void step();
