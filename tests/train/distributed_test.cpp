@@ -344,7 +344,7 @@ TEST(Distributed, TwoRanksTrainLikeOneProcessWithTheSameGlobalBatch) {
     EXPECT_LT(err, 1e-6) << "parameter " << i;
     largest = std::max(largest, err);
   }
-  RecordProperty("max_abs_diff_vs_one_process", std::to_string(largest));
+  RecordProperty("max_abs_diff_vs_one_process", c10::str(largest));
   remove_dir(w.dir);
 }
 
