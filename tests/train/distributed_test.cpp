@@ -376,6 +376,26 @@ TEST(Distributed, APeerThatHangsMakesTheOtherFailAfterTheTimeout) {
   remove_dir(w.dir);
 }
 
+TEST(Distributed, ARankWhosePeerNeverArrivesFailsToJoinWithinTheTimeout) {
+  DistributedEnvironment env;
+  env.rank = 0;
+  env.world_size = 2;
+  env.master_port = free_port();
+  DistributedOptions options;
+  options.timeout_s = 1.0;
+  const auto start = Clock::now();
+  try {
+    DistributedContext ctx(env, options, at::kCPU);
+    FAIL() << "expected std::runtime_error";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rank 0 of 2 could not join the group at 127.0.0.1:"), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("timeout (1 s)"), std::string::npos) << what;
+  }
+  EXPECT_LT(seconds_since(start), 1.0 + 3.0);
+}
+
 TEST(DistributedEnvironment, AbsentVariablesMeanASingleProcess) {
   const auto env = DistributedEnvironment::from_variables({});
   EXPECT_EQ(env.rank, 0);

@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include "hypnos/train/distributed.h"
 #include "hypnos/train/muon.h"
 #include "hypnos/train/schedule.h"
 
@@ -229,6 +230,45 @@ TEST(Optimizer, ClipGradientsUsesTheConfiguredNormOverBothGroups) {
   for (const auto& p : optimizer.parameters()) after_sq += p.grad().pow(2).sum().item<double>();
   EXPECT_NEAR(std::sqrt(after_sq), 1e-3, 1e-8);
   EXPECT_EQ(optimizer.parameters().size(), 9u);
+}
+
+// Records what an options struct's visit declares: key, and whether the default is in its range.
+struct FieldRecorder {
+  std::vector<std::string> keys;
+  std::vector<std::string> out_of_range;
+  template <class T>
+  void field(std::string_view key, T& value, std::string_view doc, config::Range range = {}) {
+    keys.emplace_back(key);
+    EXPECT_FALSE(doc.empty()) << key;
+    if constexpr (std::is_arithmetic_v<T>) {
+      const double v = static_cast<double>(value);
+      if (v < range.min || v > range.max) out_of_range.emplace_back(key);
+    }
+  }
+};
+
+TEST(OptionsVisit, OptimizerScheduleAndDistributedKeysWithDefaultsInRange) {
+  FieldRecorder optimizer, schedule, distributed;
+  OptimizerOptions o;
+  o.visit(optimizer);
+  ScheduleOptions s;
+  s.visit(schedule);
+  DistributedOptions d;
+  d.visit(distributed);
+  EXPECT_EQ(optimizer.keys, (std::vector<std::string>{"muon_lr", "adamw_lr", "beta1", "beta2",
+                                                       "eps", "weight_decay", "momentum",
+                                                       "ns_steps", "grad_clip"}));
+  EXPECT_EQ(schedule.keys, (std::vector<std::string>{"kind", "warmup_steps", "min_lr_ratio"}));
+  EXPECT_EQ(distributed.keys, (std::vector<std::string>{"timeout_s", "bucket_mb"}));
+  EXPECT_TRUE(optimizer.out_of_range.empty());
+  EXPECT_TRUE(schedule.out_of_range.empty());
+  EXPECT_TRUE(distributed.out_of_range.empty());
+  // The paper's recipe and the reference's Muon.
+  EXPECT_EQ(o.muon_lr, 2e-3);
+  EXPECT_EQ(o.adamw_lr, 5e-5);
+  EXPECT_EQ(o.momentum, 0.95);
+  EXPECT_EQ(o.ns_steps, 5);
+  EXPECT_EQ(o.grad_clip, 1.0);
 }
 
 }  // namespace
