@@ -39,9 +39,8 @@ void check_and_place(at::Tensor& state, const at::Tensor& param, const char* wha
   if (!state.defined()) return;
   if (state.sizes() != param.sizes()) {
     throw std::invalid_argument(std::string("Optimizer::load: ") + what + " of parameter " +
-                                std::to_string(index) + " has shape " +
-                                c10::str(state.sizes()) + ", the parameter has " +
-                                c10::str(param.sizes()));
+                                std::to_string(index) + " has shape " + c10::str(state.sizes()) +
+                                ", the parameter has " + c10::str(param.sizes()));
   }
   if (state.device() != param.device()) state = state.to(param.device());
 }
@@ -109,8 +108,9 @@ double Optimizer::clip_gradients() { return clip_grad_norm(parameters(), options
 
 void Optimizer::set_lr_multiplier(double multiplier) {
   if (!(multiplier >= 0.0) || !std::isfinite(multiplier)) {
-    throw std::invalid_argument("Optimizer::set_lr_multiplier: multiplier must be finite and >= 0, "
-                                "got " + std::to_string(multiplier));
+    throw std::invalid_argument(
+        "Optimizer::set_lr_multiplier: multiplier must be finite and >= 0, got " +
+        std::to_string(multiplier));
   }
   lr_multiplier_ = multiplier;
   if (muon_) {

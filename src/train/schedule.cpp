@@ -40,7 +40,7 @@ double Schedule::multiplier(int64_t step) const {
       const int64_t warmup = options_.warmup_steps;
       if (step < warmup) return static_cast<double>(step + 1) / static_cast<double>(warmup);
       const int64_t span = total_steps_ - 1 - warmup;  // steps after the peak
-      if (span <= 0) return 1.0;                        // the last step is the peak
+      if (span <= 0) return 1.0;                       // the last step is the peak
       const double progress =
           std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(span));
       const double r = options_.min_lr_ratio;

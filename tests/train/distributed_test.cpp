@@ -3,8 +3,8 @@
 // child's body, so a normal run of the suite never executes it on its own.
 #include "hypnos/train/distributed.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -51,9 +51,7 @@ std::vector<at::Tensor> rank_values(int64_t rank) {
           at::randint(1000, {6}, gen, at::kLong)};
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
+void write_text(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
 
 void run_average(DistributedContext& ctx, const fs::path& dir) {
   // Parameters 0-2 have a gradient on both ranks; parameter 3 only on rank 0 (rank 1 never used
@@ -182,16 +180,24 @@ TEST(DistributedWorker, DISABLED_RunScenario) {
   DistributedOptions options;
   const std::string name = scenario;
   options.bucket_mb = 2048.0 / (1024 * 1024);  // 2 KiB: several buckets from small tensors
-  if (name == "dead_peer" || name == "hung_peer") options.timeout_s = kFailTimeoutS;
-  else options.timeout_s = 60.0;
+  if (name == "dead_peer" || name == "hung_peer")
+    options.timeout_s = kFailTimeoutS;
+  else
+    options.timeout_s = 60.0;
   DistributedContext ctx = DistributedContext::from_environment(options, at::kCPU);
   ASSERT_EQ(ctx.world_size(), 2);
-  if (name == "average") run_average(ctx, dir);
-  else if (name == "broadcast") run_broadcast(ctx, dir);
-  else if (name == "train") run_train(ctx, dir);
-  else if (name == "dead_peer") run_failing_peer(ctx, dir, /*dead=*/true);
-  else if (name == "hung_peer") run_failing_peer(ctx, dir, /*dead=*/false);
-  else FAIL() << "unknown scenario '" << name << "'";
+  if (name == "average")
+    run_average(ctx, dir);
+  else if (name == "broadcast")
+    run_broadcast(ctx, dir);
+  else if (name == "train")
+    run_train(ctx, dir);
+  else if (name == "dead_peer")
+    run_failing_peer(ctx, dir, /*dead=*/true);
+  else if (name == "hung_peer")
+    run_failing_peer(ctx, dir, /*dead=*/false);
+  else
+    FAIL() << "unknown scenario '" << name << "'";
 }
 
 // ---- the parent -------------------------------------------------------------------------------
@@ -239,8 +245,8 @@ Workers run_two_ranks(const std::string& scenario, double deadline_s) {
       }
     }
     for (const std::string& var :
-         {"RANK=" + std::to_string(rank), std::string("WORLD_SIZE=2"), "LOCAL_RANK=" +
-          std::to_string(rank), std::string("MASTER_ADDR=127.0.0.1"),
+         {"RANK=" + std::to_string(rank), std::string("WORLD_SIZE=2"),
+          "LOCAL_RANK=" + std::to_string(rank), std::string("MASTER_ADDR=127.0.0.1"),
           "MASTER_PORT=" + std::to_string(port), std::string("OMP_NUM_THREADS=1"),
           "HYPNOS_DIST_SCENARIO=" + scenario, "HYPNOS_DIST_DIR=" + w.dir.string()}) {
       env.push_back(var);

@@ -22,7 +22,7 @@ class Muon(torch.optim.Optimizer):
                 for _ in range(5):
                     A = X @ X.T; X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
                 if tr: X = X.T
-                p.mul_(1 - gr["lr"] * gr["wd"]).add_(X, alpha=-gr["lr"] * 0.2 * math.sqrt(max(p.shape)))
+                p.mul_(1 - gr["lr"] * gr["wd"]).add_(X, alpha=-gr["lr"] * 0.2 * math.sqrt(max(p.shape)))  # noqa: E501
 
 
 def table(rows, cols, f):

@@ -23,15 +23,15 @@ struct TinyLMImpl : torch::nn::Module {
         "conv", torch::nn::Conv1d(torch::nn::Conv1dOptions(8, 8, 3).groups(8).padding(1)));
     norm = register_parameter("norm", torch::ones({8}));
     up = register_module("mlp_up", torch::nn::Linear(torch::nn::LinearOptions(8, 16).bias(false)));
-    down = register_module("mlp_down",
-                           torch::nn::Linear(torch::nn::LinearOptions(16, 8).bias(false)));
+    down =
+        register_module("mlp_down", torch::nn::Linear(torch::nn::LinearOptions(16, 8).bias(false)));
     head = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(8, 10).bias(false)));
     frozen = register_parameter("frozen", torch::zeros({4, 4}), /*requires_grad=*/false);
   }
   // tokens: [B, T] -> loss
   at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets) {
-    at::Tensor x = embed(tokens) * norm;                     // [B, T, 8]
-    x = x + conv(x.transpose(1, 2)).transpose(1, 2);         // [B, T, 8]
+    at::Tensor x = embed(tokens) * norm;              // [B, T, 8]
+    x = x + conv(x.transpose(1, 2)).transpose(1, 2);  // [B, T, 8]
     x = x + torch::tanh(mixer(x));
     x = x + down(torch::relu(up(x)));
     return torch::cross_entropy_loss(head(x).flatten(0, 1), targets.flatten());
@@ -86,9 +86,9 @@ TEST(ParameterSplit, HiddenMatricesToMuonEverythingElseToAdamW) {
   const ParameterSplit split = split_parameters(*model);
   EXPECT_EQ(names(split.muon),
             (std::vector<std::string>{"mixer.weight", "mlp_up.weight", "mlp_down.weight"}));
-  EXPECT_EQ(names(split.adamw), (std::vector<std::string>{"norm", "embed.weight", "mixer.bias",
-                                                          "conv.weight", "conv.bias",
-                                                          "head.weight"}));
+  EXPECT_EQ(names(split.adamw),
+            (std::vector<std::string>{"norm", "embed.weight", "mixer.bias", "conv.weight",
+                                      "conv.bias", "head.weight"}));
 }
 
 TEST(Optimizer, GroupsMatchTorchAdamWAndStandaloneMuonBitwise) {
@@ -104,10 +104,9 @@ TEST(Optimizer, GroupsMatchTorchAdamWAndStandaloneMuonBitwise) {
   std::vector<at::Tensor> twin_muon, twin_adamw;
   for (const auto& [name, p] : twin_split.muon) twin_muon.push_back(p);
   for (const auto& [name, p] : twin_split.adamw) twin_adamw.push_back(p);
-  torch::optim::AdamW adamw(twin_adamw, torch::optim::AdamWOptions(3e-3)
-                                            .betas({0.9, 0.999})
-                                            .eps(1e-8)
-                                            .weight_decay(0.01));
+  torch::optim::AdamW adamw(
+      twin_adamw,
+      torch::optim::AdamWOptions(3e-3).betas({0.9, 0.999}).eps(1e-8).weight_decay(0.01));
   Muon muon(twin_muon, MuonOptions(2e-3).momentum(0.95).weight_decay(0.01));
 
   const std::vector<double> multipliers = {0.5, 1.0, 0.25};
@@ -255,9 +254,9 @@ TEST(OptionsVisit, OptimizerScheduleAndDistributedKeysWithDefaultsInRange) {
   s.visit(schedule);
   DistributedOptions d;
   d.visit(distributed);
-  EXPECT_EQ(optimizer.keys, (std::vector<std::string>{"muon_lr", "adamw_lr", "beta1", "beta2",
-                                                       "eps", "weight_decay", "momentum",
-                                                       "ns_steps", "grad_clip"}));
+  EXPECT_EQ(optimizer.keys,
+            (std::vector<std::string>{"muon_lr", "adamw_lr", "beta1", "beta2", "eps",
+                                      "weight_decay", "momentum", "ns_steps", "grad_clip"}));
   EXPECT_EQ(schedule.keys, (std::vector<std::string>{"kind", "warmup_steps", "min_lr_ratio"}));
   EXPECT_EQ(distributed.keys, (std::vector<std::string>{"timeout_s", "bucket_mb"}));
   EXPECT_TRUE(optimizer.out_of_range.empty());
