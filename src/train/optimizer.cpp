@@ -54,7 +54,8 @@ ParameterSplit split_parameters(const torch::nn::Module& module) {
     const at::Tensor& p = item.value();
     if (!p.requires_grad()) continue;
     const bool hidden_matrix = p.dim() == 2 && name.find("emb") == std::string::npos &&
-                               name.find("head") == std::string::npos;
+                               name.find("head") == std::string::npos &&
+                               name.find("conv") == std::string::npos;
     (hidden_matrix ? split.muon : split.adamw).emplace_back(name, p);
   }
   return split;

@@ -73,11 +73,12 @@ struct ParameterSplit {
   NamedParameters adamw;  ///< everything else that requires grad
 };
 
-/// The reference's rule (muon_groups in sleep_reference.py): a parameter goes to Muon when it is
-/// exactly 2-D and its full dotted name contains neither "emb" nor "head" (so embeddings, the
-/// output head, the lm_head and anything under them stay on AdamW); everything else (norm scales,
-/// biases and gates, which are 0-D or 1-D; conv weights, which are 3-D) goes to AdamW.
-/// Parameters with requires_grad == false are left out of both groups.
+/// The reference's rule (muon_groups in sleep_reference.py) plus one safety net: a parameter goes
+/// to Muon when it is exactly 2-D and its full dotted name contains none of "emb", "head" (the
+/// reference's two) and "conv" (a short convolution stored as a [C, K] matrix is not a hidden
+/// linear map; on the reference model no 2-D name contains it, so the split is the reference's).
+/// Everything else goes to AdamW: embeddings, the output head, norm scales, biases, gates and
+/// decays (0-D or 1-D), conv weights (3-D). Parameters with requires_grad == false are left out.
 ParameterSplit split_parameters(const torch::nn::Module& module);
 
 /// Muon on split.muon and AdamW on split.adamw, each with its own base lr; an empty group gets no
