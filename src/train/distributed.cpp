@@ -181,11 +181,11 @@ DistributedContext::DistributedContext(const DistributedEnvironment& env,
   }
   if (!(options.timeout_s > 0.0)) {
     throw std::invalid_argument("DistributedContext: distributed.timeout_s must be > 0, got " +
-                                std::to_string(options.timeout_s));
+                                c10::str(options.timeout_s));
   }
   if (!(options.bucket_mb > 0.0)) {
     throw std::invalid_argument("DistributedContext: distributed.bucket_mb must be > 0, got " +
-                                std::to_string(options.bucket_mb));
+                                c10::str(options.bucket_mb));
   }
   if (!device.is_cpu() && !device.is_cuda()) {
     throw std::invalid_argument("DistributedContext: device must be cpu or cuda, got " +

@@ -70,11 +70,11 @@ Muon::Muon(std::vector<at::Tensor> params, MuonOptions defaults)
     }
   }
   if (!(defaults.lr() >= 0.0)) {
-    throw std::invalid_argument("Muon: lr must be >= 0, got " + std::to_string(defaults.lr()));
+    throw std::invalid_argument("Muon: lr must be >= 0, got " + c10::str(defaults.lr()));
   }
   if (!(defaults.momentum() >= 0.0 && defaults.momentum() < 1.0)) {
     throw std::invalid_argument("Muon: momentum must be in [0, 1), got " +
-                                std::to_string(defaults.momentum()));
+                                c10::str(defaults.momentum()));
   }
   if (defaults.ns_steps() < 0) {
     throw std::invalid_argument("Muon: ns_steps must be >= 0, got " +

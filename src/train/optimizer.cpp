@@ -65,15 +65,15 @@ Optimizer::Optimizer(const ParameterSplit& split, const OptimizerOptions& option
     : options_(options) {
   if (!(options.muon_lr >= 0.0)) {
     throw std::invalid_argument("Optimizer: optimizer.muon_lr must be >= 0, got " +
-                                std::to_string(options.muon_lr));
+                                c10::str(options.muon_lr));
   }
   if (!(options.adamw_lr >= 0.0)) {
     throw std::invalid_argument("Optimizer: optimizer.adamw_lr must be >= 0, got " +
-                                std::to_string(options.adamw_lr));
+                                c10::str(options.adamw_lr));
   }
   if (!(options.grad_clip >= 0.0)) {
     throw std::invalid_argument("Optimizer: optimizer.grad_clip must be >= 0 (0 = off), got " +
-                                std::to_string(options.grad_clip));
+                                c10::str(options.grad_clip));
   }
   for (const auto& [name, p] : split.muon) {
     if (p.dim() != 2) {
@@ -111,7 +111,7 @@ void Optimizer::set_lr_multiplier(double multiplier) {
   if (!(multiplier >= 0.0) || !std::isfinite(multiplier)) {
     throw std::invalid_argument(
         "Optimizer::set_lr_multiplier: multiplier must be finite and >= 0, got " +
-        std::to_string(multiplier));
+        c10::str(multiplier));
   }
   lr_multiplier_ = multiplier;
   if (muon_) {

@@ -4,10 +4,20 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
 namespace hypnos::train {
+namespace {
+
+std::string format(double x) {
+  std::ostringstream out;
+  out << x;
+  return out.str();
+}
+
+}  // namespace
 
 Schedule::Schedule(const ScheduleOptions& options, int64_t total_steps)
     : options_(options), total_steps_(total_steps) {
@@ -23,7 +33,7 @@ Schedule::Schedule(const ScheduleOptions& options, int64_t total_steps)
     }
     if (!(options.min_lr_ratio >= 0.0 && options.min_lr_ratio <= 1.0)) {
       throw std::invalid_argument("Schedule: schedule.min_lr_ratio must be in [0, 1], got " +
-                                  std::to_string(options.min_lr_ratio));
+                                  format(options.min_lr_ratio));
     }
   }
 }

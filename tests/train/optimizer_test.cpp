@@ -217,6 +217,19 @@ TEST(Optimizer, LoadRejectsAnArchiveOfAnotherSplit) {
   }
 }
 
+TEST(Optimizer, RejectsNegativeLearningRatesNamingTheKey) {
+  TinyLM model;
+  OptimizerOptions options;
+  options.adamw_lr = -1.0;
+  try {
+    Optimizer optimizer(split_parameters(*model), options);
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(std::string(e.what()).ends_with("optimizer.adamw_lr must be >= 0, got -1"))
+        << e.what();
+  }
+}
+
 TEST(Optimizer, ClipGradientsUsesTheConfiguredNormOverBothGroups) {
   TinyLM model;
   OptimizerOptions options;

@@ -109,7 +109,9 @@ class Optimizer {
   const OptimizerOptions& options() const { return options_; }
 
   /// Moments, momentum buffers, AdamW step counts and the lr multiplier. Loading into an
-  /// Optimizer over the same split (same shapes, same order) continues bitwise.
+  /// Optimizer over the same split (same shapes, same order) continues bitwise; the configured
+  /// hyperparameters (options()) win over those stored in the archive. A different split or a
+  /// state tensor of another shape is a std::invalid_argument naming the parameter.
   void save(torch::serialize::OutputArchive& archive) const;
   void load(torch::serialize::InputArchive& archive);
 
