@@ -109,7 +109,8 @@ Example DepoTask::layout(const DepoDraw& d) const {
   }
   std::vector<int64_t> sorted = d.perm;
   std::sort(sorted.begin(), sorted.end());
-  if (sorted != iota(n)) throw depo_error("perm is not a permutation of 0.." + std::to_string(n - 1));
+  if (sorted != iota(n))
+    throw depo_error("perm is not a permutation of 0.." + std::to_string(n - 1));
 
   Example ex;
   std::vector<int64_t> context;

@@ -34,8 +34,8 @@ void check_ids(const std::vector<int64_t>& ids, const std::string& key, int64_t 
                const std::string& where) {
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= vocab_size) {
-      throw std::runtime_error(where + ": " + key + "[" + std::to_string(i) + "] = " +
-                               std::to_string(ids[i]) + " is outside the vocabulary [0, " +
+      throw std::runtime_error(where + ": " + key + "[" + std::to_string(i) +
+                               "] = " + std::to_string(ids[i]) + " is outside the vocabulary [0, " +
                                std::to_string(vocab_size) + ")");
     }
   }
@@ -122,8 +122,8 @@ std::vector<Example> read_examples_jsonl(const std::string& path, int64_t vocab_
     check_ids(ex.targets, "targets", vocab_size, where);
     for (size_t i = 0; i < mask.size(); ++i) {
       if (mask[i] != 0 && mask[i] != 1) {
-        throw std::runtime_error(where + ": loss_mask[" + std::to_string(i) + "] = " +
-                                 std::to_string(mask[i]) + ", expected 0 or 1");
+        throw std::runtime_error(where + ": loss_mask[" + std::to_string(i) +
+                                 "] = " + std::to_string(mask[i]) + ", expected 0 or 1");
       }
       ex.loss_mask.push_back(static_cast<uint8_t>(mask[i]));
     }

@@ -1,11 +1,12 @@
 // The metric accumulator: exact accuracy per group, token accuracy and mean CE per position, per
 // bucket and overall, on hand-made examples whose numbers are worked out in the comments.
+#include "hypnos/tasks/metrics.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "hypnos/tasks/depo.h"
-#include "hypnos/tasks/metrics.h"
 
 namespace hypnos::tasks {
 namespace {
