@@ -77,6 +77,17 @@ TEST(Metrics, DepoQueriesAreScoredPerHopCount) {
   EXPECT_NEAR(m.overall().mean_ce(), 0.1, 1e-12);
 }
 
+TEST(Metrics, TagsCountTowardFurtherBuckets) {
+  Example ex = two_group_example();
+  ex.groups[0].tags = {"mode=reverse", "template=zoo"};
+  MetricAccumulator m;
+  m.add(ex, {0, 11, 12, 0, 0, 0}, {0, 1.0, 3.0, 0, 5.0, 0});
+  EXPECT_EQ(m.buckets().at("mode=reverse").groups, 1);
+  EXPECT_DOUBLE_EQ(m.buckets().at("template=zoo").mean_ce(), 2.0);
+  EXPECT_EQ(m.buckets().at("template=zoo").exact, 1);
+  EXPECT_EQ(m.overall().groups, 2);  // tags never double-count the overall figures
+}
+
 TEST(Metrics, RefusesPredictionsOfTheWrongLength) {
   MetricAccumulator m;
   EXPECT_THROW(m.add(two_group_example(), {1, 2}, {0.0, 0.0}), std::invalid_argument);
