@@ -9,6 +9,8 @@
 // Everything here uses POSIX calls directly: std::filesystem::remove_all crashes (a null call) in
 // any binary linked against the torch 2.11 wheel's libtorch.so, which exports its own broken copy.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
