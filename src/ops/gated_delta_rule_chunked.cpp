@@ -96,7 +96,7 @@ class GatedDeltaRuleChunkedFunction
     const at::Tensor Ut = at::matmul(A, bc.unsqueeze(-1) * vc);          // [NC, BH, C, V]
     const at::Tensor decay = (G.narrow(-1, C - 1, 1) - G).exp();         // exp(G_C - G_i)
     const at::Tensor gam_last = gam.narrow(-1, C - 1, 1).unsqueeze(-1);  // [NC, BH, 1, 1]
-    const at::Tensor kd_t = tr(decay.unsqueeze(-1) * kc).contiguous();    // [NC, BH, K, C]
+    const at::Tensor kd_t = tr(decay.unsqueeze(-1) * kc).contiguous();   // [NC, BH, K, C]
 
     // The sequential scan. states[n] is the state entering chunk n; states[NC] the final one.
     at::Tensor states = at::empty({NC + 1, BH, K, V}, q.options());
@@ -115,7 +115,7 @@ class GatedDeltaRuleChunkedFunction
     const at::Tensor P = at::matmul(qc, tr(kc)).mul_(R).mul_(scale);
     const at::Tensor O = (gam * scale).unsqueeze(-1) * at::matmul(qc, S_in) + at::matmul(P, U);
 
-    ctx->save_for_backward({qc, kc, vc, bc, G, R, A, W, states, U});
+    ctx->save_for_backward({qc, kc, vc, bc, G, R, A, W, states, U, kk, P});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["B"] = B;
     ctx->saved_data["T"] = T;
@@ -127,7 +127,7 @@ class GatedDeltaRuleChunkedFunction
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &qc = saved[0], &kc = saved[1], &vc = saved[2], &bc = saved[3];
     const at::Tensor &G = saved[4], &R = saved[5], &A = saved[6], &W = saved[7];
-    const at::Tensor &states = saved[8], &U = saved[9];
+    const at::Tensor &states = saved[8], &U = saved[9], &kk = saved[10], &P = saved[11];
     const double scale = ctx->saved_data["scale"].toDouble();
     const int64_t B = ctx->saved_data["B"].toInt(), T = ctx->saved_data["T"].toInt();
     const int64_t H = ctx->saved_data["H"].toInt();
@@ -148,11 +148,9 @@ class GatedDeltaRuleChunkedFunction
     const at::Tensor gam = G.exp();
     const at::Tensor decay = (G.narrow(-1, C - 1, 1) - G).exp();
     const at::Tensor gam_last = gam.narrow(-1, C - 1, 1).unsqueeze(-1);  // [NC, BH, 1, 1]
-    const at::Tensor kk = at::matmul(kc, tr(kc));
     const at::Tensor L = wy_l(kk, bc, R);
-    const at::Tensor Z = (bc * gam).unsqueeze(-1) * kc;  // W = A Z
-    const at::Tensor Y = bc.unsqueeze(-1) * vc;          // Ut = A Y
-    const at::Tensor P = at::matmul(qc, tr(kc)).mul_(R).mul_(scale);
+    const at::Tensor Z = (bc * gam).unsqueeze(-1) * kc;         // W = A Z
+    const at::Tensor Y = bc.unsqueeze(-1) * vc;                 // Ut = A Y
     const at::Tensor q_gam = (gam * scale).unsqueeze(-1) * qc;  // scale diag(gam) Q
 
     // Reverse scan over chunks; grad_states[n + 1] is the gradient of the state leaving chunk n.
@@ -172,8 +170,8 @@ class GatedDeltaRuleChunkedFunction
     }
 
     // Everything else is parallel over chunks.
-    const at::Tensor S_in = states.narrow(0, 0, NC);     // state entering each chunk
-    const at::Tensor dS = grad_states.narrow(0, 1, NC);  // gradient of the state leaving it
+    const at::Tensor S_in = states.narrow(0, 0, NC);      // state entering each chunk
+    const at::Tensor dS = grad_states.narrow(0, 1, NC);   // gradient of the state leaving it
     const at::Tensor dP = at::matmul(d_o, tr(U)).tril();  // [NC, BH, C, C]
     const at::Tensor dPR = dP * R;
     const at::Tensor dq_inter = (gam * scale).unsqueeze(-1) * at::matmul(d_o, tr(S_in));
@@ -234,7 +232,10 @@ GatedDeltaRuleOutput gated_delta_rule_chunked(const at::Tensor& q, const at::Ten
   const at::Tensor h0 = initial_state.defined()
                             ? initial_state
                             : at::zeros({q.size(0), q.size(2), q.size(3), v.size(3)}, q.options());
-  variable_list out = GatedDeltaRuleChunkedFunction::apply(q, k, v, g, beta, h0, scale, chunk);
+  // A sequence shorter than a chunk is one chunk of its own length: padding it would only add
+  // C^2 work on zeros (T = 24 windows would pay 7x for their C x C products at C = 64).
+  const int64_t C = std::max<int64_t>(1, std::min(chunk, q.size(1)));
+  variable_list out = GatedDeltaRuleChunkedFunction::apply(q, k, v, g, beta, h0, scale, C);
   return {out[0], out[1]};
 }
 

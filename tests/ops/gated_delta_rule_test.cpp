@@ -193,6 +193,17 @@ TEST(GatedDeltaRule, StronglyDecayingGatesStayFiniteAndExact) {
     EXPECT_TRUE(got[i].isfinite().all().item<bool>()) << result_name(i);
     EXPECT_LT(relative_error(got[i], ref[i]), 1e-10) << result_name(i);
   }
+  // The same in fp32 through the entry point, where exp underflows already at -88.
+  Inputs in32;
+  for (const at::Tensor& x : in) in32.push_back(x.to(at::kFloat));
+  const auto entry = [](const Inputs& x) {
+    return gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], 0.35, GdnBackend::kChunked);
+  };
+  const auto got32 = outputs_and_grads(entry, in32, d_o.to(at::kFloat), d_state.to(at::kFloat));
+  for (size_t i = 0; i < got32.size(); ++i) {
+    EXPECT_TRUE(got32[i].isfinite().all().item<bool>()) << result_name(i);
+    EXPECT_LT(relative_error(got32[i], ref[i]), 1e-4) << result_name(i);
+  }
 }
 
 TEST(GatedDeltaRule, Float32ChunkedMatchesDoubleReference) {
@@ -214,16 +225,19 @@ TEST(GatedDeltaRule, Float32ChunkedMatchesDoubleReference) {
   }
 }
 
-TEST(GatedDeltaRule, Bfloat16InputsComputeInFloatAndReturnVDtype) {
+class GatedDeltaRuleSixteenBit : public ::testing::TestWithParam<at::ScalarType> {};
+
+TEST_P(GatedDeltaRuleSixteenBit, InputsComputeInFloatAndReturnVDtype) {
+  const at::ScalarType dtype = GetParam();
   const Shape s{1, 70, 2, 16, 8};
   const Inputs ref_in = make_inputs(s, 31);
   Inputs in = ref_in;
-  for (size_t i = 0; i < 5; ++i) in[i] = in[i].to(at::kBFloat16).requires_grad_(true);
+  for (size_t i = 0; i < 5; ++i) in[i] = in[i].to(dtype).requires_grad_(true);
   for (GdnBackend backend : {GdnBackend::kAuto, GdnBackend::kReference, GdnBackend::kChunked}) {
     const auto out = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, backend);
-    EXPECT_EQ(out.o.scalar_type(), at::kBFloat16);
+    EXPECT_EQ(out.o.scalar_type(), dtype);
     EXPECT_EQ(out.final_state.scalar_type(), at::kFloat);
-    // Against the double result on the same (bf16-rounded) values: only the bf16 rounding of o.
+    // Against the double result on the same 16-bit-rounded values: only the rounding of o remains.
     Inputs rounded = ref_in;
     for (size_t i = 0; i < 5; ++i) rounded[i] = in[i].detach().to(at::kDouble);
     const auto exact = gated_delta_rule(rounded[0], rounded[1], rounded[2], rounded[3], rounded[4],
@@ -234,11 +248,14 @@ TEST(GatedDeltaRule, Bfloat16InputsComputeInFloatAndReturnVDtype) {
     const auto grads =
         torch::autograd::grad({out.o.to(at::kFloat).sum()}, {in[0], in[1], in[2], in[3], in[4]});
     for (size_t i = 0; i < grads.size(); ++i) {
-      EXPECT_EQ(grads[i].scalar_type(), at::kBFloat16) << kNames[i];
+      EXPECT_EQ(grads[i].scalar_type(), dtype) << kNames[i];
       EXPECT_TRUE(grads[i].to(at::kFloat).isfinite().all().item<bool>()) << kNames[i];
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, GatedDeltaRuleSixteenBit,
+                         ::testing::Values(at::kBFloat16, at::kHalf));
 
 TEST(GatedDeltaRule, AutoOnCpuIsTheChunkedBackend) {
   const Inputs in = make_inputs({2, 70, 2, 8, 4}, 41);
