@@ -29,17 +29,6 @@ void SleepOptions::validate(int64_t n_layers) const {
 
 namespace {
 
-/// What one window must do, decided by the schedule before any compute.
-struct WindowPlan {
-  bool sleeps = false;       // N passes (else one)
-  bool wants_logits = true;  // its wake logits are returned
-};
-
-struct WindowResult {
-  at::Tensor logits;            // [B, L, vocab] or undefined when !wants_logits
-  memory::ModelMemory memory;   // after eviction: what the next window starts from
-};
-
 /// The memory pass p of blocks [a, b) reads: KV and conv caches always from the window start (a pass
 /// attends over its own keys plus the retained ones), S from the previous pass (thread) or from the
 /// window start (restart).
@@ -52,6 +41,8 @@ memory::ModelMemory pass_input(const memory::ModelMemory& previous, const memory
   }
   return in;
 }
+
+}  // namespace
 
 /// One window: embed once; wake pass; N-1 more passes if it sleeps; evict.
 WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
@@ -87,6 +78,8 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
   result.memory = memory::evict(written, opts.eviction, opts.window);    // h is discarded
   return result;
 }
+
+namespace {
 
 /// Everything WindowRecompute needs besides the tensors autograd tracks.
 struct WindowCall : torch::CustomClassHolder {
