@@ -29,17 +29,6 @@ void SleepOptions::validate(int64_t n_layers) const {
 
 namespace {
 
-/// What one window must do, decided by the schedule before any compute.
-struct WindowPlan {
-  bool sleeps = false;       // N passes (else one)
-  bool wants_logits = true;  // its wake logits are returned
-};
-
-struct WindowResult {
-  at::Tensor logits;            // [B, L, vocab] or undefined when !wants_logits
-  memory::ModelMemory memory;   // after eviction: what the next window starts from
-};
-
 /// The memory pass p of blocks [a, b) reads: KV and conv caches always from the window start (a pass
 /// attends over its own keys plus the retained ones), S from the previous pass (thread) or from the
 /// window start (restart).
@@ -52,6 +41,8 @@ memory::ModelMemory pass_input(const memory::ModelMemory& previous, const memory
   }
   return in;
 }
+
+}  // namespace
 
 /// One window: embed once; wake pass; N-1 more passes if it sleeps; evict.
 WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
@@ -87,6 +78,8 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
   result.memory = memory::evict(written, opts.eviction, opts.window);    // h is discarded
   return result;
 }
+
+namespace {
 
 /// Everything WindowRecompute needs besides the tensors autograd tracks.
 struct WindowCall : torch::CustomClassHolder {
@@ -125,7 +118,6 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
                                                 at::TensorList memory_in, at::TensorList params,
                                                 c10::intrusive_ptr<WindowCall> call) {
     ctx->save_for_backward(memory_in.vec());
-    ctx->saved_data["n_params"] = static_cast<int64_t>(params.size());
     ctx->saved_data["call"] = c10::IValue::make_capsule(call);
     const memory::ModelMemory start = rebuild(*call, call->in_names, memory_in.vec(), 0);
     return flatten(sleep_window(call->model, call->tokens, start, call->plan, call->opts),
@@ -139,7 +131,6 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
     for (const at::Tensor& t : ctx->get_saved_variables()) {
       inputs.push_back(t.detach().requires_grad_(t.is_floating_point()));
     }
-    const size_t n_memory = inputs.size();
     for (const at::Tensor& p : call->model->parameters()) inputs.push_back(p);
     torch::autograd::variable_list outputs;
     {
@@ -169,7 +160,6 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
     const auto dx = torch::autograd::grad(ys, xs, gys, /*retain_graph=*/false,
                                           /*create_graph=*/false, /*allow_unused=*/true);
     for (size_t j = 0; j < wanted.size(); ++j) grads[wanted[j]] = dx[j];
-    (void)n_memory;
     return grads;
   }
 };
@@ -218,7 +208,10 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
         call->in_names.push_back(name);
         memory_in.push_back(t);
       }
-      const auto outputs = WindowRecompute::apply(memory_in, model->parameters(), call);
+      const std::vector<at::Tensor> params = model->parameters();
+      // TensorList, not std::vector: only ArrayRefs of tensors are seen as autograd inputs.
+      const auto outputs =
+          WindowRecompute::apply(at::TensorList(memory_in), at::TensorList(params), call);
       const size_t offset = plan.wants_logits ? 1 : 0;
       if (plan.wants_logits) result.logits = outputs[0];
       result.memory = rebuild(*call, call->out_names, outputs, offset);

@@ -33,12 +33,11 @@ Batch collate(std::vector<Example> examples) {
     if (static_cast<int64_t>(ex.tokens.size()) != t_size ||
         static_cast<int64_t>(ex.targets.size()) != t_size ||
         static_cast<int64_t>(ex.loss_mask.size()) != t_size) {
-      throw std::invalid_argument("collate: example " + std::to_string(b) + " has lengths " +
-                                  std::to_string(ex.tokens.size()) + "/" +
-                                  std::to_string(ex.targets.size()) + "/" +
-                                  std::to_string(ex.loss_mask.size()) +
-                                  " (tokens/targets/loss_mask), expected " +
-                                  std::to_string(t_size));
+      throw std::invalid_argument(
+          "collate: example " + std::to_string(b) + " has lengths " +
+          std::to_string(ex.tokens.size()) + "/" + std::to_string(ex.targets.size()) + "/" +
+          std::to_string(ex.loss_mask.size()) + " (tokens/targets/loss_mask), expected " +
+          std::to_string(t_size));
     }
     std::copy(ex.tokens.begin(), ex.tokens.end(), tokens + b * t_size);
     std::copy(ex.targets.begin(), ex.targets.end(), targets + b * t_size);
@@ -51,9 +50,9 @@ Batch collate(std::vector<Example> examples) {
 uint64_t train_first_index(int64_t step, int64_t rank, int64_t local_batch, int64_t world_size) {
   if (step < 0 || local_batch < 1 || world_size < 1 || rank < 0 || rank >= world_size) {
     throw std::invalid_argument("train_first_index: step = " + std::to_string(step) +
-                                ", rank = " + std::to_string(rank) + ", local_batch = " +
-                                std::to_string(local_batch) + ", world_size = " +
-                                std::to_string(world_size) +
+                                ", rank = " + std::to_string(rank) +
+                                ", local_batch = " + std::to_string(local_batch) +
+                                ", world_size = " + std::to_string(world_size) +
                                 ": expected step >= 0, local_batch >= 1, 0 <= rank < world_size");
   }
   return static_cast<uint64_t>(step) * static_cast<uint64_t>(local_batch * world_size) +
@@ -65,8 +64,8 @@ void add_batch(MetricAccumulator& metrics, const Batch& batch, const at::Tensor&
   const auto shape = batch.tokens.sizes();
   if (predictions.sizes() != shape || nll.sizes() != shape) {
     throw std::invalid_argument("add_batch: predictions " + c10::str(predictions.sizes()) +
-                                " and nll " + c10::str(nll.sizes()) + " must both be [B, T] = " +
-                                c10::str(shape));
+                                " and nll " + c10::str(nll.sizes()) +
+                                " must both be [B, T] = " + c10::str(shape));
   }
   const at::Tensor p = predictions.to(at::kCPU, at::kLong).contiguous();
   const at::Tensor l = nll.to(at::kCPU, at::kDouble).contiguous();

@@ -109,7 +109,8 @@ Example DepoTask::layout(const DepoDraw& d) const {
   }
   std::vector<int64_t> sorted = d.perm;
   std::sort(sorted.begin(), sorted.end());
-  if (sorted != iota(n)) throw depo_error("perm is not a permutation of 0.." + std::to_string(n - 1));
+  if (sorted != iota(n))
+    throw depo_error("perm is not a permutation of 0.." + std::to_string(n - 1));
 
   Example ex;
   std::vector<int64_t> context;
@@ -136,7 +137,8 @@ Example DepoTask::layout(const DepoDraw& d) const {
                        " and k in 1.." + std::to_string(options_.k_max));
     }
     const int64_t answer = (query.start + query.k) % n;
-    ScoreGroup group{"k=" + std::to_string(query.k), {}};
+    ScoreGroup group;
+    group.bucket = "k=" + std::to_string(query.k);
     ex.tokens.push_back(hop_id(query.k));
     ex.tokens.insert(ex.tokens.end(), d.names[query.start].begin(), d.names[query.start].end());
     // Scored: ANS (predicts the first answer piece) and every answer piece but the last, so the

@@ -34,8 +34,8 @@ void check_ids(const std::vector<int64_t>& ids, const std::string& key, int64_t 
                const std::string& where) {
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= vocab_size) {
-      throw std::runtime_error(where + ": " + key + "[" + std::to_string(i) + "] = " +
-                               std::to_string(ids[i]) + " is outside the vocabulary [0, " +
+      throw std::runtime_error(where + ": " + key + "[" + std::to_string(i) +
+                               "] = " + std::to_string(ids[i]) + " is outside the vocabulary [0, " +
                                std::to_string(vocab_size) + ")");
     }
   }
@@ -47,13 +47,13 @@ std::vector<ScoreGroup> read_groups(const Json& obj, const std::vector<uint8_t>&
   if (!obj.contains("groups")) {
     for (size_t i = 0; i < mask.size(); ++i) {
       if (!mask[i]) continue;
-      if (i == 0 || !mask[i - 1]) groups.push_back({"all", {}});
+      if (i == 0 || !mask[i - 1]) groups.emplace_back().bucket = "all";
       groups.back().positions.push_back(static_cast<int64_t>(i));
     }
     return groups;
   }
   const std::string bad = where + ": field 'groups' must be a list of {\"bucket\": string, " +
-                          "\"positions\": [scored positions]}";
+                          "\"positions\": [scored positions], optional \"tags\": [strings]}";
   const Json& a = obj["groups"];
   if (!a.is_array()) throw std::runtime_error(bad);
   for (const Json& g : a) {
@@ -61,7 +61,8 @@ std::vector<ScoreGroup> read_groups(const Json& obj, const std::vector<uint8_t>&
         !g.contains("positions") || !g["positions"].is_array()) {
       throw std::runtime_error(bad);
     }
-    ScoreGroup group{g["bucket"].get<std::string>(), {}};
+    ScoreGroup group;
+    group.bucket = g["bucket"].get<std::string>();
     for (const Json& p : g["positions"]) {
       if (!p.is_number_integer() || p.get<int64_t>() < 0 ||
           p.get<int64_t>() >= static_cast<int64_t>(mask.size()) || !mask[p.get<int64_t>()]) {
@@ -69,6 +70,13 @@ std::vector<ScoreGroup> read_groups(const Json& obj, const std::vector<uint8_t>&
                                  " is not a scored position (loss_mask = 1)");
       }
       group.positions.push_back(p.get<int64_t>());
+    }
+    if (g.contains("tags")) {
+      if (!g["tags"].is_array()) throw std::runtime_error(bad);
+      for (const Json& t : g["tags"]) {
+        if (!t.is_string()) throw std::runtime_error(bad);
+        group.tags.push_back(t.get<std::string>());
+      }
     }
     groups.push_back(std::move(group));
   }
@@ -88,7 +96,9 @@ std::string example_to_jsonl(const Example& ex) {
   }
   Json groups = Json::array();
   for (const ScoreGroup& g : ex.groups) {
-    groups.push_back({{"bucket", g.bucket}, {"positions", g.positions}});
+    Json group{{"bucket", g.bucket}, {"positions", g.positions}};
+    if (!g.tags.empty()) group["tags"] = g.tags;
+    groups.push_back(std::move(group));
   }
   line["groups"] = groups;
   return line.dump();
@@ -122,8 +132,8 @@ std::vector<Example> read_examples_jsonl(const std::string& path, int64_t vocab_
     check_ids(ex.targets, "targets", vocab_size, where);
     for (size_t i = 0; i < mask.size(); ++i) {
       if (mask[i] != 0 && mask[i] != 1) {
-        throw std::runtime_error(where + ": loss_mask[" + std::to_string(i) + "] = " +
-                                 std::to_string(mask[i]) + ", expected 0 or 1");
+        throw std::runtime_error(where + ": loss_mask[" + std::to_string(i) +
+                                 "] = " + std::to_string(mask[i]) + ", expected 0 or 1");
       }
       ex.loss_mask.push_back(static_cast<uint8_t>(mask[i]));
     }

@@ -38,6 +38,7 @@ void MetricAccumulator::add(const Example& example, const std::vector<int64_t>& 
     m.exact = m.correct == m.positions;
     overall_.merge(m);
     buckets_[g.bucket].merge(m);
+    for (const std::string& tag : g.tags) buckets_[tag].merge(m);
   }
 }
 

@@ -61,7 +61,8 @@ Example Rule110Task::layout(const std::vector<uint8_t>& cells) const {
   ex.tokens.assign(cells.begin(), cells.end());
   ex.targets.assign(seq_len(), 0);  // unscored positions: Rule 110 has no PAD
   ex.loss_mask.assign(seq_len(), 0);
-  ScoreGroup group{"t=" + std::to_string(options_.t), {}};
+  ScoreGroup group;
+  group.bucket = "t=" + std::to_string(options_.t);
   nlohmann::json states = nlohmann::json::array(), labels = nlohmann::json::array();
   for (int64_t i = 0; i < n; ++i) {
     std::vector<uint8_t> s(cells.begin() + i * w, cells.begin() + (i + 1) * w);

@@ -5,15 +5,14 @@
 #endif
 #include "hypnos/train/distributed.h"
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
 #include <chrono>
 #include <cstdlib>
 #include <iomanip>
-#include <sstream>
 #include <limits>
+#include <sstream>
 #include <stdexcept>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #ifdef HYPNOS_WITH_CUDA
 #include "train/distributed_nccl.h"
@@ -159,12 +158,12 @@ struct DistributedContext::Group {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double limit = static_cast<double>(timeout.count()) / 1000.0;
       const bool timed_out = waited >= 0.95 * limit;
-      throw std::runtime_error(
-          "distributed: " + what + " failed on " + where + " after " + seconds(waited) +
-          " (timeout " + seconds(limit) + "): " +
-          (timed_out ? "no peer answered within the timeout (a peer hung or died)"
-                     : "a peer exited or dropped its connection") +
-          ". Cause: " + cause(e));
+      throw std::runtime_error("distributed: " + what + " failed on " + where + " after " +
+                               seconds(waited) + " (timeout " + seconds(limit) + "): " +
+                               (timed_out
+                                    ? "no peer answered within the timeout (a peer hung or died)"
+                                    : "a peer exited or dropped its connection") +
+                               ". Cause: " + cause(e));
     }
   }
 };
@@ -178,16 +177,15 @@ DistributedContext::DistributedContext(const DistributedEnvironment& env,
     : env_(env), options_(options), device_(device) {
   if (env.world_size < 1 || env.rank < 0 || env.rank >= env.world_size) {
     throw std::invalid_argument("DistributedContext: rank " + std::to_string(env.rank) +
-                                " is outside the world of size " +
-                                std::to_string(env.world_size));
+                                " is outside the world of size " + std::to_string(env.world_size));
   }
   if (!(options.timeout_s > 0.0)) {
     throw std::invalid_argument("DistributedContext: distributed.timeout_s must be > 0, got " +
-                                std::to_string(options.timeout_s));
+                                c10::str(options.timeout_s));
   }
   if (!(options.bucket_mb > 0.0)) {
     throw std::invalid_argument("DistributedContext: distributed.bucket_mb must be > 0, got " +
-                                std::to_string(options.bucket_mb));
+                                c10::str(options.bucket_mb));
   }
   if (!device.is_cpu() && !device.is_cuda()) {
     throw std::invalid_argument("DistributedContext: device must be cpu or cuda, got " +

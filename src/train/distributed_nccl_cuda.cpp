@@ -3,6 +3,7 @@
 #define USE_C10D_NCCL
 #endif
 #include <c10/cuda/CUDAFunctions.h>
+
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 
 #include "train/distributed_nccl.h"

@@ -66,16 +66,15 @@ Muon::Muon(std::vector<at::Tensor> params, MuonOptions defaults)
   for (size_t i = 0; i < group.size(); ++i) {
     if (group[i].dim() != 2) {
       throw std::invalid_argument("Muon: parameter " + std::to_string(i) +
-                                  " must be a 2-D matrix, got shape " +
-                                  c10::str(group[i].sizes()));
+                                  " must be a 2-D matrix, got shape " + c10::str(group[i].sizes()));
     }
   }
   if (!(defaults.lr() >= 0.0)) {
-    throw std::invalid_argument("Muon: lr must be >= 0, got " + std::to_string(defaults.lr()));
+    throw std::invalid_argument("Muon: lr must be >= 0, got " + c10::str(defaults.lr()));
   }
   if (!(defaults.momentum() >= 0.0 && defaults.momentum() < 1.0)) {
     throw std::invalid_argument("Muon: momentum must be in [0, 1), got " +
-                                std::to_string(defaults.momentum()));
+                                c10::str(defaults.momentum()));
   }
   if (defaults.ns_steps() < 0) {
     throw std::invalid_argument("Muon: ns_steps must be >= 0, got " +
@@ -103,8 +102,7 @@ at::Tensor Muon::step(LossClosure closure) {
       }
       at::Tensor& buffer = static_cast<MuonParamState&>(*slot).momentum_buffer();
       buffer.mul_(options.momentum()).add_(grad);
-      const at::Tensor update =
-          options.nesterov() ? grad.add(buffer, options.momentum()) : buffer;
+      const at::Tensor update = options.nesterov() ? grad.add(buffer, options.momentum()) : buffer;
       const at::Tensor ortho = newton_schulz(update, options.ns_steps());
       const double scale = 0.2 * std::sqrt(static_cast<double>(std::max(p.size(0), p.size(1))));
       p.mul_(1.0 - options.lr() * options.weight_decay());

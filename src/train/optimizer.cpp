@@ -1,9 +1,12 @@
 // Muon + AdamW behind one step / zero_grad / lr multiplier / archive, with the reference's split.
 #include "hypnos/train/optimizer.h"
 
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
 #include <torch/serialize/archive.h>
 
 #include "hypnos/train/grad.h"
+#include "hypnos/train/muon.h"
 
 namespace hypnos::train {
 namespace {
@@ -36,9 +39,8 @@ void check_and_place(at::Tensor& state, const at::Tensor& param, const char* wha
   if (!state.defined()) return;
   if (state.sizes() != param.sizes()) {
     throw std::invalid_argument(std::string("Optimizer::load: ") + what + " of parameter " +
-                                std::to_string(index) + " has shape " +
-                                c10::str(state.sizes()) + ", the parameter has " +
-                                c10::str(param.sizes()));
+                                std::to_string(index) + " has shape " + c10::str(state.sizes()) +
+                                ", the parameter has " + c10::str(param.sizes()));
   }
   if (state.device() != param.device()) state = state.to(param.device());
 }
@@ -52,7 +54,8 @@ ParameterSplit split_parameters(const torch::nn::Module& module) {
     const at::Tensor& p = item.value();
     if (!p.requires_grad()) continue;
     const bool hidden_matrix = p.dim() == 2 && name.find("emb") == std::string::npos &&
-                               name.find("head") == std::string::npos;
+                               name.find("head") == std::string::npos &&
+                               name.find("conv") == std::string::npos;
     (hidden_matrix ? split.muon : split.adamw).emplace_back(name, p);
   }
   return split;
@@ -62,15 +65,15 @@ Optimizer::Optimizer(const ParameterSplit& split, const OptimizerOptions& option
     : options_(options) {
   if (!(options.muon_lr >= 0.0)) {
     throw std::invalid_argument("Optimizer: optimizer.muon_lr must be >= 0, got " +
-                                std::to_string(options.muon_lr));
+                                c10::str(options.muon_lr));
   }
   if (!(options.adamw_lr >= 0.0)) {
     throw std::invalid_argument("Optimizer: optimizer.adamw_lr must be >= 0, got " +
-                                std::to_string(options.adamw_lr));
+                                c10::str(options.adamw_lr));
   }
   if (!(options.grad_clip >= 0.0)) {
     throw std::invalid_argument("Optimizer: optimizer.grad_clip must be >= 0 (0 = off), got " +
-                                std::to_string(options.grad_clip));
+                                c10::str(options.grad_clip));
   }
   for (const auto& [name, p] : split.muon) {
     if (p.dim() != 2) {
@@ -88,6 +91,10 @@ Optimizer::Optimizer(const ParameterSplit& split, const OptimizerOptions& option
   }
 }
 
+Optimizer::Optimizer(Optimizer&&) noexcept = default;
+Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
+Optimizer::~Optimizer() = default;
+
 void Optimizer::step() {
   if (muon_) muon_->step();
   if (adamw_) adamw_->step();
@@ -102,8 +109,9 @@ double Optimizer::clip_gradients() { return clip_grad_norm(parameters(), options
 
 void Optimizer::set_lr_multiplier(double multiplier) {
   if (!(multiplier >= 0.0) || !std::isfinite(multiplier)) {
-    throw std::invalid_argument("Optimizer::set_lr_multiplier: multiplier must be finite and >= 0, "
-                                "got " + std::to_string(multiplier));
+    throw std::invalid_argument(
+        "Optimizer::set_lr_multiplier: multiplier must be finite and >= 0, got " +
+        c10::str(multiplier));
   }
   lr_multiplier_ = multiplier;
   if (muon_) {

@@ -4,10 +4,20 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
 namespace hypnos::train {
+namespace {
+
+std::string format(double x) {
+  std::ostringstream out;
+  out << x;
+  return out.str();
+}
+
+}  // namespace
 
 Schedule::Schedule(const ScheduleOptions& options, int64_t total_steps)
     : options_(options), total_steps_(total_steps) {
@@ -23,7 +33,7 @@ Schedule::Schedule(const ScheduleOptions& options, int64_t total_steps)
     }
     if (!(options.min_lr_ratio >= 0.0 && options.min_lr_ratio <= 1.0)) {
       throw std::invalid_argument("Schedule: schedule.min_lr_ratio must be in [0, 1], got " +
-                                  std::to_string(options.min_lr_ratio));
+                                  format(options.min_lr_ratio));
     }
   }
 }
@@ -40,7 +50,7 @@ double Schedule::multiplier(int64_t step) const {
       const int64_t warmup = options_.warmup_steps;
       if (step < warmup) return static_cast<double>(step + 1) / static_cast<double>(warmup);
       const int64_t span = total_steps_ - 1 - warmup;  // steps after the peak
-      if (span <= 0) return 1.0;                        // the last step is the peak
+      if (span <= 0) return 1.0;                       // the last step is the peak
       const double progress =
           std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(span));
       const double r = options_.min_lr_ratio;

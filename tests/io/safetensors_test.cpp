@@ -86,6 +86,14 @@ TEST(Safetensors, StridedAndMapInputsAreStoredContiguouslyInNameOrder) {
   EXPECT_THROW(loaded.at("absent"), std::out_of_range);
 }
 
+TEST(Safetensors, LazilyNegatedViewsAreWrittenWithTheirVisibleValues) {
+  const at::Tensor x = at::arange(6, at::kFloat);
+  const at::Tensor negated = at::_neg_view(x);
+  ASSERT_TRUE(negated.is_neg());
+  const SafetensorsContents back = parse_safetensors(safetensors_bytes({{"n", negated}}));
+  EXPECT_TRUE(at::equal(back.at("n"), -x));
+}
+
 TEST(Safetensors, LayoutIsLittleEndianLengthThenSpacePaddedJsonThenData) {
   const NamedTensors tensors = {{"x", at::tensor({1.0f, 2.0f, 3.0f})}};
   const std::string bytes = safetensors_bytes(tensors, {{"k", "v"}});
@@ -249,6 +257,16 @@ TEST(Safetensors, EachKindOfMalformedFileGivesAnErrorNamingFileAndTensor) {
        file_with_header(
            R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})", 8),
        "'w': shape [4611686018427387904,4] has too many elements"},
+      {"zero-sized but with overflowing strides",
+       file_with_header(R"({"w":{"dtype":"F32","shape":[0,4611686018427387904,4],)"
+                        R"("data_offsets":[0,0]}})",
+                        0),
+       "'w': shape [0,4611686018427387904,4] has too many elements"},
+      {"nested too deeply",
+       file_with_header(R"({"w":{"dtype":"F32","shape":[[[2]]],"data_offsets":[0,8]}})", 8),
+       "nests deeper"},
+      {"duplicate metadata key", file_with_header(R"({"__metadata__":{"a":"1","a":"2"}})", 0),
+       "__metadata__: duplicate key 'a'"},
       {"byte count overflows",
        file_with_header(R"({"w":{"dtype":"F64","shape":[4611686018427387904],)"
                         R"("data_offsets":[0,8]}})",

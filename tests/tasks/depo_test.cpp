@@ -1,5 +1,7 @@
 // Depo (TASKS.md section 2): the worked example token for token, the draw order replayed by hand,
 // and the structural invariants of generated examples on both splits.
+#include "hypnos/tasks/depo.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,8 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
-
-#include "hypnos/tasks/depo.h"
 
 namespace hypnos::tasks {
 namespace {
@@ -40,7 +40,7 @@ TEST(Depo, WorkedExampleLayoutMatchesTasksMd) {
   for (int i = 0; i < 284; ++i) ASSERT_EQ(ex.tokens[i], 0) << i;
   const std::vector<int64_t> context{91, 3, 51, 7, 62, 55, 3, 51, 7, 62, 12, 80, 91, 55, 12, 80};
   EXPECT_EQ(std::vector<int64_t>(ex.tokens.begin() + 284, ex.tokens.begin() + 300), context);
-  const std::vector<int64_t> queries{103, 12, 80, 117, 7,   62, 101, 55, 117, 12, 80,  107, 3,
+  const std::vector<int64_t> queries{103, 12,  80, 117, 7, 62, 101, 55, 117, 12, 80,  107, 3,
                                      51,  117, 55, 116, 7, 62, 117, 55, 105, 91, 117, 91};
   EXPECT_EQ(std::vector<int64_t>(ex.tokens.begin() + 300, ex.tokens.begin() + 325), queries);
   for (int i = 325; i < 360; ++i) ASSERT_EQ(ex.tokens[i], 0) << i;
@@ -184,7 +184,8 @@ TEST(Depo, GeneratedExamplesDecodeToTheirCycleAndAnswers) {
         scored += got.size();
         ++k_count[k];
       }
-      ASSERT_EQ(scored, static_cast<size_t>(std::count(ex.loss_mask.begin(), ex.loss_mask.end(), 1)));
+      ASSERT_EQ(scored,
+                static_cast<size_t>(std::count(ex.loss_mask.begin(), ex.loss_mask.end(), 1)));
       if (split == Split::kTest) {
         EXPECT_EQ(k_count, (std::map<int64_t, int>{{1, 2}, {2, 2}, {4, 2}, {8, 2}, {16, 2}}));
       }

@@ -1,7 +1,8 @@
 // JSONL round trip of generated examples, and RELIABILITY R14: malformed lines are refused with an
 // error naming file:line and what was wrong.
-#include <gtest/gtest.h>
+#include "hypnos/tasks/jsonl.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -9,14 +10,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "hypnos/tasks/jsonl.h"
 #include "hypnos/tasks/task_options.h"
 
 namespace hypnos::tasks {
 namespace {
 
-/// A file in GoogleTest's temporary directory, removed with the fixture. (std::filesystem::remove_all
-/// is avoided: the torch wheel's libtorch.so exports a copy of it that crashed here.)
+/// A file in GoogleTest's temporary directory, removed with the fixture.
+/// (std::filesystem::remove_all is avoided: the torch wheel's libtorch.so exports a copy of it that
+/// crashed here.)
 class JsonlFile : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -59,8 +60,8 @@ TEST_F(JsonlFile, GeneratedExamplesRoundTrip) {
     auto task = make_task(options, 12);
     std::ostringstream text;
     write_jsonl(*task, Split::kTest, 3, 5, text);
-    const auto examples = read_examples_jsonl(write(text.str()), task->vocab_size(),
-                                              task->seq_len());
+    const auto examples =
+        read_examples_jsonl(write(text.str()), task->vocab_size(), task->seq_len());
     ASSERT_EQ(examples.size(), 5u);
     for (int i = 0; i < 5; ++i) {
       const Example want = task->example(Split::kTest, 3 + i);
@@ -100,8 +101,8 @@ TEST_F(JsonlFile, GenerateLinesCarryTheDesignFields) {
 
 TEST_F(JsonlFile, MissingGroupsDefaultToRunsOfScoredPositions) {
   const auto examples = read_examples_jsonl(
-      write(kGood + "\n\n" +
-            R"({"tokens":[0,1,2,3],"targets":[1,2,3,0],"loss_mask":[1,0,1,1]})" + "\n"),
+      write(kGood + "\n\n" + R"({"tokens":[0,1,2,3],"targets":[1,2,3,0],"loss_mask":[1,0,1,1]})" +
+            "\n"),
       6, 4);
   ASSERT_EQ(examples.size(), 2u);
   ASSERT_EQ(examples[0].groups.size(), 1u);

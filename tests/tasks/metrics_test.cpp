@@ -1,11 +1,12 @@
 // The metric accumulator: exact accuracy per group, token accuracy and mean CE per position, per
 // bucket and overall, on hand-made examples whose numbers are worked out in the comments.
+#include "hypnos/tasks/metrics.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
 #include "hypnos/tasks/depo.h"
-#include "hypnos/tasks/metrics.h"
 
 namespace hypnos::tasks {
 namespace {
@@ -74,6 +75,17 @@ TEST(Metrics, DepoQueriesAreScoredPerHopCount) {
   EXPECT_EQ(m.buckets().at("k=1").correct, 1);
   EXPECT_EQ(m.buckets().at("k=16").exact, 1);
   EXPECT_NEAR(m.overall().mean_ce(), 0.1, 1e-12);
+}
+
+TEST(Metrics, TagsCountTowardFurtherBuckets) {
+  Example ex = two_group_example();
+  ex.groups[0].tags = {"mode=reverse", "template=zoo"};
+  MetricAccumulator m;
+  m.add(ex, {0, 11, 12, 0, 0, 0}, {0, 1.0, 3.0, 0, 5.0, 0});
+  EXPECT_EQ(m.buckets().at("mode=reverse").groups, 1);
+  EXPECT_DOUBLE_EQ(m.buckets().at("template=zoo").mean_ce(), 2.0);
+  EXPECT_EQ(m.buckets().at("template=zoo").exact, 1);
+  EXPECT_EQ(m.overall().groups, 2);  // tags never double-count the overall figures
 }
 
 TEST(Metrics, RefusesPredictionsOfTheWrongLength) {

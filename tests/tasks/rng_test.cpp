@@ -1,8 +1,10 @@
 // The counter-based RNG of TASKS.md section 0: known values, the exact rejection and shuffle rules,
-// uniformity, and replay from a key. Known values were computed independently at authoring time with a
-// 15-line Python transcription of the TASKS.md formulas (arbitrary-precision ints masked to 64 bits,
-// run with /work/main/.venv/bin/python); mix(0) is also splitmix64's well-known first output for seed
-// 0 and fnv1a64("a") the FNV reference vector.
+// uniformity, and replay from a key. Known values were computed independently at authoring time
+// with a 15-line Python transcription of the TASKS.md formulas (arbitrary-precision ints masked to
+// 64 bits, run with /work/main/.venv/bin/python); mix(0) is also splitmix64's well-known first
+// output for seed 0 and fnv1a64("a") the FNV reference vector.
+#include "hypnos/tasks/rng.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,8 +12,6 @@
 #include <numeric>
 #include <set>
 #include <vector>
-
-#include "hypnos/tasks/rng.h"
 
 namespace hypnos::tasks {
 namespace {

@@ -1,10 +1,10 @@
 // Rule 110 (TASKS.md section 1): the layout, the draw order, and labels checked against the tensor
 // formulation of shared/reference/sleep_reference.py (table lookup over rolled neighbours).
+#include "hypnos/tasks/rule110.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
-
-#include "hypnos/tasks/rule110.h"
 
 namespace hypnos::tasks {
 namespace {

@@ -1,13 +1,13 @@
 // The `task:` section declares only the selected task's keys, flat, after `name`; make_task builds
 // the named task and refuses inconsistent options naming the key.
+#include "hypnos/tasks/task_options.h"
+
 #include <gtest/gtest.h>
 
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include "hypnos/tasks/task_options.h"
 
 namespace hypnos::tasks {
 namespace {

@@ -3,8 +3,8 @@
 // child's body, so a normal run of the suite never executes it on its own.
 #include "hypnos/train/distributed.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -18,6 +18,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "hypnos/train/optimizer.h"
 
 extern char** environ;
 
@@ -49,9 +51,7 @@ std::vector<at::Tensor> rank_values(int64_t rank) {
           at::randint(1000, {6}, gen, at::kLong)};
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
+void write_text(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
 
 void run_average(DistributedContext& ctx, const fs::path& dir) {
   // Parameters 0-2 have a gradient on both ranks; parameter 3 only on rank 0 (rank 1 never used
@@ -92,6 +92,59 @@ void run_broadcast(DistributedContext& ctx, const fs::path& dir) {
   ctx.barrier();
 }
 
+// R12 in small: a model trained 10 steps by data parallelism over the world (each rank its slice
+// of one global batch, gradients averaged) against the same run in one process.
+struct NetImpl : torch::nn::Module {
+  NetImpl() {
+    hidden1 = register_module("hidden1", torch::nn::Linear(6, 16));
+    hidden2 = register_module("hidden2", torch::nn::Linear(16, 16));
+    head = register_module("head", torch::nn::Linear(16, 3));
+  }
+  at::Tensor forward(const at::Tensor& x) {  // x: [B, 6] -> [B, 3]
+    return head(torch::tanh(hidden2(torch::tanh(hidden1(x)))));
+  }
+  torch::nn::Linear hidden1{nullptr}, hidden2{nullptr}, head{nullptr};
+};
+TORCH_MODULE(Net);
+
+constexpr int64_t kGlobalBatch = 16;
+constexpr int kTrainSteps = 10;
+
+std::vector<at::Tensor> train_data_parallel(const DistributedContext& ctx) {
+  Net net;
+  {  // a different initialisation on every rank: the broadcast must make them agree
+    at::NoGradGuard no_grad;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(500 + ctx.rank());
+    for (auto& p : net->parameters()) p.copy_(at::randn(p.sizes(), gen) * 0.5);
+  }
+  ctx.broadcast_from_main(net->parameters());
+  OptimizerOptions options;
+  options.adamw_lr = 1e-2;
+  Optimizer optimizer(split_parameters(*net), options);
+  const int64_t local = kGlobalBatch / ctx.world_size();
+  for (int step = 0; step < kTrainSteps; ++step) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(700 + step);
+    const at::Tensor x = at::randn({kGlobalBatch, 6}, gen);
+    const at::Tensor y = at::randint(3, {kGlobalBatch}, gen, at::kLong);
+    const int64_t begin = local * ctx.rank();
+    optimizer.zero_grad();
+    torch::cross_entropy_loss(net->forward(x.narrow(0, begin, local)), y.narrow(0, begin, local))
+        .backward();
+    ctx.average_gradients(net->parameters());
+    optimizer.clip_gradients();
+    optimizer.step();
+  }
+  std::vector<at::Tensor> out;
+  for (const auto& p : net->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+void run_train(DistributedContext& ctx, const fs::path& dir) {
+  const auto path = dir / ("rank" + std::to_string(ctx.rank()) + ".pt");
+  torch::save(train_data_parallel(ctx), path.string());
+  ctx.barrier();
+}
+
 // Rank 1 disappears (dead) or stops calling collectives (hung) after one good allreduce; rank 0
 // must get an error that names the collective within the timeout, and record it.
 void run_failing_peer(DistributedContext& ctx, const fs::path& dir, bool dead) {
@@ -127,15 +180,24 @@ TEST(DistributedWorker, DISABLED_RunScenario) {
   DistributedOptions options;
   const std::string name = scenario;
   options.bucket_mb = 2048.0 / (1024 * 1024);  // 2 KiB: several buckets from small tensors
-  if (name == "dead_peer" || name == "hung_peer") options.timeout_s = kFailTimeoutS;
-  else options.timeout_s = 60.0;
+  if (name == "dead_peer" || name == "hung_peer")
+    options.timeout_s = kFailTimeoutS;
+  else
+    options.timeout_s = 60.0;
   DistributedContext ctx = DistributedContext::from_environment(options, at::kCPU);
   ASSERT_EQ(ctx.world_size(), 2);
-  if (name == "average") run_average(ctx, dir);
-  else if (name == "broadcast") run_broadcast(ctx, dir);
-  else if (name == "dead_peer") run_failing_peer(ctx, dir, /*dead=*/true);
-  else if (name == "hung_peer") run_failing_peer(ctx, dir, /*dead=*/false);
-  else FAIL() << "unknown scenario '" << name << "'";
+  if (name == "average")
+    run_average(ctx, dir);
+  else if (name == "broadcast")
+    run_broadcast(ctx, dir);
+  else if (name == "train")
+    run_train(ctx, dir);
+  else if (name == "dead_peer")
+    run_failing_peer(ctx, dir, /*dead=*/true);
+  else if (name == "hung_peer")
+    run_failing_peer(ctx, dir, /*dead=*/false);
+  else
+    FAIL() << "unknown scenario '" << name << "'";
 }
 
 // ---- the parent -------------------------------------------------------------------------------
@@ -183,8 +245,8 @@ Workers run_two_ranks(const std::string& scenario, double deadline_s) {
       }
     }
     for (const std::string& var :
-         {"RANK=" + std::to_string(rank), std::string("WORLD_SIZE=2"), "LOCAL_RANK=" +
-          std::to_string(rank), std::string("MASTER_ADDR=127.0.0.1"),
+         {"RANK=" + std::to_string(rank), std::string("WORLD_SIZE=2"),
+          "LOCAL_RANK=" + std::to_string(rank), std::string("MASTER_ADDR=127.0.0.1"),
           "MASTER_PORT=" + std::to_string(port), std::string("OMP_NUM_THREADS=1"),
           "HYPNOS_DIST_SCENARIO=" + scenario, "HYPNOS_DIST_DIR=" + w.dir.string()}) {
       env.push_back(var);
@@ -275,6 +337,23 @@ TEST(Distributed, BroadcastMakesEveryRankHoldRankZerosValuesBitwise) {
   remove_dir(w.dir);
 }
 
+TEST(Distributed, TwoRanksTrainLikeOneProcessWithTheSameGlobalBatch) {
+  const Workers w = run_two_ranks("train", 120.0);
+  ASSERT_EQ(w.exit_codes, (std::vector<int>{0, 0})) << logs(w);
+  const auto r0 = load_tensors(w.dir / "rank0.pt"), r1 = load_tensors(w.dir / "rank1.pt");
+  const auto single = train_data_parallel(DistributedContext());
+  ASSERT_EQ(r0.size(), single.size());
+  double largest = 0.0;
+  for (size_t i = 0; i < r0.size(); ++i) {
+    EXPECT_TRUE(at::equal(r0[i], r1[i])) << "parameter " << i;
+    const double err = (r0[i] - single[i]).abs().max().item<double>();
+    EXPECT_LT(err, 1e-6) << "parameter " << i;
+    largest = std::max(largest, err);
+  }
+  RecordProperty("max_abs_diff_vs_one_process", c10::str(largest));
+  remove_dir(w.dir);
+}
+
 void expect_clear_failure(const Workers& w) {
   ASSERT_EQ(w.exit_codes[0], 0) << logs(w);
   const std::string record = read_text(w.dir / "rank0.txt");
@@ -301,6 +380,26 @@ TEST(Distributed, APeerThatHangsMakesTheOtherFailAfterTheTimeout) {
       << "a hung peer cannot be detected before the timeout";
   EXPECT_NE(record.find("no peer answered within the timeout"), std::string::npos) << record;
   remove_dir(w.dir);
+}
+
+TEST(Distributed, ARankWhosePeerNeverArrivesFailsToJoinWithinTheTimeout) {
+  DistributedEnvironment env;
+  env.rank = 0;
+  env.world_size = 2;
+  env.master_port = free_port();
+  DistributedOptions options;
+  options.timeout_s = 1.0;
+  const auto start = Clock::now();
+  try {
+    DistributedContext ctx(env, options, at::kCPU);
+    FAIL() << "expected std::runtime_error";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rank 0 of 2 could not join the group at 127.0.0.1:"), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("timeout (1 s)"), std::string::npos) << what;
+  }
+  EXPECT_LT(seconds_since(start), 1.0 + 3.0);
 }
 
 TEST(DistributedEnvironment, AbsentVariablesMeanASingleProcess) {

@@ -6,6 +6,8 @@
 
 #include <sstream>
 
+#include "hypnos/train/distributed.h"
+#include "hypnos/train/muon.h"
 #include "hypnos/train/schedule.h"
 
 namespace hypnos::train {
@@ -21,15 +23,16 @@ struct TinyLMImpl : torch::nn::Module {
         "conv", torch::nn::Conv1d(torch::nn::Conv1dOptions(8, 8, 3).groups(8).padding(1)));
     norm = register_parameter("norm", torch::ones({8}));
     up = register_module("mlp_up", torch::nn::Linear(torch::nn::LinearOptions(8, 16).bias(false)));
-    down = register_module("mlp_down",
-                           torch::nn::Linear(torch::nn::LinearOptions(16, 8).bias(false)));
+    down =
+        register_module("mlp_down", torch::nn::Linear(torch::nn::LinearOptions(16, 8).bias(false)));
     head = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(8, 10).bias(false)));
     frozen = register_parameter("frozen", torch::zeros({4, 4}), /*requires_grad=*/false);
+    short_conv = register_parameter("short_conv", torch::zeros({8, 3}));  // [C, K] taps
   }
   // tokens: [B, T] -> loss
   at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets) {
-    at::Tensor x = embed(tokens) * norm;                     // [B, T, 8]
-    x = x + conv(x.transpose(1, 2)).transpose(1, 2);         // [B, T, 8]
+    at::Tensor x = embed(tokens) * norm;              // [B, T, 8]
+    x = x + conv(x.transpose(1, 2)).transpose(1, 2);  // [B, T, 8]
     x = x + torch::tanh(mixer(x));
     x = x + down(torch::relu(up(x)));
     return torch::cross_entropy_loss(head(x).flatten(0, 1), targets.flatten());
@@ -37,7 +40,7 @@ struct TinyLMImpl : torch::nn::Module {
   torch::nn::Embedding embed{nullptr};
   torch::nn::Linear mixer{nullptr}, up{nullptr}, down{nullptr}, head{nullptr};
   torch::nn::Conv1d conv{nullptr};
-  at::Tensor norm, frozen;
+  at::Tensor norm, frozen, short_conv;
 };
 TORCH_MODULE(TinyLM);
 
@@ -84,9 +87,9 @@ TEST(ParameterSplit, HiddenMatricesToMuonEverythingElseToAdamW) {
   const ParameterSplit split = split_parameters(*model);
   EXPECT_EQ(names(split.muon),
             (std::vector<std::string>{"mixer.weight", "mlp_up.weight", "mlp_down.weight"}));
-  EXPECT_EQ(names(split.adamw), (std::vector<std::string>{"norm", "embed.weight", "mixer.bias",
-                                                          "conv.weight", "conv.bias",
-                                                          "head.weight"}));
+  EXPECT_EQ(names(split.adamw),
+            (std::vector<std::string>{"norm", "short_conv", "embed.weight", "mixer.bias",
+                                      "conv.weight", "conv.bias", "head.weight"}));
 }
 
 TEST(Optimizer, GroupsMatchTorchAdamWAndStandaloneMuonBitwise) {
@@ -102,10 +105,9 @@ TEST(Optimizer, GroupsMatchTorchAdamWAndStandaloneMuonBitwise) {
   std::vector<at::Tensor> twin_muon, twin_adamw;
   for (const auto& [name, p] : twin_split.muon) twin_muon.push_back(p);
   for (const auto& [name, p] : twin_split.adamw) twin_adamw.push_back(p);
-  torch::optim::AdamW adamw(twin_adamw, torch::optim::AdamWOptions(3e-3)
-                                            .betas({0.9, 0.999})
-                                            .eps(1e-8)
-                                            .weight_decay(0.01));
+  torch::optim::AdamW adamw(
+      twin_adamw,
+      torch::optim::AdamWOptions(3e-3).betas({0.9, 0.999}).eps(1e-8).weight_decay(0.01));
   Muon muon(twin_muon, MuonOptions(2e-3).momentum(0.95).weight_decay(0.01));
 
   const std::vector<double> multipliers = {0.5, 1.0, 0.25};
@@ -215,6 +217,19 @@ TEST(Optimizer, LoadRejectsAnArchiveOfAnotherSplit) {
   }
 }
 
+TEST(Optimizer, RejectsNegativeLearningRatesNamingTheKey) {
+  TinyLM model;
+  OptimizerOptions options;
+  options.adamw_lr = -1.0;
+  try {
+    Optimizer optimizer(split_parameters(*model), options);
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_TRUE(std::string(e.what()).ends_with("optimizer.adamw_lr must be >= 0, got -1"))
+        << e.what();
+  }
+}
+
 TEST(Optimizer, ClipGradientsUsesTheConfiguredNormOverBothGroups) {
   TinyLM model;
   OptimizerOptions options;
@@ -225,9 +240,50 @@ TEST(Optimizer, ClipGradientsUsesTheConfiguredNormOverBothGroups) {
   const double before = optimizer.clip_gradients();
   EXPECT_GT(before, 1e-3);
   double after_sq = 0.0;
-  for (const auto& p : optimizer.parameters()) after_sq += p.grad().pow(2).sum().item<double>();
+  for (const auto& p : optimizer.parameters()) {
+    if (p.grad().defined()) after_sq += p.grad().pow(2).sum().item<double>();
+  }
   EXPECT_NEAR(std::sqrt(after_sq), 1e-3, 1e-8);
-  EXPECT_EQ(optimizer.parameters().size(), 9u);
+  EXPECT_EQ(optimizer.parameters().size(), 10u);
+}
+
+// Records what an options struct's visit declares: key, and whether the default is in its range.
+struct FieldRecorder {
+  std::vector<std::string> keys;
+  std::vector<std::string> out_of_range;
+  template <class T>
+  void field(std::string_view key, T& value, std::string_view doc, config::Range range = {}) {
+    keys.emplace_back(key);
+    EXPECT_FALSE(doc.empty()) << key;
+    if constexpr (std::is_arithmetic_v<T>) {
+      const double v = static_cast<double>(value);
+      if (v < range.min || v > range.max) out_of_range.emplace_back(key);
+    }
+  }
+};
+
+TEST(OptionsVisit, OptimizerScheduleAndDistributedKeysWithDefaultsInRange) {
+  FieldRecorder optimizer, schedule, distributed;
+  OptimizerOptions o;
+  o.visit(optimizer);
+  ScheduleOptions s;
+  s.visit(schedule);
+  DistributedOptions d;
+  d.visit(distributed);
+  EXPECT_EQ(optimizer.keys,
+            (std::vector<std::string>{"muon_lr", "adamw_lr", "beta1", "beta2", "eps",
+                                      "weight_decay", "momentum", "ns_steps", "grad_clip"}));
+  EXPECT_EQ(schedule.keys, (std::vector<std::string>{"kind", "warmup_steps", "min_lr_ratio"}));
+  EXPECT_EQ(distributed.keys, (std::vector<std::string>{"timeout_s", "bucket_mb"}));
+  EXPECT_TRUE(optimizer.out_of_range.empty());
+  EXPECT_TRUE(schedule.out_of_range.empty());
+  EXPECT_TRUE(distributed.out_of_range.empty());
+  // The paper's recipe and the reference's Muon.
+  EXPECT_EQ(o.muon_lr, 2e-3);
+  EXPECT_EQ(o.adamw_lr, 5e-5);
+  EXPECT_EQ(o.momentum, 0.95);
+  EXPECT_EQ(o.ns_steps, 5);
+  EXPECT_EQ(o.grad_clip, 1.0);
 }
 
 }  // namespace

@@ -17,6 +17,23 @@ struct WindowLoopOutput {
   memory::ModelMemory memory;
 };
 
+/// What one window must do, decided by the schedule before any compute.
+struct WindowPlan {
+  bool sleeps = false;       ///< N passes (else one)
+  bool wants_logits = true;  ///< its wake logits are computed and returned
+};
+
+struct WindowResult {
+  at::Tensor logits;            ///< [B, L_w, vocab], undefined when !plan.wants_logits
+  memory::ModelMemory memory;   ///< after eviction: what the next window starts from
+};
+
+/// One window of the loop: embed once; the wake pass; N-1 more passes if `plan.sleeps`; eviction.
+/// run_windows calls it per window; Session calls it for each window it reads and for queries.
+WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
+                          const memory::ModelMemory& start, const WindowPlan& plan,
+                          const SleepOptions& opts);
+
 /// Runs `tokens` [B, T] window by window through `model`, starting from `memory` (e.g.
 /// ModelMemory::empty(model->n_layers())). `loss_mask` [B, T] (bool or 0/1) or undefined: a window
 /// "has loss tokens" when any row has one there; the loss_free schedule requires it.

@@ -1,5 +1,6 @@
-// Examples as tensors: a batch of consecutive example indices, collated into [B, T] CPU tensors, and
-// the index arithmetic that gives each rank of a distributed run its own examples (RELIABILITY R10).
+// Examples as tensors: a batch of consecutive example indices, collated into [B, T] CPU tensors,
+// and the index arithmetic that gives each rank of a distributed run its own examples (RELIABILITY
+// R10).
 #pragma once
 #include <ATen/ATen.h>
 

@@ -11,7 +11,8 @@
 
 namespace hypnos::tasks {
 
-/// One line (no newline): {"tokens", "targets", "loss_mask", <fields_json keys>, "groups"}.
+/// One line (no newline): {"tokens", "targets", "loss_mask", <fields_json keys>, "groups"}, each
+/// group {"bucket", "positions"[, "tags"]}.
 std::string example_to_jsonl(const Example& example);
 
 /// Examples first .. first + n - 1 of `split`, one line each.

@@ -17,6 +17,7 @@ namespace hypnos::tasks {
 struct ScoreGroup {
   std::string bucket;              ///< difficulty bucket, e.g. "t=12", "k=4", "op=6"
   std::vector<int64_t> positions;  ///< indices into the example where loss_mask = 1
+  std::vector<std::string> tags;   ///< further buckets it also counts toward, e.g. "mode=reverse"
 };
 
 /// One sequence (TASKS.md section 0). All vectors have length T = Task::seq_len().

@@ -1,5 +1,5 @@
-// The `task:` config section: which task to generate and its knobs (TASKS.md sections 1-3). Only the
-// selected task's keys are visited, flat, so the YAML reads task.name, task.t, task.n_max, ...
+// The `task:` config section: which task to generate and its knobs (TASKS.md sections 1-3). Only
+// the selected task's keys are visited, flat, so the YAML reads task.name, task.t, task.n_max, ...
 #pragma once
 #include <array>
 #include <cstdint>
@@ -48,7 +48,8 @@ struct DepoOptions {
 
   template <class V>
   void visit(V& v) {
-    v.field("n_max", n_max, "nodes per test example and largest train n", config::Range{3, 1 << 20});
+    v.field("n_max", n_max, "nodes per test example and largest train n",
+            config::Range{3, 1 << 20});
     v.field("k_max", k_max, "largest hop count K", config::Range{1, 1 << 20});
     v.field("queries", queries, "queries per example M", config::Range{1, 1 << 20});
     v.field("name_vocab", name_vocab, "piece ids per name position V", config::Range{1, 1 << 20});
@@ -60,20 +61,21 @@ struct DepoOptions {
 
 /// TASKS.md section 3.4: the GSM-Infinite "realistic" problems as hypnos generates them.
 struct GsmInfiniteOptions {
-  int64_t d = 3;                       ///< 2 = medium (sums), 3 = hard (averages). Default: 3
-  GsmLength length = GsmLength::kNoise;  ///< noise: distractors up to tau; zero: none. Default: noise
-  int64_t length_min = 2000;           ///< smallest tau (hypnos tokens). Default: 2000
-  int64_t length_max = 3300;           ///< largest tau (hypnos tokens). Default: 3300
-  int64_t max_len = 3392;              ///< T: sequences are right-padded to this. Default: 3392
-  int64_t op_max = 8;                  ///< ops are 1..op_max. Default: 8
-  double reverse_fraction = 0.5;       ///< share of reverse-mode problems. Default: 0.5
-  double weight_zoo = 0.5;             ///< template mix. Default: 0.5
-  double weight_teachers = 0.25;       ///< Default: 0.25
-  double weight_movies = 0.25;         ///< Default: 0.25
-  int64_t ip_max = 20;                 ///< most structure edges. Default: 20
-  int64_t number_range = 5;            ///< r: constants are below r. Default: 5
-  int64_t max_attempts = 10000;        ///< generator attempts before giving up. Default: 10000
-  bool vocab_extend = true;            ///< official data: append unseen words. Default: true
+  int64_t d = 3;  ///< 2 = medium (sums), 3 = hard (averages). Default: 3
+  GsmLength length =
+      GsmLength::kNoise;          ///< noise: distractors up to tau; zero: none. Default: noise
+  int64_t length_min = 2000;      ///< smallest tau (hypnos tokens). Default: 2000
+  int64_t length_max = 3300;      ///< largest tau (hypnos tokens). Default: 3300
+  int64_t max_len = 3392;         ///< T: sequences are right-padded to this. Default: 3392
+  int64_t op_max = 8;             ///< ops are 1..op_max. Default: 8
+  double reverse_fraction = 0.5;  ///< share of reverse-mode problems. Default: 0.5
+  double weight_zoo = 0.5;        ///< template mix. Default: 0.5
+  double weight_teachers = 0.25;  ///< Default: 0.25
+  double weight_movies = 0.25;    ///< Default: 0.25
+  int64_t ip_max = 20;            ///< most structure edges. Default: 20
+  int64_t number_range = 5;       ///< r: constants are below r. Default: 5
+  int64_t max_attempts = 10000;   ///< generator attempts before giving up. Default: 10000
+  bool vocab_extend = true;       ///< official data: append unseen words. Default: true
 
   template <class V>
   void visit(V& v) {
@@ -86,7 +88,8 @@ struct GsmInfiniteOptions {
     v.field("reverse_fraction", reverse_fraction, "share of reverse-mode problems",
             config::Range{0, 1});
     v.field("weight_zoo", weight_zoo, "template weight of zoo", config::Range{0, 1e9});
-    v.field("weight_teachers", weight_teachers, "template weight of teachers", config::Range{0, 1e9});
+    v.field("weight_teachers", weight_teachers, "template weight of teachers",
+            config::Range{0, 1e9});
     v.field("weight_movies", weight_movies, "template weight of movies", config::Range{0, 1e9});
     v.field("ip_max", ip_max, "most structure edges", config::Range{1, 1000});
     v.field("number_range", number_range, "constants are drawn below this", config::Range{3, 1000});

@@ -2,7 +2,7 @@
 // gradients averaged by bucketed allreduce (Gloo on CPU, NCCL on CUDA). c10d stays out of this
 // header (pimpl), and every collective fails with a named error after the timeout, never hangs.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <map>

@@ -1,7 +1,7 @@
 // Gradient hygiene before an optimizer step: global-norm clipping (returning the norm for the
 // metrics) and an exact non-finite check, so a bad step can be skipped before it touches weights.
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <vector>
 

@@ -2,7 +2,7 @@
 // (its polar factor) via a quintic Newton-Schulz iteration; port of Muon in
 // shared/reference/sleep_reference.py, with the update RMS matched to AdamW's (Moonlight).
 #pragma once
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <torch/optim/optimizer.h>
 
 #include <cstdint>

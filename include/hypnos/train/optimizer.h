@@ -1,19 +1,31 @@
 // The training optimizer of the paper: Muon for the hidden matrices, AdamW for everything else,
 // one object with one lr multiplier (from the schedule) and one archive, so a resume is bitwise.
 #pragma once
-#include <ATen/ATen.h>
-#include <torch/nn/module.h>
-#include <torch/optim/adamw.h>
+#include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "hypnos/config/fields.h"
-#include "hypnos/train/muon.h"
+
+// Only references and owning pointers below: the LibTorch optimizer headers stay in the .cpp.
+namespace torch::nn {
+class Module;
+}  // namespace torch::nn
+namespace torch::optim {
+class AdamW;
+}  // namespace torch::optim
+namespace torch::serialize {
+class OutputArchive;
+class InputArchive;
+}  // namespace torch::serialize
 
 namespace hypnos::train {
+
+class Muon;
 
 struct OptimizerOptions {
   /// Muon lr for the hidden matrices (paper: 2e-3 for Rule 110 and Depo, 1e-3 for GSM-Infinite).
@@ -61,11 +73,12 @@ struct ParameterSplit {
   NamedParameters adamw;  ///< everything else that requires grad
 };
 
-/// The reference's rule (muon_groups in sleep_reference.py): a parameter goes to Muon when it is
-/// exactly 2-D and its full dotted name contains neither "emb" nor "head" (so embeddings, the
-/// output head, the lm_head and anything under them stay on AdamW); everything else (norm scales,
-/// biases and gates, which are 0-D or 1-D; conv weights, which are 3-D) goes to AdamW.
-/// Parameters with requires_grad == false are left out of both groups.
+/// The reference's rule (muon_groups in sleep_reference.py) plus one safety net: a parameter goes
+/// to Muon when it is exactly 2-D and its full dotted name contains none of "emb", "head" (the
+/// reference's two) and "conv" (a short convolution stored as a [C, K] matrix is not a hidden
+/// linear map; on the reference model no 2-D name contains it, so the split is the reference's).
+/// Everything else goes to AdamW: embeddings, the output head, norm scales, biases, gates and
+/// decays (0-D or 1-D), conv weights (3-D). Parameters with requires_grad == false are left out.
 ParameterSplit split_parameters(const torch::nn::Module& module);
 
 /// Muon on split.muon and AdamW on split.adamw, each with its own base lr; an empty group gets no
@@ -73,6 +86,9 @@ ParameterSplit split_parameters(const torch::nn::Module& module);
 class Optimizer {
  public:
   Optimizer(const ParameterSplit& split, const OptimizerOptions& options);
+  Optimizer(Optimizer&&) noexcept;
+  Optimizer& operator=(Optimizer&&) noexcept;
+  ~Optimizer();
 
   /// One update of both groups with the gradients as they are (clip first: clip_gradients()).
   void step();
@@ -93,7 +109,9 @@ class Optimizer {
   const OptimizerOptions& options() const { return options_; }
 
   /// Moments, momentum buffers, AdamW step counts and the lr multiplier. Loading into an
-  /// Optimizer over the same split (same shapes, same order) continues bitwise.
+  /// Optimizer over the same split (same shapes, same order) continues bitwise; the configured
+  /// hyperparameters (options()) win over those stored in the archive. A different split or a
+  /// state tensor of another shape is a std::invalid_argument naming the parameter.
   void save(torch::serialize::OutputArchive& archive) const;
   void load(torch::serialize::InputArchive& archive);
 

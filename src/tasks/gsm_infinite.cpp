@@ -1,0 +1,146 @@
+// GSM-Infinite sequence layout and the official-data loader (TASKS.md 3.4). The answer marker
+// `answer :` mirrors the original solution's "Answer: N", so N is predicted right after `:`.
+#include "hypnos/tasks/gsm_infinite.h"
+
+#include <nlohmann/json.hpp>
+
+namespace hypnos::tasks {
+
+Example gsm_layout(const GsmProblem& p, const GsmTokenizer& tokenizer, int64_t max_len,
+                   int64_t* unknown) {
+  if (p.answer < 0 || p.answer > GsmTokenizer::kMaxNumber) {
+    throw std::invalid_argument("gsm_layout: answer = " + std::to_string(p.answer) +
+                                ", expected 0..1000 (one number token)");
+  }
+  Example ex;
+  ex.tokens.push_back(GsmTokenizer::kBos);
+  for (const std::string* text : {&p.question, &p.problem}) {
+    const std::vector<int64_t> ids = tokenizer.encode(*text, unknown);
+    ex.tokens.insert(ex.tokens.end(), ids.begin(), ids.end());
+  }
+  const std::vector<int64_t> marker = tokenizer.encode("answer :", unknown);
+  ex.tokens.insert(ex.tokens.end(), marker.begin(), marker.end());
+  const int64_t colon = static_cast<int64_t>(ex.tokens.size()) - 1;
+  ex.tokens.push_back(GsmTokenizer::kNumberBase + p.answer);
+  if (static_cast<int64_t>(ex.tokens.size()) > max_len) {
+    throw std::invalid_argument("gsm_layout: the problem takes " +
+                                std::to_string(ex.tokens.size()) +
+                                " tokens, above task.max_len = " + std::to_string(max_len));
+  }
+  ex.tokens.resize(max_len, GsmTokenizer::kPad);
+  ex.targets.assign(ex.tokens.begin() + 1, ex.tokens.end());
+  ex.targets.push_back(GsmTokenizer::kPad);
+  ex.loss_mask.assign(max_len, 0);
+  ex.loss_mask[colon] = 1;
+  ScoreGroup group{"op=" + std::to_string(p.op), {colon}, {}};
+  if (!p.mode.empty()) group.tags.push_back("mode=" + p.mode);
+  if (!p.template_name.empty()) group.tags.push_back("template=" + p.template_name);
+  ex.groups.push_back(std::move(group));
+  nlohmann::ordered_json fields;
+  fields["question"] = p.question;
+  fields["problem"] = p.problem;
+  fields["answer"] = p.answer;
+  fields["op"] = p.op;
+  fields["mode"] = p.mode;
+  fields["template"] = p.template_name;
+  fields["d"] = p.d;
+  ex.fields_json = fields.dump();
+  return ex;
+}
+
+namespace {
+
+/// The integer after the last "Answer: " if it is a plain integer in 0..1000 (a trailing "." and
+/// spaces are allowed), else -1.
+int64_t official_answer(const std::string& solution) {
+  const size_t at = solution.rfind("Answer: ");
+  if (at == std::string::npos) return -1;
+  std::string rest = solution.substr(at + 8);
+  while (!rest.empty() && (rest.back() == '.' || rest.back() == ' ' || rest.back() == '\n')) {
+    rest.pop_back();
+  }
+  if (rest.empty() || rest.size() > 4) return -1;
+  for (char c : rest) {
+    if (c < '0' || c > '9') return -1;
+  }
+  const int64_t v = std::stoll(rest);
+  return v <= GsmTokenizer::kMaxNumber ? v : -1;
+}
+
+std::string canonical_mode(const std::string& mode) {
+  if (mode == "normalforward") return "forward";
+  if (mode == "forwardreverse") return "reverse";
+  return mode;
+}
+
+std::string canonical_template(const std::string& name) {
+  if (name == "crazy_zootopia") return "zoo";
+  if (name == "teachers_in_school") return "teachers";
+  if (name == "movie_festival_awards") return "movies";
+  return name;
+}
+
+}  // namespace
+
+GsmOfficialData read_gsm_official_jsonl(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open GSM-Infinite data file '" + path + "'");
+  GsmOfficialData data;
+  std::string text;
+  for (int64_t line_no = 1; std::getline(in, text); ++line_no) {
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    nlohmann::json obj;
+    try {
+      obj = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw std::runtime_error(where + ": not JSON (" + e.what() + ")");
+    }
+    if (!obj.is_object()) throw std::runtime_error(where + ": not a JSON object");
+    auto string_field = [&](const char* key, bool required) -> std::string {
+      if (!obj.contains(key)) {
+        if (required) throw std::runtime_error(where + ": missing field '" + key + "'");
+        return "";
+      }
+      if (!obj[key].is_string())
+        throw std::runtime_error(where + ": field '" + key + "' is not a string");
+      return obj[key].get<std::string>();
+    };
+    // op and d are integers in the generator's files and sometimes strings on HF.
+    auto int_field = [&](const char* key, bool required) -> int64_t {
+      if (!obj.contains(key)) {
+        if (required) throw std::runtime_error(where + ": missing field '" + key + "'");
+        return 0;
+      }
+      const auto& v = obj[key];
+      if (v.is_number_integer()) return v.get<int64_t>();
+      if (v.is_string()) {
+        try {
+          size_t used = 0;
+          const int64_t x = std::stoll(v.get<std::string>(), &used);
+          if (used == v.get<std::string>().size()) return x;
+        } catch (const std::exception&) {
+        }
+      }
+      throw std::runtime_error(where + ": field '" + key + "' = " + v.dump() +
+                               " is not an integer");
+    };
+    GsmProblem p;
+    p.problem = string_field("problem", true);
+    p.question = string_field("question", true);
+    const std::string solution = string_field("solution", true);
+    p.op = int_field("op", true);
+    p.mode = canonical_mode(string_field("mode", false));
+    p.template_name = canonical_template(string_field("template", false));
+    p.d = int_field("d", false);
+    p.answer = official_answer(solution);
+    if (p.answer < 0) {
+      ++data.dropped;
+      continue;
+    }
+    data.problems.push_back(std::move(p));
+  }
+  return data;
+}
+
+}  // namespace hypnos::tasks
