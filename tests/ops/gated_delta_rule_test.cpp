@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <tuple>
 
 #include "ops/gated_delta_rule_backends.h"
@@ -358,17 +359,22 @@ TEST(GatedDeltaRule, CudaBackendOnCpuTensorsIsRefused) {
 
 // ---- speed (HYPNOS_BENCH=1) -------------------------------------------------------------------
 
-double median_ms(const std::function<void()>& body, int reps) {
+// Median over reps of {wall ms, process CPU ms}. On the shared development machine the CPU time is
+// the steadier figure: other developers' builds stretch wall time, not the work done.
+std::pair<double, double> median_ms(const std::function<void()>& body, int reps) {
   body();  // warm-up
-  std::vector<double> ms;
+  std::vector<double> wall, cpu;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
+    const std::clock_t c0 = std::clock();
     body();
-    ms.push_back(
+    cpu.push_back(1e3 * static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
+    wall.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  std::sort(wall.begin(), wall.end());
+  std::sort(cpu.begin(), cpu.end());
+  return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
 }
 
 TEST(GatedDeltaRuleBench, ChunkedAndReferenceTimesOnCpu) {
@@ -379,7 +385,7 @@ TEST(GatedDeltaRuleBench, ChunkedAndReferenceTimesOnCpu) {
     const auto [d_o, d_state] = cotangents(s, 82);
     const at::Tensor d_o32 = d_o.to(at::kFloat), d_state32 = d_state.to(at::kFloat);
     for (GdnBackend backend : {GdnBackend::kChunked, GdnBackend::kReference}) {
-      const double fwd = median_ms(
+      const auto fwd = median_ms(
           [&] {
             at::NoGradGuard no_grad;
             gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, backend);
@@ -387,7 +393,7 @@ TEST(GatedDeltaRuleBench, ChunkedAndReferenceTimesOnCpu) {
           5);
       Inputs leaves;
       for (const at::Tensor& x : in) leaves.push_back(x.detach().clone().requires_grad_(true));
-      const double fwd_bwd = median_ms(
+      const auto fwd_bwd = median_ms(
           [&] {
             const auto out = gated_delta_rule(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4],
                                               leaves[5], -1.0, backend);
@@ -395,9 +401,10 @@ TEST(GatedDeltaRuleBench, ChunkedAndReferenceTimesOnCpu) {
           },
           5);
       std::printf(
-          "gdn cpu %-9s B=%ld T=%ld H=%ld K=V=%ld fp32 threads=%d: fwd %.2f ms, fwd+bwd %.2f ms\n",
+          "gdn cpu %-9s B=%ld T=%ld H=%ld K=V=%ld fp32 threads=%d: fwd %.1f ms (cpu %.1f), "
+          "fwd+bwd %.1f ms (cpu %.1f)\n",
           std::string(gdn_backend_name(backend)).c_str(), s.B, s.T, s.H, s.K, at::get_num_threads(),
-          fwd, fwd_bwd);
+          fwd.first, fwd.second, fwd_bwd.first, fwd_bwd.second);
     }
   }
 }
