@@ -239,7 +239,8 @@ std::vector<std::filesystem::path> remove_stale_temporaries(const std::filesyste
   return removed;
 }
 
-LineAppender::LineAppender(std::filesystem::path path) : path_(std::move(path)) {
+LineAppender::LineAppender(std::filesystem::path path, LineSync sync)
+    : path_(std::move(path)), sync_(sync) {
   bool exists = false;
   if (lstat_is_directory(path_, &exists)) throw_errno(EISDIR, "open for appending", path_);
   fd_ = open_checked(path_, O_RDWR | O_CREAT | O_APPEND);
@@ -279,7 +280,10 @@ LineAppender::LineAppender(std::filesystem::path path) : path_(std::move(path)) 
   }
 }
 
-LineAppender::~LineAppender() { ::close(fd_); }
+LineAppender::~LineAppender() {
+  if (sync_ == LineSync::kOnSync) ::fdatasync(fd_);  // best effort: a destructor cannot throw
+  ::close(fd_);
+}
 
 void LineAppender::append(std::string_view line) {
   if (line.find('\n') != std::string_view::npos) {
@@ -291,6 +295,10 @@ void LineAppender::append(std::string_view line) {
   buffer.append(line);
   buffer.push_back('\n');
   write_all_fd(fd_, buffer.data(), buffer.size(), path_);
+  if (sync_ == LineSync::kEveryLine) sync();
+}
+
+void LineAppender::sync() {
   if (::fdatasync(fd_) != 0) throw_errno(errno, "fdatasync", path_);
 }
 

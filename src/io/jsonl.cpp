@@ -46,14 +46,22 @@ size_t utf8_sequence_length(std::string_view s, size_t i) {
 
 const char* short_escape(unsigned char c) {
   switch (c) {
-    case '"': return "\\\"";
-    case '\\': return "\\\\";
-    case '\b': return "\\b";
-    case '\f': return "\\f";
-    case '\n': return "\\n";
-    case '\r': return "\\r";
-    case '\t': return "\\t";
-    default: return nullptr;
+    case '"':
+      return "\\\"";
+    case '\\':
+      return "\\\\";
+    case '\b':
+      return "\\b";
+    case '\f':
+      return "\\f";
+    case '\n':
+      return "\\n";
+    case '\r':
+      return "\\r";
+    case '\t':
+      return "\\t";
+    default:
+      return nullptr;
   }
 }
 
@@ -201,11 +209,15 @@ JsonRecord& JsonRecord::add_null(std::string_view key) {
 
 JsonlWriter::JsonlWriter(const std::filesystem::path& path)
     : out_(std::make_unique<LineAppender>(path)) {}
+JsonlWriter::JsonlWriter(const std::filesystem::path& path, LineSync sync)
+    : out_(std::make_unique<LineAppender>(path, sync)) {}
 JsonlWriter::~JsonlWriter() = default;
 JsonlWriter::JsonlWriter(JsonlWriter&&) noexcept = default;
 JsonlWriter& JsonlWriter::operator=(JsonlWriter&&) noexcept = default;
 
 void JsonlWriter::write(const JsonRecord& record) { out_->append(record.str()); }
+
+void JsonlWriter::sync() { out_->sync(); }
 
 const std::filesystem::path& JsonlWriter::path() const { return out_->path(); }
 

@@ -80,6 +80,9 @@ std::string encode_header(const NamedTensors& tensors, const TensorMetadata& met
     }
     if (!seen.insert(name).second) throw std::invalid_argument(where + ": duplicate name");
     if (!tensor.defined()) throw std::invalid_argument(where + ": undefined tensor");
+    if (tensor.layout() != at::kStrided) {
+      throw std::invalid_argument(where + ": only dense (strided) tensors can be stored");
+    }
     const DtypeInfo* dtype = find_dtype(tensor.scalar_type());
     if (dtype == nullptr) {
       throw std::invalid_argument(where + ": dtype " +
@@ -102,6 +105,10 @@ std::string encode_header(const NamedTensors& tensors, const TensorMetadata& met
                                             "UTF-8: ") +
                                 e.what());
   }
+  if (json.size() > kSafetensorsMaxHeaderBytes - 8) {
+    throw std::invalid_argument("save_safetensors: the header of " + std::to_string(json.size()) +
+                                " bytes exceeds the format's limit (too many tensors?)");
+  }
   // Pad so that the data section starts 8-byte aligned (the reference writer does the same).
   json.append((8 - json.size() % 8) % 8, ' ');
   std::string out(8, '\0');
@@ -114,7 +121,8 @@ template <class Sink>
 void write_tensor_data(const NamedTensors& tensors, Sink&& sink) {
   for (const auto& [name, tensor] : tensors) {
     // One tensor at a time, so at most one extra CPU copy is alive while streaming from a GPU.
-    const at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();
+    // resolve_neg/resolve_conj: a lazily negated view must be written with its visible values.
+    const at::Tensor cpu = tensor.detach().to(at::kCPU).resolve_conj().resolve_neg().contiguous();
     if (cpu.nbytes() > 0) sink(cpu.data_ptr(), cpu.nbytes());
   }
 }
@@ -166,8 +174,15 @@ ParsedHeader parse_header(std::string_view json_text, uint64_t data_size, std::s
   std::set<std::string> names;
   std::set<std::string> entry_keys;
   std::string current_name, duplicate;
+  bool too_deep = false;
   const nlohmann::json::parser_callback_t watch_keys =
       [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        // Nothing valid nests deeper than a shape's entries (depth 3); dropping deeper values
+        // keeps a hostile "[[[[..." header from building a huge DOM.
+        if (depth > 3) {
+          too_deep = true;
+          return false;
+        }
         if (event == nlohmann::json::parse_event_t::key && duplicate.empty()) {
           const std::string& key = parsed.get_ref<const std::string&>();
           if (depth == 1) {
@@ -175,7 +190,9 @@ ParsedHeader parse_header(std::string_view json_text, uint64_t data_size, std::s
             entry_keys.clear();
             if (!names.insert(key).second) duplicate = "duplicate tensor name " + in_quotes(key);
           } else if (depth == 2 && !entry_keys.insert(key).second) {
-            duplicate = "tensor " + in_quotes(current_name) + ": duplicate key " + in_quotes(key);
+            duplicate = (current_name == "__metadata__" ? current_name
+                                                        : "tensor " + in_quotes(current_name)) +
+                        ": duplicate key " + in_quotes(key);
           }
         }
         return true;
@@ -187,6 +204,7 @@ ParsedHeader parse_header(std::string_view json_text, uint64_t data_size, std::s
     malformed(source, std::string("the header is not JSON (") + e.what() + ")");
   }
   if (!duplicate.empty()) malformed(source, duplicate);
+  if (too_deep) malformed(source, "the header nests deeper than a safetensors header can");
   if (!header.is_object()) malformed(source, "the header is not a JSON object");
 
   ParsedHeader out;
@@ -232,15 +250,20 @@ ParsedHeader parse_header(std::string_view json_text, uint64_t data_size, std::s
       malformed(source, where + ": shape has " + std::to_string(shape.size()) +
                             " dimensions, more than " + std::to_string(kMaxRank));
     }
-    uint64_t numel = 1;
+    // ATen computes contiguous strides as products of max(size, 1): those must fit in int64 too,
+    // even when a zero dimension makes the element count 0.
+    uint64_t span = 1;
+    bool has_zero = false;
     for (const nlohmann::json& dim : shape) {
       const uint64_t size = checked_index(dim, source, where, "every shape entry");
-      if (size > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(numel, size, &numel) ||
-          numel > static_cast<uint64_t>(INT64_MAX)) {
+      has_zero |= size == 0;
+      if (__builtin_mul_overflow(span, std::max<uint64_t>(size, 1), &span) ||
+          span > static_cast<uint64_t>(INT64_MAX)) {
         malformed(source, where + ": shape " + shape.dump() + " has too many elements");
       }
       entry.shape.push_back(static_cast<int64_t>(size));
     }
+    const uint64_t numel = has_zero ? 0 : span;
     uint64_t bytes;
     if (__builtin_mul_overflow(numel, dtype->size, &bytes)) {
       malformed(source, where + ": shape " + shape.dump() + " is too large in bytes");
@@ -305,8 +328,9 @@ at::Tensor materialise(const SafetensorsEntry& entry, std::string_view source, F
     const auto* raw = static_cast<const unsigned char*>(tensor.data_ptr());
     for (uint64_t i = 0; i < bytes; ++i) {
       if (raw[i] > 1) {
-        malformed(source, "tensor " + in_quotes(entry.name) + ": BOOL element " + std::to_string(i) +
-                              " has byte value " + std::to_string(raw[i]) + " (0 or 1 expected)");
+        malformed(source, "tensor " + in_quotes(entry.name) + ": BOOL element " +
+                              std::to_string(i) + " has byte value " + std::to_string(raw[i]) +
+                              " (0 or 1 expected)");
       }
     }
   }

@@ -168,6 +168,15 @@ TEST(Durable, LineAppenderAppendsWholeLines) {
   EXPECT_EQ(read_all(file), "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
 }
 
+TEST(Durable, LineAppenderOnSyncLinesAreVisibleToReadersBeforeSync) {
+  ScratchDir dir;
+  const auto file = dir / "metrics.jsonl";
+  LineAppender out(file, LineSync::kOnSync);
+  out.append("{\"step\":1}");
+  EXPECT_EQ(read_all(file), "{\"step\":1}\n");  // in the page cache: survives kill -9
+  out.sync();
+}
+
 TEST(Durable, LineAppenderCutsATornLastLineBeforeAppending) {
   ScratchDir dir;
   const auto file = dir / "metrics.jsonl";

@@ -9,6 +9,8 @@
 // Everything here uses POSIX calls directly: std::filesystem::remove_all crashes (a null call) in
 // any binary linked against the torch 2.11 wheel's libtorch.so, which exports its own broken copy.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -97,18 +99,32 @@ class StagedDirectory {
 /// this one included, are kept: they may be in the middle of a write.
 std::vector<std::filesystem::path> remove_stale_temporaries(const std::filesystem::path& dir);
 
-/// A file opened for appending whole lines durably (metrics.jsonl, events.jsonl). Opening repairs a
-/// torn last line left by a crash (bytes after the last newline are cut off, with a warning), so a
-/// new line never glues onto half of an old one.
+/// When LineAppender makes an appended line durable.
+enum class LineSync {
+  /// fdatasync after every line: survives power loss, costs a disk flush (about a millisecond or
+  /// more) per line.
+  kEveryLine,
+  /// Only on sync() and on destruction: a line survives kill -9 of this process as soon as
+  /// append() returns (it is in the kernel's page cache), but not a power loss before sync().
+  kOnSync,
+};
+
+/// A file opened for appending whole lines (metrics.jsonl, events.jsonl). Opening repairs a torn
+/// last line left by a crash (bytes after the last newline are cut off, with a warning), so a new
+/// line never glues onto half of an old one. Each line goes out in one write() on an O_APPEND
+/// descriptor, so concurrent appenders never interleave within a line.
 class LineAppender {
  public:
-  explicit LineAppender(std::filesystem::path path);
+  /// Default: LineSync::kEveryLine.
+  explicit LineAppender(std::filesystem::path path, LineSync sync = LineSync::kEveryLine);
   ~LineAppender();
   LineAppender(const LineAppender&) = delete;
   LineAppender& operator=(const LineAppender&) = delete;
 
-  /// Writes `line` plus '\n' with one write() and fdatasync()s. `line` must not contain '\n'.
+  /// Writes `line` plus '\n' with one write(). `line` must not contain '\n'.
   void append(std::string_view line);
+  /// fdatasync: every line appended so far is durable (call before publishing a checkpoint).
+  void sync();
   const std::filesystem::path& path() const { return path_; }
   /// Bytes of a torn last line that opening cut off (0 normally).
   uint64_t repaired_bytes() const { return repaired_bytes_; }
@@ -116,6 +132,7 @@ class LineAppender {
  private:
   int fd_;
   std::filesystem::path path_;
+  LineSync sync_;
   uint64_t repaired_bytes_ = 0;
 };
 

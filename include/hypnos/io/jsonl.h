@@ -23,6 +23,7 @@
 namespace hypnos::io {
 
 class LineAppender;
+enum class LineSync;
 
 /// A JSON object built field by field, in insertion order. Keys must be unique.
 class JsonRecord {
@@ -66,16 +67,20 @@ std::string json_number(double value);
 /// `value` as a quoted, escaped JSON string.
 std::string json_string(std::string_view value);
 
-/// Appends records to a JSONL file, one durable line each (io::LineAppender: fdatasync per line,
-/// a torn last line from a crash is cut off when the file is opened).
+/// Appends records to a JSONL file, one line each, through io::LineAppender (a torn last line from
+/// a crash is cut off when the file is opened; see LineSync for when lines become durable).
 class JsonlWriter {
  public:
+  /// `sync` defaults to LineSync::kEveryLine.
   explicit JsonlWriter(const std::filesystem::path& path);
+  JsonlWriter(const std::filesystem::path& path, LineSync sync);
   ~JsonlWriter();
   JsonlWriter(JsonlWriter&&) noexcept;
   JsonlWriter& operator=(JsonlWriter&&) noexcept;
 
   void write(const JsonRecord& record);
+  /// Makes every record written so far durable (LineAppender::sync).
+  void sync();
   const std::filesystem::path& path() const;
 
  private:
