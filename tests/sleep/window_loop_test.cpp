@@ -359,6 +359,26 @@ TEST(SleepLoop, WindowRecomputeGivesSameGradientsWithLowerPeakMemory) {
   RecordProperty("peak_bytes_recompute_window", std::to_string(peak_window));
 }
 
+TEST(SleepLoop, WindowRecomputeMatchesWithSlidingMemoryPartialLoopAndTruncation) {
+  // Retained KV and conv caches cross the checkpoint too; a partial loop adds the separate wake pass.
+  nn::HybridLM m = testing::tiny_model("AGJA", 23, 8);
+  const auto tokens = at::randint(0, 8, {2, 22}, at::TensorOptions().dtype(at::kLong));
+  const auto mask = at::rand({2, 22}) < 0.3;
+  const auto targets = at::randint(0, 8, {2, 22}, at::TensorOptions().dtype(at::kLong));
+  SleepOptions o = sleep_opts(3, 5);
+  o.eviction = memory::Eviction::kSliding;
+  o.loop_layers = {1, 3};
+  BackpropOptions plain, recompute;
+  plain.truncate_every = recompute.truncate_every = 2;
+  recompute.recompute = Recompute::kWindow;
+  const auto a = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), o, plain);
+  const auto b = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), o, recompute);
+  EXPECT_TRUE(a.logits.equal(b.logits));
+  EXPECT_LE(max_relative_error(grads_of(m, masked_loss(a.logits, targets, mask)),
+                               grads_of(m, masked_loss(b.logits, targets, mask))),
+            1e-12);
+}
+
 // ---- options ------------------------------------------------------------------------------------
 
 TEST(SleepOptions, ValidationNamesKeyAndValue) {
