@@ -1,5 +1,5 @@
-// Framework-free CUDA kernels of the chunked gated delta rule (KERNELS.md sections 2, 3 and 5): a plain
-// params struct and two launchers that return a status; LibTorch never appears on this side.
+// Framework-free CUDA kernels of the chunked gated delta rule (KERNELS.md sections 2, 3 and 5): a
+// plain params struct and two launchers that return a status; LibTorch never appears on this side.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -32,12 +32,12 @@ struct GdnParams {
   void* o = nullptr;
   float* final_state = nullptr;  ///< may be null: not written
   // ---- workspaces written by the forward (and read by the backward)
-  float* g_cum = nullptr;    ///< within-chunk inclusive cumsum of g
-  float* w = nullptr;        ///< W = A diag(beta gamma) K
-  float* u_tilde = nullptr;  ///< Ut = A diag(beta) V (forward only)
-  float* attn = nullptr;     ///< P = scale (Q K^T) * R, lower triangular incl. diagonal
-  float* a_inv = nullptr;    ///< A = (I + L)^-1
-  float* u = nullptr;        ///< U = Ut - W S; null with chunk_states when no backward follows
+  float* g_cum = nullptr;         ///< within-chunk inclusive cumsum of g
+  float* w = nullptr;             ///< W = A diag(beta gamma) K
+  float* u_tilde = nullptr;       ///< Ut = A diag(beta) V (forward only)
+  float* attn = nullptr;          ///< P = scale (Q K^T) * R, lower triangular incl. diagonal
+  float* a_inv = nullptr;         ///< A = (I + L)^-1
+  float* u = nullptr;             ///< U = Ut - W S; null with chunk_states when no backward follows
   float* chunk_states = nullptr;  ///< the state entering each chunk (transposed)
   // ---- backward inputs
   const void* grad_o = nullptr;
@@ -50,8 +50,9 @@ struct GdnParams {
   float* grad_beta = nullptr;
   float* grad_initial_state = nullptr;  ///< may be null: not written
   // ---- backward workspaces
-  float* grad_u = nullptr;             ///< dU
-  float* grad_chunk_states = nullptr;  ///< gradient w.r.t. the state leaving each chunk (transposed)
+  float* grad_u = nullptr;  ///< dU
+  float* grad_chunk_states =
+      nullptr;  ///< gradient w.r.t. the state leaving each chunk (transposed)
   // ---- sizes
   int64_t batch = 0;
   int64_t seq_len = 0;
@@ -70,7 +71,8 @@ struct GdnParams {
 cudaError_t gdn_chunk_fwd(const GdnParams& params, cudaStream_t stream);
 
 /// Backward: needs the forward's workspaces (g_cum, w, attn, a_inv, u, chunk_states) and grad_o;
-/// writes grad_q, grad_k, grad_v, grad_g, grad_beta, grad_initial_state. Deterministic (no atomics).
+/// writes grad_q, grad_k, grad_v, grad_g, grad_beta, grad_initial_state. Deterministic (no
+/// atomics).
 cudaError_t gdn_chunk_bwd(const GdnParams& params, cudaStream_t stream);
 
 }  // namespace hypnos::kernels

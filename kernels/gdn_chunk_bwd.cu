@@ -30,10 +30,10 @@ template <typename T, int D, int BV>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams p) {
   constexpr int LS = BV + 1;
   extern __shared__ float smem[];
-  float* s_ds = smem;              // [D][LS]
-  float* s_du = s_ds + D * LS;     // [C][LS]
-  float* s_gamma = s_du + kC * LS; // [C]
-  float* s_decay = s_gamma + kC;   // [C]
+  float* s_ds = smem;               // [D][LS]
+  float* s_du = s_ds + D * LS;      // [C][LS]
+  float* s_gamma = s_du + kC * LS;  // [C]
+  float* s_decay = s_gamma + kC;    // [C]
 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -71,9 +71,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
     Frag<kC, BV> du, kds;
     du.fill(0.f);
     kds.fill(0.f);
-    du.mma(kC, [&](int i, int m) { return attn[m * kC + i]; }, grad_out);
-    kds.mma(D, [&](int i, int d) { return i < n_valid ? load(k + i * row_stride + d) : 0.f; },
-            [&](int d, int j) { return s_ds[d * LS + j]; });
+    du.mma(
+        kC, [&](int i, int m) { return attn[m * kC + i]; }, grad_out);
+    kds.mma(
+        D, [&](int i, int d) { return i < n_valid ? load(k + i * row_stride + d) : 0.f; },
+        [&](int d, int j) { return s_ds[d * LS + j]; });
 #pragma unroll
     for (int r = 0; r < du.kRegs; ++r) {
       const float x = du.x[r] + s_decay[du.row(r)] * kds.x[r];
@@ -85,13 +87,15 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
     const float gamma_last = s_gamma[kC - 1];
 #pragma unroll
     for (int r = 0; r < ds.kRegs; ++r) ds.x[r] = gamma_last * s_ds[ds.row(r) * LS + ds.col()];
-    ds.mma(kC,
-           [&](int d, int i) {
-             return i < n_valid ? p.scale * s_gamma[i] * load(q + i * row_stride + d) : 0.f;
-           },
-           grad_out);
-    ds.mma(kC, [&](int d, int i) { return -w[i * D + d]; },
-           [&](int i, int j) { return s_du[i * LS + j]; });
+    ds.mma(
+        kC,
+        [&](int d, int i) {
+          return i < n_valid ? p.scale * s_gamma[i] * load(q + i * row_stride + d) : 0.f;
+        },
+        grad_out);
+    ds.mma(
+        kC, [&](int d, int i) { return -w[i * D + d]; },
+        [&](int i, int j) { return s_du[i * LS + j]; });
     __syncthreads();
 #pragma unroll
     for (int r = 0; r < ds.kRegs; ++r) s_ds[ds.row(r) * LS + ds.col()] = ds.x[r];
@@ -115,22 +119,22 @@ template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   constexpr int LD = D + 1, LC = kC + 1;
   extern __shared__ float smem[];
-  float* s_k = smem;                   // [C][LD] K
-  float* s_dw = s_k + kC * LD;         // [C][LD] dW = -dU S^T
-  float* s_kk = s_dw + kC * LD;        // [C][LC] K K^T
-  float* s_a = s_kk + kC * LC;         // [C][LC] A = (I + L)^-1
-  float* s_p = s_a + kC * LC;          // [C][LC] P
-  float* s_x1 = s_p + kC * LC;         // [C][LC] dP, dP * R, dA, dL, F = dL * R
-  float* s_x2 = s_x1 + kC * LC;        // [C][LC] A^T dA
-  float* s_g = s_x2 + kC * LC;         // [C] G
-  float* s_gamma = s_g + kC;           // [C] exp(G_i)
-  float* s_decay = s_gamma + kC;       // [C] exp(G_C - G_i)
-  float* s_beta = s_decay + kC;        // [C]
-  float* s_dg = s_beta + kC;           // [C] dG without the state-update terms
-  float* s_e = s_dg + kC;              // [C] e_i = decay_i k_i^T dS u_i
-  float* s_db = s_e + kC;              // [C]
-  float* s_rs = s_db + kC;             // [C] row sums
-  float* s_red = s_rs + kC;            // [C * D / 32] row-sum scratch
+  float* s_k = smem;                     // [C][LD] K
+  float* s_dw = s_k + kC * LD;           // [C][LD] dW = -dU S^T
+  float* s_kk = s_dw + kC * LD;          // [C][LC] K K^T
+  float* s_a = s_kk + kC * LC;           // [C][LC] A = (I + L)^-1
+  float* s_p = s_a + kC * LC;            // [C][LC] P
+  float* s_x1 = s_p + kC * LC;           // [C][LC] dP, dP * R, dA, dL, F = dL * R
+  float* s_x2 = s_x1 + kC * LC;          // [C][LC] A^T dA
+  float* s_g = s_x2 + kC * LC;           // [C] G
+  float* s_gamma = s_g + kC;             // [C] exp(G_i)
+  float* s_decay = s_gamma + kC;         // [C] exp(G_C - G_i)
+  float* s_beta = s_decay + kC;          // [C]
+  float* s_dg = s_beta + kC;             // [C] dG without the state-update terms
+  float* s_e = s_dg + kC;                // [C] e_i = decay_i k_i^T dS u_i
+  float* s_db = s_e + kC;                // [C]
+  float* s_rs = s_db + kC;               // [C] row sums
+  float* s_red = s_rs + kC;              // [C * D / 32] row-sum scratch
   float* s_blk = s_red + kC * (D / 32);  // [16] block-sum scratch
 
   const int n = blockIdx.x;
@@ -145,12 +149,14 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   const T* d_o = static_cast<const T*>(p.grad_o) + tok;
   const float* u = p.u + chunk * kC * D;
   const float* du = p.grad_u + chunk * kC * D;
-  const float* st = p.chunk_states + chunk * D * D;       // S^T: [V][K]
-  const float* dst = p.grad_chunk_states + chunk * D * D; // dS^T: [V][K]
+  const float* st = p.chunk_states + chunk * D * D;        // S^T: [V][K]
+  const float* dst = p.grad_chunk_states + chunk * D * D;  // dS^T: [V][K]
   const int tid = threadIdx.x;
   const float scale = p.scale;
 
-  auto in = [&](const T* x, int i, int j) { return i < n_valid ? load(x + i * row_stride + j) : 0.f; };
+  auto in = [&](const T* x, int i, int j) {
+    return i < n_valid ? load(x + i * row_stride + j) : 0.f;
+  };
   for (int idx = tid; idx < kC * D; idx += kThreads) {
     const int i = idx / D, d = idx % D;
     s_k[i * LD + d] = in(k, i, d);
@@ -174,15 +180,18 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   {  // K K^T
     Frag<kC, kC> kk;
     kk.fill(0.f);
-    kk.mma(D, [&](int i, int d) { return s_k[i * LD + d]; },
-           [&](int d, int j) { return s_k[j * LD + d]; });
+    kk.mma(
+        D, [&](int i, int d) { return s_k[i * LD + d]; },
+        [&](int d, int j) { return s_k[j * LD + d]; });
 #pragma unroll
     for (int r = 0; r < kk.kRegs; ++r) s_kk[kk.row(r) * LC + kk.col()] = kk.x[r];
   }
   // dq = scale diag(gamma) dO S^T; dG (a) = rowsum(q * that).
   Frag<kC, D> dq, dk, tmp;
   dq.fill(0.f);
-  dq.mma(D, [&](int i, int vv) { return in(d_o, i, vv); }, [&](int vv, int j) { return st[vv * D + j]; });
+  dq.mma(
+      D, [&](int i, int vv) { return in(d_o, i, vv); },
+      [&](int vv, int j) { return st[vv * D + j]; });
 #pragma unroll
   for (int r = 0; r < dq.kRegs; ++r) {
     dq.x[r] *= scale * s_gamma[dq.row(r)];
@@ -191,26 +200,29 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   detail::row_sum(tmp, s_red, s_dg, /*accumulate=*/false);
   {  // dW = -dU S^T
     tmp.fill(0.f);
-    tmp.mma(D, [&](int i, int vv) { return -du[i * D + vv]; },
-            [&](int vv, int j) { return st[vv * D + j]; });
+    tmp.mma(
+        D, [&](int i, int vv) { return -du[i * D + vv]; },
+        [&](int vv, int j) { return st[vv * D + j]; });
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) s_dw[tmp.row(r) * LD + tmp.col()] = tmp.x[r];
   }
   // dk = diag(decay) U dS^T; e_i = rowsum(k * that).
   dk.fill(0.f);
-  dk.mma(D, [&](int i, int vv) { return u[i * D + vv]; },
-         [&](int vv, int j) { return dst[vv * D + j]; });
+  dk.mma(
+      D, [&](int i, int vv) { return u[i * D + vv]; },
+      [&](int vv, int j) { return dst[vv * D + j]; });
 #pragma unroll
   for (int r = 0; r < dk.kRegs; ++r) {
     dk.x[r] *= s_decay[dk.row(r)];
     tmp.x[r] = dk.x[r] * s_k[dk.row(r) * LD + dk.col()];
   }
   detail::row_sum(tmp, s_red, s_e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
-  {  // dP = lower_incl(dO U^T)
+  {                                                        // dP = lower_incl(dO U^T)
     Frag<kC, kC> dp;
     dp.fill(0.f);
-    dp.mma(D, [&](int i, int vv) { return in(d_o, i, vv); },
-           [&](int vv, int j) { return u[j * D + vv]; });
+    dp.mma(
+        D, [&](int i, int vv) { return in(d_o, i, vv); },
+        [&](int vv, int j) { return u[j * D + vv]; });
 #pragma unroll
     for (int r = 0; r < dp.kRegs; ++r) {
       s_x1[dp.row(r) * LC + dp.col()] = dp.col() <= dp.row(r) ? dp.x[r] : 0.f;
@@ -231,17 +243,23 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   __syncthreads();
   // dq += scale (dP * R) K;  dk += scale (dP * R)^T Q
-  dq.mma(kC, [&](int i, int m) { return s_x1[i * LC + m]; },
-         [&](int m, int j) { return s_k[m * LD + j]; });
-  dk.mma(kC, [&](int i, int m) { return s_x1[m * LC + i]; }, [&](int m, int j) { return in(q, m, j); });
+  dq.mma(
+      kC, [&](int i, int m) { return s_x1[i * LC + m]; },
+      [&](int m, int j) { return s_k[m * LD + j]; });
+  dk.mma(
+      kC, [&](int i, int m) { return s_x1[m * LC + i]; },
+      [&](int m, int j) { return in(q, m, j); });
   __syncthreads();
   {  // dA = dW Z^T + dU Y^T,  Z = diag(beta gamma) K,  Y = diag(beta) V
     Frag<kC, kC> f1, f2;
     f1.fill(0.f);
     f2.fill(0.f);
-    f1.mma(D, [&](int i, int d) { return s_dw[i * LD + d]; },
-           [&](int d, int j) { return s_k[j * LD + d]; });
-    f2.mma(D, [&](int i, int vv) { return du[i * D + vv]; }, [&](int vv, int j) { return in(v, j, vv); });
+    f1.mma(
+        D, [&](int i, int d) { return s_dw[i * LD + d]; },
+        [&](int d, int j) { return s_k[j * LD + d]; });
+    f2.mma(
+        D, [&](int i, int vv) { return du[i * D + vv]; },
+        [&](int vv, int j) { return in(v, j, vv); });
     const int j = f1.col();
 #pragma unroll
     for (int r = 0; r < f1.kRegs; ++r) {
@@ -252,8 +270,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   {  // M = A^T dA
     Frag<kC, kC> m;
     m.fill(0.f);
-    m.mma(kC, [&](int i, int l) { return s_a[l * LC + i]; },
-          [&](int l, int j) { return s_x1[l * LC + j]; });
+    m.mma(
+        kC, [&](int i, int l) { return s_a[l * LC + i]; },
+        [&](int l, int j) { return s_x1[l * LC + j]; });
 #pragma unroll
     for (int r = 0; r < m.kRegs; ++r) s_x2[m.row(r) * LC + m.col()] = m.x[r];
   }
@@ -261,8 +280,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   {  // dL = strict_lower(-M A^T)
     Frag<kC, kC> dl;
     dl.fill(0.f);
-    dl.mma(kC, [&](int i, int l) { return s_x2[i * LC + l]; },
-           [&](int l, int j) { return s_a[j * LC + l]; });
+    dl.mma(
+        kC, [&](int i, int l) { return s_x2[i * LC + l]; },
+        [&](int l, int j) { return s_a[j * LC + l]; });
 #pragma unroll
     for (int r = 0; r < dl.kRegs; ++r) {
       s_x1[dl.row(r) * LC + dl.col()] = dl.col() < dl.row(r) ? -dl.x[r] : 0.f;
@@ -287,8 +307,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   __syncthreads();
   {  // dZ = A^T dW: dk += diag(beta gamma) dZ; dbeta, dG (e) from rowsum(dZ * gamma K)
     tmp.fill(0.f);
-    tmp.mma(kC, [&](int i, int l) { return s_a[l * LC + i]; },
-            [&](int l, int j) { return s_dw[l * LD + j]; });
+    tmp.mma(
+        kC, [&](int i, int l) { return s_a[l * LC + i]; },
+        [&](int l, int j) { return s_dw[l * LD + j]; });
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) {
       const int i = tmp.row(r);
@@ -303,12 +324,14 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   {  // dk += diag(beta) F K + F^T diag(beta) K;  dbeta += rowsum(F * K K^T)
     tmp.fill(0.f);
-    tmp.mma(kC, [&](int i, int l) { return s_x1[i * LC + l]; },
-            [&](int l, int j) { return s_k[l * LD + j]; });
+    tmp.mma(
+        kC, [&](int i, int l) { return s_x1[i * LC + l]; },
+        [&](int l, int j) { return s_k[l * LD + j]; });
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) dk.x[r] += s_beta[tmp.row(r)] * tmp.x[r];
-    dk.mma(kC, [&](int i, int l) { return s_x1[l * LC + i]; },
-           [&](int l, int j) { return s_beta[l] * s_k[l * LD + j]; });
+    dk.mma(
+        kC, [&](int i, int l) { return s_x1[l * LC + i]; },
+        [&](int l, int j) { return s_beta[l] * s_k[l * LD + j]; });
     if (tid < kC) {
       float s = 0.f;
       for (int j = 0; j < kC; ++j) s += s_x1[tid * LC + j] * s_kk[tid * LC + j];
@@ -317,8 +340,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   {  // dY = A^T dU: dv = diag(beta) dY; dbeta += rowsum(dY * V)
     tmp.fill(0.f);
-    tmp.mma(kC, [&](int i, int l) { return s_a[l * LC + i]; },
-            [&](int l, int j) { return du[l * D + j]; });
+    tmp.mma(
+        kC, [&](int i, int l) { return s_a[l * LC + i]; },
+        [&](int l, int j) { return du[l * D + j]; });
     T* dv = static_cast<T*>(p.grad_v) + tok;
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) {
@@ -370,15 +394,16 @@ template <typename T, int D>
 cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream) {
   const int64_t bh = p.batch * p.heads;
   const size_t scan_smem = bwd_scan_smem_bytes<D, kBwdSlice>();
-  cudaError_t err = cudaFuncSetAttribute(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem));
+  cudaError_t err =
+      cudaFuncSetAttribute(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem));
   if (err != cudaSuccess) return err;
   gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>
       <<<dim3(D / kBwdSlice, unsigned(bh)), kThreads, scan_smem, stream>>>(p);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
   const size_t chunk_smem = bwd_chunk_smem_bytes<D>();
-  err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             int(chunk_smem));
+  err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(chunk_smem));
   if (err != cudaSuccess) return err;
   gdn_chunk_bwd_kernel<T, D>
       <<<dim3(unsigned(p.n_chunks()), unsigned(bh)), kThreads, chunk_smem, stream>>>(p);

@@ -1,6 +1,7 @@
-// Forward of the chunked gated delta rule: a chunk-parallel prep kernel (cumsum, K K^T, the unit-lower
-// inverse by forward substitution in registers, W, Ut, P) and a scan over chunks per (sequence, head,
-// V-slice) that carries the fp32 state in shared memory and writes the output in the same pass.
+// Forward of the chunked gated delta rule: a chunk-parallel prep kernel (cumsum, K K^T, the
+// unit-lower inverse by forward substitution in registers, W, Ut, P) and a scan over chunks per
+// (sequence, head, V-slice) that carries the fp32 state in shared memory and writes the output in
+// the same pass.
 #include <cuda_bf16.h>
 
 #include "gdn.h"
@@ -24,12 +25,12 @@ template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
   constexpr int LD = D + 1, LC = kC + 1;  // odd strides: column walks hit distinct banks
   extern __shared__ float smem[];
-  float* s_k = smem;                // [C][LD]  k, then Z = diag(beta gamma) K, then W
-  float* s_v = s_k + kC * LD;       // [C][LD]  v, then Y = diag(beta) V, then Ut
-  float* s_a = s_v + kC * LD;       // [C][LC]  I, then A = (I + L)^-1
-  float* s_l = s_a + kC * LC;       // [C][LC]  L
-  float* s_g = s_l + kC * LC;       // [C]      G (within-chunk cumsum of g)
-  float* s_beta = s_g + kC;         // [C]
+  float* s_k = smem;           // [C][LD]  k, then Z = diag(beta gamma) K, then W
+  float* s_v = s_k + kC * LD;  // [C][LD]  v, then Y = diag(beta) V, then Ut
+  float* s_a = s_v + kC * LD;  // [C][LC]  I, then A = (I + L)^-1
+  float* s_l = s_a + kC * LC;  // [C][LC]  L
+  float* s_g = s_l + kC * LC;  // [C]      G (within-chunk cumsum of g)
+  float* s_beta = s_g + kC;    // [C]
 
   const int n = blockIdx.x;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -79,8 +80,10 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     kk.fill(0.f);
     qk.fill(0.f);
     auto kt = [&](int d, int j) { return s_k[j * LD + d]; };
-    kk.mma(D, [&](int i, int d) { return s_k[i * LD + d]; }, kt);
-    qk.mma(D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, kt);
+    kk.mma(
+        D, [&](int i, int d) { return s_k[i * LD + d]; }, kt);
+    qk.mma(
+        D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, kt);
     const int j = kk.col();
 #pragma unroll
     for (int r = 0; r < kk.kRegs; ++r) {
@@ -136,10 +139,10 @@ template <typename T, int D, int BV>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   constexpr int LS = BV + 1;
   extern __shared__ float smem[];
-  float* s_state = smem;              // [D][LS]  S (k rows, v columns of this slice)
-  float* s_u = s_state + D * LS;      // [C][LS]  U
-  float* s_gamma = s_u + kC * LS;     // [C]      exp(G_i)
-  float* s_decay = s_gamma + kC;      // [C]      exp(G_C - G_i)
+  float* s_state = smem;           // [D][LS]  S (k rows, v columns of this slice)
+  float* s_u = s_state + D * LS;   // [C][LS]  U
+  float* s_gamma = s_u + kC * LS;  // [C]      exp(G_i)
+  float* s_decay = s_gamma + kC;   // [C]      exp(G_C - G_i)
 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -167,7 +170,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     if (p.chunk_states) {
       float* st = p.chunk_states + chunk * D * D;
       for (int idx = tid; idx < D * BV; idx += kThreads) {
-        const int d = idx % D, j = idx / D;  // consecutive threads walk k: coalesced transposed store
+        const int d = idx % D,
+                  j = idx / D;  // consecutive threads walk k: coalesced transposed store
         st[(v0 + j) * D + d] = s_state[d * LS + j];
       }
     }
@@ -176,7 +180,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     Frag<kC, BV> fu;  // U = Ut - W S
 #pragma unroll
     for (int r = 0; r < fu.kRegs; ++r) fu.x[r] = ut[fu.row(r) * D + v0 + fu.col()];
-    fu.mma(D, [&](int i, int d) { return -w[i * D + d]; }, state);
+    fu.mma(
+        D, [&](int i, int d) { return -w[i * D + d]; }, state);
 #pragma unroll
     for (int r = 0; r < fu.kRegs; ++r) {
       s_u[fu.row(r) * LS + fu.col()] = fu.x[r];
@@ -185,11 +190,13 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     __syncthreads();
     Frag<kC, BV> fo;  // O = scale diag(gamma) Q S + P U
     fo.fill(0.f);
-    fo.mma(D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, state);
+    fo.mma(
+        D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, state);
 #pragma unroll
     for (int r = 0; r < fo.kRegs; ++r) fo.x[r] *= p.scale * s_gamma[fo.row(r)];
-    fo.mma(kC, [&](int i, int m) { return attn[i * kC + m]; },
-           [&](int m, int j) { return s_u[m * LS + j]; });
+    fo.mma(
+        kC, [&](int i, int m) { return attn[i * kC + m]; },
+        [&](int m, int j) { return s_u[m * LS + j]; });
 #pragma unroll
     for (int r = 0; r < fo.kRegs; ++r) {
       if (fo.row(r) < n_valid) {
@@ -200,9 +207,10 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     const float gamma_last = s_gamma[kC - 1];
 #pragma unroll
     for (int r = 0; r < fs.kRegs; ++r) fs.x[r] = gamma_last * s_state[fs.row(r) * LS + fs.col()];
-    fs.mma(kC,
-           [&](int d, int i) { return i < n_valid ? s_decay[i] * load(k + i * row_stride + d) : 0.f; },
-           [&](int i, int j) { return s_u[i * LS + j]; });
+    fs.mma(
+        kC,
+        [&](int d, int i) { return i < n_valid ? s_decay[i] * load(k + i * row_stride + d) : 0.f; },
+        [&](int i, int j) { return s_u[i * LS + j]; });
     __syncthreads();
 #pragma unroll
     for (int r = 0; r < fs.kRegs; ++r) s_state[fs.row(r) * LS + fs.col()] = fs.x[r];
@@ -222,11 +230,11 @@ template <typename T, int D>
 cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
   const int64_t bh = p.batch * p.heads;
   const size_t prep_smem = prep_smem_bytes<D>();
-  cudaError_t err = cudaFuncSetAttribute(gdn_chunk_prep_kernel<T, D>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(prep_smem));
+  cudaError_t err = cudaFuncSetAttribute(
+      gdn_chunk_prep_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(prep_smem));
   if (err != cudaSuccess) return err;
-  gdn_chunk_prep_kernel<T, D><<<dim3(unsigned(p.n_chunks()), unsigned(bh)), kThreads, prep_smem,
-                                stream>>>(p);
+  gdn_chunk_prep_kernel<T, D>
+      <<<dim3(unsigned(p.n_chunks()), unsigned(bh)), kThreads, prep_smem, stream>>>(p);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
   const size_t scan_smem = scan_smem_bytes<D, kFwdSlice>();
   err = cudaFuncSetAttribute(gdn_chunk_fwd_kernel<T, D, kFwdSlice>,

@@ -1,5 +1,5 @@
-// Device helpers shared by the gated-delta-rule kernels: element loads/stores, and a block-wide fp32
-// "fragment" matmul where each thread owns a fixed set of output elements (column j = tid % N,
+// Device helpers shared by the gated-delta-rule kernels: element loads/stores, and a block-wide
+// fp32 "fragment" matmul where each thread owns a fixed set of output elements (column j = tid % N,
 // rows tid / N + r * (NT / N)), so masks, row scales and row sums are applied in registers.
 #pragma once
 #include <cuda_bf16.h>
@@ -17,13 +17,17 @@ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162f
 template <typename T>
 __device__ __forceinline__ T from_float(float x);
 template <>
-__device__ __forceinline__ float from_float<float>(float x) { return x; }
+__device__ __forceinline__ float from_float<float>(float x) {
+  return x;
+}
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
 }
 template <typename T>
-__device__ __forceinline__ float load(const T* p) { return to_float(__ldg(p)); }
+__device__ __forceinline__ float load(const T* p) {
+  return to_float(__ldg(p));
+}
 
 /// Output elements of an M x N tile owned by one thread of NT.
 template <int M, int N, int NT = kThreads>

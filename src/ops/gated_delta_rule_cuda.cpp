@@ -1,6 +1,6 @@
 // The CUDA gated delta rule as a torch::autograd::Function: validates once, allocates the fp32
-// workspaces with ATen on the current stream, calls the framework-free launchers of kernels/gdn.h and
-// turns a bad status into an exception naming the kernel.
+// workspaces with ATen on the current stream, calls the framework-free launchers of kernels/gdn.h
+// and turns a bad status into an exception naming the kernel.
 #include "ops/gated_delta_rule_cuda.h"
 
 #include <ATen/cuda/CUDAContext.h>
@@ -30,12 +30,13 @@ std::string shape_of(const at::Tensor& t) {
 
 void check_status(cudaError_t status, const char* kernel) {
   if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("gated_delta_rule_cuda: ") + kernel + " failed: " +
-                             cudaGetErrorString(status));
+    throw std::runtime_error(std::string("gated_delta_rule_cuda: ") + kernel +
+                             " failed: " + cudaGetErrorString(status));
   }
 }
 
-at::Tensor make_output(at::IntArrayRef sizes, const at::TensorOptions& options, GdnOutputInit init) {
+at::Tensor make_output(at::IntArrayRef sizes, const at::TensorOptions& options,
+                       GdnOutputInit init) {
   return init == GdnOutputInit::kNaN
              ? at::full(sizes, std::numeric_limits<float>::quiet_NaN(), options)
              : at::empty(sizes, options);
@@ -93,16 +94,14 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
                                            : at::zeros(v.sizes(), v.options());
     at::Tensor grad_final =
         grads[1].defined() ? grads[1].to(at::kFloat).contiguous() : at::Tensor();
-    GdnCudaGrads gr = gated_delta_rule_cuda_backward(q, k, v, beta32, has_h0,
-                                                     ctx->saved_data["scale"].toDouble(), ws,
-                                                     grad_o, grad_final);
+    GdnCudaGrads gr = gated_delta_rule_cuda_backward(
+        q, k, v, beta32, has_h0, ctx->saved_data["scale"].toDouble(), ws, grad_o, grad_final);
     return {gr.q,
             gr.k,
             gr.v,
             gr.g.to(ctx->saved_data["g_dtype"].toScalarType()),
             gr.beta.to(ctx->saved_data["beta_dtype"].toScalarType()),
-            has_h0 ? gr.initial_state.to(ctx->saved_data["h0_dtype"].toScalarType())
-                   : at::Tensor(),
+            has_h0 ? gr.initial_state.to(ctx->saved_data["h0_dtype"].toScalarType()) : at::Tensor(),
             at::Tensor()};
   }
 };
@@ -156,7 +155,8 @@ void validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, con
     if (s.dim() != 4 || s.size(0) != B || s.size(1) != H || s.size(2) != K || s.size(3) != K) {
       fail("initial_state has shape " + shape_of(s) + ", expected [B, H, K, V]");
     }
-    if (s.device() != q.device()) fail("initial_state is on " + s.device().str() + ", expected CUDA");
+    if (s.device() != q.device())
+      fail("initial_state is on " + s.device().str() + ", expected CUDA");
     if (!at::isFloatingType(s.scalar_type())) fail("initial_state must be floating point");
   }
 }
@@ -165,9 +165,9 @@ void validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, con
 
 GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tensor& k,
                                              const at::Tensor& v, const at::Tensor& g,
-                                             const at::Tensor& beta, const at::Tensor& initial_state,
-                                             double scale, bool save_for_backward,
-                                             GdnOutputInit init) {
+                                             const at::Tensor& beta,
+                                             const at::Tensor& initial_state, double scale,
+                                             bool save_for_backward, GdnOutputInit init) {
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
   const int64_t NC = (T + kernels::kGdnChunk - 1) / kernels::kGdnChunk, C = kernels::kGdnChunk;

@@ -9,10 +9,10 @@
 
 namespace hypnos::ops {
 
-/// The differentiable CUDA op (GdnBackend::kCuda). q, k: [B, T, H, K]; v: [B, T, H, V], bf16 or fp32
-/// (strided inputs are copied), K = V in {64, 128}; g, beta: [B, T, H] (any floating dtype; computed in fp32);
-/// initial_state: [B, H, K, V]. scale <= 0 means K^-0.5. Throws naming the argument on bad input and
-/// naming the kernel when a launch fails.
+/// The differentiable CUDA op (GdnBackend::kCuda). q, k: [B, T, H, K]; v: [B, T, H, V], bf16 or
+/// fp32 (strided inputs are copied), K = V in {64, 128}; g, beta: [B, T, H] (any floating dtype;
+/// computed in fp32); initial_state: [B, H, K, V]. scale <= 0 means K^-0.5. Throws naming the
+/// argument on bad input and naming the kernel when a launch fails.
 GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q, const at::Tensor& k,
                                            const at::Tensor& v, const at::Tensor& g,
                                            const at::Tensor& beta,
@@ -40,17 +40,18 @@ struct GdnCudaForward {
 };
 
 struct GdnCudaGrads {
-  at::Tensor q, k, v;       // dtype of q
-  at::Tensor g, beta;       // fp32
-  at::Tensor initial_state; // fp32, undefined when there was no initial state
+  at::Tensor q, k, v;        // dtype of q
+  at::Tensor g, beta;        // fp32
+  at::Tensor initial_state;  // fp32, undefined when there was no initial state
 };
 
 /// One forward pass on already validated inputs (q, k, v contiguous, same dtype; g, beta fp32
 /// contiguous; initial_state fp32 contiguous or undefined; scale > 0).
 GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tensor& k,
                                              const at::Tensor& v, const at::Tensor& g,
-                                             const at::Tensor& beta, const at::Tensor& initial_state,
-                                             double scale, bool save_for_backward,
+                                             const at::Tensor& beta,
+                                             const at::Tensor& initial_state, double scale,
+                                             bool save_for_backward,
                                              GdnOutputInit init = GdnOutputInit::kUninitialized);
 
 /// One backward pass from the forward's saved workspaces; grad_final_state may be undefined.

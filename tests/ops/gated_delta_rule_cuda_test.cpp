@@ -1,8 +1,10 @@
-// The CUDA kernels against the float64 per-step recurrence (GdnBackend::kReference) on upcast copies
-// of the same inputs, KERNELS.md section 6 items 3-6. Skips without a GPU; the validation tests run
-// everywhere.
-#include <gtest/gtest.h>
+// The CUDA kernels against the float64 per-step recurrence (GdnBackend::kReference) on upcast
+// copies of the same inputs, KERNELS.md section 6 items 3-6. Skips without a GPU; the validation
+// tests run everywhere.
+#include "ops/gated_delta_rule_cuda.h"
+
 #include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "hypnos/ops/gated_delta_rule.h"
-#include "ops/gated_delta_rule_cuda.h"
 #include "testing/numeric.h"
 
 namespace hypnos::ops {
@@ -50,9 +51,15 @@ Inputs make_inputs(const Case& c) {
   in.v = dev(randn({B, T, H, D}), c.dtype);
   at::Tensor g;
   switch (c.gate) {
-    case Gate::kLogSigmoid: g = at::log_sigmoid(randn({B, T, H})) / c.gate_div; break;
-    case Gate::kStrong: g = -20.0 * at::rand({B, T, H}, gen, f64); break;
-    case Gate::kZero: g = at::zeros({B, T, H}, f64); break;
+    case Gate::kLogSigmoid:
+      g = at::log_sigmoid(randn({B, T, H})) / c.gate_div;
+      break;
+    case Gate::kStrong:
+      g = -20.0 * at::rand({B, T, H}, gen, f64);
+      break;
+    case Gate::kZero:
+      g = at::zeros({B, T, H}, f64);
+      break;
   }
   in.g = dev(g, at::kFloat);
   in.beta = dev(at::sigmoid(randn({B, T, H})), c.dtype);
@@ -82,8 +89,10 @@ Result run(const Inputs& in, GdnBackend backend, std::optional<at::ScalarType> c
   const at::Tensor go = compute ? in.grad_o.to(*compute) : in.grad_o;
   const at::Tensor gf = compute ? in.grad_final.to(*compute) : in.grad_final;
   const auto grads = torch::autograd::grad({out.o, out.final_state}, leaves, {go, gf});
-  Result r{out.o.detach(), out.final_state.detach(), grads[0], grads[1], grads[2], grads[3],
-           grads[4], h0.defined() ? grads[5] : at::Tensor()};
+  Result r{out.o.detach(), out.final_state.detach(),
+           grads[0],       grads[1],
+           grads[2],       grads[3],
+           grads[4],       h0.defined() ? grads[5] : at::Tensor()};
   return r;
 }
 
@@ -232,9 +241,9 @@ TEST(GatedDeltaRuleCuda, EveryOutputElementIsWrittenOverNaNFilledBuffers) {
                                       /*save_for_backward=*/true, GdnOutputInit::kNaN);
     EXPECT_FALSE(fwd.o.isnan().any().item<bool>());
     EXPECT_FALSE(fwd.final_state.isnan().any().item<bool>());
-    const GdnCudaGrads gr = gated_delta_rule_cuda_backward(
-        in.q, in.k, in.v, beta32, /*has_initial_state=*/true, scale, fwd.saved, in.grad_o,
-        in.grad_final, GdnOutputInit::kNaN);
+    const GdnCudaGrads gr =
+        gated_delta_rule_cuda_backward(in.q, in.k, in.v, beta32, /*has_initial_state=*/true, scale,
+                                       fwd.saved, in.grad_o, in.grad_final, GdnOutputInit::kNaN);
     for (const at::Tensor* t : {&gr.q, &gr.k, &gr.v, &gr.g, &gr.beta, &gr.initial_state}) {
       EXPECT_FALSE(t->isnan().any().item<bool>());
     }
@@ -264,12 +273,12 @@ TEST(GatedDeltaRuleCuda, StateCarriedAcrossTwoCallsEqualsOneCall) {
   auto part = [&](const at::Tensor& t, int64_t from, int64_t len) {
     return t.narrow(1, from, len);  // strided views: the op copies them
   };
-  const GatedDeltaRuleOutput first = gated_delta_rule_cuda(
-      part(in.q, 0, 100), part(in.k, 0, 100), part(in.v, 0, 100), part(in.g, 0, 100),
-      part(in.beta, 0, 100), in.h0, -1.0);
-  const GatedDeltaRuleOutput second = gated_delta_rule_cuda(
-      part(in.q, 100, 130), part(in.k, 100, 130), part(in.v, 100, 130), part(in.g, 100, 130),
-      part(in.beta, 100, 130), first.final_state, -1.0);
+  const GatedDeltaRuleOutput first =
+      gated_delta_rule_cuda(part(in.q, 0, 100), part(in.k, 0, 100), part(in.v, 0, 100),
+                            part(in.g, 0, 100), part(in.beta, 0, 100), in.h0, -1.0);
+  const GatedDeltaRuleOutput second =
+      gated_delta_rule_cuda(part(in.q, 100, 130), part(in.k, 100, 130), part(in.v, 100, 130),
+                            part(in.g, 100, 130), part(in.beta, 100, 130), first.final_state, -1.0);
   EXPECT_LT(relative_error(at::cat({first.o, second.o}, 1), whole.o), 1e-5);
   EXPECT_LT(relative_error(second.final_state, whole.final_state), 1e-5);
 }
@@ -285,7 +294,8 @@ TEST(GatedDeltaRuleCuda, DirectionalDerivativesMatchCentralDifferencesInFp32) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{4242});
   std::vector<at::Tensor> x{in.q, in.k, in.v, in.g, in.beta, in.h0};
   auto loss = [&](const std::vector<at::Tensor>& a) {
-    const GatedDeltaRuleOutput out = gated_delta_rule_cuda(a[0], a[1], a[2], a[3], a[4], a[5], -1.0);
+    const GatedDeltaRuleOutput out =
+        gated_delta_rule_cuda(a[0], a[1], a[2], a[3], a[4], a[5], -1.0);
     return (out.o.to(at::kDouble) * in.grad_o.to(at::kDouble)).sum() +
            (out.final_state.to(at::kDouble) * in.grad_final.to(at::kDouble)).sum();
   };
