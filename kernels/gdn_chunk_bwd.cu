@@ -44,6 +44,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
     const int d = idx / BV, j = idx % BV;
     s_ds[d * LS + j] = p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
   }
+  __syncthreads();  // the chunk loop reads the whole slice, written by other threads
   for (int64_t n = n_chunks - 1; n >= 0; --n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
     const int n_valid = valid_rows(p, t0);

@@ -153,6 +153,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     const int d = idx / BV, j = idx % BV;
     s_state[d * LS + j] = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
   }
+  __syncthreads();  // the chunk loop reads the whole slice, written by other threads
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
     const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);

@@ -61,26 +61,26 @@ GdnParams base_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor
 
 class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRuleCudaFunction> {
  public:
-  // initial_state is an undefined tensor when there is none.
+  // initial_state is an optional (not an undefined tensor): autograd skips a nullopt input.
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 const at::Tensor& q, const at::Tensor& k,
                                                 const at::Tensor& v, const at::Tensor& g,
                                                 const at::Tensor& beta,
-                                                const at::Tensor& initial_state, double scale) {
+                                                const std::optional<at::Tensor>& initial_state,
+                                                double scale) {
+    const bool has_h0 = initial_state.has_value() && initial_state->defined();
     const at::Tensor g32 = g.to(at::kFloat).contiguous();
     const at::Tensor beta32 = beta.to(at::kFloat).contiguous();
-    const at::Tensor h0 =
-        initial_state.defined() ? initial_state.to(at::kFloat).contiguous() : at::Tensor();
+    const at::Tensor h0 = has_h0 ? initial_state->to(at::kFloat).contiguous() : at::Tensor();
     GdnCudaForward fwd = gated_delta_rule_cuda_forward(q, k, v, g32, beta32, h0, scale,
                                                        /*save_for_backward=*/true);
     const GdnCudaSaved& s = fwd.saved;
     ctx->save_for_backward({q, k, v, beta32, s.g_cum, s.w, s.attn, s.a_inv, s.u, s.chunk_states});
     ctx->saved_data["scale"] = scale;
-    ctx->saved_data["has_h0"] = initial_state.defined();
+    ctx->saved_data["has_h0"] = has_h0;
     ctx->saved_data["g_dtype"] = g.scalar_type();
     ctx->saved_data["beta_dtype"] = beta.scalar_type();
-    ctx->saved_data["h0_dtype"] =
-        initial_state.defined() ? initial_state.scalar_type() : at::ScalarType::Float;
+    ctx->saved_data["h0_dtype"] = has_h0 ? initial_state->scalar_type() : at::ScalarType::Float;
     return {fwd.o, fwd.final_state};
   }
 
@@ -264,7 +264,8 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q_in, const at::Ten
         /*save_for_backward=*/false);
     return {fwd.o, fwd.final_state};
   }
-  auto outs = GatedDeltaRuleCudaFunction::apply(q, k, v, g, beta, h0, scale);
+  auto outs = GatedDeltaRuleCudaFunction::apply(
+      q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, scale);
   return {outs[0], outs[1]};
 }
 
