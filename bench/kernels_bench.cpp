@@ -3,6 +3,9 @@
 // process as the baseline, so figures from one run compare like with like.
 #include "bench/kernels_bench.h"
 
+#include <cstdio>
+
+#ifdef HYPNOS_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
@@ -10,14 +13,15 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "hypnos/ops/gated_delta_rule.h"
+#endif  // HYPNOS_WITH_CUDA
 
 namespace hypnos::bench {
+#ifdef HYPNOS_WITH_CUDA
 namespace {
 
 struct Shape {
@@ -140,5 +144,12 @@ int run_kernels_bench(int argc, char** argv) {
   }
   return 0;
 }
+
+#else
+int run_kernels_bench(int, char**) {
+  std::fprintf(stderr, "bench kernels: hypnos was built without its CUDA kernels (HYPNOS_CUDA)\n");
+  return 1;
+}
+#endif  // HYPNOS_WITH_CUDA
 
 }  // namespace hypnos::bench
