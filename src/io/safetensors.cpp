@@ -105,6 +105,10 @@ std::string encode_header(const NamedTensors& tensors, const TensorMetadata& met
                                             "UTF-8: ") +
                                 e.what());
   }
+  if (json.size() > kSafetensorsMaxHeaderBytes - 8) {
+    throw std::invalid_argument("save_safetensors: the header of " + std::to_string(json.size()) +
+                                " bytes exceeds the format's limit (too many tensors?)");
+  }
   // Pad so that the data section starts 8-byte aligned (the reference writer does the same).
   json.append((8 - json.size() % 8) % 8, ' ');
   std::string out(8, '\0');

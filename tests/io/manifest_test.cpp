@@ -4,9 +4,13 @@
 #include "hypnos/io/manifest.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "hypnos/io/durable.h"
 #include "hypnos/io/sha256.h"
 #include "io/scratch_dir.h"
 
@@ -108,6 +112,51 @@ TEST(Manifest, PathsLeavingTheDirectoryAreRefusedEvenWithAValidSelfChecksum) {
   write_all(dir / "ckpt" / "manifest.json", manifest.dump());
   EXPECT_EQ(find_manifest_problem(dir / "ckpt"),
             "checksum mismatch: " + (dir / "ckpt" / "manifest.json").string());
+}
+
+/// Saves a checkpoint the way the trainer does: staged, manifest last, then commit.
+void save_checkpoint(const std::filesystem::path& final_path, const std::string& weights) {
+  StagedDirectory staged(final_path);
+  write_file_atomic(staged.path() / "model.bin", weights);
+  write_manifest(staged.path());
+  staged.commit();
+}
+
+TEST(Manifest, KillDuringASaveLeavesThePreviousCheckpointTheOnlyValidOne) {
+  ScratchDir dir;
+  const auto checkpoints = dir / "checkpoints";
+  save_checkpoint(checkpoints / "step_00000010", std::string(4096, 'a'));
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    StagedDirectory staged(checkpoints / "step_00000020");
+    write_file_atomic(staged.path() / "model.bin", std::string(4096, 'b'));
+    write_file_atomic(staged.path() / "optimizer.bin", [&](FileWriter& out) {
+      out.write(std::string(100, 'o'));
+      const char byte = 'x';
+      (void)!::write(ready[1], &byte, 1);
+      ::pause();  // SIGKILL lands in the middle of the save
+    });
+    ::_exit(0);
+  }
+  char byte;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+
+  EXPECT_FALSE(std::filesystem::exists(checkpoints / "step_00000020"));
+  EXPECT_EQ(find_manifest_problem(checkpoints / "step_00000010"), std::nullopt);
+  const auto removed = remove_stale_temporaries(checkpoints);
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].filename(), "step_00000020.tmp-" + std::to_string(child));
+  // The next save of the same step succeeds from a clean slate.
+  save_checkpoint(checkpoints / "step_00000020", std::string(4096, 'c'));
+  EXPECT_EQ(find_manifest_problem(checkpoints / "step_00000020"), std::nullopt);
 }
 
 }  // namespace

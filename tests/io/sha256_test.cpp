@@ -7,6 +7,7 @@
 #include <random>
 
 #include "io/scratch_dir.h"
+#include "io/sha256_blocks.h"
 
 namespace hypnos::io {
 namespace {
@@ -44,6 +45,22 @@ TEST(Sha256, IncrementalUpdatesAgreeForEverySplitAroundPaddingBoundaries) {
       hash.update(message.data() + split, length - split);
       ASSERT_EQ(hash.hex_digest(), whole) << "length " << length << " split " << split;
     }
+  }
+}
+
+TEST(Sha256, ShaExtensionBlocksMatchThePortableBlocks) {
+  const detail::Sha256Blocks accelerated = detail::sha256_blocks_accelerated();
+  if (accelerated == nullptr) GTEST_SKIP() << "this CPU has no SHA extensions";
+  std::mt19937 rng(21);
+  for (int trial = 0; trial < 200; ++trial) {
+    const size_t count = 1 + trial % 9;
+    std::vector<uint8_t> blocks(64 * count);
+    for (auto& byte : blocks) byte = static_cast<uint8_t>(rng());
+    uint32_t portable[8], fast[8];
+    for (int i = 0; i < 8; ++i) portable[i] = fast[i] = static_cast<uint32_t>(rng());
+    detail::sha256_blocks_portable(portable, blocks.data(), count);
+    accelerated(fast, blocks.data(), count);
+    ASSERT_TRUE(std::equal(portable, portable + 8, fast)) << "trial " << trial;
   }
 }
 

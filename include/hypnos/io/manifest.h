@@ -4,6 +4,15 @@
 //
 // The manifest checksums itself too (files_sha256 over its own file list), so a corrupted manifest
 // reads as "checksum mismatch: .../manifest.json" instead of blaming an intact file.
+//
+//   io::StagedDirectory staged(run_dir / "checkpoints" / "step_00000030");
+//   io::save_safetensors(staged.path() / "model.safetensors", weights, metadata);
+//   ...every other file...
+//   io::write_manifest(staged.path());   // last
+//   staged.commit();                      // the step directory appears complete, or not at all
+//   ...
+//   io::verify_manifest(step_dir);        // on resume, before loading anything; IntegrityError:
+//                                         // log it and fall back to the previous checkpoint
 #pragma once
 #include <filesystem>
 #include <optional>

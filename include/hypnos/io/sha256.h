@@ -20,9 +20,8 @@ class Sha256 {
   std::string hex_digest();
 
  private:
-  void compress(const uint8_t* block);
-
   std::array<uint32_t, 8> state_;
+  void (*blocks_)(uint32_t* state, const uint8_t* blocks, size_t count);  // portable or SHA-NI
   std::array<uint8_t, 64> buffer_{};
   size_t buffered_ = 0;
   uint64_t total_bytes_ = 0;

@@ -1,0 +1,155 @@
+// Benchmark of the gated delta rule backends on one GPU: each measurement is the median of
+// individually event-timed runs after warm-up, and the ATen chunked backend is measured in the same
+// process as the baseline, so figures from one run compare like with like.
+#include "bench/kernels_bench.h"
+
+#include <cstdio>
+
+#ifdef HYPNOS_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "hypnos/ops/gated_delta_rule.h"
+#endif  // HYPNOS_WITH_CUDA
+
+namespace hypnos::bench {
+#ifdef HYPNOS_WITH_CUDA
+namespace {
+
+struct Shape {
+  int64_t batch, seq_len, heads, dim;  // dim = K = V
+};
+
+// KERNELS.md section 4, per token and head.
+double forward_flops(int64_t d) {
+  const double c = double(ops::kGdnChunk);
+  return 6 * c * d + 4 * c * d + 6.0 * d * d + c * c / 3;
+}
+// Minimal bytes: bf16 q, k, v, o (and dO, dq, dk, dv), fp32 g (and dg), bf16 beta (and dbeta).
+double forward_bytes(int64_t d) { return 4.0 * d * 2 + 4 + 2; }
+double backward_bytes(int64_t d) { return (4.0 * d * 2 + 4 + 2) + (3.0 * d * 2 + 4 + 2); }
+
+struct Timing {
+  double fwd_ms = -1, fwdbwd_ms = -1;
+};
+
+template <class F>
+double median_ms(F&& f, int reps, int warmup) {
+  for (int i = 0; i < warmup; ++i) f();
+  std::vector<double> ms;
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  for (int i = 0; i < reps; ++i) {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    start.record(stream);
+    f();
+    stop.record(stream);
+    stop.synchronize();
+    ms.push_back(double(start.elapsed_time(stop)));
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+Timing measure(const Shape& s, ops::GdnBackend backend, int reps) {
+  at::Generator gen = at::cuda::detail::createCUDAGenerator();
+  gen.set_current_seed(1234);
+  const auto cuda = at::TensorOptions().device(at::kCUDA);
+  const int64_t B = s.batch, T = s.seq_len, H = s.heads, D = s.dim;
+  auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+  auto leaf = [](const at::Tensor& x) { return x.detach().contiguous().requires_grad_(true); };
+  const at::Tensor q = leaf(unit_rows(at::randn({B, T, H, D}, gen, cuda)).to(at::kBFloat16));
+  const at::Tensor k = leaf(unit_rows(at::randn({B, T, H, D}, gen, cuda)).to(at::kBFloat16));
+  const at::Tensor v = leaf(at::randn({B, T, H, D}, gen, cuda).to(at::kBFloat16));
+  const at::Tensor g = leaf(at::log_sigmoid(at::randn({B, T, H}, gen, cuda)));
+  const at::Tensor beta = leaf(at::sigmoid(at::randn({B, T, H}, gen, cuda)).to(at::kBFloat16));
+  const at::Tensor grad_o = at::randn({B, T, H, D}, gen, cuda).to(at::kBFloat16);
+  Timing t;
+  t.fwd_ms = median_ms(
+      [&] {
+        at::NoGradGuard no_grad;
+        ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, backend);
+      },
+      reps, 3);
+  t.fwdbwd_ms = median_ms(
+      [&] {
+        const ops::GatedDeltaRuleOutput out =
+            ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, backend);
+        torch::autograd::backward({out.o}, {grad_o});
+      },
+      reps, 3);
+  return t;
+}
+
+void print_row(const Shape& s, const char* name, const Timing& t) {
+  const double tokens = double(s.batch) * s.seq_len, th = tokens * s.heads;
+  const double f = forward_flops(s.dim) * th;
+  const double fb = forward_bytes(s.dim) * th, bb = backward_bytes(s.dim) * th;
+  std::printf(
+      "%5lld %6lld %3lld %4lld  %-8s | fwd %9.3f ms %8.2f Mtok/s %7.2f TFLOP/s %7.1f GB/s"
+      " | fwd+bwd %9.3f ms %8.2f Mtok/s %7.2f TFLOP/s %7.1f GB/s\n",
+      (long long)s.batch, (long long)s.seq_len, (long long)s.heads, (long long)s.dim, name,
+      t.fwd_ms, tokens / t.fwd_ms * 1e-3, f / t.fwd_ms * 1e-9, fb / t.fwd_ms * 1e-6, t.fwdbwd_ms,
+      tokens / t.fwdbwd_ms * 1e-3, 3 * f / t.fwdbwd_ms * 1e-9, (fb + bb) / t.fwdbwd_ms * 1e-6);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int run_kernels_bench(int argc, char** argv) {
+  int reps = 20;
+  bool baseline = true, quick = false;
+  for (int i = 0; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
+      reps = std::max(20, std::atoi(argv[++i]));
+    } else if (!std::strcmp(argv[i], "--no-baseline")) {
+      baseline = false;
+    } else if (!std::strcmp(argv[i], "--quick")) {
+      quick = true;
+    } else {
+      std::fprintf(stderr,
+                   "bench kernels: unknown option '%s' (expected --reps N, --no-baseline, "
+                   "--quick)\n",
+                   argv[i]);
+      return 1;
+    }
+  }
+  if (!torch::cuda::is_available()) {
+    std::fprintf(stderr, "bench kernels: no CUDA device\n");
+    return 1;
+  }
+  std::vector<Shape> shapes = {{8, 4096, 16, 128},
+                               {8, 1024, 16, 128},
+                               {1, 16384, 16, 128},
+                               {512, 24, 4, 64},
+                               {128, 75, 8, 64}};
+  if (quick) shapes = {{512, 24, 4, 64}, {128, 75, 8, 64}};
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  std::printf(
+      "bench kernels on %s: bf16 q, k, v, beta; fp32 g; median of %d after 3 warm-up; "
+      "fwd without grad, fwd+bwd with .backward(dO)\n",
+      prop->name, reps);
+  std::printf("    B      T   H    D  backend  |\n");
+  for (const Shape& s : shapes) {
+    print_row(s, "cuda", measure(s, ops::GdnBackend::kCuda, reps));
+    if (baseline) print_row(s, "chunked", measure(s, ops::GdnBackend::kChunked, reps));
+    c10::cuda::CUDACachingAllocator::emptyCache();
+  }
+  return 0;
+}
+
+#else
+int run_kernels_bench(int, char**) {
+  std::fprintf(stderr, "bench kernels: hypnos was built without its CUDA kernels (HYPNOS_CUDA)\n");
+  return 1;
+}
+#endif  // HYPNOS_WITH_CUDA
+
+}  // namespace hypnos::bench

@@ -1,0 +1,13 @@
+// `hypnos bench kernels`: times the CUDA gated delta rule next to the ATen chunked backend on the
+// same GPU in the same run (KERNELS.md section 6 item 7).
+#pragma once
+
+namespace hypnos::bench {
+
+/// Prints, per shape (B, T, H, K = V), forward and forward+backward medians (CUDA events, >= 20
+/// timed runs after warm-up), tokens/s, TFLOP/s and GB/s by KERNELS.md section 4's counts, for the
+/// CUDA kernels and for GdnBackend::kChunked. Options: --reps N (default 20), --no-baseline,
+/// --quick (the two small shapes only). Returns 0, or 1 without a CUDA device or on bad options.
+int run_kernels_bench(int argc, char** argv);
+
+}  // namespace hypnos::bench

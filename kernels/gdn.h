@@ -1,0 +1,78 @@
+// Framework-free CUDA kernels of the chunked gated delta rule (KERNELS.md sections 2, 3 and 5): a
+// plain params struct and two launchers that return a status; LibTorch never appears on this side.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace hypnos::kernels {
+
+/// Chunk length C of every kernel (fla's default).
+inline constexpr int kGdnChunk = 64;
+
+/// Element type of q, k, v, o and of grad_o, grad_q, grad_k, grad_v.
+enum class GdnDtype : int { kFloat32 = 0, kBFloat16 = 1 };
+
+/// Everything both passes need. Layouts are contiguous, like fla:
+///   q, k: [B, T, H, K]; v, o: [B, T, H, V]; g, beta: [B, T, H] fp32 (g is a log decay, <= 0);
+///   states: [B, H, K, V] fp32. Workspaces are fp32 and chunk-major per (batch, head), with
+///   NC = ceil(T / C): g_cum [B, H, NC, C]; w, u_tilde, u, grad_u [B, H, NC, C, V or K];
+///   attn, a_inv [B, H, NC, C, C]; chunk_states, grad_chunk_states [B, H, NC, V, K] (transposed:
+///   element (k, v) of the state at v * K + k, which makes the backward's reads coalesced).
+/// Padded tokens of the last chunk behave as g = 0, beta = 0 (exact: they change nothing).
+struct GdnParams {
+  // ---- forward inputs
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const float* g = nullptr;
+  const float* beta = nullptr;
+  const float* initial_state = nullptr;  ///< may be null: zeros
+  // ---- forward outputs
+  void* o = nullptr;
+  float* final_state = nullptr;  ///< may be null: not written
+  // ---- workspaces written by the forward (and read by the backward)
+  float* g_cum = nullptr;         ///< within-chunk inclusive cumsum of g
+  float* w = nullptr;             ///< W = A diag(beta gamma) K
+  float* u_tilde = nullptr;       ///< Ut = A diag(beta) V (forward only)
+  float* attn = nullptr;          ///< P = scale (Q K^T) * R, lower triangular incl. diagonal
+  float* a_inv = nullptr;         ///< A = (I + L)^-1
+  float* u = nullptr;             ///< U = Ut - W S; null with chunk_states when no backward follows
+  float* chunk_states = nullptr;  ///< the state entering each chunk (transposed)
+  // ---- backward inputs
+  const void* grad_o = nullptr;
+  const float* grad_final_state = nullptr;  ///< may be null: zeros
+  // ---- backward outputs
+  void* grad_q = nullptr;
+  void* grad_k = nullptr;
+  void* grad_v = nullptr;
+  float* grad_g = nullptr;
+  float* grad_beta = nullptr;
+  float* grad_initial_state = nullptr;  ///< may be null: not written
+  // ---- backward workspaces
+  float* grad_u = nullptr;  ///< dU
+  float* grad_chunk_states =
+      nullptr;  ///< gradient w.r.t. the state leaving each chunk (transposed)
+  // ---- sizes
+  int64_t batch = 0;
+  int64_t seq_len = 0;
+  int64_t heads = 0;
+  int head_dim_k = 0;  ///< K, must equal V and be 64 or 128
+  int head_dim_v = 0;
+  float scale = 0.f;
+  GdnDtype dtype = GdnDtype::kBFloat16;
+
+  __host__ __device__ int64_t n_chunks() const { return (seq_len + kGdnChunk - 1) / kGdnChunk; }
+};
+
+/// Forward: g_cum, w, u_tilde, attn, a_inv, o, final_state and, when u and chunk_states are set,
+/// what the backward needs. Returns cudaSuccess or the first error (cudaErrorInvalidValue for bad
+/// sizes or missing pointers).
+cudaError_t gdn_chunk_fwd(const GdnParams& params, cudaStream_t stream);
+
+/// Backward: needs the forward's workspaces (g_cum, w, attn, a_inv, u, chunk_states) and grad_o;
+/// writes grad_q, grad_k, grad_v, grad_g, grad_beta, grad_initial_state. Deterministic (no
+/// atomics).
+cudaError_t gdn_chunk_bwd(const GdnParams& params, cudaStream_t stream);
+
+}  // namespace hypnos::kernels

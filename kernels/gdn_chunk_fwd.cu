@@ -1,0 +1,269 @@
+// Forward of the chunked gated delta rule: a chunk-parallel prep kernel (cumsum, K K^T, the
+// unit-lower inverse by forward substitution in registers, W, Ut, P) and a scan over chunks per
+// (sequence, head, V-slice) that carries the fp32 state in shared memory and writes the output in
+// the same pass.
+#include <cuda_bf16.h>
+
+#include "gdn.h"
+#include "gdn_common.cuh"
+
+namespace hypnos::kernels {
+namespace {
+
+using detail::Frag;
+using detail::kC;
+using detail::kThreads;
+using detail::load;
+
+template <int D>
+constexpr size_t prep_smem_bytes() {
+  return sizeof(float) * (2 * kC * (D + 1) + 2 * kC * (kC + 1) + 2 * kC);
+}
+
+// grid (NC, B*H). Writes g_cum, w, u_tilde, attn, a_inv of one chunk.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
+  constexpr int LD = D + 1, LC = kC + 1;  // odd strides: column walks hit distinct banks
+  extern __shared__ float smem[];
+  float* s_k = smem;           // [C][LD]  k, then Z = diag(beta gamma) K, then W
+  float* s_v = s_k + kC * LD;  // [C][LD]  v, then Y = diag(beta) V, then Ut
+  float* s_a = s_v + kC * LD;  // [C][LC]  I, then A = (I + L)^-1
+  float* s_l = s_a + kC * LC;  // [C][LC]  L
+  float* s_g = s_l + kC * LC;  // [C]      G (within-chunk cumsum of g)
+  float* s_beta = s_g + kC;    // [C]
+
+  const int n = blockIdx.x;
+  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC;
+  const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+  const int64_t row_stride = p.heads * D;
+  const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
+  const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
+  const T* v = static_cast<const T*>(p.v) + detail::token_offset(p, b, t0, h, D);
+  const int tid = threadIdx.x;
+
+  for (int idx = tid; idx < kC * D; idx += kThreads) {
+    const int i = idx / D, d = idx % D;
+    const bool ok = i < n_valid;
+    s_k[i * LD + d] = ok ? load(k + i * row_stride + d) : 0.f;
+    s_v[i * LD + d] = ok ? load(v + i * row_stride + d) : 0.f;
+  }
+  for (int idx = tid; idx < kC * kC; idx += kThreads) {
+    const int i = idx / kC, j = idx % kC;
+    s_a[i * LC + j] = i == j ? 1.f : 0.f;
+  }
+  if (tid < kC) {
+    const bool ok = tid < n_valid;
+    const int64_t gi = (b * p.seq_len + t0 + tid) * p.heads + h;
+    s_g[tid] = ok ? p.g[gi] : 0.f;
+    s_beta[tid] = ok ? p.beta[gi] : 0.f;
+  }
+  __syncthreads();
+  if (tid < 32) {  // inclusive scan of 64 values by one warp, two per lane
+    float lo = s_g[2 * tid], hi = s_g[2 * tid + 1];
+    float s = lo + hi;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float t = __shfl_up_sync(0xffffffffu, s, o);
+      if (tid >= o) s += t;
+    }
+    s_g[2 * tid + 1] = s;
+    s_g[2 * tid] = s - hi;
+  }
+  __syncthreads();
+  const int64_t chunk = bh * n_chunks + n;
+  if (tid < kC) p.g_cum[chunk * kC + tid] = s_g[tid];
+
+  // K K^T -> L (strictly lower, beta_i exp(G_i - G_j) row/decay scaled); Q K^T -> P.
+  {
+    Frag<kC, kC> kk, qk;
+    kk.fill(0.f);
+    qk.fill(0.f);
+    auto kt = [&](int d, int j) { return s_k[j * LD + d]; };
+    kk.mma(
+        D, [&](int i, int d) { return s_k[i * LD + d]; }, kt);
+    qk.mma(
+        D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, kt);
+    const int j = kk.col();
+#pragma unroll
+    for (int r = 0; r < kk.kRegs; ++r) {
+      const int i = kk.row(r);
+      const float decay = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
+      s_l[i * LC + j] = i > j ? s_beta[i] * kk.x[r] * decay : 0.f;
+      p.attn[(chunk * kC + i) * kC + j] = p.scale * qk.x[r] * decay;
+    }
+  }
+  __syncthreads();
+  for (int idx = tid; idx < kC * D; idx += kThreads) {
+    const int i = idx / D, d = idx % D;
+    s_k[i * LD + d] *= s_beta[i] * __expf(s_g[i]);
+    s_v[i * LD + d] *= s_beta[i];
+  }
+  __syncthreads();
+  // (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in registers.
+  for (int c = tid; c < 2 * D + kC; c += kThreads) {
+    float* col = c < D ? s_k + c : c < 2 * D ? s_v + (c - D) : s_a + (c - 2 * D);
+    const int ld = c < 2 * D ? LD : LC;
+    float x[kC];
+#pragma unroll
+    for (int i = 0; i < kC; ++i) x[i] = col[i * ld];
+#pragma unroll
+    for (int i = 1; i < kC; ++i) {
+      float s = x[i];
+#pragma unroll
+      for (int j = 0; j < i; ++j) s = fmaf(-s_l[i * LC + j], x[j], s);
+      x[i] = s;
+    }
+#pragma unroll
+    for (int i = 0; i < kC; ++i) col[i * ld] = x[i];
+  }
+  __syncthreads();
+  for (int idx = tid; idx < kC * D; idx += kThreads) {
+    const int i = idx / D, d = idx % D;
+    p.w[(chunk * kC + i) * D + d] = s_k[i * LD + d];
+    p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
+  }
+  for (int idx = tid; idx < kC * kC; idx += kThreads) {
+    const int i = idx / kC, j = idx % kC;
+    p.a_inv[(chunk * kC + i) * kC + j] = s_a[i * LC + j];
+  }
+}
+
+template <int D, int BV>
+constexpr size_t scan_smem_bytes() {
+  return sizeof(float) * (D * (BV + 1) + kC * (BV + 1) + 2 * kC);
+}
+
+// grid (D / BV, B*H). The state slice S[:, v0:v0+BV] lives in shared memory across all chunks.
+template <typename T, int D, int BV>
+__global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
+  constexpr int LS = BV + 1;
+  extern __shared__ float smem[];
+  float* s_state = smem;           // [D][LS]  S (k rows, v columns of this slice)
+  float* s_u = s_state + D * LS;   // [C][LS]  U
+  float* s_gamma = s_u + kC * LS;  // [C]      exp(G_i)
+  float* s_decay = s_gamma + kC;   // [C]      exp(G_C - G_i)
+
+  const int v0 = blockIdx.x * BV;
+  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
+  const int tid = threadIdx.x;
+
+  for (int idx = tid; idx < D * BV; idx += kThreads) {
+    const int d = idx / BV, j = idx % BV;
+    s_state[d * LS + j] = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
+  }
+  __syncthreads();  // the chunk loop reads the whole slice, written by other threads
+  for (int64_t n = 0; n < n_chunks; ++n) {
+    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
+    const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
+    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
+    T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, D);
+    const float* w = p.w + chunk * kC * D;
+    const float* ut = p.u_tilde + chunk * kC * D;
+    const float* attn = p.attn + chunk * kC * kC;
+    if (tid < kC) {
+      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
+      s_gamma[tid] = __expf(g_i);
+      s_decay[tid] = __expf(g_last - g_i);
+    }
+    if (p.chunk_states) {
+      float* st = p.chunk_states + chunk * D * D;
+      for (int idx = tid; idx < D * BV; idx += kThreads) {
+        const int d = idx % D,
+                  j = idx / D;  // consecutive threads walk k: coalesced transposed store
+        st[(v0 + j) * D + d] = s_state[d * LS + j];
+      }
+    }
+    __syncthreads();
+    auto state = [&](int d, int j) { return s_state[d * LS + j]; };
+    Frag<kC, BV> fu;  // U = Ut - W S
+#pragma unroll
+    for (int r = 0; r < fu.kRegs; ++r) fu.x[r] = ut[fu.row(r) * D + v0 + fu.col()];
+    fu.mma(
+        D, [&](int i, int d) { return -w[i * D + d]; }, state);
+#pragma unroll
+    for (int r = 0; r < fu.kRegs; ++r) {
+      s_u[fu.row(r) * LS + fu.col()] = fu.x[r];
+      if (p.u) p.u[(chunk * kC + fu.row(r)) * D + v0 + fu.col()] = fu.x[r];
+    }
+    __syncthreads();
+    Frag<kC, BV> fo;  // O = scale diag(gamma) Q S + P U
+    fo.fill(0.f);
+    fo.mma(
+        D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, state);
+#pragma unroll
+    for (int r = 0; r < fo.kRegs; ++r) fo.x[r] *= p.scale * s_gamma[fo.row(r)];
+    fo.mma(
+        kC, [&](int i, int m) { return attn[i * kC + m]; },
+        [&](int m, int j) { return s_u[m * LS + j]; });
+#pragma unroll
+    for (int r = 0; r < fo.kRegs; ++r) {
+      if (fo.row(r) < n_valid) {
+        o[fo.row(r) * row_stride + v0 + fo.col()] = detail::from_float<T>(fo.x[r]);
+      }
+    }
+    Frag<D, BV> fs;  // S <- gamma_C S + K^T diag(decay) U
+    const float gamma_last = s_gamma[kC - 1];
+#pragma unroll
+    for (int r = 0; r < fs.kRegs; ++r) fs.x[r] = gamma_last * s_state[fs.row(r) * LS + fs.col()];
+    fs.mma(
+        kC,
+        [&](int d, int i) { return i < n_valid ? s_decay[i] * load(k + i * row_stride + d) : 0.f; },
+        [&](int i, int j) { return s_u[i * LS + j]; });
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < fs.kRegs; ++r) s_state[fs.row(r) * LS + fs.col()] = fs.x[r];
+    __syncthreads();
+  }
+  if (p.final_state) {
+    for (int idx = tid; idx < D * BV; idx += kThreads) {
+      const int d = idx / BV, j = idx % BV;
+      p.final_state[(bh * D + d) * D + v0 + j] = s_state[d * LS + j];
+    }
+  }
+}
+
+constexpr int kFwdSlice = 32;
+
+template <typename T, int D>
+cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
+  const int64_t bh = p.batch * p.heads;
+  const size_t prep_smem = prep_smem_bytes<D>();
+  cudaError_t err = cudaFuncSetAttribute(
+      gdn_chunk_prep_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(prep_smem));
+  if (err != cudaSuccess) return err;
+  gdn_chunk_prep_kernel<T, D>
+      <<<dim3(unsigned(p.n_chunks()), unsigned(bh)), kThreads, prep_smem, stream>>>(p);
+  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  const size_t scan_smem = scan_smem_bytes<D, kFwdSlice>();
+  err = cudaFuncSetAttribute(gdn_chunk_fwd_kernel<T, D, kFwdSlice>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem));
+  if (err != cudaSuccess) return err;
+  gdn_chunk_fwd_kernel<T, D, kFwdSlice>
+      <<<dim3(D / kFwdSlice, unsigned(bh)), kThreads, scan_smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {
+  if (p.head_dim_k != p.head_dim_v || (p.head_dim_k != 64 && p.head_dim_k != 128)) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.batch <= 0 || p.seq_len <= 0 || p.heads <= 0 || p.batch * p.heads > 65535) {
+    return cudaErrorInvalidValue;
+  }
+  if (!p.q || !p.k || !p.v || !p.g || !p.beta || !p.o || !p.g_cum || !p.w || !p.u_tilde ||
+      !p.attn || !p.a_inv || (p.u == nullptr) != (p.chunk_states == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
+  const bool bf16 = p.dtype == GdnDtype::kBFloat16;
+  if (p.head_dim_k == 64) {
+    return bf16 ? launch_fwd<__nv_bfloat16, 64>(p, stream) : launch_fwd<float, 64>(p, stream);
+  }
+  return bf16 ? launch_fwd<__nv_bfloat16, 128>(p, stream) : launch_fwd<float, 128>(p, stream);
+}
+
+}  // namespace hypnos::kernels

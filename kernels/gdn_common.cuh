@@ -1,0 +1,108 @@
+// Device helpers shared by the gated-delta-rule kernels: element loads/stores, and a block-wide
+// fp32 "fragment" matmul where each thread owns a fixed set of output elements (column j = tid % N,
+// rows tid / N + r * (NT / N)), so masks, row scales and row sums are applied in registers.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "gdn.h"
+
+namespace hypnos::kernels::detail {
+
+inline constexpr int kThreads = 256;
+inline constexpr int kC = kGdnChunk;
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+template <typename T>
+__device__ __forceinline__ float load(const T* p) {
+  return to_float(__ldg(p));
+}
+
+/// Output elements of an M x N tile owned by one thread of NT.
+template <int M, int N, int NT = kThreads>
+struct Frag {
+  static_assert(NT % N == 0 && (M * N) % NT == 0, "tile does not divide among the threads");
+  static constexpr int kRegs = M * N / NT;
+  static constexpr int kRowStep = NT / N;
+  float x[kRegs];
+  __device__ __forceinline__ static int col() { return threadIdx.x % N; }
+  __device__ __forceinline__ static int row(int r) { return threadIdx.x / N + r * kRowStep; }
+  __device__ __forceinline__ void fill(float value) {
+#pragma unroll
+    for (int r = 0; r < kRegs; ++r) x[r] = value;
+  }
+  /// x[i][j] += sum_{d < depth} a(i, d) * b(d, j).
+  template <class FA, class FB>
+  __device__ __forceinline__ void mma(int depth, FA a, FB b) {
+    const int j = col();
+#pragma unroll 4
+    for (int d = 0; d < depth; ++d) {
+      const float bv = b(d, j);
+#pragma unroll
+      for (int r = 0; r < kRegs; ++r) x[r] = fmaf(a(row(r), d), bv, x[r]);
+    }
+  }
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+/// out[i] (+)= sum_j f.x[i][j] in a fixed order (deterministic). scratch: M * (N / 32) floats.
+/// Every thread of the block must call it; it synchronises.
+template <int M, int N, int NT>
+__device__ void row_sum(const Frag<M, N, NT>& f, float* scratch, float* out, bool accumulate) {
+  static_assert(N % 32 == 0, "a warp must lie inside one row");
+  constexpr int kWarpsPerRow = N / 32;
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int r = 0; r < Frag<M, N, NT>::kRegs; ++r) {
+    const float s = warp_sum(f.x[r]);
+    if (lane == 0) scratch[f.row(r) * kWarpsPerRow + f.col() / 32] = s;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < M; i += NT) {
+    float s = 0.f;
+    for (int w = 0; w < kWarpsPerRow; ++w) s += scratch[i * kWarpsPerRow + w];
+    out[i] = accumulate ? out[i] + s : s;
+  }
+  __syncthreads();
+}
+
+/// Deterministic block sum of one value per thread; the result is returned to every thread.
+template <int NT>
+__device__ float block_sum(float v, float* scratch /* NT / 32 floats + 1 */) {
+  v = warp_sum(v);
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = 0.f;
+    for (int w = 0; w < NT / 32; ++w) s += scratch[w];
+    scratch[NT / 32] = s;
+  }
+  __syncthreads();
+  const float s = scratch[NT / 32];
+  __syncthreads();
+  return s;
+}
+
+/// Offset of token t of (batch b, head h) in a [B, T, H, D] tensor.
+__device__ __forceinline__ int64_t token_offset(const GdnParams& p, int64_t b, int64_t t, int64_t h,
+                                                int dim) {
+  return ((b * p.seq_len + t) * p.heads + h) * dim;
+}
+
+}  // namespace hypnos::kernels::detail

@@ -1,0 +1,272 @@
+// The CUDA gated delta rule as a torch::autograd::Function: validates once, allocates the fp32
+// workspaces with ATen on the current stream, calls the framework-free launchers of kernels/gdn.h
+// and turns a bad status into an exception naming the kernel.
+#include "ops/gated_delta_rule_cuda.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "gdn.h"
+
+namespace hypnos::ops {
+namespace {
+
+using kernels::GdnDtype;
+using kernels::GdnParams;
+
+std::string shape_of(const at::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  throw std::invalid_argument("gated_delta_rule_cuda: " + what);
+}
+
+void check_status(cudaError_t status, const char* kernel) {
+  if (status != cudaSuccess) {
+    throw std::runtime_error(std::string("gated_delta_rule_cuda: ") + kernel +
+                             " failed: " + cudaGetErrorString(status));
+  }
+}
+
+at::Tensor make_output(at::IntArrayRef sizes, const at::TensorOptions& options,
+                       GdnOutputInit init) {
+  return init == GdnOutputInit::kNaN
+             ? at::full(sizes, std::numeric_limits<float>::quiet_NaN(), options)
+             : at::empty(sizes, options);
+}
+
+GdnParams base_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                      const at::Tensor& beta, double scale) {
+  GdnParams p;
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.beta = beta.data_ptr<float>();
+  p.batch = q.size(0);
+  p.seq_len = q.size(1);
+  p.heads = q.size(2);
+  p.head_dim_k = int(q.size(3));
+  p.head_dim_v = int(v.size(3));
+  p.scale = float(scale);
+  p.dtype = q.scalar_type() == at::kBFloat16 ? GdnDtype::kBFloat16 : GdnDtype::kFloat32;
+  return p;
+}
+
+class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRuleCudaFunction> {
+ public:
+  // initial_state is an optional (not an undefined tensor): autograd skips a nullopt input.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const at::Tensor& q, const at::Tensor& k,
+                                                const at::Tensor& v, const at::Tensor& g,
+                                                const at::Tensor& beta,
+                                                const std::optional<at::Tensor>& initial_state,
+                                                double scale) {
+    const bool has_h0 = initial_state.has_value() && initial_state->defined();
+    const at::Tensor g32 = g.to(at::kFloat).contiguous();
+    const at::Tensor beta32 = beta.to(at::kFloat).contiguous();
+    const at::Tensor h0 = has_h0 ? initial_state->to(at::kFloat).contiguous() : at::Tensor();
+    GdnCudaForward fwd = gated_delta_rule_cuda_forward(q, k, v, g32, beta32, h0, scale,
+                                                       /*save_for_backward=*/true);
+    const GdnCudaSaved& s = fwd.saved;
+    ctx->save_for_backward({q, k, v, beta32, s.g_cum, s.w, s.attn, s.a_inv, s.u, s.chunk_states});
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["has_h0"] = has_h0;
+    ctx->saved_data["g_dtype"] = g.scalar_type();
+    ctx->saved_data["beta_dtype"] = beta.scalar_type();
+    ctx->saved_data["h0_dtype"] = has_h0 ? initial_state->scalar_type() : at::ScalarType::Float;
+    return {fwd.o, fwd.final_state};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &beta32 = saved[3];
+    const GdnCudaSaved ws{saved[4], saved[5], saved[6], saved[7], saved[8], saved[9]};
+    const bool has_h0 = ctx->saved_data["has_h0"].toBool();
+    at::Tensor grad_o = grads[0].defined() ? grads[0].to(q.scalar_type()).contiguous()
+                                           : at::zeros(v.sizes(), v.options());
+    at::Tensor grad_final =
+        grads[1].defined() ? grads[1].to(at::kFloat).contiguous() : at::Tensor();
+    GdnCudaGrads gr = gated_delta_rule_cuda_backward(
+        q, k, v, beta32, has_h0, ctx->saved_data["scale"].toDouble(), ws, grad_o, grad_final);
+    return {gr.q,
+            gr.k,
+            gr.v,
+            gr.g.to(ctx->saved_data["g_dtype"].toScalarType()),
+            gr.beta.to(ctx->saved_data["beta_dtype"].toScalarType()),
+            has_h0 ? gr.initial_state.to(ctx->saved_data["h0_dtype"].toScalarType()) : at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+void validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+              const at::Tensor& beta, const std::optional<at::Tensor>& initial_state) {
+  const std::pair<const char*, const at::Tensor*> all[] = {
+      {"q", &q}, {"k", &k}, {"v", &v}, {"g", &g}, {"beta", &beta}};
+  for (const auto& [name, t] : all) {
+    if (!t->defined()) fail(std::string(name) + " is undefined");
+    if (!t->is_cuda()) fail(std::string(name) + " is on " + t->device().str() + ", expected CUDA");
+    if (t->device() != q.device()) {
+      fail(std::string(name) + " is on " + t->device().str() + ", expected " + q.device().str() +
+           " like q");
+    }
+  }
+  if (q.dim() != 4) fail("q has shape " + shape_of(q) + ", expected [B, T, H, K]");
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3);
+  if (k.sizes() != q.sizes()) fail("k has shape " + shape_of(k) + ", expected " + shape_of(q));
+  if (v.dim() != 4 || v.size(0) != B || v.size(1) != T || v.size(2) != H) {
+    fail("v has shape " + shape_of(v) + ", expected [B, T, H, V] = [" + std::to_string(B) + ", " +
+         std::to_string(T) + ", " + std::to_string(H) + ", V]");
+  }
+  if (K != 64 && K != 128) fail("head dim K = " + std::to_string(K) + ", expected 64 or 128");
+  if (v.size(3) != K) {
+    fail("head dim V = " + std::to_string(v.size(3)) + ", expected V = K = " + std::to_string(K));
+  }
+  if (T < 1) fail("sequence length T = " + std::to_string(T) + ", expected >= 1");
+  if (B * H > 65535) fail("B * H = " + std::to_string(B * H) + ", expected <= 65535");
+  for (const auto& [name, t] : {std::pair{"g", &g}, std::pair{"beta", &beta}}) {
+    if (t->dim() != 3 || t->size(0) != B || t->size(1) != T || t->size(2) != H) {
+      fail(std::string(name) + " has shape " + shape_of(*t) + ", expected [B, T, H]");
+    }
+    if (!at::isFloatingType(t->scalar_type())) {
+      fail(std::string(name) + " has dtype " + std::string(c10::toString(t->scalar_type())) +
+           ", expected a floating dtype");
+    }
+  }
+  for (const auto& [name, t] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}}) {
+    if (t->scalar_type() != at::kBFloat16 && t->scalar_type() != at::kFloat) {
+      fail(std::string(name) + " has dtype " + std::string(c10::toString(t->scalar_type())) +
+           ", expected bfloat16 or float32");
+    }
+    if (t->scalar_type() != q.scalar_type()) {
+      fail(std::string(name) + " has dtype " + std::string(c10::toString(t->scalar_type())) +
+           ", expected the dtype of q");
+    }
+  }
+  if (initial_state && initial_state->defined()) {
+    const at::Tensor& s = *initial_state;
+    if (s.dim() != 4 || s.size(0) != B || s.size(1) != H || s.size(2) != K || s.size(3) != K) {
+      fail("initial_state has shape " + shape_of(s) + ", expected [B, H, K, V]");
+    }
+    if (s.device() != q.device())
+      fail("initial_state is on " + s.device().str() + ", expected CUDA");
+    if (!at::isFloatingType(s.scalar_type())) fail("initial_state must be floating point");
+  }
+}
+
+}  // namespace
+
+GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tensor& k,
+                                             const at::Tensor& v, const at::Tensor& g,
+                                             const at::Tensor& beta,
+                                             const at::Tensor& initial_state, double scale,
+                                             bool save_for_backward, GdnOutputInit init) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
+  const int64_t NC = (T + kernels::kGdnChunk - 1) / kernels::kGdnChunk, C = kernels::kGdnChunk;
+  const auto f32 = q.options().dtype(at::kFloat);
+  GdnCudaForward out;
+  out.o = make_output(v.sizes(), v.options(), init);
+  out.final_state = make_output({B, H, K, V}, f32, init);
+  GdnCudaSaved& s = out.saved;
+  s.g_cum = at::empty({B, H, NC, C}, f32);
+  s.w = at::empty({B, H, NC, C, K}, f32);
+  s.attn = at::empty({B, H, NC, C, C}, f32);
+  s.a_inv = at::empty({B, H, NC, C, C}, f32);
+  const at::Tensor u_tilde = at::empty({B, H, NC, C, V}, f32);
+  if (save_for_backward) {
+    s.u = at::empty({B, H, NC, C, V}, f32);
+    s.chunk_states = at::empty({B, H, NC, V, K}, f32);
+  }
+  GdnParams p = base_params(q, k, v, beta, scale);
+  p.g = g.data_ptr<float>();
+  p.initial_state = initial_state.defined() ? initial_state.data_ptr<float>() : nullptr;
+  p.o = out.o.data_ptr();
+  p.final_state = out.final_state.data_ptr<float>();
+  p.g_cum = s.g_cum.data_ptr<float>();
+  p.w = s.w.data_ptr<float>();
+  p.u_tilde = u_tilde.data_ptr<float>();
+  p.attn = s.attn.data_ptr<float>();
+  p.a_inv = s.a_inv.data_ptr<float>();
+  p.u = save_for_backward ? s.u.data_ptr<float>() : nullptr;
+  p.chunk_states = save_for_backward ? s.chunk_states.data_ptr<float>() : nullptr;
+  check_status(kernels::gdn_chunk_fwd(p, at::cuda::getCurrentCUDAStream()),
+               "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_kernel)");
+  return out;
+}
+
+GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tensor& k,
+                                            const at::Tensor& v, const at::Tensor& beta,
+                                            bool has_initial_state, double scale,
+                                            const GdnCudaSaved& saved, const at::Tensor& grad_o,
+                                            const at::Tensor& grad_final_state,
+                                            GdnOutputInit init) {
+  const c10::cuda::CUDAGuard guard(q.device());
+  const int64_t B = q.size(0), H = q.size(2), K = q.size(3), V = v.size(3);
+  const auto f32 = q.options().dtype(at::kFloat);
+  GdnCudaGrads gr;
+  gr.q = make_output(q.sizes(), q.options(), init);
+  gr.k = make_output(k.sizes(), k.options(), init);
+  gr.v = make_output(v.sizes(), v.options(), init);
+  gr.g = make_output(beta.sizes(), f32, init);
+  gr.beta = make_output(beta.sizes(), f32, init);
+  if (has_initial_state) gr.initial_state = make_output({B, H, K, V}, f32, init);
+  const at::Tensor grad_u = at::empty_like(saved.u);
+  const at::Tensor grad_states = at::empty_like(saved.chunk_states);
+  GdnParams p = base_params(q, k, v, beta, scale);
+  p.g_cum = saved.g_cum.data_ptr<float>();
+  p.w = saved.w.data_ptr<float>();
+  p.attn = saved.attn.data_ptr<float>();
+  p.a_inv = saved.a_inv.data_ptr<float>();
+  p.u = saved.u.data_ptr<float>();
+  p.chunk_states = saved.chunk_states.data_ptr<float>();
+  p.grad_o = grad_o.data_ptr();
+  p.grad_final_state = grad_final_state.defined() ? grad_final_state.data_ptr<float>() : nullptr;
+  p.grad_q = gr.q.data_ptr();
+  p.grad_k = gr.k.data_ptr();
+  p.grad_v = gr.v.data_ptr();
+  p.grad_g = gr.g.data_ptr<float>();
+  p.grad_beta = gr.beta.data_ptr<float>();
+  p.grad_initial_state = has_initial_state ? gr.initial_state.data_ptr<float>() : nullptr;
+  p.grad_u = grad_u.data_ptr<float>();
+  p.grad_chunk_states = grad_states.data_ptr<float>();
+  check_status(kernels::gdn_chunk_bwd(p, at::cuda::getCurrentCUDAStream()),
+               "gdn_chunk_bwd (gdn_chunk_bwd_scan_kernel, gdn_chunk_bwd_kernel)");
+  return gr;
+}
+
+GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q_in, const at::Tensor& k_in,
+                                           const at::Tensor& v_in, const at::Tensor& g,
+                                           const at::Tensor& beta,
+                                           const std::optional<at::Tensor>& initial_state,
+                                           double scale) {
+  validate(q_in, k_in, v_in, g, beta, initial_state);
+  if (scale <= 0) scale = 1.0 / std::sqrt(double(q_in.size(3)));
+  // The kernels read [B, T, H, D] rows; a strided view is copied here (an autograd op) rather than
+  // refused, so the dispatcher can pass slices.
+  const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+  const at::Tensor h0 = initial_state ? *initial_state : at::Tensor();
+  bool needs_grad = false;
+  for (const at::Tensor* t : {&q, &k, &v, &g, &beta, &h0}) {
+    needs_grad = needs_grad || (t->defined() && t->requires_grad());
+  }
+  if (!needs_grad || !at::GradMode::is_enabled()) {
+    GdnCudaForward fwd = gated_delta_rule_cuda_forward(
+        q, k, v, g.to(at::kFloat).contiguous(), beta.to(at::kFloat).contiguous(),
+        h0.defined() ? h0.to(at::kFloat).contiguous() : at::Tensor(), scale,
+        /*save_for_backward=*/false);
+    return {fwd.o, fwd.final_state};
+  }
+  auto outs = GatedDeltaRuleCudaFunction::apply(
+      q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, scale);
+  return {outs[0], outs[1]};
+}
+
+}  // namespace hypnos::ops

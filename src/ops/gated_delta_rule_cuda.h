@@ -1,0 +1,65 @@
+// LibTorch side of the CUDA gated delta rule: validation, workspaces on the current stream, the
+// autograd function, and the two passes exposed for tests and the benchmark.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <optional>
+
+#include "hypnos/ops/gated_delta_rule.h"
+
+namespace hypnos::ops {
+
+/// The differentiable CUDA op (GdnBackend::kCuda). q, k: [B, T, H, K]; v: [B, T, H, V], bf16 or
+/// fp32 (strided inputs are copied), K = V in {64, 128}; g, beta: [B, T, H] (any floating dtype;
+/// computed in fp32); initial_state: [B, H, K, V]. scale <= 0 means K^-0.5. Throws naming the
+/// argument on bad input and naming the kernel when a launch fails.
+GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& v, const at::Tensor& g,
+                                           const at::Tensor& beta,
+                                           const std::optional<at::Tensor>& initial_state,
+                                           double scale);
+
+/// Whether outputs are filled with NaN before the kernels run, so a test can prove every element is
+/// written.
+enum class GdnOutputInit { kUninitialized, kNaN };
+
+/// What the forward keeps for the backward (fp32 workspaces, see kernels/gdn.h).
+struct GdnCudaSaved {
+  at::Tensor g_cum;         // [B, H, NC, C]
+  at::Tensor w;             // [B, H, NC, C, K]
+  at::Tensor attn;          // [B, H, NC, C, C]
+  at::Tensor a_inv;         // [B, H, NC, C, C]
+  at::Tensor u;             // [B, H, NC, C, V]
+  at::Tensor chunk_states;  // [B, H, NC, V, K]
+};
+
+struct GdnCudaForward {
+  at::Tensor o;            // [B, T, H, V], dtype of v
+  at::Tensor final_state;  // [B, H, K, V] fp32
+  GdnCudaSaved saved;      // undefined tensors unless save_for_backward
+};
+
+struct GdnCudaGrads {
+  at::Tensor q, k, v;        // dtype of q
+  at::Tensor g, beta;        // fp32
+  at::Tensor initial_state;  // fp32, undefined when there was no initial state
+};
+
+/// One forward pass on already validated inputs (q, k, v contiguous, same dtype; g, beta fp32
+/// contiguous; initial_state fp32 contiguous or undefined; scale > 0).
+GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tensor& k,
+                                             const at::Tensor& v, const at::Tensor& g,
+                                             const at::Tensor& beta,
+                                             const at::Tensor& initial_state, double scale,
+                                             bool save_for_backward,
+                                             GdnOutputInit init = GdnOutputInit::kUninitialized);
+
+/// One backward pass from the forward's saved workspaces; grad_final_state may be undefined.
+GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tensor& k,
+                                            const at::Tensor& v, const at::Tensor& beta,
+                                            bool has_initial_state, double scale,
+                                            const GdnCudaSaved& saved, const at::Tensor& grad_o,
+                                            const at::Tensor& grad_final_state,
+                                            GdnOutputInit init = GdnOutputInit::kUninitialized);
+
+}  // namespace hypnos::ops

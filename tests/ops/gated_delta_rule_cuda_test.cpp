@@ -1,0 +1,360 @@
+// The CUDA kernels against the float64 per-step recurrence (GdnBackend::kReference) on upcast
+// copies of the same inputs, KERNELS.md section 6 items 3-6. Compiled only with the kernels; skips
+// without a GPU, except the CPU-tensor validation test.
+#ifdef HYPNOS_WITH_CUDA  // the CUDA op is built only with the kernels (HYPNOS_CUDA)
+#include "ops/gated_delta_rule_cuda.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "hypnos/ops/gated_delta_rule.h"
+#include "testing/numeric.h"
+
+namespace hypnos::ops {
+namespace {
+
+using testing::relative_error;
+
+/// How the log decay g is drawn.
+enum class Gate { kLogSigmoid, kStrong, kZero };
+
+struct Case {
+  int64_t batch = 2, seq_len = 64, heads = 2;
+  int dim = 64;  // K = V
+  at::ScalarType dtype = at::kBFloat16;
+  bool with_initial_state = true;
+  double gate_div = 1.0;  // g = logsigmoid(randn) / gate_div
+  Gate gate = Gate::kLogSigmoid;
+  uint64_t seed = 1;
+};
+
+struct Inputs {
+  at::Tensor q, k, v, g, beta, h0, grad_o, grad_final;  // in the case's dtypes, on the GPU
+};
+
+Inputs make_inputs(const Case& c) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(c.seed);
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const int64_t B = c.batch, T = c.seq_len, H = c.heads, D = c.dim;
+  auto randn = [&](at::IntArrayRef s) { return at::randn(s, gen, f64); };
+  Inputs in;
+  const at::Device cuda(at::kCUDA);
+  auto dev = [&](const at::Tensor& t, at::ScalarType s) { return t.to(cuda, s).contiguous(); };
+  auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+  in.q = dev(unit_rows(randn({B, T, H, D})), c.dtype);
+  in.k = dev(unit_rows(randn({B, T, H, D})), c.dtype);
+  in.v = dev(randn({B, T, H, D}), c.dtype);
+  at::Tensor g;
+  switch (c.gate) {
+    case Gate::kLogSigmoid:
+      g = at::log_sigmoid(randn({B, T, H})) / c.gate_div;
+      break;
+    case Gate::kStrong:
+      g = -20.0 * at::rand({B, T, H}, gen, f64);
+      break;
+    case Gate::kZero:
+      g = at::zeros({B, T, H}, f64);
+      break;
+  }
+  in.g = dev(g, at::kFloat);
+  in.beta = dev(at::sigmoid(randn({B, T, H})), c.dtype);
+  if (c.with_initial_state) in.h0 = dev(0.3 * randn({B, H, D, D}), at::kFloat);
+  in.grad_o = dev(randn({B, T, H, D}), c.dtype);
+  in.grad_final = dev(randn({B, H, D, D}), at::kFloat);
+  return in;
+}
+
+struct Result {
+  at::Tensor o, final_state, dq, dk, dv, dg, dbeta, dh0;
+};
+
+/// Forward and backward of one backend on copies of the inputs cast to `compute` (nullopt: as is).
+Result run(const Inputs& in, GdnBackend backend, std::optional<at::ScalarType> compute) {
+  auto leaf = [&](const at::Tensor& t) {
+    at::Tensor x = compute ? t.to(*compute) : t.clone();
+    return x.detach().requires_grad_(true);
+  };
+  const at::Tensor q = leaf(in.q), k = leaf(in.k), v = leaf(in.v), g = leaf(in.g),
+                   beta = leaf(in.beta);
+  const at::Tensor h0 = in.h0.defined() ? leaf(in.h0) : at::Tensor();
+  const GatedDeltaRuleOutput out = gated_delta_rule(
+      q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, -1.0, backend);
+  std::vector<at::Tensor> leaves{q, k, v, g, beta};
+  if (h0.defined()) leaves.push_back(h0);
+  const at::Tensor go = compute ? in.grad_o.to(*compute) : in.grad_o;
+  const at::Tensor gf = compute ? in.grad_final.to(*compute) : in.grad_final;
+  const auto grads = torch::autograd::grad({out.o, out.final_state}, leaves, {go, gf});
+  Result r{out.o.detach(), out.final_state.detach(),
+           grads[0],       grads[1],
+           grads[2],       grads[3],
+           grads[4],       h0.defined() ? grads[5] : at::Tensor()};
+  return r;
+}
+
+struct Tolerances {
+  double o, state, dqkv, dgb;
+};
+
+Tolerances tolerances(at::ScalarType dtype) {
+  // fla's thresholds for 16-bit inputs; the fp32 path computes in fp32 throughout, so demand more.
+  if (dtype == at::kBFloat16) return {5e-3, 5e-3, 8e-3, 2e-2};
+  return {1e-3, 1e-3, 1e-3, 2e-3};
+}
+
+void expect_close_to_reference(const Case& c) {
+  const Inputs in = make_inputs(c);
+  const Result got = run(in, GdnBackend::kCuda, std::nullopt);
+  const Result ref = run(in, GdnBackend::kReference, at::kDouble);
+  const Tolerances tol = tolerances(c.dtype);
+  auto check = [&](const char* name, const at::Tensor& x, const at::Tensor& r, double limit) {
+    ASSERT_TRUE(x.defined()) << name;
+    EXPECT_FALSE(x.isnan().any().item<bool>()) << name << " has NaN";
+    const double err = relative_error(x, r);
+    EXPECT_LT(err, limit) << name << " relative error " << err;
+  };
+  check("o", got.o, ref.o, tol.o);
+  check("final_state", got.final_state, ref.final_state, tol.state);
+  check("dq", got.dq, ref.dq, tol.dqkv);
+  check("dk", got.dk, ref.dk, tol.dqkv);
+  check("dv", got.dv, ref.dv, tol.dqkv);
+  check("dg", got.dg, ref.dg, tol.dgb);
+  check("dbeta", got.dbeta, ref.dbeta, tol.dgb);
+  if (c.with_initial_state) check("dh0", got.dh0, ref.dh0, tol.dqkv);
+}
+
+bool has_cuda() { return torch::cuda::is_available(); }
+
+#define HYPNOS_REQUIRE_CUDA() \
+  if (!has_cuda()) GTEST_SKIP() << "no CUDA device"
+
+class GatedDeltaRuleCudaSweep : public ::testing::TestWithParam<Case> {};
+
+TEST_P(GatedDeltaRuleCudaSweep, MatchesFloat64Recurrence) {
+  HYPNOS_REQUIRE_CUDA();
+  expect_close_to_reference(GetParam());
+}
+
+std::vector<Case> sweep_cases() {
+  std::vector<Case> cases;
+  const double divs[] = {1.0, 8.0, 32.0};
+  uint64_t seed = 10;
+  int d_index = 0;
+  for (int64_t T : {1, 63, 64, 65, 130, 1000}) {
+    for (int dim : {64, 128}) {
+      for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+        for (bool h0 : {true, false}) {
+          Case c;
+          c.seq_len = T;
+          c.dim = dim;
+          c.dtype = dtype;
+          c.with_initial_state = h0;
+          c.gate_div = divs[d_index++ % 3];
+          c.seed = seed++;
+          cases.push_back(c);
+        }
+      }
+    }
+  }
+  return cases;
+}
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+  const Case& c = info.param;
+  return "T" + std::to_string(c.seq_len) + "_D" + std::to_string(c.dim) +
+         (c.dtype == at::kBFloat16 ? "_bf16" : "_fp32") + (c.with_initial_state ? "_h0" : "_noh0") +
+         "_gdiv" + std::to_string(int(c.gate_div));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, GatedDeltaRuleCudaSweep, ::testing::ValuesIn(sweep_cases()),
+                         case_name);
+
+TEST(GatedDeltaRuleCuda, StrongDecayDownToMinus20StaysFiniteAndAccurate) {
+  HYPNOS_REQUIRE_CUDA();
+  for (int dim : {64, 128}) {
+    Case c;
+    c.seq_len = 200;
+    c.dim = dim;
+    c.gate = Gate::kStrong;
+    c.seed = 77 + dim;
+    expect_close_to_reference(c);
+  }
+}
+
+TEST(GatedDeltaRuleCuda, PureDeltaRuleWithoutGateMatches) {
+  HYPNOS_REQUIRE_CUDA();
+  Case c;
+  c.seq_len = 150;
+  c.gate = Gate::kZero;
+  c.batch = 3;
+  c.heads = 1;
+  c.seed = 5;
+  expect_close_to_reference(c);
+}
+
+TEST(GatedDeltaRuleCuda, ManyHeadsAndBatchesMatch) {
+  HYPNOS_REQUIRE_CUDA();
+  Case c;
+  c.batch = 3;
+  c.heads = 16;
+  c.seq_len = 300;
+  c.dim = 128;
+  c.gate_div = 8.0;
+  c.seed = 9;
+  expect_close_to_reference(c);
+}
+
+TEST(GatedDeltaRuleCuda, TwoRunsAreBitwiseIdentical) {
+  HYPNOS_REQUIRE_CUDA();
+  Case c;
+  c.seq_len = 300;
+  c.dim = 128;
+  c.heads = 4;
+  const Inputs in = make_inputs(c);
+  const Result a = run(in, GdnBackend::kCuda, std::nullopt);
+  const Result b = run(in, GdnBackend::kCuda, std::nullopt);
+  EXPECT_TRUE(at::equal(a.o, b.o));
+  EXPECT_TRUE(at::equal(a.final_state, b.final_state));
+  EXPECT_TRUE(at::equal(a.dq, b.dq));
+  EXPECT_TRUE(at::equal(a.dk, b.dk));
+  EXPECT_TRUE(at::equal(a.dv, b.dv));
+  EXPECT_TRUE(at::equal(a.dg, b.dg));
+  EXPECT_TRUE(at::equal(a.dbeta, b.dbeta));
+  EXPECT_TRUE(at::equal(a.dh0, b.dh0));
+}
+
+TEST(GatedDeltaRuleCuda, EveryOutputElementIsWrittenOverNaNFilledBuffers) {
+  HYPNOS_REQUIRE_CUDA();
+  for (int dim : {64, 128}) {
+    Case c;
+    c.seq_len = 130;
+    c.dim = dim;
+    const Inputs in = make_inputs(c);
+    const double scale = 1.0 / std::sqrt(double(dim));
+    const at::Tensor beta32 = in.beta.to(at::kFloat);
+    const GdnCudaForward fwd =
+        gated_delta_rule_cuda_forward(in.q, in.k, in.v, in.g, beta32, in.h0, scale,
+                                      /*save_for_backward=*/true, GdnOutputInit::kNaN);
+    EXPECT_FALSE(fwd.o.isnan().any().item<bool>());
+    EXPECT_FALSE(fwd.final_state.isnan().any().item<bool>());
+    const GdnCudaGrads gr =
+        gated_delta_rule_cuda_backward(in.q, in.k, in.v, beta32, /*has_initial_state=*/true, scale,
+                                       fwd.saved, in.grad_o, in.grad_final, GdnOutputInit::kNaN);
+    for (const at::Tensor* t : {&gr.q, &gr.k, &gr.v, &gr.g, &gr.beta, &gr.initial_state}) {
+      EXPECT_FALSE(t->isnan().any().item<bool>());
+    }
+  }
+}
+
+TEST(GatedDeltaRuleCuda, InferencePathEqualsTrainingForward) {
+  HYPNOS_REQUIRE_CUDA();
+  Case c;
+  c.seq_len = 100;
+  const Inputs in = make_inputs(c);
+  const GatedDeltaRuleOutput plain =
+      gated_delta_rule_cuda(in.q, in.k, in.v, in.g, in.beta, in.h0, -1.0);
+  const Result trained = run(in, GdnBackend::kCuda, std::nullopt);
+  EXPECT_TRUE(at::equal(plain.o, trained.o));
+  EXPECT_TRUE(at::equal(plain.final_state, trained.final_state));
+}
+
+TEST(GatedDeltaRuleCuda, StateCarriedAcrossTwoCallsEqualsOneCall) {
+  HYPNOS_REQUIRE_CUDA();
+  Case c;
+  c.seq_len = 230;
+  c.dtype = at::kFloat;
+  const Inputs in = make_inputs(c);
+  const GatedDeltaRuleOutput whole =
+      gated_delta_rule_cuda(in.q, in.k, in.v, in.g, in.beta, in.h0, -1.0);
+  auto part = [&](const at::Tensor& t, int64_t from, int64_t len) {
+    return t.narrow(1, from, len);  // strided views: the op copies them
+  };
+  const GatedDeltaRuleOutput first =
+      gated_delta_rule_cuda(part(in.q, 0, 100), part(in.k, 0, 100), part(in.v, 0, 100),
+                            part(in.g, 0, 100), part(in.beta, 0, 100), in.h0, -1.0);
+  const GatedDeltaRuleOutput second =
+      gated_delta_rule_cuda(part(in.q, 100, 130), part(in.k, 100, 130), part(in.v, 100, 130),
+                            part(in.g, 100, 130), part(in.beta, 100, 130), first.final_state, -1.0);
+  EXPECT_LT(relative_error(at::cat({first.o, second.o}, 1), whole.o), 1e-5);
+  EXPECT_LT(relative_error(second.final_state, whole.final_state), 1e-5);
+}
+
+TEST(GatedDeltaRuleCuda, DirectionalDerivativesMatchCentralDifferencesInFp32) {
+  HYPNOS_REQUIRE_CUDA();
+  Case c;
+  c.batch = 1;
+  c.heads = 1;
+  c.seq_len = 70;
+  c.dtype = at::kFloat;
+  const Inputs in = make_inputs(c);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{4242});
+  std::vector<at::Tensor> x{in.q, in.k, in.v, in.g, in.beta, in.h0};
+  auto loss = [&](const std::vector<at::Tensor>& a) {
+    const GatedDeltaRuleOutput out =
+        gated_delta_rule_cuda(a[0], a[1], a[2], a[3], a[4], a[5], -1.0);
+    return (out.o.to(at::kDouble) * in.grad_o.to(at::kDouble)).sum() +
+           (out.final_state.to(at::kDouble) * in.grad_final.to(at::kDouble)).sum();
+  };
+  std::vector<at::Tensor> leaves;
+  for (const at::Tensor& t : x) leaves.push_back(t.detach().clone().requires_grad_(true));
+  const auto grads = torch::autograd::grad({loss(leaves)}, leaves);
+  for (size_t w = 0; w < x.size(); ++w) {
+    const at::Tensor d = at::randn(x[w].sizes(), gen, at::kDouble).to(x[w].device(), at::kFloat);
+    const double h = 1e-2;
+    std::vector<at::Tensor> plus = x, minus = x;
+    plus[w] = x[w] + h * d;
+    minus[w] = x[w] - h * d;
+    at::NoGradGuard no_grad;
+    const double numeric = (loss(plus).item<double>() - loss(minus).item<double>()) / (2 * h);
+    const double analytic = (grads[w].to(at::kDouble) * d.to(at::kDouble)).sum().item<double>();
+    EXPECT_NEAR(analytic, numeric, 1e-2 * std::max(1.0, std::abs(numeric))) << "input " << w;
+  }
+}
+
+// ---- validation: these run without a GPU --------------------------------------------------------
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(GatedDeltaRuleCudaValidation, RejectsCpuTensorsNamingTheArgument) {
+  const at::Tensor q = at::zeros({1, 4, 2, 64});
+  const at::Tensor gb = at::zeros({1, 4, 2});
+  const std::string msg =
+      message_of([&] { gated_delta_rule_cuda(q, q, q, gb, gb, std::nullopt, -1.0); });
+  EXPECT_NE(msg.find("q is on cpu"), std::string::npos) << msg;
+}
+
+TEST(GatedDeltaRuleCudaValidation, RejectsUnsupportedHeadDimNamingTheValue) {
+  HYPNOS_REQUIRE_CUDA();
+  const auto opts = at::TensorOptions().device(at::kCUDA);
+  const at::Tensor q = at::zeros({1, 4, 2, 96}, opts);
+  const at::Tensor gb = at::zeros({1, 4, 2}, opts);
+  const std::string msg =
+      message_of([&] { gated_delta_rule_cuda(q, q, q, gb, gb, std::nullopt, -1.0); });
+  EXPECT_NE(msg.find("K = 96"), std::string::npos) << msg;
+}
+
+TEST(GatedDeltaRuleCudaValidation, RejectsMismatchedBetaShape) {
+  HYPNOS_REQUIRE_CUDA();
+  const auto opts = at::TensorOptions().device(at::kCUDA);
+  const at::Tensor q = at::zeros({1, 4, 2, 64}, opts);
+  const at::Tensor g = at::zeros({1, 4, 2}, opts), beta = at::zeros({1, 5, 2}, opts);
+  const std::string msg =
+      message_of([&] { gated_delta_rule_cuda(q, q, q, g, beta, std::nullopt, -1.0); });
+  EXPECT_NE(msg.find("beta has shape"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace hypnos::ops
+#endif  // HYPNOS_WITH_CUDA
