@@ -7,12 +7,12 @@
 #include <string_view>
 
 #include "hypnos/config/fields.h"
+#include "hypnos/sleep/sleep_options.h"
 
 namespace hypnos::train {
 
 enum class Device { kAuto, kCpu, kCuda };
 enum class Precision { kFp32, kBf16 };
-enum class Recompute { kNone, kWindow };
 enum class NonFinitePolicy { kStop, kSkip };
 
 struct RunOptions {
@@ -38,8 +38,8 @@ struct TrainOptions {
   int64_t log_every = 10;          ///< steps between metrics.jsonl train records. Default: 10
   int64_t checkpoint_every = 100;  ///< steps between checkpoints; 0 = only at the end. Default: 100
   int64_t keep_checkpoints = 3;    ///< newest checkpoints kept on disk. Default: 3
-  int64_t truncate_every = 0;      ///< detach S every K windows (truncated BPTT); 0 = full. Default: 0
-  Recompute recompute = Recompute::kNone;  ///< window: recompute each window in backward. Default: none
+  /// train.truncate_every and train.recompute (DESIGN.md 1.7). Default: full BPTT, no recompute.
+  sleep::BackpropOptions backprop;
   Precision precision = Precision::kBf16;  ///< autocast dtype on CUDA (CPU always fp32). Default: bf16
   NonFinitePolicy nonfinite = NonFinitePolicy::kStop;  ///< on a NaN/Inf loss or grad. Default: stop
   int64_t max_skips = 5;           ///< consecutive skipped steps before stopping. Default: 5
@@ -60,9 +60,7 @@ struct TrainOptions {
     v.field("checkpoint_every", checkpoint_every, "steps between checkpoints (0: only at the end)",
             config::Range{0, 1e12});
     v.field("keep_checkpoints", keep_checkpoints, "newest checkpoints kept", config::Range{1, 1e6});
-    v.field("truncate_every", truncate_every, "detach the SSM state every K windows (0: full BPTT)",
-            config::Range{0, 1e9});
-    v.field("recompute", recompute, "none | window (activation checkpointing along windows)");
+    backprop.visit(v);  // flat: train.truncate_every, train.recompute
     v.field("precision", precision, "fp32 | bf16 (autocast dtype on CUDA; CPU runs fp32)");
     v.field("nonfinite", nonfinite, "on a non-finite loss or gradient: stop | skip");
     v.field("max_skips", max_skips, "consecutive skipped steps that stop the run",
@@ -80,10 +78,6 @@ struct EnumNames<train::Device> {
 template <>
 struct EnumNames<train::Precision> {
   static constexpr std::array<std::string_view, 2> names{"fp32", "bf16"};
-};
-template <>
-struct EnumNames<train::Recompute> {
-  static constexpr std::array<std::string_view, 2> names{"none", "window"};
 };
 template <>
 struct EnumNames<train::NonFinitePolicy> {

@@ -1,0 +1,203 @@
+// Times full training steps (window loop forward with N passes, masked CE, backward, Muon/AdamW update)
+// of the Rule 110 paper model. Each N runs in a fresh child process so that its peak memory (CUDA
+// allocator peak, or the CPU process's max RSS) belongs to that N alone.
+#include "bench/train_bench.h"
+
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#ifdef HYPNOS_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include "hypnos/memory/model_memory.h"
+#include "hypnos/sleep/window_loop.h"
+#include "hypnos/tasks/batch.h"
+#include "hypnos/train/evaluate.h"
+#include "hypnos/train/optimizer.h"
+#include "hypnos/train/run_config.h"
+#include "train/autocast_guard.h"
+
+extern char** environ;
+
+namespace hypnos::bench {
+namespace {
+
+struct Result {
+  int64_t n_passes = 0;
+  double step_ms = 0, tokens_per_s = 0, peak_mb = 0;
+};
+
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) {
+    try {
+      out.push_back(std::stoll(item));
+    } catch (const std::exception&) {
+      throw std::invalid_argument("--passes expects a list like 1,2,4, got '" + s + "'");
+    }
+    if (out.back() < 1) throw std::invalid_argument("--passes: N must be >= 1");
+  }
+  if (out.empty()) throw std::invalid_argument("--passes: empty list");
+  return out;
+}
+
+int64_t parse_positive(const std::string& flag, const std::string& value) {
+  try {
+    const int64_t x = std::stoll(value);
+    if (x >= 1) return x;
+  } catch (const std::exception&) {
+  }
+  throw std::invalid_argument(flag + " expects a positive integer, got '" + value + "'");
+}
+
+// One N in this process: warm-up steps, then the median of timed steps.
+Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_t repeats) {
+  train::RunConfig config;  // the paper model: AGAG, width 256, 4 heads, Rule 110 window 24
+  config.model.vocab_size = 6;
+  config.sleep.n_passes = n_passes;
+  config.sleep.window = 24;
+  torch::manual_seed(0);
+  auto task = tasks::make_task(config.task, 0);
+  nn::HybridLM model(config.model);
+  model->to(device);
+  train::Optimizer optimizer(train::split_parameters(*model), config.optim);
+  const auto batch_data = tasks::make_batch(*task, tasks::Split::kTrain, 0, batch);
+  const auto tokens = batch_data.tokens.to(device);
+  const auto targets = batch_data.targets.to(device);
+  const auto mask = batch_data.loss_mask.to(device);
+  auto step = [&] {
+    optimizer.zero_grad();
+    at::Tensor loss;
+    {
+      train::AutocastGuard autocast(/*enabled=*/true, device);  // bf16 on CUDA, nothing on CPU
+      const auto out = sleep::run_windows(model, tokens, mask,
+                                          memory::ModelMemory::empty(model->n_layers()), config.sleep);
+      loss = train::masked_cross_entropy(out.logits, targets, mask);
+    }
+    loss.backward();
+    optimizer.clip_gradients();
+    optimizer.step();
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
+  for (int i = 0; i < 3; ++i) step();
+  std::vector<double> times;
+  for (int64_t i = 0; i < repeats; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double median = times[times.size() / 2];
+  Result r;
+  r.n_passes = n_passes;
+  r.step_ms = median * 1e3;
+  r.tokens_per_s = static_cast<double>(batch * task->seq_len()) / median;
+#ifdef HYPNOS_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    r.peak_mb = static_cast<double>(stats.allocated_bytes[aggregate].peak) / (1024.0 * 1024.0);
+  }
+#endif
+  if (!device.is_cuda()) {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    r.peak_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+  }
+  return r;
+}
+
+// Runs this program again for one N and reads its one-line result.
+Result measure_in_child(int64_t n, const std::map<std::string, std::string>& flags) {
+  std::vector<std::string> args{"/proc/self/exe", "bench", "train", "--passes", std::to_string(n)};
+  for (const auto& [k, v] : flags) {
+    if (k == "--passes") continue;
+    args.push_back(k);
+    if (!v.empty()) args.push_back(v);
+  }
+  args.push_back("--child");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) throw std::runtime_error("bench train: pipe() failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(pipe_fds[1]);
+  if (rc != 0) {
+    close(pipe_fds[0]);
+    throw std::runtime_error("bench train: cannot start a child process");
+  }
+  std::string output;
+  char buf[4096];
+  for (ssize_t k; (k = read(pipe_fds[0], buf, sizeof(buf))) > 0;) output.append(buf, k);
+  close(pipe_fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  Result r;
+  long long passes = 0;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+      std::sscanf(output.c_str(), "RESULT %lld %lf %lf %lf", &passes, &r.step_ms, &r.tokens_per_s,
+                  &r.peak_mb) != 4) {
+    throw std::runtime_error("bench train: the child for N = " + std::to_string(n) + " failed:\n" +
+                             output);
+  }
+  r.n_passes = passes;
+  return r;
+}
+
+}  // namespace
+
+int run_train_bench(const std::map<std::string, std::string>& flags) {
+  auto get = [&](const std::string& k, const std::string& d) {
+    auto it = flags.find(k);
+    return it == flags.end() ? d : it->second;
+  };
+  const bool quick = flags.count("--quick") > 0;
+  const auto passes = parse_list(get("--passes", "1,2,4"));
+  const int64_t batch = parse_positive("--batch", get("--batch", quick ? "32" : "512"));
+  const int64_t repeats = parse_positive("--repeats", get("--repeats", quick ? "3" : "10"));
+  const std::string dev = get("--device", torch::cuda::is_available() ? "cuda" : "cpu");
+  if (dev != "cpu" && dev != "cuda") throw std::invalid_argument("--device expects cpu or cuda");
+  if (dev == "cuda" && !torch::cuda::is_available()) {
+    throw std::invalid_argument("--device cuda: no CUDA device is available");
+  }
+  const at::Device device = dev == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  if (flags.count("--child")) {
+    const Result r = measure(passes.at(0), batch, device, repeats);
+    std::printf("RESULT %lld %.17g %.17g %.17g\n", static_cast<long long>(r.n_passes), r.step_ms,
+                r.tokens_per_s, r.peak_mb);
+    return 0;
+  }
+  std::printf(
+      "Rule 110 paper model (AGAG, d_model 256, 4 heads, window 24, T 100), batch %lld, %s (%s), "
+      "median of %lld steps; one process per N\n",
+      static_cast<long long>(batch), dev.c_str(), dev == "cuda" ? "bf16 autocast" : "fp32",
+      static_cast<long long>(repeats));
+  std::printf("%4s %12s %14s %12s %22s\n", "N", "step ms", "tokens/s", "peak MiB",
+              "tok/s(N)*N/tok/s(1)");
+  double base = 0;
+  for (int64_t n : passes) {
+    const Result r = measure_in_child(n, flags);
+    if (n == passes.front()) base = r.tokens_per_s * static_cast<double>(n);
+    std::printf("%4lld %12.2f %14.4g %12.1f %22.3f\n", static_cast<long long>(n), r.step_ms,
+                r.tokens_per_s, r.peak_mb, r.tokens_per_s * static_cast<double>(n) / base);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace hypnos::bench

@@ -1,0 +1,17 @@
+// The `hypnos` subcommands: each has a spec (for parsing and --help) and a handler returning the exit code.
+#pragma once
+#include "command_line.h"
+
+namespace hypnos::cli {
+
+const CommandSpec& train_spec();
+const CommandSpec& eval_spec();
+const CommandSpec& generate_spec();
+const CommandSpec& bench_spec();
+
+int run_train(const ParsedArgs& args);
+int run_eval(const ParsedArgs& args);
+int run_generate(const ParsedArgs& args);
+int run_bench(const ParsedArgs& args, int argc, char** argv);
+
+}  // namespace hypnos::cli

@@ -1,0 +1,42 @@
+// `hypnos train CONFIG.yaml [overrides] [--out DIR] [--resume]`: resolve the config (every error exits 2
+// before anything is written), pick the run directory, and hand over to train::train.
+#include "commands.h"
+#include "hypnos/train/run_directory.h"
+#include "hypnos/train/trainer.h"
+
+namespace hypnos::cli {
+
+const CommandSpec& train_spec() {
+  static const CommandSpec spec{
+      "train",
+      "train a model from a YAML config (one run directory per run)",
+      {"CONFIG.yaml"},
+      {{"--out", "DIR", "run directory (default: run.out_dir/<config name>-<UTC time>)"},
+       {"--resume", "", "continue the run in --out from its newest valid checkpoint"},
+       {"--dry-run", "", "print the resolved config and exit without training"}},
+      /*takes_overrides=*/true,
+      "Overrides follow the config file: hypnos train configs/rule110/default.yaml sleep.n_passes=4\n"
+      "Keys: configs/README.md. Exit codes: 0 done (or stopped by SIGTERM after a checkpoint),\n"
+      "1 error, 2 bad config or arguments, 3 non-finite loss (train.nonfinite: stop), 4 out of memory."};
+  return spec;
+}
+
+int run_train(const ParsedArgs& args) {
+  const std::string& config_path = args.positionals[0];
+  const auto config = train::load_run_config(config_path, args.overrides);
+  if (args.has("--dry-run")) {
+    std::cout << train::run_config_yaml(config);
+    return 0;
+  }
+  if (args.has("--resume") && !args.has("--out")) {
+    throw UsageError("--resume needs --out DIR (the run directory to continue)");
+  }
+  train::TrainRequest request;
+  request.run_dir = args.has("--out") ? std::filesystem::path(args.get("--out"))
+                                      : train::default_run_directory(config.run.out_dir, config_path);
+  request.resume = args.has("--resume");
+  request.command_line = args.command_line;
+  return train::train(config, request);
+}
+
+}  // namespace hypnos::cli

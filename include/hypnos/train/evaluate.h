@@ -1,0 +1,28 @@
+// Evaluation: the model reads test examples through the same window/sleep loop as in training, and the
+// task's metric scores argmax predictions and target NLLs per difficulty bucket.
+#pragma once
+#include <cstdint>
+
+#include "hypnos/nn/hybrid_lm.h"
+#include "hypnos/sleep/sleep_options.h"
+#include "hypnos/tasks/metrics.h"
+#include "hypnos/tasks/task.h"
+
+namespace hypnos::train {
+
+struct EvalOptions {
+  int64_t examples = 2048;    ///< test indices 0 .. examples-1
+  int64_t batch_size = 512;   ///< sequences per forward
+  bool bf16_autocast = false; ///< CUDA only
+};
+
+/// Scores test examples [0, options.examples) of `task`. Leaves the model in the mode it found it.
+tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
+                                  const sleep::SleepOptions& sleep, const EvalOptions& options);
+
+/// Masked cross entropy of wake logits: (sum of -log p(target) over loss positions) / their count.
+/// logits: [B, T, vocab]; targets: [B, T] int64; loss_mask: [B, T] bool.
+at::Tensor masked_cross_entropy(const at::Tensor& logits, const at::Tensor& targets,
+                                const at::Tensor& loss_mask);
+
+}  // namespace hypnos::train

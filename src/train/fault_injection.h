@@ -1,0 +1,27 @@
+// Fault injection for the reliability tests (RELIABILITY.md R5-R8): named points where a test can make
+// the process die as if by kill -9, or a step's loss become NaN. Inert unless the variables are set.
+//   HYPNOS_FAULT=<point>                  raise SIGKILL when execution reaches <point>
+//   HYPNOS_FAULT_NONFINITE_STEP=<step>    the loss of that (0-based) step is multiplied by NaN
+#pragma once
+#include <csignal>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+
+namespace hypnos::train::fault {
+
+/// Points: "save.before_commit" (checkpoint files written, not yet renamed into place),
+/// "step.after_update" (an optimizer update done, its metrics not yet logged).
+inline void point(const char* name) {
+  const char* want = std::getenv("HYPNOS_FAULT");
+  if (want && std::strcmp(want, name) == 0) ::kill(::getpid(), SIGKILL);
+}
+
+inline bool nonfinite_at(int64_t step) {
+  const char* s = std::getenv("HYPNOS_FAULT_NONFINITE_STEP");
+  return s && std::to_string(step) == s;
+}
+
+}  // namespace hypnos::train::fault

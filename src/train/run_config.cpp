@@ -1,0 +1,33 @@
+// Loading and cross-checking the run configuration (the per-key checks live in each options struct).
+#include "hypnos/train/run_config.h"
+
+#include "hypnos/config/error.h"
+#include "hypnos/config/visitors.h"
+
+namespace hypnos::train {
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  RunConfig config = config::load<RunConfig>(path, overrides);
+  try {
+    if (config.model.vocab_size == 0) {
+      config.model.vocab_size = tasks::make_task(config.task, config.run.seed)->vocab_size();
+    }
+    config.model.validate();
+    config.sleep.validate(static_cast<int64_t>(config.model.pattern.size()));
+    // Fails early (before a run directory exists) on a schedule that cannot fit the run.
+    if (config.train.steps > 0) Schedule(config.schedule, config.train.steps);
+  } catch (const std::invalid_argument& e) {
+    throw config::ConfigError(std::string("config error: ") + e.what());
+  }
+  if (config.train.batch_size % config.train.grad_accum != 0) {
+    throw config::ConfigError("config error: train.batch_size (" +
+                              std::to_string(config.train.batch_size) +
+                              ") must be divisible by train.grad_accum (" +
+                              std::to_string(config.train.grad_accum) + ")");
+  }
+  return config;
+}
+
+std::string run_config_yaml(const RunConfig& config) { return config::to_yaml(config); }
+
+}  // namespace hypnos::train

@@ -1,0 +1,389 @@
+// The training loop. Reads top to bottom: set up (config -> device -> model -> task -> optimizer ->
+// run directory -> resume), then one short loop of steps, evaluations and checkpoints. The window/sleep
+// engine (sleep/window_loop) runs inside each step; only rank 0 writes files.
+#include "hypnos/train/trainer.h"
+
+#include <c10/util/Exception.h>
+
+#include <chrono>
+#include <csignal>
+
+#include "hypnos/config/error.h"
+#include "hypnos/io/jsonl.h"
+#include "hypnos/log.h"
+#include "hypnos/memory/model_memory.h"
+#include "hypnos/sleep/window_loop.h"
+#include "hypnos/tasks/batch.h"
+#include "hypnos/train/checkpoint.h"
+#include "hypnos/train/distributed.h"
+#include "hypnos/train/evaluate.h"
+#include "hypnos/train/run_directory.h"
+#include "train/autocast_guard.h"
+#include "train/fault_injection.h"
+
+namespace hypnos::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+// The one process-wide flag: set by the SIGTERM/SIGINT handler, read between steps (R9).
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string format_duration(double s) {
+  const auto total = static_cast<int64_t>(s);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%02lld:%02lld:%02lld", static_cast<long long>(total / 3600),
+                static_cast<long long>(total / 60 % 60), static_cast<long long>(total % 60));
+  return buf;
+}
+
+at::Device choose_device(Device wanted, int64_t local_rank) {
+  const bool cuda = torch::cuda::is_available();
+  if (wanted == Device::kCuda && !cuda) {
+    throw config::ConfigError("config error: run.device is cuda but no CUDA device is available");
+  }
+  if (wanted == Device::kCpu || !cuda) return at::kCPU;
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+}
+
+io::JsonRecord metrics_record(const tasks::BucketMetrics& m) {
+  io::JsonRecord r;
+  r.add("exact", m.exact_accuracy())
+      .add("token_acc", m.token_accuracy())
+      .add("ce", m.mean_ce())
+      .add("count", m.groups);
+  return r;
+}
+
+class Trainer {
+ public:
+  Trainer(const RunConfig& config, const TrainRequest& request);
+  /// The exit code; an out-of-memory error becomes one line naming the phase and the config (R11).
+  int run();
+
+ private:
+  int run_unguarded();
+  enum class StepResult { kUpdated, kSkipped, kStop };
+  StepResult step();
+  void log_train(double loss, double grad_norm);
+  void evaluate_and_log();
+  void save_checkpoint_now();
+  void event(io::JsonRecord record);
+  std::string config_summary() const;
+
+  const RunConfig config_;
+  const TrainRequest request_;
+  const std::string config_yaml_;
+  std::string phase_ = "setting up";  // named in out-of-memory errors (R11)
+  DistributedContext dist_;
+  at::Device device_ = at::kCPU;
+  std::unique_ptr<tasks::Task> task_;
+  nn::HybridLM model_{nullptr};
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<Schedule> schedule_;
+  TrainingState state_;
+  std::optional<io::JsonlWriter> metrics_, events_;  // rank 0 only
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point log_start_ = Clock::now();
+  int64_t log_tokens_ = 0;
+  int64_t last_saved_step_ = -1;
+  int64_t last_eval_step_ = -1;
+};
+
+Trainer::Trainer(const RunConfig& config, const TrainRequest& request)
+    : config_(config), request_(request), config_yaml_(run_config_yaml(config)) {}
+
+int Trainer::run() {
+  try {
+    return run_unguarded();
+  } catch (const c10::OutOfMemoryError& e) {
+    std::string what = e.what_without_backtrace();
+    what = what.substr(0, what.find('\n'));
+    log::progress_done();
+    std::fprintf(stderr,
+                 "hypnos train: out of memory while %s: %s [model.d_model=%lld model.pattern=%s "
+                 "train.batch_size=%lld train.grad_accum=%lld sleep.window=%lld "
+                 "sleep.n_passes=%lld]\n",
+                 phase_.c_str(), what.c_str(), static_cast<long long>(config_.model.d_model),
+                 config_.model.pattern.c_str(), static_cast<long long>(config_.train.batch_size),
+                 static_cast<long long>(config_.train.grad_accum),
+                 static_cast<long long>(config_.sleep.window),
+                 static_cast<long long>(config_.sleep.n_passes));
+    if (events_) event(io::JsonRecord().add("event", "out_of_memory").add("phase", phase_));
+    return kExitOutOfMemory;
+  }
+}
+
+int Trainer::run_unguarded() {
+  // Config -> device and process group.
+  const auto env = DistributedEnvironment::from_process();
+  device_ = choose_device(config_.run.device, env.local_rank);
+  dist_ = DistributedContext(env, config_.distributed, device_);
+  const int64_t per_step = dist_.world_size() * config_.train.grad_accum;
+  if (config_.train.batch_size % per_step != 0) {
+    throw config::ConfigError("config error: train.batch_size (" +
+                              std::to_string(config_.train.batch_size) +
+                              ") must be divisible by world size x train.grad_accum (" +
+                              std::to_string(per_step) + ")");
+  }
+
+  // Run directory (rank 0 writes; a bad directory fails before any work).
+  if (dist_.is_main()) {
+    const auto changed = prepare_run_directory(request_.run_dir, config_yaml_, request_.command_line,
+                                               request_.resume, &is_resumable_key);
+    metrics_.emplace(request_.run_dir / "metrics.jsonl");
+    events_.emplace(request_.run_dir / "events.jsonl");
+    log::set_file((request_.run_dir / "train.log").string());
+    for (const auto& c : changed) event(io::JsonRecord().add("event", "config_changed").add("change", c));
+  }
+
+  // Model and task. The seed fixes the initialisation; the data is a pure function of (seed, index).
+  phase_ = "building the model";
+  torch::manual_seed(static_cast<uint64_t>(config_.run.seed));
+  task_ = tasks::make_task(config_.task, static_cast<uint64_t>(config_.run.seed));
+  model_ = nn::HybridLM(config_.model);
+  model_->to(device_);
+  model_->train();
+  optimizer_ = std::make_unique<Optimizer>(split_parameters(*model_), config_.optim);
+  schedule_ = std::make_unique<Schedule>(config_.schedule, std::max<int64_t>(config_.train.steps, 1));
+
+  // Resume: the newest checkpoint whose manifest verifies; corrupt ones are reported and skipped.
+  if (request_.resume) {
+    phase_ = "loading a checkpoint";
+    auto report = [&](const fs::path& dir, const std::string& problem) {
+      std::fprintf(stderr, "%s (%s)\n", problem.c_str(), dir.string().c_str());
+      log::warn("skipping checkpoint " + dir.string() + ": " + problem);
+      if (dist_.is_main()) {
+        event(io::JsonRecord().add("event", "checkpoint_rejected").add("checkpoint", dir.string())
+                  .add("problem", problem));
+      }
+    };
+    if (auto loaded = load_latest_checkpoint(request_.run_dir, model_, optimizer_.get(), report)) {
+      state_ = *loaded;
+      last_saved_step_ = state_.step;
+      if (dist_.is_main()) {
+        // Records after the checkpoint were made by steps that will run again (R5: no duplicates).
+        io::drop_jsonl_records_after(request_.run_dir / "metrics.jsonl", "step", state_.step);
+      }
+      log::info("resumed from step " + std::to_string(state_.step));
+    } else {
+      log::warn("no valid checkpoint in " + request_.run_dir.string() + ": starting from step 0");
+    }
+  }
+  {
+    std::vector<at::Tensor> tensors;
+    for (const auto& p : model_->parameters()) tensors.push_back(p);
+    dist_.broadcast_from_main(tensors);  // every rank starts from rank 0's weights
+  }
+  if (dist_.is_main()) {
+    event(io::JsonRecord()
+              .add("event", request_.resume ? "resume" : "start")
+              .add("step", state_.step)
+              .add("device", device_.str())
+              .add("world_size", dist_.world_size())
+              .add("parameters", static_cast<int64_t>(model_->parameters().size())));
+  }
+  log::info("training " + config_summary() + " on " + device_.str());
+
+  // The loop.
+  g_stop_signal = 0;
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+  start_ = log_start_ = Clock::now();
+  while (state_.step < config_.train.steps) {
+    if (g_stop_signal) {
+      log::progress_done();
+      log::warn("signal " + std::to_string(g_stop_signal) + ": checkpointing at step " +
+                std::to_string(state_.step) + " and exiting");
+      if (state_.step != last_saved_step_) save_checkpoint_now();
+      if (dist_.is_main()) event(io::JsonRecord().add("event", "signal").add("step", state_.step));
+      return 0;
+    }
+    phase_ = "training step " + std::to_string(state_.step + 1);
+    const StepResult result = step();
+    if (result == StepResult::kStop) return kExitNonFinite;
+    if (result == StepResult::kSkipped) continue;
+    const int64_t s = state_.step;
+    if (config_.train.eval_every > 0 && s % config_.train.eval_every == 0) evaluate_and_log();
+    if (config_.train.checkpoint_every > 0 && s % config_.train.checkpoint_every == 0) {
+      save_checkpoint_now();
+    }
+  }
+  log::progress_done();
+  if (last_eval_step_ != state_.step && config_.train.eval_examples > 0) evaluate_and_log();
+  if (last_saved_step_ != state_.step) save_checkpoint_now();
+  if (dist_.is_main()) event(io::JsonRecord().add("event", "finish").add("step", state_.step));
+  return 0;
+}
+
+Trainer::StepResult Trainer::step() {
+  const auto step_start = Clock::now();
+  optimizer_->set_lr_multiplier(schedule_->multiplier(state_.step));
+  optimizer_->zero_grad();
+  const int64_t local = config_.train.batch_size / dist_.world_size();
+  const int64_t micro = local / config_.train.grad_accum;
+  const uint64_t first = tasks::train_first_index(state_.step, dist_.rank(), local, dist_.world_size());
+  double loss_value = 0.0;
+  for (int64_t a = 0; a < config_.train.grad_accum; ++a) {
+    const auto batch = tasks::make_batch(*task_, tasks::Split::kTrain, first + a * micro, micro);
+    const auto tokens = batch.tokens.to(device_);
+    const auto mask = batch.loss_mask.to(device_);
+    at::Tensor loss;
+    {
+      AutocastGuard autocast(config_.train.precision == Precision::kBf16, device_);
+      const auto out = sleep::run_windows(model_, tokens, mask,
+                                          memory::ModelMemory::empty(model_->n_layers()),
+                                          config_.sleep, config_.train.backprop);
+      loss = masked_cross_entropy(out.logits, batch.targets.to(device_), mask) /
+             static_cast<double>(config_.train.grad_accum);
+    }
+    if (fault::nonfinite_at(state_.step)) loss = loss * std::numeric_limits<double>::quiet_NaN();
+    loss.backward();
+    loss_value += loss.item<double>();
+  }
+  dist_.average_gradients(optimizer_->parameters());
+  loss_value = dist_.average(loss_value);
+  const double grad_norm = optimizer_->clip_gradients();  // the norm before clipping
+
+  // A non-finite loss or gradient never reaches the weights (R8).
+  if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
+    optimizer_->zero_grad();
+    const bool stop = config_.train.nonfinite == NonFinitePolicy::kStop ||
+                      state_.consecutive_skips + 1 > config_.train.max_skips;
+    log::progress_done();
+    log::error("non-finite " + std::string(std::isfinite(loss_value) ? "gradient" : "loss") +
+               " at step " + std::to_string(state_.step + 1) +
+               (stop ? ": stopping before the update" : ": skipping the update"));
+    if (dist_.is_main()) {
+      event(io::JsonRecord()
+                .add("event", stop ? "nonfinite_stop" : "nonfinite_skip")
+                .add("step", state_.step + 1)
+                .add("loss", loss_value)
+                .add("grad_norm", grad_norm)
+                .add("consecutive_skips", state_.consecutive_skips + 1));
+    }
+    if (stop) return StepResult::kStop;
+    ++state_.consecutive_skips;
+    ++state_.step;  // the step's data is consumed: the next step draws the next batch
+    return StepResult::kSkipped;
+  }
+  optimizer_->step();
+  state_.consecutive_skips = 0;
+  ++state_.step;
+  const int64_t tokens = config_.train.batch_size * task_->seq_len();
+  state_.tokens += tokens;
+  log_tokens_ += tokens;
+  state_.elapsed_s += seconds_since(step_start);
+  fault::point("step.after_update");
+  if (state_.step % config_.train.log_every == 0 || state_.step == config_.train.steps) {
+    log_train(loss_value, grad_norm);
+  }
+  return StepResult::kUpdated;
+}
+
+void Trainer::log_train(double loss, double grad_norm) {
+  const double interval = std::max(seconds_since(log_start_), 1e-9);
+  const double tokens_per_s = static_cast<double>(log_tokens_) / interval;
+  log_start_ = Clock::now();
+  log_tokens_ = 0;
+  if (!dist_.is_main()) return;
+  metrics_->write(io::JsonRecord()
+                      .add("kind", "train")
+                      .add("step", state_.step)
+                      .add("tokens", state_.tokens)
+                      .add("loss", loss)
+                      .add("grad_norm", grad_norm)
+                      .add("lr", optimizer_->muon_lr())
+                      .add("adamw_lr", optimizer_->adamw_lr())
+                      .add("tokens_per_s", tokens_per_s)
+                      .add("elapsed_s", state_.elapsed_s));
+  const double remaining = static_cast<double>(config_.train.steps - state_.step) *
+                           state_.elapsed_s / std::max<int64_t>(state_.step, 1);
+  char line[256];
+  std::snprintf(line, sizeof(line), "step %lld/%lld  loss %.4f  |g| %.3f  %.3g tok/s  eta %s",
+                static_cast<long long>(state_.step), static_cast<long long>(config_.train.steps), loss,
+                grad_norm, tokens_per_s, format_duration(remaining).c_str());
+  log::progress(line);
+}
+
+void Trainer::evaluate_and_log() {
+  last_eval_step_ = state_.step;
+  if (config_.train.eval_examples == 0) return;
+  if (dist_.is_main()) {
+    phase_ = "evaluation at step " + std::to_string(state_.step);
+    const auto t0 = Clock::now();
+    EvalOptions options{config_.train.eval_examples, config_.train.eval_batch_size,
+                        config_.train.precision == Precision::kBf16};
+    const auto metrics = evaluate(model_, *task_, config_.sleep, options);
+    io::JsonRecord buckets;
+    for (const auto& [name, m] : metrics.buckets()) buckets.add(name, metrics_record(m));
+    buckets.add("all", metrics_record(metrics.overall()));
+    metrics_->write(io::JsonRecord()
+                        .add("kind", "eval")
+                        .add("step", state_.step)
+                        .add("tokens", state_.tokens)
+                        .add("buckets", buckets)
+                        .add("eval_s", seconds_since(t0))
+                        .add("elapsed_s", state_.elapsed_s));
+    log::progress_done();
+    char line[160];
+    std::snprintf(line, sizeof(line), "eval step %lld: exact %.4f  token acc %.4f  ce %.4f",
+                  static_cast<long long>(state_.step), metrics.overall().exact_accuracy(),
+                  metrics.overall().token_accuracy(), metrics.overall().mean_ce());
+    log::info(line);
+  }
+  dist_.barrier();
+}
+
+void Trainer::save_checkpoint_now() {
+  last_saved_step_ = state_.step;
+  if (dist_.is_main()) {
+    phase_ = "saving the checkpoint of step " + std::to_string(state_.step);
+    const auto path = save_checkpoint(request_.run_dir, state_, model_, *optimizer_, config_yaml_,
+                                      config_.train.keep_checkpoints);
+    event(io::JsonRecord().add("event", "checkpoint").add("step", state_.step)
+              .add("path", path.string()));
+  }
+  dist_.barrier();
+}
+
+void Trainer::event(io::JsonRecord record) {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  record.add("time", std::chrono::duration<double>(now).count());
+  events_->write(record);
+}
+
+std::string Trainer::config_summary() const {
+  return task_->name().data() + std::string(", pattern ") + config_.model.pattern + ", d_model " +
+         std::to_string(config_.model.d_model) + ", N " + std::to_string(config_.sleep.n_passes) +
+         ", window " + std::to_string(config_.sleep.window) + ", batch " +
+         std::to_string(config_.train.batch_size) + ", " + std::to_string(config_.train.steps) +
+         " steps";
+}
+
+}  // namespace
+
+bool is_resumable_key(const std::string& key) {
+  static const char* const kKeys[] = {
+      "train.steps",       "train.eval_every",       "train.eval_examples", "train.eval_batch_size",
+      "train.log_every",   "train.checkpoint_every", "train.keep_checkpoints", "run.out_dir",
+      "train.max_skips"};
+  for (const char* k : kKeys) {
+    if (key == k) return true;
+  }
+  return false;
+}
+
+int train(const RunConfig& config, const TrainRequest& request) {
+  Trainer trainer(config, request);
+  return trainer.run();
+}
+
+}  // namespace hypnos::train
