@@ -117,7 +117,7 @@ class Attempt {
     const int64_t s = size_of_op(spec_.op);
     const bool reverse = spec_.reverse && !medium_op1;
     draw_structure(s, reverse);
-    seed_graph(s);
+    seed_graph();
     order(reverse);
     operations(s);
     unnecessary();
@@ -290,8 +290,8 @@ class Attempt {
     level_[1] = alias_of_edge;
     for (int64_t top = 0; top < l[0]; ++top) {
       if (counts_of_top[top].empty()) continue;
-      level_[1].push_back(add_node(
-          {Kind::kCat1, t_.cat1 + " in " + tops[top], "", tops[top], counts_of_top[top]}));
+      level_[1].push_back(
+          add_node({Kind::kCat1, t_.cat1 + " in " + tops[top], "", tops[top], counts_of_top[top]}));
       if (d_ == 3) {
         level_[2].push_back(add_node(
             {Kind::kCat2, t_.cat2 + " in " + tops[top], "", tops[top], pairs_of_top[top]}));
@@ -340,8 +340,7 @@ class Attempt {
   }
 
   // --- (N1) seed -----------------------------------------------------------------------------
-  void seed_graph(int64_t s) {
-    (void)s;
+  void seed_graph() {
     std::array<std::vector<int>, 3> lists = level_;
     for (bool added = true; added;) {
       added = false;
@@ -736,8 +735,8 @@ class Attempt {
       if (n.refs.size() == 1) {
         text += ref_text(n.refs[0]);
       } else {
-        text += (rng_.coin(0.5) ? "the sum of " : "the difference between ") +
-                ref_text(n.refs[0]) + " and " + ref_text(n.refs[1]);
+        text += (rng_.coin(0.5) ? "the sum of " : "the difference between ") + ref_text(n.refs[0]) +
+                " and " + ref_text(n.refs[1]);
       }
       out.push_back(std::move(text));
     }
@@ -797,16 +796,15 @@ std::vector<std::vector<std::string>> read_gsm_name_list(const std::string& path
     }
     if (groups.empty()) fail("name '" + line + "' before any '# subcategory' line");
     for (unsigned char ch : line) {
-      if (ch >= 0x80 || std::string_view(".,?:;()!").find(static_cast<char>(ch)) !=
-                            std::string_view::npos) {
+      if (ch >= 0x80 ||
+          std::string_view(".,?:;()!").find(static_cast<char>(ch)) != std::string_view::npos) {
         fail("name '" + line + "' has a non-ASCII byte or one of . , ? : ; ( ) !");
       }
     }
     std::istringstream words(line);
     for (std::string w; words >> w;) {
-      std::transform(w.begin(), w.end(), w.begin(), [](unsigned char ch) {
-        return static_cast<char>(std::tolower(ch));
-      });
+      std::transform(w.begin(), w.end(), w.begin(),
+                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
       if (w == "in" || w == "and" || w == "per" || w == "equals") {
         fail("name '" + line + "' has the word '" + w + "', which the sentences use");
       }
@@ -832,17 +830,17 @@ GsmGenerator::GsmGenerator(const GsmInfiniteOptions& options,
                                 std::to_string(n) + ")");
   }
   if (options.length_min > options.length_max) {
-    throw std::invalid_argument("task.length_min = " + std::to_string(options.length_min) +
-                                ": expected <= task.length_max = " +
-                                std::to_string(options.length_max));
+    throw std::invalid_argument(
+        "task.length_min = " + std::to_string(options.length_min) +
+        ": expected <= task.length_max = " + std::to_string(options.length_max));
   }
 }
 
 GsmSpec GsmGenerator::draw_spec(Split split, uint64_t index, Stream& stream) const {
   GsmSpec spec;
   spec.d = options_.d;
-  spec.template_index = static_cast<int64_t>(stream.weighted(
-      {options_.weight_zoo, options_.weight_teachers, options_.weight_movies}));
+  spec.template_index = static_cast<int64_t>(
+      stream.weighted({options_.weight_zoo, options_.weight_teachers, options_.weight_movies}));
   spec.reverse = stream.coin(options_.reverse_fraction);
   spec.op = split == Split::kTrain
                 ? 1 + static_cast<int64_t>(stream.below(static_cast<uint64_t>(options_.op_max)))
@@ -860,8 +858,8 @@ GsmGenerated GsmGenerator::generate(const GsmSpec& spec, Stream& stream) const {
     throw std::invalid_argument("gsm spec op = " + std::to_string(spec.op) + ": expected 1..15");
   }
   if (spec.template_index < 0 || spec.template_index >= static_cast<int64_t>(templates.size())) {
-    throw std::invalid_argument("gsm spec template_index = " +
-                                std::to_string(spec.template_index) + ": expected 0..2");
+    throw std::invalid_argument("gsm spec template_index = " + std::to_string(spec.template_index) +
+                                ": expected 0..2");
   }
   const GsmTemplate& t = templates[spec.template_index];
   for (int64_t attempt = 1; attempt <= options_.max_attempts; ++attempt) {
@@ -912,10 +910,10 @@ GsmInfiniteTask::GsmInfiniteTask(const GsmInfiniteOptions& options, uint64_t see
                                 std::to_string(weights) + ": expected > 0");
   }
   if (options.length == GsmLength::kNoise && options.length_max + 64 > options.max_len) {
-    throw std::invalid_argument("task.max_len = " + std::to_string(options.max_len) +
-                                ": expected >= task.length_max + 64 = " +
-                                std::to_string(options.length_max + 64) +
-                                " (room for the last noise sentence)");
+    throw std::invalid_argument(
+        "task.max_len = " + std::to_string(options.max_len) +
+        ": expected >= task.length_max + 64 = " + std::to_string(options.length_max + 64) +
+        " (room for the last noise sentence)");
   }
 }
 
