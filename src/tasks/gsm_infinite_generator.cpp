@@ -632,7 +632,11 @@ class Attempt {
   std::vector<Poly> values(int x) const {
     std::vector<Poly> v(nodes_.size());
     auto get = [&](int b) -> const Poly& {
-      require(!v[b].empty(), "a necessary value reads one not evaluated before it");
+      // Topo order puts every dependency first; anything else is a generator bug, not a reject.
+      if (v[b].empty()) {
+        throw std::logic_error("gsm generator: '" + nodes_[b].name +
+                               "' is read before it is evaluated");
+      }
       return v[b];
     };
     for (int a : topo_) {

@@ -274,7 +274,10 @@ TEST(GsmInfiniteTask, WritesJsonlWithTheProblemFields) {
     }
     EXPECT_EQ(obj["tokens"].size(), 3392u);
     int64_t length = 0;
-    for (const auto& t : obj["tokens"]) length += t.get<int64_t>() != GsmTokenizer::kPad;
+    for (const auto& t : obj["tokens"]) {
+      length += t.get<int64_t>() != GsmTokenizer::kPad;
+      EXPECT_NE(t.get<int64_t>(), GsmTokenizer::kUnk) << "noise words are in the vocabulary";
+    }
     EXPECT_GE(length, 2000);
     EXPECT_LE(length, 3392);
   }
@@ -296,6 +299,23 @@ TEST(GsmInfiniteTask, BadOptionsAndMissingListsAreRefused) {
   o = GsmInfiniteOptions{};
   o.length_min = 3400;
   EXPECT_THROW(GsmInfiniteTask(o, 1), std::invalid_argument);
+}
+
+}  // namespace hypnos::tasks
+
+namespace hypnos::tasks {
+
+TEST(GsmDistractorLists, DataDirIsTheOptionElseTheEnvironmentElseTheSourceTree) {
+  const char* saved = std::getenv("HYPNOS_DATA_DIR");
+  const std::string restore = saved ? saved : "";
+  ::setenv("HYPNOS_DATA_DIR", "/srv/hypnos-data", /*overwrite=*/1);
+  EXPECT_EQ(gsm_data_dir("/my/lists"), "/my/lists");
+  EXPECT_EQ(gsm_data_dir(""), "/srv/hypnos-data/gsm_infinite");
+  ::unsetenv("HYPNOS_DATA_DIR");
+  const std::string fallback = gsm_data_dir("");
+  EXPECT_EQ(fallback.substr(fallback.size() - 18), "/data/gsm_infinite");
+  EXPECT_TRUE(std::ifstream(fallback + "/zoo_tops.txt").good()) << fallback;
+  if (saved) ::setenv("HYPNOS_DATA_DIR", restore.c_str(), /*overwrite=*/1);
 }
 
 }  // namespace hypnos::tasks
