@@ -301,10 +301,6 @@ TEST(GsmInfiniteTask, BadOptionsAndMissingListsAreRefused) {
   EXPECT_THROW(GsmInfiniteTask(o, 1), std::invalid_argument);
 }
 
-}  // namespace hypnos::tasks
-
-namespace hypnos::tasks {
-
 TEST(GsmDistractorLists, DataDirIsTheOptionElseTheEnvironmentElseTheSourceTree) {
   const char* saved = std::getenv("HYPNOS_DATA_DIR");
   const std::string restore = saved ? saved : "";
