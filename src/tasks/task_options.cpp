@@ -2,6 +2,7 @@
 #include "hypnos/tasks/task_options.h"
 
 #include "hypnos/tasks/depo.h"
+#include "hypnos/tasks/gsm_infinite_generator.h"
 #include "hypnos/tasks/rule110.h"
 
 namespace hypnos::tasks {
@@ -13,8 +14,7 @@ std::unique_ptr<Task> make_task(const TaskOptions& options, uint64_t seed) {
     case TaskName::kDepo:
       return std::make_unique<DepoTask>(options.depo, seed);
     case TaskName::kGsmInfinite:
-      throw std::invalid_argument(
-          "task.name = gsm_infinite: the GSM-Infinite generator is not built yet (TASKS.md 3)");
+      return std::make_unique<GsmInfiniteTask>(options.gsm, seed);
   }
   throw std::invalid_argument("task.name = " + std::to_string(static_cast<int>(options.name)) +
                               ": expected rule110 | depo | gsm_infinite");

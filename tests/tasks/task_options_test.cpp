@@ -95,9 +95,11 @@ TEST(TaskOptions, InconsistentOptionsNameTheKeyAndValue) {
   EXPECT_THROW(make_task(options, 1), std::invalid_argument);
 }
 
-TEST(TaskOptions, GsmInfiniteIsRefusedUntilItsGeneratorExists) {
+TEST(TaskOptions, GsmInfiniteIsMadeAndItsInconsistentKeysAreRefused) {
   TaskOptions options;
   options.name = TaskName::kGsmInfinite;
+  EXPECT_EQ(make_task(options, 1)->name(), "gsm_infinite");
+  options.gsm.length_min = 4000;  // above length_max
   EXPECT_THROW(make_task(options, 1), std::invalid_argument);
 }
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "hypnos/config/fields.h"
@@ -76,6 +77,9 @@ struct GsmInfiniteOptions {
   int64_t number_range = 5;       ///< r: constants are below r. Default: 5
   int64_t max_attempts = 10000;   ///< generator attempts before giving up. Default: 10000
   bool vocab_extend = true;       ///< official data: append unseen words. Default: true
+  /// Folder of the distractor lists; empty: $HYPNOS_DATA_DIR/gsm_infinite, else the source
+  /// tree's data/gsm_infinite. Default: ""
+  std::string data_dir;
 
   template <class V>
   void visit(V& v) {
@@ -96,6 +100,9 @@ struct GsmInfiniteOptions {
     v.field("max_attempts", max_attempts, "attempts before the generator gives up",
             config::Range{1, 1e9});
     v.field("vocab_extend", vocab_extend, "official data: append unseen words to the vocabulary");
+    v.field("data_dir", data_dir,
+            "folder of <template>_{tops,items}.txt; empty: $HYPNOS_DATA_DIR/gsm_infinite or the "
+            "source tree's data/gsm_infinite");
   }
 };
 
