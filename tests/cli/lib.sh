@@ -10,7 +10,7 @@ SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/hypnos_cli_test.XXXXXX")
 BACKGROUND_PIDS=()
 cleanup() {
   for pid in "${BACKGROUND_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  rm -rf "$SCRATCH"
+  [[ -n ${KEEP_SCRATCH:-} ]] || rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
 
