@@ -62,7 +62,7 @@ while ((${#alive[@]} > 0)); do
   rc=0
   finished=""
   wait -n -p finished "${!alive[@]}" || rc=$?
-  [[ -n $finished ]] || continue  # a trapped signal interrupted the wait
+  [[ -n ${finished:-} ]] || continue  # a trapped signal interrupted the wait (and unset it)
   rank=${alive[$finished]}
   unset "alive[$finished]"
   if ((rc != 0 && status == 0)); then

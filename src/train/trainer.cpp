@@ -218,10 +218,15 @@ int Trainer::run_unguarded() {
   std::signal(SIGINT, on_stop_signal);
   start_ = log_start_ = Clock::now();
   while (state_.step < config_.train.steps) {
-    if (g_stop_signal) {
+    // Ranks receive a signal between different steps; they must agree on the step they stop at,
+    // or one would wait in the checkpoint's barrier while another waits in the next allreduce.
+    bool stop = g_stop_signal != 0;
+    if (dist_.is_distributed()) stop = dist_.average(stop ? 1.0 : 0.0) > 0.0;
+    if (stop) {
       log::progress_done();
-      log::warn("signal " + std::to_string(g_stop_signal) + ": checkpointing at step " +
-                std::to_string(state_.step) + " and exiting");
+      const std::string why = g_stop_signal ? "signal " + std::to_string(g_stop_signal)
+                                            : std::string("a signal to another rank");
+      log::warn(why + ": checkpointing at step " + std::to_string(state_.step) + " and exiting");
       if (state_.step != last_saved_step_) save_checkpoint_now();
       if (dist_.is_main()) event(io::JsonRecord().add("event", "signal").add("step", state_.step));
       return 0;

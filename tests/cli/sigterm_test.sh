@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # R9: SIGTERM in the middle of a run (no periodic checkpoint due) writes a checkpoint at the current
-# step within seconds and exits 0; the resume continues bitwise like an uninterrupted run.
+# step within seconds and exits 0; the resume continues bitwise like an uninterrupted run. Then the
+# same for 2 Gloo ranks under scripts/launch.sh, which forwards the signal: the ranks receive it
+# between different steps and must still agree on the step they checkpoint.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -32,4 +34,33 @@ no_duplicate_steps "$SCRATCH/run/metrics.jsonl"
 diff <(losses "$SCRATCH/straight/metrics.jsonl") <(losses "$SCRATCH/run/metrics.jsonl") ||
   fail "the resumed run's losses differ from the uninterrupted run's"
 same_weights "$(checkpoint "$SCRATCH/straight" 40)" "$(checkpoint "$SCRATCH/run" 40)"
-echo "R9 SIGTERM: ok (stopped at step $stopped_at in ${took}s)"
+echo "R9 SIGTERM, 1 rank: ok (stopped at step $stopped_at in ${took}s)"
+
+launch() {
+  HYPNOS_BINARY="$HYPNOS" bash "$SOURCE_DIR/scripts/launch.sh" --nproc 2 train "$TINY" --out "$1" \
+    train.steps=30 train.checkpoint_every=0 train.eval_examples=0 distributed.timeout_s=20 "${@:2}"
+}
+launch "$SCRATCH/straight2" >"$SCRATCH/straight2.out" 2>&1 || fail "the 2-rank run failed"
+# Not through the function: $! must be launch.sh itself, not a subshell around it.
+HYPNOS_BINARY="$HYPNOS" bash "$SOURCE_DIR/scripts/launch.sh" --nproc 2 train "$TINY" \
+  --out "$SCRATCH/run2" train.steps=30 train.checkpoint_every=0 train.eval_examples=0 \
+  distributed.timeout_s=20 >"$SCRATCH/run2.out" 2>&1 &
+launcher=$!
+BACKGROUND_PIDS+=("$launcher")
+step_reached2() { (($(last_train_step "$SCRATCH/run2/metrics.jsonl") >= 10)); }
+wait_for 120 "step 10 of the 2-rank run" step_reached2
+signalled=$SECONDS
+kill -TERM "$launcher"
+rc=0
+wait "$launcher" || rc=$?
+took=$((SECONDS - signalled))
+[[ $rc == 0 ]] || fail "2 ranks: launch.sh exited $rc after SIGTERM: $(grep -v '\] step' "$SCRATCH/run2.out" | tail -4)"
+((took <= 10)) || fail "2 ranks: took $took s to stop after SIGTERM"
+stopped_at=$(last_train_step "$SCRATCH/run2/metrics.jsonl")
+[[ $(checkpoint_steps "$SCRATCH/run2") == "$stopped_at" ]] || fail "2 ranks: no checkpoint at $stopped_at"
+launch "$SCRATCH/run2" --resume >"$SCRATCH/run2.resume.out" 2>&1 || fail "2 ranks: the resume failed"
+no_duplicate_steps "$SCRATCH/run2/metrics.jsonl"
+diff <(losses "$SCRATCH/straight2/metrics.jsonl") <(losses "$SCRATCH/run2/metrics.jsonl") ||
+  fail "2 ranks: the resumed run's losses differ from the uninterrupted run's"
+same_weights "$(checkpoint "$SCRATCH/straight2" 30)" "$(checkpoint "$SCRATCH/run2" 30)"
+echo "R9 SIGTERM, 2 ranks under launch.sh: ok (stopped at step $stopped_at in ${took}s)"
