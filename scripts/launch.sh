@@ -21,11 +21,17 @@ while [[ $# -gt 0 ]]; do
     *) break ;;
   esac
 done
-[[ $nproc =~ ^[1-9][0-9]*$ ]] || { echo "launch.sh: --nproc must be a positive integer, got '$nproc'" >&2; usage; }
+if [[ ! $nproc =~ ^[1-9][0-9]*$ ]]; then
+  echo "launch.sh: --nproc must be a positive integer, got '$nproc'" >&2
+  usage
+fi
 [[ $# -ge 1 ]] || usage
 
 binary=${HYPNOS_BINARY:-"$(cd "$(dirname "$0")/.." && pwd)/build/hypnos"}
-[[ -x $binary ]] || { echo "launch.sh: hypnos binary '$binary' not found (set HYPNOS_BINARY)" >&2; exit 2; }
+if [[ ! -x $binary ]]; then
+  echo "launch.sh: hypnos binary '$binary' not found (set HYPNOS_BINARY)" >&2
+  exit 2
+fi
 
 # A port nothing listens on: bash's /dev/tcp connect fails on a free port.
 free_port() {

@@ -29,7 +29,9 @@ grep -q "^checksum mismatch: .*step_00000030/model.safetensors" "$SCRATCH/eval.e
 grep -q "^checksum mismatch: .*step_00000020/optimizer.pt" "$SCRATCH/eval.err" ||
   fail "no checksum mismatch for the truncated file on eval's stderr"
 grep -q '^checkpoint step 10,' "$SCRATCH/eval.out" || fail "eval did not fall back to checkpoint 10"
-grep -q '"event":"checkpoint_rejected".*"problem":"checksum mismatch: .*step_00000030/model.safetensors"' \
+rejection='"event":"checkpoint_rejected".*"problem":"checksum mismatch: '
+rejection+='.*step_00000030/model.safetensors"'
+grep -q "$rejection" \
   "$SCRATCH/run/events.jsonl" || fail "eval's rejection is not in events.jsonl"
 
 # --resume falls back the same way, and the rerun steps replace the corrupt checkpoints.
@@ -43,9 +45,12 @@ grep -q '"event":"resume","step":10,' "$SCRATCH/run/events.jsonl" || fail "no re
 no_duplicate_steps "$SCRATCH/run/metrics.jsonl"
 diff <(losses "$SCRATCH/straight/metrics.jsonl") <(losses "$SCRATCH/run/metrics.jsonl") ||
   fail "the resumed run's losses differ from the uninterrupted run's"
-for s in 20 30; do same_weights "$(checkpoint "$SCRATCH/straight" $s)" "$(checkpoint "$SCRATCH/run" $s)"; done
+for s in 20 30; do
+  same_weights "$(checkpoint "$SCRATCH/straight" $s)" "$(checkpoint "$SCRATCH/run" $s)"
+done
 expect_status 0 "$HYPNOS" eval "$SCRATCH/run" >"$SCRATCH/eval2.out" 2>"$SCRATCH/eval2.err"
-grep -q '^checkpoint step 30,' "$SCRATCH/eval2.out" || fail "the rewritten checkpoint 30 does not load"
+grep -q '^checkpoint step 30,' "$SCRATCH/eval2.out" ||
+  fail "the rewritten checkpoint 30 does not load"
 
 # No valid checkpoint at all: a clear error and exit 1, never a crash.
 for s in 10 20 30; do flip_byte "$(checkpoint "$SCRATCH/run" $s)/manifest.json" 20; done

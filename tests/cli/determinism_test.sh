@@ -12,7 +12,8 @@ expect_status 0 train "$SCRATCH/c" run.seed=8
 diff <(losses "$SCRATCH/a/metrics.jsonl") <(losses "$SCRATCH/b/metrics.jsonl") ||
   fail "same seed, different losses"
 same_weights "$(checkpoint "$SCRATCH/a" 20)" "$(checkpoint "$SCRATCH/b" 20)"
-if diff -q <(losses "$SCRATCH/a/metrics.jsonl") <(losses "$SCRATCH/c/metrics.jsonl") >/dev/null; then
+if diff -q <(losses "$SCRATCH/a/metrics.jsonl") <(losses "$SCRATCH/c/metrics.jsonl") \
+  >/dev/null; then
   fail "seeds 7 and 8 gave the same losses"
 fi
 echo "R3 determinism: ok"

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# R5: kill -9 in the middle of a run. The resume restarts from the last complete checkpoint, loses no
-# more than the checkpoint interval, logs no step twice, and continues bitwise like an uninterrupted
-# run. Both a real kill -9 from outside and the step.after_update fault point (an update done, its
-# record not yet written) are tried.
+# R5: kill -9 in the middle of a run. The resume restarts from the last complete checkpoint, loses
+# no more than the checkpoint interval, logs no step twice, and continues bitwise like an
+# uninterrupted run. Both a real kill -9 from outside and the step.after_update fault point (an
+# update done, its record not yet written) are tried.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 expect_status 0 train "$SCRATCH/straight" train.steps=40
 
 # A real kill -9 from outside, once step 23 is logged (checkpoints 10 and 20 are complete).
-"$HYPNOS" train "$TINY" --out "$SCRATCH/run" train.steps=40 >"$SCRATCH/run.out" 2>"$SCRATCH/run.err" &
+"$HYPNOS" train "$TINY" --out "$SCRATCH/run" train.steps=40 \
+  >"$SCRATCH/run.out" 2>"$SCRATCH/run.err" &
 pid=$!
 BACKGROUND_PIDS+=("$pid")
 step_reached() { (($(last_train_step "$SCRATCH/run/metrics.jsonl") >= 23)); }
@@ -27,7 +28,8 @@ expect_status 0 train "$SCRATCH/run" train.steps=40 --resume
 grep -q "\"event\":\"resume\",\"step\":$latest," "$SCRATCH/run/events.jsonl" ||
   fail "the resume did not start from checkpoint $latest"
 no_duplicate_steps "$SCRATCH/run/metrics.jsonl"
-[[ $(train_steps "$SCRATCH/run/metrics.jsonl" | wc -l) == 40 ]] || fail "steps missing after the resume"
+[[ $(train_steps "$SCRATCH/run/metrics.jsonl" | wc -l) == 40 ]] ||
+  fail "steps missing after the resume"
 diff <(losses "$SCRATCH/straight/metrics.jsonl") <(losses "$SCRATCH/run/metrics.jsonl") ||
   fail "the resumed run's losses differ from the uninterrupted run's"
 same_weights "$(checkpoint "$SCRATCH/straight" 40)" "$(checkpoint "$SCRATCH/run" 40)"

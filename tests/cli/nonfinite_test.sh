@@ -21,11 +21,13 @@ grep -q '"event":"nonfinite_stop","step":13,' "$SCRATCH/stop/events.jsonl" ||
 same_weights "$(checkpoint "$SCRATCH/clean" 12)" "$(checkpoint "$SCRATCH/stop" 12)"
 
 # skip: the 6th step is NaN; it is skipped (its batch consumed), the run finishes.
-HYPNOS_FAULT_NONFINITE_STEP=5 expect_status 0 train "$SCRATCH/skip" train.steps=20 train.nonfinite=skip
+HYPNOS_FAULT_NONFINITE_STEP=5 expect_status 0 train "$SCRATCH/skip" train.steps=20 \
+  train.nonfinite=skip
 grep -q "non-finite loss at step 6: skipping the update" "$SCRATCH/skip.err" ||
   fail "no skip message on stderr"
 grep -q '"event":"nonfinite_skip","step":6,' "$SCRATCH/skip/events.jsonl" || fail "no skip event"
-[[ $(train_steps "$SCRATCH/skip/metrics.jsonl" | tr '\n' ' ') == "1 2 3 4 5 7 8 9 10 11 12 13 14 15 16 17 18 19 20 " ]] ||
+all_but_6="1 2 3 4 5 7 8 9 10 11 12 13 14 15 16 17 18 19 20 "
+[[ $(train_steps "$SCRATCH/skip/metrics.jsonl" | tr '\n' ' ') == "$all_but_6" ]] ||
   fail "expected train records for every step but 6"
 diff <(losses "$SCRATCH/clean/metrics.jsonl" 1 5) <(losses "$SCRATCH/skip/metrics.jsonl" 1 5) ||
   fail "steps before the skip differ from the clean run"
@@ -38,8 +40,9 @@ rc=0
 HYPNOS_FAULT_NONFINITE_STEP=5,6,7 train "$SCRATCH/many" train.steps=20 train.nonfinite=skip \
   train.max_skips=2 || rc=$?
 [[ $rc == 3 ]] || fail "too many skips exited $rc, expected 3"
-[[ $(grep -o '"event":"nonfinite_[a-z]*","step":[0-9]*' "$SCRATCH/many/events.jsonl" | tr '\n' ' ') == \
-  '"event":"nonfinite_skip","step":6 "event":"nonfinite_skip","step":7 "event":"nonfinite_stop","step":8 ' ]] ||
+events=$(grep -o '"event":"nonfinite_[a-z]*","step":[0-9]*' "$SCRATCH/many/events.jsonl" |
+  sed -E 's/"event":"nonfinite_([a-z]*)","step":/\1 /' | tr '\n' ' ')
+[[ $events == "skip 6 skip 7 stop 8 " ]] ||
   fail "expected skips at 6 and 7 and a stop at 8"
 grep -q "non-finite loss at step 8: stopping before the update" "$SCRATCH/many.err" ||
   fail "no stop message after the skips"

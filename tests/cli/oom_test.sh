@@ -16,11 +16,14 @@ oom_case() {
   line=$(grep '^hypnos train: out of memory' "$SCRATCH/$name.err") ||
     fail "$name: no out-of-memory line on stderr"
   [[ $(wc -l <<<"$line") == 1 ]] || fail "$name: more than one out-of-memory line"
-  [[ $line == *"out of memory while $phase:"* ]] || fail "$name: the line does not name '$phase': $line"
-  [[ $line == *"model.d_model="*"train.batch_size="* ]] || fail "$name: the line has no config: $line"
+  [[ $line == *"out of memory while $phase:"* ]] ||
+    fail "$name: the line does not name '$phase': $line"
+  [[ $line == *"model.d_model="*"train.batch_size="* ]] ||
+    fail "$name: the line has no config: $line"
   ! grep -q 'frame #' "$SCRATCH/$name.err" || fail "$name: a backtrace on stderr"
   grep -q '"event":"out_of_memory"' "$SCRATCH/$name/events.jsonl" || fail "$name: no event"
-  [[ -z $(ls -A "$SCRATCH/$name/checkpoints" 2>/dev/null) ]] || fail "$name: a checkpoint was written"
+  [[ -z $(ls -A "$SCRATCH/$name/checkpoints" 2>/dev/null) ]] ||
+    fail "$name: a checkpoint was written"
 }
 
 oom_case weights "building the model" model.d_model=1000000 model.n_heads=1

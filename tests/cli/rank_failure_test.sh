@@ -38,7 +38,8 @@ failure_case() {
   [[ $rc == 1 ]] || fail "$name: rank 0 exited $rc, expected 1: $(tail -3 "$dir.rank0.err")"
   grep -q "^hypnos train: error: distributed: .* failed on rank 0 of 2 after" "$dir.rank0.err" ||
     fail "$name: no distributed error on rank 0's stderr: $(tail -3 "$dir.rank0.err")"
-  echo "$name: rank 0 exited after $((SECONDS - start)) s: $(grep -o 'distributed: .*' "$dir.rank0.err" | cut -c1-160)"
+  echo "$name: rank 0 exited after $((SECONDS - start)) s:" \
+    "$(grep -o 'distributed: .*' "$dir.rank0.err" | cut -c1-160)"
   kill -9 "$rank1" 2>/dev/null || true
 }
 

@@ -15,7 +15,8 @@ grep -q '"event":"config_changed","change":"train.steps: 30 -> 60"' "$SCRATCH/sp
 
 no_duplicate_steps "$SCRATCH/split/metrics.jsonl"
 [[ $(losses "$SCRATCH/split/metrics.jsonl" 31 60 | wc -l) == 30 ]] || fail "steps 31-60 missing"
-diff <(losses "$SCRATCH/straight/metrics.jsonl" 31 60) <(losses "$SCRATCH/split/metrics.jsonl" 31 60) ||
+diff <(losses "$SCRATCH/straight/metrics.jsonl" 31 60) \
+  <(losses "$SCRATCH/split/metrics.jsonl" 31 60) ||
   fail "steps 31-60 differ after the resume"
 diff <(losses "$SCRATCH/straight/metrics.jsonl") <(losses "$SCRATCH/split/metrics.jsonl") ||
   fail "the loss sequences differ"

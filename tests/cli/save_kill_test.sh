@@ -23,7 +23,8 @@ grep -q '^checkpoint step 10,' "$SCRATCH/eval.out" || fail "eval did not load ch
 expect_status 0 train "$SCRATCH/run" train.steps=20 --resume
 grep -q '"event":"resume","step":10,' "$SCRATCH/run/events.jsonl" || fail "no resume from step 10"
 [[ ! -e ${partial[0]} ]] || fail "the partial checkpoint was not cleaned up by the next save"
-[[ $(checkpoint_steps "$SCRATCH/run" | tr '\n' ' ') == "10 20 " ]] || fail "checkpoints not 10 and 20"
+[[ $(checkpoint_steps "$SCRATCH/run" | tr '\n' ' ') == "10 20 " ]] ||
+  fail "checkpoints not 10 and 20"
 no_duplicate_steps "$SCRATCH/run/metrics.jsonl"
 diff <(losses "$SCRATCH/straight/metrics.jsonl") <(losses "$SCRATCH/run/metrics.jsonl") ||
   fail "the resumed run's losses differ from the uninterrupted run's"

@@ -25,7 +25,8 @@ stopped_at=$(last_train_step "$SCRATCH/run/metrics.jsonl")
 ((stopped_at < 40)) || fail "the run finished before the signal arrived"
 [[ $(checkpoint_steps "$SCRATCH/run") == "$stopped_at" ]] ||
   fail "expected exactly one checkpoint, at step $stopped_at: $(checkpoint_steps "$SCRATCH/run")"
-grep -q "\"event\":\"signal\",\"step\":$stopped_at," "$SCRATCH/run/events.jsonl" || fail "no signal event"
+grep -q "\"event\":\"signal\",\"step\":$stopped_at," "$SCRATCH/run/events.jsonl" ||
+  fail "no signal event"
 
 expect_status 0 train "$SCRATCH/run" train.steps=40 train.checkpoint_every=0 --resume
 grep -q "\"event\":\"resume\",\"step\":$stopped_at," "$SCRATCH/run/events.jsonl" ||
@@ -54,11 +55,14 @@ kill -TERM "$launcher"
 rc=0
 wait "$launcher" || rc=$?
 took=$((SECONDS - signalled))
-[[ $rc == 0 ]] || fail "2 ranks: launch.sh exited $rc after SIGTERM: $(grep -v '\] step' "$SCRATCH/run2.out" | tail -4)"
+[[ $rc == 0 ]] ||
+  fail "2 ranks: launch.sh exited $rc after SIGTERM: $(tail -4 "$SCRATCH/run2.out")"
 ((took <= 10)) || fail "2 ranks: took $took s to stop after SIGTERM"
 stopped_at=$(last_train_step "$SCRATCH/run2/metrics.jsonl")
-[[ $(checkpoint_steps "$SCRATCH/run2") == "$stopped_at" ]] || fail "2 ranks: no checkpoint at $stopped_at"
-launch "$SCRATCH/run2" --resume >"$SCRATCH/run2.resume.out" 2>&1 || fail "2 ranks: the resume failed"
+[[ $(checkpoint_steps "$SCRATCH/run2") == "$stopped_at" ]] ||
+  fail "2 ranks: no checkpoint at $stopped_at"
+launch "$SCRATCH/run2" --resume >"$SCRATCH/run2.resume.out" 2>&1 ||
+  fail "2 ranks: the resume failed"
 no_duplicate_steps "$SCRATCH/run2/metrics.jsonl"
 diff <(losses "$SCRATCH/straight2/metrics.jsonl") <(losses "$SCRATCH/run2/metrics.jsonl") ||
   fail "2 ranks: the resumed run's losses differ from the uninterrupted run's"

@@ -1,6 +1,7 @@
-// Checkpoints (RELIABILITY.md R5-R7 at the library level): a save/load round trip continues bitwise,
-// corrupt checkpoints are refused with "checksum mismatch: <file>" and skipped, a save killed before
-// its commit is never listed and is removed by the next save, and only the newest `keep` remain.
+// Checkpoints (RELIABILITY.md R5-R7 at the library level): a save/load round trip continues
+// bitwise, corrupt checkpoints are refused with "checksum mismatch: <file>" and skipped, a save
+// killed before its commit is never listed and is removed by the next save, and only the newest
+// `keep` remain.
 #include "hypnos/train/checkpoint.h"
 
 #include <gtest/gtest.h>
@@ -48,7 +49,9 @@ void expect_bitwise_equal(nn::HybridLM& a, nn::HybridLM& b) {
   }
 }
 
-TrainingState state_at(int64_t step) { return {step, step * 100, 0, 0.5 * step}; }
+TrainingState state_at(int64_t step) {
+  return {step, step * 100, 0, 0.5 * step};
+}
 
 void flip_byte(const fs::path& file, size_t offset) {
   std::string bytes = read_all(file);
@@ -150,10 +153,9 @@ TEST(Checkpoint, KilledSaveIsNeverListedAndTheNextSaveRemovesIt) {
   }
   ASSERT_EQ(list_checkpoints(run.path()).size(), 1u);
   Trained b = make_trained(/*seed=*/2, /*updates=*/0);
-  const auto state = load_latest_checkpoint(run.path(), b.model, nullptr,
-                                            [](const fs::path& d, const std::string& m) {
-                                              ADD_FAILURE() << d << ": " << m;
-                                            });
+  const auto state = load_latest_checkpoint(
+      run.path(), b.model, nullptr,
+      [](const fs::path& d, const std::string& m) { ADD_FAILURE() << d << ": " << m; });
   ASSERT_TRUE(state.has_value());
   EXPECT_EQ(state->step, 10);
 

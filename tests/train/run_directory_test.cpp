@@ -18,7 +18,9 @@ const std::string kYaml =
     "run:\n  seed: 0\nmodel:\n  d_model: 32\n  pattern: AGAG\ntrain:\n  steps: 30\n"
     "  log_every: 1\n";
 
-bool only_steps_resumable(const std::string& key) { return key == "train.steps"; }
+bool only_steps_resumable(const std::string& key) {
+  return key == "train.steps";
+}
 
 std::string replace(std::string text, const std::string& from, const std::string& to) {
   text.replace(text.find(from), from.size(), to);
@@ -29,7 +31,8 @@ std::string replace(std::string text, const std::string& from, const std::string
 std::map<std::string, std::string> snapshot(const fs::path& dir) {
   std::map<std::string, std::string> files;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    files[fs::relative(e.path(), dir).string()] = e.is_regular_file() ? read_all(e.path()) : "<dir>";
+    files[fs::relative(e.path(), dir).string()] =
+        e.is_regular_file() ? read_all(e.path()) : "<dir>";
   }
   return files;
 }
@@ -62,8 +65,9 @@ TEST(RunDirectory, ExistingRunWithoutResumeIsRefusedAndLeftUntouched) {
   io::testing::write_all(dir / "metrics.jsonl", "{\"kind\":\"train\",\"step\":1}\n");
   const auto before = snapshot(dir);
   const std::string other = replace(kYaml, "seed: 0", "seed: 1");
-  const auto message = config_error_message(
-      [&] { prepare_run_directory(dir, other, "second", /*resume=*/false, &only_steps_resumable); });
+  const auto message = config_error_message([&] {
+    prepare_run_directory(dir, other, "second", /*resume=*/false, &only_steps_resumable);
+  });
   EXPECT_NE(message.find("already holds a run"), std::string::npos) << message;
   EXPECT_NE(message.find(dir.string()), std::string::npos) << message;
   EXPECT_EQ(snapshot(dir), before);

@@ -1,5 +1,5 @@
-// The trainer as a whole (RELIABILITY.md R11, R12): allocations that cannot succeed, on the CPU too,
-// end the run with the out-of-memory exit code and no checkpoint; a 2-rank Gloo run started by
+// The trainer as a whole (RELIABILITY.md R11, R12): allocations that cannot succeed, on the CPU
+// too, end the run with the out-of-memory exit code and no checkpoint; a 2-rank Gloo run started by
 // scripts/launch.sh ends with the weights of a 1-rank run of the same global batch.
 #include "hypnos/train/trainer.h"
 
@@ -41,7 +41,8 @@ TEST(TrainerOutOfMemory, CpuAllocatorFailureIsAnAllocationErrorNotOutOfMemoryErr
   } catch (const c10::OutOfMemoryError&) {
     SUCCEED() << "torch now throws OutOfMemoryError on the CPU (the message match stays harmless)";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what_without_backtrace()).find("DefaultCPUAllocator"), std::string::npos)
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("DefaultCPUAllocator"),
+              std::string::npos)
         << e.what_without_backtrace();
   }
 }
@@ -71,11 +72,10 @@ TEST(TrainerDistributed, TwoGlooRanksEndWithTheWeightsOfOneRank) {
                                           (scratch / "one").string() + " 2>&1",
                                       &status);
   ASSERT_EQ(status, 0) << one;
-  const std::string two =
-      run_command("OMP_NUM_THREADS=1 HYPNOS_BINARY=" + std::string(HYPNOS_CLI) + " bash " +
-                      HYPNOS_SOURCE_DIR + "/scripts/launch.sh --nproc 2" + common +
-                      (scratch / "two").string() + " 2>&1",
-                  &status);
+  const std::string two = run_command(
+      "OMP_NUM_THREADS=1 HYPNOS_BINARY=" + std::string(HYPNOS_CLI) + " bash " + HYPNOS_SOURCE_DIR +
+          "/scripts/launch.sh --nproc 2" + common + (scratch / "two").string() + " 2>&1",
+      &status);
   ASSERT_EQ(status, 0) << two;
 
   const auto a = io::load_safetensors(scratch / "one/checkpoints/step_00000010/model.safetensors");
