@@ -9,7 +9,13 @@ unset HYPNOS_FAULT HYPNOS_FAULT_NONFINITE_STEP RANK WORLD_SIZE LOCAL_RANK MASTER
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/hypnos_cli_test.XXXXXX")
 BACKGROUND_PIDS=()
 cleanup() {
-  for pid in "${BACKGROUND_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  local pid child
+  for pid in "${BACKGROUND_PIDS[@]}"; do
+    # The ranks under launch.sh first: SIGKILL to the launcher would orphan them.
+    for child in $(pgrep -P "$pid" 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
   [[ -n ${KEEP_SCRATCH:-} ]] || rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
