@@ -62,6 +62,11 @@ io::JsonRecord metrics_record(const tasks::BucketMetrics& m) {
   return r;
 }
 
+bool is_cpu_out_of_memory(const std::string& what) {
+  return what.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos ||
+         what.find("DefaultCPUAllocator: not enough memory") != std::string::npos;
+}
+
 class Trainer {
  public:
   Trainer(const RunConfig& config, const TrainRequest& request);
@@ -70,6 +75,7 @@ class Trainer {
 
  private:
   int run_unguarded();
+  int report_out_of_memory(std::string what);
   enum class StepResult { kUpdated, kSkipped, kStop };
   StepResult step();
   void log_train(double loss, double grad_norm);
@@ -103,22 +109,32 @@ Trainer::Trainer(const RunConfig& config, const TrainRequest& request)
 int Trainer::run() {
   try {
     return run_unguarded();
-  } catch (const c10::OutOfMemoryError& e) {
-    std::string what = e.what_without_backtrace();
-    what = what.substr(0, what.find('\n'));
-    log::progress_done();
-    std::fprintf(stderr,
-                 "hypnos train: out of memory while %s: %s [model.d_model=%lld model.pattern=%s "
-                 "train.batch_size=%lld train.grad_accum=%lld sleep.window=%lld "
-                 "sleep.n_passes=%lld]\n",
-                 phase_.c_str(), what.c_str(), static_cast<long long>(config_.model.d_model),
-                 config_.model.pattern.c_str(), static_cast<long long>(config_.train.batch_size),
-                 static_cast<long long>(config_.train.grad_accum),
-                 static_cast<long long>(config_.sleep.window),
-                 static_cast<long long>(config_.sleep.n_passes));
-    if (events_) event(io::JsonRecord().add("event", "out_of_memory").add("phase", phase_));
-    return kExitOutOfMemory;
+  } catch (const c10::OutOfMemoryError& e) {  // CUDA and the caching allocators
+    return report_out_of_memory(e.what_without_backtrace());
+  } catch (const c10::Error& e) {
+    // The CPU allocator fails with a plain c10::Error ("[enforce fail at alloc_cpu.cpp:..] ...
+    // DefaultCPUAllocator: can't allocate memory"), not OutOfMemoryError (seen with torch 2.11).
+    if (!is_cpu_out_of_memory(e.what_without_backtrace())) throw;
+    return report_out_of_memory(e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    return report_out_of_memory("std::bad_alloc");
   }
+}
+
+int Trainer::report_out_of_memory(std::string what) {
+  what = what.substr(0, what.find('\n'));
+  log::progress_done();
+  std::fprintf(stderr,
+               "hypnos train: out of memory while %s: %s [model.d_model=%lld model.pattern=%s "
+               "train.batch_size=%lld train.grad_accum=%lld sleep.window=%lld "
+               "sleep.n_passes=%lld]\n",
+               phase_.c_str(), what.c_str(), static_cast<long long>(config_.model.d_model),
+               config_.model.pattern.c_str(), static_cast<long long>(config_.train.batch_size),
+               static_cast<long long>(config_.train.grad_accum),
+               static_cast<long long>(config_.sleep.window),
+               static_cast<long long>(config_.sleep.n_passes));
+  if (events_) event(io::JsonRecord().add("event", "out_of_memory").add("phase", phase_));
+  return kExitOutOfMemory;
 }
 
 int Trainer::run_unguarded() {
@@ -170,7 +186,11 @@ int Trainer::run_unguarded() {
       last_saved_step_ = state_.step;
       if (dist_.is_main()) {
         // Records after the checkpoint were made by steps that will run again (R5: no duplicates).
+        // The file is rewritten (a new inode): reopen the writer, or the records of the resumed
+        // steps would go to the replaced file and be lost.
+        metrics_.reset();
         io::drop_jsonl_records_after(request_.run_dir / "metrics.jsonl", "step", state_.step);
+        metrics_.emplace(request_.run_dir / "metrics.jsonl");
       }
       log::info("resumed from step " + std::to_string(state_.step));
     } else {
@@ -198,17 +218,28 @@ int Trainer::run_unguarded() {
   std::signal(SIGINT, on_stop_signal);
   start_ = log_start_ = Clock::now();
   while (state_.step < config_.train.steps) {
-    if (g_stop_signal) {
+    // Ranks receive a signal between different steps; they must agree on the step they stop at,
+    // or one would wait in the checkpoint's barrier while another waits in the next allreduce.
+    bool stop = g_stop_signal != 0;
+    if (dist_.is_distributed()) stop = dist_.average(stop ? 1.0 : 0.0) > 0.0;
+    if (stop) {
       log::progress_done();
-      log::warn("signal " + std::to_string(g_stop_signal) + ": checkpointing at step " +
-                std::to_string(state_.step) + " and exiting");
+      const std::string why = g_stop_signal ? "signal " + std::to_string(g_stop_signal)
+                                            : std::string("a signal to another rank");
+      log::warn(why + ": checkpointing at step " + std::to_string(state_.step) + " and exiting");
       if (state_.step != last_saved_step_) save_checkpoint_now();
       if (dist_.is_main()) event(io::JsonRecord().add("event", "signal").add("step", state_.step));
       return 0;
     }
     phase_ = "training step " + std::to_string(state_.step + 1);
     const StepResult result = step();
-    if (result == StepResult::kStop) return kExitNonFinite;
+    if (result == StepResult::kStop) {
+      // The weights and optimizer state are still those of the last good step: keep them, so the
+      // run can be resumed (e.g. with train.nonfinite=skip) without losing the steps since the
+      // last checkpoint, and so the stop is provably before the update (R8).
+      if (state_.step != last_saved_step_) save_checkpoint_now();
+      return kExitNonFinite;
+    }
     if (result == StepResult::kSkipped) continue;
     const int64_t s = state_.step;
     if (config_.train.eval_every > 0 && s % config_.train.eval_every == 0) evaluate_and_log();

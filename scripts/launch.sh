@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Starts N local ranks of a data-parallel hypnos run, torchrun style (RANK, WORLD_SIZE, LOCAL_RANK,
+# MASTER_ADDR=127.0.0.1, MASTER_PORT a free port), waits for them, and when one fails kills the rest
+# and exits with the failed rank's status. SIGTERM/SIGINT are forwarded to every rank (each then
+# checkpoints and exits, RELIABILITY.md R9).
+#   scripts/launch.sh --nproc N train CONFIG.yaml [key=value ...] [--out DIR] [--resume]
+# The binary is $HYPNOS_BINARY, else build/hypnos next to this script's directory.
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 --nproc N <hypnos command> [args ...]   (e.g. --nproc 2 train CONFIG.yaml)" >&2
+  exit 2
+}
+
+nproc=""
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --nproc) [[ $# -ge 2 ]] || usage; nproc=$2; shift 2 ;;
+    --nproc=*) nproc=${1#--nproc=}; shift ;;
+    -h | --help) usage ;;
+    *) break ;;
+  esac
+done
+if [[ ! $nproc =~ ^[1-9][0-9]*$ ]]; then
+  echo "launch.sh: --nproc must be a positive integer, got '$nproc'" >&2
+  usage
+fi
+[[ $# -ge 1 ]] || usage
+
+binary=${HYPNOS_BINARY:-"$(cd "$(dirname "$0")/.." && pwd)/build/hypnos"}
+if [[ ! -x $binary ]]; then
+  echo "launch.sh: hypnos binary '$binary' not found (set HYPNOS_BINARY)" >&2
+  exit 2
+fi
+
+# A port nothing listens on: bash's /dev/tcp connect fails on a free port.
+free_port() {
+  local port tries
+  for tries in $(seq 1 200); do
+    port=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "launch.sh: no free port found" >&2
+  return 1
+}
+port=${MASTER_PORT:-$(free_port)}
+
+pids=()
+kill_all() {
+  local signal=$1 pid
+  for pid in "${pids[@]}"; do kill "-$signal" "$pid" 2>/dev/null || true; done
+}
+trap 'kill_all TERM' TERM INT
+
+for ((rank = 0; rank < nproc; ++rank)); do
+  RANK=$rank WORLD_SIZE=$nproc LOCAL_RANK=$rank MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$binary" "$@" &
+  pids+=($!)
+done
+
+declare -A alive  # pid -> rank, of the ranks not yet waited for
+for ((rank = 0; rank < nproc; ++rank)); do alive[${pids[$rank]}]=$rank; done
+status=0
+while ((${#alive[@]} > 0)); do
+  rc=0
+  finished=""
+  wait -n -p finished "${!alive[@]}" || rc=$?
+  [[ -n ${finished:-} ]] || continue  # a trapped signal interrupted the wait (and unset it)
+  rank=${alive[$finished]}
+  unset "alive[$finished]"
+  if ((rc != 0 && status == 0)); then
+    status=$rc
+    echo "launch.sh: rank $rank (pid $finished) exited $rc; stopping the other ranks" >&2
+    kill_all KILL
+  fi
+done
+exit "$status"
