@@ -6,7 +6,8 @@
 Each run directory holds config.yaml and metrics.jsonl (one JSON object per line; evaluation records have
 "kind": "eval", "step", "tokens" and "buckets": {bucket: {"exact", "token_acc", "ce", "count"}}).
 One panel per difficulty bucket, one line per number of sleep passes N (sleep.n_passes), the metric
-against training tokens. Runs with the same N (different seeds) are drawn as separate thin lines.
+against training tokens; when the runs differ in model.pattern, the pattern joins the label (a hybrid
+against an attention-only model). Runs with the same label (different seeds) share a colour.
 """
 import argparse
 import json
@@ -63,12 +64,17 @@ def main():
         if not evals:
             print(f"plot.py: warning: {r} has no evaluation records yet", file=sys.stderr)
             continue
-        n = cfg.get("sleep", {}).get("n_passes", 1)
-        label = f"N={n}" + ("" if cfg.get("model", {}).get("pattern") in (None, "AGAG")
-                            else f" {cfg['model']['pattern']}")
-        runs.append((label, n, r, evals))
+        runs.append((cfg, r, evals))
     if not runs:
         raise SystemExit("plot.py: no run has evaluation records")
+    # A run is named by N, plus its layer pattern when the runs compare patterns (hybrid vs attention).
+    patterns = {cfg.get("model", {}).get("pattern") for cfg, _, _ in runs}
+    named = []
+    for cfg, r, evals in runs:
+        n = cfg.get("sleep", {}).get("n_passes", 1)
+        label = f"N={n}" + (f" {cfg['model']['pattern']}" if len(patterns) > 1 else "")
+        named.append((label, n, r, evals))
+    runs = named
     buckets = sorted({b for _, _, _, ev in runs for b in ev[-1]["buckets"] if b != "all"}, key=bucket_key)
     if not buckets:
         buckets = ["all"]
@@ -99,12 +105,13 @@ def main():
     print(f"plot.py: wrote {args.out}")
 
     if args.table:
-        lines = ["| run | " + " | ".join(buckets + ["all"]) + " | tokens |",
-                 "|---" * (len(buckets) + 3) + "|"]
+        columns = buckets + ([] if buckets == ["all"] else ["all"])
+        lines = ["| run | " + " | ".join(columns) + " | tokens |",
+                 "|---" * (len(columns) + 2) + "|"]
         for label, _, path, evals in runs:
             last = evals[-1]
             cells = [f"{last['buckets'][b][args.metric]:.3f}" if b in last["buckets"] else "-"
-                     for b in buckets + ["all"]]
+                     for b in columns]
             lines.append(f"| {label} ({os.path.basename(os.path.normpath(path))}) | " + " | ".join(cells)
                          + f" | {last['tokens']:.3g} |")
         with open(args.table, "w") as f:
