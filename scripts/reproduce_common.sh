@@ -67,7 +67,7 @@ reproduce_sweep() {
     # The resolved config names the steps a finished run must have reached (a bad override stops here).
     steps=$("$hypnos" train "${args[@]}" --dry-run |
             awk '/^[a-z]/ {section = $1} section == "train:" && $1 == "steps:" {print $2}')
-    finished=$(grep -o '"event":"finish","step":[0-9]*' "$run_dir/events.jsonl" 2>/dev/null |
+    finished=$({ grep -o '"event":"finish","step":[0-9]*' "$run_dir/events.jsonl" 2>/dev/null || true; } |
                tail -n 1 | sed 's/.*://')
     if [ -n "$finished" ] && [ "$finished" = "$steps" ]; then
       echo "[reproduce_$task] N=$n: finished ($run_dir), skipped"
