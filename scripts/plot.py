@@ -92,16 +92,19 @@ def main():
         ax.set_title(bucket)
         ax.set_xlabel("training tokens")
         ax.set_ylabel(args.metric)
+        if args.metric in ("exact", "token_acc"):
+            ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(buckets):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    fig.legend(uniq.values(), uniq.keys(), loc="upper right")
     if args.title:
         fig.suptitle(args.title)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
+    # Outside the panels, so that it hides neither a curve nor the title.
+    fig.legend(uniq.values(), uniq.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.savefig(args.out, dpi=120, bbox_inches="tight")
     print(f"plot.py: wrote {args.out}")
 
     if args.table:

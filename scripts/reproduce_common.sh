@@ -57,6 +57,8 @@ reproduce_sweep() {
   local python=${HYPNOS_PYTHON:-$root/.venv/bin/python}
   [ -x "$python" ] || python=python3
 
+  # Task data (GSM-Infinite name lists) from this source tree, whatever the working directory.
+  export HYPNOS_DATA_DIR=${HYPNOS_DATA_DIR:-$root/data}
   mkdir -p "$out"
   local -a run_dirs=()
   local n run_dir steps finished
