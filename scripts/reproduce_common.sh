@@ -47,7 +47,8 @@ reproduce_sweep() {
   # Set-up like the README commands: scripts/setup.sh builds build/hypnos (skipped with --hypnos).
   if [ "$setup" = 1 ]; then
     "$root/scripts/setup.sh"
-    hypnos="$root/${HYPNOS_BUILD_DIR:-build}/hypnos"
+    hypnos=${HYPNOS_BUILD_DIR:-build}/hypnos
+    [ "${hypnos:0:1}" = / ] || hypnos=$root/$hypnos  # setup.sh reads it from the root
   fi
   if [ ! -x "$hypnos" ]; then
     echo "reproduce_$task: $hypnos is not an executable hypnos binary" >&2

@@ -21,7 +21,8 @@ done
 out=${out:-$root/runs/rule110-t0-cpu}
 if [ -z "$hypnos" ]; then
   "$root/scripts/setup.sh"
-  hypnos="$root/${HYPNOS_BUILD_DIR:-build}/hypnos"
+  hypnos=${HYPNOS_BUILD_DIR:-build}/hypnos
+  [ "${hypnos:0:1}" = / ] || hypnos=$root/$hypnos  # setup.sh reads it from the root
 fi
 python=${HYPNOS_PYTHON:-$root/.venv/bin/python}
 [ -x "$python" ] || python=python3
