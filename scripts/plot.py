@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns hypnos run directories into figures like the paper's and a markdown table.
 
-    scripts/plot.py RUN_DIR [RUN_DIR ...] --out FIG.png [--metric exact] [--table TABLE.md]
+    scripts/plot.py RUN_DIR [RUN_DIR ...] --out FIG.png [--metric exact] [--table TABLE.md] [--buckets op=]
 
 Each run directory holds config.yaml and metrics.jsonl (one JSON object per line; evaluation records have
 "kind": "eval", "step", "tokens" and "buckets": {bucket: {"exact", "token_acc", "ce", "count"}}).
@@ -52,6 +52,8 @@ def main():
     ap.add_argument("--metric", default="exact", help="exact | token_acc | ce (default exact)")
     ap.add_argument("--table", help="also write a markdown table of the final evaluation")
     ap.add_argument("--title", default="")
+    ap.add_argument("--buckets", default="",
+                    help="comma-separated bucket name prefixes to draw (GSM-Infinite: op=); default all")
     args = ap.parse_args()
 
     import matplotlib
@@ -75,7 +77,10 @@ def main():
         label = f"N={n}" + (f" {cfg['model']['pattern']}" if len(patterns) > 1 else "")
         named.append((label, n, r, evals))
     runs = named
-    buckets = sorted({b for _, _, _, ev in runs for b in ev[-1]["buckets"] if b != "all"}, key=bucket_key)
+    prefixes = [p for p in args.buckets.split(",") if p]
+    buckets = sorted({b for _, _, _, ev in runs for b in ev[-1]["buckets"]
+                      if b != "all" and (not prefixes or any(b.startswith(p) for p in prefixes))},
+                     key=bucket_key)
     if not buckets:
         buckets = ["all"]
     cols = min(len(buckets), 3)

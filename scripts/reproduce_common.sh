@@ -9,7 +9,7 @@ reproduce_sweep() {
   shift 3
   local root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  local small=0 out="" hypnos="" setup=1 metric=""
+  local small=0 out="" hypnos="" setup=1 metric="" buckets=""
   local -a overrides=()
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -19,6 +19,7 @@ reproduce_sweep() {
       --passes) passes=${2:?--passes needs a list such as 1,2,4}; shift ;;
       --hypnos) hypnos=${2:?--hypnos needs the path of a built hypnos binary}; setup=0; shift ;;
       --metric) metric=${2:?--metric needs exact, token_acc or ce}; shift ;;
+      --buckets) buckets=${2:?--buckets needs bucket name prefixes such as op=}; shift ;;
       --*) echo "reproduce_$task: unknown option $1 (see --help)" >&2; return 2 ;;
       *=*) overrides+=("$1") ;;
       *)
@@ -87,6 +88,7 @@ reproduce_sweep() {
   local -a plot_args=("${run_dirs[@]}" --out "$fig" --table "$table"
                       --title "$task, $config_name: sleep passes N")
   [ -n "$metric" ] && plot_args+=(--metric "$metric")
+  [ -n "$buckets" ] && plot_args+=(--buckets "$buckets")
   "$python" "$root/scripts/plot.py" "${plot_args[@]}"
   echo "[reproduce_$task] runs: ${run_dirs[*]}"
   echo "[reproduce_$task] figure: $fig"
@@ -96,7 +98,7 @@ reproduce_sweep() {
 reproduce_usage() {
   cat <<EOF
 usage: scripts/reproduce_$1.sh [OUT_DIR] [--config NAME|FILE] [--small] [--passes LIST]
-                              [--metric M] [--hypnos BIN] [key.path=value ...]
+                              [--metric M] [--buckets P] [--hypnos BIN] [key.path=value ...]
 Trains one run per number of sleep passes N (default $3) into OUT_DIR/<config>-n<N>
 (OUT_DIR default runs/$1-sweep), then writes OUT_DIR/$1-<config>.png and .md with scripts/plot.py.
 Rerunning skips finished runs and resumes unfinished ones from their newest checkpoint.
@@ -104,6 +106,7 @@ Rerunning skips finished runs and resumes unfinished ones from their newest chec
   --small    the CPU config configs/$1/small.yaml (minutes on a 2-core CPU)
   --passes   comma-separated N values (default $3)
   --metric   plotted metric: exact | token_acc | ce (default exact)
+  --buckets  comma-separated bucket prefixes to plot (e.g. op=; default all)
   --hypnos   use this built binary and skip scripts/setup.sh
   key=value  overrides for every run (sleep.n_passes is set per run)
 EOF
