@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns hypnos run directories into figures like the paper's and a markdown table.
 
-    scripts/plot.py RUN_DIR [RUN_DIR ...] --out FIG.png [--metric exact] [--table TABLE.md] [--buckets op=]
+    scripts/plot.py RUN_DIR [RUN_DIR ...] --out FIG.png [--metric exact] [--table TABLE.md]
+                    [--buckets op=] [--title TEXT]
 
 Each run directory holds config.yaml and metrics.jsonl (one JSON object per line; evaluation records have
 "kind": "eval", "step", "tokens" and "buckets": {bucket: {"exact", "token_acc", "ce", "count"}}).
@@ -49,7 +50,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--out", required=True, help="PNG file to write")
-    ap.add_argument("--metric", default="exact", help="exact | token_acc | ce (default exact)")
+    ap.add_argument("--metric", default="exact", choices=["exact", "token_acc", "ce"],
+                    help="exact | token_acc | ce (default exact)")
     ap.add_argument("--table", help="also write a markdown table of the final evaluation")
     ap.add_argument("--title", default="")
     ap.add_argument("--buckets", default="",
@@ -81,6 +83,9 @@ def main():
     buckets = sorted({b for _, _, _, ev in runs for b in ev[-1]["buckets"]
                       if b != "all" and (not prefixes or any(b.startswith(p) for p in prefixes))},
                      key=bucket_key)
+    if prefixes and not buckets:
+        names = sorted({b for _, _, _, ev in runs for b in ev[-1]["buckets"]})
+        raise SystemExit(f"plot.py: --buckets {args.buckets} matches none of {', '.join(names)}")
     if not buckets:
         buckets = ["all"]
     cols = min(len(buckets), 3)
