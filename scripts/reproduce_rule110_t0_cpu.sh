@@ -30,7 +30,9 @@ python=${HYPNOS_PYTHON:-$root/.venv/bin/python}
 for pattern in AGAG AAAA; do
   dir="$out/${pattern,,}"
   args=("$root/configs/rule110/small.yaml" "model.pattern=$pattern" "${overrides[@]}")
-  if grep -q '"event":"finish"' "$dir/events.jsonl" 2>/dev/null; then
+  steps=$("$hypnos" train "${args[@]}" --dry-run |
+          awk '/^[a-z]/ {section = $1} section == "train:" && $1 == "steps:" {print $2}')
+  if grep -q "\"event\":\"finish\",\"step\":$steps[,}]" "$dir/events.jsonl" 2>/dev/null; then
     echo "[rule110_t0_cpu] $pattern: finished ($dir), skipped"
   elif [ -f "$dir/config.yaml" ]; then
     "$hypnos" train "${args[@]}" --out "$dir" --resume
