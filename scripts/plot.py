@@ -2,11 +2,13 @@
 """Turns hypnos run directories into figures like the paper's and a markdown table.
 
     scripts/plot.py RUN_DIR [RUN_DIR ...] --out FIG.png [--metric exact] [--table TABLE.md]
+                    [--buckets op=] [--title TEXT]
 
 Each run directory holds config.yaml and metrics.jsonl (one JSON object per line; evaluation records have
 "kind": "eval", "step", "tokens" and "buckets": {bucket: {"exact", "token_acc", "ce", "count"}}).
 One panel per difficulty bucket, one line per number of sleep passes N (sleep.n_passes), the metric
-against training tokens. Runs with the same N (different seeds) are drawn as separate thin lines.
+against training tokens; when the runs differ in model.pattern, the pattern joins the label (a hybrid
+against an attention-only model). Runs with the same label (different seeds) share a colour.
 """
 import argparse
 import json
@@ -48,9 +50,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--out", required=True, help="PNG file to write")
-    ap.add_argument("--metric", default="exact", help="exact | token_acc | ce (default exact)")
+    ap.add_argument("--metric", default="exact", choices=["exact", "token_acc", "ce"],
+                    help="exact | token_acc | ce (default exact)")
     ap.add_argument("--table", help="also write a markdown table of the final evaluation")
     ap.add_argument("--title", default="")
+    ap.add_argument("--buckets", default="",
+                    help="comma-separated bucket name prefixes to draw (GSM-Infinite: op=); default all")
     args = ap.parse_args()
 
     import matplotlib
@@ -63,13 +68,24 @@ def main():
         if not evals:
             print(f"plot.py: warning: {r} has no evaluation records yet", file=sys.stderr)
             continue
-        n = cfg.get("sleep", {}).get("n_passes", 1)
-        label = f"N={n}" + ("" if cfg.get("model", {}).get("pattern") in (None, "AGAG")
-                            else f" {cfg['model']['pattern']}")
-        runs.append((label, n, r, evals))
+        runs.append((cfg, r, evals))
     if not runs:
         raise SystemExit("plot.py: no run has evaluation records")
-    buckets = sorted({b for _, _, _, ev in runs for b in ev[-1]["buckets"] if b != "all"}, key=bucket_key)
+    # A run is named by N, plus its layer pattern when the runs compare patterns (hybrid vs attention).
+    patterns = {cfg.get("model", {}).get("pattern") for cfg, _, _ in runs}
+    named = []
+    for cfg, r, evals in runs:
+        n = cfg.get("sleep", {}).get("n_passes", 1)
+        label = f"N={n}" + (f" {cfg['model']['pattern']}" if len(patterns) > 1 else "")
+        named.append((label, n, r, evals))
+    runs = named
+    prefixes = [p for p in args.buckets.split(",") if p]
+    buckets = sorted({b for _, _, _, ev in runs for b in ev[-1]["buckets"]
+                      if b != "all" and (not prefixes or any(b.startswith(p) for p in prefixes))},
+                     key=bucket_key)
+    if prefixes and not buckets:
+        names = sorted({b for _, _, _, ev in runs for b in ev[-1]["buckets"]})
+        raise SystemExit(f"plot.py: --buckets {args.buckets} matches none of {', '.join(names)}")
     if not buckets:
         buckets = ["all"]
     cols = min(len(buckets), 3)
@@ -86,25 +102,29 @@ def main():
         ax.set_title(bucket)
         ax.set_xlabel("training tokens")
         ax.set_ylabel(args.metric)
+        if args.metric in ("exact", "token_acc"):
+            ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(buckets):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
-    fig.legend(uniq.values(), uniq.keys(), loc="upper right")
     if args.title:
         fig.suptitle(args.title)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
+    # Outside the panels, so that it hides neither a curve nor the title.
+    fig.legend(uniq.values(), uniq.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.savefig(args.out, dpi=120, bbox_inches="tight")
     print(f"plot.py: wrote {args.out}")
 
     if args.table:
-        lines = ["| run | " + " | ".join(buckets + ["all"]) + " | tokens |",
-                 "|---" * (len(buckets) + 3) + "|"]
+        columns = buckets + ([] if buckets == ["all"] else ["all"])
+        lines = ["| run | " + " | ".join(columns) + " | tokens |",
+                 "|---" * (len(columns) + 2) + "|"]
         for label, _, path, evals in runs:
             last = evals[-1]
             cells = [f"{last['buckets'][b][args.metric]:.3f}" if b in last["buckets"] else "-"
-                     for b in buckets + ["all"]]
+                     for b in columns]
             lines.append(f"| {label} ({os.path.basename(os.path.normpath(path))}) | " + " | ".join(cells)
                          + f" | {last['tokens']:.3g} |")
         with open(args.table, "w") as f:

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Shared sweep driver of scripts/reproduce_{rule110,depo,gsm_infinite}.sh (sourced, not run): one run
+# directory per number of sleep passes N, resumable, then scripts/plot.py over the finished runs.
+# A run counts as finished when its events.jsonl has a "finish" event at the config's train.steps.
+
+# reproduce_sweep TASK DEFAULT_CONFIG DEFAULT_PASSES [script arguments...]
+reproduce_sweep() {
+  local task=$1 config=$2 passes=$3
+  shift 3
+  local root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  local small=0 out="" hypnos="" setup=1 metric="" buckets=""
+  local -a overrides=()
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -h|--help) reproduce_usage "$task" "$config" "$passes"; return 0 ;;
+      --config) config=${2:?--config needs a name or a file}; shift ;;
+      --small) small=1 ;;
+      --passes) passes=${2:?--passes needs a list such as 1,2,4}; shift ;;
+      --hypnos) hypnos=${2:?--hypnos needs the path of a built hypnos binary}; setup=0; shift ;;
+      --metric) metric=${2:?--metric needs exact, token_acc or ce}; shift ;;
+      --buckets) buckets=${2:?--buckets needs bucket name prefixes such as op=}; shift ;;
+      --*) echo "reproduce_$task: unknown option $1 (see --help)" >&2; return 2 ;;
+      *=*) overrides+=("$1") ;;
+      *)
+        if [ -n "$out" ]; then
+          echo "reproduce_$task: two output folders ($out, $1); overrides are key.path=value" >&2
+          return 2
+        fi
+        out=$1 ;;
+    esac
+    shift
+  done
+  [ "$small" = 1 ] && config=small
+
+  # The config: a name under configs/<task>/ or a path.
+  local config_file=$config
+  [ -f "$config_file" ] || config_file="$root/configs/$task/$config.yaml"
+  if [ ! -f "$config_file" ]; then
+    echo "reproduce_$task: no config '$config' (neither a file nor configs/$task/$config.yaml)" >&2
+    return 2
+  fi
+  config_file=$(cd "$(dirname "$config_file")" && pwd)/$(basename "$config_file")
+  local config_name
+  config_name=$(basename "$config_file" .yaml)
+  [ -n "$out" ] || out="$root/runs/$task-sweep"
+
+  # Set-up like the README commands: scripts/setup.sh builds build/hypnos (skipped with --hypnos).
+  if [ "$setup" = 1 ]; then
+    "$root/scripts/setup.sh"
+    hypnos=${HYPNOS_BUILD_DIR:-build}/hypnos
+    [ "${hypnos:0:1}" = / ] || hypnos=$root/$hypnos  # setup.sh reads it from the root
+  fi
+  if [ ! -x "$hypnos" ]; then
+    echo "reproduce_$task: $hypnos is not an executable hypnos binary" >&2
+    return 2
+  fi
+  # plot.py needs matplotlib and PyYAML: setup.sh puts them into .venv; HYPNOS_PYTHON names another.
+  local python=${HYPNOS_PYTHON:-$root/.venv/bin/python}
+  [ -x "$python" ] || python=python3
+
+  # Task data (GSM-Infinite name lists) from this source tree, whatever the working directory.
+  export HYPNOS_DATA_DIR=${HYPNOS_DATA_DIR:-$root/data}
+  mkdir -p "$out"
+  local -a run_dirs=()
+  local n run_dir steps finished
+  for n in ${passes//,/ }; do
+    run_dir="$out/$config_name-n$n"
+    run_dirs+=("$run_dir")
+    local -a args=("$config_file" "${overrides[@]}" "sleep.n_passes=$n")
+    # The resolved config names the steps a finished run must have reached (a bad override stops here).
+    steps=$("$hypnos" train "${args[@]}" --dry-run |
+            awk '/^[a-z]/ {section = $1} section == "train:" && $1 == "steps:" {print $2}')
+    finished=$({ grep -o '"event":"finish","step":[0-9]*' "$run_dir/events.jsonl" 2>/dev/null || true; } |
+               tail -n 1 | sed 's/.*://')
+    if [ -n "$finished" ] && [ "$finished" = "$steps" ]; then
+      echo "[reproduce_$task] N=$n: finished ($run_dir), skipped"
+    elif [ -f "$run_dir/config.yaml" ]; then
+      echo "[reproduce_$task] N=$n: resuming $run_dir"
+      "$hypnos" train "${args[@]}" --out "$run_dir" --resume
+    else
+      echo "[reproduce_$task] N=$n: training into $run_dir"
+      "$hypnos" train "${args[@]}" --out "$run_dir"
+    fi
+  done
+
+  local fig="$out/$task-$config_name.png" table="$out/$task-$config_name.md"
+  local -a plot_args=("${run_dirs[@]}" --out "$fig" --table "$table"
+                      --title "$task, $config_name: sleep passes N")
+  [ -n "$metric" ] && plot_args+=(--metric "$metric")
+  [ -n "$buckets" ] && plot_args+=(--buckets "$buckets")
+  "$python" "$root/scripts/plot.py" "${plot_args[@]}"
+  echo "[reproduce_$task] runs: ${run_dirs[*]}"
+  echo "[reproduce_$task] figure: $fig"
+  echo "[reproduce_$task] table: $table"
+}
+
+reproduce_usage() {
+  cat <<EOF
+usage: scripts/reproduce_$1.sh [OUT_DIR] [--config NAME|FILE] [--small] [--passes LIST]
+                              [--metric M] [--buckets P] [--hypnos BIN] [key.path=value ...]
+Trains one run per number of sleep passes N (default $3) into OUT_DIR/<config>-n<N>
+(OUT_DIR default runs/$1-sweep), then writes OUT_DIR/$1-<config>.png and .md with scripts/plot.py.
+Rerunning skips finished runs and resumes unfinished ones from their newest checkpoint.
+  --config   configs/$1/NAME.yaml or a file (default $2)
+  --small    the CPU config configs/$1/small.yaml (minutes on a 2-core CPU)
+  --passes   comma-separated N values (default $3)
+  --metric   plotted metric: exact | token_acc | ce (default exact)
+  --buckets  comma-separated bucket prefixes to plot (e.g. op=; default all)
+  --hypnos   use this built binary and skip scripts/setup.sh
+  key=value  overrides for every run (sleep.n_passes is set per run)
+EOF
+}
