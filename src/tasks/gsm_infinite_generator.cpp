@@ -7,10 +7,7 @@
 #include <cstdlib>
 
 #include "hypnos/tasks/gsm_infinite_templates.h"
-
-#ifndef HYPNOS_SOURCE_DIR
-#define HYPNOS_SOURCE_DIR "."
-#endif
+#include "hypnos/version.h"
 
 namespace hypnos::tasks {
 namespace {
@@ -774,7 +771,11 @@ std::string gsm_data_dir(const std::string& configured) {
   if (const char* env = std::getenv("HYPNOS_DATA_DIR"); env && *env) {
     return std::string(env) + "/gsm_infinite";
   }
-  return std::string(HYPNOS_SOURCE_DIR) + "/data/gsm_infinite";
+  // An installed hypnos reads its installed copy; a build tree reads the source tree it came from.
+  const std::string installed = std::string(kInstalledDataDir) + "/gsm_infinite";
+  std::error_code ec;
+  if (std::filesystem::is_directory(installed, ec)) return installed;
+  return std::string(kSourceDataDir) + "/gsm_infinite";
 }
 
 std::vector<std::vector<std::string>> read_gsm_name_list(const std::string& path) {

@@ -22,7 +22,8 @@ struct GsmDistractors {
 };
 
 /// The folder holding <template>_{tops,items}.txt: `configured` when not empty, else
-/// $HYPNOS_DATA_DIR/gsm_infinite, else the source tree's data/gsm_infinite (compiled in).
+/// $HYPNOS_DATA_DIR/gsm_infinite, else the installed share/hypnos/data/gsm_infinite, else the
+/// source tree's data/gsm_infinite (both paths compiled in, see version.h).
 std::string gsm_data_dir(const std::string& configured);
 
 /// Reads one list: "# subcategory" lines open a group, other non-blank lines are names. Throws
