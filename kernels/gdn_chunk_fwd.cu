@@ -4,8 +4,12 @@
 // the same pass.
 #include <cuda_bf16.h>
 
+#include <cstdint>
+#include <type_traits>
+
 #include "gdn.h"
 #include "gdn_common.cuh"
+#include "gdn_mma.cuh"
 
 namespace hypnos::kernels {
 namespace {
@@ -225,6 +229,175 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   }
 }
 
+constexpr int kTcThreads = 128;  // 4 warps
+constexpr int kTcSlice = 32;     // BV: state columns per CTA
+constexpr int kTcLS = kTcSlice + 8;  // fp32 row stride of state and U: B-fragment reads hit 32 banks
+
+template <int D>
+constexpr size_t tc_scan_smem_bytes() {
+  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) +
+         sizeof(__nv_bfloat16) * 2 * kC * (D + 16);
+}
+
+// grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_fwd_kernel, with every
+// matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation). The fp32 master state lives in
+// registers in accumulator layout (warp w owns state rows [w D/4, (w+1) D/4)); a shared copy feeds
+// the B operands of W S and Q S. q and k of the chunk are staged in shared memory as bf16 (exact).
+template <int D>
+__global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams p) {
+  using T = __nv_bfloat16;
+  constexpr int BV = kTcSlice, LS = kTcLS, LQ = D + 16;  // LQ: bf16 stride, conflict-free frags
+  constexpr int kNT = BV / 8;       // n-tiles of the slice
+  constexpr int kStateMT = D / 64;  // 16-row tiles of the state per warp
+  using RowTiling = mma::WarpTiling<1, kNT>;
+  using StateTiling = mma::WarpTiling<kStateMT, kNT>;
+  extern __shared__ float smem[];
+  float* s_state = smem;                         // [D][LS]  S slice (operand copy)
+  float* s_u = s_state + D * LS;                 // [C][LS]  U
+  float* s_gamma = s_u + kC * LS;                // [C]      exp(G_i)
+  float* s_decay = s_gamma + kC;                 // [C]      exp(G_C - G_i)
+  T* s_q = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
+  T* s_k = s_q + kC * LQ;                        // [C][LQ]
+
+  const int v0 = blockIdx.x * BV;
+  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  auto state = [&](int d, int j) { return s_state[d * LS + j]; };
+
+  float st[kStateMT][kNT][4];
+#pragma unroll
+  for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
+        st[mt][nt][r] = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
+        s_state[d * LS + j] = st[mt][nt][r];
+      }
+    }
+  }
+  for (int64_t n = 0; n < n_chunks; ++n) {
+    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
+    const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
+    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
+    T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, D);
+    const float* w = p.w + chunk * kC * D;
+    const float* ut = p.u_tilde + chunk * kC * D;
+    const float* attn = p.attn + chunk * kC * kC;
+    // bf16 pairs as 32-bit words; padded rows are zero (bit pattern 0).
+    for (int idx = tid; idx < kC * (D / 2); idx += kTcThreads) {
+      const int i = idx / (D / 2), c = idx % (D / 2);
+      const bool ok = i < n_valid;
+      reinterpret_cast<uint32_t*>(s_q + i * LQ)[c] =
+          ok ? __ldg(reinterpret_cast<const uint32_t*>(q + i * row_stride) + c) : 0u;
+      reinterpret_cast<uint32_t*>(s_k + i * LQ)[c] =
+          ok ? __ldg(reinterpret_cast<const uint32_t*>(k + i * row_stride) + c) : 0u;
+    }
+    if (tid < kC) {
+      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
+      s_gamma[tid] = __expf(g_i);
+      s_decay[tid] = __expf(g_last - g_i);
+    }
+    __syncthreads();  // s_q, s_k, s_gamma, s_decay and (first chunk) s_state are complete
+    if (p.chunk_states) {
+      float* cs = p.chunk_states + chunk * D * D;
+      for (int idx = tid; idx < D * BV; idx += kTcThreads) {
+        const int d = idx % D, j = idx / D;  // consecutive threads walk k: coalesced
+        cs[(v0 + j) * D + d] = s_state[d * LS + j];
+      }
+    }
+    {  // U = Ut - W S, rows [16 warp, 16 warp + 16)
+      float acc[kNT][4] = {};
+      const float* w_rows = w + warp * 16 * D;
+      mma::warp_mma_tf32<kNT>(
+          acc, lane, 0, D / 8, [&](int i, int d) { return __ldg(w_rows + i * D + d); }, state);
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
+          const float u = __ldg(ut + i * D + v0 + j) - acc[nt][r];
+          s_u[i * LS + j] = u;
+          if (p.u) p.u[(chunk * kC + i) * D + v0 + j] = u;
+        }
+      }
+    }
+    __syncthreads();  // s_u complete
+    {  // O = scale diag(gamma) Q S + P U
+      float acc[kNT][4] = {};
+      const T* q_rows = s_q + warp * 16 * LQ;
+      mma::warp_mma_tf32<kNT>(
+          acc, lane, 0, D / 8,
+          [&](int i, int d) { return __bfloat162float(q_rows[i * LQ + d]); }, state);
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[nt][r] *= p.scale * s_gamma[RowTiling::row(warp, 0, lane, r)];
+      }
+      // P is lower triangular (zeros above the diagonal are stored), so rows of this warp need
+      // only columns below 16 (warp + 1).
+      const float* attn_rows = attn + warp * 16 * kC;
+      mma::warp_mma_tf32<kNT>(
+          acc, lane, 0, 2 * (warp + 1),
+          [&](int i, int m) { return __ldg(attn_rows + i * kC + m); },
+          [&](int m, int j) { return s_u[m * LS + j]; });
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
+          if (i < n_valid) o[i * row_stride + v0 + j] = __float2bfloat16_rn(acc[nt][r]);
+        }
+      }
+    }
+    {  // S <- gamma_C S + K^T diag(decay) U, in the registers of the owning warp
+      const float gamma_last = s_gamma[kC - 1];
+#pragma unroll
+      for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+          for (int r = 0; r < 4; ++r) st[mt][nt][r] *= gamma_last;
+        }
+        const int d0 = warp * StateTiling::kWarpRows + mt * 16;
+        mma::warp_mma_tf32<kNT>(
+            st[mt], lane, 0, kC / 8,
+            [&](int d, int i) { return __bfloat162float(s_k[i * LQ + d0 + d]) * s_decay[i]; },
+            [&](int i, int j) { return s_u[i * LS + j]; });
+      }
+    }
+    __syncthreads();  // every warp is done reading s_state, s_u, s_q, s_k
+#pragma unroll
+    for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          s_state[StateTiling::row(warp, mt, lane, r) * LS + StateTiling::col(nt, lane, r)] =
+              st[mt][nt][r];
+        }
+      }
+    }
+    // The next chunk's first __syncthreads orders these writes before any read of s_state.
+  }
+  if (p.final_state) {
+#pragma unroll
+    for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
+          p.final_state[(bh * D + d) * D + v0 + j] = st[mt][nt][r];
+        }
+      }
+    }
+  }
+}
+
 constexpr int kFwdSlice = 32;
 
 template <typename T, int D>
@@ -237,6 +410,17 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
   gdn_chunk_prep_kernel<T, D>
       <<<dim3(unsigned(p.n_chunks()), unsigned(bh)), kThreads, prep_smem, stream>>>(p);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (p.kernel == GdnKernel::kTensorCore) {
+      const size_t tc_smem = tc_scan_smem_bytes<D>();
+      err = cudaFuncSetAttribute(gdn_chunk_fwd_tc_kernel<D>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem));
+      if (err != cudaSuccess) return err;
+      gdn_chunk_fwd_tc_kernel<D>
+          <<<dim3(D / kTcSlice, unsigned(bh)), kTcThreads, tc_smem, stream>>>(p);
+      return cudaGetLastError();
+    }
+  }
   const size_t scan_smem = scan_smem_bytes<D, kFwdSlice>();
   err = cudaFuncSetAttribute(gdn_chunk_fwd_kernel<T, D, kFwdSlice>,
                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem));
