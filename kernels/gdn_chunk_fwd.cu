@@ -19,15 +19,21 @@ using detail::kC;
 using detail::kThreads;
 using detail::load;
 
-template <int D>
+/// Row stride of the k and v tiles of the prep kernel: odd for the CUDA-core path (column walks hit
+/// distinct banks), D + 4 for the tensor-core path (A and B fragment reads hit 32 distinct banks).
+template <int D, bool kTc>
+inline constexpr int kPrepLd = kTc ? D + 4 : D + 1;
+
+template <int D, bool kTc>
 constexpr size_t prep_smem_bytes() {
-  return sizeof(float) * (2 * kC * (D + 1) + 2 * kC * (kC + 1) + 2 * kC);
+  return sizeof(float) * (2 * kC * kPrepLd<D, kTc> + 2 * kC * (kC + 1) + 2 * kC);
 }
 
-// grid (NC, B*H). Writes g_cum, w, u_tilde, attn, a_inv of one chunk.
-template <typename T, int D>
+// grid (NC, B*H). Writes g_cum, w, u_tilde, attn, a_inv of one chunk. kTc: K K^T and Q K^T on
+// tensor cores (mma.sync m16n8k8 tf32); the inverse stays an fp32 forward substitution.
+template <typename T, int D, bool kTc>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
-  constexpr int LD = D + 1, LC = kC + 1;  // odd strides: column walks hit distinct banks
+  constexpr int LD = kPrepLd<D, kTc>, LC = kC + 1;
   extern __shared__ float smem[];
   float* s_k = smem;           // [C][LD]  k, then Z = diag(beta gamma) K, then W
   float* s_v = s_k + kC * LD;  // [C][LD]  v, then Y = diag(beta) V, then Ut
@@ -79,7 +85,33 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
   if (tid < kC) p.g_cum[chunk * kC + tid] = s_g[tid];
 
   // K K^T -> L (strictly lower, beta_i exp(G_i - G_j) row/decay scaled); Q K^T -> P.
-  {
+  auto store_l_and_p = [&](int i, int j, float kk, float qk) {
+    const float decay = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
+    s_l[i * LC + j] = i > j ? s_beta[i] * kk * decay : 0.f;
+    p.attn[(chunk * kC + i) * kC + j] = p.scale * qk * decay;
+  };
+  if constexpr (kTc) {
+    // 8 warps: rows [16 (w % 4), +16), columns [32 (w / 4), +32) of both C x C products.
+    constexpr int kNT = 4;
+    using Tiling = mma::WarpTiling<1, kNT>;
+    const int warp = tid / 32, lane = tid % 32, r0 = (warp % 4) * 16, c0 = (warp / 4) * 32;
+    float kk[kNT][4] = {}, qk[kNT][4] = {};
+    auto kt = [&](int d, int j) { return s_k[(c0 + j) * LD + d]; };
+    mma::warp_mma_tf32<kNT>(
+        kk, lane, 0, D / 8, [&](int i, int d) { return s_k[(r0 + i) * LD + d]; }, kt);
+    mma::warp_mma_tf32<kNT>(
+        qk, lane, 0, D / 8,
+        [&](int i, int d) { return r0 + i < n_valid ? load(q + (r0 + i) * row_stride + d) : 0.f; },
+        kt);
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        store_l_and_p(r0 + Tiling::row(0, 0, lane, r), c0 + Tiling::col(nt, lane, r), kk[nt][r],
+                      qk[nt][r]);
+      }
+    }
+  } else {
     Frag<kC, kC> kk, qk;
     kk.fill(0.f);
     qk.fill(0.f);
@@ -88,14 +120,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
         D, [&](int i, int d) { return s_k[i * LD + d]; }, kt);
     qk.mma(
         D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, kt);
-    const int j = kk.col();
 #pragma unroll
-    for (int r = 0; r < kk.kRegs; ++r) {
-      const int i = kk.row(r);
-      const float decay = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
-      s_l[i * LC + j] = i > j ? s_beta[i] * kk.x[r] * decay : 0.f;
-      p.attn[(chunk * kC + i) * kC + j] = p.scale * qk.x[r] * decay;
-    }
+    for (int r = 0; r < kk.kRegs; ++r) store_l_and_p(kk.row(r), kk.col(), kk.x[r], qk.x[r]);
   }
   __syncthreads();
   for (int idx = tid; idx < kC * D; idx += kThreads) {
@@ -400,16 +426,25 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
 
 constexpr int kFwdSlice = 32;
 
+template <typename T, int D, bool kTc>
+cudaError_t launch_prep(const GdnParams& p, cudaStream_t stream) {
+  const size_t smem = prep_smem_bytes<D, kTc>();
+  const cudaError_t err = cudaFuncSetAttribute(
+      gdn_chunk_prep_kernel<T, D, kTc>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (err != cudaSuccess) return err;
+  gdn_chunk_prep_kernel<T, D, kTc><<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
+                                     kThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
 template <typename T, int D>
 cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
   const int64_t bh = p.batch * p.heads;
-  const size_t prep_smem = prep_smem_bytes<D>();
-  cudaError_t err = cudaFuncSetAttribute(
-      gdn_chunk_prep_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(prep_smem));
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  cudaError_t err = kBf16 && p.kernel == GdnKernel::kTensorCore
+                        ? launch_prep<T, D, /*kTc=*/kBf16>(p, stream)
+                        : launch_prep<T, D, /*kTc=*/false>(p, stream);
   if (err != cudaSuccess) return err;
-  gdn_chunk_prep_kernel<T, D>
-      <<<dim3(unsigned(p.n_chunks()), unsigned(bh)), kThreads, prep_smem, stream>>>(p);
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if (p.kernel == GdnKernel::kTensorCore) {
       const size_t tc_smem = tc_scan_smem_bytes<D>();
