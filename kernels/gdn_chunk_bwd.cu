@@ -18,6 +18,7 @@ using detail::Frag;
 using detail::kC;
 using detail::kThreads;
 using detail::load;
+using detail::row_sum;  // mma::row_sum (for TcFrag) is found by argument-dependent lookup
 
 __device__ __forceinline__ int valid_rows(const GdnParams& p, int64_t t0) {
   return int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
@@ -114,15 +115,28 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
   }
 }
 
-template <int D>
+/// Strides of the chunk kernel's tiles: odd for the CUDA-core path (column walks hit distinct
+/// banks), a multiple of 4 plus 4 for tensor cores (fragment reads hit distinct banks).
+template <int D, bool kTc>
+inline constexpr int kChunkLd = kTc ? D + 4 : D + 1;
+template <bool kTc>
+inline constexpr int kChunkLc = kTc ? kC + 4 : kC + 1;
+
+template <int D, bool kTc>
 constexpr size_t bwd_chunk_smem_bytes() {
-  return sizeof(float) * (2 * kC * (D + 1) + 5 * kC * (kC + 1) + 8 * kC + kC * (D / 32) + 16);
+  return sizeof(float) *
+         (2 * kC * kChunkLd<D, kTc> + 5 * kC * kChunkLc<kTc> + 8 * kC + kC * (D / 32) + 16);
 }
 
+/// The block tile of the chunk kernel: fp32 CUDA-core Frag or tensor-core TcFrag.
+template <bool kTc, int M, int N>
+using BlockFrag = std::conditional_t<kTc, mma::TcFrag<M, N, kThreads>, Frag<M, N, kThreads>>;
+
 // grid (NC, B*H). Every chunk-local gradient of KERNELS.md section 3, in one CTA per chunk.
-template <typename T, int D>
+// kTc: every matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation).
+template <typename T, int D, bool kTc>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
-  constexpr int LD = D + 1, LC = kC + 1;
+  constexpr int LD = kChunkLd<D, kTc>, LC = kChunkLc<kTc>;
   extern __shared__ float smem[];
   float* s_k = smem;                     // [C][LD] K
   float* s_dw = s_k + kC * LD;           // [C][LD] dW = -dU S^T
@@ -183,16 +197,16 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
 
   {  // K K^T
-    Frag<kC, kC> kk;
+    BlockFrag<kTc, kC, kC> kk;
     kk.fill(0.f);
     kk.mma(
         D, [&](int i, int d) { return s_k[i * LD + d]; },
         [&](int d, int j) { return s_k[j * LD + d]; });
 #pragma unroll
-    for (int r = 0; r < kk.kRegs; ++r) s_kk[kk.row(r) * LC + kk.col()] = kk.x[r];
+    for (int r = 0; r < kk.kRegs; ++r) s_kk[kk.row(r) * LC + kk.col(r)] = kk.x[r];
   }
   // dq = scale diag(gamma) dO S^T; dG (a) = rowsum(q * that).
-  Frag<kC, D> dq, dk, tmp;
+  BlockFrag<kTc, kC, D> dq, dk, tmp;
   dq.fill(0.f);
   dq.mma(
       D, [&](int i, int vv) { return in(d_o, i, vv); },
@@ -200,16 +214,16 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
 #pragma unroll
   for (int r = 0; r < dq.kRegs; ++r) {
     dq.x[r] *= scale * s_gamma[dq.row(r)];
-    tmp.x[r] = dq.x[r] * in(q, dq.row(r), dq.col());
+    tmp.x[r] = dq.x[r] * in(q, dq.row(r), dq.col(r));
   }
-  detail::row_sum(tmp, s_red, s_dg, /*accumulate=*/false);
+  row_sum(tmp, s_red, s_dg, /*accumulate=*/false);
   {  // dW = -dU S^T
     tmp.fill(0.f);
     tmp.mma(
         D, [&](int i, int vv) { return -du[i * D + vv]; },
         [&](int vv, int j) { return st[vv * D + j]; });
 #pragma unroll
-    for (int r = 0; r < tmp.kRegs; ++r) s_dw[tmp.row(r) * LD + tmp.col()] = tmp.x[r];
+    for (int r = 0; r < tmp.kRegs; ++r) s_dw[tmp.row(r) * LD + tmp.col(r)] = tmp.x[r];
   }
   // dk = diag(decay) U dS^T; e_i = rowsum(k * that).
   dk.fill(0.f);
@@ -219,18 +233,18 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
 #pragma unroll
   for (int r = 0; r < dk.kRegs; ++r) {
     dk.x[r] *= s_decay[dk.row(r)];
-    tmp.x[r] = dk.x[r] * s_k[dk.row(r) * LD + dk.col()];
+    tmp.x[r] = dk.x[r] * s_k[dk.row(r) * LD + dk.col(r)];
   }
-  detail::row_sum(tmp, s_red, s_e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
+  row_sum(tmp, s_red, s_e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
   {                                                        // dP = lower_incl(dO U^T)
-    Frag<kC, kC> dp;
+    BlockFrag<kTc, kC, kC> dp;
     dp.fill(0.f);
     dp.mma(
         D, [&](int i, int vv) { return in(d_o, i, vv); },
         [&](int vv, int j) { return u[j * D + vv]; });
 #pragma unroll
     for (int r = 0; r < dp.kRegs; ++r) {
-      s_x1[dp.row(r) * LC + dp.col()] = dp.col() <= dp.row(r) ? dp.x[r] : 0.f;
+      s_x1[dp.row(r) * LC + dp.col(r)] = dp.col(r) <= dp.row(r) ? dp.x[r] : 0.f;
     }
   }
   __syncthreads();
@@ -256,7 +270,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
       [&](int m, int j) { return in(q, m, j); });
   __syncthreads();
   {  // dA = dW Z^T + dU Y^T,  Z = diag(beta gamma) K,  Y = diag(beta) V
-    Frag<kC, kC> f1, f2;
+    BlockFrag<kTc, kC, kC> f1, f2;
     f1.fill(0.f);
     f2.fill(0.f);
     f1.mma(
@@ -265,32 +279,32 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     f2.mma(
         D, [&](int i, int vv) { return du[i * D + vv]; },
         [&](int vv, int j) { return in(v, j, vv); });
-    const int j = f1.col();
 #pragma unroll
     for (int r = 0; r < f1.kRegs; ++r) {
+      const int j = f1.col(r);
       s_x1[f1.row(r) * LC + j] = s_beta[j] * (s_gamma[j] * f1.x[r] + f2.x[r]);
     }
   }
   __syncthreads();
   {  // M = A^T dA
-    Frag<kC, kC> m;
+    BlockFrag<kTc, kC, kC> m;
     m.fill(0.f);
     m.mma(
         kC, [&](int i, int l) { return s_a[l * LC + i]; },
         [&](int l, int j) { return s_x1[l * LC + j]; });
 #pragma unroll
-    for (int r = 0; r < m.kRegs; ++r) s_x2[m.row(r) * LC + m.col()] = m.x[r];
+    for (int r = 0; r < m.kRegs; ++r) s_x2[m.row(r) * LC + m.col(r)] = m.x[r];
   }
   __syncthreads();
   {  // dL = strict_lower(-M A^T)
-    Frag<kC, kC> dl;
+    BlockFrag<kTc, kC, kC> dl;
     dl.fill(0.f);
     dl.mma(
         kC, [&](int i, int l) { return s_x2[i * LC + l]; },
         [&](int l, int j) { return s_a[j * LC + l]; });
 #pragma unroll
     for (int r = 0; r < dl.kRegs; ++r) {
-      s_x1[dl.row(r) * LC + dl.col()] = dl.col() < dl.row(r) ? -dl.x[r] : 0.f;
+      s_x1[dl.row(r) * LC + dl.col(r)] = dl.col(r) < dl.row(r) ? -dl.x[r] : 0.f;
     }
   }
   __syncthreads();
@@ -319,9 +333,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     for (int r = 0; r < tmp.kRegs; ++r) {
       const int i = tmp.row(r);
       dk.x[r] += s_beta[i] * s_gamma[i] * tmp.x[r];
-      tmp.x[r] *= s_gamma[i] * s_k[i * LD + tmp.col()];
+      tmp.x[r] *= s_gamma[i] * s_k[i * LD + tmp.col(r)];
     }
-    detail::row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
+    row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
     if (tid < kC) {
       s_db[tid] += s_rs[tid];
       s_dg[tid] += s_beta[tid] * s_rs[tid];
@@ -351,11 +365,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     T* dv = static_cast<T*>(p.grad_v) + tok;
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) {
-      const int i = tmp.row(r), j = tmp.col();
+      const int i = tmp.row(r), j = tmp.col(r);
       if (i < n_valid) dv[i * row_stride + j] = detail::from_float<T>(s_beta[i] * tmp.x[r]);
       tmp.x[r] *= in(v, i, j);
     }
-    detail::row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
+    row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
     if (tid < kC) s_db[tid] += s_rs[tid];
   }
   {
@@ -363,7 +377,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     T* dk_out = static_cast<T*>(p.grad_k) + tok;
 #pragma unroll
     for (int r = 0; r < dq.kRegs; ++r) {
-      const int i = dq.row(r), j = dq.col();
+      const int i = dq.row(r), j = dq.col(r);
       if (i < n_valid) {
         dq_out[i * row_stride + j] = detail::from_float<T>(dq.x[r]);
         dk_out[i * row_stride + j] = detail::from_float<T>(dk.x[r]);
@@ -551,6 +565,17 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
 
 constexpr int kBwdSlice = 32;
 
+template <typename T, int D, bool kTc>
+cudaError_t launch_bwd_chunk(const GdnParams& p, cudaStream_t stream) {
+  const size_t smem = bwd_chunk_smem_bytes<D, kTc>();
+  const cudaError_t err = cudaFuncSetAttribute(
+      gdn_chunk_bwd_kernel<T, D, kTc>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (err != cudaSuccess) return err;
+  gdn_chunk_bwd_kernel<T, D, kTc><<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
+                                    kThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
 template <typename T, int D>
 cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream) {
   const int64_t bh = p.batch * p.heads;
@@ -576,13 +601,10 @@ cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream) {
         <<<dim3(D / kBwdSlice, unsigned(bh)), kThreads, scan_smem, stream>>>(p);
   }
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
-  const size_t chunk_smem = bwd_chunk_smem_bytes<D>();
-  err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(chunk_smem));
-  if (err != cudaSuccess) return err;
-  gdn_chunk_bwd_kernel<T, D>
-      <<<dim3(unsigned(p.n_chunks()), unsigned(bh)), kThreads, chunk_smem, stream>>>(p);
-  return cudaGetLastError();
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  return kBf16 && p.kernel == GdnKernel::kTensorCore
+             ? launch_bwd_chunk<T, D, /*kTc=*/kBf16>(p, stream)
+             : launch_bwd_chunk<T, D, /*kTc=*/false>(p, stream);
 }
 
 }  // namespace

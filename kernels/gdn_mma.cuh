@@ -39,6 +39,29 @@ struct WarpTiling {
   }
 };
 
+/// Block tiling of an M x N output among NT / 32 warps for the chunk-parallel kernels: warps form
+/// a (M / 16) x (warps / (M / 16)) grid, each owning 16 rows and N / that many columns; register r
+/// of a lane is element r % 4 of n-tile r / 4 of its warp's slab.
+template <int M, int N, int NT>
+struct BlockTiling {
+  static constexpr int kWarps = NT / 32, kWarpsM = M / 16, kWarpsN = kWarps / kWarpsM;
+  static_assert(M % 16 == 0 && kWarps % kWarpsM == 0, "16-row slabs must divide among the warps");
+  static_assert(N % (8 * kWarpsN) == 0, "8-column tiles must divide among the warps of a row");
+  static constexpr int kWarpCols = N / kWarpsN, kNTiles = kWarpCols / 8, kRegs = kNTiles * 4;
+  static constexpr HYPNOS_HD int row0(int warp) { return (warp % kWarpsM) * 16; }
+  static constexpr HYPNOS_HD int col0(int warp) { return (warp / kWarpsM) * kWarpCols; }
+  static constexpr HYPNOS_HD int row(int warp, int lane, int r) {
+    return row0(warp) + M16N8K8::c_row(lane, r % 4);
+  }
+  static constexpr HYPNOS_HD int col(int warp, int lane, int r) {
+    return col0(warp) + (r / 4) * 8 + M16N8K8::c_col(lane, r % 4);
+  }
+  /// Slot of (row, warp column) in the M x kWarpsN scratch of a row sum.
+  static constexpr HYPNOS_HD int scratch_slot(int row, int warp) {
+    return row * kWarpsN + warp / kWarpsM;
+  }
+};
+
 #if defined(__CUDACC__)
 /// fp32 -> tf32 with round-to-nearest (the MMA would otherwise truncate the low mantissa bits).
 __device__ __forceinline__ unsigned to_tf32(float x) {
@@ -77,6 +100,76 @@ __device__ __forceinline__ void warp_mma_tf32(float (&acc)[kNTiles][4], int lane
       mma_tf32(acc[nt], af, bf);
     }
   }
+}
+/// The tensor-core counterpart of detail::Frag (same interface: x[kRegs], row(r), col(r), fill,
+/// mma): an M x N block tile in mma accumulator layout, BlockTiling's warp split, tf32 operands.
+template <int M, int N, int NT>
+struct TcFrag {
+  using Tiling = BlockTiling<M, N, NT>;
+  static constexpr int kRegs = Tiling::kRegs;
+  float x[kRegs];
+  __device__ __forceinline__ static int row(int r) {
+    return Tiling::row(threadIdx.x / 32, threadIdx.x % 32, r);
+  }
+  __device__ __forceinline__ static int col(int r) {
+    return Tiling::col(threadIdx.x / 32, threadIdx.x % 32, r);
+  }
+  __device__ __forceinline__ void fill(float value) {
+#pragma unroll
+    for (int r = 0; r < kRegs; ++r) x[r] = value;
+  }
+  /// x[i][j] += sum_{d < depth} a(i, d) * b(d, j); depth a multiple of 8; absolute coordinates.
+  template <class FA, class FB>
+  __device__ __forceinline__ void mma(int depth, FA a, FB b) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int r0 = Tiling::row0(warp), c0 = Tiling::col0(warp);
+    for (int kb = 0; kb < depth; kb += 8) {
+      unsigned af[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        af[r] = to_tf32(a(r0 + M16N8K8::a_row(lane, r), kb + M16N8K8::a_col(lane, r)));
+      }
+#pragma unroll
+      for (int nt = 0; nt < Tiling::kNTiles; ++nt) {
+        unsigned bf[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          bf[r] = to_tf32(b(kb + M16N8K8::b_row(lane, r), c0 + nt * 8 + M16N8K8::b_col(lane, r)));
+        }
+        mma_tf32(*reinterpret_cast<float(*)[4]>(x + 4 * nt), af, bf);
+      }
+    }
+  }
+};
+
+/// out[i] (+)= sum_j f.x[i][j] in a fixed order (deterministic). scratch: M * kWarpsN floats.
+/// Every thread of the block must call it; it synchronises.
+template <int M, int N, int NT>
+__device__ void row_sum(const TcFrag<M, N, NT>& f, float* scratch, float* out, bool accumulate) {
+  using Tiling = BlockTiling<M, N, NT>;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float lo = 0.f, hi = 0.f;  // rows c_row(lane, 0) and c_row(lane, 0) + 8
+#pragma unroll
+  for (int nt = 0; nt < Tiling::kNTiles; ++nt) {
+    lo += f.x[4 * nt] + f.x[4 * nt + 1];
+    hi += f.x[4 * nt + 2] + f.x[4 * nt + 3];
+  }
+  // The four lanes of a quad hold one row's columns.
+  lo += __shfl_xor_sync(0xffffffffu, lo, 1);
+  lo += __shfl_xor_sync(0xffffffffu, lo, 2);
+  hi += __shfl_xor_sync(0xffffffffu, hi, 1);
+  hi += __shfl_xor_sync(0xffffffffu, hi, 2);
+  if (lane % 4 == 0) {
+    scratch[Tiling::scratch_slot(Tiling::row(warp, lane, 0), warp)] = lo;
+    scratch[Tiling::scratch_slot(Tiling::row(warp, lane, 2), warp)] = hi;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < M; i += NT) {
+    float s = 0.f;
+    for (int w = 0; w < Tiling::kWarpsN; ++w) s += scratch[i * Tiling::kWarpsN + w];
+    out[i] = accumulate ? out[i] + s : s;
+  }
+  __syncthreads();
 }
 #endif  // __CUDACC__
 

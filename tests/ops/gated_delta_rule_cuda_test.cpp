@@ -553,6 +553,35 @@ TEST(GdnMmaLayout, WarpTiledScanMatmulsCoverTheOutputOnceAndEqualAPlainMatmul) {
   expect_tiled_matmul_exact<2>(64);   // state update at K = V = 128 (32 rows per warp)
 }
 
+template <int M, int N>
+void expect_block_tiling_partitions_the_tile() {
+  using Tiling = kernels::mma::BlockTiling<M, N, 256>;
+  std::vector<int> owners(M * N, 0), slots(M * Tiling::kWarpsN, 0);
+  for (int warp = 0; warp < 8; ++warp) {
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int r = 0; r < Tiling::kRegs; ++r) {
+        const int i = Tiling::row(warp, lane, r), j = Tiling::col(warp, lane, r);
+        ASSERT_TRUE(i >= 0 && i < M && j >= 0 && j < N) << "warp " << warp << " lane " << lane;
+        ++owners[i * N + j];
+      }
+      // The row sum's writers: lane % 4 == 0 of each warp, rows of registers 0 and 2.
+      if (lane % 4 == 0) {
+        for (int r : {0, 2}) ++slots[Tiling::scratch_slot(Tiling::row(warp, lane, r), warp)];
+      }
+    }
+  }
+  for (int n : owners) ASSERT_EQ(n, 1);
+  for (int n : slots) ASSERT_EQ(n, 1);  // each (row, warp column) slot written exactly once
+}
+
+TEST(GdnMmaLayout, ChunkKernelBlockTilingGivesEveryElementAndRowSumSlotOneOwner) {
+  expect_block_tiling_partitions_the_tile<64, 64>();   // C x C, and C x D at D = 64
+  expect_block_tiling_partitions_the_tile<64, 128>();  // C x D at D = 128
+  // The row-sum scratch (C * D / 32 floats) must hold M * kWarpsN slots.
+  static_assert(64 * kernels::mma::BlockTiling<64, 64, 256>::kWarpsN <= 64 * (64 / 32));
+  static_assert(64 * kernels::mma::BlockTiling<64, 128, 256>::kWarpsN <= 64 * (128 / 32));
+}
+
 }  // namespace
 }  // namespace hypnos::ops
 #endif  // HYPNOS_WITH_CUDA
