@@ -116,11 +116,12 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
 }
 
 /// Strides of the chunk kernel's tiles: odd for the CUDA-core path (column walks hit distinct
-/// banks), a multiple of 4 plus 4 for tensor cores (fragment reads hit distinct banks).
+/// banks), 8 mod 32 for tensor cores (row-major and transposed fragment reads, bank
+/// 8 * row + column, hit 32 distinct banks).
 template <int D, bool kTc>
-inline constexpr int kChunkLd = kTc ? D + 4 : D + 1;
+inline constexpr int kChunkLd = kTc ? D + 8 : D + 1;
 template <bool kTc>
-inline constexpr int kChunkLc = kTc ? kC + 4 : kC + 1;
+inline constexpr int kChunkLc = kTc ? kC + 8 : kC + 1;
 
 template <int D, bool kTc>
 constexpr size_t bwd_chunk_smem_bytes() {

@@ -19,21 +19,25 @@ using detail::kC;
 using detail::kThreads;
 using detail::load;
 
-/// Row stride of the k and v tiles of the prep kernel: odd for the CUDA-core path (column walks hit
-/// distinct banks), D + 4 for the tensor-core path (A and B fragment reads hit 32 distinct banks).
+/// Row strides of the prep kernel's tiles: odd for the CUDA-core path (column walks hit distinct
+/// banks), 8 mod 32 for the tensor-core path (row-major and transposed fragment reads, bank
+/// 8 * row + column, hit 32 distinct banks).
 template <int D, bool kTc>
-inline constexpr int kPrepLd = kTc ? D + 4 : D + 1;
+inline constexpr int kPrepLd = kTc ? D + 8 : D + 1;
+template <bool kTc>
+inline constexpr int kPrepLc = kTc ? kC + 8 : kC + 1;
 
 template <int D, bool kTc>
 constexpr size_t prep_smem_bytes() {
-  return sizeof(float) * (2 * kC * kPrepLd<D, kTc> + 2 * kC * (kC + 1) + 2 * kC);
+  return sizeof(float) * (2 * kC * kPrepLd<D, kTc> + 2 * kC * kPrepLc<kTc> + 2 * kC);
 }
 
-// grid (NC, B*H). Writes g_cum, w, u_tilde, attn, a_inv of one chunk. kTc: K K^T and Q K^T on
-// tensor cores (mma.sync m16n8k8 tf32); the inverse stays an fp32 forward substitution.
+// grid (NC, B*H). Writes g_cum, w, u_tilde, attn, a_inv of one chunk. kTc: K K^T, Q K^T, W = A Z
+// and Ut = A Y on tensor cores (mma.sync m16n8k8 tf32); the inverse A stays an fp32 forward
+// substitution (of the identity only, instead of [Z | Y | I]).
 template <typename T, int D, bool kTc>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
-  constexpr int LD = kPrepLd<D, kTc>, LC = kC + 1;
+  constexpr int LD = kPrepLd<D, kTc>, LC = kPrepLc<kTc>;
   extern __shared__ float smem[];
   float* s_k = smem;           // [C][LD]  k, then Z = diag(beta gamma) K, then W
   float* s_v = s_k + kC * LD;  // [C][LD]  v, then Y = diag(beta) V, then Ut
@@ -130,8 +134,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     s_v[i * LD + d] *= s_beta[i];
   }
   __syncthreads();
-  // (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in registers.
-  for (int c = tid; c < 2 * D + kC; c += kThreads) {
+  // (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in registers;
+  // with tensor cores only X = A (the columns of I), and W, Ut are products below.
+  for (int c = kTc ? 2 * D + tid : tid; c < 2 * D + kC; c += kThreads) {
     float* col = c < D ? s_k + c : c < 2 * D ? s_v + (c - D) : s_a + (c - 2 * D);
     const int ld = c < 2 * D ? LD : LC;
     float x[kC];
@@ -148,10 +153,25 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     for (int i = 0; i < kC; ++i) col[i * ld] = x[i];
   }
   __syncthreads();
-  for (int idx = tid; idx < kC * D; idx += kThreads) {
-    const int i = idx / D, d = idx % D;
-    p.w[(chunk * kC + i) * D + d] = s_k[i * LD + d];
-    p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
+  if constexpr (kTc) {
+    mma::TcFrag<kC, D, kThreads> w, ut;
+    w.fill(0.f);
+    ut.fill(0.f);
+    auto a = [&](int i, int l) { return s_a[i * LC + l]; };
+    w.mma(kC, a, [&](int l, int d) { return s_k[l * LD + d]; });
+    ut.mma(kC, a, [&](int l, int d) { return s_v[l * LD + d]; });
+#pragma unroll
+    for (int r = 0; r < w.kRegs; ++r) {
+      const int64_t at = (chunk * kC + w.row(r)) * D + w.col(r);
+      p.w[at] = w.x[r];
+      p.u_tilde[at] = ut.x[r];
+    }
+  } else {
+    for (int idx = tid; idx < kC * D; idx += kThreads) {
+      const int i = idx / D, d = idx % D;
+      p.w[(chunk * kC + i) * D + d] = s_k[i * LD + d];
+      p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
+    }
   }
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
