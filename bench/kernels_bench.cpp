@@ -13,11 +13,13 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "hypnos/ops/gated_delta_rule.h"
+#include "ops/gated_delta_rule_cuda.h"
 #endif  // HYPNOS_WITH_CUDA
 
 namespace hypnos::bench {
@@ -93,7 +95,7 @@ void print_row(const Shape& s, const char* name, const Timing& t) {
   const double f = forward_flops(s.dim) * th;
   const double fb = forward_bytes(s.dim) * th, bb = backward_bytes(s.dim) * th;
   std::printf(
-      "%5lld %6lld %3lld %4lld  %-8s | fwd %9.3f ms %8.2f Mtok/s %7.2f TFLOP/s %7.1f GB/s"
+      "%5lld %6lld %3lld %4lld  %-9s | fwd %9.3f ms %8.2f Mtok/s %7.2f TFLOP/s %7.1f GB/s"
       " | fwd+bwd %9.3f ms %8.2f Mtok/s %7.2f TFLOP/s %7.1f GB/s\n",
       (long long)s.batch, (long long)s.seq_len, (long long)s.heads, (long long)s.dim, name,
       t.fwd_ms, tokens / t.fwd_ms * 1e-3, f / t.fwd_ms * 1e-9, fb / t.fwd_ms * 1e-6, t.fwdbwd_ms,
@@ -105,7 +107,7 @@ void print_row(const Shape& s, const char* name, const Timing& t) {
 
 int run_kernels_bench(int argc, char** argv) {
   int reps = 20;
-  bool baseline = true, quick = false;
+  bool baseline = true, quick = false, fp32_too = false;
   for (int i = 0; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       reps = std::max(20, std::atoi(argv[++i]));
@@ -113,10 +115,12 @@ int run_kernels_bench(int argc, char** argv) {
       baseline = false;
     } else if (!std::strcmp(argv[i], "--quick")) {
       quick = true;
+    } else if (!std::strcmp(argv[i], "--fp32-too")) {
+      fp32_too = true;
     } else {
       std::fprintf(stderr,
                    "bench kernels: unknown option '%s' (expected --reps N, --no-baseline, "
-                   "--quick)\n",
+                   "--quick, --fp32-too)\n",
                    argv[i]);
       return 1;
     }
@@ -136,9 +140,24 @@ int run_kernels_bench(int argc, char** argv) {
       "bench kernels on %s: bf16 q, k, v, beta; fp32 g; median of %d after 3 warm-up; "
       "fwd without grad, fwd+bwd with .backward(dO)\n",
       prop->name, reps);
-  std::printf("    B      T   H    D  backend  |\n");
+  std::printf("    B      T   H    D  backend   |\n");
+  // Which CUDA kernels ran (HYPNOS_GDN_KERNEL); --fp32-too also times the CUDA-core kernels by
+  // setting that variable around their runs.
+  const char* cuda_name =
+      ops::gdn_cuda_kernel_from_env() == ops::GdnCudaKernel::kFp32 ? "cuda-fp32" : "cuda-tc";
+  const char* saved_kernel = std::getenv("HYPNOS_GDN_KERNEL");
+  const std::string restore_kernel = saved_kernel ? saved_kernel : "";
   for (const Shape& s : shapes) {
-    print_row(s, "cuda", measure(s, ops::GdnBackend::kCuda, reps));
+    print_row(s, cuda_name, measure(s, ops::GdnBackend::kCuda, reps));
+    if (fp32_too) {
+      ::setenv("HYPNOS_GDN_KERNEL", "fp32", /*overwrite=*/1);
+      print_row(s, "cuda-fp32", measure(s, ops::GdnBackend::kCuda, reps));
+      if (saved_kernel) {
+        ::setenv("HYPNOS_GDN_KERNEL", restore_kernel.c_str(), /*overwrite=*/1);
+      } else {
+        ::unsetenv("HYPNOS_GDN_KERNEL");
+      }
+    }
     if (baseline) print_row(s, "chunked", measure(s, ops::GdnBackend::kChunked, reps));
     c10::cuda::CUDACachingAllocator::emptyCache();
   }

@@ -7,7 +7,9 @@ namespace hypnos::bench {
 /// Prints, per shape (B, T, H, K = V), forward and forward+backward medians (CUDA events, >= 20
 /// timed runs after warm-up), tokens/s, TFLOP/s and GB/s by KERNELS.md section 4's counts, for the
 /// CUDA kernels and for GdnBackend::kChunked. Options: --reps N (default 20), --no-baseline,
-/// --quick (the two small shapes only). Returns 0, or 1 without a CUDA device or on bad options.
+/// --quick (the two small shapes only), --fp32-too (also the CUDA-core kernels,
+/// HYPNOS_GDN_KERNEL=fp32, next to those the environment selects; rows say cuda-tc or cuda-fp32).
+/// Returns 0, or 1 without a CUDA device or on bad options.
 int run_kernels_bench(int argc, char** argv);
 
 }  // namespace hypnos::bench

@@ -13,6 +13,11 @@ inline constexpr int kGdnChunk = 64;
 /// Element type of q, k, v, o and of grad_o, grad_q, grad_k, grad_v.
 enum class GdnDtype : int { kFloat32 = 0, kBFloat16 = 1 };
 
+/// Which implementation of the forward scan runs. kTensorCore (bf16 inputs only; fp32 inputs always
+/// use kFp32) does the scan's matmuls with mma.sync m16n8k8 tf32; kFp32 is the first, CUDA-core
+/// version, kept selectable as the known-correct fallback.
+enum class GdnKernel : int { kTensorCore = 0, kFp32 = 1 };
+
 /// Everything both passes need. Layouts are contiguous, like fla:
 ///   q, k: [B, T, H, K]; v, o: [B, T, H, V]; g, beta: [B, T, H] fp32 (g is a log decay, <= 0);
 ///   states: [B, H, K, V] fp32. Workspaces are fp32 and chunk-major per (batch, head), with
@@ -61,6 +66,7 @@ struct GdnParams {
   int head_dim_v = 0;
   float scale = 0.f;
   GdnDtype dtype = GdnDtype::kBFloat16;
+  GdnKernel kernel = GdnKernel::kTensorCore;
 
   __host__ __device__ int64_t n_chunks() const { return (seq_len + kGdnChunk - 1) / kGdnChunk; }
 };

@@ -4,8 +4,12 @@
 // final gradient once. No atomics: every sum has a fixed order, so two runs are bitwise equal.
 #include <cuda_bf16.h>
 
+#include <cstdint>
+#include <type_traits>
+
 #include "gdn.h"
 #include "gdn_common.cuh"
+#include "gdn_mma.cuh"
 
 namespace hypnos::kernels {
 namespace {
@@ -14,6 +18,7 @@ using detail::Frag;
 using detail::kC;
 using detail::kThreads;
 using detail::load;
+using detail::row_sum;  // mma::row_sum (for TcFrag) is found by argument-dependent lookup
 
 __device__ __forceinline__ int valid_rows(const GdnParams& p, int64_t t0) {
   return int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
@@ -110,15 +115,29 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
   }
 }
 
-template <int D>
+/// Strides of the chunk kernel's tiles: odd for the CUDA-core path (column walks hit distinct
+/// banks), 8 mod 32 for tensor cores (row-major and transposed fragment reads, bank
+/// 8 * row + column, hit 32 distinct banks).
+template <int D, bool kTc>
+inline constexpr int kChunkLd = kTc ? D + 8 : D + 1;
+template <bool kTc>
+inline constexpr int kChunkLc = kTc ? kC + 8 : kC + 1;
+
+template <int D, bool kTc>
 constexpr size_t bwd_chunk_smem_bytes() {
-  return sizeof(float) * (2 * kC * (D + 1) + 5 * kC * (kC + 1) + 8 * kC + kC * (D / 32) + 16);
+  return sizeof(float) *
+         (2 * kC * kChunkLd<D, kTc> + 5 * kC * kChunkLc<kTc> + 8 * kC + kC * (D / 32) + 16);
 }
 
+/// The block tile of the chunk kernel: fp32 CUDA-core Frag or tensor-core TcFrag.
+template <bool kTc, int M, int N>
+using BlockFrag = std::conditional_t<kTc, mma::TcFrag<M, N, kThreads>, Frag<M, N, kThreads>>;
+
 // grid (NC, B*H). Every chunk-local gradient of KERNELS.md section 3, in one CTA per chunk.
-template <typename T, int D>
+// kTc: every matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation).
+template <typename T, int D, bool kTc>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
-  constexpr int LD = D + 1, LC = kC + 1;
+  constexpr int LD = kChunkLd<D, kTc>, LC = kChunkLc<kTc>;
   extern __shared__ float smem[];
   float* s_k = smem;                     // [C][LD] K
   float* s_dw = s_k + kC * LD;           // [C][LD] dW = -dU S^T
@@ -179,16 +198,16 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
 
   {  // K K^T
-    Frag<kC, kC> kk;
+    BlockFrag<kTc, kC, kC> kk;
     kk.fill(0.f);
     kk.mma(
         D, [&](int i, int d) { return s_k[i * LD + d]; },
         [&](int d, int j) { return s_k[j * LD + d]; });
 #pragma unroll
-    for (int r = 0; r < kk.kRegs; ++r) s_kk[kk.row(r) * LC + kk.col()] = kk.x[r];
+    for (int r = 0; r < kk.kRegs; ++r) s_kk[kk.row(r) * LC + kk.col(r)] = kk.x[r];
   }
   // dq = scale diag(gamma) dO S^T; dG (a) = rowsum(q * that).
-  Frag<kC, D> dq, dk, tmp;
+  BlockFrag<kTc, kC, D> dq, dk, tmp;
   dq.fill(0.f);
   dq.mma(
       D, [&](int i, int vv) { return in(d_o, i, vv); },
@@ -196,16 +215,16 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
 #pragma unroll
   for (int r = 0; r < dq.kRegs; ++r) {
     dq.x[r] *= scale * s_gamma[dq.row(r)];
-    tmp.x[r] = dq.x[r] * in(q, dq.row(r), dq.col());
+    tmp.x[r] = dq.x[r] * in(q, dq.row(r), dq.col(r));
   }
-  detail::row_sum(tmp, s_red, s_dg, /*accumulate=*/false);
+  row_sum(tmp, s_red, s_dg, /*accumulate=*/false);
   {  // dW = -dU S^T
     tmp.fill(0.f);
     tmp.mma(
         D, [&](int i, int vv) { return -du[i * D + vv]; },
         [&](int vv, int j) { return st[vv * D + j]; });
 #pragma unroll
-    for (int r = 0; r < tmp.kRegs; ++r) s_dw[tmp.row(r) * LD + tmp.col()] = tmp.x[r];
+    for (int r = 0; r < tmp.kRegs; ++r) s_dw[tmp.row(r) * LD + tmp.col(r)] = tmp.x[r];
   }
   // dk = diag(decay) U dS^T; e_i = rowsum(k * that).
   dk.fill(0.f);
@@ -215,18 +234,18 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
 #pragma unroll
   for (int r = 0; r < dk.kRegs; ++r) {
     dk.x[r] *= s_decay[dk.row(r)];
-    tmp.x[r] = dk.x[r] * s_k[dk.row(r) * LD + dk.col()];
+    tmp.x[r] = dk.x[r] * s_k[dk.row(r) * LD + dk.col(r)];
   }
-  detail::row_sum(tmp, s_red, s_e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
+  row_sum(tmp, s_red, s_e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
   {                                                        // dP = lower_incl(dO U^T)
-    Frag<kC, kC> dp;
+    BlockFrag<kTc, kC, kC> dp;
     dp.fill(0.f);
     dp.mma(
         D, [&](int i, int vv) { return in(d_o, i, vv); },
         [&](int vv, int j) { return u[j * D + vv]; });
 #pragma unroll
     for (int r = 0; r < dp.kRegs; ++r) {
-      s_x1[dp.row(r) * LC + dp.col()] = dp.col() <= dp.row(r) ? dp.x[r] : 0.f;
+      s_x1[dp.row(r) * LC + dp.col(r)] = dp.col(r) <= dp.row(r) ? dp.x[r] : 0.f;
     }
   }
   __syncthreads();
@@ -252,7 +271,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
       [&](int m, int j) { return in(q, m, j); });
   __syncthreads();
   {  // dA = dW Z^T + dU Y^T,  Z = diag(beta gamma) K,  Y = diag(beta) V
-    Frag<kC, kC> f1, f2;
+    BlockFrag<kTc, kC, kC> f1, f2;
     f1.fill(0.f);
     f2.fill(0.f);
     f1.mma(
@@ -261,32 +280,32 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     f2.mma(
         D, [&](int i, int vv) { return du[i * D + vv]; },
         [&](int vv, int j) { return in(v, j, vv); });
-    const int j = f1.col();
 #pragma unroll
     for (int r = 0; r < f1.kRegs; ++r) {
+      const int j = f1.col(r);
       s_x1[f1.row(r) * LC + j] = s_beta[j] * (s_gamma[j] * f1.x[r] + f2.x[r]);
     }
   }
   __syncthreads();
   {  // M = A^T dA
-    Frag<kC, kC> m;
+    BlockFrag<kTc, kC, kC> m;
     m.fill(0.f);
     m.mma(
         kC, [&](int i, int l) { return s_a[l * LC + i]; },
         [&](int l, int j) { return s_x1[l * LC + j]; });
 #pragma unroll
-    for (int r = 0; r < m.kRegs; ++r) s_x2[m.row(r) * LC + m.col()] = m.x[r];
+    for (int r = 0; r < m.kRegs; ++r) s_x2[m.row(r) * LC + m.col(r)] = m.x[r];
   }
   __syncthreads();
   {  // dL = strict_lower(-M A^T)
-    Frag<kC, kC> dl;
+    BlockFrag<kTc, kC, kC> dl;
     dl.fill(0.f);
     dl.mma(
         kC, [&](int i, int l) { return s_x2[i * LC + l]; },
         [&](int l, int j) { return s_a[j * LC + l]; });
 #pragma unroll
     for (int r = 0; r < dl.kRegs; ++r) {
-      s_x1[dl.row(r) * LC + dl.col()] = dl.col() < dl.row(r) ? -dl.x[r] : 0.f;
+      s_x1[dl.row(r) * LC + dl.col(r)] = dl.col(r) < dl.row(r) ? -dl.x[r] : 0.f;
     }
   }
   __syncthreads();
@@ -315,9 +334,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     for (int r = 0; r < tmp.kRegs; ++r) {
       const int i = tmp.row(r);
       dk.x[r] += s_beta[i] * s_gamma[i] * tmp.x[r];
-      tmp.x[r] *= s_gamma[i] * s_k[i * LD + tmp.col()];
+      tmp.x[r] *= s_gamma[i] * s_k[i * LD + tmp.col(r)];
     }
-    detail::row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
+    row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
     if (tid < kC) {
       s_db[tid] += s_rs[tid];
       s_dg[tid] += s_beta[tid] * s_rs[tid];
@@ -347,11 +366,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     T* dv = static_cast<T*>(p.grad_v) + tok;
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) {
-      const int i = tmp.row(r), j = tmp.col();
+      const int i = tmp.row(r), j = tmp.col(r);
       if (i < n_valid) dv[i * row_stride + j] = detail::from_float<T>(s_beta[i] * tmp.x[r]);
       tmp.x[r] *= in(v, i, j);
     }
-    detail::row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
+    row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
     if (tid < kC) s_db[tid] += s_rs[tid];
   }
   {
@@ -359,7 +378,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     T* dk_out = static_cast<T*>(p.grad_k) + tok;
 #pragma unroll
     for (int r = 0; r < dq.kRegs; ++r) {
-      const int i = dq.row(r), j = dq.col();
+      const int i = dq.row(r), j = dq.col(r);
       if (i < n_valid) {
         dq_out[i * row_stride + j] = detail::from_float<T>(dq.x[r]);
         dk_out[i * row_stride + j] = detail::from_float<T>(dk.x[r]);
@@ -389,26 +408,204 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
 }
 
+constexpr int kTcThreads = 128;      // 4 warps
+constexpr int kTcSlice = 32;         // BV: dS columns per CTA
+constexpr int kTcLS = kTcSlice + 8;  // fp32 stride of dS and dU: B-fragment reads hit 32 banks
+constexpr int kTcLO = kTcSlice + 8;  // bf16 stride of the dO slice
+
+template <int D>
+constexpr size_t tc_bwd_scan_smem_bytes() {
+  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) +
+         sizeof(__nv_bfloat16) * (2 * kC * (D + 16) + kC * kTcLO);
+}
+
+// grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_bwd_scan_kernel with the
+// matmuls on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation): dS in fp32 registers of the
+// owning warp (rows [w D/4, (w+1) D/4)), a shared copy for the B operand of K dS; q, k and the dO
+// slice staged in shared memory as bf16 (exact).
+template <int D>
+__global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnParams p) {
+  using T = __nv_bfloat16;
+  constexpr int BV = kTcSlice, LS = kTcLS, LO = kTcLO, LQ = D + 16;
+  constexpr int kNT = BV / 8;
+  constexpr int kStateMT = D / 64;
+  using RowTiling = mma::WarpTiling<1, kNT>;
+  using StateTiling = mma::WarpTiling<kStateMT, kNT>;
+  extern __shared__ float smem[];
+  float* s_ds = smem;                            // [D][LS]  dS slice (operand copy)
+  float* s_du = s_ds + D * LS;                   // [C][LS]  dU
+  float* s_gamma = s_du + kC * LS;               // [C]
+  float* s_decay = s_gamma + kC;                 // [C]
+  T* s_q = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
+  T* s_k = s_q + kC * LQ;                        // [C][LQ]
+  T* s_do = s_k + kC * LQ;                       // [C][LO]  dO[:, v0 : v0 + BV]
+
+  const int v0 = blockIdx.x * BV;
+  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  auto grad_out = [&](int m, int j) { return __bfloat162float(s_do[m * LO + j]); };
+
+  float ds[kStateMT][kNT][4];
+#pragma unroll
+  for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
+        ds[mt][nt][r] =
+            p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
+        s_ds[d * LS + j] = ds[mt][nt][r];
+      }
+    }
+  }
+  for (int64_t n = n_chunks - 1; n >= 0; --n) {
+    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
+    const int n_valid = valid_rows(p, t0);
+    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
+    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
+    const T* d_o = static_cast<const T*>(p.grad_o) + detail::token_offset(p, b, t0, h, D);
+    const float* w = p.w + chunk * kC * D;
+    const float* attn = p.attn + chunk * kC * kC;
+    for (int idx = tid; idx < kC * (D / 2); idx += kTcThreads) {
+      const int i = idx / (D / 2), c = idx % (D / 2);
+      const bool ok = i < n_valid;
+      reinterpret_cast<uint32_t*>(s_q + i * LQ)[c] =
+          ok ? __ldg(reinterpret_cast<const uint32_t*>(q + i * row_stride) + c) : 0u;
+      reinterpret_cast<uint32_t*>(s_k + i * LQ)[c] =
+          ok ? __ldg(reinterpret_cast<const uint32_t*>(k + i * row_stride) + c) : 0u;
+    }
+    for (int idx = tid; idx < kC * (BV / 2); idx += kTcThreads) {
+      const int i = idx / (BV / 2), c = idx % (BV / 2);
+      reinterpret_cast<uint32_t*>(s_do + i * LO)[c] =
+          i < n_valid ? __ldg(reinterpret_cast<const uint32_t*>(d_o + i * row_stride + v0) + c)
+                      : 0u;
+    }
+    if (tid < kC) {
+      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
+      s_gamma[tid] = __expf(g_i);
+      s_decay[tid] = __expf(g_last - g_i);
+    }
+    __syncthreads();  // staged tiles and (first chunk) s_ds are complete
+    {
+      float* dst = p.grad_chunk_states + chunk * D * D;
+      for (int idx = tid; idx < D * BV; idx += kTcThreads) {
+        const int d = idx % D, j = idx / D;
+        dst[(v0 + j) * D + d] = s_ds[d * LS + j];
+      }
+    }
+    {  // dU = P^T dO + diag(decay) K dS, rows [16 warp, 16 warp + 16)
+      const int i0 = warp * 16;
+      float kds[kNT][4] = {}, du[kNT][4] = {};
+      mma::warp_mma_tf32<kNT>(
+          kds, lane, 0, D / 8,
+          [&](int i, int d) { return __bfloat162float(s_k[(i0 + i) * LQ + d]); },
+          [&](int d, int j) { return s_ds[d * LS + j]; });
+      // P^T is upper triangular: rows of this warp meet only columns from 16 warp on.
+      mma::warp_mma_tf32<kNT>(
+          du, lane, i0, (kC - i0) / 8,
+          [&](int i, int m) { return __ldg(attn + m * kC + i0 + i); }, grad_out);
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
+          const float x = du[nt][r] + s_decay[i] * kds[nt][r];
+          s_du[i * LS + j] = x;
+          p.grad_u[(chunk * kC + i) * D + v0 + j] = x;
+        }
+      }
+    }
+    __syncthreads();  // s_du complete; every warp is done reading s_ds
+    {  // dS <- gamma_C dS + scale (diag(gamma) Q)^T dO - W^T dU
+      const float gamma_last = s_gamma[kC - 1];
+#pragma unroll
+      for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+          for (int r = 0; r < 4; ++r) ds[mt][nt][r] *= gamma_last;
+        }
+        const int d0 = warp * StateTiling::kWarpRows + mt * 16;
+        mma::warp_mma_tf32<kNT>(
+            ds[mt], lane, 0, kC / 8,
+            [&](int d, int i) {
+              return p.scale * s_gamma[i] * __bfloat162float(s_q[i * LQ + d0 + d]);
+            },
+            grad_out);
+        mma::warp_mma_tf32<kNT>(
+            ds[mt], lane, 0, kC / 8, [&](int d, int i) { return -__ldg(w + i * D + d0 + d); },
+            [&](int i, int j) { return s_du[i * LS + j]; });
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            s_ds[StateTiling::row(warp, mt, lane, r) * LS + StateTiling::col(nt, lane, r)] =
+                ds[mt][nt][r];
+          }
+        }
+      }
+    }
+    __syncthreads();  // s_ds is the new dS before the next chunk stores and reads it
+  }
+  if (p.grad_initial_state) {
+#pragma unroll
+    for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
+          p.grad_initial_state[(bh * D + d) * D + v0 + j] = ds[mt][nt][r];
+        }
+      }
+    }
+  }
+}
+
 constexpr int kBwdSlice = 32;
+
+template <typename T, int D, bool kTc>
+cudaError_t launch_bwd_chunk(const GdnParams& p, cudaStream_t stream) {
+  const size_t smem = bwd_chunk_smem_bytes<D, kTc>();
+  const cudaError_t err = cudaFuncSetAttribute(
+      gdn_chunk_bwd_kernel<T, D, kTc>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (err != cudaSuccess) return err;
+  gdn_chunk_bwd_kernel<T, D, kTc><<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
+                                    kThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
 
 template <typename T, int D>
 cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream) {
   const int64_t bh = p.batch * p.heads;
-  const size_t scan_smem = bwd_scan_smem_bytes<D, kBwdSlice>();
-  cudaError_t err =
-      cudaFuncSetAttribute(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem));
-  if (err != cudaSuccess) return err;
-  gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>
-      <<<dim3(D / kBwdSlice, unsigned(bh)), kThreads, scan_smem, stream>>>(p);
+  cudaError_t err = cudaSuccess;
+  bool scanned = false;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (p.kernel == GdnKernel::kTensorCore) {
+      const size_t tc_smem = tc_bwd_scan_smem_bytes<D>();
+      err = cudaFuncSetAttribute(gdn_chunk_bwd_scan_tc_kernel<D>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem));
+      if (err != cudaSuccess) return err;
+      gdn_chunk_bwd_scan_tc_kernel<D>
+          <<<dim3(D / kTcSlice, unsigned(bh)), kTcThreads, tc_smem, stream>>>(p);
+      scanned = true;
+    }
+  }
+  if (!scanned) {
+    const size_t scan_smem = bwd_scan_smem_bytes<D, kBwdSlice>();
+    err = cudaFuncSetAttribute(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem));
+    if (err != cudaSuccess) return err;
+    gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>
+        <<<dim3(D / kBwdSlice, unsigned(bh)), kThreads, scan_smem, stream>>>(p);
+  }
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
-  const size_t chunk_smem = bwd_chunk_smem_bytes<D>();
-  err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(chunk_smem));
-  if (err != cudaSuccess) return err;
-  gdn_chunk_bwd_kernel<T, D>
-      <<<dim3(unsigned(p.n_chunks()), unsigned(bh)), kThreads, chunk_smem, stream>>>(p);
-  return cudaGetLastError();
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  return kBf16 && p.kernel == GdnKernel::kTensorCore
+             ? launch_bwd_chunk<T, D, /*kTc=*/kBf16>(p, stream)
+             : launch_bwd_chunk<T, D, /*kTc=*/false>(p, stream);
 }
 
 }  // namespace

@@ -4,8 +4,12 @@
 // the same pass.
 #include <cuda_bf16.h>
 
+#include <cstdint>
+#include <type_traits>
+
 #include "gdn.h"
 #include "gdn_common.cuh"
+#include "gdn_mma.cuh"
 
 namespace hypnos::kernels {
 namespace {
@@ -15,15 +19,25 @@ using detail::kC;
 using detail::kThreads;
 using detail::load;
 
-template <int D>
+/// Row strides of the prep kernel's tiles: odd for the CUDA-core path (column walks hit distinct
+/// banks), 8 mod 32 for the tensor-core path (row-major and transposed fragment reads, bank
+/// 8 * row + column, hit 32 distinct banks).
+template <int D, bool kTc>
+inline constexpr int kPrepLd = kTc ? D + 8 : D + 1;
+template <bool kTc>
+inline constexpr int kPrepLc = kTc ? kC + 8 : kC + 1;
+
+template <int D, bool kTc>
 constexpr size_t prep_smem_bytes() {
-  return sizeof(float) * (2 * kC * (D + 1) + 2 * kC * (kC + 1) + 2 * kC);
+  return sizeof(float) * (2 * kC * kPrepLd<D, kTc> + 2 * kC * kPrepLc<kTc> + 2 * kC);
 }
 
-// grid (NC, B*H). Writes g_cum, w, u_tilde, attn, a_inv of one chunk.
-template <typename T, int D>
+// grid (NC, B*H). Writes g_cum, w, u_tilde, attn, a_inv of one chunk. kTc: K K^T, Q K^T, W = A Z
+// and Ut = A Y on tensor cores (mma.sync m16n8k8 tf32); the inverse A stays an fp32 forward
+// substitution (of the identity only, instead of [Z | Y | I]).
+template <typename T, int D, bool kTc>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
-  constexpr int LD = D + 1, LC = kC + 1;  // odd strides: column walks hit distinct banks
+  constexpr int LD = kPrepLd<D, kTc>, LC = kPrepLc<kTc>;
   extern __shared__ float smem[];
   float* s_k = smem;           // [C][LD]  k, then Z = diag(beta gamma) K, then W
   float* s_v = s_k + kC * LD;  // [C][LD]  v, then Y = diag(beta) V, then Ut
@@ -75,7 +89,33 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
   if (tid < kC) p.g_cum[chunk * kC + tid] = s_g[tid];
 
   // K K^T -> L (strictly lower, beta_i exp(G_i - G_j) row/decay scaled); Q K^T -> P.
-  {
+  auto store_l_and_p = [&](int i, int j, float kk, float qk) {
+    const float decay = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
+    s_l[i * LC + j] = i > j ? s_beta[i] * kk * decay : 0.f;
+    p.attn[(chunk * kC + i) * kC + j] = p.scale * qk * decay;
+  };
+  if constexpr (kTc) {
+    // 8 warps: rows [16 (w % 4), +16), columns [32 (w / 4), +32) of both C x C products.
+    constexpr int kNT = 4;
+    using Tiling = mma::WarpTiling<1, kNT>;
+    const int warp = tid / 32, lane = tid % 32, r0 = (warp % 4) * 16, c0 = (warp / 4) * 32;
+    float kk[kNT][4] = {}, qk[kNT][4] = {};
+    auto kt = [&](int d, int j) { return s_k[(c0 + j) * LD + d]; };
+    mma::warp_mma_tf32<kNT>(
+        kk, lane, 0, D / 8, [&](int i, int d) { return s_k[(r0 + i) * LD + d]; }, kt);
+    mma::warp_mma_tf32<kNT>(
+        qk, lane, 0, D / 8,
+        [&](int i, int d) { return r0 + i < n_valid ? load(q + (r0 + i) * row_stride + d) : 0.f; },
+        kt);
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        store_l_and_p(r0 + Tiling::row(0, 0, lane, r), c0 + Tiling::col(nt, lane, r), kk[nt][r],
+                      qk[nt][r]);
+      }
+    }
+  } else {
     Frag<kC, kC> kk, qk;
     kk.fill(0.f);
     qk.fill(0.f);
@@ -84,14 +124,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
         D, [&](int i, int d) { return s_k[i * LD + d]; }, kt);
     qk.mma(
         D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, kt);
-    const int j = kk.col();
 #pragma unroll
-    for (int r = 0; r < kk.kRegs; ++r) {
-      const int i = kk.row(r);
-      const float decay = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
-      s_l[i * LC + j] = i > j ? s_beta[i] * kk.x[r] * decay : 0.f;
-      p.attn[(chunk * kC + i) * kC + j] = p.scale * qk.x[r] * decay;
-    }
+    for (int r = 0; r < kk.kRegs; ++r) store_l_and_p(kk.row(r), kk.col(), kk.x[r], qk.x[r]);
   }
   __syncthreads();
   for (int idx = tid; idx < kC * D; idx += kThreads) {
@@ -100,8 +134,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     s_v[i * LD + d] *= s_beta[i];
   }
   __syncthreads();
-  // (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in registers.
-  for (int c = tid; c < 2 * D + kC; c += kThreads) {
+  // (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in registers;
+  // with tensor cores only X = A (the columns of I), and W, Ut are products below.
+  for (int c = kTc ? 2 * D + tid : tid; c < 2 * D + kC; c += kThreads) {
     float* col = c < D ? s_k + c : c < 2 * D ? s_v + (c - D) : s_a + (c - 2 * D);
     const int ld = c < 2 * D ? LD : LC;
     float x[kC];
@@ -118,10 +153,25 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     for (int i = 0; i < kC; ++i) col[i * ld] = x[i];
   }
   __syncthreads();
-  for (int idx = tid; idx < kC * D; idx += kThreads) {
-    const int i = idx / D, d = idx % D;
-    p.w[(chunk * kC + i) * D + d] = s_k[i * LD + d];
-    p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
+  if constexpr (kTc) {
+    mma::TcFrag<kC, D, kThreads> w, ut;
+    w.fill(0.f);
+    ut.fill(0.f);
+    auto a = [&](int i, int l) { return s_a[i * LC + l]; };
+    w.mma(kC, a, [&](int l, int d) { return s_k[l * LD + d]; });
+    ut.mma(kC, a, [&](int l, int d) { return s_v[l * LD + d]; });
+#pragma unroll
+    for (int r = 0; r < w.kRegs; ++r) {
+      const int64_t at = (chunk * kC + w.row(r)) * D + w.col(r);
+      p.w[at] = w.x[r];
+      p.u_tilde[at] = ut.x[r];
+    }
+  } else {
+    for (int idx = tid; idx < kC * D; idx += kThreads) {
+      const int i = idx / D, d = idx % D;
+      p.w[(chunk * kC + i) * D + d] = s_k[i * LD + d];
+      p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
+    }
   }
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
@@ -225,18 +275,207 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   }
 }
 
+constexpr int kTcThreads = 128;  // 4 warps
+constexpr int kTcSlice = 32;     // BV: state columns per CTA
+constexpr int kTcLS = kTcSlice + 8;  // fp32 row stride of state and U: B-fragment reads hit 32 banks
+
+template <int D>
+constexpr size_t tc_scan_smem_bytes() {
+  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) +
+         sizeof(__nv_bfloat16) * 2 * kC * (D + 16);
+}
+
+// grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_fwd_kernel, with every
+// matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation). The fp32 master state lives in
+// registers in accumulator layout (warp w owns state rows [w D/4, (w+1) D/4)); a shared copy feeds
+// the B operands of W S and Q S. q and k of the chunk are staged in shared memory as bf16 (exact).
+template <int D>
+__global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams p) {
+  using T = __nv_bfloat16;
+  constexpr int BV = kTcSlice, LS = kTcLS, LQ = D + 16;  // LQ: bf16 stride, conflict-free frags
+  constexpr int kNT = BV / 8;       // n-tiles of the slice
+  constexpr int kStateMT = D / 64;  // 16-row tiles of the state per warp
+  using RowTiling = mma::WarpTiling<1, kNT>;
+  using StateTiling = mma::WarpTiling<kStateMT, kNT>;
+  extern __shared__ float smem[];
+  float* s_state = smem;                         // [D][LS]  S slice (operand copy)
+  float* s_u = s_state + D * LS;                 // [C][LS]  U
+  float* s_gamma = s_u + kC * LS;                // [C]      exp(G_i)
+  float* s_decay = s_gamma + kC;                 // [C]      exp(G_C - G_i)
+  T* s_q = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
+  T* s_k = s_q + kC * LQ;                        // [C][LQ]
+
+  const int v0 = blockIdx.x * BV;
+  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  auto state = [&](int d, int j) { return s_state[d * LS + j]; };
+
+  float st[kStateMT][kNT][4];
+#pragma unroll
+  for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
+        st[mt][nt][r] = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
+        s_state[d * LS + j] = st[mt][nt][r];
+      }
+    }
+  }
+  for (int64_t n = 0; n < n_chunks; ++n) {
+    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
+    const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
+    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
+    T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, D);
+    const float* w = p.w + chunk * kC * D;
+    const float* ut = p.u_tilde + chunk * kC * D;
+    const float* attn = p.attn + chunk * kC * kC;
+    // bf16 pairs as 32-bit words; padded rows are zero (bit pattern 0).
+    for (int idx = tid; idx < kC * (D / 2); idx += kTcThreads) {
+      const int i = idx / (D / 2), c = idx % (D / 2);
+      const bool ok = i < n_valid;
+      reinterpret_cast<uint32_t*>(s_q + i * LQ)[c] =
+          ok ? __ldg(reinterpret_cast<const uint32_t*>(q + i * row_stride) + c) : 0u;
+      reinterpret_cast<uint32_t*>(s_k + i * LQ)[c] =
+          ok ? __ldg(reinterpret_cast<const uint32_t*>(k + i * row_stride) + c) : 0u;
+    }
+    if (tid < kC) {
+      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
+      s_gamma[tid] = __expf(g_i);
+      s_decay[tid] = __expf(g_last - g_i);
+    }
+    __syncthreads();  // s_q, s_k, s_gamma, s_decay and (first chunk) s_state are complete
+    if (p.chunk_states) {
+      float* cs = p.chunk_states + chunk * D * D;
+      for (int idx = tid; idx < D * BV; idx += kTcThreads) {
+        const int d = idx % D, j = idx / D;  // consecutive threads walk k: coalesced
+        cs[(v0 + j) * D + d] = s_state[d * LS + j];
+      }
+    }
+    {  // U = Ut - W S, rows [16 warp, 16 warp + 16)
+      float acc[kNT][4] = {};
+      const float* w_rows = w + warp * 16 * D;
+      mma::warp_mma_tf32<kNT>(
+          acc, lane, 0, D / 8, [&](int i, int d) { return __ldg(w_rows + i * D + d); }, state);
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
+          const float u = __ldg(ut + i * D + v0 + j) - acc[nt][r];
+          s_u[i * LS + j] = u;
+          if (p.u) p.u[(chunk * kC + i) * D + v0 + j] = u;
+        }
+      }
+    }
+    __syncthreads();  // s_u complete
+    {  // O = scale diag(gamma) Q S + P U
+      float acc[kNT][4] = {};
+      const T* q_rows = s_q + warp * 16 * LQ;
+      mma::warp_mma_tf32<kNT>(
+          acc, lane, 0, D / 8,
+          [&](int i, int d) { return __bfloat162float(q_rows[i * LQ + d]); }, state);
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) acc[nt][r] *= p.scale * s_gamma[RowTiling::row(warp, 0, lane, r)];
+      }
+      // P is lower triangular (zeros above the diagonal are stored), so rows of this warp need
+      // only columns below 16 (warp + 1).
+      const float* attn_rows = attn + warp * 16 * kC;
+      mma::warp_mma_tf32<kNT>(
+          acc, lane, 0, 2 * (warp + 1),
+          [&](int i, int m) { return __ldg(attn_rows + i * kC + m); },
+          [&](int m, int j) { return s_u[m * LS + j]; });
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
+          if (i < n_valid) o[i * row_stride + v0 + j] = __float2bfloat16_rn(acc[nt][r]);
+        }
+      }
+    }
+    {  // S <- gamma_C S + K^T diag(decay) U, in the registers of the owning warp
+      const float gamma_last = s_gamma[kC - 1];
+#pragma unroll
+      for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+          for (int r = 0; r < 4; ++r) st[mt][nt][r] *= gamma_last;
+        }
+        const int d0 = warp * StateTiling::kWarpRows + mt * 16;
+        mma::warp_mma_tf32<kNT>(
+            st[mt], lane, 0, kC / 8,
+            [&](int d, int i) { return __bfloat162float(s_k[i * LQ + d0 + d]) * s_decay[i]; },
+            [&](int i, int j) { return s_u[i * LS + j]; });
+      }
+    }
+    __syncthreads();  // every warp is done reading s_state, s_u, s_q, s_k
+#pragma unroll
+    for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          s_state[StateTiling::row(warp, mt, lane, r) * LS + StateTiling::col(nt, lane, r)] =
+              st[mt][nt][r];
+        }
+      }
+    }
+    // The next chunk's first __syncthreads orders these writes before any read of s_state.
+  }
+  if (p.final_state) {
+#pragma unroll
+    for (int mt = 0; mt < kStateMT; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
+          p.final_state[(bh * D + d) * D + v0 + j] = st[mt][nt][r];
+        }
+      }
+    }
+  }
+}
+
 constexpr int kFwdSlice = 32;
+
+template <typename T, int D, bool kTc>
+cudaError_t launch_prep(const GdnParams& p, cudaStream_t stream) {
+  const size_t smem = prep_smem_bytes<D, kTc>();
+  const cudaError_t err = cudaFuncSetAttribute(
+      gdn_chunk_prep_kernel<T, D, kTc>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (err != cudaSuccess) return err;
+  gdn_chunk_prep_kernel<T, D, kTc><<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
+                                     kThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
 
 template <typename T, int D>
 cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
   const int64_t bh = p.batch * p.heads;
-  const size_t prep_smem = prep_smem_bytes<D>();
-  cudaError_t err = cudaFuncSetAttribute(
-      gdn_chunk_prep_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(prep_smem));
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  cudaError_t err = kBf16 && p.kernel == GdnKernel::kTensorCore
+                        ? launch_prep<T, D, /*kTc=*/kBf16>(p, stream)
+                        : launch_prep<T, D, /*kTc=*/false>(p, stream);
   if (err != cudaSuccess) return err;
-  gdn_chunk_prep_kernel<T, D>
-      <<<dim3(unsigned(p.n_chunks()), unsigned(bh)), kThreads, prep_smem, stream>>>(p);
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (p.kernel == GdnKernel::kTensorCore) {
+      const size_t tc_smem = tc_scan_smem_bytes<D>();
+      err = cudaFuncSetAttribute(gdn_chunk_fwd_tc_kernel<D>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem));
+      if (err != cudaSuccess) return err;
+      gdn_chunk_fwd_tc_kernel<D>
+          <<<dim3(D / kTcSlice, unsigned(bh)), kTcThreads, tc_smem, stream>>>(p);
+      return cudaGetLastError();
+    }
+  }
   const size_t scan_smem = scan_smem_bytes<D, kFwdSlice>();
   err = cudaFuncSetAttribute(gdn_chunk_fwd_kernel<T, D, kFwdSlice>,
                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem));

@@ -37,6 +37,7 @@ struct Frag {
   static constexpr int kRowStep = NT / N;
   float x[kRegs];
   __device__ __forceinline__ static int col() { return threadIdx.x % N; }
+  __device__ __forceinline__ static int col(int /*r*/) { return col(); }  // TcFrag's interface
   __device__ __forceinline__ static int row(int r) { return threadIdx.x / N + r * kRowStep; }
   __device__ __forceinline__ void fill(float value) {
 #pragma unroll

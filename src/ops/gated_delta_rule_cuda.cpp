@@ -6,6 +6,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -163,11 +164,21 @@ void validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, con
 
 }  // namespace
 
+GdnCudaKernel gdn_cuda_kernel_from_env() {
+  const char* value = std::getenv("HYPNOS_GDN_KERNEL");
+  const std::string name = value ? value : "";
+  if (name.empty() || name == "tc") return GdnCudaKernel::kTensorCore;
+  if (name == "fp32") return GdnCudaKernel::kFp32;
+  throw std::invalid_argument("gated_delta_rule_cuda: HYPNOS_GDN_KERNEL is '" + name +
+                              "', expected 'tc' (tensor cores, the default) or 'fp32'");
+}
+
 GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tensor& k,
                                              const at::Tensor& v, const at::Tensor& g,
                                              const at::Tensor& beta,
                                              const at::Tensor& initial_state, double scale,
-                                             bool save_for_backward, GdnOutputInit init) {
+                                             bool save_for_backward, GdnOutputInit init,
+                                             GdnCudaKernel kernel) {
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
   const int64_t NC = (T + kernels::kGdnChunk - 1) / kernels::kGdnChunk, C = kernels::kGdnChunk;
@@ -186,6 +197,8 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
     s.chunk_states = at::empty({B, H, NC, V, K}, f32);
   }
   GdnParams p = base_params(q, k, v, beta, scale);
+  p.kernel = kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32
+                                            : kernels::GdnKernel::kTensorCore;
   p.g = g.data_ptr<float>();
   p.initial_state = initial_state.defined() ? initial_state.data_ptr<float>() : nullptr;
   p.o = out.o.data_ptr();
@@ -207,7 +220,8 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
                                             bool has_initial_state, double scale,
                                             const GdnCudaSaved& saved, const at::Tensor& grad_o,
                                             const at::Tensor& grad_final_state,
-                                            GdnOutputInit init) {
+                                            GdnOutputInit init,
+                                            GdnCudaKernel kernel) {
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t B = q.size(0), H = q.size(2), K = q.size(3), V = v.size(3);
   const auto f32 = q.options().dtype(at::kFloat);
@@ -221,6 +235,8 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   const at::Tensor grad_u = at::empty_like(saved.u);
   const at::Tensor grad_states = at::empty_like(saved.chunk_states);
   GdnParams p = base_params(q, k, v, beta, scale);
+  p.kernel = kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32
+                                            : kernels::GdnKernel::kTensorCore;
   p.g_cum = saved.g_cum.data_ptr<float>();
   p.w = saved.w.data_ptr<float>();
   p.attn = saved.attn.data_ptr<float>();

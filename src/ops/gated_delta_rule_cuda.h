@@ -23,6 +23,14 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q, const at::Tensor
 /// written.
 enum class GdnOutputInit { kUninitialized, kNaN };
 
+/// Which forward scan runs (kernels::GdnKernel): tensor cores (mma.sync tf32, bf16 inputs; fp32
+/// inputs always take the fp32 kernels) or the first fp32 CUDA-core version, kept as the fallback.
+enum class GdnCudaKernel { kTensorCore, kFp32 };
+
+/// The kernel named by the environment variable HYPNOS_GDN_KERNEL: unset, empty or "tc" gives
+/// kTensorCore, "fp32" gives kFp32; anything else throws std::invalid_argument naming the value.
+GdnCudaKernel gdn_cuda_kernel_from_env();
+
 /// What the forward keeps for the backward (fp32 workspaces, see kernels/gdn.h).
 struct GdnCudaSaved {
   at::Tensor g_cum;         // [B, H, NC, C]
@@ -52,7 +60,8 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
                                              const at::Tensor& beta,
                                              const at::Tensor& initial_state, double scale,
                                              bool save_for_backward,
-                                             GdnOutputInit init = GdnOutputInit::kUninitialized);
+                                             GdnOutputInit init = GdnOutputInit::kUninitialized,
+                                             GdnCudaKernel kernel = gdn_cuda_kernel_from_env());
 
 /// One backward pass from the forward's saved workspaces; grad_final_state may be undefined.
 GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tensor& k,
@@ -60,6 +69,7 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
                                             bool has_initial_state, double scale,
                                             const GdnCudaSaved& saved, const at::Tensor& grad_o,
                                             const at::Tensor& grad_final_state,
-                                            GdnOutputInit init = GdnOutputInit::kUninitialized);
+                                            GdnOutputInit init = GdnOutputInit::kUninitialized,
+                                            GdnCudaKernel kernel = gdn_cuda_kernel_from_env());
 
 }  // namespace hypnos::ops

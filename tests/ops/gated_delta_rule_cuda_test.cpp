@@ -8,11 +8,15 @@
 #include <gtest/gtest.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <array>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "../../kernels/gdn_mma.cuh"  // host-side layout functions only: no CUDA needed
 #include "hypnos/ops/gated_delta_rule.h"
 #include "testing/numeric.h"
 
@@ -316,6 +320,57 @@ TEST(GatedDeltaRuleCuda, DirectionalDerivativesMatchCentralDifferencesInFp32) {
   }
 }
 
+TEST(GatedDeltaRuleCuda, TensorCoreScansMatchFp32KernelsAndFloat64Reference) {
+  HYPNOS_REQUIRE_CUDA();
+  for (int dim : {64, 128}) {
+    Case c;
+    c.seq_len = 300;
+    c.dim = dim;
+    c.gate_div = 8.0;  // slow decay: long memory, the state matmuls matter most
+    const Inputs in = make_inputs(c);
+    const double scale = 1.0 / std::sqrt(double(dim));
+    const at::Tensor beta32 = in.beta.to(at::kFloat);
+    auto forward = [&](GdnCudaKernel kernel) {
+      return gated_delta_rule_cuda_forward(in.q, in.k, in.v, in.g, beta32, in.h0, scale,
+                                           /*save_for_backward=*/true, GdnOutputInit::kNaN,
+                                           kernel);
+    };
+    const GdnCudaForward tc = forward(GdnCudaKernel::kTensorCore);
+    const GdnCudaForward fp32 = forward(GdnCudaKernel::kFp32);
+    const Result ref = run(in, GdnBackend::kReference, at::kDouble);
+    EXPECT_LT(relative_error(tc.o, ref.o), 5e-3) << "dim " << dim;
+    EXPECT_LT(relative_error(tc.final_state, ref.final_state), 5e-3) << "dim " << dim;
+    // tf32 operands (10-bit mantissa) against fp32 FMAs on the same workspaces.
+    EXPECT_LT(relative_error(tc.o.to(at::kFloat), fp32.o.to(at::kFloat)), 4e-3) << "dim " << dim;
+    EXPECT_LT(relative_error(tc.final_state, fp32.final_state), 2e-3) << "dim " << dim;
+    EXPECT_LT(relative_error(tc.saved.u, fp32.saved.u), 2e-3) << "dim " << dim;
+    EXPECT_LT(relative_error(tc.saved.chunk_states, fp32.saved.chunk_states), 2e-3)
+        << "dim " << dim;
+    auto backward = [&](const GdnCudaForward& fwd, GdnCudaKernel kernel) {
+      return gated_delta_rule_cuda_backward(in.q, in.k, in.v, beta32, /*has_initial_state=*/true,
+                                            scale, fwd.saved, in.grad_o, in.grad_final,
+                                            GdnOutputInit::kNaN, kernel);
+    };
+    const GdnCudaGrads tc_grads = backward(tc, GdnCudaKernel::kTensorCore);
+    const GdnCudaGrads fp32_grads = backward(fp32, GdnCudaKernel::kFp32);
+    const std::array<std::pair<const char*, std::array<const at::Tensor*, 3>>, 6> grads{{
+        {"dq", {&tc_grads.q, &fp32_grads.q, &ref.dq}},
+        {"dk", {&tc_grads.k, &fp32_grads.k, &ref.dk}},
+        {"dv", {&tc_grads.v, &fp32_grads.v, &ref.dv}},
+        {"dg", {&tc_grads.g, &fp32_grads.g, &ref.dg}},
+        {"dbeta", {&tc_grads.beta, &fp32_grads.beta, &ref.dbeta}},
+        {"dh0", {&tc_grads.initial_state, &fp32_grads.initial_state, &ref.dh0}},
+    }};
+    for (const auto& [name, t] : grads) {
+      const bool gate = std::string(name) == "dg" || std::string(name) == "dbeta";
+      EXPECT_FALSE(t[0]->isnan().any().item<bool>()) << name;
+      EXPECT_LT(relative_error(*t[0], *t[2]), gate ? 2e-2 : 8e-3) << name << " dim " << dim;
+      EXPECT_LT(relative_error(t[0]->to(at::kFloat), t[1]->to(at::kFloat)), gate ? 1e-2 : 4e-3)
+          << name << " dim " << dim;
+    }
+  }
+}
+
 // ---- validation: these run without a GPU --------------------------------------------------------
 
 std::string message_of(const std::function<void()>& f) {
@@ -353,6 +408,178 @@ TEST(GatedDeltaRuleCudaValidation, RejectsMismatchedBetaShape) {
   const std::string msg =
       message_of([&] { gated_delta_rule_cuda(q, q, q, g, beta, std::nullopt, -1.0); });
   EXPECT_NE(msg.find("beta has shape"), std::string::npos) << msg;
+}
+
+TEST(GatedDeltaRuleCudaValidation, KernelSwitchReadsHypnosGdnKernelAndRejectsUnknownNames) {
+  const char* saved = std::getenv("HYPNOS_GDN_KERNEL");
+  const std::string restore = saved ? saved : "";
+  ::unsetenv("HYPNOS_GDN_KERNEL");
+  EXPECT_EQ(gdn_cuda_kernel_from_env(), GdnCudaKernel::kTensorCore);
+  ::setenv("HYPNOS_GDN_KERNEL", "fp32", 1);
+  EXPECT_EQ(gdn_cuda_kernel_from_env(), GdnCudaKernel::kFp32);
+  ::setenv("HYPNOS_GDN_KERNEL", "tc", 1);
+  EXPECT_EQ(gdn_cuda_kernel_from_env(), GdnCudaKernel::kTensorCore);
+  ::setenv("HYPNOS_GDN_KERNEL", "wgmma", 1);
+  const std::string msg = message_of([] { gdn_cuda_kernel_from_env(); });
+  EXPECT_NE(msg.find("HYPNOS_GDN_KERNEL"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'wgmma'"), std::string::npos) << msg;
+  if (saved) {
+    ::setenv("HYPNOS_GDN_KERNEL", restore.c_str(), 1);
+  } else {
+    ::unsetenv("HYPNOS_GDN_KERNEL");
+  }
+}
+
+// ---- host model of the tensor-core fragment layouts (kernels/gdn_mma.cuh) ----------------------
+
+using kernels::mma::M16N8K8;
+
+TEST(GdnMmaLayout, Tf32FragmentsMatchThePtxIsaTables) {
+  // PTX ISA, mma.m16n8k8 .tf32: lane 5 is groupID 1, threadID_in_group 1; lane 30 is 7, 2.
+  const std::array<std::array<int, 2>, 4> a5{{{1, 1}, {9, 1}, {1, 5}, {9, 5}}};
+  const std::array<std::array<int, 2>, 4> c30{{{7, 4}, {7, 5}, {15, 4}, {15, 5}}};
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(M16N8K8::a_row(5, r), a5[r][0]) << r;
+    EXPECT_EQ(M16N8K8::a_col(5, r), a5[r][1]) << r;
+    EXPECT_EQ(M16N8K8::c_row(30, r), c30[r][0]) << r;
+    EXPECT_EQ(M16N8K8::c_col(30, r), c30[r][1]) << r;
+  }
+  EXPECT_EQ(M16N8K8::b_row(30, 0), 2);
+  EXPECT_EQ(M16N8K8::b_row(30, 1), 6);
+  EXPECT_EQ(M16N8K8::b_col(30, 1), 7);
+}
+
+TEST(GdnMmaLayout, EveryTileElementHasExactlyOneOwner) {
+  auto count = [](int rows, int cols, int regs, auto row, auto col) {
+    std::vector<int> owners(rows * cols, 0);
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int r = 0; r < regs; ++r) {
+        const int i = row(lane, r), j = col(lane, r);
+        if (i < 0 || i >= rows || j < 0 || j >= cols) return false;
+        ++owners[i * cols + j];
+      }
+    }
+    for (int n : owners) {
+      if (n != 1) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(count(16, 8, 4, M16N8K8::a_row, M16N8K8::a_col));
+  EXPECT_TRUE(count(8, 8, 2, M16N8K8::b_row, M16N8K8::b_col));
+  EXPECT_TRUE(count(16, 8, 4, M16N8K8::c_row, M16N8K8::c_col));
+}
+
+/// One warp-wide m16n8k8 on the host with the semantics the PTX ISA gives the fragments: each lane
+/// contributes its registers to the tiles, D = A B + C is formed, and each lane gets its registers
+/// of D back.
+void emulate_mma(std::array<std::array<float, 4>, 32>& acc,
+                 const std::array<std::array<float, 4>, 32>& a,
+                 const std::array<std::array<float, 2>, 32>& b) {
+  float ta[16][8], tb[8][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int r = 0; r < 4; ++r) ta[M16N8K8::a_row(lane, r)][M16N8K8::a_col(lane, r)] = a[lane][r];
+    for (int r = 0; r < 2; ++r) tb[M16N8K8::b_row(lane, r)][M16N8K8::b_col(lane, r)] = b[lane][r];
+  }
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int r = 0; r < 4; ++r) {
+      const int i = M16N8K8::c_row(lane, r), j = M16N8K8::c_col(lane, r);
+      for (int kk = 0; kk < 8; ++kk) acc[lane][r] += ta[i][kk] * tb[kk][j];
+    }
+  }
+}
+
+/// The tensor-core scan's schedule (4 warps, warp_mma_tf32's k-steps, WarpTiling's accumulator
+/// positions) run on the host for out[M, 32] = a[M, depth] b[depth, 32], M = 64 * kMTiles.
+template <int kMTiles>
+std::vector<float> tiled_matmul(const std::vector<float>& a, const std::vector<float>& b,
+                                int depth) {
+  using Tiling = kernels::mma::WarpTiling<kMTiles, 4>;
+  constexpr int kRows = 4 * Tiling::kWarpRows, kCols = 32;
+  std::vector<float> out(kRows * kCols, std::numeric_limits<float>::quiet_NaN());
+  for (int warp = 0; warp < 4; ++warp) {
+    for (int mt = 0; mt < kMTiles; ++mt) {
+      const int row0 = warp * Tiling::kWarpRows + mt * 16;
+      std::array<std::array<std::array<float, 4>, 32>, 4> acc{};
+      for (int kb = 0; kb < depth; kb += 8) {
+        std::array<std::array<float, 4>, 32> fa;
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int r = 0; r < 4; ++r) {
+            fa[lane][r] = a[(row0 + M16N8K8::a_row(lane, r)) * depth + kb + M16N8K8::a_col(lane, r)];
+          }
+        }
+        for (int nt = 0; nt < 4; ++nt) {
+          std::array<std::array<float, 2>, 32> fb;
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int r = 0; r < 2; ++r) {
+              fb[lane][r] =
+                  b[(kb + M16N8K8::b_row(lane, r)) * kCols + nt * 8 + M16N8K8::b_col(lane, r)];
+            }
+          }
+          emulate_mma(acc[nt], fa, fb);
+        }
+      }
+      for (int nt = 0; nt < 4; ++nt) {
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int r = 0; r < 4; ++r) {
+            out[Tiling::row(warp, mt, lane, r) * kCols + Tiling::col(nt, lane, r)] = acc[nt][lane][r];
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+template <int kMTiles>
+void expect_tiled_matmul_exact(int depth) {
+  constexpr int kRows = 64 * kMTiles, kCols = 32;
+  std::vector<float> a(kRows * depth), b(depth * kCols);
+  // Small integers: every product and sum is exact in fp32, so any misplaced element shows.
+  for (size_t i = 0; i < a.size(); ++i) a[i] = float(int(i * 7 % 11) - 5);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = float(int(i * 5 % 13) - 6);
+  const std::vector<float> got = tiled_matmul<kMTiles>(a, b, depth);
+  for (int i = 0; i < kRows; ++i) {
+    for (int j = 0; j < kCols; ++j) {
+      float want = 0.f;
+      for (int d = 0; d < depth; ++d) want += a[i * depth + d] * b[d * kCols + j];
+      ASSERT_EQ(got[i * kCols + j], want) << "row " << i << " col " << j;
+    }
+  }
+}
+
+TEST(GdnMmaLayout, WarpTiledScanMatmulsCoverTheOutputOnceAndEqualAPlainMatmul) {
+  expect_tiled_matmul_exact<1>(128);  // U = W S and Q S at K = 128 (64 rows, 16 per warp)
+  expect_tiled_matmul_exact<1>(64);   // P U, and the state update at K = V = 64
+  expect_tiled_matmul_exact<2>(64);   // state update at K = V = 128 (32 rows per warp)
+}
+
+template <int M, int N>
+void expect_block_tiling_partitions_the_tile() {
+  using Tiling = kernels::mma::BlockTiling<M, N, 256>;
+  std::vector<int> owners(M * N, 0), slots(M * Tiling::kWarpsN, 0);
+  for (int warp = 0; warp < 8; ++warp) {
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int r = 0; r < Tiling::kRegs; ++r) {
+        const int i = Tiling::row(warp, lane, r), j = Tiling::col(warp, lane, r);
+        ASSERT_TRUE(i >= 0 && i < M && j >= 0 && j < N) << "warp " << warp << " lane " << lane;
+        ++owners[i * N + j];
+      }
+      // The row sum's writers: lane % 4 == 0 of each warp, rows of registers 0 and 2.
+      if (lane % 4 == 0) {
+        for (int r : {0, 2}) ++slots[Tiling::scratch_slot(Tiling::row(warp, lane, r), warp)];
+      }
+    }
+  }
+  for (int n : owners) ASSERT_EQ(n, 1);
+  for (int n : slots) ASSERT_EQ(n, 1);  // each (row, warp column) slot written exactly once
+}
+
+TEST(GdnMmaLayout, ChunkKernelBlockTilingGivesEveryElementAndRowSumSlotOneOwner) {
+  expect_block_tiling_partitions_the_tile<64, 64>();   // C x C, and C x D at D = 64
+  expect_block_tiling_partitions_the_tile<64, 128>();  // C x D at D = 128
+  // The row-sum scratch (C * D / 32 floats) must hold M * kWarpsN slots.
+  static_assert(64 * kernels::mma::BlockTiling<64, 64, 256>::kWarpsN <= 64 * (64 / 32));
+  static_assert(64 * kernels::mma::BlockTiling<64, 128, 256>::kWarpsN <= 64 * (128 / 32));
 }
 
 }  // namespace
