@@ -15,6 +15,7 @@ const CommandSpec& bench_spec() {
       {{"--repeats", "R", "train: timed steps per N (median reported; default 10)"},
        {"--reps", "R", "kernels: timed runs per case (median reported; default 20)"},
        {"--no-baseline", "", "kernels: skip the ATen chunked baseline"},
+       {"--fp32-too", "", "kernels: also time the CUDA-core (fp32) kernels beside the tensor-core ones"},
        {"--quick", "", "small shapes only (a smoke run)"},
        {"--passes", "LIST", "train: sleep passes to measure, e.g. 1,2,4 (default 1,2,4)"},
        {"--batch", "B", "train: batch size (default 512)"},
