@@ -72,10 +72,11 @@ MixerOutput GatedDeltaNetImpl::forward(const at::Tensor& x, const memory::LayerM
   auto [q, new_cq] = detail::causal_conv(q_proj(x), q_conv->weight, cq);
   auto [k, new_ck] = detail::causal_conv(k_proj(x), k_conv->weight, ck);
   auto [v, new_cv] = detail::causal_conv(v_proj(x), v_conv->weight, cv);
-  // q, k: [B, T, H, K]; v: [B, T, H, V]
-  q = detail::l2_normalize(at::silu(q).view({B, T, H, K}));
-  k = detail::l2_normalize(at::silu(k).view({B, T, H, K}));
+  // q, k: [B, T, H, K]; v: [B, T, H, V]. Under autocast the norm runs in fp32 and the projections
+  // in bf16: the op takes one dtype, v's (the bf16 tensor-core path on a GPU).
   v = at::silu(v).view({B, T, H, V});
+  q = detail::l2_normalize(at::silu(q).view({B, T, H, K})).to(v.scalar_type());
+  k = detail::l2_normalize(at::silu(k).view({B, T, H, K})).to(v.scalar_type());
   // beta, g: [B, T, H]
   const at::Tensor beta = at::sigmoid(b_proj(x));
   const at::Tensor g = -A_log.exp() * at::softplus(a_proj(x) + dt_bias);

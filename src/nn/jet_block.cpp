@@ -53,8 +53,11 @@ MixerOutput JetBlockImpl::forward(const at::Tensor& x, const memory::LayerMemory
   const at::Tensor padded = at::cat({left, v_in}, 1);   // [B, W-1+T, H*V]
   const at::Tensor windows = padded.unfold(1, W, 1);    // [B, T, H*V, W]
   const at::Tensor v = at::silu((windows * kernel).sum(-1)).view({B, T, H, V});
-  const at::Tensor q = detail::l2_normalize(at::silu(q_proj(x)).view({B, T, H, K}));
-  const at::Tensor k = detail::l2_normalize(at::silu(k_proj(x)).view({B, T, H, K}));
+  // One dtype for the op: under autocast the norm runs in fp32 while v comes out in bf16.
+  const at::Tensor q =
+      detail::l2_normalize(at::silu(q_proj(x)).view({B, T, H, K})).to(v.scalar_type());
+  const at::Tensor k =
+      detail::l2_normalize(at::silu(k_proj(x)).view({B, T, H, K})).to(v.scalar_type());
   const at::Tensor beta = at::sigmoid(b_proj(x));
   const at::Tensor g = -A_log.exp() * at::softplus(a_proj(x) + dt_bias);
   const std::optional<at::Tensor> s0 =

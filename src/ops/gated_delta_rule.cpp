@@ -101,6 +101,9 @@ GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, 
                                       const std::optional<at::Tensor>& initial_state, double scale,
                                       GdnBackend backend) {
   validate(q, k, v, g, beta, initial_state);
+  // The op chooses its own precision (fp32 state and accumulation): autocast must not recast the
+  // matmuls inside it (the chunked form writes into fp32 buffers with out= variants).
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   if (!(scale > 0.0)) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   const bool has_state = initial_state.has_value() && initial_state->defined();
 

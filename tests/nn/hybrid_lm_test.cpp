@@ -1,5 +1,6 @@
 // HybridLM: HF-style parameter names, pattern-driven construction, options validation, SwiGLU.
 #include <gtest/gtest.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include "hypnos/nn/hybrid_lm.h"
@@ -56,6 +57,32 @@ TEST(ModelOptions, ValidationNamesKeyAndValue) {
   o.d_model = 250;
   o.n_heads = 4;
   EXPECT_THROW(HybridLM{o}, std::invalid_argument);
+}
+
+}  // namespace hypnos::nn
+
+namespace hypnos::nn {
+
+// Under autocast the projections come out in bf16 while the L2 norm of q and k runs in fp32 (norm is
+// on autocast's fp32 list): the mixers must hand the op one dtype (found on the GPU machine, where
+// training under bf16 autocast failed with "q, k and v have dtypes Float, Float, BFloat16").
+TEST(HybridLM, RunsUnderBf16Autocast) {
+  HybridLM m = testing::tiny_model("AGJ", 2);
+  m->to(torch::kFloat);
+  const auto tokens = torch::randint(0, 8, {2, 9}, torch::kLong);
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  at::Tensor logits;
+  try {
+    logits = m->forward(tokens);
+  } catch (...) {
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    throw;
+  }
+  at::autocast::set_autocast_enabled(at::kCPU, false);
+  at::autocast::clear_cache();
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 9, 8}));
+  EXPECT_TRUE(logits.isfinite().all().item<bool>());
 }
 
 }  // namespace hypnos::nn
