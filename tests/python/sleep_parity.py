@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Parity helper for tests/sleep/parity_test.cpp: runs the model of /work/shared/reference/
-sleep_reference.py (the classes below are copied verbatim from it) on weights exported by hypnos,
+sleep_reference.py (imported unchanged from bench/reference/) on weights exported by hypnos,
 and compares its logits with hypnos's.
     python3 sleep_parity.py IN.safetensors OUT.json [IN2.safetensors OUT2.json ...]
 IN holds hypnos's parameters (HF-style names), `tokens` [B, T] and `logits` [B, T, vocab] (hypnos's
@@ -39,127 +39,11 @@ def read_safetensors(path):
     return out, meta
 
 
-# ---- copied from sleep_reference.py -------------------------------------------------------------
-def gdn_chunk(q, k, v, g, beta, S0):
-    """One chunk of the gated delta rule. q,k [B,H,C,K] (k l2-normed), v [B,H,C,V], g,beta [B,H,C],
-    S0 [B,H,K,V]. Returns o [B,H,C,V], S_C [B,H,K,V]."""
-    C = q.shape[2]
-    G = torch.cumsum(g, dim=-1)                                   # log gamma
-    diff = G.unsqueeze(-1) - G.unsqueeze(-2)                      # [B,H,C,C] G_i - G_j
-    incl = torch.tril(torch.ones(C, C, dtype=torch.bool, device=q.device))
-    strict = torch.tril(torch.ones(C, C, dtype=torch.bool, device=q.device), -1)
-    decay = torch.exp(diff.masked_fill(~incl, -1e30))            # gamma_i/gamma_j for i>=j else 0
-    A = (beta.unsqueeze(-1) * (k @ k.transpose(-1, -2)) * decay).masked_fill(~strict, 0.0)
-    I = torch.eye(C, device=q.device, dtype=q.dtype).expand_as(A)
-    rhs = beta.unsqueeze(-1) * (v - torch.exp(G).unsqueeze(-1) * (k @ S0))   # beta (v - gamma k S0)
-    u = torch.linalg.solve_triangular(I + A, rhs, upper=False, unitriangular=True)
-    o = torch.exp(G).unsqueeze(-1) * (q @ S0) + ((q @ k.transpose(-1, -2)) * decay) @ u
-    GC = G[..., -1:]
-    S = torch.exp(GC).unsqueeze(-1) * S0 + (torch.exp(GC - G).unsqueeze(-1) * k).transpose(-1, -2) @ u
-    return o, S
-
-
-def gdn_naive(q, k, v, g, beta, S0):
-    """Per-step recurrence, the oracle for gdn_chunk."""
-    S = S0
-    outs = []
-    for t in range(q.shape[2]):
-        kt, vt, qt = k[:, :, t], v[:, :, t], q[:, :, t]
-        a = torch.exp(g[:, :, t])[..., None, None]
-        S = a * S
-        u = beta[:, :, t, None] * (vt - (kt.unsqueeze(-2) @ S).squeeze(-2))
-        S = S + kt.unsqueeze(-1) * u.unsqueeze(-2)
-        outs.append((qt.unsqueeze(-2) @ S).squeeze(-2))
-    return torch.stack(outs, 2), S
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, d, eps=1e-6):
-        super().__init__(); self.w = nn.Parameter(torch.ones(d)); self.eps = eps
-    def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w
-
-
-def rope(x):  # x [B,H,T,D]
-    T, D = x.shape[2], x.shape[3]
-    inv = 1.0 / (10000 ** (torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D))
-    ang = torch.arange(T, device=x.device, dtype=torch.float32)[:, None] * inv[None]
-    cos, sin = ang.cos(), ang.sin()
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).flatten(-2)
-
-
-class Attn(nn.Module):
-    def __init__(self, d, h):
-        super().__init__(); self.h = h; self.qkv = nn.Linear(d, 3 * d, bias=False); self.o = nn.Linear(d, d, bias=False)
-    def forward(self, x, state):
-        B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.h, D // self.h).permute(2, 0, 3, 1, 4)
-        if hasattr(F, "scaled_dot_product_attention"):
-            y = F.scaled_dot_product_attention(rope(q), rope(k), v, is_causal=True)  # cache = this window only
-        else:
-            q, k = rope(q), rope(k); att = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
-            att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), 1), float("-inf"))
-            y = att.softmax(-1) @ v
-        return self.o(y.transpose(1, 2).reshape(B, T, D)), state
-
-
-class GDN(nn.Module):
-    def __init__(self, d, h, dk, dv, conv=4):
-        super().__init__()
-        self.h, self.dk, self.dv = h, dk, dv
-        self.q, self.k = nn.Linear(d, h * dk, bias=False), nn.Linear(d, h * dk, bias=False)
-        self.v, self.gate = nn.Linear(d, h * dv, bias=False), nn.Linear(d, h * dv, bias=False)
-        self.a, self.b = nn.Linear(d, h, bias=False), nn.Linear(d, h, bias=False)
-        self.conv = nn.ModuleList([nn.Conv1d(c, c, conv, groups=c, padding=conv - 1, bias=False) for c in (h * dk, h * dk, h * dv)])
-        A = torch.empty(h).uniform_(1, 16); self.A_log = nn.Parameter(torch.log(A))
-        dt = torch.exp(torch.rand(h) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
-        self.norm = RMSNorm(dv); self.o = nn.Linear(h * dv, d, bias=False)
-    def forward(self, x, S0):
-        B, T, _ = x.shape
-        def cv(i, y): return F.silu(self.conv[i](y.transpose(1, 2))[..., :T].transpose(1, 2))
-        q = cv(0, self.q(x)).view(B, T, self.h, self.dk).transpose(1, 2)
-        k = cv(1, self.k(x)).view(B, T, self.h, self.dk).transpose(1, 2)
-        v = cv(2, self.v(x)).view(B, T, self.h, self.dv).transpose(1, 2)
-        q = F.normalize(q, dim=-1) * self.dk ** -0.5; k = F.normalize(k, dim=-1)
-        beta = torch.sigmoid(self.b(x)).transpose(1, 2)
-        g = (-self.A_log.exp() * F.softplus(self.a(x) + self.dt_bias)).transpose(1, 2)
-        if S0 is None: S0 = x.new_zeros(B, self.h, self.dk, self.dv)
-        o, S = gdn_chunk(q, k, v, g, beta, S0)
-        o = self.norm(o.transpose(1, 2)) * F.silu(self.gate(x).view(B, T, self.h, self.dv))
-        return self.o(o.reshape(B, T, -1)), S
-
-
-class Block(nn.Module):
-    def __init__(self, d, mixer):
-        super().__init__(); self.n1, self.n2 = RMSNorm(d), RMSNorm(d); self.mix = mixer
-        self.mlp = nn.Sequential(nn.Linear(d, 4 * d, bias=False), nn.GELU(), nn.Linear(4 * d, d, bias=False))
-    def forward(self, x, S):
-        y, S = self.mix(self.n1(x), S); x = x + y
-        return x + self.mlp(self.n2(x)), S
-
-
-class HybridLM(nn.Module):
-    def __init__(self, vocab, d=256, pattern="AGAG", heads=4):
-        super().__init__()
-        self.emb = nn.Embedding(vocab, d)
-        self.blocks = nn.ModuleList([Block(d, Attn(d, heads) if c == "A" else GDN(d, heads, d // heads, d // heads)) for c in pattern])
-        self.norm, self.head = RMSNorm(d), nn.Linear(d, vocab, bias=False)
-    def forward(self, x, window, passes, consolidate_mask):
-        """x [B,T]; windows of `window` tokens; a window whose loss mask is empty gets `passes` passes."""
-        S = [None] * len(self.blocks); logits = []
-        for c0 in range(0, x.shape[1], window):
-            h = self.emb(x[:, c0:c0 + window])
-            n = passes if consolidate_mask[c0 // window] else 1
-            for _ in range(n):                       # h and S thread through the passes
-                for i, b in enumerate(self.blocks):
-                    h, S[i] = b(h, S[i])
-            logits.append(self.head(self.norm(h)))   # KV cache (this window's attention) is dropped here
-        return torch.cat(logits, 1)
-
-
-# ---- end of the copy ----------------------------------------------------------------------------
+# The reference model itself: ../shared/reference/sleep_reference.py, kept unchanged in bench/reference/.
+import os  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
+                                "reference"))
+from sleep_reference import HybridLM  # noqa: E402,F401
 
 
 def reference_state_dict(hyp, pattern):
