@@ -78,7 +78,9 @@ std::string usage(const CommandSpec& spec) {
       left.resize(std::max<size_t>(left.size() + 2, 22), ' ');
       s += left + f.help + "\n";
     }
-    s += "  --help, -h            this text\n";
+    std::string help = "  --help, -h";
+    help.resize(22, ' ');
+    s += help + "this text\n";
   }
   if (!spec.details.empty()) s += "\n" + spec.details + "\n";
   return s;
