@@ -185,13 +185,18 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
   }
   const int64_t T = tokens.size(1), L = sleep.window;
   const int64_t n_windows = (T + L - 1) / L;
+  // Which positions hold a loss token in any row, read to the host once: asking the device per
+  // window would synchronise with it once per window on the training hot path.
+  const at::Tensor loss_positions =
+      loss_mask.defined() ? loss_mask.to(at::kBool).any(0).cpu() : at::Tensor();  // [T]
   std::vector<at::Tensor> logits;  // per window: [B, L_w, vocab]
   for (int64_t w = 0; w < n_windows; ++w) {
     const int64_t begin = w * L, len = std::min(L, T - begin);
     const at::Tensor window_tokens = tokens.narrow(1, begin, len);
     // 1. Plan: does this window sleep, and are its wake logits needed?
     WindowPlan plan;
-    const bool has_loss = !loss_mask.defined() || loss_mask.narrow(1, begin, len).any().item<bool>();
+    const bool has_loss =
+        !loss_mask.defined() || loss_positions.narrow(0, begin, len).any().item<bool>();
     plan.wants_logits = has_loss;
     plan.sleeps = sleep.n_passes > 1 && (sleep.schedule == Schedule::kEvicted ? w + 1 < n_windows
                                                                                : !has_loss);

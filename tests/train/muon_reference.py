@@ -1,28 +1,16 @@
-"""The reference Muon (shared/reference/sleep_reference.py, class Muon, copied verbatim below) on
+"""The reference Muon (shared/reference/sleep_reference.py, class Muon, imported unchanged from bench/reference/) on
 inputs defined by formulas that C++ evaluates identically; prints the parameters after 3 steps as
 float64 text for tests/train/muon_test.cpp (Muon.MatchesThePythonReference)."""
 import math
+import os
+import sys
+
 import torch
 
 
-class Muon(torch.optim.Optimizer):
-    def __init__(self, params, lr=2e-3, momentum=0.95, wd=0.0):
-        super().__init__(params, dict(lr=lr, momentum=momentum, wd=wd))
-    @torch.no_grad()
-    def step(self):
-        for gr in self.param_groups:
-            for p in gr["params"]:
-                if p.grad is None: continue
-                st = self.state[p]
-                if "m" not in st: st["m"] = torch.zeros_like(p)
-                m = st["m"]; m.mul_(gr["momentum"]).add_(p.grad)
-                u = p.grad.add(m, alpha=gr["momentum"])          # nesterov
-                X = u / (u.norm() + 1e-7); tr = X.shape[0] > X.shape[1]
-                if tr: X = X.T
-                for _ in range(5):
-                    A = X @ X.T; X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
-                if tr: X = X.T
-                p.mul_(1 - gr["lr"] * gr["wd"]).add_(X, alpha=-gr["lr"] * 0.2 * math.sqrt(max(p.shape)))  # noqa: E501
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
+                                "reference"))
+from sleep_reference import Muon  # noqa: E402
 
 
 def table(rows, cols, f):
