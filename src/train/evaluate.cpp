@@ -36,11 +36,17 @@ tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
                                   sleep)
                    .logits;
     }
-    logits = logits.to(at::kFloat);
-    const auto logp = at::log_softmax(logits, -1);
-    const auto targets = batch.targets.to(device);
-    const auto nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1);
-    tasks::add_batch(metrics, batch, logits.argmax(-1), nll);
+    // Only the loss positions are scored: softmax over them alone, not over [B, T, vocab] (a GSM
+    // batch would otherwise hold a second copy of its logits in fp32).
+    const auto bool_mask = mask.to(at::kBool);
+    const auto scored = logits.index({bool_mask}).to(at::kFloat);  // [P, vocab]
+    const auto targets = batch.targets.to(device).index({bool_mask});
+    auto nll = at::zeros(mask.sizes(), scored.options());
+    auto predictions = at::zeros(mask.sizes(), targets.options());
+    const auto target_logp = at::log_softmax(scored, -1).gather(-1, targets.unsqueeze(-1));
+    nll.index_put_({bool_mask}, -target_logp.squeeze(-1));
+    predictions.index_put_({bool_mask}, scored.argmax(-1));
+    tasks::add_batch(metrics, batch, predictions, nll);
   }
   if (was_training) model->train();
   return metrics;
