@@ -5,7 +5,10 @@
 # cannot eat the others; a stage that fails is reported and the script goes on.
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
-# stages: build tests tests_fp32 kernels_bench train_bench reference train
+# stages: build | prebuilt, tests tests_fp32 kernels_bench train_bench reference train nccl
+# `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
+# and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
+# falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-out}
@@ -28,6 +31,18 @@ stage() {  # name, limit in seconds, command...
 
 for s in $stages; do
   case $s in
+    prebuilt)
+      mkdir -p build-gpu/tests
+      cp .gpu-bin/hypnos build-gpu/hypnos && cp .gpu-bin/hypnos_tests build-gpu/tests/hypnos_tests
+      torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+      export LD_LIBRARY_PATH="$torch_lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      if ldd build-gpu/hypnos build-gpu/tests/hypnos_tests | grep -q "not found" ||
+        ! build-gpu/hypnos --help > "$out/prebuilt.log" 2>&1; then
+        ldd build-gpu/hypnos >> "$out/prebuilt.log" 2>&1
+        echo "prebuilt binaries do not load here: building" | tee -a "$out/stages.log"
+        exec "$0" build ${stages/prebuilt/}
+      fi
+      echo "stage prebuilt: binaries from .gpu-bin load" | tee -a "$out/stages.log" ;;
     build)
       stage configure 120 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DHYPNOS_CUDA=ON \
         -DHYPNOS_HEADER_CHECK=OFF -DHYPNOS_PYTHON="$(command -v python3)" &&
@@ -37,15 +52,21 @@ for s in $stages; do
     tests_fp32)  # the CUDA-core kernels, kept as the fallback of the tensor-core path
       HYPNOS_GDN_KERNEL=fp32 stage tests_fp32 90 build-gpu/tests/hypnos_tests --gtest_filter='*Cuda*' ;;
     train_bench)
-      stage train_bench 90 "$bin" bench train --device cuda --batch 512 --passes 1,2,4 --repeats 10 ;;
+      stage train_bench 120 "$bin" bench train --device cuda --batch 512 --passes 1,2,4 --repeats 10 \
+        --profile ;;
     reference)
       stage reference 90 python3 bench/reference/train_bench.py --device cuda --batch 512 \
-        --passes 1,2,4 --repeats 10 ;;
+        --passes 1,2,4 --repeats 10 --profile ;;
     kernels_bench)
       stage kernels_bench 120 "$bin" bench kernels --fp32-too ;;
     train)
       stage train 90 "$bin" train configs/rule110/default.yaml --out "$out/rule110_gpu" \
         train.steps=100 train.eval_every=50 train.checkpoint_every=50 ;;
+    nccl)  # a one-rank launch joins a ProcessGroupNCCL: broadcast, bucketed allreduce, barrier
+      HYPNOS_BINARY=$bin stage nccl 90 scripts/launch.sh --nproc 1 train configs/rule110/small.yaml \
+        --out "$out/rule110_nccl" run.device=cuda train.steps=20 train.eval_every=10 \
+        train.checkpoint_every=10 && grep -h -i "nccl\|distributed\|step" "$out/rule110_nccl/train.log" |
+        tail -n 5 ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
 done

@@ -17,12 +17,36 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sleep_reference as ref  # noqa: E402
 
 
+def profile(step, dev):
+    """One step under torch.profiler, summarised like `hypnos bench train --profile` (on stderr)."""
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if dev.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        step()
+        wall = (time.perf_counter() - t0) * 1e3
+    dev_events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    dev_ms = sum(e.time_range.elapsed_us() for e in dev_events) / 1e3
+    print(f"PROFILE one step: wall {wall:.2f} ms, device work {dev_ms:.2f} ms in {len(dev_events)} "
+          f"kernels/copies ({100 * dev_ms / wall:.0f}% of wall), {len(prof.events()) - len(dev_events)} "
+          f"host events", file=sys.stderr)
+    totals = {}
+    for e in dev_events:
+        c, t = totals.get(e.name[:100], (0, 0.0))
+        totals[e.name[:100]] = (c + 1, t + e.time_range.elapsed_us() / 1e3)
+    print(f"{'total ms':>10} {'count':>8} {'mean us':>10}  device work", file=sys.stderr)
+    for name, (c, t) in sorted(totals.items(), key=lambda kv: -kv[1][1])[:30]:
+        print(f"{t:>10.3f} {c:>8} {1e3 * t / c:>10.1f}  {name}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--passes", default="1,2,4")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--profile", action="store_true", help="profile one step per N (torch.profiler)")
     a = ap.parse_args()
     dev = torch.device(a.device)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -52,6 +76,8 @@ def main():
 
         for _ in range(3):
             step()
+        if a.profile:
+            profile(step, dev)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         times = []

@@ -116,6 +116,7 @@ DistributedEnvironment DistributedEnvironment::from_variables(
                                 " is not; expected both (torchrun sets both)");
   }
   constexpr int64_t kMaxWorld = std::numeric_limits<int>::max();
+  env.launched = true;
   env.world_size = parse_int(vars, "WORLD_SIZE", 1, kMaxWorld);
   env.rank = parse_int(vars, "RANK", 0, env.world_size - 1);
   env.local_rank =
@@ -198,7 +199,7 @@ DistributedContext::DistributedContext(const DistributedEnvironment& env,
         "(HYPNOS_WITH_CUDA is not defined)");
   }
 #endif
-  if (env.world_size == 1) return;
+  if (env.world_size == 1 && !env.launched) return;
 
   auto group = std::make_unique<Group>();
   group->timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000.0));

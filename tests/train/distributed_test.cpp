@@ -402,12 +402,34 @@ TEST(Distributed, ARankWhosePeerNeverArrivesFailsToJoinWithinTheTimeout) {
   EXPECT_LT(seconds_since(start), 1.0 + 3.0);
 }
 
+TEST(Distributed, ALaunchedWorldOfOneJoinsAGroupAndItsCollectivesAreIdentities) {
+  const int port = free_port();
+  const auto env = DistributedEnvironment::from_variables(
+      {{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_PORT", std::to_string(port)}});
+  EXPECT_TRUE(env.launched);
+  DistributedOptions options;
+  options.timeout_s = 10.0;
+  DistributedContext ctx(env, options, at::kCPU);
+  EXPECT_TRUE(ctx.joined_group());  // the same Gloo (or NCCL) path as many ranks
+  EXPECT_FALSE(ctx.is_distributed());
+  std::vector<at::Tensor> params{at::arange(5, at::kFloat).requires_grad_()};
+  params[0].mutable_grad() = at::full({5}, 0.25f);
+  ctx.broadcast_from_main(params);
+  ctx.average_gradients(params);
+  EXPECT_TRUE(at::equal(params[0].detach(), at::arange(5, at::kFloat)));
+  EXPECT_TRUE(at::equal(params[0].grad(), at::full({5}, 0.25f)));
+  EXPECT_EQ(ctx.average(4.5), 4.5);
+  ctx.barrier();
+}
+
 TEST(DistributedEnvironment, AbsentVariablesMeanASingleProcess) {
   const auto env = DistributedEnvironment::from_variables({});
   EXPECT_EQ(env.rank, 0);
   EXPECT_EQ(env.world_size, 1);
+  EXPECT_FALSE(env.launched);
   DistributedContext single;
   EXPECT_FALSE(single.is_distributed());
+  EXPECT_FALSE(single.joined_group());
   std::vector<at::Tensor> params{at::ones({3}).requires_grad_()};
   params[0].mutable_grad() = at::full({3}, 2.0f);
   single.average_gradients(params);  // no-op

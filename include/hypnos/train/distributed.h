@@ -38,6 +38,10 @@ struct DistributedEnvironment {
   int64_t local_rank = 0;  ///< the GPU index on this node
   std::string master_addr = "127.0.0.1";
   int64_t master_port = 29500;
+  /// RANK and WORLD_SIZE were set (a launched run, e.g. by scripts/launch.sh or torchrun): such a run
+  /// joins a group even at world size 1, so a one-rank launch goes through the same collectives
+  /// (and the same NCCL or Gloo set-up) as a many-rank one.
+  bool launched = false;
 
   /// From the variables of this process.
   static DistributedEnvironment from_process();
@@ -56,7 +60,7 @@ class DistributedContext {
   /// Joins the group: rank 0 hosts the c10d TCPStore at master_addr:master_port, every rank
   /// connects (waiting up to timeout_s for all of them). CPU device: ProcessGroupGloo; CUDA device:
   /// ProcessGroupNCCL on device local_rank (only in builds with HYPNOS_WITH_CUDA; otherwise
-  /// std::invalid_argument). A world of one creates no group.
+  /// std::invalid_argument). A world of one creates no group unless it was launched.
   DistributedContext(const DistributedEnvironment& env, const DistributedOptions& options,
                      at::Device device);
   /// DistributedContext(DistributedEnvironment::from_process(), options, device).
@@ -71,6 +75,8 @@ class DistributedContext {
   int64_t local_rank() const { return env_.local_rank; }
   bool is_main() const { return env_.rank == 0; }
   bool is_distributed() const { return env_.world_size > 1; }
+  /// Whether this process joined a c10d group (world size > 1, or a launched world of one).
+  bool joined_group() const { return group_ != nullptr; }
 
   /// Overwrites `tensors` in place with rank 0's values, bitwise (parameters and buffers before
   /// step 1 and after a resume). Coalesced into buckets per dtype; autograd is off inside.
