@@ -12,11 +12,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,13 +26,10 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
-#include "hypnos/memory/model_memory.h"
-#include "hypnos/sleep/window_loop.h"
 #include "hypnos/tasks/batch.h"
-#include "hypnos/train/evaluate.h"
+#include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/optimizer.h"
 #include "hypnos/train/run_config.h"
-#include "train/autocast_guard.h"
 
 extern char** environ;
 
@@ -125,9 +124,11 @@ void print_profile(const std::function<void()>& step) {
   }
 }
 
-// One N in this process: warm-up steps, then the median of timed steps.
+// One N in this process: warm-up steps, then the median of timed steps. The step is the trainer's:
+// MicroBatchStep (graphed or eager) for forward + backward, then clipping and the Muon + AdamW update,
+// with one host read of the loss as the trainer does.
 Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_t repeats,
-               bool profile) {
+               bool graph, bool profile) {
   train::RunConfig config;  // the paper model: AGAG, width 256, 4 heads, Rule 110 window 24
   config.model.vocab_size = 6;
   config.sleep.n_passes = n_passes;
@@ -137,25 +138,24 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
   nn::HybridLM model(config.model);
   model->to(device);
   train::Optimizer optimizer(train::split_parameters(*model), config.optim);
+  train::MicroBatchStepOptions options;
+  options.sleep = config.sleep;
+  options.cuda_graph = graph;
+  train::MicroBatchStep micro_step(model, options, device);
   const auto batch_data = tasks::make_batch(*task, tasks::Split::kTrain, 0, batch);
-  const auto tokens = batch_data.tokens.to(device);
-  const auto targets = batch_data.targets.to(device);
-  const auto mask = batch_data.loss_mask.to(device);
   auto step = [&] {
-    optimizer.zero_grad();
-    at::Tensor loss;
-    {
-      train::AutocastGuard autocast(/*enabled=*/true, device);  // bf16 on CUDA, nothing on CPU
-      const auto out = sleep::run_windows(model, tokens, mask,
-                                          memory::ModelMemory::empty(model->n_layers()), config.sleep);
-      loss = train::masked_cross_entropy(out.logits, targets, mask);
-    }
-    loss.backward();
+    optimizer.zero_grad(/*set_to_none=*/!graph);
+    const double loss = micro_step.run(batch_data).item<double>();
+    if (!std::isfinite(loss)) throw std::runtime_error("bench train: non-finite loss");
     optimizer.clip_gradients();
     optimizer.step();
     if (device.is_cuda()) torch::cuda::synchronize();
   };
   for (int i = 0; i < 3; ++i) step();
+  if (graph && micro_step.captures() != 1) {
+    throw std::runtime_error("bench train: expected one CUDA graph capture, got " +
+                             std::to_string(micro_step.captures()));
+  }
   if (profile) print_profile(step);
   std::vector<double> times;
   for (int64_t i = 0; i < repeats; ++i) {
@@ -185,10 +185,12 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
 }
 
 // Runs this program again for one N and reads its one-line result.
-Result measure_in_child(int64_t n, const std::map<std::string, std::string>& flags) {
-  std::vector<std::string> args{"/proc/self/exe", "bench", "train", "--passes", std::to_string(n)};
+Result measure_in_child(int64_t n, const std::string& mode,
+                        const std::map<std::string, std::string>& flags) {
+  std::vector<std::string> args{"/proc/self/exe", "bench", "train", "--passes", std::to_string(n),
+                                "--modes", mode};
   for (const auto& [k, v] : flags) {
-    if (k == "--passes") continue;
+    if (k == "--passes" || k == "--modes") continue;
     args.push_back(k);
     if (!v.empty()) args.push_back(v);
   }
@@ -221,8 +223,8 @@ Result measure_in_child(int64_t n, const std::map<std::string, std::string>& fla
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
       std::sscanf(output.c_str(), "RESULT %lld %lf %lf %lf", &passes, &r.step_ms, &r.tokens_per_s,
                   &r.peak_mb) != 4) {
-    throw std::runtime_error("bench train: the child for N = " + std::to_string(n) + " failed:\n" +
-                             output);
+    throw std::runtime_error("bench train: the child for N = " + std::to_string(n) + " (" + mode +
+                             ") failed:\n" + output);
   }
   r.n_passes = passes;
   return r;
@@ -245,8 +247,23 @@ int run_train_bench(const std::map<std::string, std::string>& flags) {
     throw std::invalid_argument("--device cuda: no CUDA device is available");
   }
   const at::Device device = dev == "cuda" ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+  std::vector<std::string> modes;
+  {
+    std::stringstream ss(get("--modes", dev == "cuda" ? "graph,eager" : "eager"));
+    for (std::string m; std::getline(ss, m, ',');) {
+      if (m != "graph" && m != "eager") {
+        throw std::invalid_argument("--modes expects a list of graph and eager, got '" + m + "'");
+      }
+      if (m == "graph" && dev != "cuda") {
+        throw std::invalid_argument("--modes graph: CUDA graphs need --device cuda");
+      }
+      modes.push_back(m);
+    }
+    if (modes.empty()) throw std::invalid_argument("--modes: empty list");
+  }
   if (flags.count("--child")) {
-    const Result r = measure(passes.at(0), batch, device, repeats, flags.count("--profile") > 0);
+    const Result r = measure(passes.at(0), batch, device, repeats, modes.at(0) == "graph",
+                             flags.count("--profile") > 0);
     std::printf("RESULT %lld %.17g %.17g %.17g\n", static_cast<long long>(r.n_passes), r.step_ms,
                 r.tokens_per_s, r.peak_mb);
     return 0;
@@ -256,15 +273,18 @@ int run_train_bench(const std::map<std::string, std::string>& flags) {
       "median of %lld steps; one process per N\n",
       static_cast<long long>(batch), dev.c_str(), dev == "cuda" ? "bf16 autocast" : "fp32",
       static_cast<long long>(repeats));
-  std::printf("%4s %12s %14s %12s %22s\n", "N", "step ms", "tokens/s", "peak MiB",
+  std::printf("%6s %4s %12s %14s %12s %22s\n", "mode", "N", "step ms", "tokens/s", "peak MiB",
               "tok/s(N)*N/tok/s(1)");
-  double base = 0;
-  for (int64_t n : passes) {
-    const Result r = measure_in_child(n, flags);
-    if (n == passes.front()) base = r.tokens_per_s * static_cast<double>(n);
-    std::printf("%4lld %12.2f %14.4g %12.1f %22.3f\n", static_cast<long long>(n), r.step_ms,
-                r.tokens_per_s, r.peak_mb, r.tokens_per_s * static_cast<double>(n) / base);
-    std::fflush(stdout);
+  for (const auto& mode : modes) {
+    double base = 0;
+    for (int64_t n : passes) {
+      const Result r = measure_in_child(n, mode, flags);
+      if (n == passes.front()) base = r.tokens_per_s * static_cast<double>(n);
+      std::printf("%6s %4lld %12.2f %14.4g %12.1f %22.3f\n", mode.c_str(),
+                  static_cast<long long>(n), r.step_ms, r.tokens_per_s, r.peak_mb,
+                  r.tokens_per_s * static_cast<double>(n) / base);
+      std::fflush(stdout);
+    }
   }
   return 0;
 }

@@ -11,8 +11,21 @@
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-gpu-out}
+# The device tool brings back at most 8 files: every log goes to $out/all, which is packed into
+# logs.tgz at the end, and the main logs are also copied beside it.
+top=${OUT:-gpu-out}
+out=$top/all
 mkdir -p "$out"
+finish() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
+  git rev-parse HEAD > "$out/commit.txt" 2>/dev/null || true
+  tar czf "$top/logs.tgz" --exclude=checkpoints -C "$out" .
+  for f in stages.log gpu.txt tests.log train_bench.log reference.log kernels_bench.log; do
+    if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
+  done
+  rm -rf "$out"
+}
+trap finish EXIT
 stages=${*:-build tests kernels_bench train_bench reference tests_fp32 train}
 source .gpu-kit/prepare.sh > "$out/prepare.log" 2>&1 || { cat "$out/prepare.log"; exit 1; }
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
@@ -40,7 +53,8 @@ for s in $stages; do
         ! build-gpu/hypnos --help > "$out/prebuilt.log" 2>&1; then
         ldd build-gpu/hypnos >> "$out/prebuilt.log" 2>&1
         echo "prebuilt binaries do not load here: building" | tee -a "$out/stages.log"
-        exec "$0" build ${stages/prebuilt/}
+        trap - EXIT
+        exec bash "$0" build ${stages/prebuilt/}
       fi
       echo "stage prebuilt: binaries from .gpu-bin load" | tee -a "$out/stages.log" ;;
     build)
@@ -70,5 +84,3 @@ for s in $stages; do
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
 done
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
-git rev-parse HEAD > "$out/commit.txt" 2>/dev/null || true

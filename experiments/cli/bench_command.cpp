@@ -20,6 +20,7 @@ const CommandSpec& bench_spec() {
        {"--passes", "LIST", "train: sleep passes to measure, e.g. 1,2,4 (default 1,2,4)"},
        {"--batch", "B", "train: batch size (default 512)"},
        {"--device", "DEV", "train: cpu | cuda (default: cuda when available)"},
+       {"--modes", "LIST", "train: graph (CUDA graph replay) and/or eager (default: graph,eager on CUDA)"},
        {"--profile", "", "train: also profile one step per N (Kineto) and print where the time goes"},
        {"--child", "", "internal: measure one N in this process"}},
       /*takes_overrides=*/false,

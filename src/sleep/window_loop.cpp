@@ -168,7 +168,8 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
 
 WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
                              const at::Tensor& loss_mask, memory::ModelMemory memory,
-                             const SleepOptions& sleep, const BackpropOptions& backprop) {
+                             const SleepOptions& sleep, const BackpropOptions& backprop,
+                             const at::Tensor& given_loss_positions) {
   sleep.validate(model->n_layers());
   TORCH_CHECK(tokens.dim() == 2, "run_windows: tokens must be [B, T], got ", tokens.sizes());
   TORCH_CHECK(!loss_mask.defined() || loss_mask.sizes() == tokens.sizes(),
@@ -187,8 +188,17 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
   const int64_t n_windows = (T + L - 1) / L;
   // Which positions hold a loss token in any row, read to the host once: asking the device per
   // window would synchronise with it once per window on the training hot path.
-  const at::Tensor loss_positions =
-      loss_mask.defined() ? loss_mask.to(at::kBool).any(0).cpu() : at::Tensor();  // [T]
+  at::Tensor loss_positions = given_loss_positions;  // [T] bool, CPU
+  if (loss_positions.defined()) {
+    TORCH_CHECK(loss_mask.defined(), "run_windows: loss_positions given without a loss_mask");
+    TORCH_CHECK(loss_positions.is_cpu() && loss_positions.scalar_type() == at::kBool &&
+                    loss_positions.dim() == 1 && loss_positions.size(0) == tokens.size(1),
+                "run_windows: loss_positions must be a CPU bool tensor [T = ", tokens.size(1),
+                "], got ", loss_positions.sizes(), " ", loss_positions.scalar_type(), " on ",
+                loss_positions.device());
+  } else if (loss_mask.defined()) {
+    loss_positions = loss_mask.to(at::kBool).any(0).cpu();
+  }
   std::vector<at::Tensor> logits;  // per window: [B, L_w, vocab]
   for (int64_t w = 0; w < n_windows; ++w) {
     const int64_t begin = w * L, len = std::min(L, T - begin);

@@ -17,6 +17,15 @@ at::Tensor masked_cross_entropy(const at::Tensor& logits, const at::Tensor& targ
   return at::nll_loss(at::log_softmax(scored, -1), labels);
 }
 
+at::Tensor masked_cross_entropy_graph_safe(const at::Tensor& logits, const at::Tensor& targets,
+                                           const at::Tensor& loss_mask) {
+  constexpr int64_t kIgnore = -100;
+  const auto labels = at::where(loss_mask.to(at::kBool), targets, kIgnore).reshape({-1});
+  const auto scored = logits.reshape({-1, logits.size(-1)}).to(at::kFloat);
+  return at::nll_loss(at::log_softmax(scored, -1), labels, /*weight=*/{}, at::Reduction::Mean,
+                      kIgnore);
+}
+
 tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
                                   const sleep::SleepOptions& sleep, const EvalOptions& options) {
   const bool was_training = model->is_training();

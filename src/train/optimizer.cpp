@@ -100,9 +100,18 @@ void Optimizer::step() {
   if (adamw_) adamw_->step();
 }
 
-void Optimizer::zero_grad() {
-  if (muon_) muon_->zero_grad(/*set_to_none=*/true);
-  if (adamw_) adamw_->zero_grad(/*set_to_none=*/true);
+void Optimizer::zero_grad(bool set_to_none) {
+  if (set_to_none) {
+    if (muon_) muon_->zero_grad(/*set_to_none=*/true);
+    if (adamw_) adamw_->zero_grad(/*set_to_none=*/true);
+    return;
+  }
+  std::vector<at::Tensor> grads;
+  for (const auto& p : parameters()) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  at::NoGradGuard no_grad;
+  if (!grads.empty()) at::_foreach_zero_(grads);
 }
 
 double Optimizer::clip_gradients() { return clip_grad_norm(parameters(), options_.grad_clip); }

@@ -17,6 +17,7 @@
 #include "hypnos/train/checkpoint.h"
 #include "hypnos/train/distributed.h"
 #include "hypnos/train/evaluate.h"
+#include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/run_directory.h"
 #include "train/autocast_guard.h"
 #include "train/fault_injection.h"
@@ -78,6 +79,7 @@ class Trainer {
   int report_out_of_memory(std::string what);
   enum class StepResult { kUpdated, kSkipped, kStop };
   StepResult step();
+  bool graphed() const { return device_.is_cuda() && config_.train.cuda_graph; }
   void log_train(double loss, double grad_norm);
   void evaluate_and_log();
   void save_checkpoint_now();
@@ -94,6 +96,7 @@ class Trainer {
   nn::HybridLM model_{nullptr};
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<Schedule> schedule_;
+  std::unique_ptr<MicroBatchStep> micro_step_;
   TrainingState state_;
   std::optional<io::JsonlWriter> metrics_, events_;  // rank 0 only
   Clock::time_point start_ = Clock::now();
@@ -168,6 +171,13 @@ int Trainer::run_unguarded() {
   model_->to(device_);
   model_->train();
   optimizer_ = std::make_unique<Optimizer>(split_parameters(*model_), config_.optim);
+  MicroBatchStepOptions step_options;
+  step_options.sleep = config_.sleep;
+  step_options.backprop = config_.train.backprop;
+  step_options.bf16_autocast = config_.train.precision == Precision::kBf16;
+  step_options.cuda_graph = config_.train.cuda_graph;
+  step_options.loss_scale = 1.0 / static_cast<double>(config_.train.grad_accum);
+  micro_step_ = std::make_unique<MicroBatchStep>(model_, step_options, device_);
   schedule_ = std::make_unique<Schedule>(config_.schedule, std::max<int64_t>(config_.train.steps, 1));
 
   // Resume: the newest checkpoint whose manifest verifies; corrupt ones are reported and skipped.
@@ -257,27 +267,15 @@ int Trainer::run_unguarded() {
 Trainer::StepResult Trainer::step() {
   const auto step_start = Clock::now();
   optimizer_->set_lr_multiplier(schedule_->multiplier(state_.step));
-  optimizer_->zero_grad();
+  // Graphed micro-batches accumulate into the same gradient tensors every step: zero them in place.
+  optimizer_->zero_grad(/*set_to_none=*/!graphed());
   const int64_t local = config_.train.batch_size / dist_.world_size();
   const int64_t micro = local / config_.train.grad_accum;
   const uint64_t first = tasks::train_first_index(state_.step, dist_.rank(), local, dist_.world_size());
   double loss_value = 0.0;
   for (int64_t a = 0; a < config_.train.grad_accum; ++a) {
     const auto batch = tasks::make_batch(*task_, tasks::Split::kTrain, first + a * micro, micro);
-    const auto tokens = batch.tokens.to(device_);
-    const auto mask = batch.loss_mask.to(device_);
-    at::Tensor loss;
-    {
-      AutocastGuard autocast(config_.train.precision == Precision::kBf16, device_);
-      const auto out = sleep::run_windows(model_, tokens, mask,
-                                          memory::ModelMemory::empty(model_->n_layers()),
-                                          config_.sleep, config_.train.backprop);
-      loss = masked_cross_entropy(out.logits, batch.targets.to(device_), mask) /
-             static_cast<double>(config_.train.grad_accum);
-    }
-    if (fault::nonfinite_at(state_.step)) loss = loss * std::numeric_limits<double>::quiet_NaN();
-    loss.backward();
-    loss_value += loss.item<double>();
+    loss_value += micro_step_->run(batch, fault::nonfinite_at(state_.step)).item<double>();
   }
   dist_.average_gradients(optimizer_->parameters());
   loss_value = dist_.average(loss_value);
@@ -285,7 +283,7 @@ Trainer::StepResult Trainer::step() {
 
   // A non-finite loss or gradient never reaches the weights (R8).
   if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
-    optimizer_->zero_grad();
+    optimizer_->zero_grad(/*set_to_none=*/!graphed());
     const bool stop = config_.train.nonfinite == NonFinitePolicy::kStop ||
                       state_.consecutive_skips + 1 > config_.train.max_skips;
     log::progress_done();
@@ -405,7 +403,7 @@ bool is_resumable_key(const std::string& key) {
   static const char* const kKeys[] = {
       "train.steps",       "train.eval_every",       "train.eval_examples", "train.eval_batch_size",
       "train.log_every",   "train.checkpoint_every", "train.keep_checkpoints", "run.out_dir",
-      "train.max_skips"};
+      "train.max_skips",   "train.cuda_graph"};
   for (const char* k : kKeys) {
     if (key == k) return true;
   }

@@ -38,8 +38,11 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
 /// ModelMemory::empty(model->n_layers())). `loss_mask` [B, T] (bool or 0/1) or undefined: a window
 /// "has loss tokens" when any row has one there; the loss_free schedule requires it.
 /// Gradients flow through every pass and window unless `backprop.truncate_every` says otherwise.
+/// `loss_positions` [T] bool on the CPU, when given, is loss_mask.any(0) already on the host: the
+/// window plans are then made without reading the device (a CUDA graph capture may not).
 WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
                              const at::Tensor& loss_mask, memory::ModelMemory memory,
-                             const SleepOptions& sleep, const BackpropOptions& backprop = {});
+                             const SleepOptions& sleep, const BackpropOptions& backprop = {},
+                             const at::Tensor& loss_positions = {});
 
 }  // namespace hypnos::sleep

@@ -25,4 +25,10 @@ tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
 at::Tensor masked_cross_entropy(const at::Tensor& logits, const at::Tensor& targets,
                                 const at::Tensor& loss_mask);
 
+/// The same mean without reading the mask on the host (a CUDA graph can capture it): cross entropy
+/// at every position, the unmasked ones ignored. Holds [B*T, vocab] in fp32; NaN without any loss
+/// position (the caller checks that on the host).
+at::Tensor masked_cross_entropy_graph_safe(const at::Tensor& logits, const at::Tensor& targets,
+                                           const at::Tensor& loss_mask);
+
 }  // namespace hypnos::train

@@ -92,8 +92,10 @@ class Optimizer {
 
   /// One update of both groups with the gradients as they are (clip first: clip_gradients()).
   void step();
-  /// Sets every gradient to none (undefined), as torch::optim does by default.
-  void zero_grad();
+  /// Sets every gradient to none (undefined), as torch::optim does by default; or, with
+  /// set_to_none = false, zeroes the defined ones in place (one fused kernel), keeping the tensors
+  /// that a replayed CUDA graph accumulates into (MicroBatchStep).
+  void zero_grad(bool set_to_none = true);
   /// Clips the global gradient norm of both groups to options.grad_clip; returns the norm before
   /// clipping (see clip_grad_norm in grad.h).
   double clip_gradients();

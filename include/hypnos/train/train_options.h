@@ -41,6 +41,9 @@ struct TrainOptions {
   /// train.truncate_every and train.recompute (DESIGN.md 1.7). Default: full BPTT, no recompute.
   sleep::BackpropOptions backprop;
   Precision precision = Precision::kBf16;  ///< autocast dtype on CUDA (CPU always fp32). Default: bf16
+  /// CUDA only: capture each micro-batch's forward + backward as a CUDA graph and replay it
+  /// (train::MicroBatchStep). Default: true
+  bool cuda_graph = true;
   NonFinitePolicy nonfinite = NonFinitePolicy::kStop;  ///< on a NaN/Inf loss or grad. Default: stop
   int64_t max_skips = 5;           ///< consecutive skipped steps before stopping. Default: 5
 
@@ -62,6 +65,8 @@ struct TrainOptions {
     v.field("keep_checkpoints", keep_checkpoints, "newest checkpoints kept", config::Range{1, 1e6});
     backprop.visit(v);  // flat: train.truncate_every, train.recompute
     v.field("precision", precision, "fp32 | bf16 (autocast dtype on CUDA; CPU runs fp32)");
+    v.field("cuda_graph", cuda_graph,
+            "CUDA: replay each micro-batch's forward + backward as a captured CUDA graph");
     v.field("nonfinite", nonfinite, "on a non-finite loss or gradient: stop | skip");
     v.field("max_skips", max_skips, "consecutive skipped steps that stop the run",
             config::Range{1, 1e9});

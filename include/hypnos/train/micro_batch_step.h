@@ -1,0 +1,68 @@
+// Forward, loss and backward of one training micro-batch: the window/sleep loop under autocast, the
+// masked cross entropy, and loss.backward() into the parameters' .grad. On a CUDA device it is
+// captured once as a CUDA graph and replayed on every later micro-batch of the same layout, so the
+// thousands of small kernels of a window loop (a few per op, per layer, per pass, per window) cost
+// one launch instead of one host dispatch each. The trainer and `hypnos bench train` both use it.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+
+#include "hypnos/nn/hybrid_lm.h"
+#include "hypnos/sleep/sleep_options.h"
+
+namespace hypnos::tasks {
+struct Batch;
+}
+
+namespace hypnos::train {
+
+struct MicroBatchStepOptions {
+  sleep::SleepOptions sleep;
+  sleep::BackpropOptions backprop;
+  bool bf16_autocast = true;  ///< CUDA only (CPU runs stay fp32)
+  bool cuda_graph = true;     ///< CUDA only: capture and replay (see MicroBatchStep)
+  double loss_scale = 1.0;    ///< the loss is multiplied by this before backward (1 / grad_accum)
+};
+
+class MicroBatchStep {
+ public:
+  /// `model` must already live on `device`; its parameters' gradients are accumulated into.
+  MicroBatchStep(nn::HybridLM model, const MicroBatchStepOptions& options, at::Device device);
+  MicroBatchStep(MicroBatchStep&&) noexcept;
+  MicroBatchStep& operator=(MicroBatchStep&&) noexcept;
+  ~MicroBatchStep();
+
+  /// Adds d(loss * loss_scale)/d(parameters) to the parameters' .grad and returns loss * loss_scale
+  /// as a device scalar (not read back: no host sync). `batch` holds CPU tensors. `poison` makes the
+  /// loss NaN before backward (RELIABILITY.md R8 fault injection; such a micro-batch runs eagerly).
+  ///
+  /// Graphed (CUDA and options.cuda_graph): the first call for a layout (batch shape and which
+  /// positions hold loss tokens, which fix the window plans) runs one eager warm-up, restores the
+  /// gradients, captures the step on a side stream and replays it; later calls copy the batch into
+  /// the captured input tensors and replay. Gradients are accumulated in place, so they must stay
+  /// the same tensors between calls (zero them in place; a gradient set to none or replaced makes
+  /// the next call capture again). After a third layout the step stops capturing and runs eagerly
+  /// (a task whose layout changes every batch would otherwise capture every time).
+  at::Tensor run(const tasks::Batch& batch, bool poison = false);
+
+  /// Whether the last run replayed a CUDA graph.
+  bool last_run_graphed() const { return last_run_graphed_; }
+  /// CUDA graphs captured so far.
+  int captures() const { return captures_; }
+
+ private:
+  at::Tensor run_eager(const at::Tensor& tokens, const at::Tensor& targets, const at::Tensor& mask,
+                       const at::Tensor& loss_positions, bool poison, bool graph_safe_loss);
+
+  struct Graph;  // the captured graph and its static tensors (CUDA builds)
+  nn::HybridLM model_;
+  MicroBatchStepOptions options_;
+  at::Device device_;
+  std::unique_ptr<Graph> graph_;
+  int captures_ = 0;
+  bool graphs_disabled_ = false;
+  bool last_run_graphed_ = false;
+};
+
+}  // namespace hypnos::train

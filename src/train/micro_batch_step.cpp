@@ -1,0 +1,155 @@
+// One micro-batch's forward + loss + backward, eager or as a replayed CUDA graph (whole-step capture:
+// the window loop, the loss and autograd's backward all go into one graph; the optimizer stays out,
+// so the non-finite policies and the learning-rate schedule work as in eager mode).
+#include "hypnos/train/micro_batch_step.h"
+
+#ifdef HYPNOS_WITH_CUDA
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include <limits>
+
+#include "hypnos/log.h"
+#include "hypnos/memory/model_memory.h"
+#include "hypnos/sleep/window_loop.h"
+#include "hypnos/tasks/batch.h"
+#include "hypnos/train/evaluate.h"
+#include "train/autocast_guard.h"
+
+namespace hypnos::train {
+namespace {
+
+constexpr int kMaxCaptures = 3;  // layouts captured before the step gives up on graphs
+
+}  // namespace
+
+struct MicroBatchStep::Graph {
+#ifdef HYPNOS_WITH_CUDA
+  at::cuda::CUDAGraph graph;
+#endif
+  std::vector<int64_t> shape;        // the batch's [B, T]
+  at::Tensor loss_positions;         // [T] bool, CPU: with shape, the layout the graph holds
+  at::Tensor tokens, targets, mask;  // captured inputs (device)
+  at::Tensor loss;                   // captured output (device scalar)
+  std::vector<const void*> grads;    // the gradient storage the graph accumulates into
+};
+
+MicroBatchStep::MicroBatchStep(nn::HybridLM model, const MicroBatchStepOptions& options,
+                               at::Device device)
+    : model_(std::move(model)), options_(options), device_(device) {}
+MicroBatchStep::MicroBatchStep(MicroBatchStep&&) noexcept = default;
+MicroBatchStep& MicroBatchStep::operator=(MicroBatchStep&&) noexcept = default;
+MicroBatchStep::~MicroBatchStep() = default;
+
+at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor& targets,
+                                     const at::Tensor& mask, const at::Tensor& loss_positions,
+                                     bool poison, bool graph_safe_loss) {
+  at::Tensor loss;
+  {
+    AutocastGuard autocast(options_.bf16_autocast, device_);
+    const auto out = sleep::run_windows(model_, tokens, mask,
+                                        memory::ModelMemory::empty(model_->n_layers()),
+                                        options_.sleep, options_.backprop, loss_positions);
+    loss = (graph_safe_loss ? masked_cross_entropy_graph_safe(out.logits, targets, mask)
+                            : masked_cross_entropy(out.logits, targets, mask)) *
+           options_.loss_scale;
+  }
+  if (poison) loss = loss * std::numeric_limits<double>::quiet_NaN();
+  loss.backward();
+  return loss.detach();
+}
+
+at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
+  last_run_graphed_ = false;
+  const at::Tensor loss_positions = batch.loss_mask.to(at::kBool).any(0);  // [T], on the host
+  const bool graphed = device_.is_cuda() && options_.cuda_graph && !graphs_disabled_ && !poison;
+  if (!graphed) {
+    return run_eager(batch.tokens.to(device_), batch.targets.to(device_),
+                     batch.loss_mask.to(device_), loss_positions, poison,
+                     /*graph_safe_loss=*/false);
+  }
+#ifdef HYPNOS_WITH_CUDA
+  TORCH_CHECK(loss_positions.any().item<bool>(),
+              "MicroBatchStep: the micro-batch has no loss positions");
+  const auto params = model_->parameters();
+  bool valid = graph_ && graph_->shape == batch.tokens.sizes().vec() &&
+               at::equal(graph_->loss_positions, loss_positions) &&
+               graph_->grads.size() == params.size();
+  for (size_t i = 0; valid && i < params.size(); ++i) {
+    valid = params[i].grad().defined() && params[i].grad().data_ptr() == graph_->grads[i];
+  }
+  if (!valid) {
+    if (captures_ >= kMaxCaptures) {
+      graphs_disabled_ = true;
+      graph_.reset();
+      log::info("CUDA graphs off for this run: the micro-batch layout changed after " +
+                std::to_string(captures_) + " captures; running eagerly");
+      return run(batch, poison);
+    }
+    graph_.reset();  // frees the previous graph's memory pool first
+    auto g = std::make_unique<Graph>();
+    g->shape = batch.tokens.sizes().vec();
+    g->loss_positions = loss_positions.clone();
+    g->tokens = batch.tokens.to(device_);
+    g->targets = batch.targets.to(device_);
+    g->mask = batch.loss_mask.to(device_);
+    std::vector<at::Tensor> saved;  // the gradients so far (earlier micro-batches of this step)
+    {
+      at::NoGradGuard no_grad;
+      for (const auto& p : params) {
+        if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+        saved.push_back(p.grad().clone());
+      }
+    }
+    // Capture runs on a side stream (the legacy default stream cannot be captured), after one
+    // eager warm-up there (cuBLAS handles, autograd's device threads, kernel attributes). The
+    // autocast weight cache must be off: cached casts would be captured as stale tensors.
+    const auto main_stream = at::cuda::getCurrentCUDAStream();
+    const auto side_stream = at::cuda::getStreamFromPool();
+    at::cuda::CUDAEvent ready;
+    ready.record(main_stream);
+    ready.block(side_stream);
+    const bool cache = at::autocast::is_autocast_cache_enabled();
+    at::autocast::set_autocast_cache_enabled(false);
+    try {
+      c10::cuda::CUDAStreamGuard on_side(side_stream);
+      run_eager(g->tokens, g->targets, g->mask, loss_positions, false, /*graph_safe_loss=*/true);
+      {
+        at::NoGradGuard no_grad;
+        for (size_t i = 0; i < params.size(); ++i) params[i].grad().copy_(saved[i]);
+      }
+      g->graph.capture_begin();
+      g->loss = run_eager(g->tokens, g->targets, g->mask, loss_positions, false, true);
+      g->graph.capture_end();
+    } catch (const std::exception& e) {
+      at::autocast::set_autocast_cache_enabled(cache);
+      throw std::runtime_error(
+          std::string("CUDA graph capture of the training step failed (set train.cuda_graph=false "
+                      "to train eagerly): ") +
+          e.what());
+    }
+    at::autocast::set_autocast_cache_enabled(cache);
+    at::cuda::CUDAEvent done;
+    done.record(side_stream);
+    done.block(main_stream);
+    for (const auto& p : params) g->grads.push_back(p.grad().data_ptr());
+    graph_ = std::move(g);
+    ++captures_;
+  } else {
+    graph_->tokens.copy_(batch.tokens);
+    graph_->targets.copy_(batch.targets);
+    graph_->mask.copy_(batch.loss_mask);
+  }
+  graph_->graph.replay();
+  last_run_graphed_ = true;
+  return graph_->loss.clone();  // the captured output is overwritten by the next replay
+#else
+  TORCH_CHECK(false, "MicroBatchStep: a CUDA device in a build without CUDA");
+#endif
+}
+
+}  // namespace hypnos::train

@@ -1,0 +1,182 @@
+// MicroBatchStep: the eager path is the trainer's old step to the bit; the graph-safe loss equals the
+// indexed one; on a GPU, replayed CUDA graphs give the eager losses and gradients, accumulate across
+// micro-batches, and capture again exactly when the layout or the gradient tensors change.
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include "hypnos/memory/model_memory.h"
+#include "hypnos/sleep/window_loop.h"
+#include "hypnos/tasks/batch.h"
+#include "hypnos/tasks/task.h"
+#include "hypnos/tasks/task_options.h"
+#include "hypnos/train/evaluate.h"
+#include "hypnos/train/micro_batch_step.h"
+#include "hypnos/train/optimizer.h"
+
+namespace hypnos::train {
+namespace {
+
+nn::ModelOptions small_model() {
+  nn::ModelOptions m;
+  m.vocab_size = 6;
+  m.d_model = 128;  // 2 heads of 64: a head size the CUDA kernels take
+  m.n_heads = 2;
+  m.pattern = "AGAG";
+  return m;
+}
+
+nn::HybridLM make_model(const at::Device& device) {
+  torch::manual_seed(7);
+  nn::HybridLM model(small_model());
+  model->to(device);
+  return model;
+}
+
+std::unique_ptr<tasks::Task> rule110() {
+  tasks::TaskOptions options;  // rule110, t = 12: four evicted 24-cell windows, then the queries
+  return tasks::make_task(options, 0);
+}
+
+sleep::SleepOptions two_passes() {
+  sleep::SleepOptions s;
+  s.n_passes = 2;
+  s.window = 24;
+  return s;
+}
+
+std::vector<at::Tensor> grads_of(nn::HybridLM& model) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : model->parameters()) {
+    out.push_back(p.grad().defined() ? p.grad().detach().clone() : at::zeros_like(p));
+  }
+  return out;
+}
+
+double max_relative_difference(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double scale = std::max(b[i].abs().max().item<double>(), 1e-12);
+    worst = std::max(worst, (a[i] - b[i]).abs().max().item<double>() / scale);
+  }
+  return worst;
+}
+
+TEST(MaskedCrossEntropy, GraphSafeVersionEqualsTheIndexedOneWithGradients) {
+  torch::manual_seed(3);
+  const auto logits = torch::randn({3, 7, 5}, torch::kDouble).requires_grad_();
+  const auto targets = torch::randint(0, 5, {3, 7});
+  auto mask = torch::rand({3, 7}) > 0.6;
+  mask.index_put_({0, 2}, true);
+  const auto a = masked_cross_entropy(logits, targets, mask);
+  const auto ga = torch::autograd::grad({a}, {logits})[0];
+  const auto b = masked_cross_entropy_graph_safe(logits, targets, mask);
+  const auto gb = torch::autograd::grad({b}, {logits})[0];
+  EXPECT_NEAR(a.item<double>(), b.item<double>(), 1e-6);  // fp32 inside both: same inputs, order
+  EXPECT_LT((ga - gb).abs().max().item<double>(), 1e-7);
+}
+
+TEST(MicroBatchStep, EagerPathIsTheWindowLoopLossAndBackwardBitwise) {
+  const auto task = rule110();
+  const auto batch = tasks::make_batch(*task, tasks::Split::kTrain, 0, 4);
+  auto expected_model = make_model(at::kCPU);
+  at::Tensor expected_loss;
+  {
+    const auto out = sleep::run_windows(expected_model, batch.tokens, batch.loss_mask,
+                                        memory::ModelMemory::empty(4), two_passes());
+    expected_loss = masked_cross_entropy(out.logits, batch.targets, batch.loss_mask) * 0.5;
+    expected_loss.backward();
+  }
+  auto model = make_model(at::kCPU);
+  MicroBatchStepOptions options;
+  options.sleep = two_passes();
+  options.loss_scale = 0.5;
+  MicroBatchStep step(model, options, at::kCPU);
+  const auto loss = step.run(batch);
+  EXPECT_FALSE(step.last_run_graphed());
+  EXPECT_EQ(loss.item<double>(), expected_loss.item<double>());
+  EXPECT_EQ(max_relative_difference(grads_of(model), grads_of(expected_model)), 0.0);
+  EXPECT_TRUE(std::isnan(step.run(batch, /*poison=*/true).item<double>()));
+}
+
+TEST(WindowLoop, GivenLossPositionsMustBeAHostBoolVectorOfLengthT) {
+  auto model = make_model(at::kCPU);
+  const auto tokens = torch::zeros({2, 30}, torch::kLong);
+  const auto mask = torch::ones({2, 30}, torch::kBool);
+  try {
+    sleep::run_windows(model, tokens, mask, memory::ModelMemory::empty(4), two_passes(), {},
+                       torch::ones({29}, torch::kBool));
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("loss_positions must be a CPU bool tensor [T = 30]"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+bool has_cuda() { return torch::cuda::is_available(); }
+
+TEST(MicroBatchStepCuda, ReplayedGraphsMatchEagerStepsAndAccumulate) {
+  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  const auto task = rule110();
+  MicroBatchStepOptions options;
+  options.sleep = two_passes();
+  options.bf16_autocast = false;  // fp32 on both sides: only the loss reduction order differs
+  options.loss_scale = 1.0 / 3.0;
+  auto eager_model = make_model(cuda);
+  auto graph_model = make_model(cuda);
+  options.cuda_graph = false;
+  MicroBatchStep eager(eager_model, options, cuda);
+  options.cuda_graph = true;
+  MicroBatchStep graphed(graph_model, options, cuda);
+  for (int micro = 0; micro < 3; ++micro) {  // three micro-batches of one step, same layout
+    const auto batch = tasks::make_batch(*task, tasks::Split::kTrain, 16 * micro, 16);
+    const double a = eager.run(batch).item<double>();
+    const double b = graphed.run(batch).item<double>();
+    EXPECT_TRUE(graphed.last_run_graphed());
+    EXPECT_NEAR(a, b, 1e-5 * std::abs(a)) << "micro-batch " << micro;
+  }
+  EXPECT_EQ(graphed.captures(), 1);
+  EXPECT_LT(max_relative_difference(grads_of(graph_model), grads_of(eager_model)), 1e-4);
+
+  // Zeroing in place keeps the graph; setting gradients to none makes the next call capture again.
+  Optimizer optimizer(split_parameters(*graph_model), OptimizerOptions{});
+  optimizer.zero_grad(/*set_to_none=*/false);
+  const auto batch = tasks::make_batch(*task, tasks::Split::kTrain, 100, 16);
+  graphed.run(batch);
+  EXPECT_EQ(graphed.captures(), 1);
+  optimizer.zero_grad(/*set_to_none=*/true);
+  graphed.run(batch);
+  EXPECT_EQ(graphed.captures(), 2);
+  EXPECT_TRUE(graphed.last_run_graphed());
+  // A micro-batch with another shape is another layout.
+  graphed.run(tasks::make_batch(*task, tasks::Split::kTrain, 100, 8));
+  EXPECT_EQ(graphed.captures(), 3);
+  // After three captures the step gives up on graphs rather than capture every batch.
+  graphed.run(batch);
+  EXPECT_EQ(graphed.captures(), 3);
+  EXPECT_FALSE(graphed.last_run_graphed());
+}
+
+TEST(MicroBatchStepCuda, Bf16GraphedStepMatchesEagerUnderAutocast) {
+  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  const auto task = rule110();
+  const auto batch = tasks::make_batch(*task, tasks::Split::kTrain, 0, 64);
+  MicroBatchStepOptions options;
+  options.sleep = two_passes();
+  auto eager_model = make_model(cuda);
+  auto graph_model = make_model(cuda);
+  options.cuda_graph = false;
+  const double a = MicroBatchStep(eager_model, options, cuda).run(batch).item<double>();
+  options.cuda_graph = true;
+  MicroBatchStep graphed(graph_model, options, cuda);
+  const double b = graphed.run(batch).item<double>();
+  EXPECT_TRUE(graphed.last_run_graphed());
+  EXPECT_NEAR(a, b, 1e-3 * std::abs(a));
+  EXPECT_LT(max_relative_difference(grads_of(graph_model), grads_of(eager_model)), 2e-2);
+}
+
+}  // namespace
+}  // namespace hypnos::train
