@@ -134,6 +134,7 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
   config.sleep.n_passes = n_passes;
   config.sleep.window = 24;
   torch::manual_seed(0);
+  if (device.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);  // as the trainer does
   auto task = tasks::make_task(config.task, 0);
   nn::HybridLM model(config.model);
   model->to(device);

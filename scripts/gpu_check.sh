@@ -5,7 +5,7 @@
 # cannot eat the others; a stage that fails is reported and the script goes on.
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
-# stages: build | prebuilt, tests tests_fp32 kernels_bench train_bench reference train nccl
+# stages: build | prebuilt, tests tests_fp32 kernels_bench train_bench reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
@@ -81,6 +81,9 @@ for s in $stages; do
         --out "$out/rule110_nccl" run.device=cuda train.steps=20 train.eval_every=10 \
         train.checkpoint_every=10 && grep -h -i "nccl\|distributed\|step" "$out/rule110_nccl/train.log" |
         tail -n 5 ;;
+    sweep)  # the Rule 110 sweep of the default config (t = 12, 600 steps of 512) at N = 1, 2, 4
+      stage sweep 300 scripts/reproduce_rule110.sh --config default --passes 1,2,4 --hypnos "$bin" \
+        "$out/rule110_sweep" ;;
     *) echo "unknown stage $s" >&2; exit 2 ;;
   esac
 done

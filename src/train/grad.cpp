@@ -18,11 +18,9 @@ std::vector<at::Tensor> defined_grads(const std::vector<at::Tensor>& params) {
 double grad_norm(const std::vector<at::Tensor>& params) {
   const auto grads = defined_grads(params);
   if (grads.empty()) return 0.0;
-  std::vector<at::Tensor> norms;
-  norms.reserve(grads.size());
-  for (const auto& g : grads) {
-    norms.push_back(at::linalg_vector_norm(g, 2, /*dim=*/{}, /*keepdim=*/false, at::kDouble));
-  }
+  // One fused kernel for the per-tensor norms (a launch per tensor would dominate on a GPU), in
+  // float64 so that squares of large finite float32 gradients do not overflow.
+  const auto norms = at::_foreach_norm(grads, 2, at::kDouble);
   return at::linalg_vector_norm(at::stack(norms), 2).item<double>();
 }
 
@@ -32,7 +30,8 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
   const double coefficient = max_norm / (norm + 1e-6);
   if (coefficient < 1.0) {
     at::NoGradGuard no_grad;
-    for (const auto& g : defined_grads(params)) g.mul_(coefficient);
+    auto grads = defined_grads(params);
+    at::_foreach_mul_(grads, coefficient);
   }
   return norm;
 }

@@ -7,24 +7,27 @@
 namespace hypnos::train {
 
 at::Tensor newton_schulz(const at::Tensor& grad, int64_t steps) {
-  if (grad.dim() != 2) {
-    throw std::invalid_argument("newton_schulz: grad must be 2-D [M, N], got shape " +
-                                c10::str(grad.sizes()));
+  if (grad.dim() != 2 && grad.dim() != 3) {
+    throw std::invalid_argument(
+        "newton_schulz: grad must be a matrix [M, N] or a batch of them [G, M, N], got shape " +
+        c10::str(grad.sizes()));
   }
   if (steps < 0) {
     throw std::invalid_argument("newton_schulz: steps must be >= 0, got " + std::to_string(steps));
   }
   const auto compute = grad.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor x = grad.to(compute);
-  x = x / (x.norm() + 1e-7);
-  const bool tall = x.size(0) > x.size(1);
-  if (tall) x = x.t();
+  const bool single = grad.dim() == 2;
+  at::Tensor x = single ? grad.to(compute).unsqueeze(0) : grad.to(compute);
+  x = x / (at::linalg_vector_norm(x, 2, /*dim=*/{-2, -1}, /*keepdim=*/true) + 1e-7);
+  const bool tall = x.size(1) > x.size(2);
+  if (tall) x = x.transpose(1, 2);
   for (int64_t i = 0; i < steps; ++i) {
-    const at::Tensor a = at::matmul(x, x.t());  // [min, min]
-    const at::Tensor b = at::addmm(a, a, a, /*beta=*/kNewtonSchulzB, /*alpha=*/kNewtonSchulzC);
-    x = at::addmm(x, b, x, /*beta=*/kNewtonSchulzA, /*alpha=*/1.0);
+    const at::Tensor a = at::bmm(x, x.transpose(1, 2));  // [G, min, min]
+    const at::Tensor b = at::baddbmm(a, a, a, /*beta=*/kNewtonSchulzB, /*alpha=*/kNewtonSchulzC);
+    x = at::baddbmm(x, b, x, /*beta=*/kNewtonSchulzA, /*alpha=*/1.0);
   }
-  if (tall) x = x.t();
+  if (tall) x = x.transpose(1, 2);
+  if (single) x = x.squeeze(0);
   return x.to(grad.scalar_type()).contiguous();
 }
 
@@ -91,22 +94,37 @@ at::Tensor Muon::step(LossClosure closure) {
   }
   for (auto& group : param_groups_) {
     const auto& options = static_cast<const MuonOptions&>(group.options());
+    // Parameters of one shape share one batched Newton-Schulz and a few fused (foreach) kernels:
+    // a model has a handful of shapes and dozens of matrices, and on a GPU the per-matrix launches
+    // would cost more than the arithmetic.
+    std::map<std::vector<int64_t>, std::vector<at::Tensor>> by_shape;
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      const at::Tensor& grad = p.grad();
       auto& slot = state_[p.unsafeGetTensorImpl()];
       if (!slot) {
         auto fresh = std::make_unique<MuonParamState>();
         fresh->momentum_buffer(at::zeros_like(p, at::MemoryFormat::Contiguous));
         slot = std::move(fresh);
       }
-      at::Tensor& buffer = static_cast<MuonParamState&>(*slot).momentum_buffer();
-      buffer.mul_(options.momentum()).add_(grad);
-      const at::Tensor update = options.nesterov() ? grad.add(buffer, options.momentum()) : buffer;
-      const at::Tensor ortho = newton_schulz(update, options.ns_steps());
-      const double scale = 0.2 * std::sqrt(static_cast<double>(std::max(p.size(0), p.size(1))));
-      p.mul_(1.0 - options.lr() * options.weight_decay());
-      p.add_(ortho, -options.lr() * scale);
+      by_shape[p.sizes().vec()].push_back(p);
+    }
+    for (auto& [shape, params] : by_shape) {
+      std::vector<at::Tensor> grads, buffers;
+      for (const auto& p : params) {
+        grads.push_back(p.grad());
+        buffers.push_back(
+            static_cast<MuonParamState&>(*state_[p.unsafeGetTensorImpl()]).momentum_buffer());
+      }
+      at::_foreach_mul_(buffers, options.momentum());
+      at::_foreach_add_(buffers, grads);
+      const std::vector<at::Tensor> updates =
+          options.nesterov() ? at::_foreach_add(grads, buffers, options.momentum()) : buffers;
+      const at::Tensor ortho = newton_schulz(at::stack(updates), options.ns_steps());
+      const double scale = 0.2 * std::sqrt(static_cast<double>(std::max(shape[0], shape[1])));
+      if (options.weight_decay() != 0.0) {
+        at::_foreach_mul_(params, 1.0 - options.lr() * options.weight_decay());
+      }
+      at::_foreach_add_(params, ortho.unbind(0), -options.lr() * scale);
     }
   }
   return loss;

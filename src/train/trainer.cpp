@@ -145,6 +145,9 @@ int Trainer::run_unguarded() {
   const auto env = DistributedEnvironment::from_process();
   device_ = choose_device(config_.run.device, env.local_rank);
   dist_ = DistributedContext(env, config_.distributed, device_);
+  // float32 matmuls outside autocast (Muon's Newton-Schulz) on TF32 tensor cores, as the
+  // reference sets them (torch.backends.cuda.matmul.allow_tf32).
+  if (device_.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
   const int64_t per_step = dist_.world_size() * config_.train.grad_accum;
   if (config_.train.batch_size % per_step != 0) {
     throw config::ConfigError("config error: train.batch_size (" +

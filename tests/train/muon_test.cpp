@@ -88,10 +88,21 @@ TEST(NewtonSchulz, SingularValuesBelowTheBandEdgeStayBelowTheBand) {
 
 TEST(NewtonSchulz, RejectsANonMatrixNamingTheShape) {
   try {
-    newton_schulz(at::zeros({2, 3, 4}));
+    newton_schulz(at::zeros({2, 3, 4, 5}));
     FAIL() << "expected std::invalid_argument";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("[2, 3, 4]"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[2, 3, 4, 5]"), std::string::npos) << e.what();
+  }
+}
+
+TEST(NewtonSchulz, ABatchIsEachMatrixOnItsOwn) {
+  at::manual_seed(5);
+  for (const auto& shape : {std::vector<int64_t>{3, 7, 5}, std::vector<int64_t>{2, 4, 9}}) {
+    const at::Tensor g = at::randn(shape, at::kDouble);
+    const at::Tensor batched = newton_schulz(g);
+    for (int64_t i = 0; i < shape[0]; ++i) {
+      EXPECT_LT((batched[i] - newton_schulz(g[i])).abs().max().item<double>(), 1e-13);
+    }
   }
 }
 

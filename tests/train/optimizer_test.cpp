@@ -74,6 +74,17 @@ void train_steps(TinyLM& model, Optimizer& optimizer, const Schedule& schedule, 
   }
 }
 
+// Largest |a - b| / (|b| + 1e-3) over every parameter.
+double max_difference(const TinyLM& a, const TinyLM& b) {
+  const auto pb = b->named_parameters();
+  double worst = 0;
+  for (const auto& item : a->named_parameters()) {
+    const auto& other = pb[item.key()];
+    worst = std::max(worst, ((item.value() - other).abs() / (other.abs() + 1e-3)).max().item<double>());
+  }
+  return worst;
+}
+
 bool all_equal(const TinyLM& a, const TinyLM& b) {
   const auto pb = b->named_parameters();
   for (const auto& item : a->named_parameters()) {
@@ -92,7 +103,9 @@ TEST(ParameterSplit, HiddenMatricesToMuonEverythingElseToAdamW) {
                                       "conv.weight", "conv.bias", "head.weight"}));
 }
 
-TEST(Optimizer, GroupsMatchTorchAdamWAndStandaloneMuonBitwise) {
+// AdamW runs through ATen's fused kernel: the same update as torch::optim::AdamW up to the order of
+// float32 operations.
+TEST(Optimizer, GroupsMatchTorchAdamWAndStandaloneMuon) {
   TinyLM model, twin, initial;
   copy_parameters(model, twin);
   copy_parameters(model, initial);
@@ -126,7 +139,7 @@ TEST(Optimizer, GroupsMatchTorchAdamWAndStandaloneMuonBitwise) {
     optimizer.step();
     adamw.step();
     muon.step();
-    EXPECT_TRUE(all_equal(model, twin)) << "step " << step;
+    EXPECT_LT(max_difference(model, twin), 1e-6) << "step " << step;
   }
   // The updates were not trivial: every trainable parameter moved.
   const auto start = initial->named_parameters();

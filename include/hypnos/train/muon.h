@@ -22,7 +22,8 @@ inline constexpr double kNewtonSchulzC = 2.0315;
 /// Approximate polar factor U V^T of a matrix G = U S V^T: G is scaled to unit Frobenius norm
 /// (plus 1e-7, so a zero matrix stays zero), then `steps` quintic iterations run on the wide
 /// orientation (a tall G is transposed, so A = X X^T is the smaller Gram matrix).
-/// Computes in float32 (float64 stays float64); returns G's dtype. G: [M, N], steps >= 0.
+/// Computes in float32 (float64 stays float64); returns G's dtype. G: [M, N], or [G, M, N] for a
+/// batch of matrices of one shape (each one orthogonalised on its own), steps >= 0.
 at::Tensor newton_schulz(const at::Tensor& grad, int64_t steps = 5);
 
 /// Defaults follow the reference (Muon(lr=2e-3, momentum=0.95, wd=0)).
@@ -52,7 +53,7 @@ struct MuonParamState : public torch::optim::OptimizerCloneableParamState<MuonPa
   void serialize(torch::serialize::OutputArchive& archive) const override;
 };
 
-/// Per 2-D parameter W [M, N] with gradient g:
+/// Per 2-D parameter W [M, N] with gradient g (parameters of one shape are updated together):
 ///   buf <- momentum * buf + g;  u = nesterov ? g + momentum * buf : buf
 ///   W <- W * (1 - lr * wd) - lr * 0.2 * sqrt(max(M, N)) * newton_schulz(u, ns_steps)
 /// The 0.2 * sqrt(max(M, N)) factor gives the update the RMS (about 0.2) of a typical AdamW
