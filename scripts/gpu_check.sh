@@ -18,7 +18,6 @@ out=$top/all
 mkdir -p "$out"
 finish() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
-  git rev-parse HEAD > "$out/commit.txt" 2>/dev/null || true
   tar czf "$top/logs.tgz" --exclude=checkpoints -C "$out" .
   for f in stages.log gpu.txt tests.log train_bench.log reference.log kernels_bench.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
