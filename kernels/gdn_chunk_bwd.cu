@@ -16,6 +16,7 @@ namespace {
 
 using detail::Frag;
 using detail::kC;
+using detail::row_depth;
 using detail::kThreads;
 using detail::load;
 using detail::row_sum;  // mma::row_sum (for TcFrag) is found by argument-dependent lookup
@@ -160,7 +161,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   const int n = blockIdx.x;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC, chunk = bh * n_chunks + n;
-  const int n_valid = valid_rows(p, t0);
+  const int n_valid = valid_rows(p, t0), depth = row_depth(n_valid);
   const int64_t row_stride = p.heads * D;
   const int64_t tok = detail::token_offset(p, b, t0, h, D);
   const T* q = static_cast<const T*>(p.q) + tok;
@@ -251,7 +252,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   __syncthreads();
   if (tid < kC) {  // dG (b) = rowsum(P * dP) - colsum(P * dP)
     float s = 0.f;
-    for (int j = 0; j < kC; ++j) {
+    for (int j = 0; j < n_valid; ++j) {
       s += s_p[tid * LC + j] * s_x1[tid * LC + j] - s_p[j * LC + tid] * s_x1[j * LC + tid];
     }
     s_dg[tid] += s;
@@ -264,10 +265,10 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   __syncthreads();
   // dq += scale (dP * R) K;  dk += scale (dP * R)^T Q
   dq.mma(
-      kC, [&](int i, int m) { return s_x1[i * LC + m]; },
+      depth, [&](int i, int m) { return s_x1[i * LC + m]; },
       [&](int m, int j) { return s_k[m * LD + j]; });
   dk.mma(
-      kC, [&](int i, int m) { return s_x1[m * LC + i]; },
+      depth, [&](int i, int m) { return s_x1[m * LC + i]; },
       [&](int m, int j) { return in(q, m, j); });
   __syncthreads();
   {  // dA = dW Z^T + dU Y^T,  Z = diag(beta gamma) K,  Y = diag(beta) V
@@ -291,7 +292,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     BlockFrag<kTc, kC, kC> m;
     m.fill(0.f);
     m.mma(
-        kC, [&](int i, int l) { return s_a[l * LC + i]; },
+        depth, [&](int i, int l) { return s_a[l * LC + i]; },
         [&](int l, int j) { return s_x1[l * LC + j]; });
 #pragma unroll
     for (int r = 0; r < m.kRegs; ++r) s_x2[m.row(r) * LC + m.col(r)] = m.x[r];
@@ -301,7 +302,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     BlockFrag<kTc, kC, kC> dl;
     dl.fill(0.f);
     dl.mma(
-        kC, [&](int i, int l) { return s_x2[i * LC + l]; },
+        depth, [&](int i, int l) { return s_x2[i * LC + l]; },
         [&](int l, int j) { return s_a[j * LC + l]; });
 #pragma unroll
     for (int r = 0; r < dl.kRegs; ++r) {
@@ -312,7 +313,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   if (tid < kC) {  // dG (f) = rowsum(L * dL) - colsum(L * dL)
     const int i = tid;
     float s = 0.f;
-    for (int j = 0; j < kC; ++j) {
+    for (int j = 0; j < n_valid; ++j) {
       const float l_ij = j < i ? s_beta[i] * s_kk[i * LC + j] * decay_ratio(i, j) : 0.f;
       const float l_ji = i < j ? s_beta[j] * s_kk[j * LC + i] * decay_ratio(j, i) : 0.f;
       s += l_ij * s_x1[i * LC + j] - l_ji * s_x1[j * LC + i];
@@ -328,7 +329,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   {  // dZ = A^T dW: dk += diag(beta gamma) dZ; dbeta, dG (e) from rowsum(dZ * gamma K)
     tmp.fill(0.f);
     tmp.mma(
-        kC, [&](int i, int l) { return s_a[l * LC + i]; },
+        depth, [&](int i, int l) { return s_a[l * LC + i]; },
         [&](int l, int j) { return s_dw[l * LD + j]; });
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) {
@@ -345,23 +346,23 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   {  // dk += diag(beta) F K + F^T diag(beta) K;  dbeta += rowsum(F * K K^T)
     tmp.fill(0.f);
     tmp.mma(
-        kC, [&](int i, int l) { return s_x1[i * LC + l]; },
+        depth, [&](int i, int l) { return s_x1[i * LC + l]; },
         [&](int l, int j) { return s_k[l * LD + j]; });
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) dk.x[r] += s_beta[tmp.row(r)] * tmp.x[r];
     dk.mma(
-        kC, [&](int i, int l) { return s_x1[l * LC + i]; },
+        depth, [&](int i, int l) { return s_x1[l * LC + i]; },
         [&](int l, int j) { return s_beta[l] * s_k[l * LD + j]; });
     if (tid < kC) {
       float s = 0.f;
-      for (int j = 0; j < kC; ++j) s += s_x1[tid * LC + j] * s_kk[tid * LC + j];
+      for (int j = 0; j < n_valid; ++j) s += s_x1[tid * LC + j] * s_kk[tid * LC + j];
       s_db[tid] += s;
     }
   }
   {  // dY = A^T dU: dv = diag(beta) dY; dbeta += rowsum(dY * V)
     tmp.fill(0.f);
     tmp.mma(
-        kC, [&](int i, int l) { return s_a[l * LC + i]; },
+        depth, [&](int i, int l) { return s_a[l * LC + i]; },
         [&](int l, int j) { return du[l * D + j]; });
     T* dv = static_cast<T*>(p.grad_v) + tok;
 #pragma unroll
@@ -495,17 +496,20 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
         dst[(v0 + j) * D + d] = s_ds[d * LS + j];
       }
     }
-    {  // dU = P^T dO + diag(decay) K dS, rows [16 warp, 16 warp + 16)
+    const int depth = row_depth(n_valid);
+    {  // dU = P^T dO + diag(decay) K dS, rows [16 warp, 16 warp + 16); zero past the tokens
       const int i0 = warp * 16;
       float kds[kNT][4] = {}, du[kNT][4] = {};
-      mma::warp_mma_tf32<kNT>(
-          kds, lane, 0, D / 8,
-          [&](int i, int d) { return __bfloat162float(s_k[(i0 + i) * LQ + d]); },
-          [&](int d, int j) { return s_ds[d * LS + j]; });
-      // P^T is upper triangular: rows of this warp meet only columns from 16 warp on.
-      mma::warp_mma_tf32<kNT>(
-          du, lane, i0, (kC - i0) / 8,
-          [&](int i, int m) { return __ldg(attn + m * kC + i0 + i); }, grad_out);
+      if (i0 < n_valid) {
+        mma::warp_mma_tf32<kNT>(
+            kds, lane, 0, D / 8,
+            [&](int i, int d) { return __bfloat162float(s_k[(i0 + i) * LQ + d]); },
+            [&](int d, int j) { return s_ds[d * LS + j]; });
+        // P^T is upper triangular: rows of this warp meet only columns from 16 warp on.
+        mma::warp_mma_tf32<kNT>(
+            du, lane, i0, (depth - i0) / 8,
+            [&](int i, int m) { return __ldg(attn + m * kC + i0 + i); }, grad_out);
+      }
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
@@ -529,13 +533,13 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
         }
         const int d0 = warp * StateTiling::kWarpRows + mt * 16;
         mma::warp_mma_tf32<kNT>(
-            ds[mt], lane, 0, kC / 8,
+            ds[mt], lane, 0, depth / 8,
             [&](int d, int i) {
               return p.scale * s_gamma[i] * __bfloat162float(s_q[i * LQ + d0 + d]);
             },
             grad_out);
         mma::warp_mma_tf32<kNT>(
-            ds[mt], lane, 0, kC / 8, [&](int d, int i) { return -__ldg(w + i * D + d0 + d); },
+            ds[mt], lane, 0, depth / 8, [&](int d, int i) { return -__ldg(w + i * D + d0 + d); },
             [&](int i, int j) { return s_du[i * LS + j]; });
 #pragma unroll
         for (int nt = 0; nt < kNT; ++nt) {

@@ -18,6 +18,7 @@ using detail::Frag;
 using detail::kC;
 using detail::kThreads;
 using detail::load;
+using detail::row_depth;
 
 /// Row strides of the prep kernel's tiles: odd for the CUDA-core path (column walks hit distinct
 /// banks), 8 mod 32 for the tensor-core path (row-major and transposed fragment reads, bank
@@ -136,7 +137,10 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
   __syncthreads();
   // (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in registers;
   // with tensor cores only X = A (the columns of I), and W, Ut are products below.
+  // Past the tokens L's rows are zero: those rows of X are the right-hand side's, and an identity
+  // column e_c with c past the tokens solves itself.
   for (int c = kTc ? 2 * D + tid : tid; c < 2 * D + kC; c += kThreads) {
+    if (c >= 2 * D + n_valid) continue;
     float* col = c < D ? s_k + c : c < 2 * D ? s_v + (c - D) : s_a + (c - 2 * D);
     const int ld = c < 2 * D ? LD : LC;
     float x[kC];
@@ -144,6 +148,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     for (int i = 0; i < kC; ++i) x[i] = col[i * ld];
 #pragma unroll
     for (int i = 1; i < kC; ++i) {
+      if (i >= n_valid) break;
       float s = x[i];
 #pragma unroll
       for (int j = 0; j < i; ++j) s = fmaf(-s_l[i * LC + j], x[j], s);
@@ -158,8 +163,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     w.fill(0.f);
     ut.fill(0.f);
     auto a = [&](int i, int l) { return s_a[i * LC + l]; };
-    w.mma(kC, a, [&](int l, int d) { return s_k[l * LD + d]; });
-    ut.mma(kC, a, [&](int l, int d) { return s_v[l * LD + d]; });
+    w.mma(row_depth(n_valid), a, [&](int l, int d) { return s_k[l * LD + d]; });
+    ut.mma(row_depth(n_valid), a, [&](int l, int d) { return s_v[l * LD + d]; });
 #pragma unroll
     for (int r = 0; r < w.kRegs; ++r) {
       const int64_t at = (chunk * kC + w.row(r)) * D + w.col(r);
@@ -355,11 +360,15 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
         cs[(v0 + j) * D + d] = s_state[d * LS + j];
       }
     }
+    const int depth = row_depth(n_valid);
+    const bool has_tokens = warp * 16 < n_valid;  // rows of this warp past the tokens: U = 0, no O
     {  // U = Ut - W S, rows [16 warp, 16 warp + 16)
       float acc[kNT][4] = {};
       const float* w_rows = w + warp * 16 * D;
-      mma::warp_mma_tf32<kNT>(
-          acc, lane, 0, D / 8, [&](int i, int d) { return __ldg(w_rows + i * D + d); }, state);
+      if (has_tokens) {
+        mma::warp_mma_tf32<kNT>(
+            acc, lane, 0, D / 8, [&](int i, int d) { return __ldg(w_rows + i * D + d); }, state);
+      }
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
@@ -372,7 +381,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       }
     }
     __syncthreads();  // s_u complete
-    {  // O = scale diag(gamma) Q S + P U
+    if (has_tokens) {  // O = scale diag(gamma) Q S + P U
       float acc[kNT][4] = {};
       const T* q_rows = s_q + warp * 16 * LQ;
       mma::warp_mma_tf32<kNT>(
@@ -387,7 +396,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       // only columns below 16 (warp + 1).
       const float* attn_rows = attn + warp * 16 * kC;
       mma::warp_mma_tf32<kNT>(
-          acc, lane, 0, 2 * (warp + 1),
+          acc, lane, 0, min(2 * (warp + 1), depth / 8),
           [&](int i, int m) { return __ldg(attn_rows + i * kC + m); },
           [&](int m, int j) { return s_u[m * LS + j]; });
 #pragma unroll
@@ -410,7 +419,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
         }
         const int d0 = warp * StateTiling::kWarpRows + mt * 16;
         mma::warp_mma_tf32<kNT>(
-            st[mt], lane, 0, kC / 8,
+            st[mt], lane, 0, depth / 8,
             [&](int d, int i) { return __bfloat162float(s_k[i * LQ + d0 + d]) * s_decay[i]; },
             [&](int i, int j) { return s_u[i * LS + j]; });
       }

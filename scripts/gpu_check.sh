@@ -5,7 +5,7 @@
 # cannot eat the others; a stage that fails is reported and the script goes on.
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
-# stages: build | prebuilt, tests tests_fp32 kernels_bench train_bench reference train nccl sweep
+# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench train_bench reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
@@ -19,7 +19,8 @@ mkdir -p "$out"
 finish() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
   tar czf "$top/logs.tgz" --exclude=checkpoints -C "$out" .
-  for f in stages.log gpu.txt tests.log train_bench.log reference.log kernels_bench.log; do
+  for f in stages.log gpu.txt tests.log train_bench.log reference.log kernels_bench.log \
+    tests_fp32.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
   done
   rm -rf "$out"
@@ -80,6 +81,11 @@ for s in $stages; do
         --out "$out/rule110_nccl" run.device=cuda train.steps=20 train.eval_every=10 \
         train.checkpoint_every=10 && grep -h -i "nccl\|distributed\|step" "$out/rule110_nccl/train.log" |
         tail -n 5 ;;
+    sanitize)  # memcheck and racecheck over the short-sequence shapes (partial chunks)
+      stage memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 1 \
+        build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_*:Shapes/*T37_D128_bf16*'
+      stage racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 \
+        build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_D64_bf16_h0*' ;;
     sweep)  # the Rule 110 sweep of the default config (t = 12, 600 steps of 512) at N = 1, 2, 4
       stage sweep 300 scripts/reproduce_rule110.sh --config default --passes 1,2,4 --hypnos "$bin" \
         "$out/rule110_sweep" ;;
