@@ -63,6 +63,61 @@ at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor&
   return loss.detach();
 }
 
+#ifdef HYPNOS_WITH_CUDA
+void MicroBatchStep::capture(const tasks::Batch& batch, const at::Tensor& loss_positions) {
+  const auto params = model_->parameters();
+  graph_.reset();  // frees the previous graph's memory pool first
+  auto g = std::make_unique<Graph>();
+  g->shape = batch.tokens.sizes().vec();
+  g->loss_positions = loss_positions.clone();
+  g->tokens = batch.tokens.to(device_);
+  g->targets = batch.targets.to(device_);
+  g->mask = batch.loss_mask.to(device_);
+  std::vector<at::Tensor> saved;  // the gradients so far (earlier micro-batches of this step)
+  {
+    at::NoGradGuard no_grad;
+    for (const auto& p : params) {
+      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+      saved.push_back(p.grad().clone());
+    }
+  }
+  // Capture runs on a side stream (the legacy default stream cannot be captured), after one
+  // eager warm-up there (cuBLAS handles, autograd's device threads, kernel attributes). The
+  // autocast weight cache must be off: cached casts would be captured as stale tensors.
+  const auto main_stream = at::cuda::getCurrentCUDAStream();
+  const auto side_stream = at::cuda::getStreamFromPool();
+  at::cuda::CUDAEvent ready;
+  ready.record(main_stream);
+  ready.block(side_stream);
+  const bool cache = at::autocast::is_autocast_cache_enabled();
+  at::autocast::set_autocast_cache_enabled(false);
+  try {
+    c10::cuda::CUDAStreamGuard on_side(side_stream);
+    run_eager(g->tokens, g->targets, g->mask, loss_positions, false, /*graph_safe_loss=*/true);
+    {
+      at::NoGradGuard no_grad;
+      for (size_t i = 0; i < params.size(); ++i) params[i].grad().copy_(saved[i]);
+    }
+    g->graph.capture_begin();
+    g->loss = run_eager(g->tokens, g->targets, g->mask, loss_positions, false, true);
+    g->graph.capture_end();
+  } catch (const std::exception& e) {
+    at::autocast::set_autocast_cache_enabled(cache);
+    throw std::runtime_error(
+        std::string("CUDA graph capture of the training step failed (set train.cuda_graph=false "
+                    "to train eagerly): ") +
+        e.what());
+  }
+  at::autocast::set_autocast_cache_enabled(cache);
+  at::cuda::CUDAEvent done;
+  done.record(side_stream);
+  done.block(main_stream);
+  for (const auto& p : params) g->grads.push_back(p.grad().data_ptr());
+  graph_ = std::move(g);
+  ++captures_;
+}
+#endif
+
 at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
   last_run_graphed_ = false;
   const at::Tensor loss_positions = batch.loss_mask.to(at::kBool).any(0);  // [T], on the host
@@ -90,55 +145,7 @@ at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
                 std::to_string(captures_) + " captures; running eagerly");
       return run(batch, poison);
     }
-    graph_.reset();  // frees the previous graph's memory pool first
-    auto g = std::make_unique<Graph>();
-    g->shape = batch.tokens.sizes().vec();
-    g->loss_positions = loss_positions.clone();
-    g->tokens = batch.tokens.to(device_);
-    g->targets = batch.targets.to(device_);
-    g->mask = batch.loss_mask.to(device_);
-    std::vector<at::Tensor> saved;  // the gradients so far (earlier micro-batches of this step)
-    {
-      at::NoGradGuard no_grad;
-      for (const auto& p : params) {
-        if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-        saved.push_back(p.grad().clone());
-      }
-    }
-    // Capture runs on a side stream (the legacy default stream cannot be captured), after one
-    // eager warm-up there (cuBLAS handles, autograd's device threads, kernel attributes). The
-    // autocast weight cache must be off: cached casts would be captured as stale tensors.
-    const auto main_stream = at::cuda::getCurrentCUDAStream();
-    const auto side_stream = at::cuda::getStreamFromPool();
-    at::cuda::CUDAEvent ready;
-    ready.record(main_stream);
-    ready.block(side_stream);
-    const bool cache = at::autocast::is_autocast_cache_enabled();
-    at::autocast::set_autocast_cache_enabled(false);
-    try {
-      c10::cuda::CUDAStreamGuard on_side(side_stream);
-      run_eager(g->tokens, g->targets, g->mask, loss_positions, false, /*graph_safe_loss=*/true);
-      {
-        at::NoGradGuard no_grad;
-        for (size_t i = 0; i < params.size(); ++i) params[i].grad().copy_(saved[i]);
-      }
-      g->graph.capture_begin();
-      g->loss = run_eager(g->tokens, g->targets, g->mask, loss_positions, false, true);
-      g->graph.capture_end();
-    } catch (const std::exception& e) {
-      at::autocast::set_autocast_cache_enabled(cache);
-      throw std::runtime_error(
-          std::string("CUDA graph capture of the training step failed (set train.cuda_graph=false "
-                      "to train eagerly): ") +
-          e.what());
-    }
-    at::autocast::set_autocast_cache_enabled(cache);
-    at::cuda::CUDAEvent done;
-    done.record(side_stream);
-    done.block(main_stream);
-    for (const auto& p : params) g->grads.push_back(p.grad().data_ptr());
-    graph_ = std::move(g);
-    ++captures_;
+    capture(batch, loss_positions);
   } else {
     graph_->tokens.copy_(batch.tokens);
     graph_->targets.copy_(batch.targets);

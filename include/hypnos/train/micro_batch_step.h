@@ -54,6 +54,8 @@ class MicroBatchStep {
  private:
   at::Tensor run_eager(const at::Tensor& tokens, const at::Tensor& targets, const at::Tensor& mask,
                        const at::Tensor& loss_positions, bool poison, bool graph_safe_loss);
+  /// Replaces the graph by one of this batch's layout (CUDA builds).
+  void capture(const tasks::Batch& batch, const at::Tensor& loss_positions);
 
   struct Graph;  // the captured graph and its static tensors (CUDA builds)
   nn::HybridLM model_;
