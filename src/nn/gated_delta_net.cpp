@@ -64,32 +64,37 @@ void GatedDeltaNetImpl::reset() {
 MixerOutput GatedDeltaNetImpl::forward(const at::Tensor& x, const memory::LayerMemory& memory) {
   const int64_t B = x.size(0), T = x.size(1), H = options.n_heads();
   const int64_t K = options.head_dim_k(), V = options.head_dim_v();
-  at::Tensor cq, ck, cv;  // per-projection slices of the conv cache
-  if (memory.conv.defined()) {
-    auto parts = memory.conv.split_with_sizes({H * K, H * K, H * V}, 2);
-    cq = parts[0], ck = parts[1], cv = parts[2];
-  }
-  auto [q, new_cq] = detail::causal_conv(q_proj(x), q_conv->weight, cq);
-  auto [k, new_ck] = detail::causal_conv(k_proj(x), k_conv->weight, ck);
-  auto [v, new_cv] = detail::causal_conv(v_proj(x), v_conv->weight, cv);
+  // One matmul for the six input projections and one depthwise convolution for q, k, v: the
+  // concatenated weights give each output column the same dot product as its own layer, in a sixth
+  // of the launches (a sleep step runs this layer once per window and pass). The parameters stay
+  // separate modules with their Hugging Face names; the conv cache is [q | k | v] as before.
+  const at::Tensor projected =
+      at::linear(x, at::cat({q_proj->weight, k_proj->weight, v_proj->weight, g_proj->weight,
+                             a_proj->weight, b_proj->weight}));
+  const auto parts = projected.split_with_sizes({2 * H * K + H * V, H * V, H, H}, -1);
+  const at::Tensor conv_weight = at::cat({q_conv->weight, k_conv->weight, v_conv->weight});
+  auto [qkv, new_conv] = detail::causal_conv(parts[0], conv_weight, memory.conv);
+  const auto qkv_parts = qkv.split_with_sizes({H * K, H * K, H * V}, -1);
   // q, k: [B, T, H, K]; v: [B, T, H, V]. Under autocast the norm runs in fp32 and the projections
   // in bf16: the op takes one dtype, v's (the bf16 tensor-core path on a GPU).
-  v = at::silu(v).view({B, T, H, V});
-  q = detail::l2_normalize(at::silu(q).view({B, T, H, K})).to(v.scalar_type());
-  k = detail::l2_normalize(at::silu(k).view({B, T, H, K})).to(v.scalar_type());
+  const at::Tensor v = at::silu(qkv_parts[2]).view({B, T, H, V});
+  const at::Tensor q =
+      detail::l2_normalize(at::silu(qkv_parts[0]).view({B, T, H, K})).to(v.scalar_type());
+  const at::Tensor k =
+      detail::l2_normalize(at::silu(qkv_parts[1]).view({B, T, H, K})).to(v.scalar_type());
   // beta, g: [B, T, H]
-  const at::Tensor beta = at::sigmoid(b_proj(x));
-  const at::Tensor g = -A_log.exp() * at::softplus(a_proj(x) + dt_bias);
+  const at::Tensor beta = at::sigmoid(parts[3]);
+  const at::Tensor g = -A_log.exp() * at::softplus(parts[2] + dt_bias);
   const std::optional<at::Tensor> s0 =
       memory.state.defined() ? std::optional<at::Tensor>(memory.state) : std::nullopt;
   auto [o, state] = ops::gated_delta_rule(q, k, v, g, beta, s0, std::pow(double(K), -0.5),
                                           options.backend());
   // o: [B, T, H, V]
-  o = o_norm(o) * at::silu(g_proj(x)).view({B, T, H, V});
+  o = o_norm(o) * at::silu(parts[1]).view({B, T, H, V});
   MixerOutput out;
   out.y = o_proj(o.reshape({B, T, H * V}));
   out.written.state = state;
-  out.written.conv = at::cat({new_cq, new_ck, new_cv}, 2);
+  out.written.conv = new_conv;
   return out;
 }
 
