@@ -20,20 +20,35 @@ void AttentionImpl::reset() {
   o_proj = register_module("o_proj", torch::nn::Linear(linear()));
 }
 
+RopeTable AttentionImpl::rope_rows(int64_t length, int64_t dim, const at::TensorOptions& options) {
+  // Every window and sleep pass asks for the same few lengths: the table is computed once per
+  // device and dtype (and again when a longer one is asked for) instead of about ten kernels a call.
+  const auto angle_type = options.dtype() == at::kDouble ? at::kDouble : at::kFloat;
+  RopeTable& cached = rope_cache_[{options.device().str(), angle_type}];
+  if (!cached.cos.defined() || cached.cos.size(0) < length) {
+    cached = rope_table(0, length, dim, this->options.rope_base(), options);
+  }
+  return cached.rows(0, length);
+}
+
 MixerOutput AttentionImpl::forward(const at::Tensor& x, const memory::LayerMemory& memory,
                                    int64_t span) {
   const int64_t B = x.size(0), T = x.size(1), H = options.n_heads();
   const int64_t Dh = options.d_model() / H;
   auto heads = [&](const at::Tensor& t) { return t.view({B, T, H, Dh}).transpose(1, 2); };
-  // q, k, v: [B, H, T, Dh]
-  at::Tensor q = heads(q_proj(x)), k = heads(k_proj(x)), v = heads(v_proj(x));
+  // q, k, v: [B, H, T, Dh], from one matmul over the concatenated weights (one launch, not three).
+  const auto qkv =
+      at::linear(x, at::cat({q_proj->weight, k_proj->weight, v_proj->weight})).chunk(3, -1);
+  at::Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
   const int64_t R = memory.retained();
   if (R > 0) {
     k = at::cat({memory.key, k}, 2);
     v = at::cat({memory.value, v}, 2);
   }
-  const at::Tensor q_rot = apply_rope(q, R, options.rope_base());
-  const at::Tensor k_rot = apply_rope(k, 0, options.rope_base());
+  // Keys sit at positions 0..R+T-1 and queries at R..R+T-1: one table serves both.
+  const RopeTable table = rope_rows(R + T, Dh, x.options());
+  const at::Tensor q_rot = apply_rope(q, table.rows(R, T));
+  const at::Tensor k_rot = apply_rope(k, table);
   at::Tensor y;
   if (R == 0 && (span == 0 || span >= T)) {
     y = at::scaled_dot_product_attention(q_rot, k_rot, v, {}, 0.0, /*is_causal=*/true);

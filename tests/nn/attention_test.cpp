@@ -21,6 +21,31 @@ TEST(Rope, ScoresDependOnlyOnRelativePosition) {
   EXPECT_NEAR(apply_rope(q, 7, 10000.0).norm().item<double>(), q.norm().item<double>(), 1e-12);
 }
 
+TEST(Rope, RowsOfATableFromZeroEqualATableAtTheirOffsetBitwise) {
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat);
+  const RopeTable whole = rope_table(0, 40, 16, 10000.0, opts);
+  const RopeTable part = rope_table(13, 9, 16, 10000.0, opts);
+  EXPECT_TRUE(at::equal(whole.rows(13, 9).cos, part.cos));
+  EXPECT_TRUE(at::equal(whole.rows(13, 9).sin, part.sin));
+  const auto x = torch::randn({2, 3, 9, 16});
+  EXPECT_TRUE(at::equal(apply_rope(x, whole.rows(13, 9)), apply_rope(x, 13, 10000.0)));
+  EXPECT_THROW(whole.rows(35, 9), c10::Error);
+}
+
+TEST(Attention, CachedRopeTablesGiveAFreshModulesOutputsBitwise) {
+  torch::manual_seed(4);
+  Attention cached(AttentionOptions(16, 2));
+  for (int64_t T : {5, 9, 3}) {  // the table grows at 9 and is reused, narrowed, for 3
+    Attention fresh(AttentionOptions(16, 2));
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < fresh->parameters().size(); ++i) {
+      fresh->parameters()[i].copy_(cached->parameters()[i]);
+    }
+    const auto x = torch::randn({2, T, 16});
+    EXPECT_TRUE(at::equal(cached->forward(x, {}).y, fresh->forward(x, {}).y)) << "T = " << T;
+  }
+}
+
 // Softmax attention written out: queries at positions R..R+T-1 over keys 0..R+T-1, seeing keys at
 // most span-1 back.
 at::Tensor explicit_attention(AttentionImpl& a, const at::Tensor& x_all, int64_t R, int64_t span) {

@@ -5,7 +5,12 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include <map>
+#include <string>
+#include <utility>
+
 #include "hypnos/nn/mixer.h"
+#include "hypnos/nn/rope.h"
 
 namespace hypnos::nn {
 
@@ -31,6 +36,11 @@ class AttentionImpl : public torch::nn::Cloneable<AttentionImpl> {
 
   AttentionOptions options;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  /// RoPE cos/sin rows 0..length-1 (cached per device and angle dtype).
+  RopeTable rope_rows(int64_t length, int64_t dim, const at::TensorOptions& options);
+  std::map<std::pair<std::string, at::ScalarType>, RopeTable> rope_cache_;
 };
 TORCH_MODULE(Attention);
 
