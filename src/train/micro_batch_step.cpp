@@ -115,6 +115,8 @@ void MicroBatchStep::capture(const tasks::Batch& batch, const at::Tensor& loss_p
   for (const auto& p : params) g->grads.push_back(p.grad().data_ptr());
   graph_ = std::move(g);
   ++captures_;
+  log::info("training step captured as a CUDA graph (capture " + std::to_string(captures_) +
+            ", micro-batch " + c10::str(batch.tokens.sizes()) + ")");
 }
 #endif
 

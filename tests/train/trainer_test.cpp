@@ -1,11 +1,15 @@
 // The trainer as a whole (RELIABILITY.md R11, R12): allocations that cannot succeed, on the CPU
 // too, end the run with the out-of-memory exit code and no checkpoint; a 2-rank Gloo run started by
-// scripts/launch.sh ends with the weights of a 1-rank run of the same global batch.
+// scripts/launch.sh ends with the weights of a 1-rank run of the same global batch; on a GPU, training
+// with CUDA graphs follows training without them step for step.
 #include "hypnos/train/trainer.h"
 
 #include <gtest/gtest.h>
 
+#include <torch/cuda.h>
+
 #include <csignal>
+#include <regex>
 
 #include "hypnos/io/safetensors.h"
 #include "hypnos/log.h"
@@ -94,6 +98,50 @@ TEST(TrainerDistributed, TwoGlooRanksEndWithTheWeightsOfOneRank) {
   }
   RecordProperty("max_abs_weight_difference", std::to_string(worst));
   std::printf("2 ranks vs 1 rank after 10 steps: max |w2 - w1| = %.3g\n", worst);
+}
+
+// The "loss" of every train record in a run's metrics.jsonl, in step order.
+std::vector<double> train_losses(const fs::path& run_dir) {
+  std::vector<double> out;
+  std::istringstream lines(io::testing::read_all(run_dir / "metrics.jsonl"));
+  const std::regex loss("\"loss\":([-+0-9.eE]+)");
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (line.find("\"kind\":\"train\"") != std::string::npos && std::regex_search(line, m, loss)) {
+      out.push_back(std::stod(m[1]));
+    }
+  }
+  return out;
+}
+
+// The trainer with CUDA graphs (train.cuda_graph, the default) against the same run without: each
+// step must see its own batch (a replay of stale inputs would give other losses), accumulate both
+// micro-batches, and end at the same weights up to the loss reduction's summation order.
+TEST(TrainerCuda, GraphedStepsTrainLikeEagerSteps) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ScratchDir scratch;
+  const std::vector<std::string> common{"run.device=cuda", "model.d_model=128", "train.steps=10",
+                                        "train.grad_accum=2", "train.eval_examples=0"};
+  auto with = [&](const std::string& extra) {
+    auto v = common;
+    v.push_back(extra);
+    return v;
+  };
+  ASSERT_EQ(train_here(scratch / "graph", with("train.cuda_graph=true")), 0);
+  ASSERT_EQ(train_here(scratch / "eager", with("train.cuda_graph=false")), 0);
+  EXPECT_NE(io::testing::read_all(scratch / "graph/train.log").find("captured as a CUDA graph"),
+            std::string::npos);
+  EXPECT_EQ(io::testing::read_all(scratch / "eager/train.log").find("captured as a CUDA graph"),
+            std::string::npos);
+  const auto a = train_losses(scratch / "graph"), b = train_losses(scratch / "eager");
+  ASSERT_EQ(a.size(), 10u);
+  ASSERT_EQ(b.size(), 10u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-4 * std::abs(b[i])) << "step " << i + 1;
+  const auto wa = io::load_safetensors(scratch / "graph/checkpoints/step_00000010/model.safetensors");
+  const auto wb = io::load_safetensors(scratch / "eager/checkpoints/step_00000010/model.safetensors");
+  for (const auto& [name, x] : wa.as_map()) {
+    EXPECT_LE((x - wb.as_map().at(name)).abs().max().item<double>(), 1e-3) << name;
+  }
 }
 
 }  // namespace
