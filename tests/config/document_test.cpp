@@ -1,6 +1,7 @@
 // The config machinery on a small test schema: typed reads, ranges, enums, overrides, unknown and
 // duplicate keys with file:line and suggestions (RELIABILITY.md R1), and the byte-exact round trip (R2).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -52,7 +53,9 @@ struct Root {
 };
 
 std::string write_temp(const std::string& name, const std::string& text) {
-  const auto path = std::filesystem::temp_directory_path() / ("hypnos_config_" + name + ".yaml");
+  // The pid keeps tests that ctest runs in parallel processes off each other's files.
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("hypnos_config_" + name + "_" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(path) << text;
   return path.string();
 }

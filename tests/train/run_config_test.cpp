@@ -4,6 +4,7 @@
 #include "hypnos/train/run_config.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -88,7 +89,8 @@ TEST(RunConfig, ReadmeDocumentsEveryKey) {
 TEST(RunConfig, ResolvedConfigReloadsByteForByte) {
   for (const auto& f : config_files()) {
     const auto first = run_config_yaml(load_run_config(f.string(), {"optim.muon_lr=0.0021"}));
-    const auto tmp = fs::temp_directory_path() / "hypnos_resolved.yaml";
+    const auto tmp = fs::temp_directory_path() /
+                     ("hypnos_resolved_" + std::to_string(::getpid()) + ".yaml");
     std::ofstream(tmp) << first;
     EXPECT_EQ(run_config_yaml(load_run_config(tmp.string(), {})), first) << f;
   }
@@ -100,7 +102,8 @@ TEST(RunConfig, PyYamlReadsFloatsAsFloats) {
   c.optim.muon_lr = 2e-3;
   c.optim.adamw_lr = 1e-7;
   c.optim.grad_clip = 1.0;
-  const auto tmp = fs::temp_directory_path() / "hypnos_pyyaml.yaml";
+  const auto tmp = fs::temp_directory_path() /
+                   ("hypnos_pyyaml_" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(tmp) << run_config_yaml(c);
   const std::string cmd = std::string(HYPNOS_PYTHON) +
                           " -c \"import yaml,sys; d=yaml.safe_load(open(sys.argv[1])); o=d['optim'];"
