@@ -159,6 +159,34 @@ TEST(MicroBatchStepCuda, ReplayedGraphsMatchEagerStepsAndAccumulate) {
   EXPECT_FALSE(graphed.last_run_graphed());
 }
 
+// Activation recompute (a custom autograd Function replaying each window inside backward) and
+// truncated backprop go into the graph too.
+TEST(MicroBatchStepCuda, GraphedRecomputeAndTruncationMatchEager) {
+  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  const at::Device cuda(at::kCUDA, 0);
+  const auto task = rule110();
+  MicroBatchStepOptions options;
+  options.sleep = two_passes();
+  options.bf16_autocast = false;
+  options.backprop.recompute = sleep::Recompute::kWindow;
+  options.backprop.truncate_every = 2;
+  auto eager_model = make_model(cuda);
+  auto graph_model = make_model(cuda);
+  options.cuda_graph = false;
+  MicroBatchStep eager(eager_model, options, cuda);
+  options.cuda_graph = true;
+  MicroBatchStep graphed(graph_model, options, cuda);
+  for (int micro = 0; micro < 2; ++micro) {
+    const auto batch = tasks::make_batch(*task, tasks::Split::kTrain, 32 * micro, 32);
+    const double a = eager.run(batch).item<double>();
+    const double b = graphed.run(batch).item<double>();
+    EXPECT_TRUE(graphed.last_run_graphed());
+    EXPECT_NEAR(a, b, 1e-5 * std::abs(a)) << "micro-batch " << micro;
+  }
+  EXPECT_EQ(graphed.captures(), 1);
+  EXPECT_LT(max_relative_difference(grads_of(graph_model), grads_of(eager_model)), 1e-4);
+}
+
 TEST(MicroBatchStepCuda, Bf16GraphedStepMatchesEagerUnderAutocast) {
   if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
   const at::Device cuda(at::kCUDA, 0);
