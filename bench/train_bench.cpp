@@ -1,6 +1,6 @@
-// Times full training steps (window loop forward with N passes, masked CE, backward, Muon/AdamW update)
-// of the Rule 110 paper model. Each N runs in a fresh child process so that its peak memory (CUDA
-// allocator peak, or the CPU process's max RSS) belongs to that N alone.
+// Times full training steps (window loop forward with N passes, masked CE, backward, Muon/AdamW
+// update) of the Rule 110 paper model. Each N runs in a fresh child process so that its peak memory
+// (CUDA allocator peak, or the CPU process's max RSS) belongs to that N alone.
 #include "bench/train_bench.h"
 
 #include <spawn.h>
@@ -65,9 +65,9 @@ int64_t parse_positive(const std::string& flag, const std::string& value) {
   throw std::invalid_argument(flag + " expects a positive integer, got '" + value + "'");
 }
 
-// One step under the Kineto profiler, summarised on stderr: wall time, device time spent in kernels and
-// copies (their sum against the wall time says how launch-bound the step is), and the device work that
-// took longest, grouped by name.
+// One step under the Kineto profiler, summarised on stderr: wall time, device time spent in kernels
+// and copies (their sum against the wall time says how launch-bound the step is), and the device
+// work that took longest, grouped by name.
 void print_profile(const std::function<void()>& step) {
   namespace prof = torch::autograd::profiler;
   using torch::profiler::impl::ActivityType;
@@ -104,12 +104,14 @@ void print_profile(const std::function<void()>& step) {
   std::vector<std::pair<std::string, Total>> rows(device_work.begin(), device_work.end());
   std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.ms > b.second.ms; });
   std::vector<std::pair<std::string, Total>> ops(host_ops.begin(), host_ops.end());
-  std::sort(ops.begin(), ops.end(), [](auto& a, auto& b) { return a.second.count > b.second.count; });
-  std::fprintf(stderr,
-               "PROFILE one step: wall %.2f ms, device work %.2f ms in %lld kernels/copies (%.0f%% of "
-               "wall), %lld host events\n",
-               wall_ms, device_ms, static_cast<long long>(device_events),
-               100.0 * device_ms / wall_ms, static_cast<long long>(cpu_ops));
+  std::sort(ops.begin(), ops.end(),
+            [](auto& a, auto& b) { return a.second.count > b.second.count; });
+  std::fprintf(
+      stderr,
+      "PROFILE one step: wall %.2f ms, device work %.2f ms in %lld kernels/copies (%.0f%% of "
+      "wall), %lld host events\n",
+      wall_ms, device_ms, static_cast<long long>(device_events), 100.0 * device_ms / wall_ms,
+      static_cast<long long>(cpu_ops));
   std::fprintf(stderr, "%10s %8s %10s  %s\n", "total ms", "count", "mean us", "device work");
   for (size_t i = 0; i < rows.size() && i < 30; ++i) {
     const auto& [name, t] = rows[i];
@@ -125,8 +127,8 @@ void print_profile(const std::function<void()>& step) {
 }
 
 // One N in this process: warm-up steps, then the median of timed steps. The step is the trainer's:
-// MicroBatchStep (graphed or eager) for forward + backward, then clipping and the Muon + AdamW update,
-// with one host read of the loss as the trainer does.
+// MicroBatchStep (graphed or eager) for forward + backward, then clipping and the Muon + AdamW
+// update, with one host read of the loss as the trainer does.
 Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_t repeats,
                bool graph, bool profile) {
   train::RunConfig config;  // the paper model: AGAG, width 256, 4 heads, Rule 110 window 24
@@ -188,8 +190,8 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
 // Runs this program again for one N and reads its one-line result.
 Result measure_in_child(int64_t n, const std::string& mode,
                         const std::map<std::string, std::string>& flags) {
-  std::vector<std::string> args{"/proc/self/exe", "bench", "train", "--passes", std::to_string(n),
-                                "--modes", mode};
+  std::vector<std::string> args{"/proc/self/exe",  "bench",   "train", "--passes",
+                                std::to_string(n), "--modes", mode};
   for (const auto& [k, v] : flags) {
     if (k == "--passes" || k == "--modes") continue;
     args.push_back(k);

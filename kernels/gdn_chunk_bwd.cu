@@ -16,9 +16,9 @@ namespace {
 
 using detail::Frag;
 using detail::kC;
-using detail::row_depth;
 using detail::kThreads;
 using detail::load;
+using detail::row_depth;
 using detail::row_sum;  // mma::row_sum (for TcFrag) is found by argument-dependent lookup
 
 __device__ __forceinline__ int valid_rows(const GdnParams& p, int64_t t0) {
@@ -238,7 +238,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     tmp.x[r] = dk.x[r] * s_k[dk.row(r) * LD + dk.col(r)];
   }
   row_sum(tmp, s_red, s_e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
-  {                                                        // dP = lower_incl(dO U^T)
+  {                                                // dP = lower_incl(dO U^T)
     BlockFrag<kTc, kC, kC> dp;
     dp.fill(0.f);
     dp.mma(
@@ -433,13 +433,13 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
   using RowTiling = mma::WarpTiling<1, kNT>;
   using StateTiling = mma::WarpTiling<kStateMT, kNT>;
   extern __shared__ float smem[];
-  float* s_ds = smem;                            // [D][LS]  dS slice (operand copy)
-  float* s_du = s_ds + D * LS;                   // [C][LS]  dU
-  float* s_gamma = s_du + kC * LS;               // [C]
-  float* s_decay = s_gamma + kC;                 // [C]
+  float* s_ds = smem;                           // [D][LS]  dS slice (operand copy)
+  float* s_du = s_ds + D * LS;                  // [C][LS]  dU
+  float* s_gamma = s_du + kC * LS;              // [C]
+  float* s_decay = s_gamma + kC;                // [C]
   T* s_q = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
-  T* s_k = s_q + kC * LQ;                        // [C][LQ]
-  T* s_do = s_k + kC * LQ;                       // [C][LO]  dO[:, v0 : v0 + BV]
+  T* s_k = s_q + kC * LQ;                       // [C][LQ]
+  T* s_do = s_k + kC * LQ;                      // [C][LO]  dO[:, v0 : v0 + BV]
 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -455,8 +455,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
-        ds[mt][nt][r] =
-            p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
+        ds[mt][nt][r] = p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
         s_ds[d * LS + j] = ds[mt][nt][r];
       }
     }
@@ -522,7 +521,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
       }
     }
     __syncthreads();  // s_du complete; every warp is done reading s_ds
-    {  // dS <- gamma_C dS + scale (diag(gamma) Q)^T dO - W^T dU
+    {                 // dS <- gamma_C dS + scale (diag(gamma) Q)^T dO - W^T dU
       const float gamma_last = s_gamma[kC - 1];
 #pragma unroll
       for (int mt = 0; mt < kStateMT; ++mt) {
@@ -576,8 +575,8 @@ cudaError_t launch_bwd_chunk(const GdnParams& p, cudaStream_t stream) {
   const cudaError_t err = cudaFuncSetAttribute(
       gdn_chunk_bwd_kernel<T, D, kTc>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (err != cudaSuccess) return err;
-  gdn_chunk_bwd_kernel<T, D, kTc><<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
-                                    kThreads, smem, stream>>>(p);
+  gdn_chunk_bwd_kernel<T, D, kTc>
+      <<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)), kThreads, smem, stream>>>(p);
   return cudaGetLastError();
 }
 

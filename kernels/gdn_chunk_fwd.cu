@@ -282,12 +282,12 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
 
 constexpr int kTcThreads = 128;  // 4 warps
 constexpr int kTcSlice = 32;     // BV: state columns per CTA
-constexpr int kTcLS = kTcSlice + 8;  // fp32 row stride of state and U: B-fragment reads hit 32 banks
+constexpr int kTcLS =
+    kTcSlice + 8;  // fp32 row stride of state and U: B-fragment reads hit 32 banks
 
 template <int D>
 constexpr size_t tc_scan_smem_bytes() {
-  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) +
-         sizeof(__nv_bfloat16) * 2 * kC * (D + 16);
+  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) + sizeof(__nv_bfloat16) * 2 * kC * (D + 16);
 }
 
 // grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_fwd_kernel, with every
@@ -298,17 +298,17 @@ template <int D>
 __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams p) {
   using T = __nv_bfloat16;
   constexpr int BV = kTcSlice, LS = kTcLS, LQ = D + 16;  // LQ: bf16 stride, conflict-free frags
-  constexpr int kNT = BV / 8;       // n-tiles of the slice
-  constexpr int kStateMT = D / 64;  // 16-row tiles of the state per warp
+  constexpr int kNT = BV / 8;                            // n-tiles of the slice
+  constexpr int kStateMT = D / 64;                       // 16-row tiles of the state per warp
   using RowTiling = mma::WarpTiling<1, kNT>;
   using StateTiling = mma::WarpTiling<kStateMT, kNT>;
   extern __shared__ float smem[];
-  float* s_state = smem;                         // [D][LS]  S slice (operand copy)
-  float* s_u = s_state + D * LS;                 // [C][LS]  U
-  float* s_gamma = s_u + kC * LS;                // [C]      exp(G_i)
-  float* s_decay = s_gamma + kC;                 // [C]      exp(G_C - G_i)
+  float* s_state = smem;                        // [D][LS]  S slice (operand copy)
+  float* s_u = s_state + D * LS;                // [C][LS]  U
+  float* s_gamma = s_u + kC * LS;               // [C]      exp(G_i)
+  float* s_decay = s_gamma + kC;                // [C]      exp(G_C - G_i)
   T* s_q = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
-  T* s_k = s_q + kC * LQ;                        // [C][LQ]
+  T* s_k = s_q + kC * LQ;                       // [C][LQ]
 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -362,7 +362,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
     }
     const int depth = row_depth(n_valid);
     const bool has_tokens = warp * 16 < n_valid;  // rows of this warp past the tokens: U = 0, no O
-    {  // U = Ut - W S, rows [16 warp, 16 warp + 16)
+    {                                             // U = Ut - W S, rows [16 warp, 16 warp + 16)
       float acc[kNT][4] = {};
       const float* w_rows = w + warp * 16 * D;
       if (has_tokens) {
@@ -380,17 +380,18 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
         }
       }
     }
-    __syncthreads();  // s_u complete
+    __syncthreads();   // s_u complete
     if (has_tokens) {  // O = scale diag(gamma) Q S + P U
       float acc[kNT][4] = {};
       const T* q_rows = s_q + warp * 16 * LQ;
       mma::warp_mma_tf32<kNT>(
-          acc, lane, 0, D / 8,
-          [&](int i, int d) { return __bfloat162float(q_rows[i * LQ + d]); }, state);
+          acc, lane, 0, D / 8, [&](int i, int d) { return __bfloat162float(q_rows[i * LQ + d]); },
+          state);
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
-        for (int r = 0; r < 4; ++r) acc[nt][r] *= p.scale * s_gamma[RowTiling::row(warp, 0, lane, r)];
+        for (int r = 0; r < 4; ++r)
+          acc[nt][r] *= p.scale * s_gamma[RowTiling::row(warp, 0, lane, r)];
       }
       // P is lower triangular (zeros above the diagonal are stored), so rows of this warp need
       // only columns below 16 (warp + 1).
@@ -461,8 +462,8 @@ cudaError_t launch_prep(const GdnParams& p, cudaStream_t stream) {
   const cudaError_t err = cudaFuncSetAttribute(
       gdn_chunk_prep_kernel<T, D, kTc>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
   if (err != cudaSuccess) return err;
-  gdn_chunk_prep_kernel<T, D, kTc><<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
-                                     kThreads, smem, stream>>>(p);
+  gdn_chunk_prep_kernel<T, D, kTc>
+      <<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)), kThreads, smem, stream>>>(p);
   return cudaGetLastError();
 }
 

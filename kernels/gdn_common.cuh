@@ -13,13 +13,20 @@ inline constexpr int kThreads = 256;
 inline constexpr int kC = kGdnChunk;
 
 /// The rows of a chunk that hold tokens, rounded up to a whole MMA k-step (8): how deep a product
-/// summed over chunk rows must go. Past the last token the rows of K, Q, V, dO and beta are zero, and
-/// so are those of Z, Y, U, W, Ut and dU derived from them (A's rows there are identity rows), so
-/// the terms beyond add nothing; a short sequence (a sleep window of 24 tokens) skips 5/8 of them.
-__device__ __forceinline__ int row_depth(int n_valid) { return (n_valid + 7) & ~7; }
+/// summed over chunk rows must go. Past the last token the rows of K, Q, V, dO and beta are zero,
+/// and so are those of Z, Y, U, W, Ut and dU derived from them (A's rows there are identity rows),
+/// so the terms beyond add nothing; a short sequence (a sleep window of 24 tokens) skips 5/8 of
+/// them.
+__device__ __forceinline__ int row_depth(int n_valid) {
+  return (n_valid + 7) & ~7;
+}
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(float x) {
+  return x;
+}
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
 template <typename T>
 __device__ __forceinline__ T from_float(float x);
 template <>

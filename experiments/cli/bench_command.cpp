@@ -1,4 +1,5 @@
-// `hypnos bench kernels|train`: throughput benchmarks (bench/), printed as tables for bench/RESULTS.md.
+// `hypnos bench kernels|train`: throughput benchmarks (bench/), printed as tables for
+// bench/RESULTS.md.
 #include <iostream>
 
 #include "bench/kernels_bench.h"
@@ -15,17 +16,21 @@ const CommandSpec& bench_spec() {
       {{"--repeats", "R", "train: timed steps per N (median reported; default 10)"},
        {"--reps", "R", "kernels: timed runs per case (median reported; default 20)"},
        {"--no-baseline", "", "kernels: skip the ATen chunked baseline"},
-       {"--fp32-too", "", "kernels: also time the CUDA-core (fp32) kernels beside the tensor-core ones"},
+       {"--fp32-too", "",
+        "kernels: also time the CUDA-core (fp32) kernels beside the tensor-core ones"},
        {"--quick", "", "small shapes only (a smoke run)"},
        {"--passes", "LIST", "train: sleep passes to measure, e.g. 1,2,4 (default 1,2,4)"},
        {"--batch", "B", "train: batch size (default 512)"},
        {"--device", "DEV", "train: cpu | cuda (default: cuda when available)"},
-       {"--modes", "LIST", "train: graph (CUDA graph replay) and/or eager (default: graph,eager on CUDA)"},
-       {"--profile", "", "train: also profile one step per N (Kineto) and print where the time goes"},
+       {"--modes", "LIST",
+        "train: graph (CUDA graph replay) and/or eager (default: graph,eager on CUDA)"},
+       {"--profile", "",
+        "train: also profile one step per N (Kineto) and print where the time goes"},
        {"--child", "", "internal: measure one N in this process"}},
       /*takes_overrides=*/false,
       "kernels: forward and forward+backward time per shape of every gated-delta-rule backend\n"
-      "  available on this machine, with tokens/s, TFLOP/s and GB/s (KERNELS.md section 4 counts).\n"
+      "  available on this machine, with tokens/s, TFLOP/s and GB/s (KERNELS.md section 4 "
+      "counts).\n"
       "train:   tokens/s and peak memory of the Rule 110 paper model (AGAG, width 256, window 24)\n"
       "  per number of sleep passes N, and tokens/s(N) * N / tokens/s(1)."};
   return spec;
@@ -33,7 +38,8 @@ const CommandSpec& bench_spec() {
 
 int run_bench(const ParsedArgs& args, int argc, char** argv) {
   const std::string what = args.positionals[0];
-  if (what == "kernels") return bench::run_kernels_bench(argc - 3, argv + 3);  // the flags after "bench kernels"
+  if (what == "kernels")
+    return bench::run_kernels_bench(argc - 3, argv + 3);  // the flags after "bench kernels"
   if (what == "train") return bench::run_train_bench(args.flags);
   throw UsageError("unknown benchmark '" + what + "' (expected kernels or train)");
 }

@@ -1,4 +1,5 @@
-// Attention: projections, RoPE with an offset for retained tokens, at::scaled_dot_product_attention.
+// Attention: projections, RoPE with an offset for retained tokens,
+// at::scaled_dot_product_attention.
 #include "hypnos/nn/attention.h"
 
 #include "hypnos/nn/rope.h"
@@ -6,8 +7,8 @@
 namespace hypnos::nn {
 
 AttentionImpl::AttentionImpl(AttentionOptions options_) : options(options_) {
-  TORCH_CHECK(options.d_model() % options.n_heads() == 0, "Attention: d_model (",
-              options.d_model(), ") must be divisible by n_heads (", options.n_heads(), ")");
+  TORCH_CHECK(options.d_model() % options.n_heads() == 0, "Attention: d_model (", options.d_model(),
+              ") must be divisible by n_heads (", options.n_heads(), ")");
   reset();
 }
 
@@ -22,7 +23,8 @@ void AttentionImpl::reset() {
 
 RopeTable AttentionImpl::rope_rows(int64_t length, int64_t dim, const at::TensorOptions& options) {
   // Every window and sleep pass asks for the same few lengths: the table is computed once per
-  // device and dtype (and again when a longer one is asked for) instead of about ten kernels a call.
+  // device and dtype (and again when a longer one is asked for) instead of about ten kernels a
+  // call.
   const auto angle_type = options.dtype() == at::kDouble ? at::kDouble : at::kFloat;
   RopeTable& cached = rope_cache_[{options.device().str(), angle_type}];
   if (!cached.cos.defined() || cached.cos.size(0) < length) {

@@ -30,9 +30,34 @@ at::Tensor l2_normalize(const at::Tensor& x) {
   return x / x.norm(2, -1, /*keepdim=*/true).clamp_min(1e-12);
 }
 
+std::pair<at::Tensor, at::Tensor> gated_delta_core(const DeltaRuleInputs& in,
+                                                   const at::Tensor& A_log,
+                                                   const at::Tensor& dt_bias,
+                                                   const at::Tensor& initial_state, RMSNorm& o_norm,
+                                                   ops::GdnBackend backend) {
+  const int64_t B = in.v.size(0), T = in.v.size(1), H = in.v.size(2), V = in.v.size(3);
+  const int64_t K = in.q.size(-1) / H;
+  // q, k: [B, T, H, K]. Under autocast the norm runs in fp32 and the projections in bf16: the op
+  // takes one dtype, v's (the bf16 tensor-core path on a GPU).
+  const at::Tensor q = l2_normalize(at::silu(in.q).view({B, T, H, K})).to(in.v.scalar_type());
+  const at::Tensor k = l2_normalize(at::silu(in.k).view({B, T, H, K})).to(in.v.scalar_type());
+  // beta, g: [B, T, H]
+  const at::Tensor beta = at::sigmoid(in.b);
+  const at::Tensor g = -A_log.exp() * at::softplus(in.a + dt_bias);
+  const std::optional<at::Tensor> s0 =
+      initial_state.defined() ? std::optional<at::Tensor>(initial_state) : std::nullopt;
+  auto [o, state] =
+      ops::gated_delta_rule(q, k, in.v, g, beta, s0, std::pow(double(K), -0.5), backend);
+  // o: [B, T, H, V]
+  o = o_norm(o) * at::silu(in.gate).view({B, T, H, V});
+  return {o.reshape({B, T, H * V}), state};
+}
+
 }  // namespace detail
 
-GatedDeltaNetImpl::GatedDeltaNetImpl(GatedDeltaNetOptions options_) : options(options_) { reset(); }
+GatedDeltaNetImpl::GatedDeltaNetImpl(GatedDeltaNetOptions options_) : options(options_) {
+  reset();
+}
 
 void GatedDeltaNetImpl::reset() {
   const int64_t D = options.d_model(), H = options.n_heads();
@@ -56,8 +81,8 @@ void GatedDeltaNetImpl::reset() {
   A_log = register_parameter("A_log", torch::empty({H}));
   dt_bias = register_parameter("dt_bias", torch::empty({H}));
   detail::init_decay_parameters(A_log, dt_bias);
-  o_norm = register_module("o_norm", RMSNorm(RMSNormOptions(options.head_dim_v())
-                                                 .eps(options.norm_eps())));
+  o_norm = register_module("o_norm",
+                           RMSNorm(RMSNormOptions(options.head_dim_v()).eps(options.norm_eps())));
   o_proj = register_module("o_proj", linear(HV, D));
 }
 
@@ -75,24 +100,17 @@ MixerOutput GatedDeltaNetImpl::forward(const at::Tensor& x, const memory::LayerM
   const at::Tensor conv_weight = at::cat({q_conv->weight, k_conv->weight, v_conv->weight});
   auto [qkv, new_conv] = detail::causal_conv(parts[0], conv_weight, memory.conv);
   const auto qkv_parts = qkv.split_with_sizes({H * K, H * K, H * V}, -1);
-  // q, k: [B, T, H, K]; v: [B, T, H, V]. Under autocast the norm runs in fp32 and the projections
-  // in bf16: the op takes one dtype, v's (the bf16 tensor-core path on a GPU).
-  const at::Tensor v = at::silu(qkv_parts[2]).view({B, T, H, V});
-  const at::Tensor q =
-      detail::l2_normalize(at::silu(qkv_parts[0]).view({B, T, H, K})).to(v.scalar_type());
-  const at::Tensor k =
-      detail::l2_normalize(at::silu(qkv_parts[1]).view({B, T, H, K})).to(v.scalar_type());
-  // beta, g: [B, T, H]
-  const at::Tensor beta = at::sigmoid(parts[3]);
-  const at::Tensor g = -A_log.exp() * at::softplus(parts[2] + dt_bias);
-  const std::optional<at::Tensor> s0 =
-      memory.state.defined() ? std::optional<at::Tensor>(memory.state) : std::nullopt;
-  auto [o, state] = ops::gated_delta_rule(q, k, v, g, beta, s0, std::pow(double(K), -0.5),
-                                          options.backend());
-  // o: [B, T, H, V]
-  o = o_norm(o) * at::silu(parts[1]).view({B, T, H, V});
+  detail::DeltaRuleInputs in;
+  in.q = qkv_parts[0];
+  in.k = qkv_parts[1];
+  in.v = at::silu(qkv_parts[2]).view({B, T, H, V});
+  in.gate = parts[1];
+  in.a = parts[2];
+  in.b = parts[3];
+  auto [o, state] =
+      detail::gated_delta_core(in, A_log, dt_bias, memory.state, o_norm, options.backend());
   MixerOutput out;
-  out.y = o_proj(o.reshape({B, T, H * V}));
+  out.y = o_proj(o);
   out.written.state = state;
   out.written.conv = new_conv;
   return out;

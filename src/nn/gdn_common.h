@@ -5,6 +5,8 @@
 
 #include <utility>
 
+#include "hypnos/memory/model_memory.h"
+#include "hypnos/nn/rms_norm.h"
 #include "hypnos/ops/gated_delta_rule.h"
 
 namespace hypnos::nn::detail {
@@ -21,5 +23,22 @@ std::pair<at::Tensor, at::Tensor> causal_conv(const at::Tensor& x, const at::Ten
 
 /// x / max(||x||_2, 1e-12) over the last dimension (torch.nn.functional.normalize).
 at::Tensor l2_normalize(const at::Tensor& x);
+
+/// What GatedDeltaNet and JetBlock hand the shared core, once projected (and convolved).
+struct DeltaRuleInputs {
+  at::Tensor q, k;  ///< [B, T, H*K], before SiLU and the L2 norm
+  at::Tensor v;     ///< [B, T, H, V], activated
+  at::Tensor gate;  ///< [B, T, H*V], before SiLU (the output gate)
+  at::Tensor a, b;  ///< [B, T, H]: decay logits (with dt_bias) and write strengths (before sigmoid)
+};
+
+/// The core both mixers share: q, k = L2norm(SiLU(.)); beta = sigmoid(b); g = -exp(A_log) *
+/// softplus(a + dt_bias); the gated delta rule from `initial_state` (undefined = zeros); then
+/// o_norm(o) * SiLU(gate). Returns {o: [B, T, H*V] (before o_proj), final state [B, H, K, V]}.
+std::pair<at::Tensor, at::Tensor> gated_delta_core(const DeltaRuleInputs& in,
+                                                   const at::Tensor& A_log,
+                                                   const at::Tensor& dt_bias,
+                                                   const at::Tensor& initial_state, RMSNorm& o_norm,
+                                                   ops::GdnBackend backend);
 
 }  // namespace hypnos::nn::detail

@@ -25,8 +25,8 @@ void JetBlockImpl::reset() {
   a_proj = register_module("a_proj", linear(D, H));
   b_proj = register_module("b_proj", linear(D, H));
   kernel_down = register_module("kernel_down", linear(D, HV / 8));
-  kernel_up = register_module("kernel_up",
-                              torch::nn::Linear(torch::nn::LinearOptions(HV / 8, HV * W)));
+  kernel_up =
+      register_module("kernel_up", torch::nn::Linear(torch::nn::LinearOptions(HV / 8, HV * W)));
   {
     torch::NoGradGuard no_grad;
     kernel_down->weight.zero_();
@@ -37,36 +37,39 @@ void JetBlockImpl::reset() {
   A_log = register_parameter("A_log", torch::empty({H}));
   dt_bias = register_parameter("dt_bias", torch::empty({H}));
   detail::init_decay_parameters(A_log, dt_bias);
-  o_norm = register_module("o_norm", RMSNorm(RMSNormOptions(options.head_dim_v())
-                                                 .eps(options.norm_eps())));
+  o_norm = register_module("o_norm",
+                           RMSNorm(RMSNormOptions(options.head_dim_v()).eps(options.norm_eps())));
   o_proj = register_module("o_proj", linear(HV, D));
 }
 
 MixerOutput JetBlockImpl::forward(const at::Tensor& x, const memory::LayerMemory& memory) {
   const int64_t B = x.size(0), T = x.size(1), H = options.n_heads();
   const int64_t K = options.head_dim_k(), V = options.head_dim_v(), W = options.conv_size();
+  // One matmul for the seven bias-free input projections (see GatedDeltaNet::forward): q, k, v,
+  // the output gate, a, b and the dynamic-convolution kernel's down projection.
+  const at::Tensor projected =
+      at::linear(x, at::cat({q_proj->weight, k_proj->weight, v_proj->weight, g_proj->weight,
+                             a_proj->weight, b_proj->weight, kernel_down->weight}));
+  const auto parts = projected.split_with_sizes(
+      {H * K, H * K, H * V, H * V, H, H, kernel_down->weight.size(0)}, -1);
   // Dynamic conv: kernel[b, t, c, j] weights v_in[t - (W-1) + j, c]; kernel: [B, T, H*V, W]
-  const at::Tensor kernel = kernel_up(at::silu(kernel_down(x))).view({B, T, H * V, W});
-  const at::Tensor v_in = v_proj(x);
+  const at::Tensor kernel = kernel_up(at::silu(parts[6])).view({B, T, H * V, W});
+  const at::Tensor& v_in = parts[2];
   const at::Tensor left =
       memory.conv.defined() ? memory.conv : at::zeros({B, W - 1, H * V}, v_in.options());
-  const at::Tensor padded = at::cat({left, v_in}, 1);   // [B, W-1+T, H*V]
-  const at::Tensor windows = padded.unfold(1, W, 1);    // [B, T, H*V, W]
-  const at::Tensor v = at::silu((windows * kernel).sum(-1)).view({B, T, H, V});
-  // One dtype for the op: under autocast the norm runs in fp32 while v comes out in bf16.
-  const at::Tensor q =
-      detail::l2_normalize(at::silu(q_proj(x)).view({B, T, H, K})).to(v.scalar_type());
-  const at::Tensor k =
-      detail::l2_normalize(at::silu(k_proj(x)).view({B, T, H, K})).to(v.scalar_type());
-  const at::Tensor beta = at::sigmoid(b_proj(x));
-  const at::Tensor g = -A_log.exp() * at::softplus(a_proj(x) + dt_bias);
-  const std::optional<at::Tensor> s0 =
-      memory.state.defined() ? std::optional<at::Tensor>(memory.state) : std::nullopt;
-  auto [o, state] = ops::gated_delta_rule(q, k, v, g, beta, s0, std::pow(double(K), -0.5),
-                                          options.backend());
-  o = o_norm(o) * at::silu(g_proj(x)).view({B, T, H, V});
+  const at::Tensor padded = at::cat({left, v_in}, 1);  // [B, W-1+T, H*V]
+  const at::Tensor windows = padded.unfold(1, W, 1);   // [B, T, H*V, W]
+  detail::DeltaRuleInputs in;
+  in.q = parts[0];
+  in.k = parts[1];
+  in.v = at::silu((windows * kernel).sum(-1)).view({B, T, H, V});
+  in.gate = parts[3];
+  in.a = parts[4];
+  in.b = parts[5];
+  auto [o, state] =
+      detail::gated_delta_core(in, A_log, dt_bias, memory.state, o_norm, options.backend());
   MixerOutput out;
-  out.y = o_proj(o.reshape({B, T, H * V}));
+  out.y = o_proj(o);
   out.written.state = state;
   out.written.conv = padded.narrow(1, T, W - 1);
   return out;

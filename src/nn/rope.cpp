@@ -21,8 +21,8 @@ RopeTable rope_table(int64_t offset, int64_t T, int64_t D, double base,
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table) {
-  TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "apply_rope: x must be [B, H, T, D] with even D, got ",
-              x.sizes());
+  TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0,
+              "apply_rope: x must be [B, H, T, D] with even D, got ", x.sizes());
   const int64_t T = x.size(2), D = x.size(3);
   TORCH_CHECK(table.cos.size(0) == T && table.cos.size(1) == D / 2, "apply_rope: the table is ",
               table.cos.sizes(), ", x needs [", T, ", ", D / 2, "]");
@@ -32,8 +32,8 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table) {
 }
 
 at::Tensor apply_rope(const at::Tensor& x, int64_t offset, double base) {
-  TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "apply_rope: x must be [B, H, T, D] with even D, got ",
-              x.sizes());
+  TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0,
+              "apply_rope: x must be [B, H, T, D] with even D, got ", x.sizes());
   return apply_rope(x, rope_table(offset, x.size(2), x.size(3), base, x.options()));
 }
 

@@ -29,11 +29,12 @@ void SleepOptions::validate(int64_t n_layers) const {
 
 namespace {
 
-/// The memory pass p of blocks [a, b) reads: KV and conv caches always from the window start (a pass
-/// attends over its own keys plus the retained ones), S from the previous pass (thread) or from the
-/// window start (restart).
-memory::ModelMemory pass_input(const memory::ModelMemory& previous, const memory::ModelMemory& start,
-                               int64_t a, int64_t b, StateBetweenPasses mode) {
+/// The memory pass p of blocks [a, b) reads: KV and conv caches always from the window start (a
+/// pass attends over its own keys plus the retained ones), S from the previous pass (thread) or
+/// from the window start (restart).
+memory::ModelMemory pass_input(const memory::ModelMemory& previous,
+                               const memory::ModelMemory& start, int64_t a, int64_t b,
+                               StateBetweenPasses mode) {
   memory::ModelMemory in = previous;
   for (int64_t i = a; i < b; ++i) {
     in.layers[i] = start.layers[i];
@@ -136,10 +137,10 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
     {
       torch::AutoGradMode grad_mode(true);
       std::vector<std::string> names;
-      outputs = flatten(sleep_window(call->model, call->tokens, rebuild(*call, call->in_names,
-                                                                        inputs, 0),
-                                     call->plan, call->opts),
-                        &names);
+      outputs =
+          flatten(sleep_window(call->model, call->tokens, rebuild(*call, call->in_names, inputs, 0),
+                               call->plan, call->opts),
+                  &names);
     }
     torch::autograd::variable_list ys, gys, xs;
     for (size_t i = 0; i < outputs.size(); ++i) {
@@ -181,8 +182,8 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
               "run_windows: memory has ", memory.layers.size(), " layers, the model ",
               model->n_layers());
   if (backprop.truncate_every < 0) {
-    throw std::invalid_argument("train.truncate_every = " +
-                                std::to_string(backprop.truncate_every) + ": expected >= 0");
+    throw std::invalid_argument(
+        "train.truncate_every = " + std::to_string(backprop.truncate_every) + ": expected >= 0");
   }
   const int64_t T = tokens.size(1), L = sleep.window;
   const int64_t n_windows = (T + L - 1) / L;
@@ -208,8 +209,8 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
     const bool has_loss =
         !loss_mask.defined() || loss_positions.narrow(0, begin, len).any().item<bool>();
     plan.wants_logits = has_loss;
-    plan.sleeps = sleep.n_passes > 1 && (sleep.schedule == Schedule::kEvicted ? w + 1 < n_windows
-                                                                               : !has_loss);
+    plan.sleeps = sleep.n_passes > 1 &&
+                  (sleep.schedule == Schedule::kEvicted ? w + 1 < n_windows : !has_loss);
     // 2. Run it, directly or behind the window checkpoint.
     WindowResult result;
     if (backprop.recompute == Recompute::kWindow && at::GradMode::is_enabled()) {

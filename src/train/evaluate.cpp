@@ -35,14 +35,15 @@ tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
   tasks::MetricAccumulator metrics;
   for (int64_t first = 0; first < options.examples; first += options.batch_size) {
     const int64_t n = std::min(options.batch_size, options.examples - first);
-    const auto batch = tasks::make_batch(task, tasks::Split::kTest, static_cast<uint64_t>(first), n);
+    const auto batch =
+        tasks::make_batch(task, tasks::Split::kTest, static_cast<uint64_t>(first), n);
     const auto tokens = batch.tokens.to(device);
     const auto mask = batch.loss_mask.to(device);
     at::Tensor logits;
     {
       AutocastGuard autocast(options.bf16_autocast, device);
-      logits = sleep::run_windows(model, tokens, mask, memory::ModelMemory::empty(model->n_layers()),
-                                  sleep)
+      logits = sleep::run_windows(model, tokens, mask,
+                                  memory::ModelMemory::empty(model->n_layers()), sleep)
                    .logits;
     }
     // Only the loss positions are scored: softmax over them alone, not over [B, T, vocab] (a GSM

@@ -1,6 +1,6 @@
-// One micro-batch's forward + loss + backward, eager or as a replayed CUDA graph (whole-step capture:
-// the window loop, the loss and autograd's backward all go into one graph; the optimizer stays out,
-// so the non-finite policies and the learning-rate schedule work as in eager mode).
+// One micro-batch's forward + loss + backward, eager or as a replayed CUDA graph (whole-step
+// capture: the window loop, the loss and autograd's backward all go into one graph; the optimizer
+// stays out, so the non-finite policies and the learning-rate schedule work as in eager mode).
 #include "hypnos/train/micro_batch_step.h"
 
 #ifdef HYPNOS_WITH_CUDA
@@ -51,9 +51,9 @@ at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor&
   at::Tensor loss;
   {
     AutocastGuard autocast(options_.bf16_autocast, device_);
-    const auto out = sleep::run_windows(model_, tokens, mask,
-                                        memory::ModelMemory::empty(model_->n_layers()),
-                                        options_.sleep, options_.backprop, loss_positions);
+    const auto out =
+        sleep::run_windows(model_, tokens, mask, memory::ModelMemory::empty(model_->n_layers()),
+                           options_.sleep, options_.backprop, loss_positions);
     loss = (graph_safe_loss ? masked_cross_entropy_graph_safe(out.logits, targets, mask)
                             : masked_cross_entropy(out.logits, targets, mask)) *
            options_.loss_scale;

@@ -45,9 +45,10 @@ void check_and_place(at::Tensor& state, const at::Tensor& param, const char* wha
   if (state.device() != param.device()) state = state.to(param.device());
 }
 
-// torch::optim::AdamW's update (decoupled decay, bias corrections) through ATen's fused multi-tensor
-// kernel: one launch for every parameter of a group instead of about ten per parameter. The state
-// stays torch::optim::AdamW's (exp_avg, exp_avg_sq, an integer step), so archives are unchanged.
+// torch::optim::AdamW's update (decoupled decay, bias corrections) through ATen's fused
+// multi-tensor kernel: one launch for every parameter of a group instead of about ten per
+// parameter. The state stays torch::optim::AdamW's (exp_avg, exp_avg_sq, an integer step), so
+// archives are unchanged.
 void fused_adamw_step(torch::optim::AdamW& adamw) {
   at::NoGradGuard no_grad;
   for (auto& group : adamw.param_groups()) {
@@ -76,8 +77,9 @@ void fused_adamw_step(torch::optim::AdamW& adamw) {
       lists.exp_avg_sqs.push_back(state.exp_avg_sq());
     }
     for (auto& [key, lists] : by_step) {
-      const auto step = at::full({}, static_cast<double>(key.first),
-                                 at::TensorOptions().dtype(at::kFloat).device(lists.params[0].device()));
+      const auto step =
+          at::full({}, static_cast<double>(key.first),
+                   at::TensorOptions().dtype(at::kFloat).device(lists.params[0].device()));
       const std::vector<at::Tensor> steps(lists.params.size(), step);  // read, not written
       at::_fused_adamw_(lists.params, lists.grads, lists.exp_avgs, lists.exp_avg_sqs,
                         /*max_exp_avg_sqs=*/{}, steps, o.lr(), std::get<0>(o.betas()),
@@ -156,7 +158,9 @@ void Optimizer::zero_grad(bool set_to_none) {
   if (!grads.empty()) at::_foreach_zero_(grads);
 }
 
-double Optimizer::clip_gradients() { return clip_grad_norm(parameters(), options_.grad_clip); }
+double Optimizer::clip_gradients() {
+  return clip_grad_norm(parameters(), options_.grad_clip);
+}
 
 void Optimizer::set_lr_multiplier(double multiplier) {
   if (!(multiplier >= 0.0) || !std::isfinite(multiplier)) {
@@ -173,8 +177,12 @@ void Optimizer::set_lr_multiplier(double multiplier) {
   }
 }
 
-double Optimizer::muon_lr() const { return options_.muon_lr * lr_multiplier_; }
-double Optimizer::adamw_lr() const { return options_.adamw_lr * lr_multiplier_; }
+double Optimizer::muon_lr() const {
+  return options_.muon_lr * lr_multiplier_;
+}
+double Optimizer::adamw_lr() const {
+  return options_.adamw_lr * lr_multiplier_;
+}
 
 std::vector<at::Tensor> Optimizer::parameters() const {
   std::vector<at::Tensor> out = muon_params_;

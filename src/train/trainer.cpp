@@ -1,6 +1,6 @@
 // The training loop. Reads top to bottom: set up (config -> device -> model -> task -> optimizer ->
-// run directory -> resume), then one short loop of steps, evaluations and checkpoints. The window/sleep
-// engine (sleep/window_loop) runs inside each step; only rank 0 writes files.
+// run directory -> resume), then one short loop of steps, evaluations and checkpoints. The
+// window/sleep engine (sleep/window_loop) runs inside each step; only rank 0 writes files.
 #include "hypnos/train/trainer.h"
 
 #include <c10/util/Exception.h>
@@ -29,7 +29,9 @@ namespace {
 
 // The one process-wide flag: set by the SIGTERM/SIGINT handler, read between steps (R9).
 volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void on_stop_signal(int signal) { g_stop_signal = signal; }
+extern "C" void on_stop_signal(int signal) {
+  g_stop_signal = signal;
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -150,23 +152,24 @@ int Trainer::run_unguarded() {
   if (device_.is_cuda()) at::globalContext().setAllowTF32CuBLAS(true);
   const int64_t per_step = dist_.world_size() * config_.train.grad_accum;
   if (config_.train.batch_size % per_step != 0) {
-    throw config::ConfigError("config error: train.batch_size (" +
-                              std::to_string(config_.train.batch_size) +
-                              ") must be divisible by world size x train.grad_accum (" +
-                              std::to_string(per_step) + ")");
+    throw config::ConfigError(
+        "config error: train.batch_size (" + std::to_string(config_.train.batch_size) +
+        ") must be divisible by world size x train.grad_accum (" + std::to_string(per_step) + ")");
   }
 
   // Run directory (rank 0 writes; a bad directory fails before any work).
   if (dist_.is_main()) {
-    const auto changed = prepare_run_directory(request_.run_dir, config_yaml_, request_.command_line,
-                                               request_.resume, &is_resumable_key);
+    const auto changed = prepare_run_directory(
+        request_.run_dir, config_yaml_, request_.command_line, request_.resume, &is_resumable_key);
     metrics_.emplace(request_.run_dir / "metrics.jsonl");
     events_.emplace(request_.run_dir / "events.jsonl");
     log::set_file((request_.run_dir / "train.log").string());
-    for (const auto& c : changed) event(io::JsonRecord().add("event", "config_changed").add("change", c));
+    for (const auto& c : changed)
+      event(io::JsonRecord().add("event", "config_changed").add("change", c));
   }
 
-  // Model and task. The seed fixes the initialisation; the data is a pure function of (seed, index).
+  // Model and task. The seed fixes the initialisation; the data is a pure function of (seed,
+  // index).
   phase_ = "building the model";
   torch::manual_seed(static_cast<uint64_t>(config_.run.seed));
   task_ = tasks::make_task(config_.task, static_cast<uint64_t>(config_.run.seed));
@@ -181,7 +184,8 @@ int Trainer::run_unguarded() {
   step_options.cuda_graph = config_.train.cuda_graph;
   step_options.loss_scale = 1.0 / static_cast<double>(config_.train.grad_accum);
   micro_step_ = std::make_unique<MicroBatchStep>(model_, step_options, device_);
-  schedule_ = std::make_unique<Schedule>(config_.schedule, std::max<int64_t>(config_.train.steps, 1));
+  schedule_ =
+      std::make_unique<Schedule>(config_.schedule, std::max<int64_t>(config_.train.steps, 1));
 
   // Resume: the newest checkpoint whose manifest verifies; corrupt ones are reported and skipped.
   if (request_.resume) {
@@ -190,7 +194,9 @@ int Trainer::run_unguarded() {
       std::fprintf(stderr, "%s (%s)\n", problem.c_str(), dir.string().c_str());
       log::warn("skipping checkpoint " + dir.string() + ": " + problem);
       if (dist_.is_main()) {
-        event(io::JsonRecord().add("event", "checkpoint_rejected").add("checkpoint", dir.string())
+        event(io::JsonRecord()
+                  .add("event", "checkpoint_rejected")
+                  .add("checkpoint", dir.string())
                   .add("problem", problem));
       }
     };
@@ -274,7 +280,8 @@ Trainer::StepResult Trainer::step() {
   optimizer_->zero_grad(/*set_to_none=*/!graphed());
   const int64_t local = config_.train.batch_size / dist_.world_size();
   const int64_t micro = local / config_.train.grad_accum;
-  const uint64_t first = tasks::train_first_index(state_.step, dist_.rank(), local, dist_.world_size());
+  const uint64_t first =
+      tasks::train_first_index(state_.step, dist_.rank(), local, dist_.world_size());
   double loss_value = 0.0;
   for (int64_t a = 0; a < config_.train.grad_accum; ++a) {
     const auto batch = tasks::make_batch(*task_, tasks::Split::kTrain, first + a * micro, micro);
@@ -340,8 +347,8 @@ void Trainer::log_train(double loss, double grad_norm) {
                            state_.elapsed_s / std::max<int64_t>(state_.step, 1);
   char line[256];
   std::snprintf(line, sizeof(line), "step %lld/%lld  loss %.4f  |g| %.3f  %.3g tok/s  eta %s",
-                static_cast<long long>(state_.step), static_cast<long long>(config_.train.steps), loss,
-                grad_norm, tokens_per_s, format_duration(remaining).c_str());
+                static_cast<long long>(state_.step), static_cast<long long>(config_.train.steps),
+                loss, grad_norm, tokens_per_s, format_duration(remaining).c_str());
   log::progress(line);
 }
 
@@ -380,7 +387,9 @@ void Trainer::save_checkpoint_now() {
     phase_ = "saving the checkpoint of step " + std::to_string(state_.step);
     const auto path = save_checkpoint(request_.run_dir, state_, model_, *optimizer_, config_yaml_,
                                       config_.train.keep_checkpoints);
-    event(io::JsonRecord().add("event", "checkpoint").add("step", state_.step)
+    event(io::JsonRecord()
+              .add("event", "checkpoint")
+              .add("step", state_.step)
               .add("path", path.string()));
   }
   dist_.barrier();
@@ -403,10 +412,16 @@ std::string Trainer::config_summary() const {
 }  // namespace
 
 bool is_resumable_key(const std::string& key) {
-  static const char* const kKeys[] = {
-      "train.steps",       "train.eval_every",       "train.eval_examples", "train.eval_batch_size",
-      "train.log_every",   "train.checkpoint_every", "train.keep_checkpoints", "run.out_dir",
-      "train.max_skips",   "train.cuda_graph"};
+  static const char* const kKeys[] = {"train.steps",
+                                      "train.eval_every",
+                                      "train.eval_examples",
+                                      "train.eval_batch_size",
+                                      "train.log_every",
+                                      "train.checkpoint_every",
+                                      "train.keep_checkpoints",
+                                      "run.out_dir",
+                                      "train.max_skips",
+                                      "train.cuda_graph"};
   for (const char* k : kKeys) {
     if (key == k) return true;
   }

@@ -1,5 +1,6 @@
 // The config machinery on a small test schema: typed reads, ranges, enums, overrides, unknown and
-// duplicate keys with file:line and suggestions (RELIABILITY.md R1), and the byte-exact round trip (R2).
+// duplicate keys with file:line and suggestions (RELIABILITY.md R1), and the byte-exact round trip
+// (R2).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -72,8 +73,9 @@ std::string error_of(const std::string& text, const std::vector<std::string>& ov
 }  // namespace
 
 TEST(ConfigDocument, ReadsTypedValuesAndOverridesWin) {
-  const auto path = write_temp("ok", "sleep:\n  n_passes: 3\n  mode: restart\n  loop_layers: [1, 3]\n"
-                                     "train:\n  lr: 1.0e-3\n  flag: true\n");
+  const auto path = write_temp("ok",
+                               "sleep:\n  n_passes: 3\n  mode: restart\n  loop_layers: [1, 3]\n"
+                               "train:\n  lr: 1.0e-3\n  flag: true\n");
   Root r = load<Root>(path, {"sleep.n_passes=4", "train.name=abc"});
   EXPECT_EQ(r.sleep.n_passes, 4);
   EXPECT_EQ(r.sleep.mode, Mode::kRestart);
@@ -101,7 +103,8 @@ TEST(ConfigDocument, WrongTypeOutOfRangeAndBadEnumAreNamed) {
   EXPECT_NE(error_of("sleep:\n  n_passes: 2.5\n").find("sleep.n_passes: expected an integer"),
             std::string::npos);
   EXPECT_NE(error_of("sleep:\n  n_passes: 0\n").find("out of range [1, 64]"), std::string::npos);
-  EXPECT_NE(error_of("train:\n  lr: fast\n").find("train.lr: expected a number"), std::string::npos);
+  EXPECT_NE(error_of("train:\n  lr: fast\n").find("train.lr: expected a number"),
+            std::string::npos);
   EXPECT_NE(error_of("train:\n  flag: 1\n").find("train.flag: expected true or false"),
             std::string::npos);
   const std::string e = error_of("sleep:\n  mode: restrt\n");
@@ -114,8 +117,9 @@ TEST(ConfigDocument, DuplicateYamlKeyIsAnErrorWithLine) {
   const std::string e = error_of("sleep:\n  n_passes: 2\n  n_passes: 3\n");
   EXPECT_NE(e.find("duplicate key 'sleep.n_passes'"), std::string::npos) << e;
   EXPECT_NE(e.find(":3"), std::string::npos) << e;
-  EXPECT_NE(error_of("sleep:\n  n_passes: 2\nsleep:\n  mode: thread\n").find("duplicate key 'sleep'"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("sleep:\n  n_passes: 2\nsleep:\n  mode: thread\n").find("duplicate key 'sleep'"),
+      std::string::npos);
 }
 
 TEST(ConfigDocument, MalformedOverrideAndYamlAreErrors) {

@@ -1,5 +1,6 @@
 // Attention and RoPE: RoPE scores depend only on relative position; a retained KV block with a span
-// limit equals explicit softmax attention with a sliding-window mask over the concatenated sequence.
+// limit equals explicit softmax attention with a sliding-window mask over the concatenated
+// sequence.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -11,7 +12,8 @@ namespace hypnos::nn {
 
 TEST(Rope, ScoresDependOnlyOnRelativePosition) {
   torch::manual_seed(0);
-  const auto q = torch::randn({1, 1, 1, 8}, torch::kDouble), k = torch::randn({1, 1, 1, 8}, torch::kDouble);
+  const auto q = torch::randn({1, 1, 1, 8}, torch::kDouble),
+             k = torch::randn({1, 1, 1, 8}, torch::kDouble);
   auto score = [&](int64_t pq, int64_t pk) {
     return (apply_rope(q, pq, 10000.0) * apply_rope(k, pk, 10000.0)).sum().item<double>();
   };

@@ -132,7 +132,9 @@ void expect_close_to_reference(const Case& c) {
   if (c.with_initial_state) check("dh0", got.dh0, ref.dh0, tol.dqkv);
 }
 
-bool has_cuda() { return torch::cuda::is_available(); }
+bool has_cuda() {
+  return torch::cuda::is_available();
+}
 
 #define HYPNOS_REQUIRE_CUDA() \
   if (!has_cuda()) GTEST_SKIP() << "no CUDA device"
@@ -332,8 +334,7 @@ TEST(GatedDeltaRuleCuda, TensorCoreScansMatchFp32KernelsAndFloat64Reference) {
     const at::Tensor beta32 = in.beta.to(at::kFloat);
     auto forward = [&](GdnCudaKernel kernel) {
       return gated_delta_rule_cuda_forward(in.q, in.k, in.v, in.g, beta32, in.h0, scale,
-                                           /*save_for_backward=*/true, GdnOutputInit::kNaN,
-                                           kernel);
+                                           /*save_for_backward=*/true, GdnOutputInit::kNaN, kernel);
     };
     const GdnCudaForward tc = forward(GdnCudaKernel::kTensorCore);
     const GdnCudaForward fp32 = forward(GdnCudaKernel::kFp32);
@@ -504,7 +505,8 @@ std::vector<float> tiled_matmul(const std::vector<float>& a, const std::vector<f
         std::array<std::array<float, 4>, 32> fa;
         for (int lane = 0; lane < 32; ++lane) {
           for (int r = 0; r < 4; ++r) {
-            fa[lane][r] = a[(row0 + M16N8K8::a_row(lane, r)) * depth + kb + M16N8K8::a_col(lane, r)];
+            fa[lane][r] =
+                a[(row0 + M16N8K8::a_row(lane, r)) * depth + kb + M16N8K8::a_col(lane, r)];
           }
         }
         for (int nt = 0; nt < 4; ++nt) {
@@ -521,7 +523,8 @@ std::vector<float> tiled_matmul(const std::vector<float>& a, const std::vector<f
       for (int nt = 0; nt < 4; ++nt) {
         for (int lane = 0; lane < 32; ++lane) {
           for (int r = 0; r < 4; ++r) {
-            out[Tiling::row(warp, mt, lane, r) * kCols + Tiling::col(nt, lane, r)] = acc[nt][lane][r];
+            out[Tiling::row(warp, mt, lane, r) * kCols + Tiling::col(nt, lane, r)] =
+                acc[nt][lane][r];
           }
         }
       }

@@ -51,7 +51,9 @@ std::vector<at::Tensor> rank_values(int64_t rank) {
           at::randint(1000, {6}, gen, at::kLong)};
 }
 
-void write_text(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
 
 void run_average(DistributedContext& ctx, const fs::path& dir) {
   // Parameters 0-2 have a gradient on both ranks; parameter 3 only on rank 0 (rank 1 never used

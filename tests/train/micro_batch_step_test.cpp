@@ -1,6 +1,6 @@
-// MicroBatchStep: the eager path is the trainer's old step to the bit; the graph-safe loss equals the
-// indexed one; on a GPU, replayed CUDA graphs give the eager losses and gradients, accumulate across
-// micro-batches, and capture again exactly when the layout or the gradient tensors change.
+// MicroBatchStep: the eager path is the trainer's old step to the bit; the graph-safe loss equals
+// the indexed one; on a GPU, replayed CUDA graphs give the eager losses and gradients, accumulate
+// across micro-batches, and capture again exactly when the layout or the gradient tensors change.
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -114,34 +114,53 @@ TEST(WindowLoop, GivenLossPositionsMustBeAHostBoolVectorOfLengthT) {
   }
 }
 
-bool has_cuda() { return torch::cuda::is_available(); }
+bool has_cuda() {
+  return torch::cuda::is_available();
+}
+
+// One model twice on the GPU: `eager` steps without graphs, `graphed` through capture and replay.
+struct EagerAndGraphed {
+  const at::Device cuda{at::kCUDA, 0};
+  nn::HybridLM eager_model = make_model(cuda), graph_model = make_model(cuda);
+  std::unique_ptr<MicroBatchStep> eager, graphed;
+
+  explicit EagerAndGraphed(MicroBatchStepOptions options) {
+    options.cuda_graph = false;
+    eager = std::make_unique<MicroBatchStep>(eager_model, options, cuda);
+    options.cuda_graph = true;
+    graphed = std::make_unique<MicroBatchStep>(graph_model, options, cuda);
+  }
+  // `count` micro-batches of `size` (one layout) through both: the losses agree to `tolerance`
+  // (relative) and every one of them was a replay.
+  void run_both(const tasks::Task& task, int count, int64_t size, double tolerance) {
+    for (int micro = 0; micro < count; ++micro) {
+      const auto batch = tasks::make_batch(task, tasks::Split::kTrain, size * micro, size);
+      const double a = eager->run(batch).item<double>();
+      const double b = graphed->run(batch).item<double>();
+      EXPECT_TRUE(graphed->last_run_graphed()) << "micro-batch " << micro;
+      EXPECT_NEAR(a, b, tolerance * std::abs(a)) << "micro-batch " << micro;
+    }
+  }
+  double grad_difference() {
+    return max_relative_difference(grads_of(graph_model), grads_of(eager_model));
+  }
+};
 
 TEST(MicroBatchStepCuda, ReplayedGraphsMatchEagerStepsAndAccumulate) {
   if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
-  const at::Device cuda(at::kCUDA, 0);
   const auto task = rule110();
   MicroBatchStepOptions options;
   options.sleep = two_passes();
   options.bf16_autocast = false;  // fp32 on both sides: only the loss reduction order differs
   options.loss_scale = 1.0 / 3.0;
-  auto eager_model = make_model(cuda);
-  auto graph_model = make_model(cuda);
-  options.cuda_graph = false;
-  MicroBatchStep eager(eager_model, options, cuda);
-  options.cuda_graph = true;
-  MicroBatchStep graphed(graph_model, options, cuda);
-  for (int micro = 0; micro < 3; ++micro) {  // three micro-batches of one step, same layout
-    const auto batch = tasks::make_batch(*task, tasks::Split::kTrain, 16 * micro, 16);
-    const double a = eager.run(batch).item<double>();
-    const double b = graphed.run(batch).item<double>();
-    EXPECT_TRUE(graphed.last_run_graphed());
-    EXPECT_NEAR(a, b, 1e-5 * std::abs(a)) << "micro-batch " << micro;
-  }
-  EXPECT_EQ(graphed.captures(), 1);
-  EXPECT_LT(max_relative_difference(grads_of(graph_model), grads_of(eager_model)), 1e-4);
+  EagerAndGraphed pair(options);
+  pair.run_both(*task, /*count=*/3, /*size=*/16, 1e-5);  // three micro-batches of one step
+  EXPECT_EQ(pair.graphed->captures(), 1);
+  EXPECT_LT(pair.grad_difference(), 1e-4);
 
   // Zeroing in place keeps the graph; setting gradients to none makes the next call capture again.
-  Optimizer optimizer(split_parameters(*graph_model), OptimizerOptions{});
+  MicroBatchStep& graphed = *pair.graphed;
+  Optimizer optimizer(split_parameters(*pair.graph_model), OptimizerOptions{});
   optimizer.zero_grad(/*set_to_none=*/false);
   const auto batch = tasks::make_batch(*task, tasks::Split::kTrain, 100, 16);
   graphed.run(batch);
@@ -163,47 +182,26 @@ TEST(MicroBatchStepCuda, ReplayedGraphsMatchEagerStepsAndAccumulate) {
 // truncated backprop go into the graph too.
 TEST(MicroBatchStepCuda, GraphedRecomputeAndTruncationMatchEager) {
   if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
-  const at::Device cuda(at::kCUDA, 0);
   const auto task = rule110();
   MicroBatchStepOptions options;
   options.sleep = two_passes();
   options.bf16_autocast = false;
   options.backprop.recompute = sleep::Recompute::kWindow;
   options.backprop.truncate_every = 2;
-  auto eager_model = make_model(cuda);
-  auto graph_model = make_model(cuda);
-  options.cuda_graph = false;
-  MicroBatchStep eager(eager_model, options, cuda);
-  options.cuda_graph = true;
-  MicroBatchStep graphed(graph_model, options, cuda);
-  for (int micro = 0; micro < 2; ++micro) {
-    const auto batch = tasks::make_batch(*task, tasks::Split::kTrain, 32 * micro, 32);
-    const double a = eager.run(batch).item<double>();
-    const double b = graphed.run(batch).item<double>();
-    EXPECT_TRUE(graphed.last_run_graphed());
-    EXPECT_NEAR(a, b, 1e-5 * std::abs(a)) << "micro-batch " << micro;
-  }
-  EXPECT_EQ(graphed.captures(), 1);
-  EXPECT_LT(max_relative_difference(grads_of(graph_model), grads_of(eager_model)), 1e-4);
+  EagerAndGraphed pair(options);
+  pair.run_both(*task, /*count=*/2, /*size=*/32, 1e-5);
+  EXPECT_EQ(pair.graphed->captures(), 1);
+  EXPECT_LT(pair.grad_difference(), 1e-4);
 }
 
 TEST(MicroBatchStepCuda, Bf16GraphedStepMatchesEagerUnderAutocast) {
   if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
-  const at::Device cuda(at::kCUDA, 0);
   const auto task = rule110();
-  const auto batch = tasks::make_batch(*task, tasks::Split::kTrain, 0, 64);
   MicroBatchStepOptions options;
   options.sleep = two_passes();
-  auto eager_model = make_model(cuda);
-  auto graph_model = make_model(cuda);
-  options.cuda_graph = false;
-  const double a = MicroBatchStep(eager_model, options, cuda).run(batch).item<double>();
-  options.cuda_graph = true;
-  MicroBatchStep graphed(graph_model, options, cuda);
-  const double b = graphed.run(batch).item<double>();
-  EXPECT_TRUE(graphed.last_run_graphed());
-  EXPECT_NEAR(a, b, 1e-3 * std::abs(a));
-  EXPECT_LT(max_relative_difference(grads_of(graph_model), grads_of(eager_model)), 2e-2);
+  EagerAndGraphed pair(options);
+  pair.run_both(*task, /*count=*/1, /*size=*/64, 1e-3);
+  EXPECT_LT(pair.grad_difference(), 2e-2);
 }
 
 }  // namespace

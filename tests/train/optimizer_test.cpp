@@ -80,7 +80,8 @@ double max_difference(const TinyLM& a, const TinyLM& b) {
   double worst = 0;
   for (const auto& item : a->named_parameters()) {
     const auto& other = pb[item.key()];
-    worst = std::max(worst, ((item.value() - other).abs() / (other.abs() + 1e-3)).max().item<double>());
+    worst =
+        std::max(worst, ((item.value() - other).abs() / (other.abs() + 1e-3)).max().item<double>());
   }
   return worst;
 }

@@ -1,6 +1,6 @@
-// The run configuration as users meet it: every file under configs/ loads, configs/README.md documents
-// every key of every task, the resolved YAML reloads byte for byte and PyYAML reads its floats as floats
-// (RELIABILITY.md R1, R2).
+// The run configuration as users meet it: every file under configs/ loads, configs/README.md
+// documents every key of every task, the resolved YAML reloads byte for byte and PyYAML reads its
+// floats as floats (RELIABILITY.md R1, R2).
 #include "hypnos/train/run_config.h"
 
 #include <gtest/gtest.h>
@@ -38,7 +38,8 @@ std::vector<fs::path> config_files() {
 std::vector<config::KeyInfo> all_keys() {
   std::vector<config::KeyInfo> keys;
   std::set<std::string> seen;
-  for (auto name : {tasks::TaskName::kRule110, tasks::TaskName::kDepo, tasks::TaskName::kGsmInfinite}) {
+  for (auto name :
+       {tasks::TaskName::kRule110, tasks::TaskName::kDepo, tasks::TaskName::kGsmInfinite}) {
     RunConfig c;
     c.task.name = name;
     for (auto& k : config::list_keys(c)) {
@@ -89,8 +90,8 @@ TEST(RunConfig, ReadmeDocumentsEveryKey) {
 TEST(RunConfig, ResolvedConfigReloadsByteForByte) {
   for (const auto& f : config_files()) {
     const auto first = run_config_yaml(load_run_config(f.string(), {"optim.muon_lr=0.0021"}));
-    const auto tmp = fs::temp_directory_path() /
-                     ("hypnos_resolved_" + std::to_string(::getpid()) + ".yaml");
+    const auto tmp =
+        fs::temp_directory_path() / ("hypnos_resolved_" + std::to_string(::getpid()) + ".yaml");
     std::ofstream(tmp) << first;
     EXPECT_EQ(run_config_yaml(load_run_config(tmp.string(), {})), first) << f;
   }
@@ -102,14 +103,16 @@ TEST(RunConfig, PyYamlReadsFloatsAsFloats) {
   c.optim.muon_lr = 2e-3;
   c.optim.adamw_lr = 1e-7;
   c.optim.grad_clip = 1.0;
-  const auto tmp = fs::temp_directory_path() /
-                   ("hypnos_pyyaml_" + std::to_string(::getpid()) + ".yaml");
+  const auto tmp =
+      fs::temp_directory_path() / ("hypnos_pyyaml_" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(tmp) << run_config_yaml(c);
-  const std::string cmd = std::string(HYPNOS_PYTHON) +
-                          " -c \"import yaml,sys; d=yaml.safe_load(open(sys.argv[1])); o=d['optim'];"
-                          " ok=all(type(o[k]) is float for k in ('muon_lr','adamw_lr','grad_clip'));"
-                          " ok=ok and o['adamw_lr']==1e-7 and type(d['train']['steps']) is int;"
-                          " sys.exit(0 if ok else 1)\" " + tmp.string();
+  const std::string cmd =
+      std::string(HYPNOS_PYTHON) +
+      " -c \"import yaml,sys; d=yaml.safe_load(open(sys.argv[1])); o=d['optim'];"
+      " ok=all(type(o[k]) is float for k in ('muon_lr','adamw_lr','grad_clip'));"
+      " ok=ok and o['adamw_lr']==1e-7 and type(d['train']['steps']) is int;"
+      " sys.exit(0 if ok else 1)\" " +
+      tmp.string();
   EXPECT_EQ(std::system(cmd.c_str()), 0) << "PyYAML read a float as something else:\n"
                                          << run_config_yaml(c);
 }

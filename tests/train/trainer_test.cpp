@@ -1,7 +1,7 @@
 // The trainer as a whole (RELIABILITY.md R11, R12): allocations that cannot succeed, on the CPU
 // too, end the run with the out-of-memory exit code and no checkpoint; a 2-rank Gloo run started by
-// scripts/launch.sh ends with the weights of a 1-rank run of the same global batch; on a GPU, training
-// with CUDA graphs follows training without them step for step.
+// scripts/launch.sh ends with the weights of a 1-rank run of the same global batch; on a GPU,
+// training with CUDA graphs follows training without them step for step.
 #include "hypnos/train/trainer.h"
 
 #include <gtest/gtest.h>
@@ -136,9 +136,12 @@ TEST(TrainerCuda, GraphedStepsTrainLikeEagerSteps) {
   const auto a = train_losses(scratch / "graph"), b = train_losses(scratch / "eager");
   ASSERT_EQ(a.size(), 10u);
   ASSERT_EQ(b.size(), 10u);
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-4 * std::abs(b[i])) << "step " << i + 1;
-  const auto wa = io::load_safetensors(scratch / "graph/checkpoints/step_00000010/model.safetensors");
-  const auto wb = io::load_safetensors(scratch / "eager/checkpoints/step_00000010/model.safetensors");
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_NEAR(a[i], b[i], 1e-4 * std::abs(b[i])) << "step " << i + 1;
+  const auto wa =
+      io::load_safetensors(scratch / "graph/checkpoints/step_00000010/model.safetensors");
+  const auto wb =
+      io::load_safetensors(scratch / "eager/checkpoints/step_00000010/model.safetensors");
   for (const auto& [name, x] : wa.as_map()) {
     EXPECT_LE((x - wb.as_map().at(name)).abs().max().item<double>(), 1e-3) << name;
   }

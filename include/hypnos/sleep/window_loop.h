@@ -24,8 +24,8 @@ struct WindowPlan {
 };
 
 struct WindowResult {
-  at::Tensor logits;            ///< [B, L_w, vocab], undefined when !plan.wants_logits
-  memory::ModelMemory memory;   ///< after eviction: what the next window starts from
+  at::Tensor logits;           ///< [B, L_w, vocab], undefined when !plan.wants_logits
+  memory::ModelMemory memory;  ///< after eviction: what the next window starts from
 };
 
 /// One window of the loop: embed once; the wake pass; N-1 more passes if `plan.sleeps`; eviction.

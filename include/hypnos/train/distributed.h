@@ -38,8 +38,8 @@ struct DistributedEnvironment {
   int64_t local_rank = 0;  ///< the GPU index on this node
   std::string master_addr = "127.0.0.1";
   int64_t master_port = 29500;
-  /// RANK and WORLD_SIZE were set (a launched run, e.g. by scripts/launch.sh or torchrun): such a run
-  /// joins a group even at world size 1, so a one-rank launch goes through the same collectives
+  /// RANK and WORLD_SIZE were set (a launched run, e.g. by scripts/launch.sh or torchrun): such a
+  /// run joins a group even at world size 1, so a one-rank launch goes through the same collectives
   /// (and the same NCCL or Gloo set-up) as a many-rank one.
   bool launched = false;
 

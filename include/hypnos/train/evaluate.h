@@ -1,5 +1,5 @@
-// Evaluation: the model reads test examples through the same window/sleep loop as in training, and the
-// task's metric scores argmax predictions and target NLLs per difficulty bucket.
+// Evaluation: the model reads test examples through the same window/sleep loop as in training, and
+// the task's metric scores argmax predictions and target NLLs per difficulty bucket.
 #pragma once
 #include <cstdint>
 
@@ -11,9 +11,9 @@
 namespace hypnos::train {
 
 struct EvalOptions {
-  int64_t examples = 2048;    ///< test indices 0 .. examples-1
-  int64_t batch_size = 512;   ///< sequences per forward
-  bool bf16_autocast = false; ///< CUDA only
+  int64_t examples = 2048;     ///< test indices 0 .. examples-1
+  int64_t batch_size = 512;    ///< sequences per forward
+  bool bf16_autocast = false;  ///< CUDA only
 };
 
 /// Scores test examples [0, options.examples) of `task`. Leaves the model in the mode it found it.

@@ -34,8 +34,9 @@ class MicroBatchStep {
   ~MicroBatchStep();
 
   /// Adds d(loss * loss_scale)/d(parameters) to the parameters' .grad and returns loss * loss_scale
-  /// as a device scalar (not read back: no host sync). `batch` holds CPU tensors. `poison` makes the
-  /// loss NaN before backward (RELIABILITY.md R8 fault injection; such a micro-batch runs eagerly).
+  /// as a device scalar (not read back: no host sync). `batch` holds CPU tensors. `poison` makes
+  /// the loss NaN before backward (RELIABILITY.md R8 fault injection; such a micro-batch runs
+  /// eagerly).
   ///
   /// Graphed (CUDA and options.cuda_graph): the first call for a layout (batch shape and which
   /// positions hold loss tokens, which fix the window plans) runs one eager warm-up, restores the

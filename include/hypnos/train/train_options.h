@@ -1,5 +1,5 @@
-// The `run:` and `train:` config sections: what a training run is (seed, where it writes) and how its
-// loop behaves (steps, batch, evaluation, checkpoints, precision, failure policies).
+// The `run:` and `train:` config sections: what a training run is (seed, where it writes) and how
+// its loop behaves (steps, batch, evaluation, checkpoints, precision, failure policies).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -16,13 +16,15 @@ enum class Precision { kFp32, kBf16 };
 enum class NonFinitePolicy { kStop, kSkip };
 
 struct RunOptions {
-  int64_t seed = 0;               ///< model init and data order. Default: 0
-  std::string out_dir = "runs";   ///< parent of run directories when --out is not given. Default: runs
+  int64_t seed = 0;  ///< model init and data order. Default: 0
+  std::string out_dir =
+      "runs";  ///< parent of run directories when --out is not given. Default: runs
   Device device = Device::kAuto;  ///< auto: CUDA when available. Default: auto
 
   template <class V>
   void visit(V& v) {
-    v.field("seed", seed, "seed of the model initialisation and of the data", config::Range{0, 1e15});
+    v.field("seed", seed, "seed of the model initialisation and of the data",
+            config::Range{0, 1e15});
     v.field("out_dir", out_dir, "run directories go under this folder unless --out is given");
     v.field("device", device, "auto | cpu | cuda");
   }
@@ -40,12 +42,13 @@ struct TrainOptions {
   int64_t keep_checkpoints = 3;    ///< newest checkpoints kept on disk. Default: 3
   /// train.truncate_every and train.recompute (DESIGN.md 1.7). Default: full BPTT, no recompute.
   sleep::BackpropOptions backprop;
-  Precision precision = Precision::kBf16;  ///< autocast dtype on CUDA (CPU always fp32). Default: bf16
+  Precision precision =
+      Precision::kBf16;  ///< autocast dtype on CUDA (CPU always fp32). Default: bf16
   /// CUDA only: capture each micro-batch's forward + backward as a CUDA graph and replay it
   /// (train::MicroBatchStep). Default: true
   bool cuda_graph = true;
   NonFinitePolicy nonfinite = NonFinitePolicy::kStop;  ///< on a NaN/Inf loss or grad. Default: stop
-  int64_t max_skips = 5;           ///< consecutive skipped steps before stopping. Default: 5
+  int64_t max_skips = 5;  ///< consecutive skipped steps before stopping. Default: 5
 
   template <class V>
   void visit(V& v) {
