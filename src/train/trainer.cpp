@@ -81,6 +81,8 @@ class Trainer {
   int report_out_of_memory(std::string what);
   enum class StepResult { kUpdated, kSkipped, kStop };
   StepResult step();
+  /// Training examples [first, first + size): the prefetched batch when it is that one.
+  tasks::Batch train_batch(uint64_t first, int64_t size);
   bool graphed() const { return device_.is_cuda() && config_.train.cuda_graph; }
   void log_train(double loss, double grad_norm);
   void evaluate_and_log();
@@ -99,6 +101,7 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<Schedule> schedule_;
   std::unique_ptr<MicroBatchStep> micro_step_;
+  std::optional<std::pair<uint64_t, tasks::Batch>> prefetched_;  // the next micro-batch, made early
   TrainingState state_;
   std::optional<io::JsonlWriter> metrics_, events_;  // rank 0 only
   Clock::time_point start_ = Clock::now();
@@ -273,6 +276,15 @@ int Trainer::run_unguarded() {
   return 0;
 }
 
+tasks::Batch Trainer::train_batch(uint64_t first, int64_t size) {
+  if (prefetched_ && prefetched_->first == first && prefetched_->second.tokens.size(0) == size) {
+    tasks::Batch batch = std::move(prefetched_->second);
+    prefetched_.reset();
+    return batch;
+  }
+  return tasks::make_batch(*task_, tasks::Split::kTrain, first, size);
+}
+
 Trainer::StepResult Trainer::step() {
   const auto step_start = Clock::now();
   optimizer_->set_lr_multiplier(schedule_->multiplier(state_.step));
@@ -284,8 +296,18 @@ Trainer::StepResult Trainer::step() {
       tasks::train_first_index(state_.step, dist_.rank(), local, dist_.world_size());
   double loss_value = 0.0;
   for (int64_t a = 0; a < config_.train.grad_accum; ++a) {
-    const auto batch = tasks::make_batch(*task_, tasks::Split::kTrain, first + a * micro, micro);
-    loss_value += micro_step_->run(batch, fault::nonfinite_at(state_.step)).item<double>();
+    const tasks::Batch batch = train_batch(first + a * micro, micro);
+    const at::Tensor loss = micro_step_->run(batch, fault::nonfinite_at(state_.step));
+    // While the device works on this micro-batch (a replayed graph returns at once), make the next
+    // one: examples are a pure function of their index, so this changes the order, not the data.
+    const uint64_t next = a + 1 < config_.train.grad_accum
+                              ? first + (a + 1) * micro
+                              : tasks::train_first_index(state_.step + 1, dist_.rank(), local,
+                                                         dist_.world_size());
+    if (state_.step + 1 < config_.train.steps || a + 1 < config_.train.grad_accum) {
+      prefetched_.emplace(next, tasks::make_batch(*task_, tasks::Split::kTrain, next, micro));
+    }
+    loss_value += loss.item<double>();
   }
   dist_.average_gradients(optimizer_->parameters());
   loss_value = dist_.average(loss_value);
