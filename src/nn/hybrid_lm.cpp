@@ -35,14 +35,14 @@ void HybridLMImpl::reset() {
   const int64_t D = options.d_model;
   embed_tokens = register_module("embed", torch::nn::Embedding(options.vocab_size, D));
   blocks = register_module("blocks", torch::nn::ModuleList());
-  block_list.clear();
-  for (char kind : options.pattern) {
-    block_list.push_back(Block(BlockOptions(options, kind)));
-    blocks->push_back(block_list.back());
-  }
+  for (char kind : options.pattern) blocks->push_back(Block(BlockOptions(options, kind)));
   norm = register_module("norm", RMSNorm(RMSNormOptions(D).eps(options.norm_eps)));
   lm_head = register_module(
       "lm_head", torch::nn::Linear(torch::nn::LinearOptions(D, options.vocab_size).bias(false)));
+}
+
+BlockImpl& HybridLMImpl::block(int64_t i) {
+  return *blocks[static_cast<size_t>(i)]->as<BlockImpl>();
 }
 
 at::Tensor HybridLMImpl::embed(const at::Tensor& tokens) { return embed_tokens(tokens); }
@@ -55,7 +55,7 @@ std::pair<at::Tensor, memory::ModelMemory> HybridLMImpl::forward_blocks(
   memory::ModelMemory written = memory;
   at::Tensor x = h;
   for (int64_t i = begin; i < end; ++i) {
-    MixerOutput out = block_list[static_cast<size_t>(i)]->forward(x, memory.layers[i], span);
+    MixerOutput out = block(i).forward(x, memory.layers[i], span);
     x = std::move(out.y);
     written.layers[i] = std::move(out.written);
   }

@@ -3,6 +3,7 @@
 // eviction. WindowRecompute is the activation checkpoint that replays sleep_window in backward.
 #include "hypnos/sleep/window_loop.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace hypnos::sleep {
@@ -64,12 +65,13 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
   }
 
   const bool full_range = a == 0 && b == n;
+  auto [h, written] = model->forward_blocks(h0, start, 0, a, span);  // prefix, once
   if (plan.wants_logits && !full_range) {
     // DESIGN.md 1.4: with a partial loop the wake logits come from an ordinary pass whose state
-    // writes are dropped; consolidation below starts again from the window-start memory.
-    result.logits = model->logits(model->forward_blocks(h0, start, 0, n, span).first);
+    // writes are dropped; consolidation below starts again from the window-start memory. The
+    // prefix is that pass's first part too (`written` holds `start` at layers [a, n)).
+    result.logits = model->logits(model->forward_blocks(h, written, a, n, span).first);
   }
-  auto [h, written] = model->forward_blocks(h0, start, 0, a, span);  // prefix, once
   for (int64_t pass = 1; pass <= opts.n_passes; ++pass) {
     const memory::ModelMemory in = pass_input(written, start, a, b, opts.state_between_passes);
     std::tie(h, written) = model->forward_blocks(h, in, a, b, span);
@@ -85,11 +87,39 @@ namespace {
 /// Everything WindowRecompute needs besides the tensors autograd tracks.
 struct WindowCall : torch::CustomClassHolder {
   nn::HybridLM model{nullptr};
+  std::vector<at::Tensor> params;  // model->parameters(), collected once per run_windows
   at::Tensor tokens;
   WindowPlan plan;
   SleepOptions opts;
   std::vector<std::string> in_names;   // names of the memory tensors passed in
   std::vector<std::string> out_names;  // names of the memory tensors returned (set by forward)
+  // The CUDA autocast state of the forward: backward runs with autocast off (autograd's thread
+  // state), so the replay re-enters it, or bf16 training would get the gradients of an fp32 replay.
+  bool autocast = false;
+  at::ScalarType autocast_dtype = at::kBFloat16;
+};
+
+/// Sets CUDA autocast as the forward had it for the replay's lifetime (torch.utils.checkpoint does
+/// the same), then restores the backward's state and drops the casts cached meanwhile.
+class ReplayAutocast {
+ public:
+  explicit ReplayAutocast(const WindowCall& call)
+      : enabled_(at::autocast::is_autocast_enabled(at::kCUDA)),
+        dtype_(at::autocast::get_autocast_dtype(at::kCUDA)) {
+    at::autocast::set_autocast_dtype(at::kCUDA, call.autocast_dtype);
+    at::autocast::set_autocast_enabled(at::kCUDA, call.autocast);
+  }
+  ~ReplayAutocast() {
+    at::autocast::set_autocast_enabled(at::kCUDA, enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype_);
+    if (!enabled_) at::autocast::clear_cache();
+  }
+  ReplayAutocast(const ReplayAutocast&) = delete;
+  ReplayAutocast& operator=(const ReplayAutocast&) = delete;
+
+ private:
+  bool enabled_;
+  at::ScalarType dtype_;
 };
 
 memory::ModelMemory rebuild(const WindowCall& call, const std::vector<std::string>& names,
@@ -132,10 +162,11 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
     for (const at::Tensor& t : ctx->get_saved_variables()) {
       inputs.push_back(t.detach().requires_grad_(t.is_floating_point()));
     }
-    for (const at::Tensor& p : call->model->parameters()) inputs.push_back(p);
+    for (const at::Tensor& p : call->params) inputs.push_back(p);
     torch::autograd::variable_list outputs;
     {
       torch::AutoGradMode grad_mode(true);
+      ReplayAutocast autocast(*call);
       std::vector<std::string> names;
       outputs =
           flatten(sleep_window(call->model, call->tokens, rebuild(*call, call->in_names, inputs, 0),
@@ -200,7 +231,8 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
   } else if (loss_mask.defined()) {
     loss_positions = loss_mask.to(at::kBool).any(0).cpu();
   }
-  std::vector<at::Tensor> logits;  // per window: [B, L_w, vocab]
+  std::vector<at::Tensor> logits;  // per window: [B, L_w, vocab]; undefined without loss tokens
+  const std::vector<at::Tensor> params = model->parameters();
   for (int64_t w = 0; w < n_windows; ++w) {
     const int64_t begin = w * L, len = std::min(L, T - begin);
     const at::Tensor window_tokens = tokens.narrow(1, begin, len);
@@ -216,7 +248,10 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
     if (backprop.recompute == Recompute::kWindow && at::GradMode::is_enabled()) {
       auto call = c10::make_intrusive<WindowCall>();
       call->model = model;
+      call->params = params;
       call->tokens = window_tokens;
+      call->autocast = at::autocast::is_autocast_enabled(at::kCUDA);
+      call->autocast_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
       call->plan = plan;
       call->opts = sleep;
       std::vector<at::Tensor> memory_in;
@@ -224,7 +259,6 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
         call->in_names.push_back(name);
         memory_in.push_back(t);
       }
-      const std::vector<at::Tensor> params = model->parameters();
       // TensorList, not std::vector: only ArrayRefs of tensors are seen as autograd inputs.
       const auto outputs =
           WindowRecompute::apply(at::TensorList(memory_in), at::TensorList(params), call);
@@ -239,10 +273,19 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
     if (backprop.truncate_every > 0 && (w + 1) % backprop.truncate_every == 0) {
       memory = memory.detached();
     }
-    logits.push_back(result.logits.defined()
-                         ? result.logits
-                         : at::zeros({tokens.size(0), len, model->options.vocab_size},
-                                     model->lm_head->weight.options()));
+    logits.push_back(result.logits);
+  }
+  // Windows without loss tokens get zero logits, in the dtype of the computed ones (bf16 under
+  // autocast: fp32 zeros would promote the whole [B, T, vocab] output to fp32).
+  at::TensorOptions options = model->lm_head->weight.options();
+  for (const auto& l : logits) {
+    if (l.defined()) options = l.options();
+  }
+  for (int64_t w = 0; w < n_windows; ++w) {
+    if (!logits[w].defined()) {
+      const int64_t len = std::min(L, T - w * L);
+      logits[w] = at::zeros({tokens.size(0), len, model->options.vocab_size}, options);
+    }
   }
   return {at::cat(logits, 1), std::move(memory)};
 }

@@ -66,6 +66,24 @@ namespace hypnos::nn {
 // Under autocast the projections come out in bf16 while the L2 norm of q and k runs in fp32 (norm is
 // on autocast's fp32 list): the mixers must hand the op one dtype (found on the GPU machine, where
 // training under bf16 autocast failed with "q, k and v have dtypes Float, Float, BFloat16").
+TEST(HybridLM, ACloneRunsItsOwnCopiedBlocks) {
+  torch::manual_seed(5);
+  nn::ModelOptions o;
+  o.vocab_size = 7;
+  o.d_model = 16;
+  o.n_heads = 2;
+  o.pattern = "AGJ";
+  HybridLM original(o);
+  const auto tokens = torch::randint(0, 7, {2, 9});
+  const at::Tensor before = original->forward(tokens);
+  auto copy = std::dynamic_pointer_cast<HybridLMImpl>(original->clone());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : original->parameters()) p.zero_();
+  }
+  EXPECT_TRUE(at::equal(copy->forward(tokens), before));
+}
+
 TEST(HybridLM, RunsUnderBf16Autocast) {
   HybridLM m = testing::tiny_model("AGJ", 2);
   m->to(torch::kFloat);

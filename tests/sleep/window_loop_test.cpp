@@ -35,7 +35,7 @@ at::Tensor reference_loop(nn::HybridLM& m, const at::Tensor& tokens, int64_t L, 
       for (int64_t i = 0; i < m->n_layers(); ++i) {
         memory::LayerMemory mem;
         mem.state = S[i];
-        nn::MixerOutput out = m->block_list[i]->forward(h, mem);
+        nn::MixerOutput out = m->block(i).forward(h, mem);
         h = out.y;
         S[i] = out.written.state;
       }

@@ -54,7 +54,8 @@ class HybridLMImpl : public torch::nn::Cloneable<HybridLMImpl> {
   ModelOptions options;
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList blocks{nullptr};
-  std::vector<Block> block_list;  // typed views of `blocks`
+  /// Block i of `blocks` (read from the list each time: a clone replaces the list's modules).
+  BlockImpl& block(int64_t i);
   RMSNorm norm{nullptr};
   torch::nn::Linear lm_head{nullptr};
 };
