@@ -28,6 +28,8 @@ RopeTable AttentionImpl::rope_rows(int64_t length, int64_t dim, const at::Tensor
   const auto angle_type = options.dtype() == at::kDouble ? at::kDouble : at::kFloat;
   RopeTable& cached = rope_cache_[{options.device().str(), angle_type}];
   if (!cached.cos.defined() || cached.cos.size(0) < length) {
+    // A replaced table stays alive: a CUDA graph captured with it still reads its memory.
+    if (cached.cos.defined()) rope_retired_.push_back(cached);
     cached = rope_table(0, length, dim, this->options.rope_base(), options);
   }
   return cached.rows(0, length);

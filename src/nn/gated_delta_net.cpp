@@ -37,17 +37,20 @@ std::pair<at::Tensor, at::Tensor> gated_delta_core(const DeltaRuleInputs& in,
                                                    ops::GdnBackend backend) {
   const int64_t B = in.v.size(0), T = in.v.size(1), H = in.v.size(2), V = in.v.size(3);
   const int64_t K = in.q.size(-1) / H;
-  // q, k: [B, T, H, K]. Under autocast the norm runs in fp32 and the projections in bf16: the op
-  // takes one dtype, v's (the bf16 tensor-core path on a GPU).
-  const at::Tensor q = l2_normalize(at::silu(in.q).view({B, T, H, K})).to(in.v.scalar_type());
-  const at::Tensor k = l2_normalize(at::silu(in.k).view({B, T, H, K})).to(in.v.scalar_type());
+  // q, k: [B, T, H, K]. The op takes one dtype: the projections' (bf16 under autocast, the
+  // tensor-core path on a GPU). The L2 norm runs in fp32 under autocast, and so can v (JetBlock's
+  // dynamic-conv sum), so all three are cast to it.
+  const auto dtype = in.q.scalar_type();
+  const at::Tensor q = l2_normalize(at::silu(in.q).view({B, T, H, K})).to(dtype);
+  const at::Tensor k = l2_normalize(at::silu(in.k).view({B, T, H, K})).to(dtype);
+  const at::Tensor v = in.v.to(dtype);
   // beta, g: [B, T, H]
   const at::Tensor beta = at::sigmoid(in.b);
   const at::Tensor g = -A_log.exp() * at::softplus(in.a + dt_bias);
   const std::optional<at::Tensor> s0 =
       initial_state.defined() ? std::optional<at::Tensor>(initial_state) : std::nullopt;
   auto [o, state] =
-      ops::gated_delta_rule(q, k, in.v, g, beta, s0, std::pow(double(K), -0.5), backend);
+      ops::gated_delta_rule(q, k, v, g, beta, s0, std::pow(double(K), -0.5), backend);
   // o: [B, T, H, V]
   o = o_norm(o) * at::silu(in.gate).view({B, T, H, V});
   return {o.reshape({B, T, H * V}), state};

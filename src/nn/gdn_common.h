@@ -5,7 +5,6 @@
 
 #include <utility>
 
-#include "hypnos/memory/model_memory.h"
 #include "hypnos/nn/rms_norm.h"
 #include "hypnos/ops/gated_delta_rule.h"
 
@@ -27,7 +26,7 @@ at::Tensor l2_normalize(const at::Tensor& x);
 /// What GatedDeltaNet and JetBlock hand the shared core, once projected (and convolved).
 struct DeltaRuleInputs {
   at::Tensor q, k;  ///< [B, T, H*K], before SiLU and the L2 norm
-  at::Tensor v;     ///< [B, T, H, V], activated
+  at::Tensor v;     ///< [B, T, H, V], activated (cast to q's dtype by the core)
   at::Tensor gate;  ///< [B, T, H*V], before SiLU (the output gate)
   at::Tensor a, b;  ///< [B, T, H]: decay logits (with dt_bias) and write strengths (before sigmoid)
 };

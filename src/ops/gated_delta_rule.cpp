@@ -112,7 +112,8 @@ GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, 
     // The kernels cover K = V in {64, 128} in bf16/fp32; anything else (double, other head sizes)
     // takes the chunked ATen path on the same device rather than failing.
     const auto dt = v.scalar_type();
-    const bool kernel_shape = q.size(3) == v.size(3) && (q.size(3) == 64 || q.size(3) == 128);
+    const bool kernel_shape = q.size(3) == v.size(3) && (q.size(3) == 64 || q.size(3) == 128) &&
+                              q.size(0) * q.size(2) <= 65535;  // B*H: the kernels' grid.y
     const bool kernel_dtype = dt == at::kFloat || dt == at::kBFloat16;
     backend = q.is_cuda() && kernel_shape && kernel_dtype && q.scalar_type() == dt
                   ? GdnBackend::kCuda

@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "hypnos/nn/mixer.h"
 #include "hypnos/nn/rope.h"
@@ -41,6 +42,7 @@ class AttentionImpl : public torch::nn::Cloneable<AttentionImpl> {
   /// RoPE cos/sin rows 0..length-1 (cached per device and angle dtype).
   RopeTable rope_rows(int64_t length, int64_t dim, const at::TensorOptions& options);
   std::map<std::pair<std::string, at::ScalarType>, RopeTable> rope_cache_;
+  std::vector<RopeTable> rope_retired_;  // tables a longer one replaced (a few, kept alive)
 };
 TORCH_MODULE(Attention);
 
