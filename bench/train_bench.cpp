@@ -15,7 +15,6 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
-#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -141,13 +140,12 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
   nn::HybridLM model(config.model);
   model->to(device);
   train::Optimizer optimizer(train::split_parameters(*model), config.optim);
-  train::MicroBatchStepOptions options;
-  options.sleep = config.sleep;
+  auto options = train::MicroBatchStepOptions::from(config);
   options.cuda_graph = graph;
   train::MicroBatchStep micro_step(model, options, device);
   const auto batch_data = tasks::make_batch(*task, tasks::Split::kTrain, 0, batch);
   auto step = [&] {
-    optimizer.zero_grad(/*set_to_none=*/!graph);
+    optimizer.zero_grad(/*set_to_none=*/!micro_step.keeps_gradient_tensors());
     const double loss = micro_step.run(batch_data).item<double>();
     if (!std::isfinite(loss)) throw std::runtime_error("bench train: non-finite loss");
     optimizer.clip_gradients();

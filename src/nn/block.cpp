@@ -3,24 +3,30 @@
 
 namespace hypnos::nn {
 
-BlockImpl::BlockImpl(BlockOptions options_) : options(std::move(options_)) { reset(); }
+BlockImpl::BlockImpl(BlockOptions options_) : options(std::move(options_)) {
+  reset();
+}
 
 void BlockImpl::reset() {
   const ModelOptions& m = options.model();
   const int64_t D = m.d_model;
   mixer_norm = register_module("mixer_norm", RMSNorm(RMSNormOptions(D).eps(m.norm_eps)));
-  const auto ssm = GatedDeltaNetOptions(D, m.n_heads, m.resolved_head_dim_k(),
-                                        m.resolved_head_dim_v())
-                       .conv_size(m.conv_size)
-                       .norm_eps(m.norm_eps)
-                       .backend(m.gdn_backend);
+  const auto ssm =
+      GatedDeltaNetOptions(D, m.n_heads, m.resolved_head_dim_k(), m.resolved_head_dim_v())
+          .conv_size(m.conv_size)
+          .norm_eps(m.norm_eps)
+          .backend(m.gdn_backend);
   switch (options.kind()) {
     case 'A':
-      attention = register_module(
-          "mixer", Attention(AttentionOptions(D, m.n_heads).rope_base(m.rope_base)));
+      attention = register_module("mixer",
+                                  Attention(AttentionOptions(D, m.n_heads).rope_base(m.rope_base)));
       break;
-    case 'G': gdn = register_module("mixer", GatedDeltaNet(ssm)); break;
-    case 'J': jet = register_module("mixer", JetBlock(ssm)); break;
+    case 'G':
+      gdn = register_module("mixer", GatedDeltaNet(ssm));
+      break;
+    case 'J':
+      jet = register_module("mixer", JetBlock(ssm));
+      break;
     default:
       throw std::invalid_argument(std::string("Block: unknown mixer kind '") + options.kind() +
                                   "' (expected A, G or J)");

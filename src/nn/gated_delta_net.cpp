@@ -49,8 +49,7 @@ std::pair<at::Tensor, at::Tensor> gated_delta_core(const DeltaRuleInputs& in,
   const at::Tensor g = -A_log.exp() * at::softplus(in.a + dt_bias);
   const std::optional<at::Tensor> s0 =
       initial_state.defined() ? std::optional<at::Tensor>(initial_state) : std::nullopt;
-  auto [o, state] =
-      ops::gated_delta_rule(q, k, v, g, beta, s0, std::pow(double(K), -0.5), backend);
+  auto [o, state] = ops::gated_delta_rule(q, k, v, g, beta, s0, std::pow(double(K), -0.5), backend);
   // o: [B, T, H, V]
   o = o_norm(o) * at::silu(in.gate).view({B, T, H, V});
   return {o.reshape({B, T, H * V}), state};

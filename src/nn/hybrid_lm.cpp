@@ -17,10 +17,13 @@ void ModelOptions::validate() const {
     fail("d_model", std::to_string(d_model), "d_model / n_heads even (RoPE rotates pairs)");
   }
   if (pattern.empty() || pattern.find_first_not_of("AGJ") != std::string::npos) {
-    fail("pattern", "'" + pattern + "'", "a non-empty string of A (attention), G (GatedDeltaNet), J (JetBlock)");
+    fail("pattern", "'" + pattern + "'",
+         "a non-empty string of A (attention), G (GatedDeltaNet), J (JetBlock)");
   }
-  if (head_dim_k < 0) fail("head_dim_k", std::to_string(head_dim_k), ">= 0 (0 = d_model / n_heads)");
-  if (head_dim_v < 0) fail("head_dim_v", std::to_string(head_dim_v), ">= 0 (0 = d_model / n_heads)");
+  if (head_dim_k < 0)
+    fail("head_dim_k", std::to_string(head_dim_k), ">= 0 (0 = d_model / n_heads)");
+  if (head_dim_v < 0)
+    fail("head_dim_v", std::to_string(head_dim_v), ">= 0 (0 = d_model / n_heads)");
   if (mlp_ratio < 1) fail("mlp_ratio", std::to_string(mlp_ratio), ">= 1");
   if (conv_size < 1) fail("conv_size", std::to_string(conv_size), ">= 1");
   if (!(norm_eps >= 0)) fail("norm_eps", std::to_string(norm_eps), ">= 0");
@@ -45,13 +48,16 @@ BlockImpl& HybridLMImpl::block(int64_t i) {
   return *blocks[static_cast<size_t>(i)]->as<BlockImpl>();
 }
 
-at::Tensor HybridLMImpl::embed(const at::Tensor& tokens) { return embed_tokens(tokens); }
+at::Tensor HybridLMImpl::embed(const at::Tensor& tokens) {
+  return embed_tokens(tokens);
+}
 
 std::pair<at::Tensor, memory::ModelMemory> HybridLMImpl::forward_blocks(
     const at::Tensor& h, const memory::ModelMemory& memory, int64_t begin, int64_t end,
     int64_t span) {
-  TORCH_CHECK(static_cast<int64_t>(memory.layers.size()) == n_layers(), "forward_blocks: memory has ",
-              memory.layers.size(), " layers, the model ", n_layers());
+  TORCH_CHECK(static_cast<int64_t>(memory.layers.size()) == n_layers(),
+              "forward_blocks: memory has ", memory.layers.size(), " layers, the model ",
+              n_layers());
   memory::ModelMemory written = memory;
   at::Tensor x = h;
   for (int64_t i = begin; i < end; ++i) {
@@ -62,12 +68,13 @@ std::pair<at::Tensor, memory::ModelMemory> HybridLMImpl::forward_blocks(
   return {x, std::move(written)};
 }
 
-at::Tensor HybridLMImpl::logits(const at::Tensor& h) { return lm_head(norm(h)); }
+at::Tensor HybridLMImpl::logits(const at::Tensor& h) {
+  return lm_head(norm(h));
+}
 
 at::Tensor HybridLMImpl::forward(const at::Tensor& tokens) {
-  return logits(forward_blocks(embed(tokens), memory::ModelMemory::empty(n_layers()), 0,
-                               n_layers())
-                    .first);
+  return logits(
+      forward_blocks(embed(tokens), memory::ModelMemory::empty(n_layers()), 0, n_layers()).first);
 }
 
 }  // namespace hypnos::nn

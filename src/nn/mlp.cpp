@@ -8,7 +8,9 @@ torch::nn::Linear linear(int64_t in, int64_t out) {
 }
 }  // namespace
 
-GeluMlpImpl::GeluMlpImpl(MlpOptions options_) : options(options_) { reset(); }
+GeluMlpImpl::GeluMlpImpl(MlpOptions options_) : options(options_) {
+  reset();
+}
 
 void GeluMlpImpl::reset() {
   const int64_t d = options.d_model(), hidden = options.ratio() * d;
@@ -16,9 +18,13 @@ void GeluMlpImpl::reset() {
   down_proj = register_module("down_proj", linear(hidden, d));
 }
 
-at::Tensor GeluMlpImpl::forward(const at::Tensor& x) { return down_proj(at::gelu(up_proj(x))); }
+at::Tensor GeluMlpImpl::forward(const at::Tensor& x) {
+  return down_proj(at::gelu(up_proj(x)));
+}
 
-SwiGluMlpImpl::SwiGluMlpImpl(MlpOptions options_) : options(options_) { reset(); }
+SwiGluMlpImpl::SwiGluMlpImpl(MlpOptions options_) : options(options_) {
+  reset();
+}
 
 int64_t SwiGluMlpImpl::hidden() const {
   const int64_t f = (2 * options.ratio() * options.d_model() + 2) / 3;

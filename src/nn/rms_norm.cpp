@@ -3,9 +3,13 @@
 
 namespace hypnos::nn {
 
-RMSNormImpl::RMSNormImpl(RMSNormOptions options_) : options(options_) { reset(); }
+RMSNormImpl::RMSNormImpl(RMSNormOptions options_) : options(options_) {
+  reset();
+}
 
-void RMSNormImpl::reset() { weight = register_parameter("weight", torch::ones({options.dim()})); }
+void RMSNormImpl::reset() {
+  weight = register_parameter("weight", torch::ones({options.dim()}));
+}
 
 at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
   return x * at::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + options.eps()) * weight;

@@ -8,7 +8,8 @@ namespace hypnos::nn {
 void save_weights(HybridLM& model, const std::filesystem::path& path) {
   io::NamedTensors tensors;
   for (const auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().detach());
-  io::save_safetensors(path, tensors, {{"format", "hypnos.HybridLM"}, {"pattern", model->options.pattern}});
+  io::save_safetensors(path, tensors,
+                       {{"format", "hypnos.HybridLM"}, {"pattern", model->options.pattern}});
 }
 
 void load_weights(HybridLM& model, const std::filesystem::path& path) {

@@ -18,6 +18,7 @@
 #include "hypnos/sleep/window_loop.h"
 #include "hypnos/tasks/batch.h"
 #include "hypnos/train/evaluate.h"
+#include "hypnos/train/run_config.h"
 #include "train/autocast_guard.h"
 
 namespace hypnos::train {
@@ -37,6 +38,16 @@ struct MicroBatchStep::Graph {
   at::Tensor loss;                   // captured output (device scalar)
   std::vector<const void*> grads;    // the gradient storage the graph accumulates into
 };
+
+MicroBatchStepOptions MicroBatchStepOptions::from(const RunConfig& config) {
+  MicroBatchStepOptions o;
+  o.sleep = config.sleep;
+  o.backprop = config.train.backprop;
+  o.bf16_autocast = config.train.precision == Precision::kBf16;
+  o.cuda_graph = config.train.cuda_graph;
+  o.loss_scale = 1.0 / static_cast<double>(config.train.grad_accum);
+  return o;
+}
 
 MicroBatchStep::MicroBatchStep(nn::HybridLM model, const MicroBatchStepOptions& options,
                                at::Device device)
@@ -101,6 +112,9 @@ void MicroBatchStep::capture(const tasks::Batch& batch, const at::Tensor& loss_p
     g->graph.capture_begin();
     g->loss = run_eager(g->tokens, g->targets, g->mask, loss_positions, false, true);
     g->graph.capture_end();
+  } catch (const c10::OutOfMemoryError&) {
+    at::autocast::set_autocast_cache_enabled(cache);
+    throw;  // the trainer reports out-of-memory by its type (R11)
   } catch (const std::exception& e) {
     at::autocast::set_autocast_cache_enabled(cache);
     throw std::runtime_error(

@@ -11,15 +11,12 @@
 #include "hypnos/config/error.h"
 #include "hypnos/io/jsonl.h"
 #include "hypnos/log.h"
-#include "hypnos/memory/model_memory.h"
-#include "hypnos/sleep/window_loop.h"
 #include "hypnos/tasks/batch.h"
 #include "hypnos/train/checkpoint.h"
 #include "hypnos/train/distributed.h"
 #include "hypnos/train/evaluate.h"
 #include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/run_directory.h"
-#include "train/autocast_guard.h"
 #include "train/fault_injection.h"
 
 namespace hypnos::train {
@@ -83,7 +80,6 @@ class Trainer {
   StepResult step();
   /// Training examples [first, first + size): the prefetched batch when it is that one.
   tasks::Batch train_batch(uint64_t first, int64_t size);
-  bool graphed() const { return device_.is_cuda() && config_.train.cuda_graph; }
   void log_train(double loss, double grad_norm);
   void evaluate_and_log();
   void save_checkpoint_now();
@@ -180,13 +176,8 @@ int Trainer::run_unguarded() {
   model_->to(device_);
   model_->train();
   optimizer_ = std::make_unique<Optimizer>(split_parameters(*model_), config_.optim);
-  MicroBatchStepOptions step_options;
-  step_options.sleep = config_.sleep;
-  step_options.backprop = config_.train.backprop;
-  step_options.bf16_autocast = config_.train.precision == Precision::kBf16;
-  step_options.cuda_graph = config_.train.cuda_graph;
-  step_options.loss_scale = 1.0 / static_cast<double>(config_.train.grad_accum);
-  micro_step_ = std::make_unique<MicroBatchStep>(model_, step_options, device_);
+  micro_step_ =
+      std::make_unique<MicroBatchStep>(model_, MicroBatchStepOptions::from(config_), device_);
   schedule_ =
       std::make_unique<Schedule>(config_.schedule, std::max<int64_t>(config_.train.steps, 1));
 
@@ -219,18 +210,14 @@ int Trainer::run_unguarded() {
       log::warn("no valid checkpoint in " + request_.run_dir.string() + ": starting from step 0");
     }
   }
-  {
-    std::vector<at::Tensor> tensors;
-    for (const auto& p : model_->parameters()) tensors.push_back(p);
-    dist_.broadcast_from_main(tensors);  // every rank starts from rank 0's weights
-  }
+  dist_.broadcast_from_main(model_->parameters());  // every rank starts from rank 0's weights
   if (dist_.is_main()) {
     event(io::JsonRecord()
               .add("event", request_.resume ? "resume" : "start")
               .add("step", state_.step)
               .add("device", device_.str())
               .add("world_size", dist_.world_size())
-              .add("parameters", static_cast<int64_t>(model_->parameters().size())));
+              .add("parameter_tensors", static_cast<int64_t>(model_->parameters().size())));
   }
   log::info("training " + config_summary() + " on " + device_.str());
 
@@ -262,7 +249,7 @@ int Trainer::run_unguarded() {
       if (state_.step != last_saved_step_) save_checkpoint_now();
       return kExitNonFinite;
     }
-    if (result == StepResult::kSkipped) continue;
+    // A skipped step still counts as a step: its evaluation and checkpoint are due as usual.
     const int64_t s = state_.step;
     if (config_.train.eval_every > 0 && s % config_.train.eval_every == 0) evaluate_and_log();
     if (config_.train.checkpoint_every > 0 && s % config_.train.checkpoint_every == 0) {
@@ -289,33 +276,34 @@ Trainer::StepResult Trainer::step() {
   const auto step_start = Clock::now();
   optimizer_->set_lr_multiplier(schedule_->multiplier(state_.step));
   // Graphed micro-batches accumulate into the same gradient tensors every step: zero them in place.
-  optimizer_->zero_grad(/*set_to_none=*/!graphed());
+  optimizer_->zero_grad(/*set_to_none=*/!micro_step_->keeps_gradient_tensors());
   const int64_t local = config_.train.batch_size / dist_.world_size();
   const int64_t micro = local / config_.train.grad_accum;
   const uint64_t first =
       tasks::train_first_index(state_.step, dist_.rank(), local, dist_.world_size());
-  double loss_value = 0.0;
+  at::Tensor loss_sum;  // on the device: read once, after the last micro-batch
   for (int64_t a = 0; a < config_.train.grad_accum; ++a) {
     const tasks::Batch batch = train_batch(first + a * micro, micro);
     const at::Tensor loss = micro_step_->run(batch, fault::nonfinite_at(state_.step));
     // While the device works on this micro-batch (a replayed graph returns at once), make the next
     // one: examples are a pure function of their index, so this changes the order, not the data.
-    const uint64_t next = a + 1 < config_.train.grad_accum
-                              ? first + (a + 1) * micro
-                              : tasks::train_first_index(state_.step + 1, dist_.rank(), local,
-                                                         dist_.world_size());
+    const uint64_t next =
+        a + 1 < config_.train.grad_accum
+            ? first + (a + 1) * micro
+            : tasks::train_first_index(state_.step + 1, dist_.rank(), local, dist_.world_size());
     if (state_.step + 1 < config_.train.steps || a + 1 < config_.train.grad_accum) {
       prefetched_.emplace(next, tasks::make_batch(*task_, tasks::Split::kTrain, next, micro));
     }
-    loss_value += loss.item<double>();
+    loss_sum = a == 0 ? loss : loss_sum + loss;
   }
+  double loss_value = loss_sum.item<double>();
   dist_.average_gradients(optimizer_->parameters());
   loss_value = dist_.average(loss_value);
   const double grad_norm = optimizer_->clip_gradients();  // the norm before clipping
 
   // A non-finite loss or gradient never reaches the weights (R8).
   if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
-    optimizer_->zero_grad(/*set_to_none=*/!graphed());
+    optimizer_->zero_grad(/*set_to_none=*/!micro_step_->keeps_gradient_tensors());
     const bool stop = config_.train.nonfinite == NonFinitePolicy::kStop ||
                       state_.consecutive_skips + 1 > config_.train.max_skips;
     log::progress_done();

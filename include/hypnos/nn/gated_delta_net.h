@@ -1,6 +1,7 @@
-// Gated DeltaNet layer (fla / Jet-Nemotron form, PAPER.md): q, k, v projections, causal depthwise short
-// conv + SiLU, L2-normalised q and k, beta and log-decay g gates, the gated delta rule, a per-head
-// RMSNorm gated by SiLU(W_g x), and an output projection. S and the conv cache come in and go out.
+// Gated DeltaNet layer (fla / Jet-Nemotron form, PAPER.md): q, k, v projections, causal depthwise
+// short conv + SiLU, L2-normalised q and k, beta and log-decay g gates, the gated delta rule, a
+// per-head RMSNorm gated by SiLU(W_g x), and an output projection. S and the conv cache come in and
+// go out.
 #pragma once
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/conv.h>
@@ -30,7 +31,8 @@ struct GatedDeltaNetOptions {
 
 /// Parameters (no biases): q_proj, k_proj [H*K, D]; v_proj, g_proj [H*V, D]; a_proj, b_proj [H, D];
 /// q_conv, k_conv [H*K, 1, conv_size], v_conv [H*V, 1, conv_size]; A_log [H] (A ~ U(1, 16));
-/// dt_bias [H] (softplus^-1 of dt, dt log-uniform in [1e-3, 0.1]); o_norm.weight [V]; o_proj [D, H*V].
+/// dt_bias [H] (softplus^-1 of dt, dt log-uniform in [1e-3, 0.1]); o_norm.weight [V]; o_proj [D,
+/// H*V].
 class GatedDeltaNetImpl : public torch::nn::Cloneable<GatedDeltaNetImpl> {
  public:
   explicit GatedDeltaNetImpl(GatedDeltaNetOptions options);

@@ -8,8 +8,9 @@
 namespace hypnos::nn {
 
 struct MixerOutput {
-  at::Tensor y;                 ///< y: [B, T, D]
-  memory::LayerMemory written;  ///< attention: retained + current keys/values; SSM: S and conv cache
+  at::Tensor y;  ///< y: [B, T, D]
+  memory::LayerMemory
+      written;  ///< attention: retained + current keys/values; SSM: S and conv cache
 };
 
 }  // namespace hypnos::nn

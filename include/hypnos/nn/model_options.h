@@ -1,4 +1,5 @@
-// ModelOptions: the `model.*` config section of a HybridLM (layer pattern, widths, MLP kind, backend).
+// ModelOptions: the `model.*` config section of a HybridLM (layer pattern, widths, MLP kind,
+// backend).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -11,7 +12,8 @@
 namespace hypnos::nn {
 
 /// The block MLP: GELU (Linear d -> r*d, GELU, Linear r*d -> d) or SwiGLU
-/// (down(silu(gate(x)) * up(x)), hidden width round_up(2/3 * r * d, 8) to keep the parameter count).
+/// (down(silu(gate(x)) * up(x)), hidden width round_up(2/3 * r * d, 8) to keep the parameter
+/// count).
 enum class MlpKind { kGelu, kSwiglu };
 
 struct ModelOptions {
@@ -23,7 +25,8 @@ struct ModelOptions {
   int64_t n_heads = 4;
   /// One letter per block: A attention, G GatedDeltaNet, J JetBlock. Default: "AGAG".
   std::string pattern = "AGAG";
-  /// SSM key head dimension K (attention always uses d_model / n_heads). Default: 0 = d_model / n_heads.
+  /// SSM key head dimension K (attention always uses d_model / n_heads). Default: 0 = d_model /
+  /// n_heads.
   int64_t head_dim_k = 0;
   /// SSM value head dimension V. Default: 0 = d_model / n_heads.
   int64_t head_dim_v = 0;
@@ -72,8 +75,8 @@ struct hypnos::config::EnumNames<hypnos::nn::MlpKind> {
   static constexpr std::array<std::string_view, 2> names{"gelu", "swiglu"};
 };
 
-// The backend enum belongs to ops/, whose header does not name it for configs; the model is the first
-// config section that holds one, so its YAML names are declared here.
+// The backend enum belongs to ops/, whose header does not name it for configs; the model is the
+// first config section that holds one, so its YAML names are declared here.
 template <>
 struct hypnos::config::EnumNames<hypnos::ops::GdnBackend> {
   static constexpr std::array<std::string_view, 4> names{"auto", "reference", "chunked", "cuda"};

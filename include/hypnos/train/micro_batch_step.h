@@ -17,12 +17,17 @@ struct Batch;
 
 namespace hypnos::train {
 
+struct RunConfig;
+
 struct MicroBatchStepOptions {
   sleep::SleepOptions sleep;
   sleep::BackpropOptions backprop;
   bool bf16_autocast = true;  ///< CUDA only (CPU runs stay fp32)
   bool cuda_graph = true;     ///< CUDA only: capture and replay (see MicroBatchStep)
   double loss_scale = 1.0;    ///< the loss is multiplied by this before backward (1 / grad_accum)
+
+  /// The run's: sleep, train.truncate_every / recompute, precision, cuda_graph, 1 / grad_accum.
+  static MicroBatchStepOptions from(const RunConfig& config);
 };
 
 class MicroBatchStep {
@@ -47,6 +52,11 @@ class MicroBatchStep {
   /// (a task whose layout changes every batch would otherwise capture every time).
   at::Tensor run(const tasks::Batch& batch, bool poison = false);
 
+  /// Whether run() accumulates into gradient tensors that must stay the same between calls (CUDA
+  /// graphs on): zero them in place (Optimizer::zero_grad(false)), never set them to none.
+  bool keeps_gradient_tensors() const {
+    return device_.is_cuda() && options_.cuda_graph && !graphs_disabled_;
+  }
   /// Whether the last run replayed a CUDA graph.
   bool last_run_graphed() const { return last_run_graphed_; }
   /// CUDA graphs captured so far.
