@@ -43,11 +43,13 @@ std::string read_text(const fs::path& path) {
   return ss.str();
 }
 
+// Everything is read and checked before anything is applied: a checkpoint rejected half-way must
+// leave the model and the optimizer as they were (the caller then tries an older one, or step 0).
 TrainingState load_into(const fs::path& dir, nn::HybridLM& model, Optimizer* optimizer) {
   const auto contents = io::load_safetensors(dir / "model.safetensors");
   const auto saved = contents.as_map();
-  torch::NoGradGuard no_grad;
-  auto assign = [&](const std::string& name, at::Tensor target) {
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, saved)
+  auto check = [&](const std::string& name, const at::Tensor& target) {
     auto it = saved.find(name);
     if (it == saved.end()) throw std::runtime_error("model.safetensors has no tensor '" + name + "'");
     if (it->second.sizes() != target.sizes()) {
@@ -55,21 +57,26 @@ TrainingState load_into(const fs::path& dir, nn::HybridLM& model, Optimizer* opt
                                c10::str(it->second.sizes()) + ", the model expects " +
                                c10::str(target.sizes()));
     }
-    target.copy_(it->second);
+    copies.emplace_back(target, it->second);
   };
-  for (const auto& p : model->named_parameters()) assign(p.key(), p.value());
-  for (const auto& b : model->named_buffers()) assign(b.key(), b.value());
-  if (optimizer) {
-    torch::serialize::InputArchive archive;
-    archive.load_from((dir / "optimizer.pt").string());
-    optimizer->load(archive);
-  }
+  for (const auto& p : model->named_parameters()) check(p.key(), p.value());
+  for (const auto& b : model->named_buffers()) check(b.key(), b.value());
   const auto j = nlohmann::json::parse(read_text(dir / "trainer_state.json"));
   TrainingState state;
   state.step = j.at("step").get<int64_t>();
   state.tokens = j.at("tokens").get<int64_t>();
   state.consecutive_skips = j.at("consecutive_skips").get<int64_t>();
   state.elapsed_s = j.at("elapsed_s").get<double>();
+  std::optional<Optimizer> staged;  // loaded beside the live one, swapped in at the end
+  if (optimizer) {
+    staged.emplace(split_parameters(*model), optimizer->options());
+    torch::serialize::InputArchive archive;
+    archive.load_from((dir / "optimizer.pt").string());
+    staged->load(archive);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [target, value] : copies) target.copy_(value);
+  if (optimizer) *optimizer = std::move(*staged);
   return state;
 }
 

@@ -88,6 +88,26 @@ TEST(Checkpoint, RoundTripRestoresWeightsStateAndContinuesBitwise) {
   expect_bitwise_equal(a.model, b.model);
 }
 
+// A checkpoint whose bytes verify but which does not fit (saved from an AG model, loaded into AA:
+// every attention tensor name of AA exists there with its shape, the optimizer's split does not)
+// is refused without touching the model: nothing is copied before everything is checked.
+TEST(Checkpoint, ARefusedCheckpointLeavesTheModelAsItWas) {
+  ScratchDir run;
+  Trained a = make_trained(3, 1);
+  save_checkpoint(run.path(), state_at(5), a.model, *a.optimizer, "", /*keep=*/3);
+  Trained b{testing::tiny_model("AA", 4), nullptr};
+  b.optimizer = std::make_unique<Optimizer>(split_parameters(*b.model), OptimizerOptions{});
+  Trained before{testing::tiny_model("AA", 4), nullptr};
+  std::vector<std::string> problems;
+  const auto state = load_latest_checkpoint(
+      run.path(), b.model, b.optimizer.get(),
+      [&](const fs::path&, const std::string& problem) { problems.push_back(problem); });
+  EXPECT_FALSE(state.has_value());
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("Optimizer::load"), std::string::npos) << problems[0];
+  expect_bitwise_equal(b.model, before.model);
+}
+
 TEST(Checkpoint, FlippedByteAndTruncatedFileAreRefusedAndSkipped) {
   ScratchDir run;
   Trained a = make_trained(/*seed=*/1, /*updates=*/1);
