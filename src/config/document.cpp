@@ -11,6 +11,7 @@
 
 #include "hypnos/config/error.h"
 #include "hypnos/config/visitors.h"
+#include "hypnos/io/durable.h"
 
 namespace hypnos::config {
 
@@ -62,6 +63,7 @@ namespace {
 
 std::string scalar_of(const YAML::Node& node, const std::string& key, const std::string& origin,
                       const char* expected) {
+  if (node.IsNull()) fail(key, std::string("expected ") + expected + ", got no value", origin);
   if (!node.IsScalar()) fail(key, std::string("expected ") + expected + ", got a list or a map", origin);
   return node.Scalar();
 }
@@ -130,11 +132,13 @@ Document Document::from_string(const std::string& text, const std::string& origi
 }
 
 Document Document::from_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError("config error: cannot read config file '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_string(ss.str(), path);
+  std::string text;
+  try {
+    text = io::read_file(path);  // a directory or a missing file is an error, not an empty config
+  } catch (const std::system_error& e) {
+    throw ConfigError(std::string("config error: config file: ") + e.what());
+  }
+  return from_string(text, path);
 }
 
 void Document::apply_override(std::string_view assignment) {

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
+#include <iterator>
 #include <cstring>
 #include <system_error>
 
@@ -304,6 +306,32 @@ void LineAppender::sync() {
 
 void append_line(const std::filesystem::path& path, std::string_view line) {
   LineAppender(path).append(line);
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) {
+    throw std::system_error(ec ? ec : std::make_error_code(std::errc::no_such_file_or_directory),
+                            "cannot read '" + path.string() + "'");
+  }
+  if (std::filesystem::is_directory(status)) {
+    throw std::system_error(std::make_error_code(std::errc::is_a_directory),
+                            "cannot read '" + path.string() + "'");
+  }
+  if (!std::filesystem::is_regular_file(status)) {
+    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                            "cannot read '" + path.string() + "' (not a regular file)");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw std::system_error(errno, std::generic_category(), "cannot read '" + path.string() + "'");
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    throw std::system_error(errno, std::generic_category(), "error reading '" + path.string() + "'");
+  }
+  return text;
 }
 
 }  // namespace hypnos::io

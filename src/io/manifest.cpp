@@ -89,8 +89,7 @@ std::optional<std::string> find_manifest_problem(const std::filesystem::path& di
     throw std::system_error(errno, std::generic_category(),
                             "stat '" + manifest_path.string() + "'");
   }
-  std::ifstream in(manifest_path, std::ios::binary);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = read_file(manifest_path);  // an I/O error is not a checksum mismatch
   const nlohmann::json manifest = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!manifest.is_object() || !manifest.contains("format") ||
       manifest["format"] != std::string(kFormat) || !manifest.contains("files") ||

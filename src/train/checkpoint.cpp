@@ -35,14 +35,6 @@ io::NamedTensors model_tensors(nn::HybridLM& model) {
   return out;
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Everything is read and checked before anything is applied: a checkpoint rejected half-way must
 // leave the model and the optimizer as they were (the caller then tries an older one, or step 0).
 TrainingState load_into(const fs::path& dir, nn::HybridLM& model, Optimizer* optimizer) {
@@ -61,7 +53,7 @@ TrainingState load_into(const fs::path& dir, nn::HybridLM& model, Optimizer* opt
   };
   for (const auto& p : model->named_parameters()) check(p.key(), p.value());
   for (const auto& b : model->named_buffers()) check(b.key(), b.value());
-  const auto j = nlohmann::json::parse(read_text(dir / "trainer_state.json"));
+  const auto j = nlohmann::json::parse(io::read_file(dir / "trainer_state.json"));
   TrainingState state;
   state.step = j.at("step").get<int64_t>();
   state.tokens = j.at("tokens").get<int64_t>();

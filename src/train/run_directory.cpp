@@ -19,14 +19,6 @@ std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string utc_now() {
   std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -74,9 +66,10 @@ std::vector<std::string> prepare_run_directory(const fs::path& dir, const std::s
       throw config::ConfigError("cannot resume: " + config_path.string() +
                                 " does not exist (start the run without --resume)");
     }
-    const auto old_lines = split_lines(read_file(config_path));
+    const std::string old_yaml = io::read_file(config_path);
+    const auto old_lines = split_lines(old_yaml);
     const auto new_lines = split_lines(config_yaml);
-    const auto old_keys = yaml_line_keys(read_file(config_path));
+    const auto old_keys = yaml_line_keys(old_yaml);
     const auto new_keys = yaml_line_keys(config_yaml);
     if (old_keys != new_keys) {
       throw config::ConfigError("cannot resume " + dir.string() +

@@ -72,6 +72,28 @@ std::string error_of(const std::string& text, const std::vector<std::string>& ov
 
 }  // namespace
 
+TEST(ConfigDocument, ADirectoryOrMissingFileIsAnErrorNotAnEmptyConfig) {
+  auto message = [](const std::string& path) {
+    try {
+      load<Root>(path, {});
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string dir = std::filesystem::temp_directory_path().string();
+  const std::string e = message(dir);
+  EXPECT_NE(e.find("cannot read '" + dir + "'"), std::string::npos) << e;
+  EXPECT_NE(e.find("directory"), std::string::npos) << e;
+  const std::string missing = dir + "/hypnos_no_such_config.yaml";
+  EXPECT_NE(message(missing).find("cannot read '" + missing + "'"), std::string::npos);
+}
+
+TEST(ConfigDocument, AKeyWithoutAValueSaysSo) {
+  const std::string e = error_of("sleep:\n  n_passes:\n");
+  EXPECT_NE(e.find("sleep.n_passes: expected an integer, got no value"), std::string::npos) << e;
+}
+
 TEST(ConfigDocument, ReadsTypedValuesAndOverridesWin) {
   const auto path = write_temp("ok",
                                "sleep:\n  n_passes: 3\n  mode: restart\n  loop_layers: [1, 3]\n"

@@ -53,6 +53,10 @@ void write_file_atomic(const std::filesystem::path& path,
 /// write_file_atomic for bytes already in memory.
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
 
+/// The whole contents of the regular file `path`. Throws std::system_error naming the path and the
+/// reason (missing, not a regular file, no permission, read error).
+std::string read_file(const std::filesystem::path& path);
+
 /// fsync of a directory, which makes the names created, renamed or removed in it durable.
 void fsync_directory(const std::filesystem::path& dir);
 /// fsync of one regular file by name.
