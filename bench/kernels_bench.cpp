@@ -105,26 +105,20 @@ void print_row(const Shape& s, const char* name, const Timing& t) {
 
 }  // namespace
 
-int run_kernels_bench(int argc, char** argv) {
+int run_kernels_bench(const std::map<std::string, std::string>& flags) {
   int reps = 20;
-  bool baseline = true, quick = false, fp32_too = false;
-  for (int i = 0; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
-      reps = std::max(20, std::atoi(argv[++i]));
-    } else if (!std::strcmp(argv[i], "--no-baseline")) {
-      baseline = false;
-    } else if (!std::strcmp(argv[i], "--quick")) {
-      quick = true;
-    } else if (!std::strcmp(argv[i], "--fp32-too")) {
-      fp32_too = true;
-    } else {
-      std::fprintf(stderr,
-                   "bench kernels: unknown option '%s' (expected --reps N, --no-baseline, "
-                   "--quick, --fp32-too)\n",
-                   argv[i]);
-      return 1;
+  if (auto it = flags.find("--reps"); it != flags.end()) {
+    try {
+      reps = std::stoi(it->second);
+    } catch (const std::exception&) {
+      reps = 0;
+    }
+    if (reps < 1) {
+      throw std::invalid_argument("--reps expects a positive integer, got '" + it->second + "'");
     }
   }
+  const bool baseline = flags.count("--no-baseline") == 0, quick = flags.count("--quick") > 0;
+  const bool fp32_too = flags.count("--fp32-too") > 0;
   if (!torch::cuda::is_available()) {
     std::fprintf(stderr, "bench kernels: no CUDA device\n");
     return 1;
@@ -165,7 +159,7 @@ int run_kernels_bench(int argc, char** argv) {
 }
 
 #else
-int run_kernels_bench(int, char**) {
+int run_kernels_bench(const std::map<std::string, std::string>&) {
   std::fprintf(stderr, "bench kernels: hypnos was built without its CUDA kernels (HYPNOS_CUDA)\n");
   return 1;
 }

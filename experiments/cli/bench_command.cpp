@@ -36,10 +36,10 @@ const CommandSpec& bench_spec() {
   return spec;
 }
 
-int run_bench(const ParsedArgs& args, int argc, char** argv) {
+int run_bench(const ParsedArgs& args) {
   const std::string what = args.positionals[0];
   if (what == "kernels")
-    return bench::run_kernels_bench(argc - 3, argv + 3);  // the flags after "bench kernels"
+    return bench::run_kernels_bench(args.flags);
   if (what == "train") return bench::run_train_bench(args.flags);
   throw UsageError("unknown benchmark '" + what + "' (expected kernels or train)");
 }

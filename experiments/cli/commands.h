@@ -12,6 +12,6 @@ const CommandSpec& bench_spec();
 int run_train(const ParsedArgs& args);
 int run_eval(const ParsedArgs& args);
 int run_generate(const ParsedArgs& args);
-int run_bench(const ParsedArgs& args, int argc, char** argv);
+int run_bench(const ParsedArgs& args);
 
 }  // namespace hypnos::cli

@@ -13,16 +13,14 @@ namespace {
 
 struct Subcommand {
   const hypnos::cli::CommandSpec& (*spec)();
-  int (*run)(const hypnos::cli::ParsedArgs&, int, char**);
+  int (*run)(const hypnos::cli::ParsedArgs&);
 };
 
 const Subcommand kSubcommands[] = {
-    {hypnos::cli::train_spec, [](const auto& a, int, char**) { return hypnos::cli::run_train(a); }},
-    {hypnos::cli::eval_spec, [](const auto& a, int, char**) { return hypnos::cli::run_eval(a); }},
-    {hypnos::cli::generate_spec,
-     [](const auto& a, int, char**) { return hypnos::cli::run_generate(a); }},
-    {hypnos::cli::bench_spec,
-     [](const auto& a, int argc, char** argv) { return hypnos::cli::run_bench(a, argc, argv); }},
+    {hypnos::cli::train_spec, hypnos::cli::run_train},
+    {hypnos::cli::eval_spec, hypnos::cli::run_eval},
+    {hypnos::cli::generate_spec, hypnos::cli::run_generate},
+    {hypnos::cli::bench_spec, hypnos::cli::run_bench},
 };
 
 std::string top_usage() {
@@ -64,7 +62,7 @@ int main(int argc, char** argv) {
         std::cout << hypnos::cli::usage(spec);
         return 0;
       }
-      return sub.run(args, argc, argv);
+      return sub.run(args);
     } catch (const UsageError& e) {
       std::cerr << "hypnos " << name << ": " << e.what() << "\n\n" << hypnos::cli::usage(spec);
       return hypnos::config::kConfigErrorExitCode;
