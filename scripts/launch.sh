@@ -33,19 +33,7 @@ if [[ ! -x $binary ]]; then
   exit 2
 fi
 
-# A port nothing listens on: bash's /dev/tcp connect fails on a free port.
-free_port() {
-  local port tries
-  for tries in $(seq 1 200); do
-    port=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return 0
-    fi
-  done
-  echo "launch.sh: no free port found" >&2
-  return 1
-}
+source "$(dirname "$0")/free_port.sh"
 port=${MASTER_PORT:-$(free_port)}
 
 pids=()

@@ -22,7 +22,7 @@ optimizer20="$(checkpoint "$SCRATCH/run" 20)/optimizer.pt"
 truncate -s $(($(stat -c %s "$optimizer20") / 2)) "$optimizer20"
 
 rc=0
-"$HYPNOS" eval "$SCRATCH/run" >"$SCRATCH/eval.out" 2>"$SCRATCH/eval.err" || rc=$?
+eval_run eval "$SCRATCH/run" || rc=$?
 [[ $rc == 0 ]] || fail "eval exited $rc: $(cat "$SCRATCH/eval.err")"
 grep -q "^checksum mismatch: .*step_00000030/model.safetensors" "$SCRATCH/eval.err" ||
   fail "no checksum mismatch for the flipped byte on eval's stderr"
@@ -48,14 +48,14 @@ diff <(losses "$SCRATCH/straight/metrics.jsonl") <(losses "$SCRATCH/run/metrics.
 for s in 20 30; do
   same_weights "$(checkpoint "$SCRATCH/straight" $s)" "$(checkpoint "$SCRATCH/run" $s)"
 done
-expect_status 0 "$HYPNOS" eval "$SCRATCH/run" >"$SCRATCH/eval2.out" 2>"$SCRATCH/eval2.err"
+expect_status 0 eval_run eval2 "$SCRATCH/run"
 grep -q '^checkpoint step 30,' "$SCRATCH/eval2.out" ||
   fail "the rewritten checkpoint 30 does not load"
 
 # No valid checkpoint at all: a clear error and exit 1, never a crash.
 for s in 10 20 30; do flip_byte "$(checkpoint "$SCRATCH/run" $s)/manifest.json" 20; done
 rc=0
-"$HYPNOS" eval "$SCRATCH/run" >"$SCRATCH/eval3.out" 2>"$SCRATCH/eval3.err" || rc=$?
+eval_run eval3 "$SCRATCH/run" || rc=$?
 [[ $rc == 1 ]] || fail "eval with no valid checkpoint exited $rc, expected 1"
 grep -q "no valid checkpoint" "$SCRATCH/eval3.err" || fail "no 'no valid checkpoint' message"
 [[ $(grep -c "^checksum mismatch: .*manifest.json" "$SCRATCH/eval3.err") == 3 ]] ||

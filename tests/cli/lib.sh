@@ -4,6 +4,7 @@
 HYPNOS=${1:?usage: $0 HYPNOS_BINARY SOURCE_DIR}
 SOURCE_DIR=${2:?usage: $0 HYPNOS_BINARY SOURCE_DIR}
 TINY="$SOURCE_DIR/tests/cli/tiny.yaml"
+source "$SOURCE_DIR/scripts/free_port.sh"
 export OMP_NUM_THREADS=1
 unset HYPNOS_FAULT HYPNOS_FAULT_NONFINITE_STEP RANK WORLD_SIZE LOCAL_RANK MASTER_ADDR MASTER_PORT
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/hypnos_cli_test.XXXXXX")
@@ -32,6 +33,15 @@ train() {
   shift
   local rc=0
   "$HYPNOS" train "$TINY" --out "$dir" "$@" >"$dir.out" 2>"$dir.err" || rc=$?
+  return "$rc"
+}
+
+# eval_run NAME RUN_DIR: `hypnos eval RUN_DIR`; its stdout and stderr go to $SCRATCH/NAME.out and
+# $SCRATCH/NAME.err (inside the function, so expect_status's own message still reaches the test's
+# stderr). Returns the exit status of hypnos.
+eval_run() {
+  local rc=0
+  "$HYPNOS" eval "$2" >"$SCRATCH/$1.out" 2>"$SCRATCH/$1.err" || rc=$?
   return "$rc"
 }
 

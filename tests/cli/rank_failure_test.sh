@@ -15,15 +15,14 @@ start_rank() {
   BACKGROUND_PIDS+=("$RANK_PID")
 }
 
-port_base=$((20000 + RANDOM % 30000))
-
-# failure_case NAME SIGNAL PORT: rank 1 gets SIGNAL once step 3 is logged; rank 0 must exit 1 with
-# a distributed error within 30 s.
+# failure_case NAME SIGNAL: rank 1 gets SIGNAL once step 3 is logged; rank 0 must exit 1 with a
+# distributed error within 30 s.
 failure_case() {
-  local name=$1 signal=$2 dir="$SCRATCH/$1"
-  start_rank 0 "$3" "$dir"
+  local name=$1 signal=$2 dir="$SCRATCH/$1" port
+  port=$(free_port)
+  start_rank 0 "$port" "$dir"
   local rank0=$RANK_PID
-  start_rank 1 "$3" "$dir"
+  start_rank 1 "$port" "$dir"
   local rank1=$RANK_PID
   step_reached() { (($(last_train_step "$dir/metrics.jsonl") >= 3)); }
   wait_for 120 "step 3 of the 2-rank run ($name)" step_reached
@@ -43,8 +42,8 @@ failure_case() {
   kill -9 "$rank1" 2>/dev/null || true
 }
 
-failure_case killed KILL "$port_base"
-failure_case frozen STOP $((port_base + 1))
+failure_case killed KILL
+failure_case frozen STOP
 grep -q "no peer answered within the timeout" "$SCRATCH/frozen.rank0.err" ||
   fail "the frozen rank's peer did not report a timeout: $(tail -3 "$SCRATCH/frozen.rank0.err")"
 
@@ -56,13 +55,17 @@ launcher=$!
 BACKGROUND_PIDS+=("$launcher")
 launched_step() { (($(last_train_step "$SCRATCH/launched/metrics.jsonl") >= 3)); }
 wait_for 120 "step 3 of the launched run" launched_step
-rank1=$(pgrep -P "$launcher" | tail -n 1)
-[[ -n $rank1 ]] || fail "no rank process under launch.sh"
+ranks=$(pgrep -P "$launcher")  # before any exits: afterwards they are no longer its children
+[[ -n $ranks ]] || fail "no rank process under launch.sh"
+BACKGROUND_PIDS+=($ranks)
+rank1=$(tail -n 1 <<<"$ranks")
 kill -9 "$rank1"
 rc=0
 wait "$launcher" || rc=$?
 ((rc != 0)) || fail "launch.sh exited 0 after a rank was killed"
 grep -q "launch.sh: rank [01] (pid [0-9]*) exited [0-9]*; stopping the other ranks" \
   "$SCRATCH/launched.err" || fail "launch.sh did not report the failed rank"
-[[ -z $(pgrep -P "$launcher" || true) ]] || fail "launch.sh left ranks running"
+for rank in $ranks; do
+  ! kill -0 "$rank" 2>/dev/null || fail "launch.sh left rank pid $rank running"
+done
 echo "R12 rank failures: ok"

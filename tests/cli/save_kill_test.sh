@@ -17,7 +17,7 @@ partial=("$SCRATCH"/run/checkpoints/step_00000020.tmp-*)
 [[ -f ${partial[0]}/manifest.json ]] || fail "the fault fired before the manifest was written"
 
 # The checkpoint of step 10 loads (eval picks the newest valid one and never sees the partial one).
-expect_status 0 "$HYPNOS" eval "$SCRATCH/run" >"$SCRATCH/eval.out" 2>"$SCRATCH/eval.err"
+expect_status 0 eval_run eval "$SCRATCH/run"
 grep -q '^checkpoint step 10,' "$SCRATCH/eval.out" || fail "eval did not load checkpoint 10"
 
 expect_status 0 train "$SCRATCH/run" train.steps=20 --resume

@@ -3,7 +3,8 @@
 # key names itself and the nearest known key; a wrong type, an out-of-range value, a duplicate YAML key
 # (with file:line), an unknown command and an unknown flag are refused; --help exits 0.
 set -euo pipefail
-hypnos=$1 src=$2
+# Absolute paths: the cases run from a temporary directory.
+hypnos=$(realpath "$1") src=$(realpath "$2")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
