@@ -119,6 +119,8 @@ bool process_alive(long pid) {
 
 }  // namespace
 
+bool is_temporary_name(std::string_view name) { return temporary_pid(name) >= 0; }
+
 FileWriter::~FileWriter() {
   if (fd_ >= 0) ::close(fd_);
 }

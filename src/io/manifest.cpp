@@ -17,13 +17,6 @@ namespace {
 
 constexpr std::string_view kFormat = "hypnos-manifest/1";
 
-bool is_temporary(const std::string& name) {
-  const size_t at = name.rfind(".tmp-");
-  if (at == std::string::npos || at + 5 == name.size()) return false;
-  return std::all_of(name.begin() + static_cast<long>(at) + 5, name.end(),
-                     [](char c) { return c >= '0' && c <= '9'; });
-}
-
 bool is_hex_digest(const std::string& s) {
   return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
@@ -55,7 +48,7 @@ size_t write_manifest(const std::filesystem::path& dir) {
   for (auto it = std::filesystem::recursive_directory_iterator(dir);
        it != std::filesystem::recursive_directory_iterator(); ++it) {
     const std::string name = it->path().filename().string();
-    if (is_temporary(name)) {
+    if (is_temporary_name(name)) {
       if (it->is_directory()) it.disable_recursion_pending();
       continue;
     }

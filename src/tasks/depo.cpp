@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tasks/tagged.h"
+
 namespace hypnos::tasks {
 namespace {
 
@@ -11,13 +13,7 @@ std::invalid_argument depo_error(const std::string& what) {
   return std::invalid_argument("depo: " + what);
 }
 
-/// prefix + n + suffix, built by appending (GCC 12 warns falsely on "x" + std::to_string(n)).
-std::string tagged(const char* prefix, int64_t n, const char* suffix = "") {
-  std::string s(prefix);
-  s += std::to_string(n);
-  s += suffix;
-  return s;
-}
+using detail::tagged;
 
 std::vector<int64_t> iota(int64_t n) {
   std::vector<int64_t> v(n);

@@ -4,16 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tasks/tagged.h"
+
 namespace hypnos::tasks {
 namespace {
 
-/// prefix + n + suffix, built by appending (GCC 12 warns falsely on "x" + std::to_string(n)).
-std::string tagged(const char* prefix, int64_t n, const char* suffix = "") {
-  std::string s(prefix);
-  s += std::to_string(n);
-  s += suffix;
-  return s;
-}
+using detail::tagged;
 
 }  // namespace
 

@@ -2,7 +2,6 @@
 #include "hypnos/train/grad.h"
 
 namespace hypnos::train {
-namespace {
 
 std::vector<at::Tensor> defined_grads(const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> grads;
@@ -12,8 +11,6 @@ std::vector<at::Tensor> defined_grads(const std::vector<at::Tensor>& params) {
   }
   return grads;
 }
-
-}  // namespace
 
 double grad_norm(const std::vector<at::Tensor>& params) {
   const auto grads = defined_grads(params);

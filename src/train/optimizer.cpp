@@ -150,10 +150,7 @@ void Optimizer::zero_grad(bool set_to_none) {
     if (adamw_) adamw_->zero_grad(/*set_to_none=*/true);
     return;
   }
-  std::vector<at::Tensor> grads;
-  for (const auto& p : parameters()) {
-    if (p.grad().defined()) grads.push_back(p.grad());
-  }
+  std::vector<at::Tensor> grads = defined_grads(parameters());
   at::NoGradGuard no_grad;
   if (!grads.empty()) at::_foreach_zero_(grads);
 }

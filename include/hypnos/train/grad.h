@@ -7,6 +7,9 @@
 
 namespace hypnos::train {
 
+/// The defined gradients of `params`, in order.
+std::vector<at::Tensor> defined_grads(const std::vector<at::Tensor>& params);
+
 /// Global L2 norm of the gradients of `params` (those with a defined grad), accumulated in
 /// float64 so large finite gradients do not overflow to inf. NaN or inf when a gradient is.
 double grad_norm(const std::vector<at::Tensor>& params);
