@@ -2,6 +2,7 @@
 #include "hypnos/nn/gated_delta_net.h"
 
 #include "nn/gdn_common.h"
+#include "ops/gdn_fused.h"
 
 namespace hypnos::nn {
 namespace detail {
@@ -14,45 +15,23 @@ void init_decay_parameters(at::Tensor& A_log, at::Tensor& dt_bias) {
   dt_bias.copy_(dt + at::log(-at::expm1(-dt)));  // softplus(dt_bias) = dt
 }
 
-std::pair<at::Tensor, at::Tensor> causal_conv(const at::Tensor& x, const at::Tensor& weight,
-                                              const at::Tensor& cache) {
-  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = weight.size(2);
-  const at::Tensor left = cache.defined() ? cache : at::zeros({B, W - 1, C}, x.options());
-  const at::Tensor padded = at::cat({left, x}, 1);  // [B, W-1+T, C]
-  const std::array<int64_t, 1> stride{1}, padding{0}, dilation{1};
-  const at::Tensor y = at::conv1d(padded.transpose(1, 2), weight, /*bias=*/at::Tensor(), stride,
-                                  padding, dilation, /*groups=*/C)
-                           .transpose(1, 2);
-  return {y, padded.narrow(1, T, W - 1)};
-}
-
-at::Tensor l2_normalize(const at::Tensor& x) {
-  return x / x.norm(2, -1, /*keepdim=*/true).clamp_min(1e-12);
-}
-
 std::pair<at::Tensor, at::Tensor> gated_delta_core(const DeltaRuleInputs& in,
                                                    const at::Tensor& A_log,
                                                    const at::Tensor& dt_bias,
                                                    const at::Tensor& initial_state, RMSNorm& o_norm,
                                                    ops::GdnBackend backend) {
-  const int64_t B = in.v.size(0), T = in.v.size(1), H = in.v.size(2), V = in.v.size(3);
-  const int64_t K = in.q.size(-1) / H;
-  // q, k: [B, T, H, K]. The op takes one dtype: the projections' (bf16 under autocast, the
-  // tensor-core path on a GPU). The L2 norm runs in fp32 under autocast, and so can v (JetBlock's
-  // dynamic-conv sum), so all three are cast to it.
-  const auto dtype = in.q.scalar_type();
-  const at::Tensor q = l2_normalize(at::silu(in.q).view({B, T, H, K})).to(dtype);
-  const at::Tensor k = l2_normalize(at::silu(in.k).view({B, T, H, K})).to(dtype);
-  const at::Tensor v = in.v.to(dtype);
-  // beta, g: [B, T, H]
-  const at::Tensor beta = at::sigmoid(in.b);
-  const at::Tensor g = -A_log.exp() * at::softplus(in.a + dt_bias);
+  const int64_t B = in.v.size(0), T = in.v.size(1), K = in.q.size(3);
+  // The op takes one dtype: the projections' (bf16 under autocast, the tensor-core path on a GPU).
+  // v can be fp32 there (JetBlock's dynamic-conv sum), so it is cast to q's.
+  const at::Tensor v = in.v.to(in.q.scalar_type());
+  auto [g, beta] = ops::fused::gdn_gates(in.a, in.b, A_log, dt_bias);  // [B, T, H]
   const std::optional<at::Tensor> s0 =
       initial_state.defined() ? std::optional<at::Tensor>(initial_state) : std::nullopt;
-  auto [o, state] = ops::gated_delta_rule(q, k, v, g, beta, s0, std::pow(double(K), -0.5), backend);
-  // o: [B, T, H, V]
-  o = o_norm(o) * at::silu(in.gate).view({B, T, H, V});
-  return {o.reshape({B, T, H * V}), state};
+  auto [o, state] =
+      ops::gated_delta_rule(in.q, in.k, v, g, beta, s0, std::pow(double(K), -0.5), backend);
+  // o: [B, T, H, V] -> [B, T, H*V]
+  o = ops::fused::gated_rms_norm(o, in.gate, o_norm->weight, o_norm->options.eps());
+  return {o.view({B, T, -1}), state};
 }
 
 }  // namespace detail
@@ -100,12 +79,12 @@ MixerOutput GatedDeltaNetImpl::forward(const at::Tensor& x, const memory::LayerM
                              a_proj->weight, b_proj->weight}));
   const auto parts = projected.split_with_sizes({2 * H * K + H * V, H * V, H, H}, -1);
   const at::Tensor conv_weight = at::cat({q_conv->weight, k_conv->weight, v_conv->weight});
-  auto [qkv, new_conv] = detail::causal_conv(parts[0], conv_weight, memory.conv);
-  const auto qkv_parts = qkv.split_with_sizes({H * K, H * K, H * V}, -1);
+  // SiLU(conv) of q, k and v in one op; q and k then L2-normalised per head.
+  auto [qkv, new_conv] = ops::fused::causal_conv_silu(parts[0], conv_weight, memory.conv);
   detail::DeltaRuleInputs in;
-  in.q = qkv_parts[0];
-  in.k = qkv_parts[1];
-  in.v = at::silu(qkv_parts[2]).view({B, T, H, V});
+  in.q = ops::fused::l2_normalize_heads(qkv.narrow(-1, 0, H * K), H, /*silu=*/false);
+  in.k = ops::fused::l2_normalize_heads(qkv.narrow(-1, H * K, H * K), H, /*silu=*/false);
+  in.v = qkv.narrow(-1, 2 * H * K, H * V).view({B, T, H, V});
   in.gate = parts[1];
   in.a = parts[2];
   in.b = parts[3];

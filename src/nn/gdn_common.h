@@ -1,5 +1,5 @@
 // Internal: the parts GatedDeltaNet and JetBlock share (gates, the delta rule, gated output norm,
-// the causal short convolution with a cache, and the A_log / dt_bias initialisation).
+// and the A_log / dt_bias initialisation).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -15,25 +15,19 @@ namespace hypnos::nn::detail {
 /// every other parameter initialiser of LibTorch modules.
 void init_decay_parameters(at::Tensor& A_log, at::Tensor& dt_bias);
 
-/// Causal depthwise convolution of x: [B, T, C] with weight [C, 1, W], left context `cache`
-/// [B, W-1, C] (undefined = zeros). Returns {y: [B, T, C], new cache: [B, W-1, C]}.
-std::pair<at::Tensor, at::Tensor> causal_conv(const at::Tensor& x, const at::Tensor& weight,
-                                              const at::Tensor& cache);
-
-/// x / max(||x||_2, 1e-12) over the last dimension (torch.nn.functional.normalize).
-at::Tensor l2_normalize(const at::Tensor& x);
-
 /// What GatedDeltaNet and JetBlock hand the shared core, once projected (and convolved).
 struct DeltaRuleInputs {
-  at::Tensor q, k;  ///< [B, T, H*K], before SiLU and the L2 norm
+  at::Tensor q, k;  ///< [B, T, H, K], activated and L2-normalised (ops::fused::l2_normalize_heads)
   at::Tensor v;     ///< [B, T, H, V], activated (cast to q's dtype by the core)
   at::Tensor gate;  ///< [B, T, H*V], before SiLU (the output gate)
-  at::Tensor a, b;  ///< [B, T, H]: decay logits (with dt_bias) and write strengths (before sigmoid)
+  at::Tensor a,
+      b;  ///< [B, T, H]: decay logits (before dt_bias) and write strengths (before sigmoid)
 };
 
-/// The core both mixers share: q, k = L2norm(SiLU(.)); beta = sigmoid(b); g = -exp(A_log) *
-/// softplus(a + dt_bias); the gated delta rule from `initial_state` (undefined = zeros); then
-/// o_norm(o) * SiLU(gate). Returns {o: [B, T, H*V] (before o_proj), final state [B, H, K, V]}.
+/// The core both mixers share: beta = sigmoid(b); g = -exp(A_log) * softplus(a + dt_bias); the
+/// gated delta rule from `initial_state` (undefined = zeros); then o_norm(o) * SiLU(gate). The
+/// elementwise steps are the fused ops of ops/gdn_fused.h (one kernel each on CUDA). Returns {o:
+/// [B, T, H*V] (before o_proj), final state [B, H, K, V]}.
 std::pair<at::Tensor, at::Tensor> gated_delta_core(const DeltaRuleInputs& in,
                                                    const at::Tensor& A_log,
                                                    const at::Tensor& dt_bias,

@@ -2,6 +2,7 @@
 #include "hypnos/nn/jet_block.h"
 
 #include "nn/gdn_common.h"
+#include "ops/gdn_fused.h"
 
 namespace hypnos::nn {
 
@@ -60,8 +61,8 @@ MixerOutput JetBlockImpl::forward(const at::Tensor& x, const memory::LayerMemory
   const at::Tensor padded = at::cat({left, v_in}, 1);  // [B, W-1+T, H*V]
   const at::Tensor windows = padded.unfold(1, W, 1);   // [B, T, H*V, W]
   detail::DeltaRuleInputs in;
-  in.q = parts[0];
-  in.k = parts[1];
+  in.q = ops::fused::l2_normalize_heads(parts[0], H, /*silu=*/true);
+  in.k = ops::fused::l2_normalize_heads(parts[1], H, /*silu=*/true);
   in.v = at::silu((windows * kernel).sum(-1)).view({B, T, H, V});
   in.gate = parts[3];
   in.a = parts[4];

@@ -1,0 +1,467 @@
+// The fused elementwise and row-wise kernels of gdn_layer_ops.h. Row-wise ones give each head row
+// to one warp (lane l owns elements l, l + 32, ...); elementwise ones are grid-stride loops over
+// the flattened output. Every weight gradient is a sum of per-block partials in a fixed order (no
+// atomics), so results do not depend on scheduling.
+#include "gdn_layer_ops.h"
+
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "gdn_common.cuh"
+
+namespace hypnos::kernels {
+namespace {
+
+using detail::from_float;
+using detail::load;
+using detail::warp_sum;
+
+constexpr int kBlock = 256;
+constexpr int kWarps = kBlock / 32;
+constexpr int kMaxRowPerLane = 8;   // row length up to 256
+constexpr int kConvTokens = 32;     // tokens per block of the conv backward
+constexpr int kConvChannels = 128;  // channels per block of the conv backward
+constexpr float kL2Eps = 1e-12f;    // torch.nn.functional.normalize's
+constexpr float kSoftplusThreshold = 20.f;
+
+__device__ __forceinline__ float sigmoid(float x) {
+  return 1.f / (1.f + __expf(-x));
+}
+
+/// d silu(x) / dx given s = sigmoid(x).
+__device__ __forceinline__ float silu_grad(float x, float s) {
+  return s * (1.f + x * (1.f - s));
+}
+
+unsigned grid_for(int64_t work, int per_block) {
+  const int64_t blocks = (work + per_block - 1) / per_block;
+  return unsigned(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t(1) << 20)));
+}
+
+__device__ __forceinline__ int64_t grid_stride() {
+  return int64_t(gridDim.x) * blockDim.x;
+}
+
+__device__ __forceinline__ int64_t global_thread() {
+  return int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+
+// ---------------------------------------------------------------- causal conv + SiLU
+
+/// Row r of [cache; x] for sequence b, channel c (r < W-1: the cache, zeros when there is none).
+template <typename T>
+__device__ __forceinline__ float conv_input(const ConvSiluParams& p, int64_t b, int64_t r,
+                                            int64_t c) {
+  const int64_t s = r - (p.width - 1);
+  if (s >= 0) {
+    return load(static_cast<const T*>(p.x.data) + b * p.x.stride_b + s * p.x.stride_t + c);
+  }
+  if (p.cache.data == nullptr) return 0.f;
+  return load(static_cast<const T*>(p.cache.data) + b * p.cache.stride_b + r * p.cache.stride_t +
+              c);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) conv_silu_fwd_kernel(ConvSiluParams p) {
+  const int64_t C = p.channels, total = p.batch * p.seq_len * C;
+  T* y = static_cast<T*>(p.y);
+  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
+    const int64_t c = idx % C, bt = idx / C, t = bt % p.seq_len, b = bt / p.seq_len;
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < kMaxConvWidth; ++j) {
+      if (j < p.width)
+        acc = fmaf(__ldg(p.weight + c * p.width + j), conv_input<T>(p, b, t + j, c), acc);
+    }
+    y[idx] = from_float<T>(acc * sigmoid(acc));
+  }
+}
+
+// grid (conv_silu_partials(B, T), ceil(C / kConvChannels)): one thread per channel walks a block
+// of kConvTokens tokens of one sequence, writes d loss / d(conv output) and its share of the weight
+// gradient.
+template <typename T>
+__global__ void __launch_bounds__(kConvChannels) conv_silu_bwd_pre_kernel(ConvSiluParams p) {
+  const int64_t C = p.channels, c = int64_t(blockIdx.y) * kConvChannels + threadIdx.x;
+  if (c >= C) return;
+  const int64_t blocks_per_seq = (p.seq_len + kConvTokens - 1) / kConvTokens;
+  const int64_t part = blockIdx.x, b = part / blocks_per_seq;
+  const int64_t t0 = (part % blocks_per_seq) * kConvTokens;
+  const int64_t t1 = t0 + kConvTokens < p.seq_len ? t0 + kConvTokens : p.seq_len;
+  const T* grad_y = static_cast<const T*>(p.grad_y);
+  float w[kMaxConvWidth], dw[kMaxConvWidth];
+#pragma unroll
+  for (int j = 0; j < kMaxConvWidth; ++j) {
+    w[j] = j < p.width ? __ldg(p.weight + c * p.width + j) : 0.f;
+    dw[j] = 0.f;
+  }
+  for (int64_t t = t0; t < t1; ++t) {
+    float xv[kMaxConvWidth], acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < kMaxConvWidth; ++j) {
+      xv[j] = j < p.width ? conv_input<T>(p, b, t + j, c) : 0.f;
+      acc = fmaf(w[j], xv[j], acc);
+    }
+    const int64_t at = (b * p.seq_len + t) * C + c;
+    const float pre = load(grad_y + at) * silu_grad(acc, sigmoid(acc));
+    p.grad_pre[at] = pre;
+#pragma unroll
+    for (int j = 0; j < kMaxConvWidth; ++j) dw[j] = fmaf(pre, xv[j], dw[j]);
+  }
+  float* partial = p.grad_weight_partial + (part * C + c) * p.width;
+#pragma unroll
+  for (int j = 0; j < kMaxConvWidth; ++j) {
+    if (j < p.width) partial[j] = dw[j];
+  }
+}
+
+// Row r of [cache; x] feeds outputs t = r - j (j < W): its gradient is sum_j w[c, j] * pre[t].
+template <typename T>
+__global__ void __launch_bounds__(kBlock) conv_silu_bwd_input_kernel(ConvSiluParams p) {
+  const int64_t C = p.channels, R = p.seq_len + p.width - 1, total = p.batch * R * C;
+  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
+    const int64_t c = idx % C, br = idx / C, r = br % R, b = br / R;
+    const bool in_cache = r < p.width - 1;
+    if (in_cache && p.grad_cache == nullptr) continue;
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < kMaxConvWidth; ++j) {
+      const int64_t t = r - j;
+      if (j < p.width && t >= 0 && t < p.seq_len) {
+        acc = fmaf(__ldg(p.weight + c * p.width + j), p.grad_pre[(b * p.seq_len + t) * C + c], acc);
+      }
+    }
+    if (in_cache) {
+      static_cast<T*>(p.grad_cache)[(b * (p.width - 1) + r) * C + c] = from_float<T>(acc);
+    } else {
+      static_cast<T*>(p.grad_x)[(b * p.seq_len + r - (p.width - 1)) * C + c] = from_float<T>(acc);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- L2 norm (with SiLU)
+
+/// Where head row `row` of a [B, T, H, D] layout starts in a row view.
+__device__ __forceinline__ int64_t view_offset(const RowView& v, int64_t row, int64_t seq_len,
+                                               int64_t heads, int dim) {
+  const int64_t h = row % heads, bt = row / heads, t = bt % seq_len, b = bt / seq_len;
+  return b * v.stride_b + t * v.stride_t + h * dim;
+}
+
+/// Loads lane's elements of the row; returns s (SiLU applied when asked) and keeps the raw input.
+template <typename T>
+__device__ __forceinline__ void load_l2_row(const L2NormParams& p, int64_t row, int lane,
+                                            float (&raw)[kMaxRowPerLane],
+                                            float (&s)[kMaxRowPerLane], float& norm) {
+  const T* x = static_cast<const T*>(p.x.data) + view_offset(p.x, row, p.seq_len, p.heads, p.dim);
+  float ss = 0.f;
+#pragma unroll
+  for (int i = 0; i < kMaxRowPerLane; ++i) {
+    const int d = lane + 32 * i;
+    raw[i] = d < p.dim ? load(x + d) : 0.f;
+    s[i] = p.silu ? raw[i] * sigmoid(raw[i]) : raw[i];
+    ss = fmaf(s[i], s[i], ss);
+  }
+  norm = sqrtf(warp_sum(ss));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) l2norm_fwd_kernel(L2NormParams p) {
+  const int lane = threadIdx.x % 32;
+  const int64_t rows = p.batch * p.seq_len * p.heads;
+  for (int64_t row = global_thread() / 32; row < rows; row += grid_stride() / 32) {
+    float raw[kMaxRowPerLane], s[kMaxRowPerLane], norm;
+    load_l2_row<T>(p, row, lane, raw, s, norm);
+    const float inv = 1.f / fmaxf(norm, kL2Eps);
+    T* y = static_cast<T*>(p.y) + row * p.dim;
+#pragma unroll
+    for (int i = 0; i < kMaxRowPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < p.dim) y[d] = from_float<T>(s[i] * inv);
+    }
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) l2norm_bwd_kernel(L2NormParams p) {
+  const int lane = threadIdx.x % 32;
+  const int64_t rows = p.batch * p.seq_len * p.heads;
+  for (int64_t row = global_thread() / 32; row < rows; row += grid_stride() / 32) {
+    float raw[kMaxRowPerLane], s[kMaxRowPerLane], norm;
+    load_l2_row<T>(p, row, lane, raw, s, norm);
+    const float inv = 1.f / fmaxf(norm, kL2Eps);
+    const T* grad_y = static_cast<const T*>(p.grad_y) + row * p.dim;
+    float dy[kMaxRowPerLane], dot = 0.f;
+#pragma unroll
+    for (int i = 0; i < kMaxRowPerLane; ++i) {
+      const int d = lane + 32 * i;
+      dy[i] = d < p.dim ? load(grad_y + d) : 0.f;
+      dot = fmaf(s[i] * inv, dy[i], dot);
+    }
+    dot = warp_sum(dot);
+    // Below the clamp the norm is the constant 1e-12 (clamp_min passes no gradient there).
+    const bool clamped = norm < kL2Eps;
+    T* grad_x = static_cast<T*>(p.grad_x) + row * p.dim;
+#pragma unroll
+    for (int i = 0; i < kMaxRowPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d >= p.dim) continue;
+      float ds = clamped ? dy[i] * inv : (dy[i] - s[i] * inv * dot) * inv;
+      if (p.silu) ds *= silu_grad(raw[i], sigmoid(raw[i]));
+      grad_x[d] = from_float<T>(ds);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- gates
+
+__device__ __forceinline__ float softplus(float x) {
+  return x > kSoftplusThreshold ? x : log1pf(__expf(x));
+}
+
+template <typename T>
+__device__ __forceinline__ float gate_input(const RowView& v, int64_t idx, int64_t seq_len,
+                                            int64_t heads) {
+  return load(static_cast<const T*>(v.data) + view_offset(v, idx, seq_len, heads, 1));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) gates_fwd_kernel(GatesParams p) {
+  const int64_t total = p.batch * p.seq_len * p.heads;
+  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
+    const int64_t h = idx % p.heads;
+    const float x = gate_input<T>(p.a, idx, p.seq_len, p.heads) + __ldg(p.dt_bias + h);
+    p.g[idx] = -__expf(__ldg(p.A_log + h)) * softplus(x);
+    p.beta[idx] = sigmoid(gate_input<T>(p.b, idx, p.seq_len, p.heads));
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) gates_bwd_kernel(GatesParams p) {
+  const int64_t total = p.batch * p.seq_len * p.heads;
+  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
+    const int64_t h = idx % p.heads;
+    const float x = gate_input<T>(p.a, idx, p.seq_len, p.heads) + __ldg(p.dt_bias + h);
+    const float decay_rate = __expf(__ldg(p.A_log + h));
+    const float dg = p.grad_g[idx];
+    const float dx = x > kSoftplusThreshold ? -decay_rate * dg : -decay_rate * dg * sigmoid(x);
+    static_cast<T*>(p.grad_a)[idx] = from_float<T>(dx);
+    p.grad_terms[idx] = dg * (-decay_rate * softplus(x));  // d g / d A_log = g
+    p.grad_terms[total + idx] = dx;                        // d (a + dt_bias) / d dt_bias = 1
+    const float beta = sigmoid(gate_input<T>(p.b, idx, p.seq_len, p.heads));
+    static_cast<T*>(p.grad_b)[idx] = from_float<T>(p.grad_beta[idx] * beta * (1.f - beta));
+  }
+}
+
+// ---------------------------------------------------------------- gated RMS norm
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) gated_norm_fwd_kernel(GatedNormParams p) {
+  const int lane = threadIdx.x % 32;
+  const int64_t rows = p.batch * p.seq_len * p.heads;
+  for (int64_t row = global_thread() / 32; row < rows; row += grid_stride() / 32) {
+    const T* x = static_cast<const T*>(p.x) + row * p.dim;
+    const T* gate =
+        static_cast<const T*>(p.gate.data) + view_offset(p.gate, row, p.seq_len, p.heads, p.dim);
+    float xv[kMaxRowPerLane], ss = 0.f;
+#pragma unroll
+    for (int i = 0; i < kMaxRowPerLane; ++i) {
+      const int d = lane + 32 * i;
+      xv[i] = d < p.dim ? load(x + d) : 0.f;
+      ss = fmaf(xv[i], xv[i], ss);
+    }
+    const float r = rsqrtf(warp_sum(ss) / float(p.dim) + p.eps);
+    T* y = static_cast<T*>(p.y) + row * p.dim;
+#pragma unroll
+    for (int i = 0; i < kMaxRowPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d >= p.dim) continue;
+      const float gt = load(gate + d);
+      y[d] = from_float<T>(xv[i] * r * __ldg(p.weight + d) * gt * sigmoid(gt));
+    }
+  }
+}
+
+// grid (gated_norm_partials(rows)): each warp walks rows gw, gw + 8 * gridDim, ... and its lanes
+// accumulate the weight gradient of their elements; the block sums its 8 warps in order.
+template <typename T>
+__global__ void __launch_bounds__(kBlock) gated_norm_bwd_kernel(GatedNormParams p) {
+  __shared__ float s_dw[kWarps][kMaxRowPerLane * 32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t rows = p.batch * p.seq_len * p.heads;
+  float dw[kMaxRowPerLane] = {};
+  for (int64_t row = int64_t(blockIdx.x) * kWarps + warp; row < rows;
+       row += int64_t(gridDim.x) * kWarps) {
+    const int64_t gate_at = view_offset(p.gate, row, p.seq_len, p.heads, p.dim);
+    const T* x = static_cast<const T*>(p.x) + row * p.dim;
+    const T* gate = static_cast<const T*>(p.gate.data) + gate_at;
+    const T* grad_y = static_cast<const T*>(p.grad_y) + row * p.dim;
+    float xv[kMaxRowPerLane], ss = 0.f;
+#pragma unroll
+    for (int i = 0; i < kMaxRowPerLane; ++i) {
+      const int d = lane + 32 * i;
+      xv[i] = d < p.dim ? load(x + d) : 0.f;
+      ss = fmaf(xv[i], xv[i], ss);
+    }
+    const float r = rsqrtf(warp_sum(ss) / float(p.dim) + p.eps);
+    float dxhat[kMaxRowPerLane], dot = 0.f;
+    T* grad_gate = static_cast<T*>(p.grad_gate) + row * p.dim;
+#pragma unroll
+    for (int i = 0; i < kMaxRowPerLane; ++i) {
+      const int d = lane + 32 * i;
+      dxhat[i] = 0.f;
+      if (d >= p.dim) continue;
+      const float gt = load(gate + d), sg = sigmoid(gt), w = __ldg(p.weight + d);
+      const float dy = load(grad_y + d), xhat = xv[i] * r;
+      dw[i] = fmaf(dy * xhat, gt * sg, dw[i]);
+      grad_gate[d] = from_float<T>(dy * xhat * w * silu_grad(gt, sg));
+      dxhat[i] = dy * w * gt * sg;
+      dot = fmaf(dxhat[i], xhat, dot);
+    }
+    dot = warp_sum(dot) / float(p.dim);
+    T* grad_x = static_cast<T*>(p.grad_x) + row * p.dim;
+#pragma unroll
+    for (int i = 0; i < kMaxRowPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < p.dim) grad_x[d] = from_float<T>(r * (dxhat[i] - xv[i] * r * dot));
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kMaxRowPerLane; ++i) s_dw[warp][lane + 32 * i] = dw[i];
+  __syncthreads();
+  for (int d = threadIdx.x; d < p.dim; d += kBlock) {
+    float sum = 0.f;
+    for (int w = 0; w < kWarps; ++w) sum += s_dw[w][d];
+    p.grad_weight_partial[int64_t(blockIdx.x) * p.dim + d] = sum;
+  }
+}
+
+// ---------------------------------------------------------------- launchers
+
+template <class F>
+cudaError_t by_dtype(GdnDtype dtype, F launch) {
+  return dtype == GdnDtype::kBFloat16 ? launch(__nv_bfloat16{}) : launch(float{});
+}
+
+bool rows_ok(int64_t batch, int64_t seq_len, int64_t heads, int dim) {
+  return batch > 0 && seq_len > 0 && heads > 0 && dim > 0 && dim <= 32 * kMaxRowPerLane;
+}
+
+bool conv_ok(const ConvSiluParams& p) {
+  return p.batch > 0 && p.seq_len > 0 && p.channels > 0 && p.width >= 1 &&
+         p.width <= kMaxConvWidth && p.x.data && p.weight;
+}
+
+}  // namespace
+
+int64_t conv_silu_partials(int64_t batch, int64_t seq_len) {
+  return batch * ((seq_len + kConvTokens - 1) / kConvTokens);
+}
+
+int64_t gated_norm_partials(int64_t rows) {
+  return std::max<int64_t>(1, std::min<int64_t>((rows + kWarps - 1) / kWarps, 1024));
+}
+
+cudaError_t conv_silu_fwd(const ConvSiluParams& p, cudaStream_t stream) {
+  if (!conv_ok(p) || !p.y) return cudaErrorInvalidValue;
+  return by_dtype(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    conv_silu_fwd_kernel<T>
+        <<<grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
+  if (!conv_ok(p) || !p.grad_y || !p.grad_x || !p.grad_pre || !p.grad_weight_partial) {
+    return cudaErrorInvalidValue;
+  }
+  const int64_t partials = conv_silu_partials(p.batch, p.seq_len);
+  const int64_t channel_blocks = (p.channels + kConvChannels - 1) / kConvChannels;
+  if (partials >= (int64_t(1) << 31) || channel_blocks > 65535) return cudaErrorInvalidValue;
+  return by_dtype(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const dim3 grid{unsigned(partials), unsigned(channel_blocks)};
+    conv_silu_bwd_pre_kernel<T><<<grid, kConvChannels, 0, stream>>>(p);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    const int64_t rows = p.batch * (p.seq_len + p.width - 1) * p.channels;
+    conv_silu_bwd_input_kernel<T><<<grid_for(rows, kBlock), kBlock, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t l2norm_fwd(const L2NormParams& p, cudaStream_t stream) {
+  if (!rows_ok(p.batch, p.seq_len, p.heads, p.dim) || !p.x.data || !p.y) {
+    return cudaErrorInvalidValue;
+  }
+  return by_dtype(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    l2norm_fwd_kernel<T><<<grid_for(p.batch * p.seq_len * p.heads, kWarps), kBlock, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t l2norm_bwd(const L2NormParams& p, cudaStream_t stream) {
+  if (!rows_ok(p.batch, p.seq_len, p.heads, p.dim) || !p.x.data || !p.grad_y || !p.grad_x) {
+    return cudaErrorInvalidValue;
+  }
+  return by_dtype(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    l2norm_bwd_kernel<T><<<grid_for(p.batch * p.seq_len * p.heads, kWarps), kBlock, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t gates_fwd(const GatesParams& p, cudaStream_t stream) {
+  if (!rows_ok(p.batch, p.seq_len, p.heads, 1) || !p.a.data || !p.b.data || !p.A_log ||
+      !p.dt_bias || !p.g || !p.beta) {
+    return cudaErrorInvalidValue;
+  }
+  return by_dtype(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    gates_fwd_kernel<T><<<grid_for(p.batch * p.seq_len * p.heads, kBlock), kBlock, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t gates_bwd(const GatesParams& p, cudaStream_t stream) {
+  if (!rows_ok(p.batch, p.seq_len, p.heads, 1) || !p.a.data || !p.b.data || !p.A_log ||
+      !p.dt_bias || !p.grad_g || !p.grad_beta || !p.grad_a || !p.grad_b || !p.grad_terms) {
+    return cudaErrorInvalidValue;
+  }
+  return by_dtype(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    gates_bwd_kernel<T><<<grid_for(p.batch * p.seq_len * p.heads, kBlock), kBlock, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t gated_norm_fwd(const GatedNormParams& p, cudaStream_t stream) {
+  if (!rows_ok(p.batch, p.seq_len, p.heads, p.dim) || !p.x || !p.gate.data || !p.weight || !p.y) {
+    return cudaErrorInvalidValue;
+  }
+  return by_dtype(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    gated_norm_fwd_kernel<T>
+        <<<grid_for(p.batch * p.seq_len * p.heads, kWarps), kBlock, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t gated_norm_bwd(const GatedNormParams& p, cudaStream_t stream) {
+  if (!rows_ok(p.batch, p.seq_len, p.heads, p.dim) || !p.x || !p.gate.data || !p.weight ||
+      !p.grad_y || !p.grad_x || !p.grad_gate || !p.grad_weight_partial) {
+    return cudaErrorInvalidValue;
+  }
+  return by_dtype(p.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    const int64_t blocks = gated_norm_partials(p.batch * p.seq_len * p.heads);
+    gated_norm_bwd_kernel<T><<<unsigned(blocks), kBlock, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace hypnos::kernels

@@ -1,0 +1,118 @@
+// The dispatcher of ops/gdn_fused.h and the ATen compositions that define each op.
+#include "ops/gdn_fused.h"
+
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#ifdef HYPNOS_WITH_CUDA
+#include "ops/gdn_fused_cuda.h"
+#endif
+
+namespace hypnos::ops::fused {
+namespace {
+
+bool read_switch() {
+  const char* value = std::getenv("HYPNOS_FUSED_OPS");
+  const std::string name = value ? value : "";
+  if (name.empty() || name == "1") return true;
+  if (name == "0") return false;
+  throw std::invalid_argument("HYPNOS_FUSED_OPS is '" + name +
+                              "', expected '1' (fused CUDA kernels, the default) or '0' (ATen)");
+}
+
+#ifdef HYPNOS_WITH_CUDA
+bool use_cuda(const at::Tensor& x) {
+  return x.is_cuda() && x.numel() > 0 && cuda_kernels_enabled();
+}
+#endif
+
+}  // namespace
+
+bool cuda_kernels_enabled() {
+  static const bool enabled = read_switch();
+  return enabled;
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  // at::rms_norm is one fused kernel forward and one backward on CUDA (ATen's _fused_rms_norm).
+  // It has no autocast rule, so a bf16 input is lifted here, as autocast's fp32 rule for pow did
+  // for the six-op formula.
+  const at::Tensor input =
+      at::isReducedFloatingType(x.scalar_type()) ? x.to(weight.scalar_type()) : x;
+  return at::rms_norm(input, {weight.size(0)}, weight, eps);
+}
+
+std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at::Tensor& weight,
+                                                   const at::Tensor& cache) {
+#ifdef HYPNOS_WITH_CUDA
+  if (use_cuda(x)) {
+    if (auto out = cuda::causal_conv_silu(x, weight, cache)) return *out;
+  }
+#endif
+  return reference::causal_conv_silu(x, weight, cache);
+}
+
+at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu) {
+#ifdef HYPNOS_WITH_CUDA
+  if (use_cuda(x)) {
+    if (auto out = cuda::l2_normalize_heads(x, heads, silu)) return *out;
+  }
+#endif
+  return reference::l2_normalize_heads(x, heads, silu);
+}
+
+std::pair<at::Tensor, at::Tensor> gdn_gates(const at::Tensor& a, const at::Tensor& b,
+                                            const at::Tensor& A_log, const at::Tensor& dt_bias) {
+#ifdef HYPNOS_WITH_CUDA
+  if (use_cuda(a)) {
+    if (auto out = cuda::gdn_gates(a, b, A_log, dt_bias)) return *out;
+  }
+#endif
+  return reference::gdn_gates(a, b, A_log, dt_bias);
+}
+
+at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& weight,
+                          double eps) {
+#ifdef HYPNOS_WITH_CUDA
+  if (use_cuda(x)) {
+    if (auto out = cuda::gated_rms_norm(x, gate, weight, eps)) return *out;
+  }
+#endif
+  return reference::gated_rms_norm(x, gate, weight, eps);
+}
+
+namespace reference {
+
+std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at::Tensor& weight,
+                                                   const at::Tensor& cache) {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = weight.size(2);
+  const at::Tensor left = cache.defined() ? cache : at::zeros({B, W - 1, C}, x.options());
+  const at::Tensor padded = at::cat({left, x}, 1);  // [B, W-1+T, C]
+  const std::array<int64_t, 1> stride{1}, padding{0}, dilation{1};
+  const at::Tensor y = at::conv1d(padded.transpose(1, 2), weight, /*bias=*/at::Tensor(), stride,
+                                  padding, dilation, /*groups=*/C)
+                           .transpose(1, 2);
+  return {at::silu(y), padded.narrow(1, T, W - 1)};
+}
+
+at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu) {
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2) / heads;
+  const at::Tensor s = (silu ? at::silu(x) : x).view({B, T, heads, D});
+  // The norm runs in fp32 under autocast and the quotient with it, hence the cast back.
+  return (s / s.norm(2, -1, /*keepdim=*/true).clamp_min(1e-12)).to(x.scalar_type());
+}
+
+std::pair<at::Tensor, at::Tensor> gdn_gates(const at::Tensor& a, const at::Tensor& b,
+                                            const at::Tensor& A_log, const at::Tensor& dt_bias) {
+  return {-A_log.exp() * at::softplus(a + dt_bias), at::sigmoid(b)};
+}
+
+at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& weight,
+                          double eps) {
+  const at::Tensor y = fused::rms_norm(x, weight, eps) * at::silu(gate).view(x.sizes());
+  return y.reshape({x.size(0), x.size(1), -1});
+}
+
+}  // namespace reference
+}  // namespace hypnos::ops::fused

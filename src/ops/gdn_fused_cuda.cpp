@@ -1,0 +1,328 @@
+// The fused CUDA ops of ops/gdn_fused.h as torch::autograd::Functions: they check what the kernels
+// take (else the dispatcher runs the composition), allocate outputs and workspaces with ATen on the
+// current stream (CUDA-graph safe: no host synchronisation), and call kernels/gdn_layer_ops.h.
+#include "ops/gdn_fused_cuda.h"
+
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "gdn_layer_ops.h"
+
+namespace hypnos::ops::fused::cuda {
+namespace {
+
+using kernels::GdnDtype;
+using kernels::RowView;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+bool kernel_dtype(const at::Tensor& t) {
+  return t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kFloat;
+}
+
+GdnDtype dtype_of(const at::Tensor& t) {
+  return t.scalar_type() == at::kBFloat16 ? GdnDtype::kBFloat16 : GdnDtype::kFloat32;
+}
+
+/// A [B, T, C] tensor whose channels are contiguous, read in place (slices of a fused projection).
+bool row_viewable(const at::Tensor& t) {
+  return t.dim() == 3 && t.stride(2) == 1;
+}
+
+RowView row_view(const at::Tensor& t) {
+  return {t.data_ptr(), t.stride(0), t.stride(1)};
+}
+
+/// Gradients arrive in any layout (and undefined when an output was not used).
+at::Tensor dense(const at::Tensor& grad, at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return grad.defined() ? grad.to(options.dtype()).contiguous() : at::zeros(sizes, options);
+}
+
+void check(cudaError_t status, const char* kernel) {
+  if (status != cudaSuccess) {
+    throw std::runtime_error(std::string("gdn fused op: ") + kernel +
+                             " failed: " + cudaGetErrorString(status));
+  }
+}
+
+cudaStream_t stream() {
+  return at::cuda::getCurrentCUDAStream();
+}
+
+// ---------------------------------------------------------------- causal conv + SiLU
+
+kernels::ConvSiluParams conv_params(const at::Tensor& x, const at::Tensor& weight2d,
+                                    const at::Tensor& cache) {
+  kernels::ConvSiluParams p;
+  p.x = row_view(x);
+  if (cache.defined()) p.cache = row_view(cache);
+  p.weight = weight2d.data_ptr<float>();
+  p.batch = x.size(0);
+  p.seq_len = x.size(1);
+  p.channels = x.size(2);
+  p.width = int(weight2d.size(1));
+  p.dtype = dtype_of(x);
+  return p;
+}
+
+struct ConvSiluFunction : torch::autograd::Function<ConvSiluFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const std::optional<at::Tensor>& cache) {
+    const at::Tensor w2 = weight.reshape({weight.size(0), weight.size(2)}).contiguous();
+    const at::Tensor c = cache ? *cache : at::Tensor();
+    at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2)}, x.options());
+    kernels::ConvSiluParams p = conv_params(x, w2, c);
+    p.y = y.data_ptr();
+    check(kernels::conv_silu_fwd(p, stream()), "conv_silu_fwd");
+    ctx->save_for_backward({x, w2, c});
+    ctx->saved_data["weight_sizes"] = weight.sizes().vec();
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w2 = saved[1], &cache = saved[2];
+    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = w2.size(1);
+    const at::Tensor grad_y = dense(grads[0], x.sizes(), x.options());
+    const at::Tensor grad_x = at::empty({B, T, C}, x.options());
+    const at::Tensor grad_cache =
+        cache.defined() ? at::empty({B, W - 1, C}, x.options()) : at::Tensor();
+    const at::Tensor grad_pre = at::empty({B, T, C}, x.options().dtype(at::kFloat));
+    const at::Tensor partial =
+        at::empty({kernels::conv_silu_partials(B, T), C, W}, x.options().dtype(at::kFloat));
+    kernels::ConvSiluParams p = conv_params(x, w2, cache);
+    p.grad_y = grad_y.data_ptr();
+    p.grad_x = grad_x.data_ptr();
+    p.grad_cache = grad_cache.defined() ? grad_cache.data_ptr() : nullptr;
+    p.grad_pre = grad_pre.data_ptr<float>();
+    p.grad_weight_partial = partial.data_ptr<float>();
+    check(kernels::conv_silu_bwd(p, stream()), "conv_silu_bwd");
+    const auto weight_sizes = ctx->saved_data["weight_sizes"].toIntVector();
+    return {grad_x, partial.sum(0).view(weight_sizes), grad_cache};
+  }
+};
+
+// ---------------------------------------------------------------- L2 norm
+
+kernels::L2NormParams l2_params(const at::Tensor& x, int64_t heads, bool silu) {
+  kernels::L2NormParams p;
+  p.x = row_view(x);
+  p.batch = x.size(0);
+  p.seq_len = x.size(1);
+  p.heads = heads;
+  p.dim = int(x.size(2) / heads);
+  p.silu = silu;
+  p.dtype = dtype_of(x);
+  return p;
+}
+
+struct L2NormFunction : torch::autograd::Function<L2NormFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t heads, bool silu) {
+    at::Tensor y = at::empty({x.size(0), x.size(1), heads, x.size(2) / heads}, x.options());
+    kernels::L2NormParams p = l2_params(x, heads, silu);
+    p.y = y.data_ptr();
+    check(kernels::l2norm_fwd(p, stream()), "l2norm_fwd");
+    ctx->save_for_backward({x});
+    ctx->saved_data["heads"] = heads;
+    ctx->saved_data["silu"] = silu;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor x = ctx->get_saved_variables()[0];
+    const int64_t heads = ctx->saved_data["heads"].toInt();
+    const at::Tensor grad_y =
+        dense(grads[0], {x.size(0), x.size(1), heads, x.size(2) / heads}, x.options());
+    const at::Tensor grad_x = at::empty({x.size(0), x.size(1), x.size(2)}, x.options());
+    kernels::L2NormParams p = l2_params(x, heads, ctx->saved_data["silu"].toBool());
+    p.grad_y = grad_y.data_ptr();
+    p.grad_x = grad_x.data_ptr();
+    check(kernels::l2norm_bwd(p, stream()), "l2norm_bwd");
+    return {grad_x, at::Tensor(), at::Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------- gates
+
+kernels::GatesParams gates_params(const at::Tensor& a, const at::Tensor& b, const at::Tensor& A_log,
+                                  const at::Tensor& dt_bias) {
+  kernels::GatesParams p;
+  p.a = row_view(a);
+  p.b = row_view(b);
+  p.A_log = A_log.data_ptr<float>();
+  p.dt_bias = dt_bias.data_ptr<float>();
+  p.batch = a.size(0);
+  p.seq_len = a.size(1);
+  p.heads = a.size(2);
+  p.dtype = dtype_of(a);
+  return p;
+}
+
+struct GatesFunction : torch::autograd::Function<GatesFunction> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
+                               const at::Tensor& A_log, const at::Tensor& dt_bias) {
+    const auto f32 = a.options().dtype(at::kFloat);
+    at::Tensor g = at::empty(a.sizes(), f32), beta = at::empty(a.sizes(), f32);
+    kernels::GatesParams p = gates_params(a, b, A_log, dt_bias);
+    p.g = g.data_ptr<float>();
+    p.beta = beta.data_ptr<float>();
+    check(kernels::gates_fwd(p, stream()), "gates_fwd");
+    ctx->save_for_backward({a, b, A_log, dt_bias});
+    return {g, beta};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &a = saved[0], &b = saved[1], &A_log = saved[2], &dt_bias = saved[3];
+    const auto f32 = a.options().dtype(at::kFloat);
+    const at::Tensor grad_g = dense(grads[0], a.sizes(), f32);
+    const at::Tensor grad_beta = dense(grads[1], a.sizes(), f32);
+    const at::Tensor grad_a = at::empty(a.sizes(), a.options());
+    const at::Tensor grad_b = at::empty(b.sizes(), b.options());
+    const at::Tensor terms = at::empty({2, a.size(0) * a.size(1), a.size(2)}, f32);
+    kernels::GatesParams p = gates_params(a, b, A_log, dt_bias);
+    p.grad_g = grad_g.data_ptr<float>();
+    p.grad_beta = grad_beta.data_ptr<float>();
+    p.grad_a = grad_a.data_ptr();
+    p.grad_b = grad_b.data_ptr();
+    p.grad_terms = terms.data_ptr<float>();
+    check(kernels::gates_bwd(p, stream()), "gates_bwd");
+    const at::Tensor sums = terms.sum(1);  // [2, H]: d A_log, d dt_bias
+    return {grad_a, grad_b, sums[0], sums[1]};
+  }
+};
+
+// ---------------------------------------------------------------- gated RMS norm
+
+kernels::GatedNormParams norm_params(const at::Tensor& x, const at::Tensor& gate,
+                                     const at::Tensor& weight, double eps) {
+  kernels::GatedNormParams p;
+  p.x = x.data_ptr();
+  p.gate = row_view(gate);
+  p.weight = weight.data_ptr<float>();
+  p.batch = x.size(0);
+  p.seq_len = x.size(1);
+  p.heads = x.size(2);
+  p.dim = int(x.size(3));
+  p.eps = float(eps);
+  p.dtype = dtype_of(x);
+  return p;
+}
+
+struct GatedNormFunction : torch::autograd::Function<GatedNormFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& gate,
+                            const at::Tensor& weight, double eps) {
+    at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2) * x.size(3)}, x.options());
+    kernels::GatedNormParams p = norm_params(x, gate, weight, eps);
+    p.y = y.data_ptr();
+    check(kernels::gated_norm_fwd(p, stream()), "gated_norm_fwd");
+    ctx->save_for_backward({x, gate, weight});
+    ctx->saved_data["eps"] = eps;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &gate = saved[1], &weight = saved[2];
+    const int64_t rows = x.size(0) * x.size(1) * x.size(2);
+    const at::Tensor grad_y =
+        dense(grads[0], {x.size(0), x.size(1), x.size(2) * x.size(3)}, x.options());
+    const at::Tensor grad_x = at::empty(x.sizes(), x.options());
+    const at::Tensor grad_gate = at::empty(grad_y.sizes(), gate.options());
+    const at::Tensor partial =
+        at::empty({kernels::gated_norm_partials(rows), x.size(3)}, x.options().dtype(at::kFloat));
+    kernels::GatedNormParams p = norm_params(x, gate, weight, ctx->saved_data["eps"].toDouble());
+    p.grad_y = grad_y.data_ptr();
+    p.grad_x = grad_x.data_ptr();
+    p.grad_gate = grad_gate.data_ptr();
+    p.grad_weight_partial = partial.data_ptr<float>();
+    check(kernels::gated_norm_bwd(p, stream()), "gated_norm_bwd");
+    return {grad_x, grad_gate, partial.sum(0), at::Tensor()};
+  }
+};
+
+bool head_rows_fit(int64_t dim) {
+  return dim >= 1 && dim <= 256;
+}
+
+}  // namespace
+
+std::optional<std::pair<at::Tensor, at::Tensor>> causal_conv_silu(const at::Tensor& x,
+                                                                  const at::Tensor& weight,
+                                                                  const at::Tensor& cache) {
+  const int64_t W = weight.dim() == 3 ? weight.size(2) : 0;
+  if (!row_viewable(x) || !kernel_dtype(x) || weight.scalar_type() != at::kFloat ||
+      !weight.is_cuda() || weight.dim() != 3 || weight.size(0) != x.size(2) ||
+      weight.size(1) != 1 || W < 1 || W > kernels::kMaxConvWidth) {
+    return std::nullopt;
+  }
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
+  if (cache.defined() &&
+      (!row_viewable(cache) || cache.scalar_type() != x.scalar_type() || cache.size(0) != B ||
+       cache.size(1) != W - 1 || cache.size(2) != C || cache.device() != x.device())) {
+    return std::nullopt;
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  const at::Tensor y = ConvSiluFunction::apply(
+      x, weight, cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);
+  // The next window's cache, the last W-1 rows of [cache; x]: a view of x when T >= W-1.
+  at::Tensor next;
+  if (T >= W - 1) {
+    next = x.narrow(1, T - (W - 1), W - 1);
+  } else {
+    const at::Tensor left = cache.defined() ? cache : at::zeros({B, W - 1, C}, x.options());
+    next = at::cat({left.narrow(1, T, W - 1 - T), x}, 1);
+  }
+  return std::pair{y, next};
+}
+
+std::optional<at::Tensor> l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu) {
+  if (!row_viewable(x) || !kernel_dtype(x) || heads < 1 || x.size(2) % heads != 0 ||
+      !head_rows_fit(x.size(2) / heads)) {
+    return std::nullopt;
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  return L2NormFunction::apply(x, heads, silu);
+}
+
+std::optional<std::pair<at::Tensor, at::Tensor>> gdn_gates(const at::Tensor& a, const at::Tensor& b,
+                                                           const at::Tensor& A_log,
+                                                           const at::Tensor& dt_bias) {
+  const auto is_head_vector = [&](const at::Tensor& t) {
+    return t.is_cuda() && t.device() == a.device() && t.scalar_type() == at::kFloat &&
+           t.dim() == 1 && t.size(0) == a.size(2) && t.is_contiguous();
+  };
+  if (!row_viewable(a) || !row_viewable(b) || !kernel_dtype(a) ||
+      b.scalar_type() != a.scalar_type() || b.sizes() != a.sizes() || b.device() != a.device() ||
+      !is_head_vector(A_log) || !is_head_vector(dt_bias)) {
+    return std::nullopt;
+  }
+  const c10::cuda::CUDAGuard guard(a.device());
+  const auto out = GatesFunction::apply(a, b, A_log, dt_bias);
+  return std::pair{out[0], out[1]};
+}
+
+std::optional<at::Tensor> gated_rms_norm(const at::Tensor& x, const at::Tensor& gate,
+                                         const at::Tensor& weight, double eps) {
+  // Outside autocast a bf16 x would give bf16 here but fp32 from the composition (RMSNorm lifts
+  // it): keep the composition's dtype contract there.
+  const bool dtype_ok =
+      x.scalar_type() == at::kFloat ||
+      (x.scalar_type() == at::kBFloat16 && at::autocast::is_autocast_enabled(at::kCUDA));
+  if (x.dim() != 4 || !dtype_ok || !row_viewable(gate) || gate.scalar_type() != x.scalar_type() ||
+      gate.size(0) != x.size(0) || gate.size(1) != x.size(1) ||
+      gate.size(2) != x.size(2) * x.size(3) || gate.device() != x.device() ||
+      weight.scalar_type() != at::kFloat || !weight.is_cuda() || weight.dim() != 1 ||
+      weight.size(0) != x.size(3) || !weight.is_contiguous() || !head_rows_fit(x.size(3))) {
+    return std::nullopt;
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  return GatedNormFunction::apply(x.contiguous(), gate, weight, eps);
+}
+
+}  // namespace hypnos::ops::fused::cuda
