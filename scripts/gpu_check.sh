@@ -5,7 +5,8 @@
 # cannot eat the others; a stage that fails is reported and the script goes on.
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
-# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench train_bench reference train nccl sweep
+# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench train_bench train_bench_unfused
+#         reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
@@ -19,8 +20,8 @@ mkdir -p "$out"
 finish() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
   tar czf "$top/logs.tgz" --exclude=checkpoints -C "$out" .
-  for f in stages.log gpu.txt tests.log train_bench.log reference.log kernels_bench.log \
-    tests_fp32.log; do
+  for f in stages.log gpu.txt tests.log train_bench.log train_bench_unfused.log reference.log \
+    kernels_bench.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
   done
   rm -rf "$out"
@@ -68,6 +69,9 @@ for s in $stages; do
     train_bench)
       stage train_bench 120 "$bin" bench train --device cuda --batch 512 --passes 1,2,4 --repeats 10 \
         --profile ;;
+    train_bench_unfused)  # the same step with the layer ops as ATen compositions: the A/B baseline
+      HYPNOS_FUSED_OPS=0 stage train_bench_unfused 120 "$bin" bench train --device cuda --batch 512 \
+        --passes 1,2,4 --repeats 10 --modes graph ;;
     reference)
       stage reference 90 python3 bench/reference/train_bench.py --device cuda --batch 512 \
         --passes 1,2,4 --repeats 10 --profile ;;
@@ -85,7 +89,9 @@ for s in $stages; do
       stage memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_*:Shapes/*T37_D128_bf16*'
       stage racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 \
-        build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_D64_bf16_h0*' ;;
+        build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_D64_bf16_h0*'
+      stage memcheck_fused 60 compute-sanitizer --tool memcheck --error-exitcode 1 \
+        build-gpu/tests/hypnos_tests --gtest_filter='GdnFusedCuda.*' ;;
     sweep)  # the Rule 110 sweep of the default config (t = 12, 600 steps of 512) at N = 1, 2, 4
       stage sweep 300 scripts/reproduce_rule110.sh --config default --passes 1,2,4 --hypnos "$bin" \
         "$out/rule110_sweep" ;;

@@ -1,6 +1,11 @@
 // RoPE: the reference's `rope` with a position offset (retained tokens come first in sliding mode).
 #include "hypnos/nn/rope.h"
 
+#ifdef HYPNOS_WITH_CUDA
+#include "nn/rope_cuda.h"
+#include "ops/fused_switch.h"
+#endif
+
 namespace hypnos::nn {
 
 RopeTable RopeTable::rows(int64_t offset, int64_t length) const {
@@ -26,6 +31,11 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table) {
   const int64_t T = x.size(2), D = x.size(3);
   TORCH_CHECK(table.cos.size(0) == T && table.cos.size(1) == D / 2, "apply_rope: the table is ",
               table.cos.sizes(), ", x needs [", T, ", ", D / 2, "]");
+#ifdef HYPNOS_WITH_CUDA
+  if (x.is_cuda() && ops::fused::cuda_kernels_enabled()) {
+    if (auto y = detail::apply_rope_cuda(x, table)) return *y;
+  }
+#endif
   const at::Tensor x1 = x.slice(-1, 0, D, 2), x2 = x.slice(-1, 1, D, 2);
   const at::Tensor &cos = table.cos, &sin = table.sin;
   return at::stack({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1).flatten(-2).to(x.scalar_type());

@@ -1,9 +1,7 @@
 // The dispatcher of ops/gdn_fused.h and the ATen compositions that define each op.
 #include "ops/gdn_fused.h"
 
-#include <cstdlib>
-#include <stdexcept>
-#include <string>
+#include "ops/fused_switch.h"
 
 #ifdef HYPNOS_WITH_CUDA
 #include "ops/gdn_fused_cuda.h"
@@ -12,15 +10,6 @@
 namespace hypnos::ops::fused {
 namespace {
 
-bool read_switch() {
-  const char* value = std::getenv("HYPNOS_FUSED_OPS");
-  const std::string name = value ? value : "";
-  if (name.empty() || name == "1") return true;
-  if (name == "0") return false;
-  throw std::invalid_argument("HYPNOS_FUSED_OPS is '" + name +
-                              "', expected '1' (fused CUDA kernels, the default) or '0' (ATen)");
-}
-
 #ifdef HYPNOS_WITH_CUDA
 bool use_cuda(const at::Tensor& x) {
   return x.is_cuda() && x.numel() > 0 && cuda_kernels_enabled();
@@ -28,11 +17,6 @@ bool use_cuda(const at::Tensor& x) {
 #endif
 
 }  // namespace
-
-bool cuda_kernels_enabled() {
-  static const bool enabled = read_switch();
-  return enabled;
-}
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   // at::rms_norm is one fused kernel forward and one backward on CUDA (ATen's _fused_rms_norm).

@@ -1,20 +1,15 @@
 // Internal: the elementwise and row-wise steps of a GatedDeltaNet / JetBlock layer around the
 // delta rule, each as one differentiable op. On CUDA tensors they run the fused kernels of
 // kernels/gdn_layer_ops.h (one kernel forward, one or two backward, instead of chains of ATen
-// kernels per window and sleep pass); elsewhere, or for dtypes and shapes the kernels do not take,
-// they run the ATen compositions in `reference`, which define them and which the GPU tests compare
-// against.
+// kernels per window and sleep pass); elsewhere, for dtypes and shapes the kernels do not take, or
+// with HYPNOS_FUSED_OPS=0 (ops/fused_switch.h), they run the ATen compositions in `reference`,
+// which define them and which the GPU tests compare against.
 #pragma once
 #include <ATen/ATen.h>
 
 #include <utility>
 
 namespace hypnos::ops::fused {
-
-/// Whether CUDA tensors take the fused kernels: yes unless the environment variable
-/// HYPNOS_FUSED_OPS is "0" (the ATen compositions then run everywhere: an A/B switch for
-/// benchmarks and a way around a suspected kernel bug). Any other value than "", "0", "1" throws.
-bool cuda_kernels_enabled();
 
 /// x * rsqrt(mean(x^2) + eps) * weight over the last dimension; a bf16 / fp16 input is lifted to
 /// the weight's dtype first (RMSNorm's rule: the norm is computed and returned in fp32 there).
