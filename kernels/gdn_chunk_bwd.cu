@@ -135,7 +135,10 @@ template <bool kTc, int M, int N>
 using BlockFrag = std::conditional_t<kTc, mma::TcFrag<M, N, kThreads>, Frag<M, N, kThreads>>;
 
 // grid (NC, B*H). Every chunk-local gradient of KERNELS.md section 3, in one CTA per chunk.
-// kTc: every matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation).
+// kTc: every matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation). Every product has
+// chunk rows as its output rows, and past the last token those rows are exact zeros (zero rows of
+// K, Q, V, dO, U, dU; identity rows and columns of A against zero rows), so each is mma_rows:
+// 16-row slabs past the tokens are skipped on tensor cores (a 24-token window does 2 of 4).
 template <typename T, int D, bool kTc>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   constexpr int LD = kChunkLd<D, kTc>, LC = kChunkLc<kTc>;
@@ -201,8 +204,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   {  // K K^T
     BlockFrag<kTc, kC, kC> kk;
     kk.fill(0.f);
-    kk.mma(
-        D, [&](int i, int d) { return s_k[i * LD + d]; },
+    kk.mma_rows(
+        n_valid, D, [&](int i, int d) { return s_k[i * LD + d]; },
         [&](int d, int j) { return s_k[j * LD + d]; });
 #pragma unroll
     for (int r = 0; r < kk.kRegs; ++r) s_kk[kk.row(r) * LC + kk.col(r)] = kk.x[r];
@@ -210,8 +213,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   // dq = scale diag(gamma) dO S^T; dG (a) = rowsum(q * that).
   BlockFrag<kTc, kC, D> dq, dk, tmp;
   dq.fill(0.f);
-  dq.mma(
-      D, [&](int i, int vv) { return in(d_o, i, vv); },
+  dq.mma_rows(
+      n_valid, D, [&](int i, int vv) { return in(d_o, i, vv); },
       [&](int vv, int j) { return st[vv * D + j]; });
 #pragma unroll
   for (int r = 0; r < dq.kRegs; ++r) {
@@ -221,16 +224,16 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   row_sum(tmp, s_red, s_dg, /*accumulate=*/false);
   {  // dW = -dU S^T
     tmp.fill(0.f);
-    tmp.mma(
-        D, [&](int i, int vv) { return -du[i * D + vv]; },
+    tmp.mma_rows(
+        n_valid, D, [&](int i, int vv) { return -du[i * D + vv]; },
         [&](int vv, int j) { return st[vv * D + j]; });
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) s_dw[tmp.row(r) * LD + tmp.col(r)] = tmp.x[r];
   }
   // dk = diag(decay) U dS^T; e_i = rowsum(k * that).
   dk.fill(0.f);
-  dk.mma(
-      D, [&](int i, int vv) { return u[i * D + vv]; },
+  dk.mma_rows(
+      n_valid, D, [&](int i, int vv) { return u[i * D + vv]; },
       [&](int vv, int j) { return dst[vv * D + j]; });
 #pragma unroll
   for (int r = 0; r < dk.kRegs; ++r) {
@@ -241,8 +244,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   {                                                // dP = lower_incl(dO U^T)
     BlockFrag<kTc, kC, kC> dp;
     dp.fill(0.f);
-    dp.mma(
-        D, [&](int i, int vv) { return in(d_o, i, vv); },
+    dp.mma_rows(
+        n_valid, D, [&](int i, int vv) { return in(d_o, i, vv); },
         [&](int vv, int j) { return u[j * D + vv]; });
 #pragma unroll
     for (int r = 0; r < dp.kRegs; ++r) {
@@ -264,22 +267,22 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   __syncthreads();
   // dq += scale (dP * R) K;  dk += scale (dP * R)^T Q
-  dq.mma(
-      depth, [&](int i, int m) { return s_x1[i * LC + m]; },
+  dq.mma_rows(
+      n_valid, depth, [&](int i, int m) { return s_x1[i * LC + m]; },
       [&](int m, int j) { return s_k[m * LD + j]; });
-  dk.mma(
-      depth, [&](int i, int m) { return s_x1[m * LC + i]; },
+  dk.mma_rows(
+      n_valid, depth, [&](int i, int m) { return s_x1[m * LC + i]; },
       [&](int m, int j) { return in(q, m, j); });
   __syncthreads();
   {  // dA = dW Z^T + dU Y^T,  Z = diag(beta gamma) K,  Y = diag(beta) V
     BlockFrag<kTc, kC, kC> f1, f2;
     f1.fill(0.f);
     f2.fill(0.f);
-    f1.mma(
-        D, [&](int i, int d) { return s_dw[i * LD + d]; },
+    f1.mma_rows(
+        n_valid, D, [&](int i, int d) { return s_dw[i * LD + d]; },
         [&](int d, int j) { return s_k[j * LD + d]; });
-    f2.mma(
-        D, [&](int i, int vv) { return du[i * D + vv]; },
+    f2.mma_rows(
+        n_valid, D, [&](int i, int vv) { return du[i * D + vv]; },
         [&](int vv, int j) { return in(v, j, vv); });
 #pragma unroll
     for (int r = 0; r < f1.kRegs; ++r) {
@@ -291,8 +294,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   {  // M = A^T dA
     BlockFrag<kTc, kC, kC> m;
     m.fill(0.f);
-    m.mma(
-        depth, [&](int i, int l) { return s_a[l * LC + i]; },
+    m.mma_rows(
+        n_valid, depth, [&](int i, int l) { return s_a[l * LC + i]; },
         [&](int l, int j) { return s_x1[l * LC + j]; });
 #pragma unroll
     for (int r = 0; r < m.kRegs; ++r) s_x2[m.row(r) * LC + m.col(r)] = m.x[r];
@@ -301,8 +304,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   {  // dL = strict_lower(-M A^T)
     BlockFrag<kTc, kC, kC> dl;
     dl.fill(0.f);
-    dl.mma(
-        depth, [&](int i, int l) { return s_x2[i * LC + l]; },
+    dl.mma_rows(
+        n_valid, depth, [&](int i, int l) { return s_x2[i * LC + l]; },
         [&](int l, int j) { return s_a[j * LC + l]; });
 #pragma unroll
     for (int r = 0; r < dl.kRegs; ++r) {
@@ -328,8 +331,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   __syncthreads();
   {  // dZ = A^T dW: dk += diag(beta gamma) dZ; dbeta, dG (e) from rowsum(dZ * gamma K)
     tmp.fill(0.f);
-    tmp.mma(
-        depth, [&](int i, int l) { return s_a[l * LC + i]; },
+    tmp.mma_rows(
+        n_valid, depth, [&](int i, int l) { return s_a[l * LC + i]; },
         [&](int l, int j) { return s_dw[l * LD + j]; });
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) {
@@ -345,13 +348,13 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   {  // dk += diag(beta) F K + F^T diag(beta) K;  dbeta += rowsum(F * K K^T)
     tmp.fill(0.f);
-    tmp.mma(
-        depth, [&](int i, int l) { return s_x1[i * LC + l]; },
+    tmp.mma_rows(
+        n_valid, depth, [&](int i, int l) { return s_x1[i * LC + l]; },
         [&](int l, int j) { return s_k[l * LD + j]; });
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) dk.x[r] += s_beta[tmp.row(r)] * tmp.x[r];
-    dk.mma(
-        depth, [&](int i, int l) { return s_x1[l * LC + i]; },
+    dk.mma_rows(
+        n_valid, depth, [&](int i, int l) { return s_x1[l * LC + i]; },
         [&](int l, int j) { return s_beta[l] * s_k[l * LD + j]; });
     if (tid < kC) {
       float s = 0.f;
@@ -361,8 +364,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   {  // dY = A^T dU: dv = diag(beta) dY; dbeta += rowsum(dY * V)
     tmp.fill(0.f);
-    tmp.mma(
-        depth, [&](int i, int l) { return s_a[l * LC + i]; },
+    tmp.mma_rows(
+        n_valid, depth, [&](int i, int l) { return s_a[l * LC + i]; },
         [&](int l, int j) { return du[l * D + j]; });
     T* dv = static_cast<T*>(p.grad_v) + tok;
 #pragma unroll

@@ -102,12 +102,16 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     const int warp = tid / 32, lane = tid % 32, r0 = (warp % 4) * 16, c0 = (warp / 4) * 32;
     float kk[kNT][4] = {}, qk[kNT][4] = {};
     auto kt = [&](int d, int j) { return s_k[(c0 + j) * LD + d]; };
-    mma::warp_mma_tf32<kNT>(
-        kk, lane, 0, D / 8, [&](int i, int d) { return s_k[(r0 + i) * LD + d]; }, kt);
-    mma::warp_mma_tf32<kNT>(
-        qk, lane, 0, D / 8,
-        [&](int i, int d) { return r0 + i < n_valid ? load(q + (r0 + i) * row_stride + d) : 0.f; },
-        kt);
+    if (r0 < n_valid) {  // rows past the tokens: K and Q rows are zero, so are L's and P's
+      mma::warp_mma_tf32<kNT>(
+          kk, lane, 0, D / 8, [&](int i, int d) { return s_k[(r0 + i) * LD + d]; }, kt);
+      mma::warp_mma_tf32<kNT>(
+          qk, lane, 0, D / 8,
+          [&](int i, int d) {
+            return r0 + i < n_valid ? load(q + (r0 + i) * row_stride + d) : 0.f;
+          },
+          kt);
+    }
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
@@ -163,8 +167,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     w.fill(0.f);
     ut.fill(0.f);
     auto a = [&](int i, int l) { return s_a[i * LC + l]; };
-    w.mma(row_depth(n_valid), a, [&](int l, int d) { return s_k[l * LD + d]; });
-    ut.mma(row_depth(n_valid), a, [&](int l, int d) { return s_v[l * LD + d]; });
+    // Rows of A past the tokens are identity rows against zero rows of Z and Y: zero rows of W, Ut.
+    w.mma_rows(n_valid, row_depth(n_valid), a, [&](int l, int d) { return s_k[l * LD + d]; });
+    ut.mma_rows(n_valid, row_depth(n_valid), a, [&](int l, int d) { return s_v[l * LD + d]; });
 #pragma unroll
     for (int r = 0; r < w.kRegs; ++r) {
       const int64_t at = (chunk * kC + w.row(r)) * D + w.col(r);

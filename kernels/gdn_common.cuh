@@ -67,6 +67,12 @@ struct Frag {
       for (int r = 0; r < kRegs; ++r) x[r] = fmaf(a(row(r), d), bv, x[r]);
     }
   }
+  /// TcFrag's interface: the CUDA-core fallback computes every row (its rows are spread over all
+  /// threads, so there is no slab to skip).
+  template <class FA, class FB>
+  __device__ __forceinline__ void mma_rows(int /*rows*/, int depth, FA a, FB b) {
+    mma(depth, a, b);
+  }
 };
 
 __device__ __forceinline__ float warp_sum(float v) {

@@ -27,7 +27,8 @@ struct M16N8K8 {
 
 /// Warp tiling of a [kRows, N] output whose rows are split among warps in slabs of
 /// kWarpRows = 16 * kMTiles rows and whose N columns are kNTiles tiles of 8, each warp covering all
-/// of them. The scan kernels use it for U, O (16 rows per warp) and the state (D / 4 rows per warp).
+/// of them. The scan kernels use it for U, O (16 rows per warp) and the state (D / 4 rows per
+/// warp).
 template <int kMTiles, int kNTiles>
 struct WarpTiling {
   static constexpr int kWarpRows = 16 * kMTiles;
@@ -89,7 +90,8 @@ __device__ __forceinline__ void warp_mma_tf32(float (&acc)[kNTiles][4], int lane
     const int kb = k0 + ks * 8;
     unsigned af[4];
 #pragma unroll
-    for (int r = 0; r < 4; ++r) af[r] = to_tf32(a(M16N8K8::a_row(lane, r), kb + M16N8K8::a_col(lane, r)));
+    for (int r = 0; r < 4; ++r)
+      af[r] = to_tf32(a(M16N8K8::a_row(lane, r), kb + M16N8K8::a_col(lane, r)));
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       unsigned bf[2];
@@ -139,6 +141,16 @@ struct TcFrag {
         mma_tf32(*reinterpret_cast<float(*)[4]>(x + 4 * nt), af, bf);
       }
     }
+  }
+  /// mma for the output rows below `rows` only: a warp whose 16-row slab starts at or past `rows`
+  /// skips the product and keeps its registers. For products whose rows past the last token of a
+  /// chunk are exact zeros anyway (their A rows are zero, or A is the identity there and B's rows
+  /// are zero), so the result is bitwise the same with less work: a sleep window of 24 tokens skips
+  /// half of every 64-row chunk product.
+  template <class FA, class FB>
+  __device__ __forceinline__ void mma_rows(int rows, int depth, FA a, FB b) {
+    if (Tiling::row0(threadIdx.x / 32) >= rows) return;
+    mma(depth, a, b);
   }
 };
 
