@@ -35,6 +35,20 @@ RopeTable AttentionImpl::rope_rows(int64_t length, int64_t dim, const at::Tensor
   return cached.rows(0, length);
 }
 
+const at::Tensor& AttentionImpl::attention_mask(const at::Device& device, int64_t R, int64_t T,
+                                                int64_t span) {
+  at::Tensor& mask = mask_cache_[{device.str(), R, T, span}];
+  if (!mask.defined()) {
+    // Query i sits at position R + i; it sees key j iff R + i - span < j <= R + i.
+    const auto idx = at::TensorOptions().device(device).dtype(at::kLong);
+    const at::Tensor qpos = at::arange(R, R + T, idx).unsqueeze(1);
+    const at::Tensor kpos = at::arange(0, R + T, idx).unsqueeze(0);
+    mask = kpos <= qpos;
+    if (span > 0) mask = mask & (kpos > qpos - span);
+  }
+  return mask;
+}
+
 MixerOutput AttentionImpl::forward(const at::Tensor& x, const memory::LayerMemory& memory,
                                    int64_t span) {
   const int64_t B = x.size(0), T = x.size(1), H = options.n_heads();
@@ -57,13 +71,7 @@ MixerOutput AttentionImpl::forward(const at::Tensor& x, const memory::LayerMemor
   if (R == 0 && (span == 0 || span >= T)) {
     y = at::scaled_dot_product_attention(q_rot, k_rot, v, {}, 0.0, /*is_causal=*/true);
   } else {
-    // Query i sits at position R + i; it sees key j iff R + i - span < j <= R + i.
-    const auto idx = x.options().dtype(at::kLong);
-    const at::Tensor qpos = at::arange(R, R + T, idx).unsqueeze(1);
-    const at::Tensor kpos = at::arange(0, R + T, idx).unsqueeze(0);
-    at::Tensor mask = kpos <= qpos;
-    if (span > 0) mask = mask & (kpos > qpos - span);
-    y = at::scaled_dot_product_attention(q_rot, k_rot, v, mask);
+    y = at::scaled_dot_product_attention(q_rot, k_rot, v, attention_mask(x.device(), R, T, span));
   }
   MixerOutput out;
   out.y = o_proj(y.transpose(1, 2).reshape({B, T, options.d_model()}));

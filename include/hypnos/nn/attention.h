@@ -7,6 +7,7 @@
 
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -43,6 +44,11 @@ class AttentionImpl : public torch::nn::Cloneable<AttentionImpl> {
   RopeTable rope_rows(int64_t length, int64_t dim, const at::TensorOptions& options);
   std::map<std::pair<std::string, at::ScalarType>, RopeTable> rope_cache_;
   std::vector<RopeTable> rope_retired_;  // tables a longer one replaced (a few, kept alive)
+  /// The boolean mask [T, R+T] of queries R..R+T-1 over keys 0..R+T-1 with a span limit, cached
+  /// per (device, R, T, span): a sleep step asks for the same few every window and pass. Never
+  /// dropped (a captured CUDA graph reads them; a run has a handful).
+  const at::Tensor& attention_mask(const at::Device& device, int64_t R, int64_t T, int64_t span);
+  std::map<std::tuple<std::string, int64_t, int64_t, int64_t>, at::Tensor> mask_cache_;
 };
 TORCH_MODULE(Attention);
 
