@@ -1,6 +1,11 @@
 // GELU and SwiGLU MLPs of the pre-norm block.
 #include "hypnos/nn/mlp.h"
 
+#ifdef HYPNOS_WITH_CUDA
+#include "nn/swiglu_cuda.h"
+#include "ops/fused_switch.h"
+#endif
+
 namespace hypnos::nn {
 namespace {
 torch::nn::Linear linear(int64_t in, int64_t out) {
@@ -39,7 +44,17 @@ void SwiGluMlpImpl::reset() {
 }
 
 at::Tensor SwiGluMlpImpl::forward(const at::Tensor& x) {
-  return down_proj(at::silu(gate_proj(x)) * up_proj(x));
+  // One matmul for the gate and up projections (the concatenated weights give each column its own
+  // layer's dot product; the modules keep their names), then SiLU(g) * u: one kernel each way on a
+  // GPU.
+  const int64_t f = hidden();
+  const at::Tensor h = at::linear(x, at::cat({gate_proj->weight, up_proj->weight}));  // [.., 2f]
+#ifdef HYPNOS_WITH_CUDA
+  if (h.is_cuda() && ops::fused::cuda_kernels_enabled()) {
+    if (auto gated = detail::silu_mul_cuda(h)) return down_proj(*gated);
+  }
+#endif
+  return down_proj(at::silu(h.narrow(-1, 0, f)) * h.narrow(-1, f, f));
 }
 
 }  // namespace hypnos::nn
