@@ -20,8 +20,9 @@ mkdir -p "$out"
 finish() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
   tar czf "$top/logs.tgz" --exclude=checkpoints -C "$out" .
-  for f in stages.log gpu.txt tests.log train_bench.log train_bench_unfused.log reference.log \
-    kernels_bench.log; do
+  cat "$out/gpu.txt" >> "$out/stages.log"
+  for f in stages.log tests.log tests_fp32.log train_bench.log train_bench_unfused.log \
+    reference.log kernels_bench.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
   done
   rm -rf "$out"
@@ -90,8 +91,8 @@ for s in $stages; do
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_*:Shapes/*T37_D128_bf16*'
       stage racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_D64_bf16_h0*'
-      stage memcheck_fused 60 compute-sanitizer --tool memcheck --error-exitcode 1 \
-        build-gpu/tests/hypnos_tests --gtest_filter='GdnFusedCuda.*' ;;
+      stage memcheck_fused 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
+        build-gpu/tests/hypnos_tests --gtest_filter='GdnFusedCuda.*:RopeCuda.*:SwiGluCuda.*' ;;
     sweep)  # the Rule 110 sweep of the default config (t = 12, 600 steps of 512) at N = 1, 2, 4
       stage sweep 300 scripts/reproduce_rule110.sh --config default --passes 1,2,4 --hypnos "$bin" \
         "$out/rule110_sweep" ;;

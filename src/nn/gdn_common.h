@@ -20,8 +20,7 @@ struct DeltaRuleInputs {
   at::Tensor q, k;  ///< [B, T, H, K], activated and L2-normalised (ops::fused::l2_normalize_heads)
   at::Tensor v;     ///< [B, T, H, V], activated (cast to q's dtype by the core)
   at::Tensor gate;  ///< [B, T, H*V], before SiLU (the output gate)
-  at::Tensor a,
-      b;  ///< [B, T, H]: decay logits (before dt_bias) and write strengths (before sigmoid)
+  at::Tensor a, b;  ///< [B, T, H]: decay logits (dt_bias not added) and write strengths (logits)
 };
 
 /// The core both mixers share: beta = sigmoid(b); g = -exp(A_log) * softplus(a + dt_bias); the

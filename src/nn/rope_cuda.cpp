@@ -78,7 +78,8 @@ bool table_ok(const at::Tensor& t, const at::Tensor& x) {
 std::optional<at::Tensor> apply_rope_cuda(const at::Tensor& x, const RopeTable& table) {
   const bool dtype_ok = x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat;
   if (!x.is_cuda() || !dtype_ok || x.stride(3) != 1 || x.numel() == 0 || !table_ok(table.cos, x) ||
-      !table_ok(table.sin, x) || table.cos.stride(0) != table.sin.stride(0)) {
+      !table_ok(table.sin, x) || table.sin.sizes() != table.cos.sizes() ||
+      table.cos.stride(0) != table.sin.stride(0)) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(x.device());

@@ -29,9 +29,15 @@ GdnDtype dtype_of(const at::Tensor& t) {
   return t.scalar_type() == at::kBFloat16 ? GdnDtype::kBFloat16 : GdnDtype::kFloat32;
 }
 
-/// A [B, T, C] tensor whose channels are contiguous, read in place (slices of a fused projection).
+/// A [B, T, C] CUDA tensor whose channels are contiguous, read in place (slices of a fused
+/// projection).
 bool row_viewable(const at::Tensor& t) {
-  return t.dim() == 3 && t.stride(2) == 1;
+  return t.is_cuda() && t.dim() == 3 && t.stride(2) == 1;
+}
+
+/// An fp32 parameter on `x`'s device.
+bool fp32_on_device_of(const at::Tensor& t, const at::Tensor& x) {
+  return t.scalar_type() == at::kFloat && t.device() == x.device();
 }
 
 RowView row_view(const at::Tensor& t) {
@@ -256,9 +262,8 @@ std::optional<std::pair<at::Tensor, at::Tensor>> causal_conv_silu(const at::Tens
                                                                   const at::Tensor& weight,
                                                                   const at::Tensor& cache) {
   const int64_t W = weight.dim() == 3 ? weight.size(2) : 0;
-  if (!row_viewable(x) || !kernel_dtype(x) || weight.scalar_type() != at::kFloat ||
-      !weight.is_cuda() || weight.dim() != 3 || weight.size(0) != x.size(2) ||
-      weight.size(1) != 1 || W < 1 || W > kernels::kMaxConvWidth) {
+  if (!row_viewable(x) || !kernel_dtype(x) || !fp32_on_device_of(weight, x) || weight.dim() != 3 ||
+      weight.size(0) != x.size(2) || weight.size(1) != 1 || W < 1 || W > kernels::kMaxConvWidth) {
     return std::nullopt;
   }
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
@@ -294,8 +299,7 @@ std::optional<std::pair<at::Tensor, at::Tensor>> gdn_gates(const at::Tensor& a, 
                                                            const at::Tensor& A_log,
                                                            const at::Tensor& dt_bias) {
   const auto is_head_vector = [&](const at::Tensor& t) {
-    return t.is_cuda() && t.device() == a.device() && t.scalar_type() == at::kFloat &&
-           t.dim() == 1 && t.size(0) == a.size(2) && t.is_contiguous();
+    return fp32_on_device_of(t, a) && t.dim() == 1 && t.size(0) == a.size(2) && t.is_contiguous();
   };
   if (!row_viewable(a) || !row_viewable(b) || !kernel_dtype(a) ||
       b.scalar_type() != a.scalar_type() || b.sizes() != a.sizes() || b.device() != a.device() ||
@@ -314,10 +318,10 @@ std::optional<at::Tensor> gated_rms_norm(const at::Tensor& x, const at::Tensor& 
   const bool dtype_ok =
       x.scalar_type() == at::kFloat ||
       (x.scalar_type() == at::kBFloat16 && at::autocast::is_autocast_enabled(at::kCUDA));
-  if (x.dim() != 4 || !dtype_ok || !row_viewable(gate) || gate.scalar_type() != x.scalar_type() ||
-      gate.size(0) != x.size(0) || gate.size(1) != x.size(1) ||
-      gate.size(2) != x.size(2) * x.size(3) || gate.device() != x.device() ||
-      weight.scalar_type() != at::kFloat || !weight.is_cuda() || weight.dim() != 1 ||
+  if (!x.is_cuda() || x.dim() != 4 || !dtype_ok || !row_viewable(gate) ||
+      gate.scalar_type() != x.scalar_type() || gate.size(0) != x.size(0) ||
+      gate.size(1) != x.size(1) || gate.size(2) != x.size(2) * x.size(3) ||
+      gate.device() != x.device() || !fp32_on_device_of(weight, x) || weight.dim() != 1 ||
       weight.size(0) != x.size(3) || !weight.is_contiguous() || !head_rows_fit(x.size(3))) {
     return std::nullopt;
   }

@@ -1,12 +1,15 @@
 // RoPE's fused CUDA kernel against the composition on the CPU (same values, fp32 and bf16, the
 // transposed head view of a wider projection as input, a table narrowed to an offset), and an
 // attention layer with retained keys on the GPU against its CPU copy. Skip without a GPU.
+#ifdef HYPNOS_WITH_CUDA  // the fused kernels are built only with HYPNOS_CUDA
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "hypnos/nn/attention.h"
 #include "hypnos/nn/rope.h"
+#include "nn/rope_cuda.h"
+#include "testing/exact_fp32.h"
 #include "testing/numeric.h"
 
 namespace hypnos::nn {
@@ -31,7 +34,10 @@ TEST(RopeCuda, FusedKernelMatchesTheComposition) {
         const at::Tensor w = wide.to(device).detach().requires_grad_(true);
         const at::Tensor x = w.narrow(-1, H * D, H * D).view({B, T, H, D}).transpose(1, 2);
         const RopeTable table{rows.cos.to(device), rows.sin.to(device)};
-        const at::Tensor y = apply_rope(x, table);
+        // On the GPU the kernel itself (a refusal would fall back to the composition silently).
+        const auto fused = device.is_cuda() ? detail::apply_rope_cuda(x, table) : std::nullopt;
+        EXPECT_EQ(fused.has_value(), device.is_cuda());
+        const at::Tensor y = fused ? *fused : apply_rope(x, table);
         const at::Tensor grad_y = at::arange(y.numel(), y.options().dtype(at::kFloat))
                                       .view(y.sizes())
                                       .cos()
@@ -51,6 +57,7 @@ TEST(RopeCuda, FusedKernelMatchesTheComposition) {
 TEST(RopeCuda, AttentionWithRetainedKeysMatchesItsCpuCopy) {
   HYPNOS_REQUIRE_CUDA();
   torch::manual_seed(3);
+  const testing::ExactFp32 exact;
   Attention gpu(AttentionOptions(32, 4));
   Attention cpu = std::dynamic_pointer_cast<AttentionImpl>(gpu->clone());
   gpu->to(at::kCUDA);
@@ -73,3 +80,4 @@ TEST(RopeCuda, AttentionWithRetainedKeysMatchesItsCpuCopy) {
 
 }  // namespace
 }  // namespace hypnos::nn
+#endif  // HYPNOS_WITH_CUDA

@@ -1,5 +1,6 @@
 // SwiGLU's fused gate on the GPU: the MLP against its CPU copy (fp32, outputs and weight
 // gradients), and the kernel in bf16 against the fp32 composition. Skip without a GPU.
+#ifdef HYPNOS_WITH_CUDA  // the fused kernels are built only with HYPNOS_CUDA
 #include "nn/swiglu_cuda.h"
 
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "hypnos/nn/mlp.h"
+#include "testing/exact_fp32.h"
 #include "testing/numeric.h"
 
 namespace hypnos::nn {
@@ -20,6 +22,7 @@ using testing::relative_error;
 TEST(SwiGluCuda, MlpOnTheGpuMatchesItsCpuCopy) {
   HYPNOS_REQUIRE_CUDA();
   torch::manual_seed(2);
+  const testing::ExactFp32 exact;
   SwiGluMlp gpu(MlpOptions(40).ratio(4));
   SwiGluMlp cpu = std::dynamic_pointer_cast<SwiGluMlpImpl>(gpu->clone());
   gpu->to(at::kCUDA);
@@ -59,3 +62,4 @@ TEST(SwiGluCuda, Bf16KernelMatchesTheFp32Composition) {
 
 }  // namespace
 }  // namespace hypnos::nn
+#endif  // HYPNOS_WITH_CUDA
