@@ -77,6 +77,12 @@ __global__ void __launch_bounds__(kBlock) conv_silu_fwd_kernel(ConvSiluParams p)
     }
     y[idx] = from_float<T>(acc * sigmoid(acc));
   }
+  if (p.next_cache == nullptr) return;
+  const int64_t cache_total = p.batch * (p.width - 1) * C;
+  for (int64_t idx = global_thread(); idx < cache_total; idx += grid_stride()) {
+    const int64_t c = idx % C, br = idx / C, r = br % (p.width - 1), b = br / (p.width - 1);
+    static_cast<T*>(p.next_cache)[idx] = from_float<T>(conv_input<T>(p, b, p.seq_len + r, c));
+  }
 }
 
 // grid (conv_silu_partials(B, T), ceil(C / kConvChannels)): one thread per channel walks a block
@@ -117,7 +123,8 @@ __global__ void __launch_bounds__(kConvChannels) conv_silu_bwd_pre_kernel(ConvSi
   }
 }
 
-// Row r of [cache; x] feeds outputs t = r - j (j < W): its gradient is sum_j w[c, j] * pre[t].
+// Row r of [cache; x] feeds outputs t = r - j (j < W): its gradient is sum_j w[c, j] * pre[t],
+// plus, for the last W-1 rows (r >= T), the gradient of the next window's cache row r - T.
 template <typename T>
 __global__ void __launch_bounds__(kBlock) conv_silu_bwd_input_kernel(ConvSiluParams p) {
   const int64_t C = p.channels, R = p.seq_len + p.width - 1, total = p.batch * R * C;
@@ -132,6 +139,10 @@ __global__ void __launch_bounds__(kBlock) conv_silu_bwd_input_kernel(ConvSiluPar
       if (j < p.width && t >= 0 && t < p.seq_len) {
         acc = fmaf(__ldg(p.weight + c * p.width + j), p.grad_pre[(b * p.seq_len + t) * C + c], acc);
       }
+    }
+    if (p.grad_next_cache != nullptr && r >= p.seq_len) {
+      acc += load(static_cast<const T*>(p.grad_next_cache) +
+                  (b * (p.width - 1) + r - p.seq_len) * C + c);
     }
     if (in_cache) {
       static_cast<T*>(p.grad_cache)[(b * (p.width - 1) + r) * C + c] = from_float<T>(acc);

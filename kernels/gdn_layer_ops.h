@@ -29,19 +29,22 @@ struct RowView {
 inline constexpr int kMaxConvWidth = 8;
 
 /// y = SiLU(causal depthwise conv(x)) over [cache; x]: y[b, t, c] = silu(sum_j w[c, j] *
-/// xp[b, t + j, c]) with xp = [cache (W-1 rows); x]. x, cache, y, grad_y, grad_x, grad_cache share
-/// `dtype`; weight and its gradient are fp32.
+/// xp[b, t + j, c]) with xp = [cache (W-1 rows); x], and the next window's cache, the last W-1
+/// rows of xp. x, cache, y, next_cache and their gradients share `dtype`; weight and its gradient
+/// are fp32.
 struct ConvSiluParams {
   RowView x;                      ///< [B, T, C]
   RowView cache;                  ///< [B, W-1, C]; null data = zeros
   const float* weight = nullptr;  ///< [C, W] contiguous
   void* y = nullptr;              ///< [B, T, C] contiguous (forward output)
+  void* next_cache = nullptr;     ///< [B, W-1, C] contiguous (forward output); may be null
   // ---- backward
-  const void* grad_y = nullptr;          ///< [B, T, C] contiguous
-  void* grad_x = nullptr;                ///< [B, T, C] contiguous
-  void* grad_cache = nullptr;            ///< [B, W-1, C] contiguous; may be null: not written
-  float* grad_pre = nullptr;             ///< workspace [B, T, C]: d loss / d (conv output)
-  float* grad_weight_partial = nullptr;  ///< [conv_silu_partials(B, T), C, W]; sum over rows
+  const void* grad_y = nullptr;           ///< [B, T, C] contiguous
+  const void* grad_next_cache = nullptr;  ///< [B, W-1, C] contiguous; may be null: zeros
+  void* grad_x = nullptr;                 ///< [B, T, C] contiguous
+  void* grad_cache = nullptr;             ///< [B, W-1, C] contiguous; may be null: not written
+  float* grad_pre = nullptr;              ///< workspace [B, T, C]: d loss / d (conv output)
+  float* grad_weight_partial = nullptr;   ///< [conv_silu_partials(B, T), C, W]; sum over rows
   int64_t batch = 0, seq_len = 0, channels = 0;
   int width = 0;  ///< W, 1..kMaxConvWidth
   GdnDtype dtype = GdnDtype::kBFloat16;

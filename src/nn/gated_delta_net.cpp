@@ -79,12 +79,15 @@ MixerOutput GatedDeltaNetImpl::forward(const at::Tensor& x, const memory::LayerM
                              a_proj->weight, b_proj->weight}));
   const auto parts = projected.split_with_sizes({2 * H * K + H * V, H * V, H, H}, -1);
   const at::Tensor conv_weight = at::cat({q_conv->weight, k_conv->weight, v_conv->weight});
-  // SiLU(conv) of q, k and v in one op; q and k then L2-normalised per head.
+  // SiLU(conv) of q, k and v in one op; q and k then L2-normalised per head. One split (not three
+  // slices): its backward is one concatenation, where slices would each build a zero-filled
+  // gradient of the whole tensor.
   auto [qkv, new_conv] = ops::fused::causal_conv_silu(parts[0], conv_weight, memory.conv);
+  const auto qkv_parts = qkv.split_with_sizes({H * K, H * K, H * V}, -1);
   detail::DeltaRuleInputs in;
-  in.q = ops::fused::l2_normalize_heads(qkv.narrow(-1, 0, H * K), H, /*silu=*/false);
-  in.k = ops::fused::l2_normalize_heads(qkv.narrow(-1, H * K, H * K), H, /*silu=*/false);
-  in.v = qkv.narrow(-1, 2 * H * K, H * V).view({B, T, H, V});
+  in.q = ops::fused::l2_normalize_heads(qkv_parts[0], H, /*silu=*/false);
+  in.k = ops::fused::l2_normalize_heads(qkv_parts[1], H, /*silu=*/false);
+  in.v = qkv_parts[2].view({B, T, H, V});
   in.gate = parts[1];
   in.a = parts[2];
   in.b = parts[3];

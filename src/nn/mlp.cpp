@@ -54,7 +54,8 @@ at::Tensor SwiGluMlpImpl::forward(const at::Tensor& x) {
     if (auto gated = detail::silu_mul_cuda(h)) return down_proj(*gated);
   }
 #endif
-  return down_proj(at::silu(h.narrow(-1, 0, f)) * h.narrow(-1, f, f));
+  const auto gate_up = h.split(f, -1);  // one split: one concatenation in backward
+  return down_proj(at::silu(gate_up[0]) * gate_up[1]);
 }
 
 }  // namespace hypnos::nn

@@ -17,7 +17,8 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 /// SiLU of the causal depthwise convolution of x: [B, T, C] (a view with contiguous channels) with
 /// weight [C, 1, W] over [cache; x], cache [B, W-1, C] (undefined = zeros). Returns {y [B, T, C],
-/// the new cache: the last W-1 rows of [cache; x]}.
+/// the new cache: the last W-1 rows of [cache; x]} (the kernels write the cache as an output of
+/// the op, so its gradient joins x's in the same backward kernel).
 std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at::Tensor& weight,
                                                    const at::Tensor& cache);
 

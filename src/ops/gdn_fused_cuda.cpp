@@ -77,17 +77,21 @@ kernels::ConvSiluParams conv_params(const at::Tensor& x, const at::Tensor& weigh
 }
 
 struct ConvSiluFunction : torch::autograd::Function<ConvSiluFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const std::optional<at::Tensor>& cache) {
+  /// Returns {y, the next window's cache}.
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                               const std::optional<at::Tensor>& cache) {
     const at::Tensor w2 = weight.reshape({weight.size(0), weight.size(2)}).contiguous();
     const at::Tensor c = cache ? *cache : at::Tensor();
-    at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2)}, x.options());
+    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = w2.size(1);
+    at::Tensor y = at::empty({B, T, C}, x.options());
+    at::Tensor next = at::empty({B, W - 1, C}, x.options());
     kernels::ConvSiluParams p = conv_params(x, w2, c);
     p.y = y.data_ptr();
+    p.next_cache = next.numel() > 0 ? next.data_ptr() : nullptr;
     check(kernels::conv_silu_fwd(p, stream()), "conv_silu_fwd");
     ctx->save_for_backward({x, w2, c});
     ctx->saved_data["weight_sizes"] = weight.sizes().vec();
-    return y;
+    return {y, next};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -95,6 +99,9 @@ struct ConvSiluFunction : torch::autograd::Function<ConvSiluFunction> {
     const at::Tensor &x = saved[0], &w2 = saved[1], &cache = saved[2];
     const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = w2.size(1);
     const at::Tensor grad_y = dense(grads[0], x.sizes(), x.options());
+    const at::Tensor grad_next = grads[1].defined() && grads[1].numel() > 0
+                                     ? grads[1].to(x.scalar_type()).contiguous()
+                                     : at::Tensor();
     const at::Tensor grad_x = at::empty({B, T, C}, x.options());
     const at::Tensor grad_cache =
         cache.defined() ? at::empty({B, W - 1, C}, x.options()) : at::Tensor();
@@ -103,8 +110,9 @@ struct ConvSiluFunction : torch::autograd::Function<ConvSiluFunction> {
         at::empty({kernels::conv_silu_partials(B, T), C, W}, x.options().dtype(at::kFloat));
     kernels::ConvSiluParams p = conv_params(x, w2, cache);
     p.grad_y = grad_y.data_ptr();
+    p.grad_next_cache = grad_next.defined() ? grad_next.data_ptr() : nullptr;
     p.grad_x = grad_x.data_ptr();
-    p.grad_cache = grad_cache.defined() ? grad_cache.data_ptr() : nullptr;
+    p.grad_cache = grad_cache.defined() && grad_cache.numel() > 0 ? grad_cache.data_ptr() : nullptr;
     p.grad_pre = grad_pre.data_ptr<float>();
     p.grad_weight_partial = partial.data_ptr<float>();
     check(kernels::conv_silu_bwd(p, stream()), "conv_silu_bwd");
@@ -266,24 +274,16 @@ std::optional<std::pair<at::Tensor, at::Tensor>> causal_conv_silu(const at::Tens
       weight.size(0) != x.size(2) || weight.size(1) != 1 || W < 1 || W > kernels::kMaxConvWidth) {
     return std::nullopt;
   }
-  const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
+  const int64_t B = x.size(0), C = x.size(2);
   if (cache.defined() &&
       (!row_viewable(cache) || cache.scalar_type() != x.scalar_type() || cache.size(0) != B ||
        cache.size(1) != W - 1 || cache.size(2) != C || cache.device() != x.device())) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor y = ConvSiluFunction::apply(
+  const auto out = ConvSiluFunction::apply(
       x, weight, cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);
-  // The next window's cache, the last W-1 rows of [cache; x]: a view of x when T >= W-1.
-  at::Tensor next;
-  if (T >= W - 1) {
-    next = x.narrow(1, T - (W - 1), W - 1);
-  } else {
-    const at::Tensor left = cache.defined() ? cache : at::zeros({B, W - 1, C}, x.options());
-    next = at::cat({left.narrow(1, T, W - 1 - T), x}, 1);
-  }
-  return std::pair{y, next};
+  return std::pair{out[0], out[1]};
 }
 
 std::optional<at::Tensor> l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu) {
