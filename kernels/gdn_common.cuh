@@ -119,6 +119,30 @@ __device__ float block_sum(float v, float* scratch /* NT / 32 floats + 1 */) {
   return s;
 }
 
+/// Blocks of `per_block` work items for `work` items, for a grid-stride loop (at least 1, at most
+/// 2^20: the loop covers the rest).
+inline unsigned grid_for(int64_t work, int per_block) {
+  const int64_t blocks = (work + per_block - 1) / per_block;
+  return unsigned(blocks < 1 ? 1 : blocks > (int64_t(1) << 20) ? int64_t(1) << 20 : blocks);
+}
+
+/// Calls launch(T{}) with T = __nv_bfloat16 or float for `dtype` and returns its status.
+template <class F>
+cudaError_t by_dtype(GdnDtype dtype, F launch) {
+  return dtype == GdnDtype::kBFloat16 ? launch(__nv_bfloat16{}) : launch(float{});
+}
+
+/// Launches kernel_for(T{}) (a __global__ function taking `params` by value) for the element type
+/// of `dtype` on `stream` and returns the launch status.
+template <class KernelFor, class Params>
+cudaError_t launch_typed(GdnDtype dtype, unsigned grid, int block, cudaStream_t stream,
+                         const Params& params, KernelFor kernel_for) {
+  return by_dtype(dtype, [&](auto tag) {
+    kernel_for(tag)<<<grid, block, 0, stream>>>(params);
+    return cudaGetLastError();
+  });
+}
+
 /// Offset of token t of (batch b, head h) in a [B, T, H, D] tensor.
 __device__ __forceinline__ int64_t token_offset(const GdnParams& p, int64_t b, int64_t t, int64_t h,
                                                 int dim) {

@@ -14,7 +14,10 @@
 namespace hypnos::kernels {
 namespace {
 
+using detail::by_dtype;
 using detail::from_float;
+using detail::grid_for;
+using detail::launch_typed;
 using detail::load;
 using detail::warp_sum;
 
@@ -33,11 +36,6 @@ __device__ __forceinline__ float sigmoid(float x) {
 /// d silu(x) / dx given s = sigmoid(x).
 __device__ __forceinline__ float silu_grad(float x, float s) {
   return s * (1.f + x * (1.f - s));
-}
-
-unsigned grid_for(int64_t work, int per_block) {
-  const int64_t blocks = (work + per_block - 1) / per_block;
-  return unsigned(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t(1) << 20)));
 }
 
 __device__ __forceinline__ int64_t grid_stride() {
@@ -351,11 +349,6 @@ __global__ void __launch_bounds__(kBlock) gated_norm_bwd_kernel(GatedNormParams 
 
 // ---------------------------------------------------------------- launchers
 
-template <class F>
-cudaError_t by_dtype(GdnDtype dtype, F launch) {
-  return dtype == GdnDtype::kBFloat16 ? launch(__nv_bfloat16{}) : launch(float{});
-}
-
 bool rows_ok(int64_t batch, int64_t seq_len, int64_t heads, int dim) {
   return batch > 0 && seq_len > 0 && heads > 0 && dim > 0 && dim <= 32 * kMaxRowPerLane;
 }
@@ -377,12 +370,8 @@ int64_t gated_norm_partials(int64_t rows) {
 
 cudaError_t conv_silu_fwd(const ConvSiluParams& p, cudaStream_t stream) {
   if (!conv_ok(p) || !p.y) return cudaErrorInvalidValue;
-  return by_dtype(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    conv_silu_fwd_kernel<T>
-        <<<grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, 0, stream>>>(p);
-    return cudaGetLastError();
-  });
+  return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream,
+                      p, [](auto tag) { return conv_silu_fwd_kernel<decltype(tag)>; });
 }
 
 cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
@@ -408,22 +397,16 @@ cudaError_t l2norm_fwd(const L2NormParams& p, cudaStream_t stream) {
   if (!rows_ok(p.batch, p.seq_len, p.heads, p.dim) || !p.x.data || !p.y) {
     return cudaErrorInvalidValue;
   }
-  return by_dtype(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    l2norm_fwd_kernel<T><<<grid_for(p.batch * p.seq_len * p.heads, kWarps), kBlock, 0, stream>>>(p);
-    return cudaGetLastError();
-  });
+  return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.heads, kWarps), kBlock, stream, p,
+                      [](auto tag) { return l2norm_fwd_kernel<decltype(tag)>; });
 }
 
 cudaError_t l2norm_bwd(const L2NormParams& p, cudaStream_t stream) {
   if (!rows_ok(p.batch, p.seq_len, p.heads, p.dim) || !p.x.data || !p.grad_y || !p.grad_x) {
     return cudaErrorInvalidValue;
   }
-  return by_dtype(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    l2norm_bwd_kernel<T><<<grid_for(p.batch * p.seq_len * p.heads, kWarps), kBlock, 0, stream>>>(p);
-    return cudaGetLastError();
-  });
+  return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.heads, kWarps), kBlock, stream, p,
+                      [](auto tag) { return l2norm_bwd_kernel<decltype(tag)>; });
 }
 
 cudaError_t gates_fwd(const GatesParams& p, cudaStream_t stream) {
@@ -431,11 +414,8 @@ cudaError_t gates_fwd(const GatesParams& p, cudaStream_t stream) {
       !p.dt_bias || !p.g || !p.beta) {
     return cudaErrorInvalidValue;
   }
-  return by_dtype(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    gates_fwd_kernel<T><<<grid_for(p.batch * p.seq_len * p.heads, kBlock), kBlock, 0, stream>>>(p);
-    return cudaGetLastError();
-  });
+  return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.heads, kBlock), kBlock, stream, p,
+                      [](auto tag) { return gates_fwd_kernel<decltype(tag)>; });
 }
 
 cudaError_t gates_bwd(const GatesParams& p, cudaStream_t stream) {
@@ -443,23 +423,16 @@ cudaError_t gates_bwd(const GatesParams& p, cudaStream_t stream) {
       !p.dt_bias || !p.grad_g || !p.grad_beta || !p.grad_a || !p.grad_b || !p.grad_terms) {
     return cudaErrorInvalidValue;
   }
-  return by_dtype(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    gates_bwd_kernel<T><<<grid_for(p.batch * p.seq_len * p.heads, kBlock), kBlock, 0, stream>>>(p);
-    return cudaGetLastError();
-  });
+  return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.heads, kBlock), kBlock, stream, p,
+                      [](auto tag) { return gates_bwd_kernel<decltype(tag)>; });
 }
 
 cudaError_t gated_norm_fwd(const GatedNormParams& p, cudaStream_t stream) {
   if (!rows_ok(p.batch, p.seq_len, p.heads, p.dim) || !p.x || !p.gate.data || !p.weight || !p.y) {
     return cudaErrorInvalidValue;
   }
-  return by_dtype(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    gated_norm_fwd_kernel<T>
-        <<<grid_for(p.batch * p.seq_len * p.heads, kWarps), kBlock, 0, stream>>>(p);
-    return cudaGetLastError();
-  });
+  return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.heads, kWarps), kBlock, stream, p,
+                      [](auto tag) { return gated_norm_fwd_kernel<decltype(tag)>; });
 }
 
 cudaError_t gated_norm_bwd(const GatedNormParams& p, cudaStream_t stream) {
@@ -467,12 +440,9 @@ cudaError_t gated_norm_bwd(const GatedNormParams& p, cudaStream_t stream) {
       !p.grad_y || !p.grad_x || !p.grad_gate || !p.grad_weight_partial) {
     return cudaErrorInvalidValue;
   }
-  return by_dtype(p.dtype, [&](auto tag) {
-    using T = decltype(tag);
-    const int64_t blocks = gated_norm_partials(p.batch * p.seq_len * p.heads);
-    gated_norm_bwd_kernel<T><<<unsigned(blocks), kBlock, 0, stream>>>(p);
-    return cudaGetLastError();
-  });
+  const auto blocks = unsigned(gated_norm_partials(p.batch * p.seq_len * p.heads));
+  return launch_typed(p.dtype, blocks, kBlock, stream, p,
+                      [](auto tag) { return gated_norm_bwd_kernel<decltype(tag)>; });
 }
 
 }  // namespace hypnos::kernels

@@ -4,8 +4,6 @@
 
 #include <cuda_bf16.h>
 
-#include <algorithm>
-
 #include "gdn_common.cuh"
 
 namespace hypnos::kernels {
@@ -51,14 +49,8 @@ cudaError_t launch(const RopeParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   const int64_t total = p.batch * p.heads * p.seq_len * (p.dim / 2);
-  const unsigned grid =
-      unsigned(std::min<int64_t>((total + kBlock - 1) / kBlock, int64_t(1) << 20));
-  if (p.dtype == GdnDtype::kBFloat16) {
-    rope_kernel<kBackward, __nv_bfloat16><<<grid, kBlock, 0, stream>>>(p);
-  } else {
-    rope_kernel<kBackward, float><<<grid, kBlock, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  return detail::launch_typed(p.dtype, detail::grid_for(total, kBlock), kBlock, stream, p,
+                              [](auto tag) { return rope_kernel<kBackward, decltype(tag)>; });
 }
 
 }  // namespace

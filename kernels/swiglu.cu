@@ -3,8 +3,6 @@
 
 #include <cuda_bf16.h>
 
-#include <algorithm>
-
 #include "gdn_common.cuh"
 
 namespace hypnos::kernels {
@@ -41,14 +39,8 @@ cudaError_t launch(const SiluMulParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   const int64_t total = p.rows * p.features;
-  const unsigned grid =
-      unsigned(std::min<int64_t>((total + kBlock - 1) / kBlock, int64_t(1) << 20));
-  if (p.dtype == GdnDtype::kBFloat16) {
-    silu_mul_kernel<kBackward, __nv_bfloat16><<<grid, kBlock, 0, stream>>>(p);
-  } else {
-    silu_mul_kernel<kBackward, float><<<grid, kBlock, 0, stream>>>(p);
-  }
-  return cudaGetLastError();
+  return detail::launch_typed(p.dtype, detail::grid_for(total, kBlock), kBlock, stream, p,
+                              [](auto tag) { return silu_mul_kernel<kBackward, decltype(tag)>; });
 }
 
 }  // namespace

@@ -9,10 +9,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "ops/kernel_status.h"
 #include "rope.h"
 
 namespace hypnos::nn::detail {
 namespace {
+
+using ops::throw_on_kernel_error;
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -31,13 +34,6 @@ kernels::RopeParams rope_params(at::IntArrayRef sizes, at::ScalarType dtype, con
   return p;
 }
 
-void check(cudaError_t status, const char* kernel) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("apply_rope: ") + kernel +
-                             " failed: " + cudaGetErrorString(status));
-  }
-}
-
 struct RopeFunction : torch::autograd::Function<RopeFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
                             const at::Tensor& sin) {
@@ -48,7 +44,8 @@ struct RopeFunction : torch::autograd::Function<RopeFunction> {
     p.stride_h = x.stride(1);
     p.stride_t = x.stride(2);
     p.y = y.data_ptr();
-    check(kernels::rope_fwd(p, at::cuda::getCurrentCUDAStream()), "rope_fwd");
+    throw_on_kernel_error(kernels::rope_fwd(p, at::cuda::getCurrentCUDAStream()), "apply_rope",
+                          "rope_fwd");
     ctx->save_for_backward({cos, sin});
     return y;
   }
@@ -63,7 +60,8 @@ struct RopeFunction : torch::autograd::Function<RopeFunction> {
     kernels::RopeParams p = rope_params(grad_y.sizes(), grad_y.scalar_type(), cos, sin);
     p.grad_y = grad_y.data_ptr();
     p.grad_x = grad_x.data_ptr();
-    check(kernels::rope_bwd(p, at::cuda::getCurrentCUDAStream()), "rope_bwd");
+    throw_on_kernel_error(kernels::rope_bwd(p, at::cuda::getCurrentCUDAStream()), "apply_rope",
+                          "rope_bwd");
     return {grad_x, at::Tensor(), at::Tensor()};
   }
 };

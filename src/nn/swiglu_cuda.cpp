@@ -8,10 +8,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "ops/kernel_status.h"
 #include "swiglu.h"
 
 namespace hypnos::nn::detail {
 namespace {
+
+using ops::throw_on_kernel_error;
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -26,13 +29,6 @@ kernels::SiluMulParams params(const at::Tensor& h) {
   return p;
 }
 
-void check(cudaError_t status, const char* kernel) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("SwiGLU: ") + kernel +
-                             " failed: " + cudaGetErrorString(status));
-  }
-}
-
 struct SiluMulFunction : torch::autograd::Function<SiluMulFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& h) {
     std::vector<int64_t> sizes = h.sizes().vec();
@@ -40,7 +36,8 @@ struct SiluMulFunction : torch::autograd::Function<SiluMulFunction> {
     at::Tensor y = at::empty(sizes, h.options());
     kernels::SiluMulParams p = params(h);
     p.y = y.data_ptr();
-    check(kernels::silu_mul_fwd(p, at::cuda::getCurrentCUDAStream()), "silu_mul_fwd");
+    throw_on_kernel_error(kernels::silu_mul_fwd(p, at::cuda::getCurrentCUDAStream()), "SwiGLU",
+                          "silu_mul_fwd");
     ctx->save_for_backward({h});
     return y;
   }
@@ -53,7 +50,8 @@ struct SiluMulFunction : torch::autograd::Function<SiluMulFunction> {
     kernels::SiluMulParams p = params(h);
     p.grad_y = grad_y.data_ptr();
     p.grad_h = grad_h.data_ptr();
-    check(kernels::silu_mul_bwd(p, at::cuda::getCurrentCUDAStream()), "silu_mul_bwd");
+    throw_on_kernel_error(kernels::silu_mul_bwd(p, at::cuda::getCurrentCUDAStream()), "SwiGLU",
+                          "silu_mul_bwd");
     return {grad_h};
   }
 };

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "gdn.h"
+#include "ops/kernel_status.h"
 
 namespace hypnos::ops {
 namespace {
@@ -27,13 +28,6 @@ std::string shape_of(const at::Tensor& t) {
 
 [[noreturn]] void fail(const std::string& what) {
   throw std::invalid_argument("gated_delta_rule_cuda: " + what);
-}
-
-void check_status(cudaError_t status, const char* kernel) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("gated_delta_rule_cuda: ") + kernel +
-                             " failed: " + cudaGetErrorString(status));
-  }
 }
 
 at::Tensor make_output(at::IntArrayRef sizes, const at::TensorOptions& options,
@@ -197,8 +191,8 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
     s.chunk_states = at::empty({B, H, NC, V, K}, f32);
   }
   GdnParams p = base_params(q, k, v, beta, scale);
-  p.kernel = kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32
-                                            : kernels::GdnKernel::kTensorCore;
+  p.kernel =
+      kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32 : kernels::GdnKernel::kTensorCore;
   p.g = g.data_ptr<float>();
   p.initial_state = initial_state.defined() ? initial_state.data_ptr<float>() : nullptr;
   p.o = out.o.data_ptr();
@@ -210,8 +204,9 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   p.a_inv = s.a_inv.data_ptr<float>();
   p.u = save_for_backward ? s.u.data_ptr<float>() : nullptr;
   p.chunk_states = save_for_backward ? s.chunk_states.data_ptr<float>() : nullptr;
-  check_status(kernels::gdn_chunk_fwd(p, at::cuda::getCurrentCUDAStream()),
-               "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_kernel)");
+  throw_on_kernel_error(kernels::gdn_chunk_fwd(p, at::cuda::getCurrentCUDAStream()),
+                        "gated_delta_rule_cuda",
+                        "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_kernel)");
   return out;
 }
 
@@ -219,8 +214,7 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
                                             const at::Tensor& v, const at::Tensor& beta,
                                             bool has_initial_state, double scale,
                                             const GdnCudaSaved& saved, const at::Tensor& grad_o,
-                                            const at::Tensor& grad_final_state,
-                                            GdnOutputInit init,
+                                            const at::Tensor& grad_final_state, GdnOutputInit init,
                                             GdnCudaKernel kernel) {
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t B = q.size(0), H = q.size(2), K = q.size(3), V = v.size(3);
@@ -235,8 +229,8 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   const at::Tensor grad_u = at::empty_like(saved.u);
   const at::Tensor grad_states = at::empty_like(saved.chunk_states);
   GdnParams p = base_params(q, k, v, beta, scale);
-  p.kernel = kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32
-                                            : kernels::GdnKernel::kTensorCore;
+  p.kernel =
+      kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32 : kernels::GdnKernel::kTensorCore;
   p.g_cum = saved.g_cum.data_ptr<float>();
   p.w = saved.w.data_ptr<float>();
   p.attn = saved.attn.data_ptr<float>();
@@ -253,8 +247,9 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   p.grad_initial_state = has_initial_state ? gr.initial_state.data_ptr<float>() : nullptr;
   p.grad_u = grad_u.data_ptr<float>();
   p.grad_chunk_states = grad_states.data_ptr<float>();
-  check_status(kernels::gdn_chunk_bwd(p, at::cuda::getCurrentCUDAStream()),
-               "gdn_chunk_bwd (gdn_chunk_bwd_scan_kernel, gdn_chunk_bwd_kernel)");
+  throw_on_kernel_error(kernels::gdn_chunk_bwd(p, at::cuda::getCurrentCUDAStream()),
+                        "gated_delta_rule_cuda",
+                        "gdn_chunk_bwd (gdn_chunk_bwd_scan_kernel, gdn_chunk_bwd_kernel)");
   return gr;
 }
 

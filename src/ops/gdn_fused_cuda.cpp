@@ -12,6 +12,7 @@
 #include <string>
 
 #include "gdn_layer_ops.h"
+#include "ops/kernel_status.h"
 
 namespace hypnos::ops::fused::cuda {
 namespace {
@@ -49,13 +50,6 @@ at::Tensor dense(const at::Tensor& grad, at::IntArrayRef sizes, const at::Tensor
   return grad.defined() ? grad.to(options.dtype()).contiguous() : at::zeros(sizes, options);
 }
 
-void check(cudaError_t status, const char* kernel) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("gdn fused op: ") + kernel +
-                             " failed: " + cudaGetErrorString(status));
-  }
-}
-
 cudaStream_t stream() {
   return at::cuda::getCurrentCUDAStream();
 }
@@ -88,7 +82,7 @@ struct ConvSiluFunction : torch::autograd::Function<ConvSiluFunction> {
     kernels::ConvSiluParams p = conv_params(x, w2, c);
     p.y = y.data_ptr();
     p.next_cache = next.numel() > 0 ? next.data_ptr() : nullptr;
-    check(kernels::conv_silu_fwd(p, stream()), "conv_silu_fwd");
+    throw_on_kernel_error(kernels::conv_silu_fwd(p, stream()), "gdn fused op", "conv_silu_fwd");
     ctx->save_for_backward({x, w2, c});
     ctx->saved_data["weight_sizes"] = weight.sizes().vec();
     return {y, next};
@@ -115,7 +109,7 @@ struct ConvSiluFunction : torch::autograd::Function<ConvSiluFunction> {
     p.grad_cache = grad_cache.defined() && grad_cache.numel() > 0 ? grad_cache.data_ptr() : nullptr;
     p.grad_pre = grad_pre.data_ptr<float>();
     p.grad_weight_partial = partial.data_ptr<float>();
-    check(kernels::conv_silu_bwd(p, stream()), "conv_silu_bwd");
+    throw_on_kernel_error(kernels::conv_silu_bwd(p, stream()), "gdn fused op", "conv_silu_bwd");
     const auto weight_sizes = ctx->saved_data["weight_sizes"].toIntVector();
     return {grad_x, partial.sum(0).view(weight_sizes), grad_cache};
   }
@@ -140,7 +134,7 @@ struct L2NormFunction : torch::autograd::Function<L2NormFunction> {
     at::Tensor y = at::empty({x.size(0), x.size(1), heads, x.size(2) / heads}, x.options());
     kernels::L2NormParams p = l2_params(x, heads, silu);
     p.y = y.data_ptr();
-    check(kernels::l2norm_fwd(p, stream()), "l2norm_fwd");
+    throw_on_kernel_error(kernels::l2norm_fwd(p, stream()), "gdn fused op", "l2norm_fwd");
     ctx->save_for_backward({x});
     ctx->saved_data["heads"] = heads;
     ctx->saved_data["silu"] = silu;
@@ -156,7 +150,7 @@ struct L2NormFunction : torch::autograd::Function<L2NormFunction> {
     kernels::L2NormParams p = l2_params(x, heads, ctx->saved_data["silu"].toBool());
     p.grad_y = grad_y.data_ptr();
     p.grad_x = grad_x.data_ptr();
-    check(kernels::l2norm_bwd(p, stream()), "l2norm_bwd");
+    throw_on_kernel_error(kernels::l2norm_bwd(p, stream()), "gdn fused op", "l2norm_bwd");
     return {grad_x, at::Tensor(), at::Tensor()};
   }
 };
@@ -185,7 +179,7 @@ struct GatesFunction : torch::autograd::Function<GatesFunction> {
     kernels::GatesParams p = gates_params(a, b, A_log, dt_bias);
     p.g = g.data_ptr<float>();
     p.beta = beta.data_ptr<float>();
-    check(kernels::gates_fwd(p, stream()), "gates_fwd");
+    throw_on_kernel_error(kernels::gates_fwd(p, stream()), "gdn fused op", "gates_fwd");
     ctx->save_for_backward({a, b, A_log, dt_bias});
     return {g, beta};
   }
@@ -205,7 +199,7 @@ struct GatesFunction : torch::autograd::Function<GatesFunction> {
     p.grad_a = grad_a.data_ptr();
     p.grad_b = grad_b.data_ptr();
     p.grad_terms = terms.data_ptr<float>();
-    check(kernels::gates_bwd(p, stream()), "gates_bwd");
+    throw_on_kernel_error(kernels::gates_bwd(p, stream()), "gdn fused op", "gates_bwd");
     const at::Tensor sums = terms.sum(1);  // [2, H]: d A_log, d dt_bias
     return {grad_a, grad_b, sums[0], sums[1]};
   }
@@ -234,7 +228,7 @@ struct GatedNormFunction : torch::autograd::Function<GatedNormFunction> {
     at::Tensor y = at::empty({x.size(0), x.size(1), x.size(2) * x.size(3)}, x.options());
     kernels::GatedNormParams p = norm_params(x, gate, weight, eps);
     p.y = y.data_ptr();
-    check(kernels::gated_norm_fwd(p, stream()), "gated_norm_fwd");
+    throw_on_kernel_error(kernels::gated_norm_fwd(p, stream()), "gdn fused op", "gated_norm_fwd");
     ctx->save_for_backward({x, gate, weight});
     ctx->saved_data["eps"] = eps;
     return y;
@@ -255,7 +249,7 @@ struct GatedNormFunction : torch::autograd::Function<GatedNormFunction> {
     p.grad_x = grad_x.data_ptr();
     p.grad_gate = grad_gate.data_ptr();
     p.grad_weight_partial = partial.data_ptr<float>();
-    check(kernels::gated_norm_bwd(p, stream()), "gated_norm_bwd");
+    throw_on_kernel_error(kernels::gated_norm_bwd(p, stream()), "gdn fused op", "gated_norm_bwd");
     return {grad_x, grad_gate, partial.sum(0), at::Tensor()};
   }
 };

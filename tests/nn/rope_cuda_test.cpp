@@ -9,16 +9,13 @@
 #include "hypnos/nn/attention.h"
 #include "hypnos/nn/rope.h"
 #include "nn/rope_cuda.h"
-#include "testing/exact_fp32.h"
+#include "testing/cuda.h"
 #include "testing/numeric.h"
 
 namespace hypnos::nn {
 namespace {
 
 using testing::relative_error;
-
-#define HYPNOS_REQUIRE_CUDA() \
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
 
 TEST(RopeCuda, FusedKernelMatchesTheComposition) {
   HYPNOS_REQUIRE_CUDA();

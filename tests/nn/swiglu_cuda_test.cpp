@@ -8,16 +8,13 @@
 #include <torch/torch.h>
 
 #include "hypnos/nn/mlp.h"
-#include "testing/exact_fp32.h"
+#include "testing/cuda.h"
 #include "testing/numeric.h"
 
 namespace hypnos::nn {
 namespace {
 
 using testing::relative_error;
-
-#define HYPNOS_REQUIRE_CUDA() \
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
 
 TEST(SwiGluCuda, MlpOnTheGpuMatchesItsCpuCopy) {
   HYPNOS_REQUIRE_CUDA();

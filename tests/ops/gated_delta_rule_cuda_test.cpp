@@ -18,6 +18,7 @@
 
 #include "../../kernels/gdn_mma.cuh"  // host-side layout functions only: no CUDA needed
 #include "hypnos/ops/gated_delta_rule.h"
+#include "testing/cuda.h"
 #include "testing/numeric.h"
 
 namespace hypnos::ops {
@@ -131,13 +132,6 @@ void expect_close_to_reference(const Case& c) {
   check("dbeta", got.dbeta, ref.dbeta, tol.dgb);
   if (c.with_initial_state) check("dh0", got.dh0, ref.dh0, tol.dqkv);
 }
-
-bool has_cuda() {
-  return torch::cuda::is_available();
-}
-
-#define HYPNOS_REQUIRE_CUDA() \
-  if (!has_cuda()) GTEST_SKIP() << "no CUDA device"
 
 class GatedDeltaRuleCudaSweep : public ::testing::TestWithParam<Case> {};
 

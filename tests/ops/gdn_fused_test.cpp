@@ -22,8 +22,9 @@
 
 #include "hypnos/nn/gated_delta_net.h"
 #include "hypnos/nn/jet_block.h"
-#include "testing/exact_fp32.h"
+#include "testing/cuda.h"
 #include "testing/numeric.h"
+#include "train/autocast_guard.h"
 
 namespace hypnos::ops::fused {
 namespace {
@@ -92,35 +93,6 @@ TEST(GdnFused, CpuTensorsTakeTheCompositions) {
 // ---------------------------------------------------------------- GPU
 #ifdef HYPNOS_WITH_CUDA
 
-bool has_cuda() {
-  return torch::cuda::is_available();
-}
-
-#define HYPNOS_REQUIRE_CUDA() \
-  if (!has_cuda()) GTEST_SKIP() << "no CUDA device"
-
-/// CUDA autocast to bf16 for a scope (when `on`), restoring the previous state and dtype.
-class CudaAutocast {
- public:
-  explicit CudaAutocast(bool on)
-      : enabled_(at::autocast::is_autocast_enabled(at::kCUDA)),
-        dtype_(at::autocast::get_autocast_dtype(at::kCUDA)) {
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, on);
-  }
-  ~CudaAutocast() {
-    at::autocast::set_autocast_enabled(at::kCUDA, enabled_);
-    at::autocast::set_autocast_dtype(at::kCUDA, dtype_);
-    at::autocast::clear_cache();
-  }
-  CudaAutocast(const CudaAutocast&) = delete;
-  CudaAutocast& operator=(const CudaAutocast&) = delete;
-
- private:
-  bool enabled_;
-  at::ScalarType dtype_;
-};
-
 /// The fused op's result; a nullopt (the kernels refused the inputs and the dispatcher would have
 /// fallen back to the composition) fails the test instead of comparing the composition to itself.
 template <class R>
@@ -147,7 +119,7 @@ void expect_fused_matches_reference(
   }
   std::vector<at::Tensor> fused_out;
   {
-    CudaAutocast autocast(dtype == at::kBFloat16);
+    const train::AutocastGuard autocast(dtype == at::kBFloat16, at::Device(at::kCUDA));
     fused_out = op(fused_in, true);
   }
   const std::vector<at::Tensor> ref_out = op(ref_in, false);
@@ -312,7 +284,7 @@ void expect_mixer_matches_cpu(Mixer gpu, bool bf16) {
     at::Tensor loss;
     nn::MixerOutput second;
     {
-      CudaAutocast scope(autocast);
+      const train::AutocastGuard scope(autocast, device);
       const nn::MixerOutput first = m->forward(x1.to(device), memory::LayerMemory{});
       second = m->forward(x2.to(device), first.written);
       loss = (first.y.to(at::kFloat).pow(2)).sum() +
