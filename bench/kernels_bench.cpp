@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/timing.h"
 #include "hypnos/ops/gated_delta_rule.h"
 #include "ops/gated_delta_rule_cuda.h"
 #endif  // HYPNOS_WITH_CUDA
@@ -36,29 +37,16 @@ double forward_flops(int64_t d) {
   return 6 * c * d + 4 * c * d + 6.0 * d * d + c * c / 3;
 }
 // Minimal bytes: bf16 q, k, v, o (and dO, dq, dk, dv), fp32 g (and dg), bf16 beta (and dbeta).
-double forward_bytes(int64_t d) { return 4.0 * d * 2 + 4 + 2; }
-double backward_bytes(int64_t d) { return (4.0 * d * 2 + 4 + 2) + (3.0 * d * 2 + 4 + 2); }
+double forward_bytes(int64_t d) {
+  return 4.0 * d * 2 + 4 + 2;
+}
+double backward_bytes(int64_t d) {
+  return (4.0 * d * 2 + 4 + 2) + (3.0 * d * 2 + 4 + 2);
+}
 
 struct Timing {
   double fwd_ms = -1, fwdbwd_ms = -1;
 };
-
-template <class F>
-double median_ms(F&& f, int reps, int warmup) {
-  for (int i = 0; i < warmup; ++i) f();
-  std::vector<double> ms;
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  for (int i = 0; i < reps; ++i) {
-    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-    start.record(stream);
-    f();
-    stop.record(stream);
-    stop.synchronize();
-    ms.push_back(double(start.elapsed_time(stop)));
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
 
 Timing measure(const Shape& s, ops::GdnBackend backend, int reps) {
   at::Generator gen = at::cuda::detail::createCUDAGenerator();
@@ -106,17 +94,7 @@ void print_row(const Shape& s, const char* name, const Timing& t) {
 }  // namespace
 
 int run_kernels_bench(const std::map<std::string, std::string>& flags) {
-  int reps = 20;
-  if (auto it = flags.find("--reps"); it != flags.end()) {
-    try {
-      reps = std::stoi(it->second);
-    } catch (const std::exception&) {
-      reps = 0;
-    }
-    if (reps < 1) {
-      throw std::invalid_argument("--reps expects a positive integer, got '" + it->second + "'");
-    }
-  }
+  const int reps = reps_flag(flags, 20);
   const bool baseline = flags.count("--no-baseline") == 0, quick = flags.count("--quick") > 0;
   const bool fp32_too = flags.count("--fp32-too") > 0;
   if (!torch::cuda::is_available()) {

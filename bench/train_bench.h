@@ -1,5 +1,5 @@
-// `hypnos bench train`: training throughput and peak memory of the Rule 110 paper model per number of
-// sleep passes N (issue: at most linear growth in N; tokens/s(N) * N / tokens/s(1) is printed).
+// `hypnos bench train`: training throughput and peak memory of the Rule 110 paper model per number
+// of sleep passes N (issue: at most linear growth in N; tokens/s(N) * N / tokens/s(1) is printed).
 #pragma once
 #include <map>
 #include <string>

@@ -5,8 +5,8 @@
 # cannot eat the others; a stage that fails is reported and the script goes on.
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
-# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench train_bench train_bench_unfused
-#         reference train nccl sweep
+# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench layers_bench train_bench
+#         train_bench_unfused reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
@@ -21,6 +21,7 @@ finish() {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt"
   tar czf "$top/logs.tgz" --exclude=checkpoints -C "$out" .
   cat "$out/gpu.txt" >> "$out/stages.log"
+  cat "$out/layers_bench.log" >> "$out/stages.log" 2> /dev/null
   for f in stages.log tests.log tests_fp32.log train_bench.log train_bench_unfused.log \
     reference.log kernels_bench.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
@@ -78,6 +79,8 @@ for s in $stages; do
         --passes 1,2,4 --repeats 10 --profile ;;
     kernels_bench)
       stage kernels_bench 120 "$bin" bench kernels --fp32-too ;;
+    layers_bench)  # each fused layer kernel beside the ATen composition it replaces
+      stage layers_bench 60 "$bin" bench layers ;;
     train)
       stage train 90 "$bin" train configs/rule110/default.yaml --out "$out/rule110_gpu" \
         train.steps=100 train.eval_every=50 train.checkpoint_every=50 ;;

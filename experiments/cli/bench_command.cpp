@@ -1,8 +1,9 @@
-// `hypnos bench kernels|train`: throughput benchmarks (bench/), printed as tables for
+// `hypnos bench kernels|layers|train`: throughput benchmarks (bench/), printed as tables for
 // bench/RESULTS.md.
 #include <iostream>
 
 #include "bench/kernels_bench.h"
+#include "bench/layers_bench.h"
 #include "bench/train_bench.h"
 #include "commands.h"
 
@@ -11,10 +12,11 @@ namespace hypnos::cli {
 const CommandSpec& bench_spec() {
   static const CommandSpec spec{
       "bench",
-      "benchmarks: `kernels` (gated delta rule backends) or `train` (training tokens/s vs N)",
+      "benchmarks: `kernels` (gated delta rule backends), `layers` (fused layer kernels vs ATen)\n"
+      "or `train` (training tokens/s vs N)",
       {"WHAT"},
       {{"--repeats", "R", "train: timed steps per N (median reported; default 10)"},
-       {"--reps", "R", "kernels: timed runs per case (median reported; default 20)"},
+       {"--reps", "R", "kernels, layers: timed runs per case (median reported; default 20, 50)"},
        {"--no-baseline", "", "kernels: skip the ATen chunked baseline"},
        {"--fp32-too", "",
         "kernels: also time the CUDA-core (fp32) kernels beside the tensor-core ones"},
@@ -31,6 +33,8 @@ const CommandSpec& bench_spec() {
       "kernels: forward and forward+backward time per shape of every gated-delta-rule backend\n"
       "  available on this machine, with tokens/s, TFLOP/s and GB/s (KERNELS.md section 4 "
       "counts).\n"
+      "layers:  each fused layer kernel (conv + SiLU, L2 norm, gates, gated norm, RoPE, SwiGLU,\n"
+      "  RMSNorm) beside the ATen composition it replaces, forward and forward+backward.\n"
       "train:   tokens/s and peak memory of the Rule 110 paper model (AGAG, width 256, window 24)\n"
       "  per number of sleep passes N, and tokens/s(N) * N / tokens/s(1)."};
   return spec;
@@ -38,10 +42,10 @@ const CommandSpec& bench_spec() {
 
 int run_bench(const ParsedArgs& args) {
   const std::string what = args.positionals[0];
-  if (what == "kernels")
-    return bench::run_kernels_bench(args.flags);
+  if (what == "kernels") return bench::run_kernels_bench(args.flags);
+  if (what == "layers") return bench::run_layers_bench(args.flags);
   if (what == "train") return bench::run_train_bench(args.flags);
-  throw UsageError("unknown benchmark '" + what + "' (expected kernels or train)");
+  throw UsageError("unknown benchmark '" + what + "' (expected kernels, layers or train)");
 }
 
 }  // namespace hypnos::cli

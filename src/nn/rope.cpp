@@ -1,6 +1,8 @@
 // RoPE: the reference's `rope` with a position offset (retained tokens come first in sliding mode).
 #include "hypnos/nn/rope.h"
 
+#include "nn/rope_composition.h"
+
 #ifdef HYPNOS_WITH_CUDA
 #include "nn/rope_cuda.h"
 #include "ops/fused_switch.h"
@@ -25,6 +27,13 @@ RopeTable rope_table(int64_t offset, int64_t T, int64_t D, double base,
   return {angle.cos(), angle.sin()};
 }
 
+at::Tensor detail::apply_rope_composition(const at::Tensor& x, const RopeTable& table) {
+  const int64_t D = x.size(3);
+  const at::Tensor x1 = x.slice(-1, 0, D, 2), x2 = x.slice(-1, 1, D, 2);
+  const at::Tensor &cos = table.cos, &sin = table.sin;
+  return at::stack({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1).flatten(-2).to(x.scalar_type());
+}
+
 at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table) {
   TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0,
               "apply_rope: x must be [B, H, T, D] with even D, got ", x.sizes());
@@ -36,9 +45,7 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table) {
     if (auto y = detail::apply_rope_cuda(x, table)) return *y;
   }
 #endif
-  const at::Tensor x1 = x.slice(-1, 0, D, 2), x2 = x.slice(-1, 1, D, 2);
-  const at::Tensor &cos = table.cos, &sin = table.sin;
-  return at::stack({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1).flatten(-2).to(x.scalar_type());
+  return detail::apply_rope_composition(x, table);
 }
 
 at::Tensor apply_rope(const at::Tensor& x, int64_t offset, double base) {
