@@ -65,7 +65,7 @@ for s in $stages; do
         -DHYPNOS_HEADER_CHECK=OFF -DHYPNOS_PYTHON="$(command -v python3)" &&
         stage build 300 ninja -C build-gpu -j "$(nproc)" hypnos_cli hypnos_tests || exit 1 ;;
     tests)
-      stage tests 90 build-gpu/tests/hypnos_tests --gtest_filter='*Cuda*:GdnMmaLayout*' ;;
+      stage tests 150 build-gpu/tests/hypnos_tests --gtest_filter='*Cuda*:GdnMmaLayout*' ;;
     tests_fp32)  # the CUDA-core kernels, kept as the fallback of the tensor-core path
       HYPNOS_GDN_KERNEL=fp32 stage tests_fp32 90 build-gpu/tests/hypnos_tests --gtest_filter='*Cuda*' ;;
     train_bench)
