@@ -1,10 +1,13 @@
-// A CPU emulation of the part of CUDA's execution model that the fused layer kernels use, so that
-// their own source runs on any machine (tests/emu/layer_ops_emulated.cpp): the blocks of a launch
-// run one after another, the threads of a block run as std::threads, __syncthreads is a barrier of
-// the block and a warp shuffle exchanges through a buffer between two barriers of the warp. Shared
-// arrays are statics (one block at a time), loads and intrinsics are their host equivalents, bf16
-// is round-to-nearest-even on the bits. It checks index arithmetic, strides, masks, reductions and
-// synchronisation; not memory coalescing, occupancy or anything about a real GPU's speed.
+// A CPU emulation of the part of CUDA's execution model that hypnos's kernels use, so that their own
+// source runs on any machine (tests/emu/*_emulated.cpp): the blocks of a launch run one after
+// another, the threads of a block run as std::threads, __syncthreads is a barrier of the block, and
+// warp shuffles and the tensor-core mma.sync m16n8k8 (tf32, the PTX ISA's fragment layouts) exchange
+// through a buffer between two barriers of the warp. Static shared arrays are statics and dynamic
+// shared memory one buffer (one block at a time, filled with NaN before each block so a read of
+// something never written shows), loads and intrinsics are their host equivalents, bf16 and tf32
+// are rounded on the bits as the hardware does. It checks index arithmetic, strides, masks,
+// reductions, fragment layouts and synchronisation; not memory coalescing, bank conflicts, races
+// the barriers hide, or anything about a real GPU's speed.
 #pragma once
 #include <algorithm>
 #include <barrier>
@@ -61,18 +64,78 @@ inline float __expf(float x) {
 inline float rsqrtf(float x) {
   return 1.f / std::sqrt(x);
 }
+inline int min(int a, int b) {
+  return a < b ? a : b;
+}
+
+inline constexpr int cudaFuncAttributeMaxDynamicSharedMemorySize = 8;
+template <class Kernel>
+cudaError_t cudaFuncSetAttribute(Kernel, int, int) {
+  return cudaSuccess;
+}
 
 namespace emu {
 
 inline std::unique_ptr<std::barrier<>> block_barrier;
 inline std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
 inline std::vector<float> shuffle_buffer;
+inline std::vector<float> dynamic_shared_buffer;
+struct MmaSlot {
+  float a[4], b[2];
+};
+inline std::vector<MmaSlot> mma_buffer;
+
+inline float* dynamic_shared() {
+  return dynamic_shared_buffer.data();
+}
+
+/// cvt.rna.tf32.f32: 10 mantissa bits, round to nearest with ties away from zero.
+inline unsigned tf32_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
+  return u;
+}
+
+inline float from_bits(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline void warp_sync() {
+  warp_barriers[threadIdx.x / 32]->arrive_and_wait();
+}
+
+/// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the calling warp: every lane publishes its
+/// A and B fragments, then computes its own four accumulator elements (Layout: the fragment
+/// layout functions, mma::M16N8K8).
+template <class Layout>
+void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+  const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+  for (int r = 0; r < 4; ++r) mma_buffer[t].a[r] = from_bits(a[r]);
+  for (int r = 0; r < 2; ++r) mma_buffer[t].b[r] = from_bits(b[r]);
+  warp_sync();
+  float A[16][8], B[8][8];
+  for (int l = 0; l < 32; ++l) {
+    const MmaSlot& slot = mma_buffer[warp * 32 + l];
+    for (int r = 0; r < 4; ++r) A[Layout::a_row(l, r)][Layout::a_col(l, r)] = slot.a[r];
+    for (int r = 0; r < 2; ++r) B[Layout::b_row(l, r)][Layout::b_col(l, r)] = slot.b[r];
+  }
+  for (int r = 0; r < 4; ++r) {
+    const int i = Layout::c_row(int(lane), r), j = Layout::c_col(int(lane), r);
+    float acc = d[r];
+    for (int k = 0; k < 8; ++k) acc = std::fma(A[i][k], B[k][j], acc);
+    d[r] = acc;
+  }
+  warp_sync();
+}
 
 /// Runs body() as every thread of every block of the grid: one std::thread per thread of a block,
 /// walking the blocks in order together (a barrier between blocks, so shared statics are reused
 /// only once the whole block is done).
 template <class F>
-void launch(dim3 grid, dim3 block, F body) {
+void launch(dim3 grid, dim3 block, size_t shared_bytes, F body) {
   gridDim = grid;
   blockDim = block;
   const unsigned n = block.x * block.y * block.z, blocks = grid.x * grid.y * grid.z;
@@ -82,6 +145,8 @@ void launch(dim3 grid, dim3 block, F body) {
     warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32u, n - 32 * w)));
   }
   shuffle_buffer.assign(n, 0.f);
+  mma_buffer.assign(n, MmaSlot{});
+  dynamic_shared_buffer.assign((shared_bytes + sizeof(float) - 1) / sizeof(float), 0.f);
   std::barrier<> between_blocks(n);
   std::vector<std::thread> threads;
   for (unsigned t = 0; t < n; ++t) {
@@ -89,6 +154,10 @@ void launch(dim3 grid, dim3 block, F body) {
       threadIdx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
       for (unsigned i = 0; i < blocks; ++i) {
         blockIdx = dim3(i % grid.x, (i / grid.x) % grid.y, i / (grid.x * grid.y));
+        if (t == 0) {
+          std::fill(dynamic_shared_buffer.begin(), dynamic_shared_buffer.end(), std::nanf(""));
+        }
+        block_barrier->arrive_and_wait();
         body();  // a thread that returns early must not meet a later __syncthreads (none here do)
         between_blocks.arrive_and_wait();
       }
@@ -103,12 +172,21 @@ inline void __syncthreads() {
   emu::block_barrier->arrive_and_wait();
 }
 
-/// Every lane of the warp must call it (as on a GPU with a full mask).
+/// Every lane of the warp must call the shuffles (as on a GPU with a full mask).
+inline float __shfl_up_sync(unsigned /*mask*/, float v, unsigned delta) {
+  const unsigned t = threadIdx.x, lane = t % 32;
+  emu::shuffle_buffer[t] = v;
+  emu::warp_sync();
+  const float other = lane >= delta ? emu::shuffle_buffer[t - delta] : v;
+  emu::warp_sync();
+  return other;
+}
+
 inline float __shfl_xor_sync(unsigned /*mask*/, float v, int lane_mask) {
   const unsigned t = threadIdx.x, warp = t / 32;
   emu::shuffle_buffer[t] = v;
-  emu::warp_barriers[warp]->arrive_and_wait();
+  emu::warp_sync();
   const float other = emu::shuffle_buffer[warp * 32 + ((t % 32) ^ unsigned(lane_mask))];
-  emu::warp_barriers[warp]->arrive_and_wait();
+  emu::warp_sync();
   return other;
 }

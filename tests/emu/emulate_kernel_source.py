@@ -1,7 +1,9 @@
 """Rewrites a kernels/ source for the CPU emulation (tests/emu/cuda_emu.h): every launch
-`kernel<<<grid, block, smem, stream>>>(args);` becomes `::emu::launch(dim3(grid), dim3(block),
-[&] { kernel(args); });`, and namespace hypnos::kernels becomes hypnos::kernels_emu (so the
-emulated kernels never collide with the real ones). Usage: emulate_kernel_source.py IN OUT"""
+`kernel<<<grid, block, smem, stream>>>(args);` becomes `::emu::launch(dim3(grid), dim3(block), smem,
+[&] { kernel(args); });`, dynamic shared memory the emulation's buffer, the two inline-PTX
+instructions (cvt.rna.tf32.f32, mma.sync m16n8k8) the emulation's functions, and namespace
+hypnos::kernels becomes hypnos::kernels_emu (so the emulated kernels never collide with the real
+ones). Usage: emulate_kernel_source.py IN OUT"""
 import re
 import sys
 
@@ -24,7 +26,9 @@ def split_top_level(text):
 
 def launch(match):
     kernel, config, args = match.group(1), split_top_level(match.group(2)), match.group(3)
-    return f"::emu::launch(dim3({config[0]}), dim3({config[1]}), [&] {{ {kernel}({args}); }});"
+    shared = config[2] if len(config) > 2 else "0"
+    return (f"::emu::launch(dim3({config[0]}), dim3({config[1]}), size_t({shared}), "
+            f"[&] {{ {kernel}({args}); }});")
 
 
 source = open(sys.argv[1]).read()
@@ -33,5 +37,12 @@ launches = re.compile(
 source = launches.sub(launch, source)
 if "<<<" in source:
     sys.exit(f"{sys.argv[1]}: a kernel launch this script cannot rewrite")
+source = source.replace("extern __shared__ float smem[];", "float* smem = ::emu::dynamic_shared();")
+source = source.replace("#if defined(__CUDACC__)", "#if 1  // emulated")
+source = re.sub(r'asm\("cvt\.rna\.tf32\.f32.*?\);', "r = ::emu::tf32_bits(x);", source, flags=re.S)
+source = re.sub(r'asm volatile\(\s*"mma\.sync.*?\);', "::emu::mma_m16n8k8_tf32<M16N8K8>(d, a, b);",
+                source, flags=re.S)
+if "asm" in re.sub(r"//.*", "", source).replace("emulated", ""):
+    sys.exit(f"{sys.argv[1]}: inline assembly this script cannot emulate")
 source = source.replace("namespace hypnos::kernels", "namespace hypnos::kernels_emu")
 open(sys.argv[2], "w").write(source)

@@ -1,0 +1,153 @@
+// The chunked gated-delta-rule kernels (kernels/gdn_chunk_fwd.cu, gdn_chunk_bwd.cu: prep, scans and
+// chunk backward, tensor-core and CUDA-core paths) run from their own source under the CPU
+// emulation of tests/emu/cuda_emu.h (mma.sync m16n8k8 tf32 emulated on its fragment layouts),
+// against the float64 per-step recurrence: output, final state and all six gradients at the
+// tolerances of the GPU tests, for sleep windows (T = 24: padded rows), tail chunks, several
+// chunks, head dims 64 and 128, strong gates, with and without an initial state. The GPU tests
+// remain the check on real hardware; this one runs on every machine.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <string>
+
+#include "gdn.h"  // the rewritten copies in the build tree (namespace hypnos::kernels_emu)
+#include "ops/gated_delta_rule_backends.h"
+
+namespace hypnos {
+namespace {
+
+namespace K = hypnos::kernels_emu;
+
+struct Case {
+  int64_t batch, seq_len, heads;
+  int dim;
+  at::ScalarType dtype;
+  bool with_initial_state;
+  bool strong_gates = false;
+};
+
+std::string name_of(const Case& c) {
+  return "B" + std::to_string(c.batch) + " T" + std::to_string(c.seq_len) + " H" +
+         std::to_string(c.heads) + " D" + std::to_string(c.dim) + " " +
+         (c.dtype == at::kBFloat16 ? "bf16" : "fp32") + (c.with_initial_state ? " h0" : "") +
+         (c.strong_gates ? " strong" : "");
+}
+
+double relative_error(const at::Tensor& got, const at::Tensor& want) {
+  const auto x = got.to(at::kDouble), y = want.to(at::kDouble);
+  const double den = y.norm().item<double>();
+  return den > 0 ? (x - y).norm().item<double>() / den : x.norm().item<double>();
+}
+
+void expect_close_to_recurrence(const Case& c) {
+  SCOPED_TRACE(name_of(c));
+  torch::manual_seed(c.seq_len * 7 + c.dim);
+  const int64_t B = c.batch, T = c.seq_len, H = c.heads, D = c.dim;
+  const int64_t C = K::kGdnChunk, NC = (T + C - 1) / C;
+  auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+  const at::Tensor q = unit_rows(at::randn({B, T, H, D})).to(c.dtype);
+  const at::Tensor k = unit_rows(at::randn({B, T, H, D})).to(c.dtype);
+  const at::Tensor v = at::randn({B, T, H, D}).to(c.dtype);
+  const at::Tensor g =
+      c.strong_gates ? -20.0 * at::rand({B, T, H}) : at::log_sigmoid(at::randn({B, T, H}));
+  const at::Tensor beta = at::sigmoid(at::randn({B, T, H}));
+  const at::Tensor h0 = c.with_initial_state ? 0.3 * at::randn({B, H, D, D}) : at::Tensor();
+  const at::Tensor grad_o = at::randn({B, T, H, D}).to(c.dtype);
+  const at::Tensor grad_final = at::randn({B, H, D, D});
+  const double scale = 1.0 / std::sqrt(double(D));
+
+  // The kernels, with the workspaces the LibTorch wrapper allocates.
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor o = at::empty({B, T, H, D}, q.options()), final_state = at::empty({B, H, D, D}, f32);
+  at::Tensor g_cum = at::empty({B, H, NC, C}, f32), w = at::empty({B, H, NC, C, D}, f32);
+  at::Tensor u_tilde = at::empty({B, H, NC, C, D}, f32), u = at::empty({B, H, NC, C, D}, f32);
+  at::Tensor attn = at::empty({B, H, NC, C, C}, f32), a_inv = at::empty({B, H, NC, C, C}, f32);
+  at::Tensor chunk_states = at::empty({B, H, NC, D, D}, f32);
+  K::GdnParams p;
+  p.q = q.data_ptr();
+  p.k = k.data_ptr();
+  p.v = v.data_ptr();
+  p.g = g.data_ptr<float>();
+  p.beta = beta.data_ptr<float>();
+  p.initial_state = c.with_initial_state ? h0.data_ptr<float>() : nullptr;
+  p.o = o.data_ptr();
+  p.final_state = final_state.data_ptr<float>();
+  p.g_cum = g_cum.data_ptr<float>();
+  p.w = w.data_ptr<float>();
+  p.u_tilde = u_tilde.data_ptr<float>();
+  p.attn = attn.data_ptr<float>();
+  p.a_inv = a_inv.data_ptr<float>();
+  p.u = u.data_ptr<float>();
+  p.chunk_states = chunk_states.data_ptr<float>();
+  p.batch = B;
+  p.seq_len = T;
+  p.heads = H;
+  p.head_dim_k = p.head_dim_v = c.dim;
+  p.scale = float(scale);
+  p.dtype = c.dtype == at::kBFloat16 ? K::GdnDtype::kBFloat16 : K::GdnDtype::kFloat32;
+  p.kernel = K::GdnKernel::kTensorCore;  // fp32 inputs take the CUDA-core kernels regardless
+  ASSERT_EQ(K::gdn_chunk_fwd(p, nullptr), cudaSuccess);
+  at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
+  at::Tensor dg = at::empty({B, T, H}, f32), dbeta = at::empty({B, T, H}, f32);
+  at::Tensor dh0 = at::empty({B, H, D, D}, f32);
+  at::Tensor grad_u = at::empty_like(u), grad_states = at::empty_like(chunk_states);
+  p.grad_o = grad_o.data_ptr();
+  p.grad_final_state = grad_final.data_ptr<float>();
+  p.grad_q = dq.data_ptr();
+  p.grad_k = dk.data_ptr();
+  p.grad_v = dv.data_ptr();
+  p.grad_g = dg.data_ptr<float>();
+  p.grad_beta = dbeta.data_ptr<float>();
+  p.grad_initial_state = c.with_initial_state ? dh0.data_ptr<float>() : nullptr;
+  p.grad_u = grad_u.data_ptr<float>();
+  p.grad_chunk_states = grad_states.data_ptr<float>();
+  ASSERT_EQ(K::gdn_chunk_bwd(p, nullptr), cudaSuccess);
+
+  // The recurrence in float64 on the same (rounded) values.
+  auto leaf = [](const at::Tensor& t) { return t.to(at::kDouble).detach().requires_grad_(true); };
+  const at::Tensor qr = leaf(q), kr = leaf(k), vr = leaf(v), gr = leaf(g), br = leaf(beta);
+  const at::Tensor hr = c.with_initial_state ? leaf(h0) : at::Tensor();
+  const auto ref = ops::detail::gated_delta_rule_reference(qr, kr, vr, gr, br, hr, scale);
+  std::vector<at::Tensor> leaves{qr, kr, vr, gr, br};
+  if (c.with_initial_state) leaves.push_back(hr);
+  const auto grads = torch::autograd::grad({ref.o, ref.final_state}, leaves,
+                                           {grad_o.to(at::kDouble), grad_final.to(at::kDouble)});
+
+  // The GPU tests' tolerances: fla's for 16-bit inputs, tighter for the fp32 path.
+  const bool bf16 = c.dtype == at::kBFloat16;
+  const double tol_out = bf16 ? 5e-3 : 1e-3, tol_qkv = bf16 ? 8e-3 : 1e-3,
+               tol_gb = bf16 ? 2e-2 : 2e-3;
+  auto check = [](const char* name, const at::Tensor& got, const at::Tensor& want, double tol) {
+    EXPECT_FALSE(got.isnan().any().item<bool>()) << name << " has NaN";
+    EXPECT_LT(relative_error(got, want), tol) << name;
+  };
+  check("o", o, ref.o, tol_out);
+  check("final_state", final_state, ref.final_state, tol_out);
+  check("dq", dq, grads[0], tol_qkv);
+  check("dk", dk, grads[1], tol_qkv);
+  check("dv", dv, grads[2], tol_qkv);
+  check("dg", dg, grads[3], tol_gb);
+  check("dbeta", dbeta, grads[4], tol_gb);
+  if (c.with_initial_state) check("dh0", dh0, grads[5], tol_qkv);
+}
+
+}  // namespace
+
+TEST(GdnChunkEmulated, TensorCoreKernelsMatchTheRecurrence) {
+  for (const Case& c :
+       {Case{2, 24, 2, 64, at::kBFloat16, true}, Case{1, 37, 2, 64, at::kBFloat16, false},
+        Case{1, 130, 1, 64, at::kBFloat16, true}, Case{1, 70, 1, 128, at::kBFloat16, true},
+        Case{1, 24, 2, 64, at::kBFloat16, true, /*strong_gates=*/true}}) {
+    expect_close_to_recurrence(c);
+  }
+}
+
+TEST(GdnChunkEmulated, CudaCoreKernelsMatchTheRecurrence) {
+  for (const Case& c :
+       {Case{2, 24, 2, 64, at::kFloat, true}, Case{1, 130, 1, 64, at::kFloat, false}}) {
+    expect_close_to_recurrence(c);
+  }
+}
+
+}  // namespace hypnos
