@@ -13,11 +13,13 @@
 
 #include "gdn.h"  // the rewritten copies in the build tree (namespace hypnos::kernels_emu)
 #include "ops/gated_delta_rule_backends.h"
+#include "testing/numeric.h"
 
 namespace hypnos {
 namespace {
 
 namespace K = hypnos::kernels_emu;
+using testing::relative_error;
 
 struct Case {
   int64_t batch, seq_len, heads;
@@ -32,12 +34,6 @@ std::string name_of(const Case& c) {
          std::to_string(c.heads) + " D" + std::to_string(c.dim) + " " +
          (c.dtype == at::kBFloat16 ? "bf16" : "fp32") + (c.with_initial_state ? " h0" : "") +
          (c.strong_gates ? " strong" : "");
-}
-
-double relative_error(const at::Tensor& got, const at::Tensor& want) {
-  const auto x = got.to(at::kDouble), y = want.to(at::kDouble);
-  const double den = y.norm().item<double>();
-  return den > 0 ? (x - y).norm().item<double>() / den : x.norm().item<double>();
 }
 
 void expect_close_to_recurrence(const Case& c) {

@@ -16,17 +16,13 @@
 #include "ops/gdn_fused.h"
 #include "rope.h"
 #include "swiglu.h"
+#include "testing/numeric.h"
 
 namespace hypnos {
 namespace {
 
 namespace K = hypnos::kernels_emu;
-
-double relative_error(const at::Tensor& got, const at::Tensor& want) {
-  const auto x = got.to(at::kDouble), y = want.to(at::kDouble);
-  const double den = y.norm().item<double>();
-  return den > 0 ? (x - y).norm().item<double>() / den : x.norm().item<double>();
-}
+using testing::relative_error;
 
 void check(const std::string& what, const at::Tensor& got, const at::Tensor& want, double tol) {
   EXPECT_TRUE(got.isfinite().all().item<bool>()) << what;
