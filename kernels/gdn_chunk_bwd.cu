@@ -127,7 +127,7 @@ inline constexpr int kChunkLc = kTc ? kC + 8 : kC + 1;
 template <int D, bool kTc>
 constexpr size_t bwd_chunk_smem_bytes() {
   return sizeof(float) *
-         (2 * kC * kChunkLd<D, kTc> + 5 * kC * kChunkLc<kTc> + 8 * kC + kC * (D / 32) + 16);
+         (2 * kC * kChunkLd<D, kTc> + 4 * kC * kChunkLc<kTc> + 8 * kC + kC * (D / 32) + 16);
 }
 
 /// The block tile of the chunk kernel: fp32 CUDA-core Frag or tensor-core TcFrag.
@@ -147,8 +147,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   float* s_dw = s_k + kC * LD;           // [C][LD] dW = -dU S^T
   float* s_kk = s_dw + kC * LD;          // [C][LC] K K^T
   float* s_a = s_kk + kC * LC;           // [C][LC] A = (I + L)^-1
-  float* s_p = s_a + kC * LC;            // [C][LC] P
-  float* s_x1 = s_p + kC * LC;           // [C][LC] dP, dP * R, dA, dL, F = dL * R
+  float* s_x1 = s_a + kC * LC;           // [C][LC] dP, dP * R, dA, dL, F = dL * R
   float* s_x2 = s_x1 + kC * LC;          // [C][LC] A^T dA
   float* s_g = s_x2 + kC * LC;           // [C] G
   float* s_gamma = s_g + kC;             // [C] exp(G_i)
@@ -188,7 +187,6 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
     s_a[i * LC + j] = p.a_inv[chunk * kC * kC + idx];
-    s_p[i * LC + j] = p.attn[chunk * kC * kC + idx];
   }
   if (tid < kC) {
     const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
@@ -254,9 +252,13 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   __syncthreads();
   if (tid < kC) {  // dG (b) = rowsum(P * dP) - colsum(P * dP)
+    // P is read from global memory (L2) here, its only use: staging it would cost the 18 KB of
+    // shared memory that keep a second CTA of the D = 64 kernel off each SM.
+    const float* attn = p.attn + chunk * kC * kC;
     float s = 0.f;
     for (int j = 0; j < n_valid; ++j) {
-      s += s_p[tid * LC + j] * s_x1[tid * LC + j] - s_p[j * LC + tid] * s_x1[j * LC + tid];
+      s += __ldg(attn + tid * kC + j) * s_x1[tid * LC + j] -
+           __ldg(attn + j * kC + tid) * s_x1[j * LC + tid];
     }
     s_dg[tid] += s;
   }
@@ -575,8 +577,14 @@ constexpr int kBwdSlice = 32;
 template <typename T, int D, bool kTc>
 cudaError_t launch_bwd_chunk(const GdnParams& p, cudaStream_t stream) {
   const size_t smem = bwd_chunk_smem_bytes<D, kTc>();
-  const cudaError_t err = cudaFuncSetAttribute(
-      gdn_chunk_bwd_kernel<T, D, kTc>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  cudaError_t err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D, kTc>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (err != cudaSuccess) return err;
+  // All of L1 as shared memory: two CTAs of the D = 64 tensor-core kernel (about 111 KB each) then
+  // fit on an H100 SM.
+  err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D, kTc>,
+                             cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared);
   if (err != cudaSuccess) return err;
   gdn_chunk_bwd_kernel<T, D, kTc>
       <<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)), kThreads, smem, stream>>>(p);

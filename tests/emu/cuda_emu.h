@@ -69,6 +69,8 @@ inline int min(int a, int b) {
 }
 
 inline constexpr int cudaFuncAttributeMaxDynamicSharedMemorySize = 8;
+inline constexpr int cudaFuncAttributePreferredSharedMemoryCarveout = 9;
+inline constexpr int cudaSharedmemCarveoutMaxShared = 100;
 template <class Kernel>
 cudaError_t cudaFuncSetAttribute(Kernel, int, int) {
   return cudaSuccess;
