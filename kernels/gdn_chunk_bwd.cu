@@ -452,19 +452,11 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   auto grad_out = [&](int m, int j) { return __bfloat162float(s_do[m * LO + j]); };
 
-  float ds[kStateMT][kNT][4];
-#pragma unroll
-  for (int mt = 0; mt < kStateMT; ++mt) {
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
-        ds[mt][nt][r] = p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
-        s_ds[d * LS + j] = ds[mt][nt][r];
-      }
-    }
-  }
+  mma::WarpStateTile<kStateMT, kNT> ds;
+  ds.for_each(warp, lane, [&](int d, int j, float& x) {
+    x = p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
+    s_ds[d * LS + j] = x;
+  });
   for (int64_t n = n_chunks - 1; n >= 0; --n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
     const int n_valid = valid_rows(p, t0);
@@ -528,47 +520,29 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
     __syncthreads();  // s_du complete; every warp is done reading s_ds
     {                 // dS <- gamma_C dS + scale (diag(gamma) Q)^T dO - W^T dU
       const float gamma_last = s_gamma[kC - 1];
+      ds.for_each(warp, lane, [&](int, int, float& x) { x *= gamma_last; });
 #pragma unroll
       for (int mt = 0; mt < kStateMT; ++mt) {
-#pragma unroll
-        for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-          for (int r = 0; r < 4; ++r) ds[mt][nt][r] *= gamma_last;
-        }
         const int d0 = warp * StateTiling::kWarpRows + mt * 16;
         mma::warp_mma_tf32<kNT>(
-            ds[mt], lane, 0, depth / 8,
+            ds.x[mt], lane, 0, depth / 8,
             [&](int d, int i) {
               return p.scale * s_gamma[i] * __bfloat162float(s_q[i * LQ + d0 + d]);
             },
             grad_out);
         mma::warp_mma_tf32<kNT>(
-            ds[mt], lane, 0, depth / 8, [&](int d, int i) { return -__ldg(w + i * D + d0 + d); },
+            ds.x[mt], lane, 0, depth / 8, [&](int d, int i) { return -__ldg(w + i * D + d0 + d); },
             [&](int i, int j) { return s_du[i * LS + j]; });
-#pragma unroll
-        for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            s_ds[StateTiling::row(warp, mt, lane, r) * LS + StateTiling::col(nt, lane, r)] =
-                ds[mt][nt][r];
-          }
-        }
       }
+      // No warp reads s_ds in this phase (the K dS product above is behind the barrier).
+      ds.for_each(warp, lane, [&](int d, int j, float& x) { s_ds[d * LS + j] = x; });
     }
     __syncthreads();  // s_ds is the new dS before the next chunk stores and reads it
   }
   if (p.grad_initial_state) {
-#pragma unroll
-    for (int mt = 0; mt < kStateMT; ++mt) {
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
-          p.grad_initial_state[(bh * D + d) * D + v0 + j] = ds[mt][nt][r];
-        }
-      }
-    }
+    ds.for_each(warp, lane, [&](int d, int j, float& x) {
+      p.grad_initial_state[(bh * D + d) * D + v0 + j] = x;
+    });
   }
 }
 
@@ -576,50 +550,37 @@ constexpr int kBwdSlice = 32;
 
 template <typename T, int D, bool kTc>
 cudaError_t launch_bwd_chunk(const GdnParams& p, cudaStream_t stream) {
-  const size_t smem = bwd_chunk_smem_bytes<D, kTc>();
-  cudaError_t err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D, kTc>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  if (err != cudaSuccess) return err;
   // All of L1 as shared memory: two CTAs of the D = 64 tensor-core kernel (about 111 KB each) then
   // fit on an H100 SM.
-  err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D, kTc>,
-                             cudaFuncAttributePreferredSharedMemoryCarveout,
-                             cudaSharedmemCarveoutMaxShared);
+  const cudaError_t err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D, kTc>,
+                                               cudaFuncAttributePreferredSharedMemoryCarveout,
+                                               cudaSharedmemCarveoutMaxShared);
   if (err != cudaSuccess) return err;
-  gdn_chunk_bwd_kernel<T, D, kTc>
-      <<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)), kThreads, smem, stream>>>(p);
-  return cudaGetLastError();
+  return detail::launch_with_smem(gdn_chunk_bwd_kernel<T, D, kTc>,
+                                  dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
+                                  kThreads, bwd_chunk_smem_bytes<D, kTc>(), stream, p);
 }
 
 template <typename T, int D>
 cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream) {
-  const int64_t bh = p.batch * p.heads;
+  const unsigned bh = unsigned(p.batch * p.heads);
+  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
+  const bool tc = kBf16 && p.kernel == GdnKernel::kTensorCore;
   cudaError_t err = cudaSuccess;
-  bool scanned = false;
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if (p.kernel == GdnKernel::kTensorCore) {
-      const size_t tc_smem = tc_bwd_scan_smem_bytes<D>();
-      err = cudaFuncSetAttribute(gdn_chunk_bwd_scan_tc_kernel<D>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem));
-      if (err != cudaSuccess) return err;
-      gdn_chunk_bwd_scan_tc_kernel<D>
-          <<<dim3(D / kTcSlice, unsigned(bh)), kTcThreads, tc_smem, stream>>>(p);
-      scanned = true;
+  if constexpr (kBf16) {
+    if (tc) {
+      err = detail::launch_with_smem(gdn_chunk_bwd_scan_tc_kernel<D>, dim3(D / kTcSlice, bh),
+                                     kTcThreads, tc_bwd_scan_smem_bytes<D>(), stream, p);
     }
   }
-  if (!scanned) {
-    const size_t scan_smem = bwd_scan_smem_bytes<D, kBwdSlice>();
-    err = cudaFuncSetAttribute(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem));
-    if (err != cudaSuccess) return err;
-    gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>
-        <<<dim3(D / kBwdSlice, unsigned(bh)), kThreads, scan_smem, stream>>>(p);
+  if (!tc) {
+    err = detail::launch_with_smem(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>,
+                                   dim3(D / kBwdSlice, bh), kThreads,
+                                   bwd_scan_smem_bytes<D, kBwdSlice>(), stream, p);
   }
-  if ((err = cudaGetLastError()) != cudaSuccess) return err;
-  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
-  return kBf16 && p.kernel == GdnKernel::kTensorCore
-             ? launch_bwd_chunk<T, D, /*kTc=*/kBf16>(p, stream)
-             : launch_bwd_chunk<T, D, /*kTc=*/false>(p, stream);
+  if (err != cudaSuccess) return err;
+  return tc ? launch_bwd_chunk<T, D, /*kTc=*/kBf16>(p, stream)
+            : launch_bwd_chunk<T, D, /*kTc=*/false>(p, stream);
 }
 
 }  // namespace

@@ -321,19 +321,11 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   auto state = [&](int d, int j) { return s_state[d * LS + j]; };
 
-  float st[kStateMT][kNT][4];
-#pragma unroll
-  for (int mt = 0; mt < kStateMT; ++mt) {
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
-        st[mt][nt][r] = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
-        s_state[d * LS + j] = st[mt][nt][r];
-      }
-    }
-  }
+  mma::WarpStateTile<kStateMT, kNT> st;
+  st.for_each(warp, lane, [&](int d, int j, float& x) {
+    x = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
+    s_state[d * LS + j] = x;
+  });
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
     const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
@@ -416,88 +408,47 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
     }
     {  // S <- gamma_C S + K^T diag(decay) U, in the registers of the owning warp
       const float gamma_last = s_gamma[kC - 1];
+      st.for_each(warp, lane, [&](int, int, float& x) { x *= gamma_last; });
 #pragma unroll
       for (int mt = 0; mt < kStateMT; ++mt) {
-#pragma unroll
-        for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-          for (int r = 0; r < 4; ++r) st[mt][nt][r] *= gamma_last;
-        }
         const int d0 = warp * StateTiling::kWarpRows + mt * 16;
         mma::warp_mma_tf32<kNT>(
-            st[mt], lane, 0, depth / 8,
+            st.x[mt], lane, 0, depth / 8,
             [&](int d, int i) { return __bfloat162float(s_k[i * LQ + d0 + d]) * s_decay[i]; },
             [&](int i, int j) { return s_u[i * LS + j]; });
       }
     }
     __syncthreads();  // every warp is done reading s_state, s_u, s_q, s_k
-#pragma unroll
-    for (int mt = 0; mt < kStateMT; ++mt) {
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          s_state[StateTiling::row(warp, mt, lane, r) * LS + StateTiling::col(nt, lane, r)] =
-              st[mt][nt][r];
-        }
-      }
-    }
+    st.for_each(warp, lane, [&](int d, int j, float& x) { s_state[d * LS + j] = x; });
     // The next chunk's first __syncthreads orders these writes before any read of s_state.
   }
   if (p.final_state) {
-#pragma unroll
-    for (int mt = 0; mt < kStateMT; ++mt) {
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int d = StateTiling::row(warp, mt, lane, r), j = StateTiling::col(nt, lane, r);
-          p.final_state[(bh * D + d) * D + v0 + j] = st[mt][nt][r];
-        }
-      }
-    }
+    st.for_each(warp, lane,
+                [&](int d, int j, float& x) { p.final_state[(bh * D + d) * D + v0 + j] = x; });
   }
 }
 
 constexpr int kFwdSlice = 32;
 
-template <typename T, int D, bool kTc>
-cudaError_t launch_prep(const GdnParams& p, cudaStream_t stream) {
-  const size_t smem = prep_smem_bytes<D, kTc>();
-  const cudaError_t err = cudaFuncSetAttribute(
-      gdn_chunk_prep_kernel<T, D, kTc>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  if (err != cudaSuccess) return err;
-  gdn_chunk_prep_kernel<T, D, kTc>
-      <<<dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)), kThreads, smem, stream>>>(p);
-  return cudaGetLastError();
-}
-
 template <typename T, int D>
 cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
-  const int64_t bh = p.batch * p.heads;
+  const unsigned bh = unsigned(p.batch * p.heads);
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
-  cudaError_t err = kBf16 && p.kernel == GdnKernel::kTensorCore
-                        ? launch_prep<T, D, /*kTc=*/kBf16>(p, stream)
-                        : launch_prep<T, D, /*kTc=*/false>(p, stream);
+  const bool tc = kBf16 && p.kernel == GdnKernel::kTensorCore;
+  const dim3 prep_grid(unsigned(p.n_chunks()), bh);
+  cudaError_t err = tc ? detail::launch_with_smem(gdn_chunk_prep_kernel<T, D, kBf16>, prep_grid,
+                                                  kThreads, prep_smem_bytes<D, kBf16>(), stream, p)
+                       : detail::launch_with_smem(gdn_chunk_prep_kernel<T, D, false>, prep_grid,
+                                                  kThreads, prep_smem_bytes<D, false>(), stream, p);
   if (err != cudaSuccess) return err;
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    if (p.kernel == GdnKernel::kTensorCore) {
-      const size_t tc_smem = tc_scan_smem_bytes<D>();
-      err = cudaFuncSetAttribute(gdn_chunk_fwd_tc_kernel<D>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(tc_smem));
-      if (err != cudaSuccess) return err;
-      gdn_chunk_fwd_tc_kernel<D>
-          <<<dim3(D / kTcSlice, unsigned(bh)), kTcThreads, tc_smem, stream>>>(p);
-      return cudaGetLastError();
+  if constexpr (kBf16) {
+    if (tc) {
+      return detail::launch_with_smem(gdn_chunk_fwd_tc_kernel<D>, dim3(D / kTcSlice, bh),
+                                      kTcThreads, tc_scan_smem_bytes<D>(), stream, p);
     }
   }
-  const size_t scan_smem = scan_smem_bytes<D, kFwdSlice>();
-  err = cudaFuncSetAttribute(gdn_chunk_fwd_kernel<T, D, kFwdSlice>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(scan_smem));
-  if (err != cudaSuccess) return err;
-  gdn_chunk_fwd_kernel<T, D, kFwdSlice>
-      <<<dim3(D / kFwdSlice, unsigned(bh)), kThreads, scan_smem, stream>>>(p);
-  return cudaGetLastError();
+  return detail::launch_with_smem(gdn_chunk_fwd_kernel<T, D, kFwdSlice>, dim3(D / kFwdSlice, bh),
+                                  kThreads, scan_smem_bytes<D, kFwdSlice>(), stream, p);
 }
 
 }  // namespace

@@ -143,6 +143,18 @@ cudaError_t launch_typed(GdnDtype dtype, unsigned grid, int block, cudaStream_t 
   });
 }
 
+/// Raises the kernel's dynamic shared memory limit to `smem` bytes, launches it on `stream` with
+/// `params` and returns the first error.
+template <class Kernel>
+cudaError_t launch_with_smem(Kernel kernel, dim3 grid, int block, size_t smem, cudaStream_t stream,
+                             const GdnParams& params) {
+  const cudaError_t err =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (err != cudaSuccess) return err;
+  kernel<<<grid, block, smem, stream>>>(params);
+  return cudaGetLastError();
+}
+
 /// Offset of token t of (batch b, head h) in a [B, T, H, D] tensor.
 __device__ __forceinline__ int64_t token_offset(const GdnParams& p, int64_t b, int64_t t, int64_t h,
                                                 int dim) {

@@ -64,6 +64,27 @@ struct BlockTiling {
 };
 
 #if defined(__CUDACC__)
+/// The scan kernels' fp32 state slice held by one warp in accumulator layout (WarpTiling): rows
+/// [warp * 16 kMTiles, +16 kMTiles) of the state, all 8 kNTiles columns of the slice.
+template <int kMTiles, int kNTiles>
+struct WarpStateTile {
+  using Tiling = WarpTiling<kMTiles, kNTiles>;
+  float x[kMTiles][kNTiles][4];
+  /// f(d, j, x) for every element of this lane: state row d, slice column j, its register.
+  template <class F>
+  __device__ __forceinline__ void for_each(int warp, int lane, F f) {
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+          f(Tiling::row(warp, mt, lane, r), Tiling::col(nt, lane, r), x[mt][nt][r]);
+      }
+    }
+  }
+};
+
 /// fp32 -> tf32 with round-to-nearest (the MMA would otherwise truncate the low mantissa bits).
 __device__ __forceinline__ unsigned to_tf32(float x) {
   unsigned r;
