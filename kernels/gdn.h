@@ -41,7 +41,7 @@ struct GdnParams {
   float* w = nullptr;             ///< W = A diag(beta gamma) K
   float* u_tilde = nullptr;       ///< Ut = A diag(beta) V (forward only)
   float* attn = nullptr;          ///< P = scale (Q K^T) * R, lower triangular incl. diagonal
-  float* a_inv = nullptr;         ///< A = (I + L)^-1
+  float* a_inv = nullptr;         ///< A = (I + L)^-1; null with u when no backward follows
   float* u = nullptr;             ///< U = Ut - W S; null with chunk_states when no backward follows
   float* chunk_states = nullptr;  ///< the state entering each chunk (transposed)
   // ---- backward inputs
@@ -71,7 +71,7 @@ struct GdnParams {
   __host__ __device__ int64_t n_chunks() const { return (seq_len + kGdnChunk - 1) / kGdnChunk; }
 };
 
-/// Forward: g_cum, w, u_tilde, attn, a_inv, o, final_state and, when u and chunk_states are set,
+/// Forward: g_cum, w, u_tilde, attn, o, final_state and, when u, chunk_states and a_inv are set,
 /// what the backward needs. Returns cudaSuccess or the first error (cudaErrorInvalidValue for bad
 /// sizes or missing pointers).
 cudaError_t gdn_chunk_fwd(const GdnParams& params, cudaStream_t stream);

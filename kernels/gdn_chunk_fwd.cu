@@ -33,7 +33,7 @@ constexpr size_t prep_smem_bytes() {
   return sizeof(float) * (2 * kC * kPrepLd<D, kTc> + 2 * kC * kPrepLc<kTc> + 2 * kC);
 }
 
-// grid (NC, B*H). Writes g_cum, w, u_tilde, attn, a_inv of one chunk. kTc: K K^T, Q K^T, W = A Z
+// grid (NC, B*H). Writes g_cum, w, u_tilde, attn and (for a backward) a_inv of one chunk. kTc: K K^T, Q K^T, W = A Z
 // and Ut = A Y on tensor cores (mma.sync m16n8k8 tf32); the inverse A stays an fp32 forward
 // substitution (of the identity only, instead of [Z | Y | I]).
 template <typename T, int D, bool kTc>
@@ -183,6 +183,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
       p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
     }
   }
+  if (p.a_inv == nullptr) return;  // no backward follows: A is not needed again
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
     p.a_inv[(chunk * kC + i) * kC + j] = s_a[i * LC + j];
@@ -461,7 +462,8 @@ cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   if (!p.q || !p.k || !p.v || !p.g || !p.beta || !p.o || !p.g_cum || !p.w || !p.u_tilde ||
-      !p.attn || !p.a_inv || (p.u == nullptr) != (p.chunk_states == nullptr)) {
+      !p.attn || (p.u == nullptr) != (p.chunk_states == nullptr) ||
+      (p.u != nullptr && p.a_inv == nullptr)) {
     return cudaErrorInvalidValue;
   }
   const bool bf16 = p.dtype == GdnDtype::kBFloat16;

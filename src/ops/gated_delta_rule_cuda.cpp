@@ -184,9 +184,9 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   s.g_cum = at::empty({B, H, NC, C}, f32);
   s.w = at::empty({B, H, NC, C, K}, f32);
   s.attn = at::empty({B, H, NC, C, C}, f32);
-  s.a_inv = at::empty({B, H, NC, C, C}, f32);
   const at::Tensor u_tilde = at::empty({B, H, NC, C, V}, f32);
   if (save_for_backward) {
+    s.a_inv = at::empty({B, H, NC, C, C}, f32);
     s.u = at::empty({B, H, NC, C, V}, f32);
     s.chunk_states = at::empty({B, H, NC, V, K}, f32);
   }
@@ -201,7 +201,7 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   p.w = s.w.data_ptr<float>();
   p.u_tilde = u_tilde.data_ptr<float>();
   p.attn = s.attn.data_ptr<float>();
-  p.a_inv = s.a_inv.data_ptr<float>();
+  p.a_inv = save_for_backward ? s.a_inv.data_ptr<float>() : nullptr;
   p.u = save_for_backward ? s.u.data_ptr<float>() : nullptr;
   p.chunk_states = save_for_backward ? s.chunk_states.data_ptr<float>() : nullptr;
   throw_on_kernel_error(kernels::gdn_chunk_fwd(p, at::cuda::getCurrentCUDAStream()),

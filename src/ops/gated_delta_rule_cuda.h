@@ -36,7 +36,7 @@ struct GdnCudaSaved {
   at::Tensor g_cum;         // [B, H, NC, C]
   at::Tensor w;             // [B, H, NC, C, K]
   at::Tensor attn;          // [B, H, NC, C, C]
-  at::Tensor a_inv;         // [B, H, NC, C, C]
+  at::Tensor a_inv;         // [B, H, NC, C, C]; with u and chunk_states, only for a backward
   at::Tensor u;             // [B, H, NC, C, V]
   at::Tensor chunk_states;  // [B, H, NC, V, K]
 };

@@ -27,6 +27,7 @@ struct Case {
   at::ScalarType dtype;
   bool with_initial_state;
   bool strong_gates = false;
+  bool backward = true;  ///< false: inference (no u, chunk_states, a_inv; forward only)
 };
 
 std::string name_of(const Case& c) {
@@ -73,9 +74,9 @@ void expect_close_to_recurrence(const Case& c) {
   p.w = w.data_ptr<float>();
   p.u_tilde = u_tilde.data_ptr<float>();
   p.attn = attn.data_ptr<float>();
-  p.a_inv = a_inv.data_ptr<float>();
-  p.u = u.data_ptr<float>();
-  p.chunk_states = chunk_states.data_ptr<float>();
+  p.a_inv = c.backward ? a_inv.data_ptr<float>() : nullptr;
+  p.u = c.backward ? u.data_ptr<float>() : nullptr;
+  p.chunk_states = c.backward ? chunk_states.data_ptr<float>() : nullptr;
   p.batch = B;
   p.seq_len = T;
   p.heads = H;
@@ -84,6 +85,14 @@ void expect_close_to_recurrence(const Case& c) {
   p.dtype = c.dtype == at::kBFloat16 ? K::GdnDtype::kBFloat16 : K::GdnDtype::kFloat32;
   p.kernel = K::GdnKernel::kTensorCore;  // fp32 inputs take the CUDA-core kernels regardless
   ASSERT_EQ(K::gdn_chunk_fwd(p, nullptr), cudaSuccess);
+  if (!c.backward) {
+    const auto ref = ops::detail::gated_delta_rule_reference(
+        q.to(at::kDouble), k.to(at::kDouble), v.to(at::kDouble), g.to(at::kDouble),
+        beta.to(at::kDouble), c.with_initial_state ? h0.to(at::kDouble) : at::Tensor(), scale);
+    EXPECT_LT(relative_error(o, ref.o), 5e-3) << "o";
+    EXPECT_LT(relative_error(final_state, ref.final_state), 5e-3) << "final_state";
+    return;
+  }
   at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   at::Tensor dg = at::empty({B, T, H}, f32), dbeta = at::empty({B, T, H}, f32);
   at::Tensor dh0 = at::empty({B, H, D, D}, f32);
@@ -137,6 +146,12 @@ TEST(GdnChunkEmulated, TensorCoreKernelsMatchTheRecurrence) {
         Case{1, 24, 2, 64, at::kBFloat16, true, /*strong_gates=*/true}}) {
     expect_close_to_recurrence(c);
   }
+}
+
+TEST(GdnChunkEmulated, ForwardWithoutBackwardWorkspacesMatchesTheRecurrence) {
+  Case c{1, 70, 2, 64, at::kBFloat16, true};
+  c.backward = false;
+  expect_close_to_recurrence(c);
 }
 
 TEST(GdnChunkEmulated, CudaCoreKernelsMatchTheRecurrence) {
