@@ -263,7 +263,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     s_dg[tid] += s;
   }
   __syncthreads();
-  for (int idx = tid; idx < kC * kC; idx += kThreads) {
+  // Rows past the tokens are zero here and in F below: only the token rows are scaled.
+  for (int idx = tid; idx < n_valid * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
     s_x1[i * LC + j] *= scale * decay_ratio(i, j);  // scale (dP * R)
   }
@@ -326,7 +327,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     s_dg[i] += s;
   }
   __syncthreads();
-  for (int idx = tid; idx < kC * kC; idx += kThreads) {
+  for (int idx = tid; idx < n_valid * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
     s_x1[i * LC + j] *= decay_ratio(i, j);  // F = dL * R
   }
