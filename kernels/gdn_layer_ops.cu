@@ -49,9 +49,8 @@ __device__ __forceinline__ int64_t global_thread() {
 // ---------------------------------------------------------------- causal conv + SiLU
 
 /// Row r of [cache; x] for sequence b, channel c (r < W-1: the cache, zeros when there is none).
-template <typename T>
-__device__ __forceinline__ float conv_input(const ConvSiluParams& p, int64_t b, int64_t r,
-                                            int64_t c) {
+template <typename T, class Params>
+__device__ __forceinline__ float conv_input(const Params& p, int64_t b, int64_t r, int64_t c) {
   const int64_t s = r - (p.width - 1);
   if (s >= 0) {
     return load(static_cast<const T*>(p.x.data) + b * p.x.stride_b + s * p.x.stride_t + c);
@@ -136,6 +135,86 @@ __global__ void __launch_bounds__(kBlock) conv_silu_bwd_input_kernel(ConvSiluPar
       const int64_t t = r - j;
       if (j < p.width && t >= 0 && t < p.seq_len) {
         acc = fmaf(__ldg(p.weight + c * p.width + j), p.grad_pre[(b * p.seq_len + t) * C + c], acc);
+      }
+    }
+    if (p.grad_next_cache != nullptr && r >= p.seq_len) {
+      acc += load(static_cast<const T*>(p.grad_next_cache) +
+                  (b * (p.width - 1) + r - p.seq_len) * C + c);
+    }
+    if (in_cache) {
+      static_cast<T*>(p.grad_cache)[(b * (p.width - 1) + r) * C + c] = from_float<T>(acc);
+    } else {
+      static_cast<T*>(p.grad_x)[(b * p.seq_len + r - (p.width - 1)) * C + c] = from_float<T>(acc);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- dynamic conv + SiLU (JetBlock)
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) dynamic_conv_silu_fwd_kernel(DynamicConvSiluParams p) {
+  const int64_t C = p.channels, total = p.batch * p.seq_len * C;
+  const T* kernel = static_cast<const T*>(p.kernel);
+  T* y = static_cast<T*>(p.y);
+  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
+    const int64_t c = idx % C, bt = idx / C, t = bt % p.seq_len, b = bt / p.seq_len;
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < kMaxConvWidth; ++j) {
+      if (j < p.width)
+        acc = fmaf(load(kernel + idx * p.width + j), conv_input<T>(p, b, t + j, c), acc);
+    }
+    y[idx] = from_float<T>(acc * sigmoid(acc));
+  }
+  if (p.next_cache == nullptr) return;
+  const int64_t cache_total = p.batch * (p.width - 1) * C;
+  for (int64_t idx = global_thread(); idx < cache_total; idx += grid_stride()) {
+    const int64_t c = idx % C, br = idx / C, r = br % (p.width - 1), b = br / (p.width - 1);
+    static_cast<T*>(p.next_cache)[idx] = from_float<T>(conv_input<T>(p, b, p.seq_len + r, c));
+  }
+}
+
+// Per output element: d loss / d(conv output) and the gradient of its own kernel taps.
+template <typename T>
+__global__ void __launch_bounds__(kBlock)
+    dynamic_conv_silu_bwd_pre_kernel(DynamicConvSiluParams p) {
+  const int64_t C = p.channels, total = p.batch * p.seq_len * C;
+  const T* kernel = static_cast<const T*>(p.kernel);
+  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
+    const int64_t c = idx % C, bt = idx / C, t = bt % p.seq_len, b = bt / p.seq_len;
+    float xv[kMaxConvWidth], acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < kMaxConvWidth; ++j) {
+      xv[j] = j < p.width ? conv_input<T>(p, b, t + j, c) : 0.f;
+      if (j < p.width) acc = fmaf(load(kernel + idx * p.width + j), xv[j], acc);
+    }
+    const float pre = load(static_cast<const T*>(p.grad_y) + idx) * silu_grad(acc, sigmoid(acc));
+    p.grad_pre[idx] = pre;
+#pragma unroll
+    for (int j = 0; j < kMaxConvWidth; ++j) {
+      if (j < p.width)
+        static_cast<T*>(p.grad_kernel)[idx * p.width + j] = from_float<T>(pre * xv[j]);
+    }
+  }
+}
+
+// Row r of [cache; x] feeds outputs t = r - j through their own taps kernel[b, t, c, j].
+template <typename T>
+__global__ void __launch_bounds__(kBlock)
+    dynamic_conv_silu_bwd_input_kernel(DynamicConvSiluParams p) {
+  const int64_t C = p.channels, R = p.seq_len + p.width - 1, total = p.batch * R * C;
+  const T* kernel = static_cast<const T*>(p.kernel);
+  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
+    const int64_t c = idx % C, br = idx / C, r = br % R, b = br / R;
+    const bool in_cache = r < p.width - 1;
+    if (in_cache && p.grad_cache == nullptr) continue;
+    float acc = 0.f;
+#pragma unroll
+    for (int j = 0; j < kMaxConvWidth; ++j) {
+      const int64_t t = r - j;
+      if (j < p.width && t >= 0 && t < p.seq_len) {
+        const int64_t at = (b * p.seq_len + t) * C + c;
+        acc = fmaf(load(kernel + at * p.width + j), p.grad_pre[at], acc);
       }
     }
     if (p.grad_next_cache != nullptr && r >= p.seq_len) {
@@ -353,9 +432,10 @@ bool rows_ok(int64_t batch, int64_t seq_len, int64_t heads, int dim) {
   return batch > 0 && seq_len > 0 && heads > 0 && dim > 0 && dim <= 32 * kMaxRowPerLane;
 }
 
-bool conv_ok(const ConvSiluParams& p) {
+template <class Params>
+bool conv_ok(const Params& p) {
   return p.batch > 0 && p.seq_len > 0 && p.channels > 0 && p.width >= 1 &&
-         p.width <= kMaxConvWidth && p.x.data && p.weight;
+         p.width <= kMaxConvWidth && p.x.data;
 }
 
 }  // namespace
@@ -369,13 +449,13 @@ int64_t gated_norm_partials(int64_t rows) {
 }
 
 cudaError_t conv_silu_fwd(const ConvSiluParams& p, cudaStream_t stream) {
-  if (!conv_ok(p) || !p.y) return cudaErrorInvalidValue;
+  if (!conv_ok(p) || !p.weight || !p.y) return cudaErrorInvalidValue;
   return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream,
                       p, [](auto tag) { return conv_silu_fwd_kernel<decltype(tag)>; });
 }
 
 cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
-  if (!conv_ok(p) || !p.grad_y || !p.grad_x || !p.grad_pre || !p.grad_weight_partial) {
+  if (!conv_ok(p) || !p.weight || !p.grad_y || !p.grad_x || !p.grad_pre || !p.grad_weight_partial) {
     return cudaErrorInvalidValue;
   }
   const int64_t partials = conv_silu_partials(p.batch, p.seq_len);
@@ -391,6 +471,25 @@ cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
     conv_silu_bwd_input_kernel<T><<<grid_for(rows, kBlock), kBlock, 0, stream>>>(p);
     return cudaGetLastError();
   });
+}
+
+cudaError_t dynamic_conv_silu_fwd(const DynamicConvSiluParams& p, cudaStream_t stream) {
+  if (!conv_ok(p) || !p.kernel || !p.y) return cudaErrorInvalidValue;
+  return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream,
+                      p, [](auto tag) { return dynamic_conv_silu_fwd_kernel<decltype(tag)>; });
+}
+
+cudaError_t dynamic_conv_silu_bwd(const DynamicConvSiluParams& p, cudaStream_t stream) {
+  if (!conv_ok(p) || !p.kernel || !p.grad_y || !p.grad_x || !p.grad_kernel || !p.grad_pre) {
+    return cudaErrorInvalidValue;
+  }
+  const cudaError_t err =
+      launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream, p,
+                   [](auto tag) { return dynamic_conv_silu_bwd_pre_kernel<decltype(tag)>; });
+  if (err != cudaSuccess) return err;
+  return launch_typed(p.dtype, grid_for(p.batch * (p.seq_len + p.width - 1) * p.channels, kBlock),
+                      kBlock, stream, p,
+                      [](auto tag) { return dynamic_conv_silu_bwd_input_kernel<decltype(tag)>; });
 }
 
 cudaError_t l2norm_fwd(const L2NormParams& p, cudaStream_t stream) {

@@ -56,6 +56,29 @@ int64_t conv_silu_partials(int64_t batch, int64_t seq_len);
 cudaError_t conv_silu_fwd(const ConvSiluParams& p, cudaStream_t stream);
 cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream);
 
+/// JetBlock's dynamic convolution: y[b, t, c] = silu(sum_j kernel[b, t, c, j] * xp[b, t + j, c])
+/// with a kernel per token (xp = [cache; x] as above), and the next window's cache. x, cache,
+/// kernel, y, next_cache and every gradient share `dtype`.
+struct DynamicConvSiluParams {
+  RowView x;                              ///< [B, T, C]
+  RowView cache;                          ///< [B, W-1, C]; null data = zeros
+  const void* kernel = nullptr;           ///< [B, T, C, W] contiguous
+  void* y = nullptr;                      ///< [B, T, C] contiguous
+  void* next_cache = nullptr;             ///< [B, W-1, C] contiguous; may be null
+  const void* grad_y = nullptr;           ///< [B, T, C] contiguous
+  const void* grad_next_cache = nullptr;  ///< [B, W-1, C] contiguous; may be null: zeros
+  void* grad_x = nullptr;                 ///< [B, T, C] contiguous
+  void* grad_cache = nullptr;             ///< [B, W-1, C] contiguous; may be null: not written
+  void* grad_kernel = nullptr;            ///< [B, T, C, W] contiguous
+  float* grad_pre = nullptr;              ///< workspace [B, T, C]: d loss / d (conv output)
+  int64_t batch = 0, seq_len = 0, channels = 0;
+  int width = 0;  ///< W, 1..kMaxConvWidth
+  GdnDtype dtype = GdnDtype::kBFloat16;
+};
+
+cudaError_t dynamic_conv_silu_fwd(const DynamicConvSiluParams& p, cudaStream_t stream);
+cudaError_t dynamic_conv_silu_bwd(const DynamicConvSiluParams& p, cudaStream_t stream);
+
 /// y = s / max(||s||_2, 1e-12) per head row of length D, s = SiLU(x) (or x when !silu): x is
 /// [B, T, H * D] (a row view), y and grad_x are [B, T, H, D] contiguous, grad_y too. D <= 256.
 struct L2NormParams {

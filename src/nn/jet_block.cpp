@@ -55,15 +55,11 @@ MixerOutput JetBlockImpl::forward(const at::Tensor& x, const memory::LayerMemory
       {H * K, H * K, H * V, H * V, H, H, kernel_down->weight.size(0)}, -1);
   // Dynamic conv: kernel[b, t, c, j] weights v_in[t - (W-1) + j, c]; kernel: [B, T, H*V, W]
   const at::Tensor kernel = kernel_up(at::silu(parts[6])).view({B, T, H * V, W});
-  const at::Tensor& v_in = parts[2];
-  const at::Tensor left =
-      memory.conv.defined() ? memory.conv : at::zeros({B, W - 1, H * V}, v_in.options());
-  const at::Tensor padded = at::cat({left, v_in}, 1);  // [B, W-1+T, H*V]
-  const at::Tensor windows = padded.unfold(1, W, 1);   // [B, T, H*V, W]
+  auto [v, new_conv] = ops::fused::dynamic_conv_silu(parts[2], kernel, memory.conv);
   detail::DeltaRuleInputs in;
   in.q = ops::fused::l2_normalize_heads(parts[0], H, /*silu=*/true);
   in.k = ops::fused::l2_normalize_heads(parts[1], H, /*silu=*/true);
-  in.v = at::silu((windows * kernel).sum(-1)).view({B, T, H, V});
+  in.v = v.view({B, T, H, V});
   in.gate = parts[3];
   in.a = parts[4];
   in.b = parts[5];
@@ -72,7 +68,7 @@ MixerOutput JetBlockImpl::forward(const at::Tensor& x, const memory::LayerMemory
   MixerOutput out;
   out.y = o_proj(o);
   out.written.state = state;
-  out.written.conv = padded.narrow(1, T, W - 1);
+  out.written.conv = new_conv;
   return out;
 }
 

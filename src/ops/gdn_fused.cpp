@@ -37,6 +37,16 @@ std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at
   return reference::causal_conv_silu(x, weight, cache);
 }
 
+std::pair<at::Tensor, at::Tensor> dynamic_conv_silu(const at::Tensor& x, const at::Tensor& kernel,
+                                                    const at::Tensor& cache) {
+#ifdef HYPNOS_WITH_CUDA
+  if (use_cuda(x)) {
+    if (auto out = cuda::dynamic_conv_silu(x, kernel, cache)) return *out;
+  }
+#endif
+  return reference::dynamic_conv_silu(x, kernel, cache);
+}
+
 at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu) {
 #ifdef HYPNOS_WITH_CUDA
   if (use_cuda(x)) {
@@ -78,6 +88,15 @@ std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at
                                   padding, dilation, /*groups=*/C)
                            .transpose(1, 2);
   return {at::silu(y), padded.narrow(1, T, W - 1)};
+}
+
+std::pair<at::Tensor, at::Tensor> dynamic_conv_silu(const at::Tensor& x, const at::Tensor& kernel,
+                                                    const at::Tensor& cache) {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = kernel.size(3);
+  const at::Tensor left = cache.defined() ? cache : at::zeros({B, W - 1, C}, x.options());
+  const at::Tensor padded = at::cat({left, x}, 1);    // [B, W-1+T, C]
+  const at::Tensor windows = padded.unfold(1, W, 1);  // [B, T, C, W]
+  return {at::silu((windows * kernel).sum(-1)), padded.narrow(1, T, W - 1)};
 }
 
 at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu) {

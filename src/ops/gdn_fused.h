@@ -22,6 +22,14 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at::Tensor& weight,
                                                    const at::Tensor& cache);
 
+/// JetBlock's dynamic convolution: SiLU(sum_j kernel[b, t, c, j] * xp[b, t + j, c]) over
+/// xp = [cache; x]; x [B, T, C] (a view with contiguous channels), kernel [B, T, C, W] (one kernel
+/// per token), cache [B, W-1, C] (undefined = zeros). Returns {y [B, T, C], the new cache}. The
+/// composition sums in fp32 under autocast (sum's rule) and returns fp32; the kernels return x's
+/// dtype, which the delta rule casts to anyway.
+std::pair<at::Tensor, at::Tensor> dynamic_conv_silu(const at::Tensor& x, const at::Tensor& kernel,
+                                                    const at::Tensor& cache);
+
 /// s / max(||s||_2, 1e-12) per head, s = SiLU(x) when `silu`, else x: x [B, T, H*D] -> [B, T, H, D]
 /// in x's dtype (the norm is taken in fp32).
 at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu);
@@ -41,6 +49,8 @@ at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& gate, const at:
 namespace reference {
 std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at::Tensor& weight,
                                                    const at::Tensor& cache);
+std::pair<at::Tensor, at::Tensor> dynamic_conv_silu(const at::Tensor& x, const at::Tensor& kernel,
+                                                    const at::Tensor& cache);
 at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu);
 std::pair<at::Tensor, at::Tensor> gdn_gates(const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& A_log, const at::Tensor& dt_bias);

@@ -115,6 +115,65 @@ struct ConvSiluFunction : torch::autograd::Function<ConvSiluFunction> {
   }
 };
 
+// ---------------------------------------------------------------- dynamic conv + SiLU
+
+kernels::DynamicConvSiluParams dynamic_conv_params(const at::Tensor& x, const at::Tensor& kernel,
+                                                   const at::Tensor& cache) {
+  kernels::DynamicConvSiluParams p;
+  p.x = row_view(x);
+  if (cache.defined()) p.cache = row_view(cache);
+  p.kernel = kernel.data_ptr();
+  p.batch = x.size(0);
+  p.seq_len = x.size(1);
+  p.channels = x.size(2);
+  p.width = int(kernel.size(3));
+  p.dtype = dtype_of(x);
+  return p;
+}
+
+struct DynamicConvSiluFunction : torch::autograd::Function<DynamicConvSiluFunction> {
+  /// Returns {y, the next window's cache}.
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& kernel,
+                               const std::optional<at::Tensor>& cache) {
+    const at::Tensor c = cache ? *cache : at::Tensor();
+    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = kernel.size(3);
+    at::Tensor y = at::empty({B, T, C}, x.options());
+    at::Tensor next = at::empty({B, W - 1, C}, x.options());
+    kernels::DynamicConvSiluParams p = dynamic_conv_params(x, kernel, c);
+    p.y = y.data_ptr();
+    p.next_cache = next.numel() > 0 ? next.data_ptr() : nullptr;
+    throw_on_kernel_error(kernels::dynamic_conv_silu_fwd(p, stream()), "gdn fused op",
+                          "dynamic_conv_silu_fwd");
+    ctx->save_for_backward({x, kernel, c});
+    return {y, next};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &kernel = saved[1], &cache = saved[2];
+    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = kernel.size(3);
+    const at::Tensor grad_y = dense(grads[0], x.sizes(), x.options());
+    const at::Tensor grad_next = grads[1].defined() && grads[1].numel() > 0
+                                     ? grads[1].to(x.scalar_type()).contiguous()
+                                     : at::Tensor();
+    const at::Tensor grad_x = at::empty({B, T, C}, x.options());
+    const at::Tensor grad_cache =
+        cache.defined() ? at::empty({B, W - 1, C}, x.options()) : at::Tensor();
+    const at::Tensor grad_kernel = at::empty(kernel.sizes(), kernel.options());
+    const at::Tensor grad_pre = at::empty({B, T, C}, x.options().dtype(at::kFloat));
+    kernels::DynamicConvSiluParams p = dynamic_conv_params(x, kernel, cache);
+    p.grad_y = grad_y.data_ptr();
+    p.grad_next_cache = grad_next.defined() ? grad_next.data_ptr() : nullptr;
+    p.grad_x = grad_x.data_ptr();
+    p.grad_cache = grad_cache.defined() && grad_cache.numel() > 0 ? grad_cache.data_ptr() : nullptr;
+    p.grad_kernel = grad_kernel.data_ptr();
+    p.grad_pre = grad_pre.data_ptr<float>();
+    throw_on_kernel_error(kernels::dynamic_conv_silu_bwd(p, stream()), "gdn fused op",
+                          "dynamic_conv_silu_bwd");
+    return {grad_x, grad_kernel, grad_cache};
+  }
+};
+
 // ---------------------------------------------------------------- L2 norm
 
 kernels::L2NormParams l2_params(const at::Tensor& x, int64_t heads, bool silu) {
@@ -277,6 +336,27 @@ std::optional<std::pair<at::Tensor, at::Tensor>> causal_conv_silu(const at::Tens
   const c10::cuda::CUDAGuard guard(x.device());
   const auto out = ConvSiluFunction::apply(
       x, weight, cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);
+  return std::pair{out[0], out[1]};
+}
+
+std::optional<std::pair<at::Tensor, at::Tensor>> dynamic_conv_silu(const at::Tensor& x,
+                                                                   const at::Tensor& kernel,
+                                                                   const at::Tensor& cache) {
+  if (!row_viewable(x) || !kernel_dtype(x) || kernel.scalar_type() != x.scalar_type() ||
+      kernel.device() != x.device() || kernel.dim() != 4 || !kernel.is_contiguous() ||
+      kernel.size(0) != x.size(0) || kernel.size(1) != x.size(1) || kernel.size(2) != x.size(2) ||
+      kernel.size(3) < 1 || kernel.size(3) > kernels::kMaxConvWidth) {
+    return std::nullopt;
+  }
+  const int64_t B = x.size(0), C = x.size(2), W = kernel.size(3);
+  if (cache.defined() &&
+      (!row_viewable(cache) || cache.scalar_type() != x.scalar_type() || cache.size(0) != B ||
+       cache.size(1) != W - 1 || cache.size(2) != C || cache.device() != x.device())) {
+    return std::nullopt;
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  const auto out = DynamicConvSiluFunction::apply(
+      x, kernel, cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);
   return std::pair{out[0], out[1]};
 }
 

@@ -11,6 +11,9 @@ namespace hypnos::ops::fused::cuda {
 std::optional<std::pair<at::Tensor, at::Tensor>> causal_conv_silu(const at::Tensor& x,
                                                                   const at::Tensor& weight,
                                                                   const at::Tensor& cache);
+std::optional<std::pair<at::Tensor, at::Tensor>> dynamic_conv_silu(const at::Tensor& x,
+                                                                   const at::Tensor& kernel,
+                                                                   const at::Tensor& cache);
 std::optional<at::Tensor> l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu);
 std::optional<std::pair<at::Tensor, at::Tensor>> gdn_gates(const at::Tensor& a, const at::Tensor& b,
                                                            const at::Tensor& A_log,

@@ -95,6 +95,53 @@ void conv_case(int64_t B, int64_t T, int64_t C, int W, bool with_cache, at::Scal
   if (with_cache && W > 1) check((std::string(name) + " dcache"), gc, cr.grad(), tol(s));
 }
 
+void dynamic_conv_case(int64_t B, int64_t T, int64_t C, int W, bool with_cache, at::ScalarType s) {
+  torch::manual_seed(T * 17 + C);
+  const std::string name = "dynamic conv B" + std::to_string(B) + " T" + std::to_string(T) + " C" +
+                           std::to_string(C) + " W" + std::to_string(W) +
+                           (with_cache ? " cache " : " ") + (s == at::kFloat ? "fp32" : "bf16");
+  const at::Tensor x = strided(at::randn({B, T, C}).to(s));
+  const at::Tensor kernel = (at::randn({B, T, C, W}) * 0.5).to(s);
+  const at::Tensor cache = with_cache ? strided(at::randn({B, W - 1, C}).to(s)) : at::Tensor();
+  at::Tensor y = at::empty({B, T, C}, x.options()), next = at::empty({B, W - 1, C}, x.options());
+  K::DynamicConvSiluParams p;
+  p.x = rv(x);
+  if (with_cache) p.cache = rv(cache);
+  p.kernel = kernel.data_ptr();
+  p.y = y.data_ptr();
+  p.next_cache = next.numel() ? next.data_ptr() : nullptr;
+  p.batch = B;
+  p.seq_len = T;
+  p.channels = C;
+  p.width = W;
+  p.dtype = dt(s);
+  ASSERT_EQ(K::dynamic_conv_silu_fwd(p, nullptr), cudaSuccess) << name;
+  const at::Tensor gy = at::randn({B, T, C}).to(s).contiguous();
+  const at::Tensor gn = at::randn({B, W - 1, C}).to(s).contiguous();
+  at::Tensor gx = at::empty({B, T, C}, x.options()), gc = at::empty({B, W - 1, C}, x.options());
+  at::Tensor gk = at::empty(kernel.sizes(), kernel.options()), pre = at::empty({B, T, C});
+  p.grad_y = gy.data_ptr();
+  p.grad_next_cache = W > 1 ? gn.data_ptr() : nullptr;
+  p.grad_x = gx.data_ptr();
+  p.grad_cache = with_cache && W > 1 ? gc.data_ptr() : nullptr;
+  p.grad_kernel = gk.data_ptr();
+  p.grad_pre = pre.data_ptr<float>();
+  ASSERT_EQ(K::dynamic_conv_silu_bwd(p, nullptr), cudaSuccess) << name;
+  const at::Tensor xr = x.to(at::kFloat).detach().requires_grad_(true);
+  const at::Tensor kr = kernel.to(at::kFloat).detach().requires_grad_(true);
+  const at::Tensor cr =
+      with_cache ? cache.to(at::kFloat).detach().requires_grad_(true) : at::Tensor();
+  auto [yr, nr] = ops::fused::reference::dynamic_conv_silu(xr, kr, cr);
+  at::Tensor loss = (yr * gy.to(at::kFloat)).sum();
+  if (W > 1) loss = loss + (nr * gn.to(at::kFloat)).sum();
+  loss.backward();
+  check(name + " y", y, yr, tol(s));
+  if (W > 1) check(name + " next", next, nr, tol(s));
+  check(name + " dx", gx, xr.grad(), tol(s));
+  check(name + " dkernel", gk, kr.grad(), tol(s));
+  if (with_cache && W > 1) check(name + " dcache", gc, cr.grad(), tol(s));
+}
+
 void l2_case(int64_t B, int64_t T, int64_t H, int64_t D, bool silu, at::ScalarType s) {
   torch::manual_seed(D + T);
   char name[128];
@@ -290,6 +337,16 @@ TEST(LayerOpsEmulated, CausalConvSiluMatchesComposition) {
     conv_case(2, 9, 16, 2, true, s);
     conv_case(2, 6, 16, 1, false, s);
     conv_case(2, 40, 33, 8, true, s);
+  }
+}
+
+TEST(LayerOpsEmulated, DynamicConvSiluMatchesComposition) {
+  for (auto s : {at::kFloat, at::kBFloat16}) {
+    dynamic_conv_case(3, 37, 40, 4, true, s);
+    dynamic_conv_case(2, 1, 24, 4, true, s);
+    dynamic_conv_case(2, 2, 24, 4, false, s);
+    dynamic_conv_case(2, 9, 16, 2, true, s);
+    dynamic_conv_case(2, 6, 16, 1, false, s);
   }
 }
 

@@ -187,6 +187,36 @@ TEST(GdnFusedCuda, CausalConvSiluMatchesComposition) {
   }
 }
 
+TEST(GdnFusedCuda, DynamicConvSiluMatchesComposition) {
+  HYPNOS_REQUIRE_CUDA();
+  const ConvCase cases[] = {{3, 37, 80, 4, true},
+                            {2, 1, 24, 4, true},
+                            {2, 2, 24, 4, false},
+                            {2, 9, 16, 2, true},
+                            {2, 6, 16, 1, false}};
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    for (const ConvCase& c : cases) {
+      torch::manual_seed(c.seq_len * 17 + c.channels);
+      const int64_t B = c.batch, T = c.seq_len, C = c.channels, W = c.width;
+      std::vector<at::Tensor> values = {at::randn({B, T, C}), at::randn({B, T, C, W}) * 0.5};
+      if (c.with_cache) values.push_back(at::randn({B, W - 1, C}));
+      const std::string name = "dynamic conv T" + std::to_string(T) + " C" + std::to_string(C) +
+                               " W" + std::to_string(W) + (c.with_cache ? " cache " : " ") +
+                               c10::toString(dtype);
+      expect_fused_matches_reference(
+          name, values, dtype, {false, false, false},
+          [&](const std::vector<at::Tensor>& in, bool fused) {
+            const at::Tensor x = strided(in[0]);
+            const at::Tensor cache = in.size() > 2 ? strided(in[2]) : at::Tensor();
+            auto [y, next] = fused ? fused_or_throw(cuda::dynamic_conv_silu(x, in[1], cache), name)
+                                   : reference::dynamic_conv_silu(x, in[1], cache);
+            return W > 1 ? std::vector<at::Tensor>{y, next} : std::vector<at::Tensor>{y};
+          },
+          tolerance(dtype));
+    }
+  }
+}
+
 TEST(GdnFusedCuda, L2NormalizeHeadsMatchesComposition) {
   HYPNOS_REQUIRE_CUDA();
   struct Case {
