@@ -98,6 +98,19 @@ std::vector<OpCase> cases() {
                      return std::optional<Outputs>({out->first, out->second});
                    }});
   }
+  {  // JetBlock: v and its per-token kernels (the kernel_up projection's output)
+    const at::Tensor proj = leaf(at::randn({B, T, 4 * H * K + 2 * H}, bf16));
+    const at::Tensor kernel = leaf(at::randn({B, T, H * K, W}, bf16) * 0.5);
+    const at::Tensor cache = leaf(at::randn({B, W - 1, H * K}, bf16));
+    ops.push_back({"dynamic conv", "[512, 24, 256] W 4", {proj, kernel, cache}, [=](bool fused) {
+                     const at::Tensor x = slice_of(proj, 2 * H * K, H * K);
+                     auto out = fused ? ops::fused::cuda::dynamic_conv_silu(x, kernel, cache)
+                                      : std::optional(ops::fused::reference::dynamic_conv_silu(
+                                            x, kernel, cache));
+                     if (!out) return std::optional<Outputs>();
+                     return std::optional<Outputs>({out->first, out->second});
+                   }});
+  }
   {
     const at::Tensor qkv = leaf(at::randn({B, T, 3 * H * K}, bf16));
     ops.push_back({"L2 norm (q)", "[512, 24, 4, 64]", {qkv}, [=](bool fused) {

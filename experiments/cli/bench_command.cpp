@@ -33,8 +33,8 @@ const CommandSpec& bench_spec() {
       "kernels: forward and forward+backward time per shape of every gated-delta-rule backend\n"
       "  available on this machine, with tokens/s, TFLOP/s and GB/s (KERNELS.md section 4 "
       "counts).\n"
-      "layers:  each fused layer kernel (conv + SiLU, L2 norm, gates, gated norm, RoPE, SwiGLU,\n"
-      "  RMSNorm) beside the ATen composition it replaces, forward and forward+backward.\n"
+      "layers:  each fused layer kernel (conv + SiLU, dynamic conv, L2 norm, gates, gated norm, RoPE,\n"
+      "  SwiGLU, RMSNorm) beside the ATen composition it replaces, forward and forward+backward.\n"
       "train:   tokens/s and peak memory of the Rule 110 paper model (AGAG, width 256, window 24)\n"
       "  per number of sleep passes N, and tokens/s(N) * N / tokens/s(1)."};
   return spec;
