@@ -60,6 +60,35 @@ __device__ __forceinline__ float conv_input(const Params& p, int64_t b, int64_t 
               c);
 }
 
+/// The next window's cache, rows T .. T+W-2 of [cache; x], by a grid-stride loop of the calling
+/// kernel (both convolutions' forward).
+template <typename T, class Params>
+__device__ __forceinline__ void write_next_cache(const Params& p) {
+  if (p.next_cache == nullptr) return;
+  const int64_t C = p.channels, total = p.batch * (p.width - 1) * C;
+  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
+    const int64_t c = idx % C, br = idx / C, r = br % (p.width - 1), b = br / (p.width - 1);
+    static_cast<T*>(p.next_cache)[idx] = from_float<T>(conv_input<T>(p, b, p.seq_len + r, c));
+  }
+}
+
+/// Stores the gradient `acc` of row r of [cache; x] (both convolutions' backward), adding the
+/// next cache's gradient for the last W-1 rows: into grad_cache for r < W-1, else into grad_x.
+template <typename T, class Params>
+__device__ __forceinline__ void store_input_grad(const Params& p, int64_t b, int64_t r, int64_t c,
+                                                 float acc) {
+  const int64_t C = p.channels;
+  if (p.grad_next_cache != nullptr && r >= p.seq_len) {
+    acc += load(static_cast<const T*>(p.grad_next_cache) + (b * (p.width - 1) + r - p.seq_len) * C +
+                c);
+  }
+  if (r < p.width - 1) {
+    static_cast<T*>(p.grad_cache)[(b * (p.width - 1) + r) * C + c] = from_float<T>(acc);
+  } else {
+    static_cast<T*>(p.grad_x)[(b * p.seq_len + r - (p.width - 1)) * C + c] = from_float<T>(acc);
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kBlock) conv_silu_fwd_kernel(ConvSiluParams p) {
   const int64_t C = p.channels, total = p.batch * p.seq_len * C;
@@ -74,12 +103,7 @@ __global__ void __launch_bounds__(kBlock) conv_silu_fwd_kernel(ConvSiluParams p)
     }
     y[idx] = from_float<T>(acc * sigmoid(acc));
   }
-  if (p.next_cache == nullptr) return;
-  const int64_t cache_total = p.batch * (p.width - 1) * C;
-  for (int64_t idx = global_thread(); idx < cache_total; idx += grid_stride()) {
-    const int64_t c = idx % C, br = idx / C, r = br % (p.width - 1), b = br / (p.width - 1);
-    static_cast<T*>(p.next_cache)[idx] = from_float<T>(conv_input<T>(p, b, p.seq_len + r, c));
-  }
+  write_next_cache<T>(p);
 }
 
 // grid (conv_silu_partials(B, T), ceil(C / kConvChannels)): one thread per channel walks a block
@@ -127,8 +151,7 @@ __global__ void __launch_bounds__(kBlock) conv_silu_bwd_input_kernel(ConvSiluPar
   const int64_t C = p.channels, R = p.seq_len + p.width - 1, total = p.batch * R * C;
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
     const int64_t c = idx % C, br = idx / C, r = br % R, b = br / R;
-    const bool in_cache = r < p.width - 1;
-    if (in_cache && p.grad_cache == nullptr) continue;
+    if (r < p.width - 1 && p.grad_cache == nullptr) continue;  // no cache gradient wanted
     float acc = 0.f;
 #pragma unroll
     for (int j = 0; j < kMaxConvWidth; ++j) {
@@ -137,15 +160,7 @@ __global__ void __launch_bounds__(kBlock) conv_silu_bwd_input_kernel(ConvSiluPar
         acc = fmaf(__ldg(p.weight + c * p.width + j), p.grad_pre[(b * p.seq_len + t) * C + c], acc);
       }
     }
-    if (p.grad_next_cache != nullptr && r >= p.seq_len) {
-      acc += load(static_cast<const T*>(p.grad_next_cache) +
-                  (b * (p.width - 1) + r - p.seq_len) * C + c);
-    }
-    if (in_cache) {
-      static_cast<T*>(p.grad_cache)[(b * (p.width - 1) + r) * C + c] = from_float<T>(acc);
-    } else {
-      static_cast<T*>(p.grad_x)[(b * p.seq_len + r - (p.width - 1)) * C + c] = from_float<T>(acc);
-    }
+    store_input_grad<T>(p, b, r, c, acc);
   }
 }
 
@@ -166,12 +181,7 @@ __global__ void __launch_bounds__(kBlock) dynamic_conv_silu_fwd_kernel(DynamicCo
     }
     y[idx] = from_float<T>(acc * sigmoid(acc));
   }
-  if (p.next_cache == nullptr) return;
-  const int64_t cache_total = p.batch * (p.width - 1) * C;
-  for (int64_t idx = global_thread(); idx < cache_total; idx += grid_stride()) {
-    const int64_t c = idx % C, br = idx / C, r = br % (p.width - 1), b = br / (p.width - 1);
-    static_cast<T*>(p.next_cache)[idx] = from_float<T>(conv_input<T>(p, b, p.seq_len + r, c));
-  }
+  write_next_cache<T>(p);
 }
 
 // Per output element: d loss / d(conv output) and the gradient of its own kernel taps.
@@ -206,8 +216,7 @@ __global__ void __launch_bounds__(kBlock)
   const T* kernel = static_cast<const T*>(p.kernel);
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
     const int64_t c = idx % C, br = idx / C, r = br % R, b = br / R;
-    const bool in_cache = r < p.width - 1;
-    if (in_cache && p.grad_cache == nullptr) continue;
+    if (r < p.width - 1 && p.grad_cache == nullptr) continue;  // no cache gradient wanted
     float acc = 0.f;
 #pragma unroll
     for (int j = 0; j < kMaxConvWidth; ++j) {
@@ -217,15 +226,7 @@ __global__ void __launch_bounds__(kBlock)
         acc = fmaf(load(kernel + at * p.width + j), p.grad_pre[at], acc);
       }
     }
-    if (p.grad_next_cache != nullptr && r >= p.seq_len) {
-      acc += load(static_cast<const T*>(p.grad_next_cache) +
-                  (b * (p.width - 1) + r - p.seq_len) * C + c);
-    }
-    if (in_cache) {
-      static_cast<T*>(p.grad_cache)[(b * (p.width - 1) + r) * C + c] = from_float<T>(acc);
-    } else {
-      static_cast<T*>(p.grad_x)[(b * p.seq_len + r - (p.width - 1)) * C + c] = from_float<T>(acc);
-    }
+    store_input_grad<T>(p, b, r, c, acc);
   }
 }
 
