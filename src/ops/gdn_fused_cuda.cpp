@@ -54,20 +54,65 @@ cudaStream_t stream() {
   return at::cuda::getCurrentCUDAStream();
 }
 
-// ---------------------------------------------------------------- causal conv + SiLU
+// ---------------------------------------------------------------- the two convolutions
 
-kernels::ConvSiluParams conv_params(const at::Tensor& x, const at::Tensor& weight2d,
-                                    const at::Tensor& cache) {
-  kernels::ConvSiluParams p;
+// ConvSiluParams and DynamicConvSiluParams share their window fields ([cache; x] in, y and the next
+// cache out, and the gradients of each); these fill them for either.
+
+template <class Params>
+Params window_params(const at::Tensor& x, const at::Tensor& cache, int64_t width) {
+  Params p;
   p.x = row_view(x);
   if (cache.defined()) p.cache = row_view(cache);
-  p.weight = weight2d.data_ptr<float>();
   p.batch = x.size(0);
   p.seq_len = x.size(1);
   p.channels = x.size(2);
-  p.width = int(weight2d.size(1));
+  p.width = int(width);
   p.dtype = dtype_of(x);
   return p;
+}
+
+/// Allocates y [B, T, C] and the next cache [B, W-1, C] and points p at them.
+template <class Params>
+variable_list window_outputs(Params& p, const at::Tensor& x) {
+  at::Tensor y = at::empty({p.batch, p.seq_len, p.channels}, x.options());
+  at::Tensor next = at::empty({p.batch, p.width - 1, p.channels}, x.options());
+  p.y = y.data_ptr();
+  p.next_cache = next.numel() > 0 ? next.data_ptr() : nullptr;
+  return {y, next};
+}
+
+/// The incoming gradients made dense and the input gradients allocated, all pointed at by p.
+struct WindowGrads {
+  at::Tensor grad_y, grad_next, grad_x, grad_cache, grad_pre;
+};
+
+template <class Params>
+WindowGrads window_grads(Params& p, const at::Tensor& x, const at::Tensor& cache,
+                         const variable_list& grads) {
+  const int64_t B = p.batch, T = p.seq_len, C = p.channels, W = p.width;
+  WindowGrads g;
+  g.grad_y = dense(grads[0], x.sizes(), x.options());
+  if (grads[1].defined() && grads[1].numel() > 0) {
+    g.grad_next = grads[1].to(x.scalar_type()).contiguous();
+  }
+  g.grad_x = at::empty({B, T, C}, x.options());
+  if (cache.defined()) g.grad_cache = at::empty({B, W - 1, C}, x.options());
+  g.grad_pre = at::empty({B, T, C}, x.options().dtype(at::kFloat));
+  p.grad_y = g.grad_y.data_ptr();
+  p.grad_next_cache = g.grad_next.defined() ? g.grad_next.data_ptr() : nullptr;
+  p.grad_x = g.grad_x.data_ptr();
+  p.grad_cache =
+      g.grad_cache.defined() && g.grad_cache.numel() > 0 ? g.grad_cache.data_ptr() : nullptr;
+  p.grad_pre = g.grad_pre.data_ptr<float>();
+  return g;
+}
+
+/// A window-start cache the kernels take for x and width W (undefined: zeros, always taken).
+bool cache_fits(const at::Tensor& cache, const at::Tensor& x, int64_t W) {
+  return !cache.defined() || (row_viewable(cache) && cache.scalar_type() == x.scalar_type() &&
+                              cache.device() == x.device() && cache.size(0) == x.size(0) &&
+                              cache.size(1) == W - 1 && cache.size(2) == x.size(2));
 }
 
 struct ConvSiluFunction : torch::autograd::Function<ConvSiluFunction> {
@@ -76,101 +121,56 @@ struct ConvSiluFunction : torch::autograd::Function<ConvSiluFunction> {
                                const std::optional<at::Tensor>& cache) {
     const at::Tensor w2 = weight.reshape({weight.size(0), weight.size(2)}).contiguous();
     const at::Tensor c = cache ? *cache : at::Tensor();
-    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = w2.size(1);
-    at::Tensor y = at::empty({B, T, C}, x.options());
-    at::Tensor next = at::empty({B, W - 1, C}, x.options());
-    kernels::ConvSiluParams p = conv_params(x, w2, c);
-    p.y = y.data_ptr();
-    p.next_cache = next.numel() > 0 ? next.data_ptr() : nullptr;
+    auto p = window_params<kernels::ConvSiluParams>(x, c, w2.size(1));
+    p.weight = w2.data_ptr<float>();
+    variable_list out = window_outputs(p, x);
     throw_on_kernel_error(kernels::conv_silu_fwd(p, stream()), "gdn fused op", "conv_silu_fwd");
     ctx->save_for_backward({x, w2, c});
     ctx->saved_data["weight_sizes"] = weight.sizes().vec();
-    return {y, next};
+    return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &w2 = saved[1], &cache = saved[2];
-    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = w2.size(1);
-    const at::Tensor grad_y = dense(grads[0], x.sizes(), x.options());
-    const at::Tensor grad_next = grads[1].defined() && grads[1].numel() > 0
-                                     ? grads[1].to(x.scalar_type()).contiguous()
-                                     : at::Tensor();
-    const at::Tensor grad_x = at::empty({B, T, C}, x.options());
-    const at::Tensor grad_cache =
-        cache.defined() ? at::empty({B, W - 1, C}, x.options()) : at::Tensor();
-    const at::Tensor grad_pre = at::empty({B, T, C}, x.options().dtype(at::kFloat));
+    auto p = window_params<kernels::ConvSiluParams>(x, cache, w2.size(1));
+    p.weight = w2.data_ptr<float>();
+    const WindowGrads g = window_grads(p, x, cache, grads);
     const at::Tensor partial =
-        at::empty({kernels::conv_silu_partials(B, T), C, W}, x.options().dtype(at::kFloat));
-    kernels::ConvSiluParams p = conv_params(x, w2, cache);
-    p.grad_y = grad_y.data_ptr();
-    p.grad_next_cache = grad_next.defined() ? grad_next.data_ptr() : nullptr;
-    p.grad_x = grad_x.data_ptr();
-    p.grad_cache = grad_cache.defined() && grad_cache.numel() > 0 ? grad_cache.data_ptr() : nullptr;
-    p.grad_pre = grad_pre.data_ptr<float>();
+        at::empty({kernels::conv_silu_partials(p.batch, p.seq_len), p.channels, p.width},
+                  x.options().dtype(at::kFloat));
     p.grad_weight_partial = partial.data_ptr<float>();
     throw_on_kernel_error(kernels::conv_silu_bwd(p, stream()), "gdn fused op", "conv_silu_bwd");
     const auto weight_sizes = ctx->saved_data["weight_sizes"].toIntVector();
-    return {grad_x, partial.sum(0).view(weight_sizes), grad_cache};
+    return {g.grad_x, partial.sum(0).view(weight_sizes), g.grad_cache};
   }
 };
-
-// ---------------------------------------------------------------- dynamic conv + SiLU
-
-kernels::DynamicConvSiluParams dynamic_conv_params(const at::Tensor& x, const at::Tensor& kernel,
-                                                   const at::Tensor& cache) {
-  kernels::DynamicConvSiluParams p;
-  p.x = row_view(x);
-  if (cache.defined()) p.cache = row_view(cache);
-  p.kernel = kernel.data_ptr();
-  p.batch = x.size(0);
-  p.seq_len = x.size(1);
-  p.channels = x.size(2);
-  p.width = int(kernel.size(3));
-  p.dtype = dtype_of(x);
-  return p;
-}
 
 struct DynamicConvSiluFunction : torch::autograd::Function<DynamicConvSiluFunction> {
   /// Returns {y, the next window's cache}.
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& kernel,
                                const std::optional<at::Tensor>& cache) {
     const at::Tensor c = cache ? *cache : at::Tensor();
-    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = kernel.size(3);
-    at::Tensor y = at::empty({B, T, C}, x.options());
-    at::Tensor next = at::empty({B, W - 1, C}, x.options());
-    kernels::DynamicConvSiluParams p = dynamic_conv_params(x, kernel, c);
-    p.y = y.data_ptr();
-    p.next_cache = next.numel() > 0 ? next.data_ptr() : nullptr;
+    auto p = window_params<kernels::DynamicConvSiluParams>(x, c, kernel.size(3));
+    p.kernel = kernel.data_ptr();
+    variable_list out = window_outputs(p, x);
     throw_on_kernel_error(kernels::dynamic_conv_silu_fwd(p, stream()), "gdn fused op",
                           "dynamic_conv_silu_fwd");
     ctx->save_for_backward({x, kernel, c});
-    return {y, next};
+    return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &kernel = saved[1], &cache = saved[2];
-    const int64_t B = x.size(0), T = x.size(1), C = x.size(2), W = kernel.size(3);
-    const at::Tensor grad_y = dense(grads[0], x.sizes(), x.options());
-    const at::Tensor grad_next = grads[1].defined() && grads[1].numel() > 0
-                                     ? grads[1].to(x.scalar_type()).contiguous()
-                                     : at::Tensor();
-    const at::Tensor grad_x = at::empty({B, T, C}, x.options());
-    const at::Tensor grad_cache =
-        cache.defined() ? at::empty({B, W - 1, C}, x.options()) : at::Tensor();
+    auto p = window_params<kernels::DynamicConvSiluParams>(x, cache, kernel.size(3));
+    p.kernel = kernel.data_ptr();
+    const WindowGrads g = window_grads(p, x, cache, grads);
     const at::Tensor grad_kernel = at::empty(kernel.sizes(), kernel.options());
-    const at::Tensor grad_pre = at::empty({B, T, C}, x.options().dtype(at::kFloat));
-    kernels::DynamicConvSiluParams p = dynamic_conv_params(x, kernel, cache);
-    p.grad_y = grad_y.data_ptr();
-    p.grad_next_cache = grad_next.defined() ? grad_next.data_ptr() : nullptr;
-    p.grad_x = grad_x.data_ptr();
-    p.grad_cache = grad_cache.defined() && grad_cache.numel() > 0 ? grad_cache.data_ptr() : nullptr;
     p.grad_kernel = grad_kernel.data_ptr();
-    p.grad_pre = grad_pre.data_ptr<float>();
     throw_on_kernel_error(kernels::dynamic_conv_silu_bwd(p, stream()), "gdn fused op",
                           "dynamic_conv_silu_bwd");
-    return {grad_x, grad_kernel, grad_cache};
+    return {g.grad_x, grad_kernel, g.grad_cache};
   }
 };
 
@@ -327,12 +327,7 @@ std::optional<std::pair<at::Tensor, at::Tensor>> causal_conv_silu(const at::Tens
       weight.size(0) != x.size(2) || weight.size(1) != 1 || W < 1 || W > kernels::kMaxConvWidth) {
     return std::nullopt;
   }
-  const int64_t B = x.size(0), C = x.size(2);
-  if (cache.defined() &&
-      (!row_viewable(cache) || cache.scalar_type() != x.scalar_type() || cache.size(0) != B ||
-       cache.size(1) != W - 1 || cache.size(2) != C || cache.device() != x.device())) {
-    return std::nullopt;
-  }
+  if (!cache_fits(cache, x, W)) return std::nullopt;
   const c10::cuda::CUDAGuard guard(x.device());
   const auto out = ConvSiluFunction::apply(
       x, weight, cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);
@@ -348,12 +343,7 @@ std::optional<std::pair<at::Tensor, at::Tensor>> dynamic_conv_silu(const at::Ten
       kernel.size(3) < 1 || kernel.size(3) > kernels::kMaxConvWidth) {
     return std::nullopt;
   }
-  const int64_t B = x.size(0), C = x.size(2), W = kernel.size(3);
-  if (cache.defined() &&
-      (!row_viewable(cache) || cache.scalar_type() != x.scalar_type() || cache.size(0) != B ||
-       cache.size(1) != W - 1 || cache.size(2) != C || cache.device() != x.device())) {
-    return std::nullopt;
-  }
+  if (!cache_fits(cache, x, kernel.size(3))) return std::nullopt;
   const c10::cuda::CUDAGuard guard(x.device());
   const auto out = DynamicConvSiluFunction::apply(
       x, kernel, cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);

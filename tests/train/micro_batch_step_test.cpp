@@ -13,6 +13,7 @@
 #include "hypnos/train/evaluate.h"
 #include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/optimizer.h"
+#include "testing/cuda.h"
 
 namespace hypnos::train {
 namespace {
@@ -114,10 +115,6 @@ TEST(WindowLoop, GivenLossPositionsMustBeAHostBoolVectorOfLengthT) {
   }
 }
 
-bool has_cuda() {
-  return torch::cuda::is_available();
-}
-
 // One model twice on the GPU: `eager` steps without graphs, `graphed` through capture and replay.
 struct EagerAndGraphed {
   const at::Device cuda{at::kCUDA, 0};
@@ -147,7 +144,7 @@ struct EagerAndGraphed {
 };
 
 TEST(MicroBatchStepCuda, ReplayedGraphsMatchEagerStepsAndAccumulate) {
-  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  HYPNOS_REQUIRE_CUDA();
   const auto task = rule110();
   MicroBatchStepOptions options;
   options.sleep = two_passes();
@@ -181,7 +178,7 @@ TEST(MicroBatchStepCuda, ReplayedGraphsMatchEagerStepsAndAccumulate) {
 // Activation recompute (a custom autograd Function replaying each window inside backward) and
 // truncated backprop go into the graph too.
 TEST(MicroBatchStepCuda, GraphedRecomputeAndTruncationMatchEager) {
-  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  HYPNOS_REQUIRE_CUDA();
   const auto task = rule110();
   MicroBatchStepOptions options;
   options.sleep = two_passes();
@@ -195,7 +192,7 @@ TEST(MicroBatchStepCuda, GraphedRecomputeAndTruncationMatchEager) {
 }
 
 TEST(MicroBatchStepCuda, Bf16GraphedStepMatchesEagerUnderAutocast) {
-  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  HYPNOS_REQUIRE_CUDA();
   const auto task = rule110();
   MicroBatchStepOptions options;
   options.sleep = two_passes();

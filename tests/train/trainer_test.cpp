@@ -15,6 +15,7 @@
 #include "hypnos/log.h"
 #include "hypnos/train/checkpoint.h"
 #include "io/scratch_dir.h"
+#include "testing/cuda.h"
 
 namespace hypnos::train {
 namespace {
@@ -118,7 +119,7 @@ std::vector<double> train_losses(const fs::path& run_dir) {
 // step must see its own batch (a replay of stale inputs would give other losses), accumulate both
 // micro-batches, and end at the same weights up to the loss reduction's summation order.
 TEST(TrainerCuda, GraphedStepsTrainLikeEagerSteps) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  HYPNOS_REQUIRE_CUDA();
   ScratchDir scratch;
   const std::vector<std::string> common{"run.device=cuda", "model.d_model=128", "train.steps=10",
                                         "train.grad_accum=2", "train.eval_examples=0"};
