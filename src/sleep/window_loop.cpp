@@ -232,7 +232,9 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
     loss_positions = loss_mask.to(at::kBool).any(0).cpu();
   }
   std::vector<at::Tensor> logits;  // per window: [B, L_w, vocab]; undefined without loss tokens
-  const std::vector<at::Tensor> params = model->parameters();
+  // The window checkpoint passes the parameters explicitly; other runs never need the list.
+  const std::vector<at::Tensor> params =
+      backprop.recompute == Recompute::kWindow ? model->parameters() : std::vector<at::Tensor>{};
   for (int64_t w = 0; w < n_windows; ++w) {
     const int64_t begin = w * L, len = std::min(L, T - begin);
     const at::Tensor window_tokens = tokens.narrow(1, begin, len);
