@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/profile.h"
 #include "bench/timing.h"
 #include "hypnos/ops/gated_delta_rule.h"
 #include "ops/gated_delta_rule_cuda.h"
@@ -48,7 +49,10 @@ struct Timing {
   double fwd_ms = -1, fwdbwd_ms = -1;
 };
 
-Timing measure(const Shape& s, ops::GdnBackend backend, int reps) {
+// With `profile`, one more forward and one more forward+backward run under Kineto afterwards: the
+// time of each kernel (prep against scan, for instance), which the event-timed medians cannot
+// split.
+Timing measure(const Shape& s, ops::GdnBackend backend, int reps, bool profile = false) {
   at::Generator gen = at::cuda::detail::createCUDAGenerator();
   gen.set_current_seed(1234);
   const auto cuda = at::TensorOptions().device(at::kCUDA);
@@ -61,20 +65,25 @@ Timing measure(const Shape& s, ops::GdnBackend backend, int reps) {
   const at::Tensor g = leaf(at::log_sigmoid(at::randn({B, T, H}, gen, cuda)));
   const at::Tensor beta = leaf(at::sigmoid(at::randn({B, T, H}, gen, cuda)).to(at::kBFloat16));
   const at::Tensor grad_o = at::randn({B, T, H, D}, gen, cuda).to(at::kBFloat16);
-  Timing t;
-  t.fwd_ms = median_ms(
-      [&] {
-        at::NoGradGuard no_grad;
+  auto forward = [&] {
+    at::NoGradGuard no_grad;
+    ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, backend);
+  };
+  auto forward_backward = [&] {
+    const ops::GatedDeltaRuleOutput out =
         ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, backend);
-      },
-      reps, 3);
-  t.fwdbwd_ms = median_ms(
-      [&] {
-        const ops::GatedDeltaRuleOutput out =
-            ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, backend);
-        torch::autograd::backward({out.o}, {grad_o});
-      },
-      reps, 3);
+    torch::autograd::backward({out.o}, {grad_o});
+  };
+  Timing t;
+  t.fwd_ms = median_ms(forward, reps, 3);
+  t.fwdbwd_ms = median_ms(forward_backward, reps, 3);
+  if (profile) {
+    const std::string shape = std::to_string(B) + "x" + std::to_string(T) + "x" +
+                              std::to_string(H) + "x" + std::to_string(D);
+    const ProfileRows rows{/*device=*/12, /*host=*/0};
+    print_profile(shape + " fwd", forward, rows);
+    print_profile(shape + " fwd+bwd", forward_backward, rows);
+  }
   return t;
 }
 
@@ -96,7 +105,7 @@ void print_row(const Shape& s, const char* name, const Timing& t) {
 int run_kernels_bench(const std::map<std::string, std::string>& flags) {
   const int reps = reps_flag(flags, 20);
   const bool baseline = flags.count("--no-baseline") == 0, quick = flags.count("--quick") > 0;
-  const bool fp32_too = flags.count("--fp32-too") > 0;
+  const bool fp32_too = flags.count("--fp32-too") > 0, profile = flags.count("--profile") > 0;
   if (!torch::cuda::is_available()) {
     std::fprintf(stderr, "bench kernels: no CUDA device\n");
     return 1;
@@ -120,7 +129,7 @@ int run_kernels_bench(const std::map<std::string, std::string>& flags) {
   const char* saved_kernel = std::getenv("HYPNOS_GDN_KERNEL");
   const std::string restore_kernel = saved_kernel ? saved_kernel : "";
   for (const Shape& s : shapes) {
-    print_row(s, cuda_name, measure(s, ops::GdnBackend::kCuda, reps));
+    print_row(s, cuda_name, measure(s, ops::GdnBackend::kCuda, reps, profile));
     if (fp32_too) {
       ::setenv("HYPNOS_GDN_KERNEL", "fp32", /*overwrite=*/1);
       print_row(s, "cuda-fp32", measure(s, ops::GdnBackend::kCuda, reps));

@@ -8,15 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <torch/csrc/autograd/profiler_kineto.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <functional>
 #include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -25,6 +22,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "bench/profile.h"
 #include "hypnos/tasks/batch.h"
 #include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/optimizer.h"
@@ -64,67 +62,6 @@ int64_t parse_positive(const std::string& flag, const std::string& value) {
   throw std::invalid_argument(flag + " expects a positive integer, got '" + value + "'");
 }
 
-// One step under the Kineto profiler, summarised on stderr: wall time, device time spent in kernels
-// and copies (their sum against the wall time says how launch-bound the step is), and the device
-// work that took longest, grouped by name.
-void print_profile(const std::function<void()>& step) {
-  namespace prof = torch::autograd::profiler;
-  using torch::profiler::impl::ActivityType;
-  const std::set<ActivityType> activities{ActivityType::CPU, ActivityType::CUDA};
-  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
-  prof::prepareProfiler(config, activities);
-  prof::enableProfiler(config, activities);
-  const auto t0 = std::chrono::steady_clock::now();
-  step();
-  const double wall_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  const auto result = prof::disableProfiler();
-  struct Total {
-    int64_t count = 0;
-    double ms = 0;
-  };
-  std::map<std::string, Total> device_work, host_ops;
-  int64_t cpu_ops = 0, device_events = 0;
-  double device_ms = 0;
-  for (const auto& e : result->events()) {
-    if (e.deviceType() == c10::DeviceType::CUDA) {
-      auto& t = device_work[e.name().substr(0, 100)];
-      t.count += 1;
-      t.ms += static_cast<double>(e.durationNs()) * 1e-6;
-      device_ms += static_cast<double>(e.durationNs()) * 1e-6;
-      ++device_events;
-    } else {
-      auto& t = host_ops[e.name()];
-      t.count += 1;
-      t.ms += static_cast<double>(e.durationNs()) * 1e-6;
-      ++cpu_ops;
-    }
-  }
-  std::vector<std::pair<std::string, Total>> rows(device_work.begin(), device_work.end());
-  std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.ms > b.second.ms; });
-  std::vector<std::pair<std::string, Total>> ops(host_ops.begin(), host_ops.end());
-  std::sort(ops.begin(), ops.end(),
-            [](auto& a, auto& b) { return a.second.count > b.second.count; });
-  std::fprintf(
-      stderr,
-      "PROFILE one step: wall %.2f ms, device work %.2f ms in %lld kernels/copies (%.0f%% of "
-      "wall), %lld host events\n",
-      wall_ms, device_ms, static_cast<long long>(device_events), 100.0 * device_ms / wall_ms,
-      static_cast<long long>(cpu_ops));
-  std::fprintf(stderr, "%10s %8s %10s  %s\n", "total ms", "count", "mean us", "device work");
-  for (size_t i = 0; i < rows.size() && i < 30; ++i) {
-    const auto& [name, t] = rows[i];
-    std::fprintf(stderr, "%10.3f %8lld %10.1f  %s\n", t.ms, static_cast<long long>(t.count),
-                 1e3 * t.ms / static_cast<double>(t.count), name.c_str());
-  }
-  std::fprintf(stderr, "%10s %8s %10s  %s\n", "total ms", "count", "mean us", "host op (by count)");
-  for (size_t i = 0; i < ops.size() && i < 25; ++i) {
-    const auto& [name, t] = ops[i];
-    std::fprintf(stderr, "%10.3f %8lld %10.1f  %s\n", t.ms, static_cast<long long>(t.count),
-                 1e3 * t.ms / static_cast<double>(t.count), name.c_str());
-  }
-}
-
 // One N in this process: warm-up steps, then the median of timed steps. The step is the trainer's:
 // MicroBatchStep (graphed or eager) for forward + backward, then clipping and the Muon + AdamW
 // update, with one host read of the loss as the trainer does.
@@ -157,7 +94,7 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
     throw std::runtime_error("bench train: expected one CUDA graph capture, got " +
                              std::to_string(micro_step.captures()));
   }
-  if (profile) print_profile(step);
+  if (profile) print_profile("one step", step);
   std::vector<double> times;
   for (int64_t i = 0; i < repeats; ++i) {
     const auto t0 = std::chrono::steady_clock::now();

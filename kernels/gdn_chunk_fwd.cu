@@ -33,9 +33,85 @@ constexpr size_t prep_smem_bytes() {
   return sizeof(float) * (2 * kC * kPrepLd<D, kTc> + 2 * kC * kPrepLc<kTc> + 2 * kC);
 }
 
-// grid (NC, B*H). Writes g_cum, w, u_tilde, attn and (for a backward) a_inv of one chunk. kTc: K K^T, Q K^T, W = A Z
-// and Ut = A Y on tensor cores (mma.sync m16n8k8 tf32); the inverse A stays an fp32 forward
-// substitution (of the identity only, instead of [Z | Y | I]).
+/// s_a = (I + L)^-1 for the strictly lower s_l (both [C][LC], s_a holding I on entry), by 16 x 16
+/// blocks: the four diagonal blocks by forward substitution (64 threads, a 16-long column each),
+/// then the blocks below them level by level (distance i - j = 1, 2, 3 between block row and
+/// column), A_ij = -A_ii sum_{k = j}^{i - 1} L_ik A_kj, which needs only blocks of smaller
+/// distance. A serial 64-step substitution per column would be a chain of 2016 dependent FMAs on
+/// 64 of the 256 threads; here the longest chain is about 150. Block rows past the tokens are
+/// skipped: their L rows are zero, so their A blocks stay those of I. Ends synchronised.
+template <int LC>
+__device__ void invert_unit_lower(const float* s_l, float* s_a, int n_valid, int tid) {
+  constexpr int kB = 16, kBlocks = kC / kB;
+  static_assert(kThreads >= kB * kB, "t[] holds one element per thread and block of a level");
+  const int live_blocks = (n_valid + kB - 1) / kB;
+  if (tid < kBlocks * kB && tid / kB < live_blocks) {
+    const int base = (tid / kB) * kB, c = tid % kB;
+    float x[kB];
+#pragma unroll
+    for (int i = 0; i < kB; ++i) x[i] = i == c ? 1.f : 0.f;
+#pragma unroll
+    for (int i = 1; i < kB; ++i) {
+      float sum = x[i];
+#pragma unroll
+      for (int j = 0; j < i; ++j) sum = fmaf(-s_l[(base + i) * LC + base + j], x[j], sum);
+      x[i] = sum;
+    }
+#pragma unroll
+    for (int i = 0; i < kB; ++i) s_a[(base + i) * LC + base + c] = x[i];
+  }
+  __syncthreads();
+  for (int dist = 1; dist < live_blocks; ++dist) {
+    const int n_elems = (live_blocks - dist) * kB * kB;  // blocks (i, i - dist), i = dist..live-1
+    // T_ij = sum_k L_ik A_kj, written in place of A_ij (zero until now).
+    float t[kBlocks - 1];
+#pragma unroll
+    for (int e = 0; e < kBlocks - 1; ++e) {
+      const int idx = tid + e * kThreads;
+      if (idx >= n_elems) break;
+      const int bi = dist + idx / (kB * kB), bj = bi - dist;
+      const int r = bi * kB + (idx / kB) % kB, c = bj * kB + idx % kB;
+      float sum = 0.f;
+      for (int m = bj * kB; m < bi * kB; ++m) sum = fmaf(s_l[r * LC + m], s_a[m * LC + c], sum);
+      t[e] = sum;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int e = 0; e < kBlocks - 1; ++e) {
+      const int idx = tid + e * kThreads;
+      if (idx >= n_elems) break;
+      const int bi = dist + idx / (kB * kB), bj = bi - dist;
+      const int r = bi * kB + (idx / kB) % kB, c = bj * kB + idx % kB;
+      s_a[r * LC + c] = t[e];
+    }
+    __syncthreads();
+    // A_ij = -A_ii T_ij (A_ii lower triangular with a unit diagonal).
+#pragma unroll
+    for (int e = 0; e < kBlocks - 1; ++e) {
+      const int idx = tid + e * kThreads;
+      if (idx >= n_elems) break;
+      const int bi = dist + idx / (kB * kB), bj = bi - dist;
+      const int r = bi * kB + (idx / kB) % kB, c = bj * kB + idx % kB;
+      float sum = s_a[r * LC + c];
+      for (int m = bi * kB; m < r; ++m) sum = fmaf(s_a[r * LC + m], s_a[m * LC + c], sum);
+      t[e] = -sum;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int e = 0; e < kBlocks - 1; ++e) {
+      const int idx = tid + e * kThreads;
+      if (idx >= n_elems) break;
+      const int bi = dist + idx / (kB * kB), bj = bi - dist;
+      const int r = bi * kB + (idx / kB) % kB, c = bj * kB + idx % kB;
+      s_a[r * LC + c] = t[e];
+    }
+    __syncthreads();
+  }
+}
+
+// grid (NC, B*H). Writes g_cum, w, u_tilde, attn and (for a backward) a_inv of one chunk. kTc: K
+// K^T, Q K^T, W = A Z and Ut = A Y on tensor cores (mma.sync m16n8k8 tf32); the inverse A stays an
+// fp32 forward substitution (of the identity only, instead of [Z | Y | I]).
 template <typename T, int D, bool kTc>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
   constexpr int LD = kPrepLd<D, kTc>, LC = kPrepLc<kTc>;
@@ -139,27 +215,31 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     s_v[i * LD + d] *= s_beta[i];
   }
   __syncthreads();
-  // (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in registers;
-  // with tensor cores only X = A (the columns of I), and W, Ut are products below.
+  // CUDA cores: (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in
+  // registers. Tensor cores: only X = A, by 16 x 16 blocks (below), and W, Ut are products.
   // Past the tokens L's rows are zero: those rows of X are the right-hand side's, and an identity
   // column e_c with c past the tokens solves itself.
-  for (int c = kTc ? 2 * D + tid : tid; c < 2 * D + kC; c += kThreads) {
-    if (c >= 2 * D + n_valid) continue;
-    float* col = c < D ? s_k + c : c < 2 * D ? s_v + (c - D) : s_a + (c - 2 * D);
-    const int ld = c < 2 * D ? LD : LC;
-    float x[kC];
+  if constexpr (kTc) {
+    invert_unit_lower<LC>(s_l, s_a, n_valid, tid);
+  } else {
+    for (int c = tid; c < 2 * D + kC; c += kThreads) {
+      if (c >= 2 * D + n_valid) continue;
+      float* col = c < D ? s_k + c : c < 2 * D ? s_v + (c - D) : s_a + (c - 2 * D);
+      const int ld = c < 2 * D ? LD : LC;
+      float x[kC];
 #pragma unroll
-    for (int i = 0; i < kC; ++i) x[i] = col[i * ld];
+      for (int i = 0; i < kC; ++i) x[i] = col[i * ld];
 #pragma unroll
-    for (int i = 1; i < kC; ++i) {
-      if (i >= n_valid) break;
-      float s = x[i];
+      for (int i = 1; i < kC; ++i) {
+        if (i >= n_valid) break;
+        float s = x[i];
 #pragma unroll
-      for (int j = 0; j < i; ++j) s = fmaf(-s_l[i * LC + j], x[j], s);
-      x[i] = s;
+        for (int j = 0; j < i; ++j) s = fmaf(-s_l[i * LC + j], x[j], s);
+        x[i] = s;
+      }
+#pragma unroll
+      for (int i = 0; i < kC; ++i) col[i * ld] = x[i];
     }
-#pragma unroll
-    for (int i = 0; i < kC; ++i) col[i * ld] = x[i];
   }
   __syncthreads();
   if constexpr (kTc) {
@@ -293,13 +373,16 @@ constexpr int kTcLS =
 
 template <int D>
 constexpr size_t tc_scan_smem_bytes() {
-  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) + sizeof(__nv_bfloat16) * 2 * kC * (D + 16);
+  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) + sizeof(__nv_bfloat16) * kC * (D + 16);
 }
 
 // grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_fwd_kernel, with every
 // matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation). The fp32 master state lives in
 // registers in accumulator layout (warp w owns state rows [w D/4, (w+1) D/4)); a shared copy feeds
-// the B operands of W S and Q S. q and k of the chunk are staged in shared memory as bf16 (exact).
+// the B operands of W S and Q S. k of the chunk is staged in shared memory as bf16 (exact; its
+// transposed reads in K^T U would be scattered in global memory); q is read once per element, from
+// global memory, which keeps the kernel at about 48 KB of shared memory for D = 128: four CTAs per
+// H100 SM, so the 512 CTAs of B*H = 128 run in one wave instead of two.
 template <int D>
 __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams p) {
   using T = __nv_bfloat16;
@@ -313,8 +396,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
   float* s_u = s_state + D * LS;                // [C][LS]  U
   float* s_gamma = s_u + kC * LS;               // [C]      exp(G_i)
   float* s_decay = s_gamma + kC;                // [C]      exp(G_C - G_i)
-  T* s_q = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
-  T* s_k = s_q + kC * LQ;                       // [C][LQ]
+  T* s_k = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -340,8 +422,6 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
     for (int idx = tid; idx < kC * (D / 2); idx += kTcThreads) {
       const int i = idx / (D / 2), c = idx % (D / 2);
       const bool ok = i < n_valid;
-      reinterpret_cast<uint32_t*>(s_q + i * LQ)[c] =
-          ok ? __ldg(reinterpret_cast<const uint32_t*>(q + i * row_stride) + c) : 0u;
       reinterpret_cast<uint32_t*>(s_k + i * LQ)[c] =
           ok ? __ldg(reinterpret_cast<const uint32_t*>(k + i * row_stride) + c) : 0u;
     }
@@ -350,7 +430,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       s_gamma[tid] = __expf(g_i);
       s_decay[tid] = __expf(g_last - g_i);
     }
-    __syncthreads();  // s_q, s_k, s_gamma, s_decay and (first chunk) s_state are complete
+    __syncthreads();  // s_k, s_gamma, s_decay and (first chunk) s_state are complete
     if (p.chunk_states) {
       float* cs = p.chunk_states + chunk * D * D;
       for (int idx = tid; idx < D * BV; idx += kTcThreads) {
@@ -381,9 +461,13 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
     __syncthreads();   // s_u complete
     if (has_tokens) {  // O = scale diag(gamma) Q S + P U
       float acc[kNT][4] = {};
-      const T* q_rows = s_q + warp * 16 * LQ;
+      const T* q_rows = q + warp * 16 * row_stride;
+      const int q_rows_valid = n_valid - warp * 16;
       mma::warp_mma_tf32<kNT>(
-          acc, lane, 0, D / 8, [&](int i, int d) { return __bfloat162float(q_rows[i * LQ + d]); },
+          acc, lane, 0, D / 8,
+          [&](int i, int d) {
+            return i < q_rows_valid ? __bfloat162float(__ldg(q_rows + i * row_stride + d)) : 0.f;
+          },
           state);
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
@@ -419,7 +503,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
             [&](int i, int j) { return s_u[i * LS + j]; });
       }
     }
-    __syncthreads();  // every warp is done reading s_state, s_u, s_q, s_k
+    __syncthreads();  // every warp is done reading s_state, s_u, s_k
     st.for_each(warp, lane, [&](int d, int j, float& x) { s_state[d * LS + j] = x; });
     // The next chunk's first __syncthreads orders these writes before any read of s_state.
   }
@@ -444,6 +528,11 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
   if (err != cudaSuccess) return err;
   if constexpr (kBf16) {
     if (tc) {
+      // All of L1 as shared memory, so that four CTAs fit an SM (see the kernel).
+      err = cudaFuncSetAttribute(gdn_chunk_fwd_tc_kernel<D>,
+                                 cudaFuncAttributePreferredSharedMemoryCarveout,
+                                 cudaSharedmemCarveoutMaxShared);
+      if (err != cudaSuccess) return err;
       return detail::launch_with_smem(gdn_chunk_fwd_tc_kernel<D>, dim3(D / kTcSlice, bh),
                                       kTcThreads, tc_scan_smem_bytes<D>(), stream, p);
     }

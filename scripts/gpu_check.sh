@@ -5,7 +5,7 @@
 # cannot eat the others; a stage that fails is reported and the script goes on.
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
-# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench layers_bench train_bench
+# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench kernels_profile layers_bench train_bench
 #         train_bench_unfused reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
@@ -23,7 +23,7 @@ finish() {
   cat "$out/gpu.txt" >> "$out/stages.log"
   cat "$out/layers_bench.log" >> "$out/stages.log" 2> /dev/null
   for f in stages.log tests.log tests_fp32.log train_bench.log train_bench_unfused.log \
-    reference.log kernels_bench.log; do
+    reference.log kernels_bench.log kernels_profile.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
   done
   rm -rf "$out"
@@ -79,6 +79,8 @@ for s in $stages; do
         --passes 1,2,4 --repeats 10 --profile ;;
     kernels_bench)
       stage kernels_bench 120 "$bin" bench kernels --fp32-too ;;
+    kernels_profile)  # time per kernel (Kineto) of one forward and one forward+backward per shape
+      stage kernels_profile 90 "$bin" bench kernels --no-baseline --reps 10 --profile ;;
     layers_bench)  # each fused layer kernel beside the ATen composition it replaces
       stage layers_bench 60 "$bin" bench layers ;;
     train)

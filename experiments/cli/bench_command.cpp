@@ -27,13 +27,15 @@ const CommandSpec& bench_spec() {
        {"--modes", "LIST",
         "train: graph (CUDA graph replay) and/or eager (default: graph,eager on CUDA)"},
        {"--profile", "",
-        "train: also profile one step per N (Kineto) and print where the time goes"},
+        "train: also profile one step per N (Kineto) and print where the time goes;\n"
+        "kernels: also profile one forward and one forward+backward per shape (time per kernel)"},
        {"--child", "", "internal: measure one N in this process"}},
       /*takes_overrides=*/false,
       "kernels: forward and forward+backward time per shape of every gated-delta-rule backend\n"
       "  available on this machine, with tokens/s, TFLOP/s and GB/s (KERNELS.md section 4 "
       "counts).\n"
-      "layers:  each fused layer kernel (conv + SiLU, dynamic conv, L2 norm, gates, gated norm, RoPE,\n"
+      "layers:  each fused layer kernel (conv + SiLU, dynamic conv, L2 norm, gates, gated norm, "
+      "RoPE,\n"
       "  SwiGLU, RMSNorm) beside the ATen composition it replaces, forward and forward+backward.\n"
       "train:   tokens/s and peak memory of the Rule 110 paper model (AGAG, width 256, window 24)\n"
       "  per number of sleep passes N, and tokens/s(N) * N / tokens/s(1)."};
