@@ -423,15 +423,17 @@ constexpr int kTcLO = kTcSlice + 8;  // bf16 stride of the dO slice
 template <int D>
 constexpr size_t tc_bwd_scan_smem_bytes() {
   return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) +
-         sizeof(__nv_bfloat16) * (2 * kC * (D + 16) + kC * kTcLO);
+         sizeof(__nv_bfloat16) * (kC * (D + 16) + kC * kTcLO);
 }
 
 // grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_bwd_scan_kernel with the
 // matmuls on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation): dS in fp32 registers of the
-// owning warp (rows [w D/4, (w+1) D/4)), a shared copy for the B operand of K dS; q, k and the dO
-// slice staged in shared memory as bf16 (exact).
+// owning warp (rows [w D/4, (w+1) D/4)), a shared copy for the B operand of K dS; q and the dO
+// slice staged in shared memory as bf16 (exact; q is read transposed). k is read once per element
+// from global memory: about 54 KB of shared memory for D = 128, four CTAs per H100 SM, so the 512
+// CTAs of B*H = 128 run in one wave instead of two.
 template <int D>
-__global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnParams p) {
+__global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams p) {
   using T = __nv_bfloat16;
   constexpr int BV = kTcSlice, LS = kTcLS, LO = kTcLO, LQ = D + 16;
   constexpr int kNT = BV / 8;
@@ -444,8 +446,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
   float* s_gamma = s_du + kC * LS;              // [C]
   float* s_decay = s_gamma + kC;                // [C]
   T* s_q = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
-  T* s_k = s_q + kC * LQ;                       // [C][LQ]
-  T* s_do = s_k + kC * LQ;                      // [C][LO]  dO[:, v0 : v0 + BV]
+  T* s_do = s_q + kC * LQ;                      // [C][LO]  dO[:, v0 : v0 + BV]
 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -471,8 +472,6 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
       const bool ok = i < n_valid;
       reinterpret_cast<uint32_t*>(s_q + i * LQ)[c] =
           ok ? __ldg(reinterpret_cast<const uint32_t*>(q + i * row_stride) + c) : 0u;
-      reinterpret_cast<uint32_t*>(s_k + i * LQ)[c] =
-          ok ? __ldg(reinterpret_cast<const uint32_t*>(k + i * row_stride) + c) : 0u;
     }
     for (int idx = tid; idx < kC * (BV / 2); idx += kTcThreads) {
       const int i = idx / (BV / 2), c = idx % (BV / 2);
@@ -498,9 +497,13 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_bwd_scan_tc_kernel(GdnPa
       const int i0 = warp * 16;
       float kds[kNT][4] = {}, du[kNT][4] = {};
       if (i0 < n_valid) {
+        const T* k_rows = k + i0 * row_stride;
+        const int k_rows_valid = n_valid - i0;
         mma::warp_mma_tf32<kNT>(
             kds, lane, 0, D / 8,
-            [&](int i, int d) { return __bfloat162float(s_k[(i0 + i) * LQ + d]); },
+            [&](int i, int d) {
+              return i < k_rows_valid ? __bfloat162float(__ldg(k_rows + i * row_stride + d)) : 0.f;
+            },
             [&](int d, int j) { return s_ds[d * LS + j]; });
         // P^T is upper triangular: rows of this warp meet only columns from 16 warp on.
         mma::warp_mma_tf32<kNT>(
@@ -553,9 +556,7 @@ template <typename T, int D, bool kTc>
 cudaError_t launch_bwd_chunk(const GdnParams& p, cudaStream_t stream) {
   // All of L1 as shared memory: two CTAs of the D = 64 tensor-core kernel (about 111 KB each) then
   // fit on an H100 SM.
-  const cudaError_t err = cudaFuncSetAttribute(gdn_chunk_bwd_kernel<T, D, kTc>,
-                                               cudaFuncAttributePreferredSharedMemoryCarveout,
-                                               cudaSharedmemCarveoutMaxShared);
+  const cudaError_t err = detail::prefer_max_shared(gdn_chunk_bwd_kernel<T, D, kTc>);
   if (err != cudaSuccess) return err;
   return detail::launch_with_smem(gdn_chunk_bwd_kernel<T, D, kTc>,
                                   dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
@@ -570,6 +571,8 @@ cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream) {
   cudaError_t err = cudaSuccess;
   if constexpr (kBf16) {
     if (tc) {
+      err = detail::prefer_max_shared(gdn_chunk_bwd_scan_tc_kernel<D>);  // four CTAs per SM
+      if (err != cudaSuccess) return err;
       err = detail::launch_with_smem(gdn_chunk_bwd_scan_tc_kernel<D>, dim3(D / kTcSlice, bh),
                                      kTcThreads, tc_bwd_scan_smem_bytes<D>(), stream, p);
     }

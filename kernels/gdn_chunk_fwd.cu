@@ -528,10 +528,8 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
   if (err != cudaSuccess) return err;
   if constexpr (kBf16) {
     if (tc) {
-      // All of L1 as shared memory, so that four CTAs fit an SM (see the kernel).
-      err = cudaFuncSetAttribute(gdn_chunk_fwd_tc_kernel<D>,
-                                 cudaFuncAttributePreferredSharedMemoryCarveout,
-                                 cudaSharedmemCarveoutMaxShared);
+      err = detail::prefer_max_shared(gdn_chunk_fwd_tc_kernel<D>);  // four CTAs per SM
+
       if (err != cudaSuccess) return err;
       return detail::launch_with_smem(gdn_chunk_fwd_tc_kernel<D>, dim3(D / kTcSlice, bh),
                                       kTcThreads, tc_scan_smem_bytes<D>(), stream, p);

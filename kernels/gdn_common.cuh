@@ -155,6 +155,14 @@ cudaError_t launch_with_smem(Kernel kernel, dim3 grid, int block, size_t smem, c
   return cudaGetLastError();
 }
 
+/// Asks for all of L1 as shared memory (a hint to the driver), for kernels that need several CTAs
+/// of large shared memory per SM to fill the card.
+template <class Kernel>
+cudaError_t prefer_max_shared(Kernel kernel) {
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                              cudaSharedmemCarveoutMaxShared);
+}
+
 /// Offset of token t of (batch b, head h) in a [B, T, H, D] tensor.
 __device__ __forceinline__ int64_t token_offset(const GdnParams& p, int64_t b, int64_t t, int64_t h,
                                                 int dim) {
