@@ -103,10 +103,12 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const unsigned (&a)[4],
 }
 
 /// acc[nt] += A[row0 : row0 + 16, k0 : k0 + 8 * k_steps] B[.., 8 nt : 8 nt + 8] for one warp, with
-/// element loaders a(i, k) and b(k, j) in tile coordinates (rows relative to row0).
+/// element loaders a(i, k) and b(k, j) in tile coordinates (rows relative to row0). Four k-steps
+/// are unrolled so that their operand loads (global memory in the scans) overlap.
 template <int kNTiles, class FA, class FB>
 __device__ __forceinline__ void warp_mma_tf32(float (&acc)[kNTiles][4], int lane, int k0,
                                               int k_steps, FA a, FB b) {
+#pragma unroll 4
   for (int ks = 0; ks < k_steps; ++ks) {
     const int kb = k0 + ks * 8;
     unsigned af[4];
@@ -126,7 +128,9 @@ __device__ __forceinline__ void warp_mma_tf32(float (&acc)[kNTiles][4], int lane
 }
 /// The tensor-core counterpart of detail::Frag (same interface: x[kRegs], row(r), col(r), fill,
 /// mma): an M x N block tile in mma accumulator layout, BlockTiling's warp split, tf32 operands.
-template <int M, int N, int NT>
+/// kUnroll: k-steps unrolled in mma, so that the operand loads of several steps are in flight at
+/// once (a measured choice per kernel: 4 helps the D = 64 chunk backward, hurts the D = 128 one).
+template <int M, int N, int NT, int kUnroll = 4>
 struct TcFrag {
   using Tiling = BlockTiling<M, N, NT>;
   static constexpr int kRegs = Tiling::kRegs;
@@ -146,6 +150,7 @@ struct TcFrag {
   __device__ __forceinline__ void mma(int depth, FA a, FB b) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int r0 = Tiling::row0(warp), c0 = Tiling::col0(warp);
+#pragma unroll kUnroll
     for (int kb = 0; kb < depth; kb += 8) {
       unsigned af[4];
 #pragma unroll
@@ -177,8 +182,9 @@ struct TcFrag {
 
 /// out[i] (+)= sum_j f.x[i][j] in a fixed order (deterministic). scratch: M * kWarpsN floats.
 /// Every thread of the block must call it; it synchronises.
-template <int M, int N, int NT>
-__device__ void row_sum(const TcFrag<M, N, NT>& f, float* scratch, float* out, bool accumulate) {
+template <int M, int N, int NT, int kUnroll>
+__device__ void row_sum(const TcFrag<M, N, NT, kUnroll>& f, float* scratch, float* out,
+                        bool accumulate) {
   using Tiling = BlockTiling<M, N, NT>;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float lo = 0.f, hi = 0.f;  // rows c_row(lane, 0) and c_row(lane, 0) + 8

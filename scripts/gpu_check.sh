@@ -5,8 +5,8 @@
 # cannot eat the others; a stage that fails is reported and the script goes on.
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
-# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench kernels_profile layers_bench train_bench
-#         train_bench_unfused reference train nccl sweep
+# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench kernels_ab kernels_profile
+#         layers_bench train_bench train_bench_unfused reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
@@ -23,7 +23,7 @@ finish() {
   cat "$out/gpu.txt" >> "$out/stages.log"
   cat "$out/layers_bench.log" >> "$out/stages.log" 2> /dev/null
   for f in stages.log tests.log tests_fp32.log train_bench.log train_bench_unfused.log \
-    reference.log kernels_bench.log kernels_profile.log; do
+    reference.log kernels_bench.log kernels_ab.log kernels_profile.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
   done
   rm -rf "$out"
@@ -50,6 +50,7 @@ for s in $stages; do
     prebuilt)
       mkdir -p build-gpu/tests
       cp .gpu-bin/hypnos build-gpu/hypnos && cp .gpu-bin/hypnos_tests build-gpu/tests/hypnos_tests
+      if [[ -f .gpu-bin/hypnos_base ]]; then cp .gpu-bin/hypnos_base build-gpu/hypnos_base; fi
       torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
       export LD_LIBRARY_PATH="$torch_lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
       if ldd build-gpu/hypnos build-gpu/tests/hypnos_tests | grep -q "not found" ||
@@ -79,6 +80,9 @@ for s in $stages; do
         --passes 1,2,4 --repeats 10 --profile ;;
     kernels_bench)
       stage kernels_bench 120 "$bin" bench kernels --fp32-too ;;
+    kernels_ab)  # the kernel bench of a second build carried as .gpu-bin/hypnos_base (e.g. the parent
+      # commit): an A/B of a kernel change on the same card in the same call
+      stage kernels_ab 120 build-gpu/hypnos_base bench kernels --no-baseline ;;
     kernels_profile)  # time per kernel (Kineto) of one forward and one forward+backward per shape
       stage kernels_profile 90 "$bin" bench kernels --no-baseline --reps 10 --profile ;;
     layers_bench)  # each fused layer kernel beside the ATen composition it replaces
