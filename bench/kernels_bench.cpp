@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -87,6 +89,28 @@ Timing measure(const Shape& s, ops::GdnBackend backend, int reps, bool profile =
   return t;
 }
 
+// "--shape B,T,H,D": one shape instead of the standard list (a profiler run of one shape, or a
+// shape of one's own model).
+Shape parse_shape(const std::string& text) {
+  std::vector<int64_t> v;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    try {
+      size_t used = 0;
+      v.push_back(std::stoll(item, &used));
+      if (used != item.size() || v.back() < 1) v.back() = -1;
+    } catch (const std::exception&) {
+      v.push_back(-1);
+    }
+  }
+  const bool ok = v.size() == 4 && std::all_of(v.begin(), v.end(), [](int64_t x) { return x > 0; });
+  if (!ok || (v[3] != 64 && v[3] != 128)) {
+    throw std::invalid_argument("--shape expects B,T,H,D (positive, D = 64 or 128), got '" + text +
+                                "'");
+  }
+  return {v[0], v[1], v[2], v[3]};
+}
+
 void print_row(const Shape& s, const char* name, const Timing& t) {
   const double tokens = double(s.batch) * s.seq_len, th = tokens * s.heads;
   const double f = forward_flops(s.dim) * th;
@@ -106,16 +130,17 @@ int run_kernels_bench(const std::map<std::string, std::string>& flags) {
   const int reps = reps_flag(flags, 20);
   const bool baseline = flags.count("--no-baseline") == 0, quick = flags.count("--quick") > 0;
   const bool fp32_too = flags.count("--fp32-too") > 0, profile = flags.count("--profile") > 0;
-  if (!torch::cuda::is_available()) {
-    std::fprintf(stderr, "bench kernels: no CUDA device\n");
-    return 1;
-  }
   std::vector<Shape> shapes = {{8, 4096, 16, 128},
                                {8, 1024, 16, 128},
                                {1, 16384, 16, 128},
                                {512, 24, 4, 64},
                                {128, 75, 8, 64}};
   if (quick) shapes = {{512, 24, 4, 64}, {128, 75, 8, 64}};
+  if (const auto it = flags.find("--shape"); it != flags.end()) shapes = {parse_shape(it->second)};
+  if (!torch::cuda::is_available()) {
+    std::fprintf(stderr, "bench kernels: no CUDA device\n");
+    return 1;
+  }
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
   std::printf(
       "bench kernels on %s: bf16 q, k, v, beta; fp32 g; median of %d after 3 warm-up; "

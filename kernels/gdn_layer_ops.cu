@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "fast_divmod.cuh"
 #include "gdn_common.cuh"
 
 namespace hypnos::kernels {
@@ -48,6 +49,37 @@ __device__ __forceinline__ int64_t global_thread() {
 
 // ---------------------------------------------------------------- causal conv + SiLU
 
+/// A launch of a convolution kernel: its params and the divisors that split its flat indices into
+/// (batch, row, channel), built by the launcher (conv_launch) so that no kernel divides 64-bit
+/// integers per element. Flat indices stay below kConvIndexLimit (conv_ok).
+static_assert(kConvIndexLimit <= kFastDivmodLimit, "conv indices must fit FastDivmod");
+template <class Params>
+struct ConvLaunch {
+  Params p;
+  FastDivmod channels;     ///< C
+  FastDivmod tokens;       ///< T
+  FastDivmod padded_rows;  ///< T + W - 1, the rows of [cache; x]
+  FastDivmod cache_rows;   ///< W - 1 (1 when W = 1: nothing is split by it then)
+};
+
+template <class Params>
+ConvLaunch<Params> conv_launch(const Params& p) {
+  return {p, FastDivmod(p.channels), FastDivmod(p.seq_len), FastDivmod(p.seq_len + p.width - 1),
+          FastDivmod(std::max(p.width - 1, 1))};
+}
+
+/// (b, row, c) of flat index idx over [B, rows, C].
+struct FlatIndex3 {
+  int64_t b, row, c;
+};
+__device__ __forceinline__ FlatIndex3 split_index(int64_t idx, const FastDivmod& rows,
+                                                  const FastDivmod& channels) {
+  uint32_t br, c, b, row;
+  channels.divmod(uint32_t(idx), br, c);
+  rows.divmod(br, b, row);
+  return {b, row, c};
+}
+
 /// Row r of [cache; x] for sequence b, channel c (r < W-1: the cache, zeros when there is none).
 template <typename T, class Params>
 __device__ __forceinline__ float conv_input(const Params& p, int64_t b, int64_t r, int64_t c) {
@@ -63,11 +95,12 @@ __device__ __forceinline__ float conv_input(const Params& p, int64_t b, int64_t 
 /// The next window's cache, rows T .. T+W-2 of [cache; x], by a grid-stride loop of the calling
 /// kernel (both convolutions' forward).
 template <typename T, class Params>
-__device__ __forceinline__ void write_next_cache(const Params& p) {
+__device__ __forceinline__ void write_next_cache(const ConvLaunch<Params>& launch) {
+  const Params& p = launch.p;
   if (p.next_cache == nullptr) return;
-  const int64_t C = p.channels, total = p.batch * (p.width - 1) * C;
+  const int64_t total = p.batch * (p.width - 1) * p.channels;
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
-    const int64_t c = idx % C, br = idx / C, r = br % (p.width - 1), b = br / (p.width - 1);
+    const auto [b, r, c] = split_index(idx, launch.cache_rows, launch.channels);
     static_cast<T*>(p.next_cache)[idx] = from_float<T>(conv_input<T>(p, b, p.seq_len + r, c));
   }
 }
@@ -90,11 +123,12 @@ __device__ __forceinline__ void store_input_grad(const Params& p, int64_t b, int
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kBlock) conv_silu_fwd_kernel(ConvSiluParams p) {
-  const int64_t C = p.channels, total = p.batch * p.seq_len * C;
+__global__ void __launch_bounds__(kBlock) conv_silu_fwd_kernel(ConvLaunch<ConvSiluParams> launch) {
+  const ConvSiluParams& p = launch.p;
+  const int64_t total = p.batch * p.seq_len * p.channels;
   T* y = static_cast<T*>(p.y);
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
-    const int64_t c = idx % C, bt = idx / C, t = bt % p.seq_len, b = bt / p.seq_len;
+    const auto [b, t, c] = split_index(idx, launch.tokens, launch.channels);
     float acc = 0.f;
 #pragma unroll
     for (int j = 0; j < kMaxConvWidth; ++j) {
@@ -103,7 +137,7 @@ __global__ void __launch_bounds__(kBlock) conv_silu_fwd_kernel(ConvSiluParams p)
     }
     y[idx] = from_float<T>(acc * sigmoid(acc));
   }
-  write_next_cache<T>(p);
+  write_next_cache<T>(launch);
 }
 
 // grid (conv_silu_partials(B, T), ceil(C / kConvChannels)): one thread per channel walks a block
@@ -147,10 +181,12 @@ __global__ void __launch_bounds__(kConvChannels) conv_silu_bwd_pre_kernel(ConvSi
 // Row r of [cache; x] feeds outputs t = r - j (j < W): its gradient is sum_j w[c, j] * pre[t],
 // plus, for the last W-1 rows (r >= T), the gradient of the next window's cache row r - T.
 template <typename T>
-__global__ void __launch_bounds__(kBlock) conv_silu_bwd_input_kernel(ConvSiluParams p) {
-  const int64_t C = p.channels, R = p.seq_len + p.width - 1, total = p.batch * R * C;
+__global__ void __launch_bounds__(kBlock)
+    conv_silu_bwd_input_kernel(ConvLaunch<ConvSiluParams> launch) {
+  const ConvSiluParams& p = launch.p;
+  const int64_t C = p.channels, total = p.batch * (p.seq_len + p.width - 1) * C;
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
-    const int64_t c = idx % C, br = idx / C, r = br % R, b = br / R;
+    const auto [b, r, c] = split_index(idx, launch.padded_rows, launch.channels);
     if (r < p.width - 1 && p.grad_cache == nullptr) continue;  // no cache gradient wanted
     float acc = 0.f;
 #pragma unroll
@@ -167,12 +203,14 @@ __global__ void __launch_bounds__(kBlock) conv_silu_bwd_input_kernel(ConvSiluPar
 // ---------------------------------------------------------------- dynamic conv + SiLU (JetBlock)
 
 template <typename T>
-__global__ void __launch_bounds__(kBlock) dynamic_conv_silu_fwd_kernel(DynamicConvSiluParams p) {
-  const int64_t C = p.channels, total = p.batch * p.seq_len * C;
+__global__ void __launch_bounds__(kBlock)
+    dynamic_conv_silu_fwd_kernel(ConvLaunch<DynamicConvSiluParams> launch) {
+  const DynamicConvSiluParams& p = launch.p;
+  const int64_t total = p.batch * p.seq_len * p.channels;
   const T* kernel = static_cast<const T*>(p.kernel);
   T* y = static_cast<T*>(p.y);
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
-    const int64_t c = idx % C, bt = idx / C, t = bt % p.seq_len, b = bt / p.seq_len;
+    const auto [b, t, c] = split_index(idx, launch.tokens, launch.channels);
     float acc = 0.f;
 #pragma unroll
     for (int j = 0; j < kMaxConvWidth; ++j) {
@@ -181,17 +219,18 @@ __global__ void __launch_bounds__(kBlock) dynamic_conv_silu_fwd_kernel(DynamicCo
     }
     y[idx] = from_float<T>(acc * sigmoid(acc));
   }
-  write_next_cache<T>(p);
+  write_next_cache<T>(launch);
 }
 
 // Per output element: d loss / d(conv output) and the gradient of its own kernel taps.
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
-    dynamic_conv_silu_bwd_pre_kernel(DynamicConvSiluParams p) {
-  const int64_t C = p.channels, total = p.batch * p.seq_len * C;
+    dynamic_conv_silu_bwd_pre_kernel(ConvLaunch<DynamicConvSiluParams> launch) {
+  const DynamicConvSiluParams& p = launch.p;
+  const int64_t total = p.batch * p.seq_len * p.channels;
   const T* kernel = static_cast<const T*>(p.kernel);
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
-    const int64_t c = idx % C, bt = idx / C, t = bt % p.seq_len, b = bt / p.seq_len;
+    const auto [b, t, c] = split_index(idx, launch.tokens, launch.channels);
     float xv[kMaxConvWidth], acc = 0.f;
 #pragma unroll
     for (int j = 0; j < kMaxConvWidth; ++j) {
@@ -211,11 +250,12 @@ __global__ void __launch_bounds__(kBlock)
 // Row r of [cache; x] feeds outputs t = r - j through their own taps kernel[b, t, c, j].
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
-    dynamic_conv_silu_bwd_input_kernel(DynamicConvSiluParams p) {
-  const int64_t C = p.channels, R = p.seq_len + p.width - 1, total = p.batch * R * C;
+    dynamic_conv_silu_bwd_input_kernel(ConvLaunch<DynamicConvSiluParams> launch) {
+  const DynamicConvSiluParams& p = launch.p;
+  const int64_t C = p.channels, total = p.batch * (p.seq_len + p.width - 1) * C;
   const T* kernel = static_cast<const T*>(p.kernel);
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
-    const int64_t c = idx % C, br = idx / C, r = br % R, b = br / R;
+    const auto [b, r, c] = split_index(idx, launch.padded_rows, launch.channels);
     if (r < p.width - 1 && p.grad_cache == nullptr) continue;  // no cache gradient wanted
     float acc = 0.f;
 #pragma unroll
@@ -436,7 +476,8 @@ bool rows_ok(int64_t batch, int64_t seq_len, int64_t heads, int dim) {
 template <class Params>
 bool conv_ok(const Params& p) {
   return p.batch > 0 && p.seq_len > 0 && p.channels > 0 && p.width >= 1 &&
-         p.width <= kMaxConvWidth && p.x.data;
+         p.width <= kMaxConvWidth && p.x.data &&
+         p.batch * (p.seq_len + p.width - 1) * p.channels < kConvIndexLimit;
 }
 
 }  // namespace
@@ -452,7 +493,7 @@ int64_t gated_norm_partials(int64_t rows) {
 cudaError_t conv_silu_fwd(const ConvSiluParams& p, cudaStream_t stream) {
   if (!conv_ok(p) || !p.weight || !p.y) return cudaErrorInvalidValue;
   return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream,
-                      p, [](auto tag) { return conv_silu_fwd_kernel<decltype(tag)>; });
+                      conv_launch(p), [](auto tag) { return conv_silu_fwd_kernel<decltype(tag)>; });
 }
 
 cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
@@ -469,7 +510,7 @@ cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     const int64_t rows = p.batch * (p.seq_len + p.width - 1) * p.channels;
-    conv_silu_bwd_input_kernel<T><<<grid_for(rows, kBlock), kBlock, 0, stream>>>(p);
+    conv_silu_bwd_input_kernel<T><<<grid_for(rows, kBlock), kBlock, 0, stream>>>(conv_launch(p));
     return cudaGetLastError();
   });
 }
@@ -477,19 +518,20 @@ cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
 cudaError_t dynamic_conv_silu_fwd(const DynamicConvSiluParams& p, cudaStream_t stream) {
   if (!conv_ok(p) || !p.kernel || !p.y) return cudaErrorInvalidValue;
   return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream,
-                      p, [](auto tag) { return dynamic_conv_silu_fwd_kernel<decltype(tag)>; });
+                      conv_launch(p),
+                      [](auto tag) { return dynamic_conv_silu_fwd_kernel<decltype(tag)>; });
 }
 
 cudaError_t dynamic_conv_silu_bwd(const DynamicConvSiluParams& p, cudaStream_t stream) {
   if (!conv_ok(p) || !p.kernel || !p.grad_y || !p.grad_x || !p.grad_kernel || !p.grad_pre) {
     return cudaErrorInvalidValue;
   }
-  const cudaError_t err =
-      launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream, p,
-                   [](auto tag) { return dynamic_conv_silu_bwd_pre_kernel<decltype(tag)>; });
+  const cudaError_t err = launch_typed(
+      p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream, conv_launch(p),
+      [](auto tag) { return dynamic_conv_silu_bwd_pre_kernel<decltype(tag)>; });
   if (err != cudaSuccess) return err;
   return launch_typed(p.dtype, grid_for(p.batch * (p.seq_len + p.width - 1) * p.channels, kBlock),
-                      kBlock, stream, p,
+                      kBlock, stream, conv_launch(p),
                       [](auto tag) { return dynamic_conv_silu_bwd_input_kernel<decltype(tag)>; });
 }
 

@@ -28,6 +28,10 @@ struct RowView {
 /// Largest short-convolution width the conv kernels take (the layers use 4).
 inline constexpr int kMaxConvWidth = 8;
 
+/// The convolutions index [B, T + W - 1, C] with 32-bit arithmetic: B (T + W - 1) C must stay
+/// below this (2^31); their launchers refuse larger problems.
+inline constexpr int64_t kConvIndexLimit = int64_t(1) << 31;
+
 /// y = SiLU(causal depthwise conv(x)) over [cache; x]: y[b, t, c] = silu(sum_j w[c, j] *
 /// xp[b, t + j, c]) with xp = [cache (W-1 rows); x], and the next window's cache, the last W-1
 /// rows of xp. x, cache, y, next_cache and their gradients share `dtype`; weight and its gradient

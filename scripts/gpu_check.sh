@@ -5,8 +5,8 @@
 # cannot eat the others; a stage that fails is reported and the script goes on.
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
-# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench kernels_ab kernels_profile
-#         layers_bench train_bench train_bench_unfused reference train nccl sweep
+# stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench kernels_ab kernels_profile ncu
+#         ncu_layers layers_bench layers_ab train_bench train_bench_unfused reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
@@ -23,7 +23,7 @@ finish() {
   cat "$out/gpu.txt" >> "$out/stages.log"
   cat "$out/layers_bench.log" >> "$out/stages.log" 2> /dev/null
   for f in stages.log tests.log tests_fp32.log train_bench.log train_bench_unfused.log \
-    reference.log kernels_bench.log kernels_ab.log kernels_profile.log; do
+    reference.log kernels_bench.log kernels_ab.log kernels_profile.log layers_ab.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
   done
   rm -rf "$out"
@@ -49,11 +49,17 @@ for s in $stages; do
   case $s in
     prebuilt)
       mkdir -p build-gpu/tests
-      cp .gpu-bin/hypnos build-gpu/hypnos && cp .gpu-bin/hypnos_tests build-gpu/tests/hypnos_tests
-      if [[ -f .gpu-bin/hypnos_base ]]; then cp .gpu-bin/hypnos_base build-gpu/hypnos_base; fi
+      # hypnos is needed; hypnos_tests (test stages) and hypnos_base (the _ab stages) when carried,
+      # each as is or gzipped (NAME.gz: the device tool carries at most 64 MiB).
+      for f in hypnos tests/hypnos_tests hypnos_base; do
+        name=$(basename "$f")
+        if [[ -f .gpu-bin/$name.gz ]]; then gunzip -c ".gpu-bin/$name.gz" > "build-gpu/$f"; fi
+        if [[ -f .gpu-bin/$name ]]; then cp ".gpu-bin/$name" "build-gpu/$f"; fi
+        if [[ -f build-gpu/$f ]]; then chmod +x "build-gpu/$f"; fi
+      done
       torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
       export LD_LIBRARY_PATH="$torch_lib:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-      if ldd build-gpu/hypnos build-gpu/tests/hypnos_tests | grep -q "not found" ||
+      if ldd build-gpu/hypnos | grep -q "not found" ||
         ! build-gpu/hypnos --help > "$out/prebuilt.log" 2>&1; then
         ldd build-gpu/hypnos >> "$out/prebuilt.log" 2>&1
         echo "prebuilt binaries do not load here: building" | tee -a "$out/stages.log"
@@ -83,6 +89,23 @@ for s in $stages; do
     kernels_ab)  # the kernel bench of a second build carried as .gpu-bin/hypnos_base (e.g. the parent
       # commit): an A/B of a kernel change on the same card in the same call
       stage kernels_ab 120 build-gpu/hypnos_base bench kernels --no-baseline ;;
+    layers_ab)  # the layers bench of the second build (.gpu-bin/hypnos_base), same call
+      stage layers_ab 60 build-gpu/hypnos_base bench layers ;;
+    ncu)  # hardware counters (Nsight Compute) of the delta-rule kernels, one launch each, 8x1024
+      for k in gdn_chunk_prep_kernel gdn_chunk_fwd_tc_kernel gdn_chunk_bwd_kernel \
+        gdn_chunk_bwd_scan_tc_kernel; do
+        stage "ncu_$k" 60 ncu --kernel-name "regex:$k" --launch-count 1 --section SpeedOfLight \
+          --section Occupancy --section LaunchStats --section WarpStateStats \
+          --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+          "$bin" bench kernels --shape 8,1024,16,128 --no-baseline --reps 1
+      done ;;
+    ncu_layers)  # the same counters for the fused layer kernels (conv + SiLU) at one window's shapes
+      for k in conv_silu_fwd_kernel conv_silu_bwd_pre_kernel conv_silu_bwd_input_kernel; do
+        stage "ncu_$k" 60 ncu --kernel-name "regex:$k" --launch-count 1 --section SpeedOfLight \
+          --section Occupancy --section LaunchStats --section WarpStateStats \
+          --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+          --section InstructionStats "$bin" bench layers --reps 1
+      done ;;
     kernels_profile)  # time per kernel (Kineto) of one forward and one forward+backward per shape
       stage kernels_profile 90 "$bin" bench kernels --no-baseline --reps 10 --profile ;;
     layers_bench)  # each fused layer kernel beside the ATen composition it replaces

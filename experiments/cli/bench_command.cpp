@@ -21,6 +21,8 @@ const CommandSpec& bench_spec() {
        {"--fp32-too", "",
         "kernels: also time the CUDA-core (fp32) kernels beside the tensor-core ones"},
        {"--quick", "", "small shapes only (a smoke run)"},
+       {"--shape", "B,T,H,D",
+        "kernels: this one shape instead of the standard list (D = 64 or 128)"},
        {"--passes", "LIST", "train: sleep passes to measure, e.g. 1,2,4 (default 1,2,4)"},
        {"--batch", "B", "train: batch size (default 512)"},
        {"--device", "DEV", "train: cpu | cuda (default: cuda when available)"},

@@ -317,6 +317,11 @@ bool head_rows_fit(int64_t dim) {
   return dim >= 1 && dim <= 256;
 }
 
+/// The convolution kernels index [B, T + W - 1, C] in 32 bits; larger inputs take the composition.
+bool conv_index_fits(const at::Tensor& x, int64_t width) {
+  return x.size(0) * (x.size(1) + width - 1) * x.size(2) < kernels::kConvIndexLimit;
+}
+
 }  // namespace
 
 std::optional<std::pair<at::Tensor, at::Tensor>> causal_conv_silu(const at::Tensor& x,
@@ -327,7 +332,7 @@ std::optional<std::pair<at::Tensor, at::Tensor>> causal_conv_silu(const at::Tens
       weight.size(0) != x.size(2) || weight.size(1) != 1 || W < 1 || W > kernels::kMaxConvWidth) {
     return std::nullopt;
   }
-  if (!cache_fits(cache, x, W)) return std::nullopt;
+  if (!cache_fits(cache, x, W) || !conv_index_fits(x, W)) return std::nullopt;
   const c10::cuda::CUDAGuard guard(x.device());
   const auto out = ConvSiluFunction::apply(
       x, weight, cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);
@@ -343,7 +348,9 @@ std::optional<std::pair<at::Tensor, at::Tensor>> dynamic_conv_silu(const at::Ten
       kernel.size(3) < 1 || kernel.size(3) > kernels::kMaxConvWidth) {
     return std::nullopt;
   }
-  if (!cache_fits(cache, x, kernel.size(3))) return std::nullopt;
+  if (!cache_fits(cache, x, kernel.size(3)) || !conv_index_fits(x, kernel.size(3))) {
+    return std::nullopt;
+  }
   const c10::cuda::CUDAGuard guard(x.device());
   const auto out = DynamicConvSiluFunction::apply(
       x, kernel, cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);
