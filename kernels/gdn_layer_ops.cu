@@ -49,7 +49,8 @@ __device__ __forceinline__ int64_t global_thread() {
 
 // ---------------------------------------------------------------- causal conv + SiLU
 
-/// A launch of a convolution kernel: its params and the divisors that split its flat indices into
+/// A launch of a dynamic-convolution kernel (one thread per element: its taps differ per token, so
+/// there is nothing to slide): its params and the divisors that split its flat indices into
 /// (batch, row, channel), built by the launcher (conv_launch) so that no kernel divides 64-bit
 /// integers per element. Flat indices stay below kConvIndexLimit (conv_ok).
 static_assert(kConvIndexLimit <= kFastDivmodLimit, "conv indices must fit FastDivmod");
@@ -122,22 +123,94 @@ __device__ __forceinline__ void store_input_grad(const Params& p, int64_t b, int
   }
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kBlock) conv_silu_fwd_kernel(ConvLaunch<ConvSiluParams> launch) {
-  const ConvSiluParams& p = launch.p;
-  const int64_t total = p.batch * p.seq_len * p.channels;
-  T* y = static_cast<T*>(p.y);
-  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
-    const auto [b, t, c] = split_index(idx, launch.tokens, launch.channels);
-    float acc = 0.f;
+// The static convolution's kernels slide along the tokens of one sequence, one thread per channel:
+// the last taps stay in registers, so each row of [cache; x] (or of d loss / d(conv output)) is
+// loaded once instead of W times, and no flat index is split per element. Taps are aligned to the
+// end of a kMaxConvWidth register window whatever W is (all indices static: registers, not local
+// memory): tap j of width W sits at slot kMaxConvWidth - W + j, the slots below hold nothing used.
+constexpr int kSlideTokens = 8;  // tokens (rows) per thread of the forward and input-gradient pass
+
+/// Row block `part` of a sequence, blocks of `rows_per_block` rows: sequence b, rows [r0, r1).
+struct RowBlock {
+  int64_t b, r0, r1;
+};
+__device__ __forceinline__ RowBlock row_block(int64_t part, int64_t rows, int rows_per_block) {
+  const int64_t blocks_per_seq = (rows + rows_per_block - 1) / rows_per_block;
+  const int64_t b = part / blocks_per_seq, r0 = (part % blocks_per_seq) * rows_per_block;
+  return {b, r0, r0 + rows_per_block < rows ? r0 + rows_per_block : rows};
+}
+
+/// The weights of channel c aligned to the end of the window (zeros below).
+__device__ __forceinline__ void aligned_weights(const ConvSiluParams& p, int64_t c,
+                                                float (&w)[kMaxConvWidth]) {
+  const int lead = kMaxConvWidth - p.width;
 #pragma unroll
-    for (int j = 0; j < kMaxConvWidth; ++j) {
-      if (j < p.width)
-        acc = fmaf(__ldg(p.weight + c * p.width + j), conv_input<T>(p, b, t + j, c), acc);
-    }
-    y[idx] = from_float<T>(acc * sigmoid(acc));
+  for (int i = 0; i < kMaxConvWidth; ++i)
+    w[i] = i >= lead ? __ldg(p.weight + c * p.width + i - lead) : 0.f;
+}
+
+/// window[i] = row t0 - 1 + i - (kMaxConvWidth - W) of [cache; x] for the W - 1 slots below the
+/// top: the taps before the row of token t0 (which is row t0 + W - 1).
+template <typename T>
+__device__ __forceinline__ void fill_window(const ConvSiluParams& p, int64_t b, int64_t t0,
+                                            int64_t c, float (&window)[kMaxConvWidth]) {
+  const int lead = kMaxConvWidth - p.width;
+#pragma unroll
+  for (int i = 0; i < kMaxConvWidth; ++i) {
+    window[i] = i > lead ? conv_input<T>(p, b, t0 - 1 + i - lead, c) : 0.f;
   }
-  write_next_cache<T>(launch);
+}
+
+/// Shifts the window down by one slot and puts `x` on top.
+__device__ __forceinline__ void push(float (&window)[kMaxConvWidth], float x) {
+#pragma unroll
+  for (int i = 0; i + 1 < kMaxConvWidth; ++i) window[i] = window[i + 1];
+  window[kMaxConvWidth - 1] = x;
+}
+
+/// sum over the W taps of w[i] window[i] (slots below the taps are skipped, not multiplied by 0:
+/// an infinite input must not reach outputs it does not feed).
+__device__ __forceinline__ float taps(const float (&w)[kMaxConvWidth],
+                                      const float (&window)[kMaxConvWidth], int width) {
+  float acc = 0.f;
+#pragma unroll
+  for (int i = 0; i < kMaxConvWidth; ++i) {
+    if (i >= kMaxConvWidth - width) acc = fmaf(w[i], window[i], acc);
+  }
+  return acc;
+}
+
+// grid (B * ceil(T / kSlideTokens), ceil(C / kConvChannels)): channel c of tokens [t0, t1) of
+// sequence b; the block with the sequence's last tokens also writes the next window's cache.
+// (The occupancy hint of 4 blocks lets ptxas use about 54 registers; for sm_90 it otherwise picks
+// 32 and spills the window.)
+template <typename T>
+__global__ void __launch_bounds__(kConvChannels, 4) conv_silu_fwd_kernel(ConvSiluParams p) {
+  const int64_t C = p.channels, c = int64_t(blockIdx.y) * kConvChannels + threadIdx.x;
+  if (c >= C) return;
+  const auto [b, t0, t1] = row_block(blockIdx.x, p.seq_len, kSlideTokens);
+  float w[kMaxConvWidth], window[kMaxConvWidth];
+  aligned_weights(p, c, w);
+  fill_window<T>(p, b, t0, c, window);
+  const T* x = static_cast<const T*>(p.x.data) + b * p.x.stride_b + c;
+  T* y = static_cast<T*>(p.y) + b * p.seq_len * C + c;
+#pragma unroll
+  for (int k = 0; k < kSlideTokens; ++k) {
+    const int64_t t = t0 + k;
+    if (t >= t1) break;
+    push(window, load(x + t * p.x.stride_t));
+    const float acc = taps(w, window, p.width);
+    y[t * C] = from_float<T>(acc * sigmoid(acc));
+  }
+  if (p.next_cache != nullptr && t1 == p.seq_len) {
+    // The window now holds rows T + r of [cache; x], r < W - 1, in its top W - 1 slots.
+    T* next = static_cast<T*>(p.next_cache) + b * (p.width - 1) * C + c;
+    const int lead = kMaxConvWidth - p.width;
+#pragma unroll
+    for (int i = 0; i < kMaxConvWidth; ++i) {
+      if (i > lead) next[(i - lead - 1) * C] = from_float<T>(window[i]);
+    }
+  }
 }
 
 // grid (conv_silu_partials(B, T), ceil(C / kConvChannels)): one thread per channel walks a block
@@ -147,56 +220,59 @@ template <typename T>
 __global__ void __launch_bounds__(kConvChannels) conv_silu_bwd_pre_kernel(ConvSiluParams p) {
   const int64_t C = p.channels, c = int64_t(blockIdx.y) * kConvChannels + threadIdx.x;
   if (c >= C) return;
-  const int64_t blocks_per_seq = (p.seq_len + kConvTokens - 1) / kConvTokens;
-  const int64_t part = blockIdx.x, b = part / blocks_per_seq;
-  const int64_t t0 = (part % blocks_per_seq) * kConvTokens;
-  const int64_t t1 = t0 + kConvTokens < p.seq_len ? t0 + kConvTokens : p.seq_len;
-  const T* grad_y = static_cast<const T*>(p.grad_y);
-  float w[kMaxConvWidth], dw[kMaxConvWidth];
-#pragma unroll
-  for (int j = 0; j < kMaxConvWidth; ++j) {
-    w[j] = j < p.width ? __ldg(p.weight + c * p.width + j) : 0.f;
-    dw[j] = 0.f;
-  }
+  const int64_t part = blockIdx.x;
+  const auto [b, t0, t1] = row_block(part, p.seq_len, kConvTokens);
+  float w[kMaxConvWidth], window[kMaxConvWidth], dw[kMaxConvWidth] = {};
+  aligned_weights(p, c, w);
+  fill_window<T>(p, b, t0, c, window);
+  const T* x = static_cast<const T*>(p.x.data) + b * p.x.stride_b + c;
+  const T* grad_y = static_cast<const T*>(p.grad_y) + b * p.seq_len * C + c;
+  float* grad_pre = p.grad_pre + b * p.seq_len * C + c;
+  const int lead = kMaxConvWidth - p.width;
+#pragma unroll 8
   for (int64_t t = t0; t < t1; ++t) {
-    float xv[kMaxConvWidth], acc = 0.f;
+    push(window, load(x + t * p.x.stride_t));
+    const float acc = taps(w, window, p.width);
+    const float pre = load(grad_y + t * C) * silu_grad(acc, sigmoid(acc));
+    grad_pre[t * C] = pre;
 #pragma unroll
-    for (int j = 0; j < kMaxConvWidth; ++j) {
-      xv[j] = j < p.width ? conv_input<T>(p, b, t + j, c) : 0.f;
-      acc = fmaf(w[j], xv[j], acc);
+    for (int i = 0; i < kMaxConvWidth; ++i) {
+      if (i >= lead) dw[i] = fmaf(pre, window[i], dw[i]);
     }
-    const int64_t at = (b * p.seq_len + t) * C + c;
-    const float pre = load(grad_y + at) * silu_grad(acc, sigmoid(acc));
-    p.grad_pre[at] = pre;
-#pragma unroll
-    for (int j = 0; j < kMaxConvWidth; ++j) dw[j] = fmaf(pre, xv[j], dw[j]);
   }
   float* partial = p.grad_weight_partial + (part * C + c) * p.width;
 #pragma unroll
-  for (int j = 0; j < kMaxConvWidth; ++j) {
-    if (j < p.width) partial[j] = dw[j];
+  for (int i = 0; i < kMaxConvWidth; ++i) {
+    if (i >= lead) partial[i - lead] = dw[i];
   }
 }
 
 // Row r of [cache; x] feeds outputs t = r - j (j < W): its gradient is sum_j w[c, j] * pre[t],
 // plus, for the last W-1 rows (r >= T), the gradient of the next window's cache row r - T.
+// grid (B * ceil((T + W - 1) / kSlideTokens), ceil(C / kConvChannels)); the window slides over
+// pre: slot kMaxConvWidth - 1 - j holds pre[r - j].
 template <typename T>
-__global__ void __launch_bounds__(kBlock)
-    conv_silu_bwd_input_kernel(ConvLaunch<ConvSiluParams> launch) {
-  const ConvSiluParams& p = launch.p;
-  const int64_t C = p.channels, total = p.batch * (p.seq_len + p.width - 1) * C;
-  for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
-    const auto [b, r, c] = split_index(idx, launch.padded_rows, launch.channels);
-    if (r < p.width - 1 && p.grad_cache == nullptr) continue;  // no cache gradient wanted
-    float acc = 0.f;
+__global__ void __launch_bounds__(kConvChannels) conv_silu_bwd_input_kernel(ConvSiluParams p) {
+  const int64_t C = p.channels, c = int64_t(blockIdx.y) * kConvChannels + threadIdx.x;
+  if (c >= C) return;
+  const int64_t T_len = p.seq_len;
+  const auto [b, r0, r1] = row_block(blockIdx.x, T_len + p.width - 1, kSlideTokens);
+  const float* pre = p.grad_pre + b * T_len * C + c;
+  auto pre_at = [&](int64_t t) { return t >= 0 && t < T_len ? pre[t * C] : 0.f; };
+  float w[kMaxConvWidth], window[kMaxConvWidth];
 #pragma unroll
-    for (int j = 0; j < kMaxConvWidth; ++j) {
-      const int64_t t = r - j;
-      if (j < p.width && t >= 0 && t < p.seq_len) {
-        acc = fmaf(__ldg(p.weight + c * p.width + j), p.grad_pre[(b * p.seq_len + t) * C + c], acc);
-      }
-    }
-    store_input_grad<T>(p, b, r, c, acc);
+  for (int i = 0; i < kMaxConvWidth; ++i) {  // tap j = kMaxConvWidth - 1 - i at slot i
+    const int j = kMaxConvWidth - 1 - i;
+    w[i] = j < p.width ? __ldg(p.weight + c * p.width + j) : 0.f;
+    window[i] = j < p.width - 1 ? pre_at(r0 - 1 - j) : 0.f;  // after the first push: r0 - (j + 1)
+  }
+#pragma unroll
+  for (int k = 0; k < kSlideTokens; ++k) {
+    const int64_t r = r0 + k;
+    if (r >= r1) break;
+    push(window, pre_at(r));
+    if (r < p.width - 1 && p.grad_cache == nullptr) continue;  // no cache gradient wanted
+    store_input_grad<T>(p, b, r, c, taps(w, window, p.width));
   }
 }
 
@@ -492,8 +568,14 @@ int64_t gated_norm_partials(int64_t rows) {
 
 cudaError_t conv_silu_fwd(const ConvSiluParams& p, cudaStream_t stream) {
   if (!conv_ok(p) || !p.weight || !p.y) return cudaErrorInvalidValue;
-  return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream,
-                      conv_launch(p), [](auto tag) { return conv_silu_fwd_kernel<decltype(tag)>; });
+  const int64_t channel_blocks = (p.channels + kConvChannels - 1) / kConvChannels;
+  if (channel_blocks > 65535) return cudaErrorInvalidValue;
+  const dim3 grid{unsigned(p.batch * ((p.seq_len + kSlideTokens - 1) / kSlideTokens)),
+                  unsigned(channel_blocks)};
+  return by_dtype(p.dtype, [&](auto tag) {
+    conv_silu_fwd_kernel<decltype(tag)><<<grid, kConvChannels, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
 }
 
 cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
@@ -509,8 +591,9 @@ cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
     conv_silu_bwd_pre_kernel<T><<<grid, kConvChannels, 0, stream>>>(p);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
-    const int64_t rows = p.batch * (p.seq_len + p.width - 1) * p.channels;
-    conv_silu_bwd_input_kernel<T><<<grid_for(rows, kBlock), kBlock, 0, stream>>>(conv_launch(p));
+    const int64_t row_blocks = (p.seq_len + p.width - 1 + kSlideTokens - 1) / kSlideTokens;
+    const dim3 input_grid{unsigned(p.batch * row_blocks), unsigned(channel_blocks)};
+    conv_silu_bwd_input_kernel<T><<<input_grid, kConvChannels, 0, stream>>>(p);
     return cudaGetLastError();
   });
 }
