@@ -18,6 +18,7 @@ using detail::Frag;
 using detail::kC;
 using detail::kThreads;
 using detail::load;
+using detail::load_pair;
 using detail::row_depth;
 
 /// Row strides of the prep kernel's tiles: odd for the CUDA-core path (column walks hit distinct
@@ -111,9 +112,11 @@ __device__ void invert_unit_lower(const float* s_l, float* s_a, int n_valid, int
 
 // grid (NC, B*H). Writes g_cum, w, u_tilde, attn and (for a backward) a_inv of one chunk. kTc: K
 // K^T, Q K^T, W = A Z and Ut = A Y on tensor cores (mma.sync m16n8k8 tf32); the inverse A stays an
-// fp32 forward substitution (of the identity only, instead of [Z | Y | I]).
+// fp32 forward substitution (of the identity only, instead of [Z | Y | I]). The occupancy hint
+// (2 CTAs per SM on tensor cores, none otherwise) keeps ptxas from capping the D = 64 kernel at 64
+// registers and spilling.
 template <typename T, int D, bool kTc>
-__global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
+__global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(GdnParams p) {
   constexpr int LD = kPrepLd<D, kTc>, LC = kPrepLc<kTc>;
   extern __shared__ float smem[];
   float* s_k = smem;           // [C][LD]  k, then Z = diag(beta gamma) K, then W
@@ -181,10 +184,10 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
     if (r0 < n_valid) {  // rows past the tokens: K and Q rows are zero, so are L's and P's
       mma::warp_mma_tf32<kNT>(
           kk, lane, 0, D / 8, [&](int i, int d) { return s_k[(r0 + i) * LD + d]; }, kt);
-      mma::warp_mma_tf32<kNT>(
+      mma::warp_mma_tf32_pairs<kNT>(
           qk, lane, 0, D / 8,
           [&](int i, int d) {
-            return r0 + i < n_valid ? load(q + (r0 + i) * row_stride + d) : 0.f;
+            return r0 + i < n_valid ? load_pair(q + (r0 + i) * row_stride + d) : float2{};
           },
           kt);
     }
@@ -444,8 +447,9 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       float acc[kNT][4] = {};
       const float* w_rows = w + warp * 16 * D;
       if (has_tokens) {
-        mma::warp_mma_tf32<kNT>(
-            acc, lane, 0, D / 8, [&](int i, int d) { return __ldg(w_rows + i * D + d); }, state);
+        mma::warp_mma_tf32_pairs<kNT>(
+            acc, lane, 0, D / 8, [&](int i, int d) { return load_pair(w_rows + i * D + d); },
+            state);
       }
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
@@ -463,10 +467,10 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       float acc[kNT][4] = {};
       const T* q_rows = q + warp * 16 * row_stride;
       const int q_rows_valid = n_valid - warp * 16;
-      mma::warp_mma_tf32<kNT>(
+      mma::warp_mma_tf32_pairs<kNT>(
           acc, lane, 0, D / 8,
           [&](int i, int d) {
-            return i < q_rows_valid ? __bfloat162float(__ldg(q_rows + i * row_stride + d)) : 0.f;
+            return i < q_rows_valid ? load_pair(q_rows + i * row_stride + d) : float2{};
           },
           state);
 #pragma unroll
@@ -478,9 +482,9 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       // P is lower triangular (zeros above the diagonal are stored), so rows of this warp need
       // only columns below 16 (warp + 1).
       const float* attn_rows = attn + warp * 16 * kC;
-      mma::warp_mma_tf32<kNT>(
+      mma::warp_mma_tf32_pairs<kNT>(
           acc, lane, 0, min(2 * (warp + 1), depth / 8),
-          [&](int i, int m) { return __ldg(attn_rows + i * kC + m); },
+          [&](int i, int m) { return load_pair(attn_rows + i * kC + m); },
           [&](int m, int j) { return s_u[m * LS + j]; });
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {

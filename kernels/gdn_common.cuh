@@ -42,6 +42,19 @@ __device__ __forceinline__ float load(const T* p) {
   return to_float(__ldg(p));
 }
 
+/// p[0] and p[1] as floats by one load (8 bytes of fp32, 4 of bf16): p must be aligned to the
+/// pair (an even element offset in a tensor whose storage is aligned, as ATen's is).
+__device__ __forceinline__ float2 load_pair(const float* p) {
+  return __ldg(reinterpret_cast<const float2*>(p));
+}
+__device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
+  const unsigned bits = __ldg(reinterpret_cast<const unsigned*>(p));  // p[0] in the low half
+  float2 r;
+  r.x = __uint_as_float(bits << 16);
+  r.y = __uint_as_float(bits & 0xffff0000u);
+  return r;
+}
+
 /// Output elements of an M x N tile owned by one thread of NT.
 template <int M, int N, int NT = kThreads>
 struct Frag {

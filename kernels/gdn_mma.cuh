@@ -126,6 +126,32 @@ __device__ __forceinline__ void warp_mma_tf32(float (&acc)[kNTiles][4], int lane
     }
   }
 }
+/// warp_mma_tf32 for an A operand fetched in pairs: a_pair(i, k) returns A(i, k) and A(i, k + 1)
+/// (k even) as a float2, one load instead of two (the scans read A from global memory, where the
+/// load instructions, not the bytes, are the cost). Inside each 8-wide k-step the k order is
+/// permuted, pi(t + 4 s) = 2 t + s for t < 4, s < 2, the same for A and B, so the product is
+/// unchanged: a lane's two A registers of one row (logical columns t and t + 4) are then the
+/// adjacent physical columns 2t and 2t + 1, and its B registers are rows 2t and 2t + 1.
+template <int kNTiles, class FA2, class FB>
+__device__ __forceinline__ void warp_mma_tf32_pairs(float (&acc)[kNTiles][4], int lane, int k0,
+                                                    int k_steps, FA2 a_pair, FB b) {
+  const int g = lane / 4, t = lane % 4;  // M16N8K8's groupID and threadID_in_group
+#pragma unroll 4
+  for (int ks = 0; ks < k_steps; ++ks) {
+    const int kb = k0 + ks * 8;
+    const float2 top = a_pair(g, kb + 2 * t), bottom = a_pair(g + 8, kb + 2 * t);
+    // A registers in M16N8K8 order: (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4) logically.
+    const unsigned af[4] = {to_tf32(top.x), to_tf32(bottom.x), to_tf32(top.y), to_tf32(bottom.y)};
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+      // B register r: logical row t + 4 r, physical row 2 t + r; column g.
+      const unsigned bf[2] = {to_tf32(b(kb + 2 * t, nt * 8 + g)),
+                              to_tf32(b(kb + 2 * t + 1, nt * 8 + g))};
+      mma_tf32(acc[nt], af, bf);
+    }
+  }
+}
+
 /// The tensor-core counterpart of detail::Frag (same interface: x[kRegs], row(r), col(r), fill,
 /// mma): an M x N block tile in mma accumulator layout, BlockTiling's warp split, tf32 operands.
 /// kUnroll: k-steps unrolled in mma, so that the operand loads of several steps are in flight at

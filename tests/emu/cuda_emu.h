@@ -58,6 +58,14 @@ template <class T>
 inline T __ldg(const T* p) {
   return *p;
 }
+struct alignas(8) float2 {
+  float x = 0.f, y = 0.f;
+};
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 inline float __expf(float x) {
   return std::exp(x);
 }
