@@ -518,11 +518,13 @@ __global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(Gd
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
+        for (int r = 0; r < 4; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
           const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
-          const float x = du[nt][r] + s_decay[i] * kds[nt][r];
-          s_du[i * LS + j] = x;
-          p.grad_u[(chunk * kC + i) * D + v0 + j] = x;
+          const float x0 = du[nt][r] + s_decay[i] * kds[nt][r];
+          const float x1 = du[nt][r + 1] + s_decay[i] * kds[nt][r + 1];
+          s_du[i * LS + j] = x0;
+          s_du[i * LS + j + 1] = x1;
+          detail::store_pair(p.grad_u + (chunk * kC + i) * D + v0 + j, x0, x1);
         }
       }
     }

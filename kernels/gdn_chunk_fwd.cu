@@ -20,6 +20,7 @@ using detail::kThreads;
 using detail::load;
 using detail::load_pair;
 using detail::row_depth;
+using detail::store_pair;
 
 /// Row strides of the prep kernel's tiles: odd for the CUDA-core path (column walks hit distinct
 /// banks), 8 mod 32 for the tensor-core path (row-major and transposed fragment reads, bank
@@ -169,9 +170,13 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
   if (tid < kC) p.g_cum[chunk * kC + tid] = s_g[tid];
 
   // K K^T -> L (strictly lower, beta_i exp(G_i - G_j) row/decay scaled); Q K^T -> P.
-  auto store_l_and_p = [&](int i, int j, float kk, float qk) {
-    const float decay = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
+  auto decay_of = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
+  auto store_l = [&](int i, int j, float kk, float decay) {
     s_l[i * LC + j] = i > j ? s_beta[i] * kk * decay : 0.f;
+  };
+  auto store_l_and_p = [&](int i, int j, float kk, float qk) {
+    const float decay = decay_of(i, j);
+    store_l(i, j, kk, decay);
     p.attn[(chunk * kC + i) * kC + j] = p.scale * qk * decay;
   };
   if constexpr (kTc) {
@@ -194,9 +199,13 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        store_l_and_p(r0 + Tiling::row(0, 0, lane, r), c0 + Tiling::col(nt, lane, r), kk[nt][r],
-                      qk[nt][r]);
+      for (int r = 0; r < 4; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
+        const int i = r0 + Tiling::row(0, 0, lane, r), j = c0 + Tiling::col(nt, lane, r);
+        const float decay0 = decay_of(i, j), decay1 = decay_of(i, j + 1);
+        store_l(i, j, kk[nt][r], decay0);
+        store_l(i, j + 1, kk[nt][r + 1], decay1);
+        store_pair(p.attn + (chunk * kC + i) * kC + j, p.scale * qk[nt][r] * decay0,
+                   p.scale * qk[nt][r + 1] * decay1);
       }
     }
   } else {
@@ -254,10 +263,10 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
     w.mma_rows(n_valid, row_depth(n_valid), a, [&](int l, int d) { return s_k[l * LD + d]; });
     ut.mma_rows(n_valid, row_depth(n_valid), a, [&](int l, int d) { return s_v[l * LD + d]; });
 #pragma unroll
-    for (int r = 0; r < w.kRegs; ++r) {
+    for (int r = 0; r < w.kRegs; r += 2) {  // registers r, r + 1: adjacent columns
       const int64_t at = (chunk * kC + w.row(r)) * D + w.col(r);
-      p.w[at] = w.x[r];
-      p.u_tilde[at] = ut.x[r];
+      store_pair(p.w + at, w.x[r], w.x[r + 1]);
+      store_pair(p.u_tilde + at, ut.x[r], ut.x[r + 1]);
     }
   } else {
     for (int idx = tid; idx < kC * D; idx += kThreads) {
@@ -454,11 +463,13 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
+        for (int r = 0; r < 4; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
           const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
-          const float u = __ldg(ut + i * D + v0 + j) - acc[nt][r];
-          s_u[i * LS + j] = u;
-          if (p.u) p.u[(chunk * kC + i) * D + v0 + j] = u;
+          const float2 ut_ij = load_pair(ut + i * D + v0 + j);
+          const float u0 = ut_ij.x - acc[nt][r], u1 = ut_ij.y - acc[nt][r + 1];
+          s_u[i * LS + j] = u0;
+          s_u[i * LS + j + 1] = u1;
+          if (p.u) store_pair(p.u + (chunk * kC + i) * D + v0 + j, u0, u1);
         }
       }
     }
@@ -489,9 +500,9 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
-        for (int r = 0; r < 4; ++r) {
+        for (int r = 0; r < 4; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
           const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
-          if (i < n_valid) o[i * row_stride + v0 + j] = __float2bfloat16_rn(acc[nt][r]);
+          if (i < n_valid) store_pair(o + i * row_stride + v0 + j, acc[nt][r], acc[nt][r + 1]);
         }
       }
     }

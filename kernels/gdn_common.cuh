@@ -55,6 +55,20 @@ __device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
   return r;
 }
 
+/// p[0] = a, p[1] = b by one store (p aligned to the pair, as for load_pair): accumulator
+/// registers r, r + 1 of an MMA tile are adjacent columns of one row.
+__device__ __forceinline__ void store_pair(float* p, float a, float b) {
+  float2 v;
+  v.x = a;
+  v.y = b;
+  *reinterpret_cast<float2*>(p) = v;
+}
+__device__ __forceinline__ void store_pair(__nv_bfloat16* p, float a, float b) {
+  const unsigned lo = __bfloat16_as_ushort(__float2bfloat16_rn(a));
+  const unsigned hi = __bfloat16_as_ushort(__float2bfloat16_rn(b));
+  *reinterpret_cast<unsigned*>(p) = lo | (hi << 16);
+}
+
 /// Output elements of an M x N tile owned by one thread of NT.
 template <int M, int N, int NT = kThreads>
 struct Frag {

@@ -61,6 +61,9 @@ inline T __ldg(const T* p) {
 struct alignas(8) float2 {
   float x = 0.f, y = 0.f;
 };
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) {
+  return b.bits;
+}
 inline float __uint_as_float(unsigned u) {
   float f;
   std::memcpy(&f, &u, sizeof f);
