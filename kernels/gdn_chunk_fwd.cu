@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
           [&](int i, int d) {
             return r0 + i < n_valid ? load_pair(q + (r0 + i) * row_stride + d) : float2{};
           },
-          kt);
+          [&](int d, int j) { return *reinterpret_cast<const float2*>(s_k + (c0 + j) * LD + d); });
     }
 #pragma unroll
     for (int nt = 0; nt < kNT; ++nt) {
@@ -380,12 +380,17 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
 
 constexpr int kTcThreads = 128;  // 4 warps
 constexpr int kTcSlice = 32;     // BV: state columns per CTA
-constexpr int kTcLS =
-    kTcSlice + 8;  // fp32 row stride of state and U: B-fragment reads hit 32 banks
+// Shared copies of the state slice and of U are stored transposed (column j of the slice is a
+// row), so that the B operands of W S, Q S, P U and K^T U come in adjacent pairs (8-byte loads);
+// strides 8 mod 32 keep a half-warp's pair loads on distinct banks.
+template <int D>
+inline constexpr int kTcStateLd = D + 8;
+constexpr int kTcULd = kC + 8;
 
 template <int D>
 constexpr size_t tc_scan_smem_bytes() {
-  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) + sizeof(__nv_bfloat16) * kC * (D + 16);
+  return sizeof(float) * (kTcSlice * (kTcStateLd<D> + kTcULd) + 2 * kC) +
+         sizeof(__nv_bfloat16) * kC * (D + 16);
 }
 
 // grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_fwd_kernel, with every
@@ -398,15 +403,16 @@ constexpr size_t tc_scan_smem_bytes() {
 template <int D>
 __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams p) {
   using T = __nv_bfloat16;
-  constexpr int BV = kTcSlice, LS = kTcLS, LQ = D + 16;  // LQ: bf16 stride, conflict-free frags
-  constexpr int kNT = BV / 8;                            // n-tiles of the slice
-  constexpr int kStateMT = D / 64;                       // 16-row tiles of the state per warp
+  constexpr int BV = kTcSlice, LQ = D + 16;  // LQ: bf16 stride, conflict-free frags
+  constexpr int LST = kTcStateLd<D>, LU = kTcULd;
+  constexpr int kNT = BV / 8;       // n-tiles of the slice
+  constexpr int kStateMT = D / 64;  // 16-row tiles of the state per warp
   using RowTiling = mma::WarpTiling<1, kNT>;
   using StateTiling = mma::WarpTiling<kStateMT, kNT>;
   extern __shared__ float smem[];
-  float* s_state = smem;                        // [D][LS]  S slice (operand copy)
-  float* s_u = s_state + D * LS;                // [C][LS]  U
-  float* s_gamma = s_u + kC * LS;               // [C]      exp(G_i)
+  float* s_state = smem;                        // [BV][LST] S slice transposed (operand copy)
+  float* s_u = s_state + BV * LST;              // [BV][LU]  U transposed
+  float* s_gamma = s_u + BV * LU;               // [C]       exp(G_i)
   float* s_decay = s_gamma + kC;                // [C]      exp(G_C - G_i)
   T* s_k = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
 
@@ -414,12 +420,16 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  auto state = [&](int d, int j) { return s_state[d * LS + j]; };
+  // B operands in pairs along their k index (rows d of S, rows m of U): adjacent in the copies.
+  auto state_pair = [&](int d, int j) {
+    return *reinterpret_cast<const float2*>(s_state + j * LST + d);
+  };
+  auto u_pair = [&](int m, int j) { return *reinterpret_cast<const float2*>(s_u + j * LU + m); };
 
   mma::WarpStateTile<kStateMT, kNT> st;
   st.for_each(warp, lane, [&](int d, int j, float& x) {
     x = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
-    s_state[d * LS + j] = x;
+    s_state[j * LST + d] = x;
   });
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
@@ -447,7 +457,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       float* cs = p.chunk_states + chunk * D * D;
       for (int idx = tid; idx < D * BV; idx += kTcThreads) {
         const int d = idx % D, j = idx / D;  // consecutive threads walk k: coalesced
-        cs[(v0 + j) * D + d] = s_state[d * LS + j];
+        cs[(v0 + j) * D + d] = s_state[j * LST + d];
       }
     }
     const int depth = row_depth(n_valid);
@@ -458,7 +468,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       if (has_tokens) {
         mma::warp_mma_tf32_pairs<kNT>(
             acc, lane, 0, D / 8, [&](int i, int d) { return load_pair(w_rows + i * D + d); },
-            state);
+            state_pair);
       }
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
@@ -467,8 +477,8 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
           const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
           const float2 ut_ij = load_pair(ut + i * D + v0 + j);
           const float u0 = ut_ij.x - acc[nt][r], u1 = ut_ij.y - acc[nt][r + 1];
-          s_u[i * LS + j] = u0;
-          s_u[i * LS + j + 1] = u1;
+          s_u[j * LU + i] = u0;
+          s_u[(j + 1) * LU + i] = u1;
           if (p.u) store_pair(p.u + (chunk * kC + i) * D + v0 + j, u0, u1);
         }
       }
@@ -483,7 +493,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
           [&](int i, int d) {
             return i < q_rows_valid ? load_pair(q_rows + i * row_stride + d) : float2{};
           },
-          state);
+          state_pair);
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
@@ -495,8 +505,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       const float* attn_rows = attn + warp * 16 * kC;
       mma::warp_mma_tf32_pairs<kNT>(
           acc, lane, 0, min(2 * (warp + 1), depth / 8),
-          [&](int i, int m) { return load_pair(attn_rows + i * kC + m); },
-          [&](int m, int j) { return s_u[m * LS + j]; });
+          [&](int i, int m) { return load_pair(attn_rows + i * kC + m); }, u_pair);
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
@@ -512,14 +521,15 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
 #pragma unroll
       for (int mt = 0; mt < kStateMT; ++mt) {
         const int d0 = warp * StateTiling::kWarpRows + mt * 16;
-        mma::warp_mma_tf32<kNT>(
-            st.x[mt], lane, 0, depth / 8,
-            [&](int d, int i) { return __bfloat162float(s_k[i * LQ + d0 + d]) * s_decay[i]; },
-            [&](int i, int j) { return s_u[i * LS + j]; });
+        mma::warp_mma_tf32_pairs<kNT>(st.x[mt], lane, 0, depth / 8,
+                                      mma::pair_across([&](int d, int i) {
+                                        return __bfloat162float(s_k[i * LQ + d0 + d]) * s_decay[i];
+                                      }),
+                                      u_pair);
       }
     }
     __syncthreads();  // every warp is done reading s_state, s_u, s_k
-    st.for_each(warp, lane, [&](int d, int j, float& x) { s_state[d * LS + j] = x; });
+    st.for_each(warp, lane, [&](int d, int j, float& x) { s_state[j * LST + d] = x; });
     // The next chunk's first __syncthreads orders these writes before any read of s_state.
   }
   if (p.final_state) {

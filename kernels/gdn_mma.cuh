@@ -126,15 +126,17 @@ __device__ __forceinline__ void warp_mma_tf32(float (&acc)[kNTiles][4], int lane
     }
   }
 }
-/// warp_mma_tf32 for an A operand fetched in pairs: a_pair(i, k) returns A(i, k) and A(i, k + 1)
-/// (k even) as a float2, one load instead of two (the scans read A from global memory, where the
-/// load instructions, not the bytes, are the cost). Inside each 8-wide k-step the k order is
-/// permuted, pi(t + 4 s) = 2 t + s for t < 4, s < 2, the same for A and B, so the product is
-/// unchanged: a lane's two A registers of one row (logical columns t and t + 4) are then the
-/// adjacent physical columns 2t and 2t + 1, and its B registers are rows 2t and 2t + 1.
-template <int kNTiles, class FA2, class FB>
+/// warp_mma_tf32 with operands fetched in pairs: a_pair(i, k) returns A(i, k), A(i, k + 1) and
+/// b_pair(k, j) returns B(k, j), B(k + 1, j) (k even) as float2s, one load instead of two where
+/// the pair is adjacent in memory (the scans read operands from global memory, or from shared
+/// copies laid out for it, and the load instructions, not the bytes, are their cost). Inside each
+/// 8-wide k-step the k order is permuted, pi(t + 4 s) = 2 t + s for t < 4, s < 2, the same for A
+/// and B, so the product is unchanged: a lane's two A registers of one row (logical columns t and
+/// t + 4) are then the physical columns 2t and 2t + 1, and its two B registers the rows 2t and
+/// 2t + 1 of one column.
+template <int kNTiles, class FA2, class FB2>
 __device__ __forceinline__ void warp_mma_tf32_pairs(float (&acc)[kNTiles][4], int lane, int k0,
-                                                    int k_steps, FA2 a_pair, FB b) {
+                                                    int k_steps, FA2 a_pair, FB2 b_pair) {
   const int g = lane / 4, t = lane % 4;  // M16N8K8's groupID and threadID_in_group
 #pragma unroll 4
   for (int ks = 0; ks < k_steps; ++ks) {
@@ -145,11 +147,32 @@ __device__ __forceinline__ void warp_mma_tf32_pairs(float (&acc)[kNTiles][4], in
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
       // B register r: logical row t + 4 r, physical row 2 t + r; column g.
-      const unsigned bf[2] = {to_tf32(b(kb + 2 * t, nt * 8 + g)),
-                              to_tf32(b(kb + 2 * t + 1, nt * 8 + g))};
+      const float2 col = b_pair(kb + 2 * t, nt * 8 + g);
+      const unsigned bf[2] = {to_tf32(col.x), to_tf32(col.y)};
       mma_tf32(acc[nt], af, bf);
     }
   }
+}
+
+/// A pair loader from an element loader f(r, c), along its first index: f(r, c), f(r + 1, c).
+template <class F>
+__device__ __forceinline__ auto pair_down(F f) {
+  return [f](int r, int c) {
+    float2 v;
+    v.x = f(r, c);
+    v.y = f(r + 1, c);
+    return v;
+  };
+}
+/// ... and along its second index: f(r, c), f(r, c + 1).
+template <class F>
+__device__ __forceinline__ auto pair_across(F f) {
+  return [f](int r, int c) {
+    float2 v;
+    v.x = f(r, c);
+    v.y = f(r, c + 1);
+    return v;
+  };
 }
 
 /// The tensor-core counterpart of detail::Frag (same interface: x[kRegs], row(r), col(r), fill,
