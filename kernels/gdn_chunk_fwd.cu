@@ -32,7 +32,7 @@ inline constexpr int kPrepLc = kTc ? kC + 8 : kC + 1;
 
 template <int D, bool kTc>
 constexpr size_t prep_smem_bytes() {
-  return sizeof(float) * (2 * kC * kPrepLd<D, kTc> + 2 * kC * kPrepLc<kTc> + 2 * kC);
+  return sizeof(float) * (2 * kC * kPrepLd<D, kTc> + 2 * kC * kPrepLc<kTc> + 3 * kC);
 }
 
 /// s_a = (I + L)^-1 for the strictly lower s_l (both [C][LC], s_a holding I on entry), by 16 x 16
@@ -120,12 +120,13 @@ template <typename T, int D, bool kTc>
 __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(GdnParams p) {
   constexpr int LD = kPrepLd<D, kTc>, LC = kPrepLc<kTc>;
   extern __shared__ float smem[];
-  float* s_k = smem;           // [C][LD]  k, then Z = diag(beta gamma) K, then W
-  float* s_v = s_k + kC * LD;  // [C][LD]  v, then Y = diag(beta) V, then Ut
+  float* s_k = smem;           // [C][LD]  k (CUDA cores: then Z = diag(beta gamma) K, then W)
+  float* s_v = s_k + kC * LD;  // [C][LD]  v (CUDA cores: then Y = diag(beta) V, then Ut)
   float* s_a = s_v + kC * LD;  // [C][LC]  I, then A = (I + L)^-1
   float* s_l = s_a + kC * LC;  // [C][LC]  L
   float* s_g = s_l + kC * LC;  // [C]      G (within-chunk cumsum of g)
   float* s_beta = s_g + kC;    // [C]
+  float* s_zs = s_beta + kC;   // [C]      beta exp(G): the row scale of Z (tensor cores)
 
   const int n = blockIdx.x;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -137,11 +138,25 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
   const T* v = static_cast<const T*>(p.v) + detail::token_offset(p, b, t0, h, D);
   const int tid = threadIdx.x;
 
-  for (int idx = tid; idx < kC * D; idx += kThreads) {
-    const int i = idx / D, d = idx % D;
-    const bool ok = i < n_valid;
-    s_k[i * LD + d] = ok ? load(k + i * row_stride + d) : 0.f;
-    s_v[i * LD + d] = ok ? load(v + i * row_stride + d) : 0.f;
+  if constexpr (kTc) {  // rows of 16-byte aligned pieces, 8 elements each (LD keeps rows aligned)
+    constexpr int kPieces = D / 8;
+    for (int idx = tid; idx < kC * kPieces; idx += kThreads) {
+      const int i = idx / kPieces, d = (idx % kPieces) * 8;
+      float xk[8] = {}, xv[8] = {};
+      if (i < n_valid) {
+        detail::load8(k + i * row_stride + d, xk);
+        detail::load8(v + i * row_stride + d, xv);
+      }
+      detail::store8(s_k + i * LD + d, xk);
+      detail::store8(s_v + i * LD + d, xv);
+    }
+  } else {
+    for (int idx = tid; idx < kC * D; idx += kThreads) {
+      const int i = idx / D, d = idx % D;
+      const bool ok = i < n_valid;
+      s_k[i * LD + d] = ok ? load(k + i * row_stride + d) : 0.f;
+      s_v[i * LD + d] = ok ? load(v + i * row_stride + d) : 0.f;
+    }
   }
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
@@ -167,7 +182,10 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
   }
   __syncthreads();
   const int64_t chunk = bh * n_chunks + n;
-  if (tid < kC) p.g_cum[chunk * kC + tid] = s_g[tid];
+  if (tid < kC) {
+    p.g_cum[chunk * kC + tid] = s_g[tid];
+    s_zs[tid] = s_beta[tid] * __expf(s_g[tid]);
+  }
 
   // K K^T -> L (strictly lower, beta_i exp(G_i - G_j) row/decay scaled); Q K^T -> P.
   auto decay_of = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
@@ -221,12 +239,14 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
     for (int r = 0; r < kk.kRegs; ++r) store_l_and_p(kk.row(r), kk.col(), kk.x[r], qk.x[r]);
   }
   __syncthreads();
-  for (int idx = tid; idx < kC * D; idx += kThreads) {
-    const int i = idx / D, d = idx % D;
-    s_k[i * LD + d] *= s_beta[i] * __expf(s_g[i]);
-    s_v[i * LD + d] *= s_beta[i];
+  if constexpr (!kTc) {  // Z and Y in place (on tensor cores the row scales go into A's columns)
+    for (int idx = tid; idx < kC * D; idx += kThreads) {
+      const int i = idx / D, d = idx % D;
+      s_k[i * LD + d] *= s_zs[i];
+      s_v[i * LD + d] *= s_beta[i];
+    }
+    __syncthreads();
   }
-  __syncthreads();
   // CUDA cores: (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in
   // registers. Tensor cores: only X = A, by 16 x 16 blocks (below), and W, Ut are products.
   // Past the tokens L's rows are zero: those rows of X are the right-hand side's, and an identity
@@ -258,10 +278,15 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
     mma::TcFrag<kC, D, kThreads> w, ut;
     w.fill(0.f);
     ut.fill(0.f);
-    auto a = [&](int i, int l) { return s_a[i * LC + l]; };
-    // Rows of A past the tokens are identity rows against zero rows of Z and Y: zero rows of W, Ut.
-    w.mma_rows(n_valid, row_depth(n_valid), a, [&](int l, int d) { return s_k[l * LD + d]; });
-    ut.mma_rows(n_valid, row_depth(n_valid), a, [&](int l, int d) { return s_v[l * LD + d]; });
+    // W = A diag(beta gamma) K and Ut = A diag(beta) V: the row scales of Z and Y as column scales
+    // of A. Rows of A past the tokens are identity rows against zero rows of K and V (and zero
+    // scales): zero rows of W, Ut.
+    w.mma_rows(
+        n_valid, row_depth(n_valid), [&](int i, int l) { return s_a[i * LC + l] * s_zs[l]; },
+        [&](int l, int d) { return s_k[l * LD + d]; });
+    ut.mma_rows(
+        n_valid, row_depth(n_valid), [&](int i, int l) { return s_a[i * LC + l] * s_beta[l]; },
+        [&](int l, int d) { return s_v[l * LD + d]; });
 #pragma unroll
     for (int r = 0; r < w.kRegs; r += 2) {  // registers r, r + 1: adjacent columns
       const int64_t at = (chunk * kC + w.row(r)) * D + w.col(r);

@@ -55,6 +55,31 @@ __device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
   return r;
 }
 
+/// p[0 .. 8) as floats by 16-byte loads (one for bf16, two for fp32); p 16-byte aligned.
+__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&out)[8]) {
+  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
+  const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {  // element 2i in the low half of word i
+    out[2 * i] = __uint_as_float(words[i] << 16);
+    out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void load8(const float* p, float (&out)[8]) {
+  const float4 lo = __ldg(reinterpret_cast<const float4*>(p));
+  const float4 hi = __ldg(reinterpret_cast<const float4*>(p) + 1);
+  out[0] = lo.x, out[1] = lo.y, out[2] = lo.z, out[3] = lo.w;
+  out[4] = hi.x, out[5] = hi.y, out[6] = hi.z, out[7] = hi.w;
+}
+/// p[0 .. 8) = x by two 16-byte stores; p 16-byte aligned (shared or global memory).
+__device__ __forceinline__ void store8(float* p, const float (&x)[8]) {
+  float4 lo, hi;
+  lo.x = x[0], lo.y = x[1], lo.z = x[2], lo.w = x[3];
+  hi.x = x[4], hi.y = x[5], hi.z = x[6], hi.w = x[7];
+  reinterpret_cast<float4*>(p)[0] = lo;
+  reinterpret_cast<float4*>(p)[1] = hi;
+}
+
 /// p[0] = a, p[1] = b by one store (p aligned to the pair, as for load_pair): accumulator
 /// registers r, r + 1 of an MMA tile are adjacent columns of one row.
 __device__ __forceinline__ void store_pair(float* p, float a, float b) {

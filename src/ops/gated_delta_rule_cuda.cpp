@@ -6,10 +6,13 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <initializer_list>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "gdn.h"
 #include "ops/kernel_status.h"
@@ -28,6 +31,28 @@ std::string shape_of(const at::Tensor& t) {
 
 [[noreturn]] void fail(const std::string& what) {
   throw std::invalid_argument("gated_delta_rule_cuda: " + what);
+}
+
+/// The kernels load rows of q, k, v and dO in 16-byte pieces.
+bool rows_aligned(const at::Tensor& t) {
+  return t.is_contiguous() && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+
+/// t itself when its rows can be read as they are, else a contiguous copy (a fresh allocation,
+/// aligned): also for a contiguous view that starts inside another tensor's storage.
+at::Tensor aligned_rows(const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  return rows_aligned(c) ? c : c.clone(at::MemoryFormat::Contiguous);
+}
+
+void require_aligned_rows(std::initializer_list<std::pair<const char*, const at::Tensor*>> ts) {
+  for (const auto& [name, t] : ts) {
+    if (!rows_aligned(*t)) {
+      fail(std::string(name) +
+           " must be contiguous and start on a 16-byte boundary (gated_delta_rule_cuda copies "
+           "such inputs; this entry point does not)");
+    }
+  }
 }
 
 at::Tensor make_output(at::IntArrayRef sizes, const at::TensorOptions& options,
@@ -85,7 +110,7 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
     const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &beta32 = saved[3];
     const GdnCudaSaved ws{saved[4], saved[5], saved[6], saved[7], saved[8], saved[9]};
     const bool has_h0 = ctx->saved_data["has_h0"].toBool();
-    at::Tensor grad_o = grads[0].defined() ? grads[0].to(q.scalar_type()).contiguous()
+    at::Tensor grad_o = grads[0].defined() ? aligned_rows(grads[0].to(q.scalar_type()))
                                            : at::zeros(v.sizes(), v.options());
     at::Tensor grad_final =
         grads[1].defined() ? grads[1].to(at::kFloat).contiguous() : at::Tensor();
@@ -173,6 +198,7 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
                                              const at::Tensor& initial_state, double scale,
                                              bool save_for_backward, GdnOutputInit init,
                                              GdnCudaKernel kernel) {
+  require_aligned_rows({{"q", &q}, {"k", &k}, {"v", &v}});
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
   const int64_t NC = (T + kernels::kGdnChunk - 1) / kernels::kGdnChunk, C = kernels::kGdnChunk;
@@ -216,6 +242,7 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
                                             const GdnCudaSaved& saved, const at::Tensor& grad_o,
                                             const at::Tensor& grad_final_state, GdnOutputInit init,
                                             GdnCudaKernel kernel) {
+  require_aligned_rows({{"q", &q}, {"k", &k}, {"v", &v}, {"grad_o", &grad_o}});
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t B = q.size(0), H = q.size(2), K = q.size(3), V = v.size(3);
   const auto f32 = q.options().dtype(at::kFloat);
@@ -260,9 +287,10 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q_in, const at::Ten
                                            double scale) {
   validate(q_in, k_in, v_in, g, beta, initial_state);
   if (scale <= 0) scale = 1.0 / std::sqrt(double(q_in.size(3)));
-  // The kernels read [B, T, H, D] rows; a strided view is copied here (an autograd op) rather than
-  // refused, so the dispatcher can pass slices.
-  const at::Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
+  // The kernels read [B, T, H, D] rows, in 16-byte pieces: a strided view or a contiguous one that
+  // starts off a 16-byte boundary is copied here (an autograd op) rather than refused, so the
+  // dispatcher can pass slices.
+  const at::Tensor q = aligned_rows(q_in), k = aligned_rows(k_in), v = aligned_rows(v_in);
   const at::Tensor h0 = initial_state ? *initial_state : at::Tensor();
   bool needs_grad = false;
   for (const at::Tensor* t : {&q, &k, &v, &g, &beta, &h0}) {

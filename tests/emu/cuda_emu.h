@@ -61,6 +61,12 @@ inline T __ldg(const T* p) {
 struct alignas(8) float2 {
   float x = 0.f, y = 0.f;
 };
+struct alignas(16) float4 {
+  float x = 0.f, y = 0.f, z = 0.f, w = 0.f;
+};
+struct alignas(16) uint4 {
+  unsigned x = 0, y = 0, z = 0, w = 0;
+};
 inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) {
   return b.bits;
 }

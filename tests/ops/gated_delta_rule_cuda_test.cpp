@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -226,6 +227,40 @@ TEST(GatedDeltaRuleCuda, TwoRunsAreBitwiseIdentical) {
   EXPECT_TRUE(at::equal(a.dg, b.dg));
   EXPECT_TRUE(at::equal(a.dbeta, b.dbeta));
   EXPECT_TRUE(at::equal(a.dh0, b.dh0));
+}
+
+// A contiguous view that starts one element into its storage (a slice of a flat buffer can): the
+// kernels load rows in 16-byte pieces, so the op copies such inputs, and the results are bitwise
+// those of the same values in fresh tensors.
+TEST(GatedDeltaRuleCuda, ContiguousViewsOffA16ByteBoundaryMatchFreshTensors) {
+  HYPNOS_REQUIRE_CUDA();
+  Case c;
+  c.seq_len = 37;
+  const Inputs in = make_inputs(c);
+  const Result want = run(in, GdnBackend::kCuda, std::nullopt);
+  auto shifted_leaf = [](const at::Tensor& t) {
+    const at::Tensor buf = at::empty({t.numel() + 1}, t.options());
+    at::Tensor view = buf.narrow(0, 1, t.numel()).view(t.sizes());
+    view.copy_(t);
+    EXPECT_NE(reinterpret_cast<uintptr_t>(view.data_ptr()) % 16, 0u);
+    return view.detach().requires_grad_(true);
+  };
+  const at::Tensor q = shifted_leaf(in.q), k = shifted_leaf(in.k), v = shifted_leaf(in.v);
+  const at::Tensor g = in.g.clone().requires_grad_(true),
+                   beta = in.beta.clone().requires_grad_(true);
+  const at::Tensor h0 = in.h0.clone().requires_grad_(true);
+  const GatedDeltaRuleOutput out = gated_delta_rule(q, k, v, g, beta, h0, -1.0, GdnBackend::kCuda);
+  const at::Tensor grad_o = shifted_leaf(in.grad_o).detach();
+  const auto grads = torch::autograd::grad({out.o, out.final_state}, {q, k, v, g, beta, h0},
+                                           {grad_o, in.grad_final});
+  EXPECT_TRUE(at::equal(out.o, want.o));
+  EXPECT_TRUE(at::equal(out.final_state, want.final_state));
+  EXPECT_TRUE(at::equal(grads[0], want.dq));
+  EXPECT_TRUE(at::equal(grads[1], want.dk));
+  EXPECT_TRUE(at::equal(grads[2], want.dv));
+  EXPECT_TRUE(at::equal(grads[3], want.dg));
+  EXPECT_TRUE(at::equal(grads[4], want.dbeta));
+  EXPECT_TRUE(at::equal(grads[5], want.dh0));
 }
 
 TEST(GatedDeltaRuleCuda, EveryOutputElementIsWrittenOverNaNFilledBuffers) {
