@@ -426,57 +426,49 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
   }
 }
 
-constexpr int kTcThreads = 128;  // 4 warps
-constexpr int kTcSlice = 32;     // BV: dS columns per CTA
-// The shared copies of dS, dU and the dO slice are stored transposed (column j of the slice is a
-// row), so that every B operand comes in adjacent pairs along its k index (one 8-byte or 4-byte
-// load instead of two); the strides keep a warp's pair loads on distinct banks.
-template <int D>
-inline constexpr int kTcDsLd = D + 8;  // fp32
-constexpr int kTcDuLd = kC + 8;        // fp32
-constexpr int kTcDoLd = kC + 8;        // bf16
+constexpr int kTcThreads = 128;      // 4 warps
+constexpr int kTcSlice = 32;         // BV: dS columns per CTA
+constexpr int kTcLS = kTcSlice + 8;  // fp32 stride of dS and dU: B-fragment reads hit 32 banks
+constexpr int kTcLO = kTcSlice + 8;  // bf16 stride of the dO slice
 
 template <int D>
 constexpr size_t tc_bwd_scan_smem_bytes() {
-  return sizeof(float) * (kTcSlice * (kTcDsLd<D> + kTcDuLd) + 2 * kC) +
-         sizeof(__nv_bfloat16) * (kC * (D + 16) + kTcSlice * kTcDoLd);
+  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) +
+         sizeof(__nv_bfloat16) * (kC * (D + 16) + kC * kTcLO);
 }
 
 // grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_bwd_scan_kernel with the
 // matmuls on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation): dS in fp32 registers of the
 // owning warp (rows [w D/4, (w+1) D/4)), a shared copy for the B operand of K dS; q and the dO
-// slice staged in shared memory as bf16 (exact; q is read transposed, dO stored transposed). k is
-// read once per element from global memory: about 54 KB of shared memory for D = 128, four CTAs per
-// H100 SM, so the 512 CTAs of B*H = 128 run in one wave instead of two.
+// slice staged in shared memory as bf16 (exact; q is read transposed). k is read once per element
+// from global memory: about 54 KB of shared memory for D = 128, four CTAs per H100 SM, so the 512
+// CTAs of B*H = 128 run in one wave instead of two.
 template <int D>
 __global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams p) {
   using T = __nv_bfloat16;
-  constexpr int BV = kTcSlice, LDS = kTcDsLd<D>, LDU = kTcDuLd, LO = kTcDoLd, LQ = D + 16;
+  constexpr int BV = kTcSlice, LS = kTcLS, LO = kTcLO, LQ = D + 16;
   constexpr int kNT = BV / 8;
   constexpr int kStateMT = D / 64;
   using RowTiling = mma::WarpTiling<1, kNT>;
   using StateTiling = mma::WarpTiling<kStateMT, kNT>;
   extern __shared__ float smem[];
-  float* s_ds = smem;                           // [BV][LDS] dS slice transposed (operand copy)
-  float* s_du = s_ds + BV * LDS;                // [BV][LDU] dU transposed
-  float* s_gamma = s_du + BV * LDU;             // [C]
+  float* s_ds = smem;                           // [D][LS]  dS slice (operand copy)
+  float* s_du = s_ds + D * LS;                  // [C][LS]  dU
+  float* s_gamma = s_du + kC * LS;              // [C]
   float* s_decay = s_gamma + kC;                // [C]
   T* s_q = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
-  T* s_do = s_q + kC * LQ;                      // [BV][LO]  dO[:, v0 : v0 + BV] transposed
+  T* s_do = s_q + kC * LQ;                      // [C][LO]  dO[:, v0 : v0 + BV]
 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  // B operands in pairs along their k index.
-  auto grad_out_pair = [&](int m, int j) { return detail::pair_at(s_do + j * LO + m); };
-  auto ds_pair = [&](int d, int j) { return detail::pair_at(s_ds + j * LDS + d); };
-  auto du_pair = [&](int i, int j) { return detail::pair_at(s_du + j * LDU + i); };
+  auto grad_out = [&](int m, int j) { return __bfloat162float(s_do[m * LO + j]); };
 
   mma::WarpStateTile<kStateMT, kNT> ds;
   ds.for_each(warp, lane, [&](int d, int j, float& x) {
     x = p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
-    s_ds[j * LDS + d] = x;
+    s_ds[d * LS + j] = x;
   });
   for (int64_t n = n_chunks - 1; n >= 0; --n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
@@ -492,13 +484,11 @@ __global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(Gd
       reinterpret_cast<uint32_t*>(s_q + i * LQ)[c] =
           ok ? __ldg(reinterpret_cast<const uint32_t*>(q + i * row_stride) + c) : 0u;
     }
-    for (int idx = tid; idx < kC * (BV / 2); idx += kTcThreads) {  // coalesced global reads
+    for (int idx = tid; idx < kC * (BV / 2); idx += kTcThreads) {
       const int i = idx / (BV / 2), c = idx % (BV / 2);
-      const uint32_t pair =
+      reinterpret_cast<uint32_t*>(s_do + i * LO)[c] =
           i < n_valid ? __ldg(reinterpret_cast<const uint32_t*>(d_o + i * row_stride + v0) + c)
                       : 0u;
-      reinterpret_cast<unsigned short*>(s_do)[2 * c * LO + i] = (unsigned short)(pair & 0xffffu);
-      reinterpret_cast<unsigned short*>(s_do)[(2 * c + 1) * LO + i] = (unsigned short)(pair >> 16);
     }
     if (tid < kC) {
       const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
@@ -510,7 +500,7 @@ __global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(Gd
       float* dst = p.grad_chunk_states + chunk * D * D;
       for (int idx = tid; idx < D * BV; idx += kTcThreads) {
         const int d = idx % D, j = idx / D;
-        dst[(v0 + j) * D + d] = s_ds[j * LDS + d];
+        dst[(v0 + j) * D + d] = s_ds[d * LS + j];
       }
     }
     const int depth = row_depth(n_valid);
@@ -520,16 +510,16 @@ __global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(Gd
       if (i0 < n_valid) {
         const T* k_rows = k + i0 * row_stride;
         const int k_rows_valid = n_valid - i0;
-        mma::warp_mma_tf32_pairs<kNT>(
-            kds, lane, 0, D / 8, mma::pair_across([&](int i, int d) {
+        mma::warp_mma_tf32<kNT>(
+            kds, lane, 0, D / 8,
+            [&](int i, int d) {
               return i < k_rows_valid ? __bfloat162float(__ldg(k_rows + i * row_stride + d)) : 0.f;
-            }),
-            ds_pair);
+            },
+            [&](int d, int j) { return s_ds[d * LS + j]; });
         // P^T is upper triangular: rows of this warp meet only columns from 16 warp on.
-        mma::warp_mma_tf32_pairs<kNT>(
+        mma::warp_mma_tf32<kNT>(
             du, lane, i0, (depth - i0) / 8,
-            mma::pair_across([&](int i, int m) { return __ldg(attn + m * kC + i0 + i); }),
-            grad_out_pair);
+            [&](int i, int m) { return __ldg(attn + m * kC + i0 + i); }, grad_out);
       }
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
@@ -538,8 +528,8 @@ __global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(Gd
           const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
           const float x0 = du[nt][r] + s_decay[i] * kds[nt][r];
           const float x1 = du[nt][r + 1] + s_decay[i] * kds[nt][r + 1];
-          s_du[j * LDU + i] = x0;
-          s_du[(j + 1) * LDU + i] = x1;
+          s_du[i * LS + j] = x0;
+          s_du[i * LS + j + 1] = x1;
           detail::store_pair(p.grad_u + (chunk * kC + i) * D + v0 + j, x0, x1);
         }
       }
@@ -551,17 +541,18 @@ __global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(Gd
 #pragma unroll
       for (int mt = 0; mt < kStateMT; ++mt) {
         const int d0 = warp * StateTiling::kWarpRows + mt * 16;
-        mma::warp_mma_tf32_pairs<kNT>(
-            ds.x[mt], lane, 0, depth / 8, mma::pair_across([&](int d, int i) {
-              return p.scale * s_gamma[i] * __bfloat162float(s_q[i * LQ + d0 + d]);
-            }),
-            grad_out_pair);
-        mma::warp_mma_tf32_pairs<kNT>(
+        mma::warp_mma_tf32<kNT>(
             ds.x[mt], lane, 0, depth / 8,
-            mma::pair_across([&](int d, int i) { return -__ldg(w + i * D + d0 + d); }), du_pair);
+            [&](int d, int i) {
+              return p.scale * s_gamma[i] * __bfloat162float(s_q[i * LQ + d0 + d]);
+            },
+            grad_out);
+        mma::warp_mma_tf32<kNT>(
+            ds.x[mt], lane, 0, depth / 8, [&](int d, int i) { return -__ldg(w + i * D + d0 + d); },
+            [&](int i, int j) { return s_du[i * LS + j]; });
       }
       // No warp reads s_ds in this phase (the K dS product above is behind the barrier).
-      ds.for_each(warp, lane, [&](int d, int j, float& x) { s_ds[j * LDS + d] = x; });
+      ds.for_each(warp, lane, [&](int d, int j, float& x) { s_ds[d * LS + j] = x; });
     }
     __syncthreads();  // s_ds is the new dS before the next chunk stores and reads it
   }

@@ -55,18 +55,6 @@ __device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
   return r;
 }
 
-/// p[0] and p[1] as floats by one plain load (shared memory; load_pair's __ldg is for global).
-__device__ __forceinline__ float2 pair_at(const float* p) {
-  return *reinterpret_cast<const float2*>(p);
-}
-__device__ __forceinline__ float2 pair_at(const __nv_bfloat16* p) {
-  const unsigned bits = *reinterpret_cast<const unsigned*>(p);
-  float2 r;
-  r.x = __uint_as_float(bits << 16);
-  r.y = __uint_as_float(bits & 0xffff0000u);
-  return r;
-}
-
 /// p[0 .. 8) as floats by 16-byte loads (one for bf16, two for fp32); p 16-byte aligned.
 __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&out)[8]) {
   const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
