@@ -405,17 +405,12 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
 
 constexpr int kTcThreads = 128;  // 4 warps
 constexpr int kTcSlice = 32;     // BV: state columns per CTA
-// Shared copies of the state slice and of U are stored transposed (column j of the slice is a
-// row), so that the B operands of W S, Q S, P U and K^T U come in adjacent pairs (8-byte loads);
-// strides 8 mod 32 keep a half-warp's pair loads on distinct banks.
-template <int D>
-inline constexpr int kTcStateLd = D + 8;
-constexpr int kTcULd = kC + 8;
+constexpr int kTcLS =
+    kTcSlice + 8;  // fp32 row stride of state and U: B-fragment reads hit 32 banks
 
 template <int D>
 constexpr size_t tc_scan_smem_bytes() {
-  return sizeof(float) * (kTcSlice * (kTcStateLd<D> + kTcULd) + 2 * kC) +
-         sizeof(__nv_bfloat16) * kC * (D + 16);
+  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) + sizeof(__nv_bfloat16) * kC * (D + 16);
 }
 
 // grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_fwd_kernel, with every
@@ -428,16 +423,15 @@ constexpr size_t tc_scan_smem_bytes() {
 template <int D>
 __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams p) {
   using T = __nv_bfloat16;
-  constexpr int BV = kTcSlice, LQ = D + 16;  // LQ: bf16 stride, conflict-free frags
-  constexpr int LST = kTcStateLd<D>, LU = kTcULd;
-  constexpr int kNT = BV / 8;       // n-tiles of the slice
-  constexpr int kStateMT = D / 64;  // 16-row tiles of the state per warp
+  constexpr int BV = kTcSlice, LS = kTcLS, LQ = D + 16;  // LQ: bf16 stride, conflict-free frags
+  constexpr int kNT = BV / 8;                            // n-tiles of the slice
+  constexpr int kStateMT = D / 64;                       // 16-row tiles of the state per warp
   using RowTiling = mma::WarpTiling<1, kNT>;
   using StateTiling = mma::WarpTiling<kStateMT, kNT>;
   extern __shared__ float smem[];
-  float* s_state = smem;                        // [BV][LST] S slice transposed (operand copy)
-  float* s_u = s_state + BV * LST;              // [BV][LU]  U transposed
-  float* s_gamma = s_u + BV * LU;               // [C]       exp(G_i)
+  float* s_state = smem;                        // [D][LS]  S slice (operand copy)
+  float* s_u = s_state + D * LS;                // [C][LS]  U
+  float* s_gamma = s_u + kC * LS;               // [C]      exp(G_i)
   float* s_decay = s_gamma + kC;                // [C]      exp(G_C - G_i)
   T* s_k = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
 
@@ -445,16 +439,12 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  // B operands in pairs along their k index (rows d of S, rows m of U): adjacent in the copies.
-  auto state_pair = [&](int d, int j) {
-    return *reinterpret_cast<const float2*>(s_state + j * LST + d);
-  };
-  auto u_pair = [&](int m, int j) { return *reinterpret_cast<const float2*>(s_u + j * LU + m); };
+  auto state = [&](int d, int j) { return s_state[d * LS + j]; };
 
   mma::WarpStateTile<kStateMT, kNT> st;
   st.for_each(warp, lane, [&](int d, int j, float& x) {
     x = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
-    s_state[j * LST + d] = x;
+    s_state[d * LS + j] = x;
   });
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
@@ -482,7 +472,7 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       float* cs = p.chunk_states + chunk * D * D;
       for (int idx = tid; idx < D * BV; idx += kTcThreads) {
         const int d = idx % D, j = idx / D;  // consecutive threads walk k: coalesced
-        cs[(v0 + j) * D + d] = s_state[j * LST + d];
+        cs[(v0 + j) * D + d] = s_state[d * LS + j];
       }
     }
     const int depth = row_depth(n_valid);
@@ -491,20 +481,17 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       float acc[kNT][4] = {};
       const float* w_rows = w + warp * 16 * D;
       if (has_tokens) {
-        mma::warp_mma_tf32_pairs<kNT>(
-            acc, lane, 0, D / 8, [&](int i, int d) { return load_pair(w_rows + i * D + d); },
-            state_pair);
+        mma::warp_mma_tf32<kNT>(
+            acc, lane, 0, D / 8, [&](int i, int d) { return __ldg(w_rows + i * D + d); }, state);
       }
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
-        for (int r = 0; r < 4; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
+        for (int r = 0; r < 4; ++r) {
           const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
-          const float2 ut_ij = load_pair(ut + i * D + v0 + j);
-          const float u0 = ut_ij.x - acc[nt][r], u1 = ut_ij.y - acc[nt][r + 1];
-          s_u[j * LU + i] = u0;
-          s_u[(j + 1) * LU + i] = u1;
-          if (p.u) store_pair(p.u + (chunk * kC + i) * D + v0 + j, u0, u1);
+          const float u = __ldg(ut + i * D + v0 + j) - acc[nt][r];
+          s_u[i * LS + j] = u;
+          if (p.u) p.u[(chunk * kC + i) * D + v0 + j] = u;
         }
       }
     }
@@ -513,12 +500,12 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       float acc[kNT][4] = {};
       const T* q_rows = q + warp * 16 * row_stride;
       const int q_rows_valid = n_valid - warp * 16;
-      mma::warp_mma_tf32_pairs<kNT>(
+      mma::warp_mma_tf32<kNT>(
           acc, lane, 0, D / 8,
           [&](int i, int d) {
-            return i < q_rows_valid ? load_pair(q_rows + i * row_stride + d) : float2{};
+            return i < q_rows_valid ? __bfloat162float(__ldg(q_rows + i * row_stride + d)) : 0.f;
           },
-          state_pair);
+          state);
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
@@ -528,15 +515,16 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
       // P is lower triangular (zeros above the diagonal are stored), so rows of this warp need
       // only columns below 16 (warp + 1).
       const float* attn_rows = attn + warp * 16 * kC;
-      mma::warp_mma_tf32_pairs<kNT>(
+      mma::warp_mma_tf32<kNT>(
           acc, lane, 0, min(2 * (warp + 1), depth / 8),
-          [&](int i, int m) { return load_pair(attn_rows + i * kC + m); }, u_pair);
+          [&](int i, int m) { return __ldg(attn_rows + i * kC + m); },
+          [&](int m, int j) { return s_u[m * LS + j]; });
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
-        for (int r = 0; r < 4; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
+        for (int r = 0; r < 4; ++r) {
           const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
-          if (i < n_valid) store_pair(o + i * row_stride + v0 + j, acc[nt][r], acc[nt][r + 1]);
+          if (i < n_valid) o[i * row_stride + v0 + j] = __float2bfloat16_rn(acc[nt][r]);
         }
       }
     }
@@ -546,15 +534,14 @@ __global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams 
 #pragma unroll
       for (int mt = 0; mt < kStateMT; ++mt) {
         const int d0 = warp * StateTiling::kWarpRows + mt * 16;
-        mma::warp_mma_tf32_pairs<kNT>(st.x[mt], lane, 0, depth / 8,
-                                      mma::pair_across([&](int d, int i) {
-                                        return __bfloat162float(s_k[i * LQ + d0 + d]) * s_decay[i];
-                                      }),
-                                      u_pair);
+        mma::warp_mma_tf32<kNT>(
+            st.x[mt], lane, 0, depth / 8,
+            [&](int d, int i) { return __bfloat162float(s_k[i * LQ + d0 + d]) * s_decay[i]; },
+            [&](int i, int j) { return s_u[i * LS + j]; });
       }
     }
     __syncthreads();  // every warp is done reading s_state, s_u, s_k
-    st.for_each(warp, lane, [&](int d, int j, float& x) { s_state[j * LST + d] = x; });
+    st.for_each(warp, lane, [&](int d, int j, float& x) { s_state[d * LS + j] = x; });
     // The next chunk's first __syncthreads orders these writes before any read of s_state.
   }
   if (p.final_state) {

@@ -128,12 +128,12 @@ __device__ __forceinline__ void warp_mma_tf32(float (&acc)[kNTiles][4], int lane
 }
 /// warp_mma_tf32 with operands fetched in pairs: a_pair(i, k) returns A(i, k), A(i, k + 1) and
 /// b_pair(k, j) returns B(k, j), B(k + 1, j) (k even) as float2s, one load instead of two where
-/// the pair is adjacent in memory (the scans read operands from global memory, or from shared
-/// copies laid out for it, and the load instructions, not the bytes, are their cost). Inside each
-/// 8-wide k-step the k order is permuted, pi(t + 4 s) = 2 t + s for t < 4, s < 2, the same for A
-/// and B, so the product is unchanged: a lane's two A registers of one row (logical columns t and
-/// t + 4) are then the physical columns 2t and 2t + 1, and its two B registers the rows 2t and
-/// 2t + 1 of one column.
+/// the pair is adjacent in memory (the prep kernel's Q K^T: q rows from global memory, K rows from
+/// shared memory). Inside each 8-wide k-step the k order is permuted, pi(t + 4 s) = 2 t + s for
+/// t < 4, s < 2, the same for A and B, so the product is unchanged: a lane's two A registers of one
+/// row (logical columns t and t + 4) are then the physical columns 2t and 2t + 1, and its two B
+/// registers the rows 2t and 2t + 1 of one column. (The scans tried it too, with transposed shared
+/// copies: faster at D = 64, slower at D = 128 on an H100, so they keep warp_mma_tf32.)
 template <int kNTiles, class FA2, class FB2>
 __device__ __forceinline__ void warp_mma_tf32_pairs(float (&acc)[kNTiles][4], int lane, int k0,
                                                     int k_steps, FA2 a_pair, FB2 b_pair) {
@@ -152,27 +152,6 @@ __device__ __forceinline__ void warp_mma_tf32_pairs(float (&acc)[kNTiles][4], in
       mma_tf32(acc[nt], af, bf);
     }
   }
-}
-
-/// A pair loader from an element loader f(r, c), along its first index: f(r, c), f(r + 1, c).
-template <class F>
-__device__ __forceinline__ auto pair_down(F f) {
-  return [f](int r, int c) {
-    float2 v;
-    v.x = f(r, c);
-    v.y = f(r + 1, c);
-    return v;
-  };
-}
-/// ... and along its second index: f(r, c), f(r, c + 1).
-template <class F>
-__device__ __forceinline__ auto pair_across(F f) {
-  return [f](int r, int c) {
-    float2 v;
-    v.x = f(r, c);
-    v.y = f(r, c + 1);
-    return v;
-  };
 }
 
 /// The tensor-core counterpart of detail::Frag (same interface: x[kRegs], row(r), col(r), fill,

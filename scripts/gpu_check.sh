@@ -91,13 +91,14 @@ for s in $stages; do
       stage kernels_ab 120 build-gpu/hypnos_base bench kernels --no-baseline ;;
     layers_ab)  # the layers bench of the second build (.gpu-bin/hypnos_base), same call
       stage layers_ab 60 build-gpu/hypnos_base bench layers ;;
-    ncu)  # hardware counters (Nsight Compute) of the delta-rule kernels, one launch each, 8x1024
+    ncu)  # hardware counters (Nsight Compute) of the delta-rule kernels, one launch each, at
+      # NCU_SHAPE (B,T,H,D; default 8,1024,16,128)
       for k in gdn_chunk_prep_kernel gdn_chunk_fwd_tc_kernel gdn_chunk_bwd_kernel \
         gdn_chunk_bwd_scan_tc_kernel; do
         stage "ncu_$k" 60 ncu --kernel-name "regex:$k" --launch-count 1 --section SpeedOfLight \
           --section Occupancy --section LaunchStats --section WarpStateStats \
           --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-          "$bin" bench kernels --shape 8,1024,16,128 --no-baseline --reps 1
+          "$bin" bench kernels --shape "${NCU_SHAPE:-8,1024,16,128}" --no-baseline --reps 1
       done ;;
     ncu_layers)  # the same counters for the fused layer kernels (conv + SiLU) at one window's shapes
       for k in conv_silu_fwd_kernel conv_silu_bwd_pre_kernel conv_silu_bwd_input_kernel; do
