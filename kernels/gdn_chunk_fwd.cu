@@ -64,49 +64,37 @@ __device__ void invert_unit_lower(const float* s_l, float* s_a, int n_valid, int
   }
   __syncthreads();
   for (int dist = 1; dist < live_blocks; ++dist) {
-    const int n_elems = (live_blocks - dist) * kB * kB;  // blocks (i, i - dist), i = dist..live-1
-    // T_ij = sum_k L_ik A_kj, written in place of A_ij (zero until now).
-    float t[kBlocks - 1];
+    // This thread's elements of the level's blocks (i, i - dist), i = dist .. live_blocks - 1:
+    // f(e, bi, bj, r, c) for its e-th element, at row r and column c of block (bi, bj).
+    const int n_elems = (live_blocks - dist) * kB * kB;
+    auto for_each_element = [&](auto f) {
 #pragma unroll
-    for (int e = 0; e < kBlocks - 1; ++e) {
-      const int idx = tid + e * kThreads;
-      if (idx >= n_elems) break;
-      const int bi = dist + idx / (kB * kB), bj = bi - dist;
-      const int r = bi * kB + (idx / kB) % kB, c = bj * kB + idx % kB;
+      for (int e = 0; e < kBlocks - 1; ++e) {
+        const int idx = tid + e * kThreads;
+        if (idx >= n_elems) break;
+        const int bi = dist + idx / (kB * kB), bj = bi - dist;
+        f(e, bi, bj, bi * kB + (idx / kB) % kB, bj * kB + idx % kB);
+      }
+    };
+    float t[kBlocks - 1];
+    auto store_t = [&](int e, int, int, int r, int c) { s_a[r * LC + c] = t[e]; };
+    // T_ij = sum_k L_ik A_kj, written in place of A_ij (zero until now).
+    for_each_element([&](int e, int bi, int bj, int r, int c) {
       float sum = 0.f;
       for (int m = bj * kB; m < bi * kB; ++m) sum = fmaf(s_l[r * LC + m], s_a[m * LC + c], sum);
       t[e] = sum;
-    }
+    });
     __syncthreads();
-#pragma unroll
-    for (int e = 0; e < kBlocks - 1; ++e) {
-      const int idx = tid + e * kThreads;
-      if (idx >= n_elems) break;
-      const int bi = dist + idx / (kB * kB), bj = bi - dist;
-      const int r = bi * kB + (idx / kB) % kB, c = bj * kB + idx % kB;
-      s_a[r * LC + c] = t[e];
-    }
+    for_each_element(store_t);
     __syncthreads();
     // A_ij = -A_ii T_ij (A_ii lower triangular with a unit diagonal).
-#pragma unroll
-    for (int e = 0; e < kBlocks - 1; ++e) {
-      const int idx = tid + e * kThreads;
-      if (idx >= n_elems) break;
-      const int bi = dist + idx / (kB * kB), bj = bi - dist;
-      const int r = bi * kB + (idx / kB) % kB, c = bj * kB + idx % kB;
+    for_each_element([&](int e, int bi, int, int r, int c) {
       float sum = s_a[r * LC + c];
       for (int m = bi * kB; m < r; ++m) sum = fmaf(s_a[r * LC + m], s_a[m * LC + c], sum);
       t[e] = -sum;
-    }
+    });
     __syncthreads();
-#pragma unroll
-    for (int e = 0; e < kBlocks - 1; ++e) {
-      const int idx = tid + e * kThreads;
-      if (idx >= n_elems) break;
-      const int bi = dist + idx / (kB * kB), bj = bi - dist;
-      const int r = bi * kB + (idx / kB) % kB, c = bj * kB + idx % kB;
-      s_a[r * LC + c] = t[e];
-    }
+    for_each_element(store_t);
     __syncthreads();
   }
 }
