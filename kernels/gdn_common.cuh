@@ -42,11 +42,8 @@ __device__ __forceinline__ float load(const T* p) {
   return to_float(__ldg(p));
 }
 
-/// p[0] and p[1] as floats by one load (8 bytes of fp32, 4 of bf16): p must be aligned to the
-/// pair (an even element offset in a tensor whose storage is aligned, as ATen's is).
-__device__ __forceinline__ float2 load_pair(const float* p) {
-  return __ldg(reinterpret_cast<const float2*>(p));
-}
+/// p[0] and p[1] as floats by one 4-byte load: p must be aligned to the pair (an even element
+/// offset in a tensor whose rows start aligned: gated_delta_rule_cuda's aligned_rows).
 __device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
   const unsigned bits = __ldg(reinterpret_cast<const unsigned*>(p));  // p[0] in the low half
   float2 r;
@@ -55,7 +52,7 @@ __device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
   return r;
 }
 
-/// p[0 .. 8) as floats by 16-byte loads (one for bf16, two for fp32); p 16-byte aligned.
+/// p[0 .. 8) as floats by one 16-byte load; p 16-byte aligned.
 __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&out)[8]) {
   const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
   const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
@@ -64,12 +61,6 @@ __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&out)[8]) {
     out[2 * i] = __uint_as_float(words[i] << 16);
     out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
   }
-}
-__device__ __forceinline__ void load8(const float* p, float (&out)[8]) {
-  const float4 lo = __ldg(reinterpret_cast<const float4*>(p));
-  const float4 hi = __ldg(reinterpret_cast<const float4*>(p) + 1);
-  out[0] = lo.x, out[1] = lo.y, out[2] = lo.z, out[3] = lo.w;
-  out[4] = hi.x, out[5] = hi.y, out[6] = hi.z, out[7] = hi.w;
 }
 /// p[0 .. 8) = x by two 16-byte stores; p 16-byte aligned (shared or global memory).
 __device__ __forceinline__ void store8(float* p, const float (&x)[8]) {
@@ -80,18 +71,13 @@ __device__ __forceinline__ void store8(float* p, const float (&x)[8]) {
   reinterpret_cast<float4*>(p)[1] = hi;
 }
 
-/// p[0] = a, p[1] = b by one store (p aligned to the pair, as for load_pair): accumulator
-/// registers r, r + 1 of an MMA tile are adjacent columns of one row.
+/// p[0] = a, p[1] = b by one 8-byte store (p aligned to the pair): accumulator registers r, r + 1
+/// of an MMA tile are adjacent columns of one row.
 __device__ __forceinline__ void store_pair(float* p, float a, float b) {
   float2 v;
   v.x = a;
   v.y = b;
   *reinterpret_cast<float2*>(p) = v;
-}
-__device__ __forceinline__ void store_pair(__nv_bfloat16* p, float a, float b) {
-  const unsigned lo = __bfloat16_as_ushort(__float2bfloat16_rn(a));
-  const unsigned hi = __bfloat16_as_ushort(__float2bfloat16_rn(b));
-  *reinterpret_cast<unsigned*>(p) = lo | (hi << 16);
 }
 
 /// Output elements of an M x N tile owned by one thread of NT.

@@ -67,9 +67,6 @@ struct alignas(16) float4 {
 struct alignas(16) uint4 {
   unsigned x = 0, y = 0, z = 0, w = 0;
 };
-inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) {
-  return b.bits;
-}
 inline float __uint_as_float(unsigned u) {
   float f;
   std::memcpy(&f, &u, sizeof f);
