@@ -124,22 +124,17 @@ inline constexpr int kChunkLd = kTc ? D + 8 : D + 1;
 template <bool kTc>
 inline constexpr int kChunkLc = kTc ? kC + 8 : kC + 1;
 
-/// Threads of the chunk kernel: 512 for D = 128 on tensor cores (146 KB of shared memory allow one
-/// CTA per SM, and 16 warps hide the operand loads' latency better than 8; its tiles then take half
-/// the registers per thread), 256 otherwise.
-template <int D, bool kTc>
-inline constexpr int kChunkThreads = (kTc && D == 128) ? 512 : kThreads;
-
 template <int D, bool kTc>
 constexpr size_t bwd_chunk_smem_bytes() {
-  return sizeof(float) * (2 * kC * kChunkLd<D, kTc> + 4 * kC * kChunkLc<kTc> + 8 * kC +
-                          kC * (D / 32) + kChunkThreads<D, kTc> / 32 + 1);
+  return sizeof(float) *
+         (2 * kC * kChunkLd<D, kTc> + 4 * kC * kChunkLc<kTc> + 8 * kC + kC * (D / 32) + 16);
 }
 
 /// The block tile of the chunk kernel: fp32 CUDA-core Frag or tensor-core TcFrag (unrolling kUnroll
 /// k-steps).
-template <bool kTc, int M, int N, int kUnroll, int NT>
-using BlockFrag = std::conditional_t<kTc, mma::TcFrag<M, N, NT, kUnroll>, Frag<M, N, NT>>;
+template <bool kTc, int M, int N, int kUnroll>
+using BlockFrag =
+    std::conditional_t<kTc, mma::TcFrag<M, N, kThreads, kUnroll>, Frag<M, N, kThreads>>;
 
 // grid (NC, B*H). Every chunk-local gradient of KERNELS.md section 3, in one CTA per chunk.
 // kTc: every matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation). Every product has
@@ -147,12 +142,11 @@ using BlockFrag = std::conditional_t<kTc, mma::TcFrag<M, N, NT, kUnroll>, Frag<M
 // K, Q, V, dO, U, dU; identity rows and columns of A against zero rows), so each is mma_rows:
 // 16-row slabs past the tokens are skipped on tensor cores (a 24-token window does 2 of 4).
 template <typename T, int D, bool kTc>
-__global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(GdnParams p) {
+__global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   constexpr int LD = kChunkLd<D, kTc>, LC = kChunkLc<kTc>;
   // Unrolled k-steps: on an H100, 4 made the D = 64 kernel about 15% faster and the D = 128 one
   // (one CTA per SM, 173 registers) about 20% slower.
   constexpr int kU = D == 64 ? 4 : 1;
-  constexpr int NT = kChunkThreads<D, kTc>;
   extern __shared__ float smem[];
   float* s_k = smem;                     // [C][LD] K
   float* s_dw = s_k + kC * LD;           // [C][LD] dW = -dU S^T
@@ -169,7 +163,7 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
   float* s_db = s_e + kC;                // [C]
   float* s_rs = s_db + kC;               // [C] row sums
   float* s_red = s_rs + kC;              // [C * D / 32] row-sum scratch
-  float* s_blk = s_red + kC * (D / 32);  // [NT / 32 + 1] block-sum scratch
+  float* s_blk = s_red + kC * (D / 32);  // [16] block-sum scratch
 
   const int n = blockIdx.x;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -191,11 +185,11 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
   auto in = [&](const T* x, int i, int j) {
     return i < n_valid ? load(x + i * row_stride + j) : 0.f;
   };
-  for (int idx = tid; idx < kC * D; idx += NT) {
+  for (int idx = tid; idx < kC * D; idx += kThreads) {
     const int i = idx / D, d = idx % D;
     s_k[i * LD + d] = in(k, i, d);
   }
-  for (int idx = tid; idx < kC * kC; idx += NT) {
+  for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
     s_a[i * LC + j] = p.a_inv[chunk * kC * kC + idx];
   }
@@ -211,7 +205,7 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
   auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
 
   {  // K K^T
-    BlockFrag<kTc, kC, kC, kU, NT> kk;
+    BlockFrag<kTc, kC, kC, kU> kk;
     kk.fill(0.f);
     kk.mma_rows(
         n_valid, D, [&](int i, int d) { return s_k[i * LD + d]; },
@@ -220,7 +214,7 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
     for (int r = 0; r < kk.kRegs; ++r) s_kk[kk.row(r) * LC + kk.col(r)] = kk.x[r];
   }
   // dq = scale diag(gamma) dO S^T; dG (a) = rowsum(q * that).
-  BlockFrag<kTc, kC, D, kU, NT> dq, dk, tmp;
+  BlockFrag<kTc, kC, D, kU> dq, dk, tmp;
   dq.fill(0.f);
   dq.mma_rows(
       n_valid, D, [&](int i, int vv) { return in(d_o, i, vv); },
@@ -251,7 +245,7 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
   }
   row_sum(tmp, s_red, s_e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
   {                                                // dP = lower_incl(dO U^T)
-    BlockFrag<kTc, kC, kC, kU, NT> dp;
+    BlockFrag<kTc, kC, kC, kU> dp;
     dp.fill(0.f);
     dp.mma_rows(
         n_valid, D, [&](int i, int vv) { return in(d_o, i, vv); },
@@ -275,7 +269,7 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
   }
   __syncthreads();
   // Rows past the tokens are zero here and in F below: only the token rows are scaled.
-  for (int idx = tid; idx < n_valid * kC; idx += NT) {
+  for (int idx = tid; idx < n_valid * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
     s_x1[i * LC + j] *= scale * decay_ratio(i, j);  // scale (dP * R)
   }
@@ -289,7 +283,7 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
       [&](int m, int j) { return in(q, m, j); });
   __syncthreads();
   {  // dA = dW Z^T + dU Y^T,  Z = diag(beta gamma) K,  Y = diag(beta) V
-    BlockFrag<kTc, kC, kC, kU, NT> f1, f2;
+    BlockFrag<kTc, kC, kC, kU> f1, f2;
     f1.fill(0.f);
     f2.fill(0.f);
     f1.mma_rows(
@@ -306,7 +300,7 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
   }
   __syncthreads();
   {  // M = A^T dA
-    BlockFrag<kTc, kC, kC, kU, NT> m;
+    BlockFrag<kTc, kC, kC, kU> m;
     m.fill(0.f);
     m.mma_rows(
         n_valid, depth, [&](int i, int l) { return s_a[l * LC + i]; },
@@ -316,7 +310,7 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
   }
   __syncthreads();
   {  // dL = strict_lower(-M A^T)
-    BlockFrag<kTc, kC, kC, kU, NT> dl;
+    BlockFrag<kTc, kC, kC, kU> dl;
     dl.fill(0.f);
     dl.mma_rows(
         n_valid, depth, [&](int i, int l) { return s_x2[i * LC + l]; },
@@ -338,7 +332,7 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
     s_dg[i] += s;
   }
   __syncthreads();
-  for (int idx = tid; idx < n_valid * kC; idx += NT) {
+  for (int idx = tid; idx < n_valid * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
     s_x1[i * LC + j] *= decay_ratio(i, j);  // F = dL * R
   }
@@ -405,8 +399,8 @@ __global__ void __launch_bounds__(kChunkThreads<D, kTc>) gdn_chunk_bwd_kernel(Gd
   }
   // dG (c) + (d) on the last position: gamma_C <S, dS> + sum_i e_i; then dg = reverse cumsum of dG.
   float part = 0.f;
-  for (int idx = tid; idx < D * D; idx += NT) part += st[idx] * dst[idx];
-  const float state_dot = detail::block_sum<NT>(part, s_blk);
+  for (int idx = tid; idx < D * D; idx += kThreads) part += st[idx] * dst[idx];
+  const float state_dot = detail::block_sum<kThreads>(part, s_blk);
   if (tid == 0) {
     float e_sum = 0.f;
     for (int i = 0; i < kC; ++i) e_sum += s_e[i];
@@ -573,7 +567,7 @@ cudaError_t launch_bwd_chunk(const GdnParams& p, cudaStream_t stream) {
   if (err != cudaSuccess) return err;
   return detail::launch_with_smem(gdn_chunk_bwd_kernel<T, D, kTc>,
                                   dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
-                                  kChunkThreads<D, kTc>, bwd_chunk_smem_bytes<D, kTc>(), stream, p);
+                                  kThreads, bwd_chunk_smem_bytes<D, kTc>(), stream, p);
 }
 
 template <typename T, int D>
