@@ -42,6 +42,15 @@ __device__ __forceinline__ float load(const T* p) {
   return to_float(__ldg(p));
 }
 
+__device__ __forceinline__ float sigmoid(float x) {
+  return 1.f / (1.f + __expf(-x));
+}
+
+/// d silu(x) / dx given s = sigmoid(x).
+__device__ __forceinline__ float silu_grad(float x, float s) {
+  return s * (1.f + x * (1.f - s));
+}
+
 /// p[0] and p[1] as floats by one 4-byte load: p must be aligned to the pair (an even element
 /// offset in a tensor whose rows start aligned: gated_delta_rule_cuda's aligned_rows).
 __device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {

@@ -20,6 +20,8 @@ using detail::from_float;
 using detail::grid_for;
 using detail::launch_typed;
 using detail::load;
+using detail::sigmoid;
+using detail::silu_grad;
 using detail::warp_sum;
 
 constexpr int kBlock = 256;
@@ -29,15 +31,6 @@ constexpr int kConvTokens = 32;     // tokens per block of the conv backward
 constexpr int kConvChannels = 128;  // channels per block of the conv backward
 constexpr float kL2Eps = 1e-12f;    // torch.nn.functional.normalize's
 constexpr float kSoftplusThreshold = 20.f;
-
-__device__ __forceinline__ float sigmoid(float x) {
-  return 1.f / (1.f + __expf(-x));
-}
-
-/// d silu(x) / dx given s = sigmoid(x).
-__device__ __forceinline__ float silu_grad(float x, float s) {
-  return s * (1.f + x * (1.f - s));
-}
 
 __device__ __forceinline__ int64_t grid_stride() {
   return int64_t(gridDim.x) * blockDim.x;

@@ -21,13 +21,13 @@ __global__ void __launch_bounds__(kBlock) silu_mul_kernel(SiluMulParams p) {
        idx += int64_t(gridDim.x) * kBlock) {
     const int64_t row = idx / F, f = idx % F, at_g = row * 2 * F + f, at_u = at_g + F;
     const float g = load(h + at_g), u = load(h + at_u);
-    const float s = 1.f / (1.f + __expf(-g));
+    const float s = detail::sigmoid(g);
     if constexpr (!kBackward) {
       static_cast<T*>(p.y)[idx] = from_float<T>(g * s * u);
     } else {
       const float dy = load(static_cast<const T*>(p.grad_y) + idx);
       T* grad_h = static_cast<T*>(p.grad_h);
-      grad_h[at_g] = from_float<T>(dy * u * s * (1.f + g * (1.f - s)));
+      grad_h[at_g] = from_float<T>(dy * u * detail::silu_grad(g, s));
       grad_h[at_u] = from_float<T>(dy * g * s);
     }
   }

@@ -50,7 +50,7 @@ at::Tensor SwiGluMlpImpl::forward(const at::Tensor& x) {
   const int64_t f = hidden();
   const at::Tensor h = at::linear(x, at::cat({gate_proj->weight, up_proj->weight}));  // [.., 2f]
 #ifdef HYPNOS_WITH_CUDA
-  if (h.is_cuda() && ops::fused::cuda_kernels_enabled()) {
+  if (ops::fused::use_fused_cuda(h)) {
     if (auto gated = detail::silu_mul_cuda(h)) return down_proj(*gated);
   }
 #endif

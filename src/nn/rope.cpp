@@ -41,7 +41,7 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table) {
   TORCH_CHECK(table.cos.size(0) == T && table.cos.size(1) == D / 2, "apply_rope: the table is ",
               table.cos.sizes(), ", x needs [", T, ", ", D / 2, "]");
 #ifdef HYPNOS_WITH_CUDA
-  if (x.is_cuda() && ops::fused::cuda_kernels_enabled()) {
+  if (ops::fused::use_fused_cuda(x)) {
     if (auto y = detail::apply_rope_cuda(x, table)) return *y;
   }
 #endif

@@ -24,4 +24,8 @@ bool cuda_kernels_enabled() {
   return enabled;
 }
 
+bool use_fused_cuda(const at::Tensor& x) {
+  return x.is_cuda() && x.numel() > 0 && cuda_kernels_enabled();
+}
+
 }  // namespace hypnos::ops::fused

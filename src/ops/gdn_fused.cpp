@@ -8,16 +8,6 @@
 #endif
 
 namespace hypnos::ops::fused {
-namespace {
-
-#ifdef HYPNOS_WITH_CUDA
-bool use_cuda(const at::Tensor& x) {
-  return x.is_cuda() && x.numel() > 0 && cuda_kernels_enabled();
-}
-#endif
-
-}  // namespace
-
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   // at::rms_norm is one fused kernel forward and one backward on CUDA (ATen's _fused_rms_norm).
   // It has no autocast rule, so a bf16 input is lifted here, as autocast's fp32 rule for pow did
@@ -30,7 +20,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at::Tensor& weight,
                                                    const at::Tensor& cache) {
 #ifdef HYPNOS_WITH_CUDA
-  if (use_cuda(x)) {
+  if (use_fused_cuda(x)) {
     if (auto out = cuda::causal_conv_silu(x, weight, cache)) return *out;
   }
 #endif
@@ -40,7 +30,7 @@ std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at
 std::pair<at::Tensor, at::Tensor> dynamic_conv_silu(const at::Tensor& x, const at::Tensor& kernel,
                                                     const at::Tensor& cache) {
 #ifdef HYPNOS_WITH_CUDA
-  if (use_cuda(x)) {
+  if (use_fused_cuda(x)) {
     if (auto out = cuda::dynamic_conv_silu(x, kernel, cache)) return *out;
   }
 #endif
@@ -49,7 +39,7 @@ std::pair<at::Tensor, at::Tensor> dynamic_conv_silu(const at::Tensor& x, const a
 
 at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu) {
 #ifdef HYPNOS_WITH_CUDA
-  if (use_cuda(x)) {
+  if (use_fused_cuda(x)) {
     if (auto out = cuda::l2_normalize_heads(x, heads, silu)) return *out;
   }
 #endif
@@ -59,7 +49,7 @@ at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu) {
 std::pair<at::Tensor, at::Tensor> gdn_gates(const at::Tensor& a, const at::Tensor& b,
                                             const at::Tensor& A_log, const at::Tensor& dt_bias) {
 #ifdef HYPNOS_WITH_CUDA
-  if (use_cuda(a)) {
+  if (use_fused_cuda(a)) {
     if (auto out = cuda::gdn_gates(a, b, A_log, dt_bias)) return *out;
   }
 #endif
@@ -69,7 +59,7 @@ std::pair<at::Tensor, at::Tensor> gdn_gates(const at::Tensor& a, const at::Tenso
 at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& weight,
                           double eps) {
 #ifdef HYPNOS_WITH_CUDA
-  if (use_cuda(x)) {
+  if (use_fused_cuda(x)) {
     if (auto out = cuda::gated_rms_norm(x, gate, weight, eps)) return *out;
   }
 #endif
