@@ -28,8 +28,9 @@ struct RowView {
 /// Largest short-convolution width the conv kernels take (the layers use 4).
 inline constexpr int kMaxConvWidth = 8;
 
-/// The convolutions index [B, T + W - 1, C] with 32-bit arithmetic: B (T + W - 1) C must stay
-/// below this (2^31); their launchers refuse larger problems.
+/// The convolutions take fewer than this many (2^31) elements of [cache; x]: the dynamic one splits
+/// its flat indices in 32 bits, and one bound keeps both launchers' grids in range. Their launchers
+/// refuse larger problems (the LibTorch side then runs the ATen composition).
 inline constexpr int64_t kConvIndexLimit = int64_t(1) << 31;
 
 /// y = SiLU(causal depthwise conv(x)) over [cache; x]: y[b, t, c] = silu(sum_j w[c, j] *

@@ -317,7 +317,8 @@ bool head_rows_fit(int64_t dim) {
   return dim >= 1 && dim <= 256;
 }
 
-/// The convolution kernels index [B, T + W - 1, C] in 32 bits; larger inputs take the composition.
+/// The convolution kernels take fewer than kConvIndexLimit elements of [cache; x]; larger inputs
+/// take the composition.
 bool conv_index_fits(const at::Tensor& x, int64_t width) {
   return x.size(0) * (x.size(1) + width - 1) * x.size(2) < kernels::kConvIndexLimit;
 }
