@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "gdn.h"
+#include "gdn_chunk_bwd_tc.h"
 #include "gdn_common.cuh"
 #include "gdn_mma.cuh"
 
@@ -19,7 +20,7 @@ using detail::kC;
 using detail::kThreads;
 using detail::load;
 using detail::row_depth;
-using detail::row_sum;  // mma::row_sum (for TcFrag) is found by argument-dependent lookup
+using detail::row_sum;
 
 __device__ __forceinline__ int valid_rows(const GdnParams& p, int64_t t0) {
   return int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
@@ -116,37 +117,22 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
   }
 }
 
-/// Strides of the chunk kernel's tiles: odd for the CUDA-core path (column walks hit distinct
-/// banks), 8 mod 32 for tensor cores (row-major and transposed fragment reads, bank
-/// 8 * row + column, hit 32 distinct banks).
-template <int D, bool kTc>
-inline constexpr int kChunkLd = kTc ? D + 8 : D + 1;
-template <bool kTc>
-inline constexpr int kChunkLc = kTc ? kC + 8 : kC + 1;
+/// Strides of the CUDA-core chunk kernel's fp32 tiles: odd, so column walks hit distinct banks.
+template <int D>
+inline constexpr int kChunkLd = D + 1;
+inline constexpr int kChunkLc = kC + 1;
 
-template <int D, bool kTc>
+template <int D>
 constexpr size_t bwd_chunk_smem_bytes() {
-  return sizeof(float) *
-         (2 * kC * kChunkLd<D, kTc> + 4 * kC * kChunkLc<kTc> + 8 * kC + kC * (D / 32) + 16);
+  return sizeof(float) * (2 * kC * kChunkLd<D> + 4 * kC * kChunkLc + 8 * kC + kC * (D / 32) + 16);
 }
 
-/// The block tile of the chunk kernel: fp32 CUDA-core Frag or tensor-core TcFrag (unrolling kUnroll
-/// k-steps).
-template <bool kTc, int M, int N, int kUnroll>
-using BlockFrag =
-    std::conditional_t<kTc, mma::TcFrag<M, N, kThreads, kUnroll>, Frag<M, N, kThreads>>;
-
-// grid (NC, B*H). Every chunk-local gradient of KERNELS.md section 3, in one CTA per chunk.
-// kTc: every matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation). Every product has
-// chunk rows as its output rows, and past the last token those rows are exact zeros (zero rows of
-// K, Q, V, dO, U, dU; identity rows and columns of A against zero rows), so each is mma_rows:
-// 16-row slabs past the tokens are skipped on tensor cores (a 24-token window does 2 of 4).
-template <typename T, int D, bool kTc>
+// grid (NC, B*H). Every chunk-local gradient of KERNELS.md section 3, in one CTA per chunk, on
+// CUDA cores in fp32 (the fallback and the fp32-input path; bf16 inputs take
+// gdn_chunk_bwd_bf16_kernel).
+template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
-  constexpr int LD = kChunkLd<D, kTc>, LC = kChunkLc<kTc>;
-  // Unrolled k-steps: on an H100, 4 made the D = 64 kernel about 15% faster and the D = 128 one
-  // (one CTA per SM, 173 registers) about 20% slower.
-  constexpr int kU = D == 64 ? 4 : 1;
+  constexpr int LD = kChunkLd<D>, LC = kChunkLc;
   extern __shared__ float smem[];
   float* s_k = smem;                     // [C][LD] K
   float* s_dw = s_k + kC * LD;           // [C][LD] dW = -dU S^T
@@ -205,7 +191,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
 
   {  // K K^T
-    BlockFrag<kTc, kC, kC, kU> kk;
+    Frag<kC, kC> kk;
     kk.fill(0.f);
     kk.mma_rows(
         n_valid, D, [&](int i, int d) { return s_k[i * LD + d]; },
@@ -214,7 +200,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     for (int r = 0; r < kk.kRegs; ++r) s_kk[kk.row(r) * LC + kk.col(r)] = kk.x[r];
   }
   // dq = scale diag(gamma) dO S^T; dG (a) = rowsum(q * that).
-  BlockFrag<kTc, kC, D, kU> dq, dk, tmp;
+  Frag<kC, D> dq, dk, tmp;
   dq.fill(0.f);
   dq.mma_rows(
       n_valid, D, [&](int i, int vv) { return in(d_o, i, vv); },
@@ -245,7 +231,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   row_sum(tmp, s_red, s_e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
   {                                                // dP = lower_incl(dO U^T)
-    BlockFrag<kTc, kC, kC, kU> dp;
+    Frag<kC, kC> dp;
     dp.fill(0.f);
     dp.mma_rows(
         n_valid, D, [&](int i, int vv) { return in(d_o, i, vv); },
@@ -283,7 +269,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
       [&](int m, int j) { return in(q, m, j); });
   __syncthreads();
   {  // dA = dW Z^T + dU Y^T,  Z = diag(beta gamma) K,  Y = diag(beta) V
-    BlockFrag<kTc, kC, kC, kU> f1, f2;
+    Frag<kC, kC> f1, f2;
     f1.fill(0.f);
     f2.fill(0.f);
     f1.mma_rows(
@@ -300,7 +286,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   __syncthreads();
   {  // M = A^T dA
-    BlockFrag<kTc, kC, kC, kU> m;
+    Frag<kC, kC> m;
     m.fill(0.f);
     m.mma_rows(
         n_valid, depth, [&](int i, int l) { return s_a[l * LC + i]; },
@@ -310,7 +296,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   __syncthreads();
   {  // dL = strict_lower(-M A^T)
-    BlockFrag<kTc, kC, kC, kU> dl;
+    Frag<kC, kC> dl;
     dl.fill(0.f);
     dl.mma_rows(
         n_valid, depth, [&](int i, int l) { return s_x2[i * LC + l]; },
@@ -559,15 +545,11 @@ __global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(Gd
 
 constexpr int kBwdSlice = 32;
 
-template <typename T, int D, bool kTc>
+template <typename T, int D>
 cudaError_t launch_bwd_chunk(const GdnParams& p, cudaStream_t stream) {
-  // All of L1 as shared memory: two CTAs of the D = 64 tensor-core kernel (about 111 KB each) then
-  // fit on an H100 SM.
-  const cudaError_t err = detail::prefer_max_shared(gdn_chunk_bwd_kernel<T, D, kTc>);
-  if (err != cudaSuccess) return err;
-  return detail::launch_with_smem(gdn_chunk_bwd_kernel<T, D, kTc>,
+  return detail::launch_with_smem(gdn_chunk_bwd_kernel<T, D>,
                                   dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
-                                  kThreads, bwd_chunk_smem_bytes<D, kTc>(), stream, p);
+                                  kThreads, bwd_chunk_smem_bytes<D>(), stream, p);
 }
 
 template <typename T, int D>
@@ -590,8 +572,7 @@ cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream) {
                                    bwd_scan_smem_bytes<D, kBwdSlice>(), stream, p);
   }
   if (err != cudaSuccess) return err;
-  return tc ? launch_bwd_chunk<T, D, /*kTc=*/kBf16>(p, stream)
-            : launch_bwd_chunk<T, D, /*kTc=*/false>(p, stream);
+  return tc ? detail::launch_gdn_chunk_bwd_tc(p, stream) : launch_bwd_chunk<T, D>(p, stream);
 }
 
 }  // namespace

@@ -1,11 +1,11 @@
-// A CPU emulation of the part of CUDA's execution model that hypnos's kernels use, so that their own
-// source runs on any machine (tests/emu/*_emulated.cpp): the blocks of a launch run one after
+// A CPU emulation of the part of CUDA's execution model that hypnos's kernels use, so that their
+// own source runs on any machine (tests/emu/*_emulated.cpp): the blocks of a launch run one after
 // another, the threads of a block run as std::threads, __syncthreads is a barrier of the block, and
-// warp shuffles and the tensor-core mma.sync m16n8k8 (tf32, the PTX ISA's fragment layouts) exchange
-// through a buffer between two barriers of the warp. Static shared arrays are statics and dynamic
-// shared memory one buffer (one block at a time, filled with NaN before each block so a read of
-// something never written shows), loads and intrinsics are their host equivalents, bf16 and tf32
-// are rounded on the bits as the hardware does. It checks index arithmetic, strides, masks,
+// warp shuffles and the tensor-core mma.sync m16n8k8 (tf32, the PTX ISA's fragment layouts)
+// exchange through a buffer between two barriers of the warp. Static shared arrays are statics and
+// dynamic shared memory one buffer (one block at a time, filled with NaN before each block so a
+// read of something never written shows), loads and intrinsics are their host equivalents, bf16 and
+// tf32 are rounded on the bits as the hardware does. It checks index arithmetic, strides, masks,
 // reductions, fragment layouts and synchronisation; not memory coalescing, bank conflicts, races
 // the barriers hide, or anything about a real GPU's speed.
 #pragma once
@@ -54,6 +54,17 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
   return {uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
 }
 
+struct __nv_bfloat162 {
+  __nv_bfloat16 x, y;
+};
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
+  return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)};
+}
+/// The emulated ldmatrix takes generic pointers: the shared-window address is not used.
+inline size_t __cvta_generic_to_shared(const void*) {
+  return 0;
+}
+
 template <class T>
 inline T __ldg(const T* p) {
   return *p;
@@ -100,6 +111,7 @@ struct MmaSlot {
   float a[4], b[2];
 };
 inline std::vector<MmaSlot> mma_buffer;
+inline std::vector<const void*> address_buffer;
 
 inline float* dynamic_shared() {
   return dynamic_shared_buffer.data();
@@ -123,8 +135,8 @@ inline void warp_sync() {
   warp_barriers[threadIdx.x / 32]->arrive_and_wait();
 }
 
-/// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the calling warp: every lane publishes its
-/// A and B fragments, then computes its own four accumulator elements (Layout: the fragment
+/// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the calling warp: every lane publishes
+/// its A and B fragments, then computes its own four accumulator elements (Layout: the fragment
 /// layout functions, mma::M16N8K8).
 template <class Layout>
 void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
@@ -147,6 +159,69 @@ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)
   warp_sync();
 }
 
+inline float bf16_bits_to_float(unsigned half) {
+  return from_bits(half << 16);
+}
+
+/// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 for the calling warp: lanes 8 m .. 8 m + 7 give
+/// the row addresses of block m; register m of lane l gets elements (l / 4, 2 (l % 4) + e) of
+/// block m, or (2 (l % 4) + e, l / 4) with .trans, e = 0 in the low half.
+inline void ldmatrix_x4(unsigned (&r)[4], const void* row, bool trans) {
+  const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+  address_buffer[t] = row;
+  warp_sync();
+  for (int m = 0; m < 4; ++m) {
+    unsigned packed = 0;
+    for (int e = 0; e < 2; ++e) {
+      const int stored_row = trans ? 2 * int(lane % 4) + e : int(lane / 4);
+      const int stored_col = trans ? int(lane / 4) : 2 * int(lane % 4) + e;
+      const auto* base =
+          static_cast<const uint16_t*>(address_buffer[warp * 32 + 8 * m + stored_row]);
+      packed |= unsigned(base[stored_col]) << (16 * e);
+    }
+    r[m] = packed;
+  }
+  warp_sync();
+}
+
+/// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 for the calling warp (Layout: the
+/// fragment layout functions, mma::M16N8K16): products of bf16 values are exact in fp32.
+template <class Layout>
+void mma_m16n8k16_bf16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
+  for (int r = 0; r < 4; ++r) mma_buffer[t].a[r] = from_bits(a[r]);
+  mma_buffer[t].b[0] = from_bits(b0);
+  mma_buffer[t].b[1] = from_bits(b1);
+  warp_sync();
+  float A[16][16], B[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const MmaSlot& slot = mma_buffer[warp * 32 + l];
+    for (int r = 0; r < 4; ++r) {
+      unsigned bits;
+      std::memcpy(&bits, &slot.a[r], sizeof bits);
+      for (int e = 0; e < 2; ++e) {
+        A[Layout::a_row(l, r)][Layout::a_col(l, r, e)] =
+            bf16_bits_to_float((bits >> (16 * e)) & 0xffffu);
+      }
+    }
+    for (int r = 0; r < 2; ++r) {
+      unsigned bits;
+      std::memcpy(&bits, &slot.b[r], sizeof bits);
+      for (int e = 0; e < 2; ++e) {
+        B[Layout::b_row(l, r, e)][Layout::b_col(l, r)] =
+            bf16_bits_to_float((bits >> (16 * e)) & 0xffffu);
+      }
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    const int i = Layout::c_row(int(lane), r), j = Layout::c_col(int(lane), r);
+    float acc = d[r];
+    for (int k = 0; k < 16; ++k) acc = std::fma(A[i][k], B[k][j], acc);
+    d[r] = acc;
+  }
+  warp_sync();
+}
+
 /// Runs body() as every thread of every block of the grid: one std::thread per thread of a block,
 /// walking the blocks in order together (a barrier between blocks, so shared statics are reused
 /// only once the whole block is done).
@@ -162,6 +237,7 @@ void launch(dim3 grid, dim3 block, size_t shared_bytes, F body) {
   }
   shuffle_buffer.assign(n, 0.f);
   mma_buffer.assign(n, MmaSlot{});
+  address_buffer.assign(n, nullptr);
   dynamic_shared_buffer.assign((shared_bytes + sizeof(float) - 1) / sizeof(float), 0.f);
   std::barrier<> between_blocks(n);
   std::vector<std::thread> threads;

@@ -1,0 +1,403 @@
+// The chunk-parallel part of the gated-delta-rule backward (KERNELS.md section 3) on tensor cores:
+// one CTA per chunk computes dq, dk, the WY backward, dv, dbeta, dg and its in-chunk reverse
+// cumsum from the saved U, A, states and the reverse scan's dU, dS, and writes each gradient once.
+// Every operand is staged once in shared memory as bf16 (the inputs are bf16; the fp32 workspaces
+// are rounded, as fla stores them) and fed to mma.sync m16n8k16 by ldmatrix, in either orientation,
+// so transposed products need no copies; accumulation, masks, decays and row sums stay fp32.
+// No atomics: every sum has a fixed order.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "gdn.h"
+#include "gdn_chunk_bwd_tc.h"
+#include "gdn_common.cuh"
+#include "gdn_mma_bf16.cuh"
+
+namespace hypnos::kernels {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using detail::kC;
+using detail::kThreads;
+
+/// bf16 tile strides: 8 elements past the row, so rows start 16 bytes apart an odd number of
+/// times and the eight rows of an ldmatrix block hit distinct banks.
+template <int D>
+inline constexpr int kLd = D + 8;
+inline constexpr int kLc = kC + 8;
+/// fp32 K K^T stride: the float2 reads of a half-warp's fragment hit distinct banks.
+inline constexpr int kKkLd = kC + 8;
+
+/// Shared memory of the kernel, in the order it is laid out. Fixed: the fp32 part, then K, Q, dU
+/// (C x D) and X (C x C: scale (dP * R), then dA, then F). A union holds dO, U and one slab of
+/// S^T and dS^T (kStateRows rows each) while the state products run, then V, dW (C x D), A and M
+/// (C x C; later diag(beta) F).
+template <int D>
+struct Layout {
+  static constexpr int kStateRows = 64;  // state rows per slab: D = 128 is staged in two
+  static constexpr int kRowTile = kC * kLd<D>, kSqTile = kC * kLc, kStateTile = kStateRows * kLd<D>;
+  static constexpr int kPhase1 = 2 * kRowTile + 2 * kStateTile;
+  static constexpr int kPhase2 = 2 * kRowTile + 2 * kSqTile;
+  static constexpr int kUnion = kPhase1 > kPhase2 ? kPhase1 : kPhase2;
+  static constexpr int kScratch = 6 * kC;  // row-minus-column sums of a C x C tile
+  static constexpr int kFloats = kC * kKkLd + 8 * kC + kScratch + 16;
+  static constexpr int kHalves = 3 * kRowTile + kSqTile + kUnion;
+  static constexpr size_t kBytes = sizeof(float) * kFloats + sizeof(bf16) * kHalves;
+  static_assert(kFloats % 4 == 0 && kRowTile % 8 == 0 && kSqTile % 8 == 0 && kStateTile % 8 == 0,
+                "every bf16 tile must start on 16 bytes");
+};
+
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  unsigned bits;
+  memcpy(&bits, &h, sizeof bits);
+  return bits;
+}
+
+/// Rows [0, C) of a bf16 [*, kCols] matrix (row stride `stride`) into a tile, 16 bytes per copy;
+/// rows at or past `valid` are zero.
+template <int kCols>
+__device__ __forceinline__ void stage_bf16(bf16* tile, int ld, const bf16* src, int64_t stride,
+                                           int valid) {
+  constexpr int kPerRow = kCols / 8;
+  for (int idx = threadIdx.x; idx < kC * kPerRow; idx += kThreads) {
+    const int i = idx / kPerRow, c = (idx % kPerRow) * 8;
+    uint4 x = {0u, 0u, 0u, 0u};
+    if (i < valid) x = __ldg(reinterpret_cast<const uint4*>(src + i * stride + c));
+    *reinterpret_cast<uint4*>(tile + i * ld + c) = x;
+  }
+}
+
+/// Eight fp32 values from 16-byte aligned global memory.
+__device__ __forceinline__ void load8_f32(const float* src, float (&x)[8]) {
+  const float4 lo = __ldg(reinterpret_cast<const float4*>(src));
+  const float4 hi = __ldg(reinterpret_cast<const float4*>(src) + 1);
+  x[0] = lo.x, x[1] = lo.y, x[2] = lo.z, x[3] = lo.w;
+  x[4] = hi.x, x[5] = hi.y, x[6] = hi.z, x[7] = hi.w;
+}
+__device__ __forceinline__ uint4 pack8(const float (&x)[8]) {
+  return {pack_bf16(x[0], x[1]), pack_bf16(x[2], x[3]), pack_bf16(x[4], x[5]),
+          pack_bf16(x[6], x[7])};
+}
+
+/// Rows [0, rows) of a contiguous fp32 [*, kCols] matrix into a bf16 tile (rounded to nearest);
+/// rows at or past `valid` are zero.
+template <int kCols>
+__device__ __forceinline__ void stage_f32(bf16* tile, int ld, const float* src, int rows,
+                                          int valid) {
+  constexpr int kPerRow = kCols / 8;
+  for (int idx = threadIdx.x; idx < rows * kPerRow; idx += kThreads) {
+    const int i = idx / kPerRow, c = (idx % kPerRow) * 8;
+    float x[8] = {};
+    if (i < valid) load8_f32(src + i * kCols + c, x);
+    *reinterpret_cast<uint4*>(tile + i * ld + c) = pack8(x);
+  }
+}
+
+/// kStateRows rows of S^T and dS^T (fp32 [D][D], contiguous) into bf16 tiles; returns this
+/// thread's part of <S, dS>, taken on the fp32 values.
+template <int D>
+__device__ __forceinline__ float stage_states(bf16* s_st, bf16* s_dst, const float* st,
+                                              const float* dst) {
+  constexpr int kPerRow = D / 8;
+  float dot = 0.f;
+  for (int idx = threadIdx.x; idx < Layout<D>::kStateRows * kPerRow; idx += kThreads) {
+    const int i = idx / kPerRow, c = (idx % kPerRow) * 8;
+    float a[8], b[8];
+    load8_f32(st + i * D + c, a);
+    load8_f32(dst + i * D + c, b);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) dot = fmaf(a[e], b[e], dot);
+    *reinterpret_cast<uint4*>(s_st + i * kLd<D> + c) = pack8(a);
+    *reinterpret_cast<uint4*>(s_dst + i * kLd<D> + c) = pack8(b);
+  }
+  return dot;
+}
+
+/// Stores two adjacent bf16 outputs (one 4-byte store; the pair is 4-byte aligned).
+__device__ __forceinline__ void store_bf16_pair(bf16* p, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+}
+
+// grid (NC, B*H), 256 threads (8 warps: C x D outputs as 4 x 2 warps of 16 x D/2, C x C outputs
+// of 16 x 32). Every product has chunk rows as its output rows, and past the last token those rows
+// are exact zeros (zero rows of K, Q, V, dO, U, dU; A's identity rows meet zero rows), so each is
+// mma_rows: warps whose 16 rows lie past the tokens skip it (a 24-token window does 2 of 4), and
+// products summed over chunk rows stop at the tokens rounded up to 16.
+template <int D>
+__global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p) {
+  using L = Layout<D>;
+  constexpr int LD = kLd<D>, LC = kLc, SR = L::kStateRows;
+  using RowFrag = mma::Bf16Frag<kC, D, kThreads>;  // C x D outputs
+  using SqFrag = mma::Bf16Frag<kC, kC, kThreads>;  // C x C outputs
+  using RowTiling = typename RowFrag::Tiling;
+  using SqTiling = typename SqFrag::Tiling;
+  using mma::rows_of;
+  using mma::transpose_of;
+  extern __shared__ float smem[];
+  float* s_kk = smem;                  // [C][kKkLd] K K^T (fp32)
+  float* s_g = s_kk + kC * kKkLd;      // [C] G
+  float* s_gamma = s_g + kC;           // [C] exp(G_i)
+  float* s_decay = s_gamma + kC;       // [C] exp(G_C - G_i)
+  float* s_beta = s_decay + kC;        // [C]
+  float* s_dg = s_beta + kC;           // [C] dG without the state-update terms
+  float* s_e = s_dg + kC;              // [C] e_i = decay_i k_i^T dS u_i
+  float* s_db = s_e + kC;              // [C]
+  float* s_rs = s_db + kC;             // [C] row sums
+  float* s_red = s_rs + kC;            // [6 C] reduction scratch
+  float* s_blk = s_red + L::kScratch;  // [16] block-sum scratch
+  bf16* s_k = reinterpret_cast<bf16*>(s_blk + 16);
+  bf16* s_q = s_k + L::kRowTile;
+  bf16* s_du = s_q + L::kRowTile;
+  bf16* s_x = s_du + L::kRowTile;  // scale (dP * R), then dA, then F = dL * R
+  bf16* s_union = s_x + L::kSqTile;
+  bf16* s_do = s_union;  // phase 1: the state products
+  bf16* s_u = s_do + L::kRowTile;
+  bf16* s_st = s_u + L::kRowTile;
+  bf16* s_dst = s_st + L::kStateTile;
+  bf16* s_v = s_union;  // phase 2: the rest
+  bf16* s_dw = s_v + L::kRowTile;
+  bf16* s_a = s_dw + L::kRowTile;
+  bf16* s_m = s_a + L::kSqTile;  // A^T dA, then diag(beta) F
+
+  const int n = blockIdx.x;
+  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC, chunk = bh * n_chunks + n;
+  const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+  const int depth = (n_valid + 15) & ~15;  // products summed over chunk rows
+  const int64_t row_stride = p.heads * D;
+  const int64_t tok = detail::token_offset(p, b, t0, h, D);
+  const bf16* q = static_cast<const bf16*>(p.q) + tok;
+  const bf16* k = static_cast<const bf16*>(p.k) + tok;
+  const bf16* v = static_cast<const bf16*>(p.v) + tok;
+  const bf16* d_o = static_cast<const bf16*>(p.grad_o) + tok;
+  const float* st = p.chunk_states + chunk * D * D;        // S^T: [V][K]
+  const float* dst = p.grad_chunk_states + chunk * D * D;  // dS^T: [V][K]
+  const float* attn = p.attn + chunk * kC * kC;
+  const int tid = threadIdx.x;
+  const float scale = p.scale;
+
+  // ---- phase 1: stage, K K^T, dP, and the products with the states
+  stage_bf16<D>(s_k, LD, k, row_stride, n_valid);
+  stage_bf16<D>(s_q, LD, q, row_stride, n_valid);
+  stage_bf16<D>(s_do, LD, d_o, row_stride, n_valid);
+  stage_f32<D>(s_du, LD, p.grad_u + chunk * kC * D, kC, n_valid);
+  stage_f32<D>(s_u, LD, p.u + chunk * kC * D, kC, n_valid);
+  float state_dot = stage_states<D>(s_st, s_dst, st, dst);
+  if (tid < kC) {
+    const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
+    s_g[tid] = g_i;
+    s_gamma[tid] = __expf(g_i);
+    s_decay[tid] = __expf(g_last - g_i);
+    s_beta[tid] = tid < n_valid ? p.beta[(b * p.seq_len + t0 + tid) * p.heads + h] : 0.f;
+  }
+  __syncthreads();
+  auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
+
+  {  // K K^T (fp32, for L and dbeta)
+    SqFrag kk;
+    kk.fill(0.f);
+    kk.mma_rows(n_valid, D, rows_of(s_k, LD), transpose_of(s_k, LD));
+#pragma unroll
+    for (int r = 0; r < SqFrag::kRegs; r += 2) {
+      detail::store_pair(s_kk + kk.row(r) * kKkLd + kk.col(r), kk.x[r], kk.x[r + 1]);
+    }
+  }
+  {  // dP = lower_incl(dO U^T); dG (b) = rowsum(P * dP) - colsum(P * dP); X = scale (dP * R)
+    SqFrag dp;
+    dp.fill(0.f);
+    dp.mma_rows(n_valid, D, rows_of(s_do, LD), transpose_of(s_u, LD));
+    float pdp[SqFrag::kRegs];
+#pragma unroll
+    for (int r = 0; r < SqFrag::kRegs; r += 2) {
+      const int i = dp.row(r), j = dp.col(r);
+      const float2 pr = __ldg(reinterpret_cast<const float2*>(attn + i * kC + j));
+      dp.x[r] = j <= i ? dp.x[r] : 0.f;
+      dp.x[r + 1] = j + 1 <= i ? dp.x[r + 1] : 0.f;
+      pdp[r] = pr.x * dp.x[r];
+      pdp[r + 1] = pr.y * dp.x[r + 1];
+    }
+    dp.store_bf16(s_x, LC, [&](int i, int j, float x) { return scale * x * decay_ratio(i, j); });
+    mma::tile_row_minus_col_sum<SqTiling, kThreads>(pdp, s_red, s_dg, /*accumulate=*/false);
+  }
+  // dq = dO S^T, dW = -dU S^T, dk = U dS^T, summed over slabs of the states' V rows.
+  RowFrag dq, dk, dw;
+  dq.fill(0.f);
+  dk.fill(0.f);
+  dw.fill(0.f);
+  for (int slab = 0; slab < D / SR; ++slab) {
+    if (slab > 0) {
+      __syncthreads();  // every warp is done with the previous slab
+      state_dot += stage_states<D>(s_st, s_dst, st + slab * SR * D, dst + slab * SR * D);
+      __syncthreads();
+    }
+    dq.mma_rows(n_valid, SR, rows_of(s_do + slab * SR, LD), rows_of(s_st, LD));
+    dw.mma_rows(n_valid, SR, rows_of(s_du + slab * SR, LD), rows_of(s_st, LD));
+    dk.mma_rows(n_valid, SR, rows_of(s_u + slab * SR, LD), rows_of(s_dst, LD));
+  }
+  __syncthreads();  // phase 1's union is free
+
+  // ---- phase 2
+  dw.store_bf16(s_dw, LD, [](int, int, float x) { return -x; });
+  stage_bf16<D>(s_v, LD, v, row_stride, n_valid);
+  stage_f32<kC>(s_a, LC, p.a_inv + chunk * kC * kC, kC, kC);
+  {
+    // dq = scale diag(gamma) dO S^T: dG (a) += rowsum(q * dq). dk = diag(decay) U dS^T:
+    // e_i = rowsum(k * dk). (The sums synchronise, which also orders the staging above.)
+    float t[RowFrag::kRegs];
+#pragma unroll
+    for (int r = 0; r < RowFrag::kRegs; ++r) {
+      const int i = dq.row(r), j = dq.col(r);
+      dq.x[r] *= scale * s_gamma[i];
+      dk.x[r] *= s_decay[i];
+      t[r] = dq.x[r] * __bfloat162float(s_q[i * LD + j]);
+    }
+    mma::tile_row_sum<RowTiling, kThreads>(t, s_red, s_dg, /*accumulate=*/true);
+#pragma unroll
+    for (int r = 0; r < RowFrag::kRegs; ++r) {
+      t[r] = dk.x[r] * __bfloat162float(s_k[dk.row(r) * LD + dk.col(r)]);
+    }
+    mma::tile_row_sum<RowTiling, kThreads>(t, s_red, s_e, /*accumulate=*/false);
+  }
+  // dq += scale (dP * R) K: dq is final. dk += scale (dP * R)^T Q.
+  dq.mma_rows(n_valid, depth, rows_of(s_x, LC), rows_of(s_k, LD));
+  {
+    bf16* dq_out = static_cast<bf16*>(p.grad_q) + tok;
+#pragma unroll
+    for (int r = 0; r < RowFrag::kRegs; r += 2) {
+      const int i = dq.row(r), j = dq.col(r);
+      if (i < n_valid) store_bf16_pair(dq_out + i * row_stride + j, dq.x[r], dq.x[r + 1]);
+    }
+  }
+  dk.mma_rows(n_valid, depth, transpose_of(s_x, LC), rows_of(s_q, LD));
+  {  // dA = dW Z^T + dU Y^T with Z = diag(beta gamma) K, Y = diag(beta) V
+    SqFrag f1, f2;
+    f1.fill(0.f);
+    f2.fill(0.f);
+    f1.mma_rows(n_valid, D, rows_of(s_dw, LD), transpose_of(s_k, LD));
+    f2.mma_rows(n_valid, D, rows_of(s_du, LD), transpose_of(s_v, LD));
+#pragma unroll
+    for (int r = 0; r < SqFrag::kRegs; ++r) {
+      const int j = f1.col(r);
+      f1.x[r] = s_beta[j] * (s_gamma[j] * f1.x[r] + f2.x[r]);
+    }
+    __syncthreads();  // every warp is done reading X
+    f1.store_bf16(s_x, LC, [](int, int, float x) { return x; });
+  }
+  __syncthreads();
+  {  // M = A^T dA
+    SqFrag m;
+    m.fill(0.f);
+    m.mma_rows(n_valid, depth, transpose_of(s_a, LC), rows_of(s_x, LC));
+    m.store_bf16(s_m, LC, [](int, int, float x) { return x; });
+  }
+  __syncthreads();
+  {  // dL = strict_lower(-M A^T); dG (f) = rowsum(L * dL) - colsum(L * dL); F = dL * R
+    SqFrag dl;
+    dl.fill(0.f);
+    dl.mma_rows(n_valid, depth, rows_of(s_m, LC), transpose_of(s_a, LC));
+    float ldl[SqFrag::kRegs], fkk[SqFrag::kRegs];
+#pragma unroll
+    for (int r = 0; r < SqFrag::kRegs; ++r) {
+      const int i = dl.row(r), j = dl.col(r);
+      const float kk = s_kk[i * kKkLd + j], ratio = decay_ratio(i, j);
+      dl.x[r] = j < i ? -dl.x[r] : 0.f;
+      ldl[r] = s_beta[i] * kk * ratio * dl.x[r];  // L_ij dL_ij (zero on and above the diagonal)
+      dl.x[r] *= ratio;                           // F
+      fkk[r] = dl.x[r] * kk;
+    }
+    __syncthreads();  // every warp is done reading dA and M
+    dl.store_bf16(s_x, LC, [](int, int, float x) { return x; });
+    dl.store_bf16(s_m, LC, [&](int i, int, float x) { return s_beta[i] * x; });
+    mma::tile_row_minus_col_sum<SqTiling, kThreads>(ldl, s_red, s_dg, /*accumulate=*/true);
+    mma::tile_row_sum<SqTiling, kThreads>(fkk, s_red, s_db, /*accumulate=*/false);
+  }
+  RowFrag tmp;
+  {  // dZ = A^T dW: dk += diag(beta gamma) dZ; dbeta, dG (e) from rowsum(dZ * gamma K)
+    tmp.fill(0.f);
+    tmp.mma_rows(n_valid, depth, transpose_of(s_a, LC), rows_of(s_dw, LD));
+#pragma unroll
+    for (int r = 0; r < RowFrag::kRegs; ++r) {
+      const int i = tmp.row(r);
+      dk.x[r] += s_beta[i] * s_gamma[i] * tmp.x[r];
+      tmp.x[r] *= s_gamma[i] * __bfloat162float(s_k[i * LD + tmp.col(r)]);
+    }
+    mma::tile_row_sum<RowTiling, kThreads>(tmp.x, s_red, s_rs, /*accumulate=*/false);
+    if (tid < kC) {
+      s_db[tid] += s_rs[tid];
+      s_dg[tid] += s_beta[tid] * s_rs[tid];
+    }
+  }
+  {  // dk += diag(beta) F K + F^T diag(beta) K
+    tmp.fill(0.f);
+    tmp.mma_rows(n_valid, depth, rows_of(s_x, LC), rows_of(s_k, LD));
+#pragma unroll
+    for (int r = 0; r < RowFrag::kRegs; ++r) dk.x[r] += s_beta[tmp.row(r)] * tmp.x[r];
+    dk.mma_rows(n_valid, depth, transpose_of(s_m, LC), rows_of(s_k, LD));
+  }
+  {  // dY = A^T dU: dv = diag(beta) dY; dbeta += rowsum(dY * V)
+    tmp.fill(0.f);
+    tmp.mma_rows(n_valid, depth, transpose_of(s_a, LC), rows_of(s_du, LD));
+    bf16* dv = static_cast<bf16*>(p.grad_v) + tok;
+#pragma unroll
+    for (int r = 0; r < RowFrag::kRegs; r += 2) {
+      const int i = tmp.row(r), j = tmp.col(r);
+      if (i < n_valid) {
+        store_bf16_pair(dv + i * row_stride + j, s_beta[i] * tmp.x[r], s_beta[i] * tmp.x[r + 1]);
+      }
+      tmp.x[r] *= __bfloat162float(s_v[i * LD + j]);
+      tmp.x[r + 1] *= __bfloat162float(s_v[i * LD + j + 1]);
+    }
+    mma::tile_row_sum<RowTiling, kThreads>(tmp.x, s_red, s_rs, /*accumulate=*/false);
+    if (tid < kC) s_db[tid] += s_rs[tid];
+  }
+  {
+    bf16* dk_out = static_cast<bf16*>(p.grad_k) + tok;
+#pragma unroll
+    for (int r = 0; r < RowFrag::kRegs; r += 2) {
+      const int i = dk.row(r), j = dk.col(r);
+      if (i < n_valid) store_bf16_pair(dk_out + i * row_stride + j, dk.x[r], dk.x[r + 1]);
+    }
+  }
+  // dG (c) + (d) on the last position: gamma_C <S, dS> + sum_i e_i; then dg = reverse cumsum of dG.
+  state_dot = detail::block_sum<kThreads>(state_dot, s_blk);
+  if (tid == 0) {
+    float e_sum = 0.f;
+    for (int i = 0; i < kC; ++i) e_sum += s_e[i];
+    float acc = 0.f;
+    for (int i = kC - 1; i >= 0; --i) {
+      float dg_i = s_dg[i] - s_e[i];
+      if (i == kC - 1) dg_i += s_gamma[kC - 1] * state_dot + e_sum;
+      acc += dg_i;
+      s_rs[i] = acc;
+    }
+  }
+  __syncthreads();
+  if (tid < n_valid) {
+    const int64_t gi = (b * p.seq_len + t0 + tid) * p.heads + h;
+    p.grad_g[gi] = s_rs[tid];
+    p.grad_beta[gi] = s_db[tid];
+  }
+}
+
+template <int D>
+cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
+  // All of L1 as shared memory: two CTAs of the D = 64 kernel (94 KB each) fit on an H100 SM.
+  const cudaError_t err = detail::prefer_max_shared(gdn_chunk_bwd_tc_kernel<D>);
+  if (err != cudaSuccess) return err;
+  return detail::launch_with_smem(gdn_chunk_bwd_tc_kernel<D>,
+                                  dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
+                                  kThreads, Layout<D>::kBytes, stream, p);
+}
+
+}  // namespace
+
+namespace detail {
+cudaError_t launch_gdn_chunk_bwd_tc(const GdnParams& p, cudaStream_t stream) {
+  return p.head_dim_k == 64 ? launch<64>(p, stream) : launch<128>(p, stream);
+}
+}  // namespace detail
+
+}  // namespace hypnos::kernels
