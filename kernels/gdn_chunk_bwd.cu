@@ -8,7 +8,7 @@
 #include <type_traits>
 
 #include "gdn.h"
-#include "gdn_chunk_bwd_tc.h"
+#include "gdn_tc.h"
 #include "gdn_common.cuh"
 #include "gdn_mma.cuh"
 
@@ -406,143 +406,6 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
 }
 
-constexpr int kTcThreads = 128;      // 4 warps
-constexpr int kTcSlice = 32;         // BV: dS columns per CTA
-constexpr int kTcLS = kTcSlice + 8;  // fp32 stride of dS and dU: B-fragment reads hit 32 banks
-constexpr int kTcLO = kTcSlice + 8;  // bf16 stride of the dO slice
-
-template <int D>
-constexpr size_t tc_bwd_scan_smem_bytes() {
-  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) +
-         sizeof(__nv_bfloat16) * (kC * (D + 16) + kC * kTcLO);
-}
-
-// grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_bwd_scan_kernel with the
-// matmuls on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation): dS in fp32 registers of the
-// owning warp (rows [w D/4, (w+1) D/4)), a shared copy for the B operand of K dS; q and the dO
-// slice staged in shared memory as bf16 (exact; q is read transposed). k is read once per element
-// from global memory: about 54 KB of shared memory for D = 128, four CTAs per H100 SM, so the 512
-// CTAs of B*H = 128 run in one wave instead of two.
-template <int D>
-__global__ void __launch_bounds__(kTcThreads, 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams p) {
-  using T = __nv_bfloat16;
-  constexpr int BV = kTcSlice, LS = kTcLS, LO = kTcLO, LQ = D + 16;
-  constexpr int kNT = BV / 8;
-  constexpr int kStateMT = D / 64;
-  using RowTiling = mma::WarpTiling<1, kNT>;
-  using StateTiling = mma::WarpTiling<kStateMT, kNT>;
-  extern __shared__ float smem[];
-  float* s_ds = smem;                           // [D][LS]  dS slice (operand copy)
-  float* s_du = s_ds + D * LS;                  // [C][LS]  dU
-  float* s_gamma = s_du + kC * LS;              // [C]
-  float* s_decay = s_gamma + kC;                // [C]
-  T* s_q = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
-  T* s_do = s_q + kC * LQ;                      // [C][LO]  dO[:, v0 : v0 + BV]
-
-  const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  auto grad_out = [&](int m, int j) { return __bfloat162float(s_do[m * LO + j]); };
-
-  mma::WarpStateTile<kStateMT, kNT> ds;
-  ds.for_each(warp, lane, [&](int d, int j, float& x) {
-    x = p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
-    s_ds[d * LS + j] = x;
-  });
-  for (int64_t n = n_chunks - 1; n >= 0; --n) {
-    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
-    const int n_valid = valid_rows(p, t0);
-    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
-    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
-    const T* d_o = static_cast<const T*>(p.grad_o) + detail::token_offset(p, b, t0, h, D);
-    const float* w = p.w + chunk * kC * D;
-    const float* attn = p.attn + chunk * kC * kC;
-    for (int idx = tid; idx < kC * (D / 2); idx += kTcThreads) {
-      const int i = idx / (D / 2), c = idx % (D / 2);
-      const bool ok = i < n_valid;
-      reinterpret_cast<uint32_t*>(s_q + i * LQ)[c] =
-          ok ? __ldg(reinterpret_cast<const uint32_t*>(q + i * row_stride) + c) : 0u;
-    }
-    for (int idx = tid; idx < kC * (BV / 2); idx += kTcThreads) {
-      const int i = idx / (BV / 2), c = idx % (BV / 2);
-      reinterpret_cast<uint32_t*>(s_do + i * LO)[c] =
-          i < n_valid ? __ldg(reinterpret_cast<const uint32_t*>(d_o + i * row_stride + v0) + c)
-                      : 0u;
-    }
-    if (tid < kC) {
-      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
-      s_gamma[tid] = __expf(g_i);
-      s_decay[tid] = __expf(g_last - g_i);
-    }
-    __syncthreads();  // staged tiles and (first chunk) s_ds are complete
-    {
-      float* dst = p.grad_chunk_states + chunk * D * D;
-      for (int idx = tid; idx < D * BV; idx += kTcThreads) {
-        const int d = idx % D, j = idx / D;
-        dst[(v0 + j) * D + d] = s_ds[d * LS + j];
-      }
-    }
-    const int depth = row_depth(n_valid);
-    {  // dU = P^T dO + diag(decay) K dS, rows [16 warp, 16 warp + 16); zero past the tokens
-      const int i0 = warp * 16;
-      float kds[kNT][4] = {}, du[kNT][4] = {};
-      if (i0 < n_valid) {
-        const T* k_rows = k + i0 * row_stride;
-        const int k_rows_valid = n_valid - i0;
-        mma::warp_mma_tf32<kNT>(
-            kds, lane, 0, D / 8,
-            [&](int i, int d) {
-              return i < k_rows_valid ? __bfloat162float(__ldg(k_rows + i * row_stride + d)) : 0.f;
-            },
-            [&](int d, int j) { return s_ds[d * LS + j]; });
-        // P^T is upper triangular: rows of this warp meet only columns from 16 warp on.
-        mma::warp_mma_tf32<kNT>(
-            du, lane, i0, (depth - i0) / 8,
-            [&](int i, int m) { return __ldg(attn + m * kC + i0 + i); }, grad_out);
-      }
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-        for (int r = 0; r < 4; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
-          const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
-          const float x0 = du[nt][r] + s_decay[i] * kds[nt][r];
-          const float x1 = du[nt][r + 1] + s_decay[i] * kds[nt][r + 1];
-          s_du[i * LS + j] = x0;
-          s_du[i * LS + j + 1] = x1;
-          detail::store_pair(p.grad_u + (chunk * kC + i) * D + v0 + j, x0, x1);
-        }
-      }
-    }
-    __syncthreads();  // s_du complete; every warp is done reading s_ds
-    {                 // dS <- gamma_C dS + scale (diag(gamma) Q)^T dO - W^T dU
-      const float gamma_last = s_gamma[kC - 1];
-      ds.for_each(warp, lane, [&](int, int, float& x) { x *= gamma_last; });
-#pragma unroll
-      for (int mt = 0; mt < kStateMT; ++mt) {
-        const int d0 = warp * StateTiling::kWarpRows + mt * 16;
-        mma::warp_mma_tf32<kNT>(
-            ds.x[mt], lane, 0, depth / 8,
-            [&](int d, int i) {
-              return p.scale * s_gamma[i] * __bfloat162float(s_q[i * LQ + d0 + d]);
-            },
-            grad_out);
-        mma::warp_mma_tf32<kNT>(
-            ds.x[mt], lane, 0, depth / 8, [&](int d, int i) { return -__ldg(w + i * D + d0 + d); },
-            [&](int i, int j) { return s_du[i * LS + j]; });
-      }
-      // No warp reads s_ds in this phase (the K dS product above is behind the barrier).
-      ds.for_each(warp, lane, [&](int d, int j, float& x) { s_ds[d * LS + j] = x; });
-    }
-    __syncthreads();  // s_ds is the new dS before the next chunk stores and reads it
-  }
-  if (p.grad_initial_state) {
-    ds.for_each(warp, lane, [&](int d, int j, float& x) {
-      p.grad_initial_state[(bh * D + d) * D + v0 + j] = x;
-    });
-  }
-}
-
 constexpr int kBwdSlice = 32;
 
 template <typename T, int D>
@@ -557,20 +420,11 @@ cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream) {
   const unsigned bh = unsigned(p.batch * p.heads);
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
   const bool tc = kBf16 && p.kernel == GdnKernel::kTensorCore;
-  cudaError_t err = cudaSuccess;
-  if constexpr (kBf16) {
-    if (tc) {
-      err = detail::prefer_max_shared(gdn_chunk_bwd_scan_tc_kernel<D>);  // four CTAs per SM
-      if (err != cudaSuccess) return err;
-      err = detail::launch_with_smem(gdn_chunk_bwd_scan_tc_kernel<D>, dim3(D / kTcSlice, bh),
-                                     kTcThreads, tc_bwd_scan_smem_bytes<D>(), stream, p);
-    }
-  }
-  if (!tc) {
-    err = detail::launch_with_smem(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>,
-                                   dim3(D / kBwdSlice, bh), kThreads,
-                                   bwd_scan_smem_bytes<D, kBwdSlice>(), stream, p);
-  }
+  const cudaError_t err =
+      tc ? detail::launch_gdn_chunk_bwd_scan_tc(p, stream)
+         : detail::launch_with_smem(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>,
+                                    dim3(D / kBwdSlice, bh), kThreads,
+                                    bwd_scan_smem_bytes<D, kBwdSlice>(), stream, p);
   if (err != cudaSuccess) return err;
   return tc ? detail::launch_gdn_chunk_bwd_tc(p, stream) : launch_bwd_chunk<T, D>(p, stream);
 }
@@ -584,6 +438,7 @@ cudaError_t gdn_chunk_bwd(const GdnParams& p, cudaStream_t stream) {
   if (p.batch <= 0 || p.seq_len <= 0 || p.heads <= 0 || p.batch * p.heads > 65535) {
     return cudaErrorInvalidValue;
   }
+  if (p.scan_slice != 0 && p.scan_slice != 32 && p.scan_slice != 64) return cudaErrorInvalidValue;
   if (!p.q || !p.k || !p.v || !p.beta || !p.g_cum || !p.w || !p.attn || !p.a_inv || !p.u ||
       !p.chunk_states || !p.grad_o || !p.grad_q || !p.grad_k || !p.grad_v || !p.grad_g ||
       !p.grad_beta || !p.grad_u || !p.grad_chunk_states) {

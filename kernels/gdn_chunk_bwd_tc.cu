@@ -8,12 +8,12 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
-#include <cstring>
 
 #include "gdn.h"
-#include "gdn_chunk_bwd_tc.h"
 #include "gdn_common.cuh"
 #include "gdn_mma_bf16.cuh"
+#include "gdn_stage.cuh"
+#include "gdn_tc.h"
 
 namespace hypnos::kernels {
 namespace {
@@ -21,6 +21,8 @@ namespace {
 using bf16 = __nv_bfloat16;
 using detail::kC;
 using detail::kThreads;
+using detail::load8_f32;
+using detail::pack8;
 
 /// bf16 tile strides: 8 elements past the row, so rows start 16 bytes apart an odd number of
 /// times and the eight rows of an ldmatrix block hit distinct banks.
@@ -48,53 +50,6 @@ struct Layout {
   static_assert(kFloats % 4 == 0 && kRowTile % 8 == 0 && kSqTile % 8 == 0 && kStateTile % 8 == 0,
                 "every bf16 tile must start on 16 bytes");
 };
-
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-  unsigned bits;
-  memcpy(&bits, &h, sizeof bits);
-  return bits;
-}
-
-/// Rows [0, C) of a bf16 [*, kCols] matrix (row stride `stride`) into a tile, 16 bytes per copy;
-/// rows at or past `valid` are zero.
-template <int kCols>
-__device__ __forceinline__ void stage_bf16(bf16* tile, int ld, const bf16* src, int64_t stride,
-                                           int valid) {
-  constexpr int kPerRow = kCols / 8;
-  for (int idx = threadIdx.x; idx < kC * kPerRow; idx += kThreads) {
-    const int i = idx / kPerRow, c = (idx % kPerRow) * 8;
-    uint4 x = {0u, 0u, 0u, 0u};
-    if (i < valid) x = __ldg(reinterpret_cast<const uint4*>(src + i * stride + c));
-    *reinterpret_cast<uint4*>(tile + i * ld + c) = x;
-  }
-}
-
-/// Eight fp32 values from 16-byte aligned global memory.
-__device__ __forceinline__ void load8_f32(const float* src, float (&x)[8]) {
-  const float4 lo = __ldg(reinterpret_cast<const float4*>(src));
-  const float4 hi = __ldg(reinterpret_cast<const float4*>(src) + 1);
-  x[0] = lo.x, x[1] = lo.y, x[2] = lo.z, x[3] = lo.w;
-  x[4] = hi.x, x[5] = hi.y, x[6] = hi.z, x[7] = hi.w;
-}
-__device__ __forceinline__ uint4 pack8(const float (&x)[8]) {
-  return {pack_bf16(x[0], x[1]), pack_bf16(x[2], x[3]), pack_bf16(x[4], x[5]),
-          pack_bf16(x[6], x[7])};
-}
-
-/// Rows [0, rows) of a contiguous fp32 [*, kCols] matrix into a bf16 tile (rounded to nearest);
-/// rows at or past `valid` are zero.
-template <int kCols>
-__device__ __forceinline__ void stage_f32(bf16* tile, int ld, const float* src, int rows,
-                                          int valid) {
-  constexpr int kPerRow = kCols / 8;
-  for (int idx = threadIdx.x; idx < rows * kPerRow; idx += kThreads) {
-    const int i = idx / kPerRow, c = (idx % kPerRow) * 8;
-    float x[8] = {};
-    if (i < valid) load8_f32(src + i * kCols + c, x);
-    *reinterpret_cast<uint4*>(tile + i * ld + c) = pack8(x);
-  }
-}
 
 /// kStateRows rows of S^T and dS^T (fp32 [D][D], contiguous) into bf16 tiles; returns this
 /// thread's part of <S, dS>, taken on the fp32 values.
@@ -180,11 +135,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
   const float scale = p.scale;
 
   // ---- phase 1: stage, K K^T, dP, and the products with the states
-  stage_bf16<D>(s_k, LD, k, row_stride, n_valid);
-  stage_bf16<D>(s_q, LD, q, row_stride, n_valid);
-  stage_bf16<D>(s_do, LD, d_o, row_stride, n_valid);
-  stage_f32<D>(s_du, LD, p.grad_u + chunk * kC * D, kC, n_valid);
-  stage_f32<D>(s_u, LD, p.u + chunk * kC * D, kC, n_valid);
+  detail::stage_bf16<kC, D, kThreads>(s_k, LD, k, row_stride, n_valid);
+  detail::stage_bf16<kC, D, kThreads>(s_q, LD, q, row_stride, n_valid);
+  detail::stage_bf16<kC, D, kThreads>(s_do, LD, d_o, row_stride, n_valid);
+  detail::stage_f32<kC, D, kThreads>(s_du, LD, p.grad_u + chunk * kC * D, D, n_valid);
+  detail::stage_f32<kC, D, kThreads>(s_u, LD, p.u + chunk * kC * D, D, n_valid);
   float state_dot = stage_states<D>(s_st, s_dst, st, dst);
   if (tid < kC) {
     const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
@@ -241,8 +196,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
 
   // ---- phase 2
   dw.store_bf16(s_dw, LD, [](int, int, float x) { return -x; });
-  stage_bf16<D>(s_v, LD, v, row_stride, n_valid);
-  stage_f32<kC>(s_a, LC, p.a_inv + chunk * kC * kC, kC, kC);
+  detail::stage_bf16<kC, D, kThreads>(s_v, LD, v, row_stride, n_valid);
+  detail::stage_f32<kC, kC, kThreads>(s_a, LC, p.a_inv + chunk * kC * kC, kC, kC);
   {
     // dq = scale diag(gamma) dO S^T: dG (a) += rowsum(q * dq). dk = diag(decay) U dS^T:
     // e_i = rowsum(k * dk). (The sums synchronise, which also orders the staging above.)

@@ -10,6 +10,7 @@
 #include "gdn.h"
 #include "gdn_common.cuh"
 #include "gdn_mma.cuh"
+#include "gdn_tc.h"
 
 namespace hypnos::kernels {
 namespace {
@@ -391,153 +392,6 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   }
 }
 
-constexpr int kTcThreads = 128;  // 4 warps
-constexpr int kTcSlice = 32;     // BV: state columns per CTA
-constexpr int kTcLS =
-    kTcSlice + 8;  // fp32 row stride of state and U: B-fragment reads hit 32 banks
-
-template <int D>
-constexpr size_t tc_scan_smem_bytes() {
-  return sizeof(float) * ((D + kC) * kTcLS + 2 * kC) + sizeof(__nv_bfloat16) * kC * (D + 16);
-}
-
-// grid (D / 32, B*H), 4 warps; bf16 inputs. Same contract as gdn_chunk_fwd_kernel, with every
-// matmul on tensor cores (mma.sync m16n8k8 tf32, fp32 accumulation). The fp32 master state lives in
-// registers in accumulator layout (warp w owns state rows [w D/4, (w+1) D/4)); a shared copy feeds
-// the B operands of W S and Q S. k of the chunk is staged in shared memory as bf16 (exact; its
-// transposed reads in K^T U would be scattered in global memory); q is read once per element, from
-// global memory, which keeps the kernel at about 48 KB of shared memory for D = 128: four CTAs per
-// H100 SM, so the 512 CTAs of B*H = 128 run in one wave instead of two.
-template <int D>
-__global__ void __launch_bounds__(kTcThreads) gdn_chunk_fwd_tc_kernel(GdnParams p) {
-  using T = __nv_bfloat16;
-  constexpr int BV = kTcSlice, LS = kTcLS, LQ = D + 16;  // LQ: bf16 stride, conflict-free frags
-  constexpr int kNT = BV / 8;                            // n-tiles of the slice
-  constexpr int kStateMT = D / 64;                       // 16-row tiles of the state per warp
-  using RowTiling = mma::WarpTiling<1, kNT>;
-  using StateTiling = mma::WarpTiling<kStateMT, kNT>;
-  extern __shared__ float smem[];
-  float* s_state = smem;                        // [D][LS]  S slice (operand copy)
-  float* s_u = s_state + D * LS;                // [C][LS]  U
-  float* s_gamma = s_u + kC * LS;               // [C]      exp(G_i)
-  float* s_decay = s_gamma + kC;                // [C]      exp(G_C - G_i)
-  T* s_k = reinterpret_cast<T*>(s_decay + kC);  // [C][LQ]
-
-  const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  auto state = [&](int d, int j) { return s_state[d * LS + j]; };
-
-  mma::WarpStateTile<kStateMT, kNT> st;
-  st.for_each(warp, lane, [&](int d, int j, float& x) {
-    x = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
-    s_state[d * LS + j] = x;
-  });
-  for (int64_t n = 0; n < n_chunks; ++n) {
-    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
-    const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
-    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
-    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
-    T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, D);
-    const float* w = p.w + chunk * kC * D;
-    const float* ut = p.u_tilde + chunk * kC * D;
-    const float* attn = p.attn + chunk * kC * kC;
-    // bf16 pairs as 32-bit words; padded rows are zero (bit pattern 0).
-    for (int idx = tid; idx < kC * (D / 2); idx += kTcThreads) {
-      const int i = idx / (D / 2), c = idx % (D / 2);
-      const bool ok = i < n_valid;
-      reinterpret_cast<uint32_t*>(s_k + i * LQ)[c] =
-          ok ? __ldg(reinterpret_cast<const uint32_t*>(k + i * row_stride) + c) : 0u;
-    }
-    if (tid < kC) {
-      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
-      s_gamma[tid] = __expf(g_i);
-      s_decay[tid] = __expf(g_last - g_i);
-    }
-    __syncthreads();  // s_k, s_gamma, s_decay and (first chunk) s_state are complete
-    if (p.chunk_states) {
-      float* cs = p.chunk_states + chunk * D * D;
-      for (int idx = tid; idx < D * BV; idx += kTcThreads) {
-        const int d = idx % D, j = idx / D;  // consecutive threads walk k: coalesced
-        cs[(v0 + j) * D + d] = s_state[d * LS + j];
-      }
-    }
-    const int depth = row_depth(n_valid);
-    const bool has_tokens = warp * 16 < n_valid;  // rows of this warp past the tokens: U = 0, no O
-    {                                             // U = Ut - W S, rows [16 warp, 16 warp + 16)
-      float acc[kNT][4] = {};
-      const float* w_rows = w + warp * 16 * D;
-      if (has_tokens) {
-        mma::warp_mma_tf32<kNT>(
-            acc, lane, 0, D / 8, [&](int i, int d) { return __ldg(w_rows + i * D + d); }, state);
-      }
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
-          const float u = __ldg(ut + i * D + v0 + j) - acc[nt][r];
-          s_u[i * LS + j] = u;
-          if (p.u) p.u[(chunk * kC + i) * D + v0 + j] = u;
-        }
-      }
-    }
-    __syncthreads();   // s_u complete
-    if (has_tokens) {  // O = scale diag(gamma) Q S + P U
-      float acc[kNT][4] = {};
-      const T* q_rows = q + warp * 16 * row_stride;
-      const int q_rows_valid = n_valid - warp * 16;
-      mma::warp_mma_tf32<kNT>(
-          acc, lane, 0, D / 8,
-          [&](int i, int d) {
-            return i < q_rows_valid ? __bfloat162float(__ldg(q_rows + i * row_stride + d)) : 0.f;
-          },
-          state);
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-          acc[nt][r] *= p.scale * s_gamma[RowTiling::row(warp, 0, lane, r)];
-      }
-      // P is lower triangular (zeros above the diagonal are stored), so rows of this warp need
-      // only columns below 16 (warp + 1).
-      const float* attn_rows = attn + warp * 16 * kC;
-      mma::warp_mma_tf32<kNT>(
-          acc, lane, 0, min(2 * (warp + 1), depth / 8),
-          [&](int i, int m) { return __ldg(attn_rows + i * kC + m); },
-          [&](int m, int j) { return s_u[m * LS + j]; });
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int i = RowTiling::row(warp, 0, lane, r), j = RowTiling::col(nt, lane, r);
-          if (i < n_valid) o[i * row_stride + v0 + j] = __float2bfloat16_rn(acc[nt][r]);
-        }
-      }
-    }
-    {  // S <- gamma_C S + K^T diag(decay) U, in the registers of the owning warp
-      const float gamma_last = s_gamma[kC - 1];
-      st.for_each(warp, lane, [&](int, int, float& x) { x *= gamma_last; });
-#pragma unroll
-      for (int mt = 0; mt < kStateMT; ++mt) {
-        const int d0 = warp * StateTiling::kWarpRows + mt * 16;
-        mma::warp_mma_tf32<kNT>(
-            st.x[mt], lane, 0, depth / 8,
-            [&](int d, int i) { return __bfloat162float(s_k[i * LQ + d0 + d]) * s_decay[i]; },
-            [&](int i, int j) { return s_u[i * LS + j]; });
-      }
-    }
-    __syncthreads();  // every warp is done reading s_state, s_u, s_k
-    st.for_each(warp, lane, [&](int d, int j, float& x) { s_state[d * LS + j] = x; });
-    // The next chunk's first __syncthreads orders these writes before any read of s_state.
-  }
-  if (p.final_state) {
-    st.for_each(warp, lane,
-                [&](int d, int j, float& x) { p.final_state[(bh * D + d) * D + v0 + j] = x; });
-  }
-}
-
 constexpr int kFwdSlice = 32;
 
 template <typename T, int D>
@@ -551,15 +405,7 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
                        : detail::launch_with_smem(gdn_chunk_prep_kernel<T, D, false>, prep_grid,
                                                   kThreads, prep_smem_bytes<D, false>(), stream, p);
   if (err != cudaSuccess) return err;
-  if constexpr (kBf16) {
-    if (tc) {
-      err = detail::prefer_max_shared(gdn_chunk_fwd_tc_kernel<D>);  // four CTAs per SM
-
-      if (err != cudaSuccess) return err;
-      return detail::launch_with_smem(gdn_chunk_fwd_tc_kernel<D>, dim3(D / kTcSlice, bh),
-                                      kTcThreads, tc_scan_smem_bytes<D>(), stream, p);
-    }
-  }
+  if (tc) return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
   return detail::launch_with_smem(gdn_chunk_fwd_kernel<T, D, kFwdSlice>, dim3(D / kFwdSlice, bh),
                                   kThreads, scan_smem_bytes<D, kFwdSlice>(), stream, p);
 }
@@ -573,6 +419,7 @@ cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {
   if (p.batch <= 0 || p.seq_len <= 0 || p.heads <= 0 || p.batch * p.heads > 65535) {
     return cudaErrorInvalidValue;
   }
+  if (p.scan_slice != 0 && p.scan_slice != 32 && p.scan_slice != 64) return cudaErrorInvalidValue;
   if (!p.q || !p.k || !p.v || !p.g || !p.beta || !p.o || !p.g_cum || !p.w || !p.u_tilde ||
       !p.attn || (p.u == nullptr) != (p.chunk_states == nullptr) ||
       (p.u != nullptr && p.a_inv == nullptr)) {

@@ -121,6 +121,27 @@ __device__ __forceinline__ void load_b2(unsigned (&b)[4], SmemOperand<kT> x, int
   }
 }
 
+/// acc[nt] += A[r0, r0 + 16) x [k0, k_end) B[k0, k_end) x [n0 + 8 nt, + 8) for one warp; kNTiles
+/// even, k_end - k0 a multiple of 16.
+template <int kNTiles, bool kTA, bool kTB>
+__device__ __forceinline__ void warp_mma_bf16(float (&acc)[kNTiles][4], int lane, int r0, int n0,
+                                              int k0, int k_end, SmemOperand<kTA> a,
+                                              SmemOperand<kTB> b) {
+  static_assert(kNTiles % 2 == 0, "B fragments are loaded two n-tiles at a time");
+#pragma unroll 2
+  for (int kb = k0; kb < k_end; kb += 16) {
+    unsigned af[4];
+    load_a(af, a, lane, r0, kb);
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; nt += 2) {
+      unsigned bf[4];
+      load_b2(bf, b, lane, kb, n0 + nt * 8);
+      mma_bf16(acc[nt], af, bf[0], bf[1]);
+      mma_bf16(acc[nt + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
 /// An M x N block tile in mma accumulator layout split among the NT / 32 warps of a block as
 /// BlockTiling does (each warp 16 rows and an even number of 8-column tiles), with bf16 operands
 /// from shared memory. The same interface as TcFrag (x, row, col, fill, mma_rows).
@@ -143,20 +164,10 @@ struct Bf16Frag {
   /// x[i][j] += sum_{d < depth} a(i, d) b(d, j); depth a multiple of 16.
   template <bool kTA, bool kTB>
   __device__ __forceinline__ void mma(int depth, SmemOperand<kTA> a, SmemOperand<kTB> b) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int r0 = Tiling::row0(warp), c0 = Tiling::col0(warp);
-#pragma unroll 2
-    for (int kb = 0; kb < depth; kb += 16) {
-      unsigned af[4];
-      load_a(af, a, lane, r0, kb);
-#pragma unroll
-      for (int nt = 0; nt < Tiling::kNTiles; nt += 2) {
-        unsigned bf[4];
-        load_b2(bf, b, lane, kb, c0 + nt * 8);
-        mma_bf16(*reinterpret_cast<float(*)[4]>(x + 4 * nt), af, bf[0], bf[1]);
-        mma_bf16(*reinterpret_cast<float(*)[4]>(x + 4 * nt + 4), af, bf[2], bf[3]);
-      }
-    }
+    const int warp = threadIdx.x / 32;
+    warp_mma_bf16<Tiling::kNTiles>(*reinterpret_cast<float(*)[Tiling::kNTiles][4]>(x),
+                                   threadIdx.x % 32, Tiling::row0(warp), Tiling::col0(warp), 0,
+                                   depth, a, b);
   }
   /// mma for the output rows below `rows` only (TcFrag::mma_rows): a warp whose slab starts at or
   /// past `rows` keeps its registers, for products whose rows past the last token are zero anyway.

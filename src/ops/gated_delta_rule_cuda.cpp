@@ -192,6 +192,16 @@ GdnCudaKernel gdn_cuda_kernel_from_env() {
                               "', expected 'tc' (tensor cores, the default) or 'fp32'");
 }
 
+int gdn_scan_slice_from_env() {
+  const char* value = std::getenv("HYPNOS_GDN_SCAN_SLICE");
+  const std::string name = value ? value : "";
+  if (name.empty()) return 0;
+  if (name == "32") return 32;
+  if (name == "64") return 64;
+  throw std::invalid_argument("gated_delta_rule_cuda: HYPNOS_GDN_SCAN_SLICE is '" + name +
+                              "', expected 32 or 64 (state columns per CTA of the scans) or unset");
+}
+
 GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tensor& k,
                                              const at::Tensor& v, const at::Tensor& g,
                                              const at::Tensor& beta,
@@ -219,6 +229,7 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   GdnParams p = base_params(q, k, v, beta, scale);
   p.kernel =
       kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32 : kernels::GdnKernel::kTensorCore;
+  p.scan_slice = gdn_scan_slice_from_env();
   p.g = g.data_ptr<float>();
   p.initial_state = initial_state.defined() ? initial_state.data_ptr<float>() : nullptr;
   p.o = out.o.data_ptr();
@@ -232,7 +243,7 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   p.chunk_states = save_for_backward ? s.chunk_states.data_ptr<float>() : nullptr;
   throw_on_kernel_error(kernels::gdn_chunk_fwd(p, at::cuda::getCurrentCUDAStream()),
                         "gated_delta_rule_cuda",
-                        "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_kernel)");
+                        "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_scan_tc_kernel or gdn_chunk_fwd_kernel)");
   return out;
 }
 
@@ -258,6 +269,7 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   GdnParams p = base_params(q, k, v, beta, scale);
   p.kernel =
       kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32 : kernels::GdnKernel::kTensorCore;
+  p.scan_slice = gdn_scan_slice_from_env();
   p.g_cum = saved.g_cum.data_ptr<float>();
   p.w = saved.w.data_ptr<float>();
   p.attn = saved.attn.data_ptr<float>();
@@ -276,7 +288,7 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   p.grad_chunk_states = grad_states.data_ptr<float>();
   throw_on_kernel_error(kernels::gdn_chunk_bwd(p, at::cuda::getCurrentCUDAStream()),
                         "gated_delta_rule_cuda",
-                        "gdn_chunk_bwd (gdn_chunk_bwd_scan_kernel, gdn_chunk_bwd_kernel)");
+                        "gdn_chunk_bwd (the reverse scan and chunk kernels)");
   return gr;
 }
 

@@ -23,13 +23,18 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q, const at::Tensor
 /// written.
 enum class GdnOutputInit { kUninitialized, kNaN };
 
-/// Which forward scan runs (kernels::GdnKernel): tensor cores (mma.sync tf32, bf16 inputs; fp32
-/// inputs always take the fp32 kernels) or the first fp32 CUDA-core version, kept as the fallback.
+/// Which kernels run (kernels::GdnKernel): tensor cores (bf16 inputs; fp32 inputs always take the
+/// fp32 kernels) or the first fp32 CUDA-core version, kept as the fallback.
 enum class GdnCudaKernel { kTensorCore, kFp32 };
 
 /// The kernel named by the environment variable HYPNOS_GDN_KERNEL: unset, empty or "tc" gives
 /// kTensorCore, "fp32" gives kFp32; anything else throws std::invalid_argument naming the value.
 GdnCudaKernel gdn_cuda_kernel_from_env();
+
+/// The scans' state columns per CTA named by HYPNOS_GDN_SCAN_SLICE (kernels::GdnParams::
+/// scan_slice): unset or empty gives 0 (automatic), "32" or "64" forces that width; anything else
+/// throws std::invalid_argument naming the value. For benchmarks and tests.
+int gdn_scan_slice_from_env();
 
 /// What the forward keeps for the backward (fp32 workspaces, see kernels/gdn.h).
 struct GdnCudaSaved {

@@ -28,13 +28,15 @@ struct Case {
   bool with_initial_state;
   bool strong_gates = false;
   bool backward = true;  ///< false: inference (no u, chunk_states, a_inv; forward only)
+  int scan_slice = 0;    ///< GdnParams::scan_slice: 0 automatic, 32 or 64 forced
 };
 
 std::string name_of(const Case& c) {
   return "B" + std::to_string(c.batch) + " T" + std::to_string(c.seq_len) + " H" +
          std::to_string(c.heads) + " D" + std::to_string(c.dim) + " " +
          (c.dtype == at::kBFloat16 ? "bf16" : "fp32") + (c.with_initial_state ? " h0" : "") +
-         (c.strong_gates ? " strong" : "");
+         (c.strong_gates ? " strong" : "") +
+         (c.scan_slice ? " slice" + std::to_string(c.scan_slice) : "");
 }
 
 void expect_close_to_recurrence(const Case& c) {
@@ -84,6 +86,7 @@ void expect_close_to_recurrence(const Case& c) {
   p.scale = float(scale);
   p.dtype = c.dtype == at::kBFloat16 ? K::GdnDtype::kBFloat16 : K::GdnDtype::kFloat32;
   p.kernel = K::GdnKernel::kTensorCore;  // fp32 inputs take the CUDA-core kernels regardless
+  p.scan_slice = c.scan_slice;
   ASSERT_EQ(K::gdn_chunk_fwd(p, nullptr), cudaSuccess);
   if (!c.backward) {
     const auto ref = ops::detail::gated_delta_rule_reference(
@@ -145,6 +148,18 @@ TEST(GdnChunkEmulated, TensorCoreKernelsMatchTheRecurrence) {
         Case{1, 130, 1, 64, at::kBFloat16, true}, Case{1, 70, 1, 128, at::kBFloat16, true},
         Case{1, 24, 2, 64, at::kBFloat16, true, /*strong_gates=*/true}}) {
     expect_close_to_recurrence(c);
+  }
+}
+
+// The scans' two CTA widths (32 state columns on 4 warps, 64 on 8), whichever the automatic
+// choice would take at these sizes.
+TEST(GdnChunkEmulated, TensorCoreScansMatchTheRecurrenceAtBothSliceWidths) {
+  for (const int slice : {32, 64}) {
+    for (Case c :
+         {Case{1, 70, 2, 64, at::kBFloat16, true}, Case{1, 130, 1, 128, at::kBFloat16, true}}) {
+      c.scan_slice = slice;
+      expect_close_to_recurrence(c);
+    }
   }
 }
 

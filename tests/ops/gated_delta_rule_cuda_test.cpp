@@ -460,6 +460,26 @@ TEST(GatedDeltaRuleCudaValidation, KernelSwitchReadsHypnosGdnKernelAndRejectsUnk
   }
 }
 
+TEST(GatedDeltaRuleCudaValidation, ScanSliceReadsHypnosGdnScanSliceAndRejectsOtherWidths) {
+  const char* saved = std::getenv("HYPNOS_GDN_SCAN_SLICE");
+  const std::string restore = saved ? saved : "";
+  ::unsetenv("HYPNOS_GDN_SCAN_SLICE");
+  EXPECT_EQ(gdn_scan_slice_from_env(), 0);
+  ::setenv("HYPNOS_GDN_SCAN_SLICE", "64", 1);
+  EXPECT_EQ(gdn_scan_slice_from_env(), 64);
+  ::setenv("HYPNOS_GDN_SCAN_SLICE", "32", 1);
+  EXPECT_EQ(gdn_scan_slice_from_env(), 32);
+  ::setenv("HYPNOS_GDN_SCAN_SLICE", "48", 1);
+  const std::string msg = message_of([] { gdn_scan_slice_from_env(); });
+  EXPECT_NE(msg.find("HYPNOS_GDN_SCAN_SLICE"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'48'"), std::string::npos) << msg;
+  if (saved) {
+    ::setenv("HYPNOS_GDN_SCAN_SLICE", restore.c_str(), 1);
+  } else {
+    ::unsetenv("HYPNOS_GDN_SCAN_SLICE");
+  }
+}
+
 // ---- host model of the tensor-core fragment layouts (kernels/gdn_mma.cuh) ----------------------
 
 using kernels::mma::M16N8K8;

@@ -1,0 +1,23 @@
+// The bf16 tensor-core kernels of the gated delta rule (mma.sync m16n8k16 with ldmatrix operands
+// from bf16 shared-memory tiles), launched by gdn_chunk_fwd and gdn_chunk_bwd for bf16 inputs.
+// Head dims 64 or 128 (checked by the callers).
+#pragma once
+#include <cuda_runtime.h>
+
+#include "gdn.h"
+
+namespace hypnos::kernels::detail {
+
+/// The forward scan (gdn_chunk_scan_tc.cu): o, the final state and, for a backward, U and the
+/// state entering each chunk, from the prep kernel's W, Ut, P and g_cum.
+cudaError_t launch_gdn_chunk_fwd_scan_tc(const GdnParams& params, cudaStream_t stream);
+
+/// The backward's reverse scan (gdn_chunk_scan_tc.cu): dU, dS leaving each chunk, d(initial
+/// state).
+cudaError_t launch_gdn_chunk_bwd_scan_tc(const GdnParams& params, cudaStream_t stream);
+
+/// Every chunk-local gradient (dq, dk, dv, dg, dbeta) from the reverse scan's dU and dS per chunk
+/// (gdn_chunk_bwd_tc.cu).
+cudaError_t launch_gdn_chunk_bwd_tc(const GdnParams& params, cudaStream_t stream);
+
+}  // namespace hypnos::kernels::detail
