@@ -67,8 +67,8 @@ struct GdnParams {
   float scale = 0.f;
   GdnDtype dtype = GdnDtype::kBFloat16;
   GdnKernel kernel = GdnKernel::kTensorCore;
-  /// State columns per CTA of the tensor-core scans: 32 or 64, or 0 to choose by the number of
-  /// CTAs (tests and benchmarks set it to cover or compare both).
+  /// State columns per CTA of the tensor-core scans: 32 or 64, or 0 for the default (64; tests
+  /// and benchmarks set it to cover or compare both).
   int scan_slice = 0;
 
   __host__ __device__ int64_t n_chunks() const { return (seq_len + kGdnChunk - 1) / kGdnChunk; }

@@ -9,7 +9,8 @@
 
 #include "gdn.h"
 #include "gdn_common.cuh"
-#include "gdn_mma.cuh"
+#include "gdn_mma_bf16.cuh"
+#include "gdn_stage.cuh"
 #include "gdn_tc.h"
 
 namespace hypnos::kernels {
@@ -19,21 +20,49 @@ using detail::Frag;
 using detail::kC;
 using detail::kThreads;
 using detail::load;
-using detail::load_pair;
-using detail::row_depth;
 using detail::store_pair;
 
-/// Row strides of the prep kernel's tiles: odd for the CUDA-core path (column walks hit distinct
-/// banks), 8 mod 32 for the tensor-core path (row-major and transposed fragment reads, bank
-/// 8 * row + column, hit 32 distinct banks).
-template <int D, bool kTc>
-inline constexpr int kPrepLd = kTc ? D + 8 : D + 1;
-template <bool kTc>
-inline constexpr int kPrepLc = kTc ? kC + 8 : kC + 1;
+/// Row strides of the CUDA-core prep kernel's fp32 tiles: odd, so column walks hit distinct banks.
+template <int D>
+inline constexpr int kPrepLd = D + 1;
+inline constexpr int kPrepLc = kC + 1;
 
-template <int D, bool kTc>
+template <int D>
 constexpr size_t prep_smem_bytes() {
-  return sizeof(float) * (2 * kC * kPrepLd<D, kTc> + 2 * kC * kPrepLc<kTc> + 3 * kC);
+  return sizeof(float) * (2 * kC * kPrepLd<D> + 2 * kC * kPrepLc + 3 * kC);
+}
+
+/// g and beta of the chunk's tokens (zero past them) into s_g, s_beta; s_g becomes the inclusive
+/// cumsum G (one warp scans 64 values, two per lane), written to g_cum; s_zs = beta exp(G).
+/// Every thread calls it; it synchronises (the caller's shared writes before it are ordered too).
+__device__ void load_gates_and_cumsum(const GdnParams& p, int64_t b, int64_t h, int64_t t0,
+                                      int n_valid, int64_t chunk, float* s_g, float* s_beta,
+                                      float* s_zs) {
+  const int tid = threadIdx.x;
+  if (tid < kC) {
+    const bool ok = tid < n_valid;
+    const int64_t gi = (b * p.seq_len + t0 + tid) * p.heads + h;
+    s_g[tid] = ok ? p.g[gi] : 0.f;
+    s_beta[tid] = ok ? p.beta[gi] : 0.f;
+  }
+  __syncthreads();
+  if (tid < 32) {
+    float lo = s_g[2 * tid], hi = s_g[2 * tid + 1];
+    float s = lo + hi;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float t = __shfl_up_sync(0xffffffffu, s, o);
+      if (tid >= o) s += t;
+    }
+    s_g[2 * tid + 1] = s;
+    s_g[2 * tid] = s - hi;
+  }
+  __syncthreads();
+  if (tid < kC) {
+    p.g_cum[chunk * kC + tid] = s_g[tid];
+    s_zs[tid] = s_beta[tid] * __expf(s_g[tid]);
+  }
+  __syncthreads();
 }
 
 /// s_a = (I + L)^-1 for the strictly lower s_l (both [C][LC], s_a holding I on entry), by 16 x 16
@@ -100,26 +129,24 @@ __device__ void invert_unit_lower(const float* s_l, float* s_a, int n_valid, int
   }
 }
 
-// grid (NC, B*H). Writes g_cum, w, u_tilde, attn and (for a backward) a_inv of one chunk. kTc: K
-// K^T, Q K^T, W = A Z and Ut = A Y on tensor cores (mma.sync m16n8k8 tf32); the inverse A stays an
-// fp32 forward substitution (of the identity only, instead of [Z | Y | I]). The occupancy hint
-// (2 CTAs per SM on tensor cores, none otherwise) keeps ptxas from capping the D = 64 kernel at 64
-// registers and spilling.
-template <typename T, int D, bool kTc>
-__global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(GdnParams p) {
-  constexpr int LD = kPrepLd<D, kTc>, LC = kPrepLc<kTc>;
+// grid (NC, B*H). Writes g_cum, w, u_tilde, attn and (for a backward) a_inv of one chunk, on CUDA
+// cores in fp32 (the fallback and the fp32-input path; bf16 inputs take gdn_chunk_prep_tc_kernel):
+// (I + L) X = [Z | Y | I] by forward substitution, one column per thread.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
+  constexpr int LD = kPrepLd<D>, LC = kPrepLc;
   extern __shared__ float smem[];
-  float* s_k = smem;           // [C][LD]  k (CUDA cores: then Z = diag(beta gamma) K, then W)
-  float* s_v = s_k + kC * LD;  // [C][LD]  v (CUDA cores: then Y = diag(beta) V, then Ut)
+  float* s_k = smem;           // [C][LD]  k, then Z = diag(beta gamma) K, then W
+  float* s_v = s_k + kC * LD;  // [C][LD]  v, then Y = diag(beta) V, then Ut
   float* s_a = s_v + kC * LD;  // [C][LC]  I, then A = (I + L)^-1
   float* s_l = s_a + kC * LC;  // [C][LC]  L
   float* s_g = s_l + kC * LC;  // [C]      G (within-chunk cumsum of g)
   float* s_beta = s_g + kC;    // [C]
-  float* s_zs = s_beta + kC;   // [C]      beta exp(G): the row scale of Z (tensor cores)
+  float* s_zs = s_beta + kC;   // [C]      beta exp(G): the row scale of Z
 
   const int n = blockIdx.x;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC;
+  const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC, chunk = bh * n_chunks + n;
   const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
   const int64_t row_stride = p.heads * D;
   const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
@@ -127,95 +154,20 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
   const T* v = static_cast<const T*>(p.v) + detail::token_offset(p, b, t0, h, D);
   const int tid = threadIdx.x;
 
-  if constexpr (kTc) {  // rows of 16-byte aligned pieces, 8 elements each (LD keeps rows aligned)
-    constexpr int kPieces = D / 8;
-    for (int idx = tid; idx < kC * kPieces; idx += kThreads) {
-      const int i = idx / kPieces, d = (idx % kPieces) * 8;
-      float xk[8] = {}, xv[8] = {};
-      if (i < n_valid) {
-        detail::load8(k + i * row_stride + d, xk);
-        detail::load8(v + i * row_stride + d, xv);
-      }
-      detail::store8(s_k + i * LD + d, xk);
-      detail::store8(s_v + i * LD + d, xv);
-    }
-  } else {
-    for (int idx = tid; idx < kC * D; idx += kThreads) {
-      const int i = idx / D, d = idx % D;
-      const bool ok = i < n_valid;
-      s_k[i * LD + d] = ok ? load(k + i * row_stride + d) : 0.f;
-      s_v[i * LD + d] = ok ? load(v + i * row_stride + d) : 0.f;
-    }
+  for (int idx = tid; idx < kC * D; idx += kThreads) {
+    const int i = idx / D, d = idx % D;
+    const bool ok = i < n_valid;
+    s_k[i * LD + d] = ok ? load(k + i * row_stride + d) : 0.f;
+    s_v[i * LD + d] = ok ? load(v + i * row_stride + d) : 0.f;
   }
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
     s_a[i * LC + j] = i == j ? 1.f : 0.f;
   }
-  if (tid < kC) {
-    const bool ok = tid < n_valid;
-    const int64_t gi = (b * p.seq_len + t0 + tid) * p.heads + h;
-    s_g[tid] = ok ? p.g[gi] : 0.f;
-    s_beta[tid] = ok ? p.beta[gi] : 0.f;
-  }
-  __syncthreads();
-  if (tid < 32) {  // inclusive scan of 64 values by one warp, two per lane
-    float lo = s_g[2 * tid], hi = s_g[2 * tid + 1];
-    float s = lo + hi;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const float t = __shfl_up_sync(0xffffffffu, s, o);
-      if (tid >= o) s += t;
-    }
-    s_g[2 * tid + 1] = s;
-    s_g[2 * tid] = s - hi;
-  }
-  __syncthreads();
-  const int64_t chunk = bh * n_chunks + n;
-  if (tid < kC) {
-    p.g_cum[chunk * kC + tid] = s_g[tid];
-    s_zs[tid] = s_beta[tid] * __expf(s_g[tid]);
-  }
+  load_gates_and_cumsum(p, b, h, t0, n_valid, chunk, s_g, s_beta, s_zs);
 
   // K K^T -> L (strictly lower, beta_i exp(G_i - G_j) row/decay scaled); Q K^T -> P.
-  auto decay_of = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
-  auto store_l = [&](int i, int j, float kk, float decay) {
-    s_l[i * LC + j] = i > j ? s_beta[i] * kk * decay : 0.f;
-  };
-  auto store_l_and_p = [&](int i, int j, float kk, float qk) {
-    const float decay = decay_of(i, j);
-    store_l(i, j, kk, decay);
-    p.attn[(chunk * kC + i) * kC + j] = p.scale * qk * decay;
-  };
-  if constexpr (kTc) {
-    // 8 warps: rows [16 (w % 4), +16), columns [32 (w / 4), +32) of both C x C products.
-    constexpr int kNT = 4;
-    using Tiling = mma::WarpTiling<1, kNT>;
-    const int warp = tid / 32, lane = tid % 32, r0 = (warp % 4) * 16, c0 = (warp / 4) * 32;
-    float kk[kNT][4] = {}, qk[kNT][4] = {};
-    auto kt = [&](int d, int j) { return s_k[(c0 + j) * LD + d]; };
-    if (r0 < n_valid) {  // rows past the tokens: K and Q rows are zero, so are L's and P's
-      mma::warp_mma_tf32<kNT>(
-          kk, lane, 0, D / 8, [&](int i, int d) { return s_k[(r0 + i) * LD + d]; }, kt);
-      mma::warp_mma_tf32_pairs<kNT>(
-          qk, lane, 0, D / 8,
-          [&](int i, int d) {
-            return r0 + i < n_valid ? load_pair(q + (r0 + i) * row_stride + d) : float2{};
-          },
-          [&](int d, int j) { return *reinterpret_cast<const float2*>(s_k + (c0 + j) * LD + d); });
-    }
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt) {
-#pragma unroll
-      for (int r = 0; r < 4; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
-        const int i = r0 + Tiling::row(0, 0, lane, r), j = c0 + Tiling::col(nt, lane, r);
-        const float decay0 = decay_of(i, j), decay1 = decay_of(i, j + 1);
-        store_l(i, j, kk[nt][r], decay0);
-        store_l(i, j + 1, kk[nt][r + 1], decay1);
-        store_pair(p.attn + (chunk * kC + i) * kC + j, p.scale * qk[nt][r] * decay0,
-                   p.scale * qk[nt][r + 1] * decay1);
-      }
-    }
-  } else {
+  {
     Frag<kC, kC> kk, qk;
     kk.fill(0.f);
     qk.fill(0.f);
@@ -225,74 +177,161 @@ __global__ void __launch_bounds__(kThreads, kTc ? 2 : 0) gdn_chunk_prep_kernel(G
     qk.mma(
         D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, kt);
 #pragma unroll
-    for (int r = 0; r < kk.kRegs; ++r) store_l_and_p(kk.row(r), kk.col(), kk.x[r], qk.x[r]);
+    for (int r = 0; r < kk.kRegs; ++r) {
+      const int i = kk.row(r), j = kk.col();
+      const float decay = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
+      s_l[i * LC + j] = i > j ? s_beta[i] * kk.x[r] * decay : 0.f;
+      p.attn[(chunk * kC + i) * kC + j] = p.scale * qk.x[r] * decay;
+    }
   }
   __syncthreads();
-  if constexpr (!kTc) {  // Z and Y in place (on tensor cores the row scales go into A's columns)
-    for (int idx = tid; idx < kC * D; idx += kThreads) {
-      const int i = idx / D, d = idx % D;
-      s_k[i * LD + d] *= s_zs[i];
-      s_v[i * LD + d] *= s_beta[i];
-    }
-    __syncthreads();
+  for (int idx = tid; idx < kC * D; idx += kThreads) {  // Z and Y in place
+    const int i = idx / D, d = idx % D;
+    s_k[i * LD + d] *= s_zs[i];
+    s_v[i * LD + d] *= s_beta[i];
   }
-  // CUDA cores: (I + L) X = [Z | Y | I] by forward substitution, one column per thread, column in
-  // registers. Tensor cores: only X = A, by 16 x 16 blocks (below), and W, Ut are products.
+  __syncthreads();
   // Past the tokens L's rows are zero: those rows of X are the right-hand side's, and an identity
   // column e_c with c past the tokens solves itself.
-  if constexpr (kTc) {
-    invert_unit_lower<LC>(s_l, s_a, n_valid, tid);
-  } else {
-    for (int c = tid; c < 2 * D + kC; c += kThreads) {
-      if (c >= 2 * D + n_valid) continue;
-      float* col = c < D ? s_k + c : c < 2 * D ? s_v + (c - D) : s_a + (c - 2 * D);
-      const int ld = c < 2 * D ? LD : LC;
-      float x[kC];
+  for (int c = tid; c < 2 * D + kC; c += kThreads) {
+    if (c >= 2 * D + n_valid) continue;
+    float* col = c < D ? s_k + c : c < 2 * D ? s_v + (c - D) : s_a + (c - 2 * D);
+    const int ld = c < 2 * D ? LD : LC;
+    float x[kC];
 #pragma unroll
-      for (int i = 0; i < kC; ++i) x[i] = col[i * ld];
+    for (int i = 0; i < kC; ++i) x[i] = col[i * ld];
 #pragma unroll
-      for (int i = 1; i < kC; ++i) {
-        if (i >= n_valid) break;
-        float s = x[i];
+    for (int i = 1; i < kC; ++i) {
+      if (i >= n_valid) break;
+      float s = x[i];
 #pragma unroll
-        for (int j = 0; j < i; ++j) s = fmaf(-s_l[i * LC + j], x[j], s);
-        x[i] = s;
-      }
-#pragma unroll
-      for (int i = 0; i < kC; ++i) col[i * ld] = x[i];
+      for (int j = 0; j < i; ++j) s = fmaf(-s_l[i * LC + j], x[j], s);
+      x[i] = s;
     }
+#pragma unroll
+    for (int i = 0; i < kC; ++i) col[i * ld] = x[i];
   }
   __syncthreads();
-  if constexpr (kTc) {
-    mma::TcFrag<kC, D, kThreads> w, ut;
-    w.fill(0.f);
-    ut.fill(0.f);
-    // W = A diag(beta gamma) K and Ut = A diag(beta) V: the row scales of Z and Y as column scales
-    // of A. Rows of A past the tokens are identity rows against zero rows of K and V (and zero
-    // scales): zero rows of W, Ut.
-    w.mma_rows(
-        n_valid, row_depth(n_valid), [&](int i, int l) { return s_a[i * LC + l] * s_zs[l]; },
-        [&](int l, int d) { return s_k[l * LD + d]; });
-    ut.mma_rows(
-        n_valid, row_depth(n_valid), [&](int i, int l) { return s_a[i * LC + l] * s_beta[l]; },
-        [&](int l, int d) { return s_v[l * LD + d]; });
-#pragma unroll
-    for (int r = 0; r < w.kRegs; r += 2) {  // registers r, r + 1: adjacent columns
-      const int64_t at = (chunk * kC + w.row(r)) * D + w.col(r);
-      store_pair(p.w + at, w.x[r], w.x[r + 1]);
-      store_pair(p.u_tilde + at, ut.x[r], ut.x[r + 1]);
-    }
-  } else {
-    for (int idx = tid; idx < kC * D; idx += kThreads) {
-      const int i = idx / D, d = idx % D;
-      p.w[(chunk * kC + i) * D + d] = s_k[i * LD + d];
-      p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
-    }
+  for (int idx = tid; idx < kC * D; idx += kThreads) {
+    const int i = idx / D, d = idx % D;
+    p.w[(chunk * kC + i) * D + d] = s_k[i * LD + d];
+    p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
   }
   if (p.a_inv == nullptr) return;  // no backward follows: A is not needed again
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
     p.a_inv[(chunk * kC + i) * kC + j] = s_a[i * LC + j];
+  }
+}
+
+/// Shared memory of the tensor-core prep kernel: fp32 A and L ([C][C + 8]: the float2 stores of a
+/// half-warp's fragment hit distinct banks), G, beta, beta gamma; bf16 K, V, Q ([C][D + 8]). After
+/// the inverse, L's space holds the bf16 split hi + lo of A diag(scale) ([C][C + 8] each).
+template <int D>
+struct PrepTcLayout {
+  static constexpr int kLd = D + 8, kLc = kC + 8;
+  static constexpr size_t kBytes =
+      sizeof(float) * (2 * kC * kLc + 3 * kC) + sizeof(__nv_bfloat16) * 3 * kC * kLd;
+  static_assert(2 * sizeof(__nv_bfloat16) * kC * kLc == sizeof(float) * kC * kLc,
+                "the hi and lo tiles fill L's space");
+};
+
+// grid (NC, B*H), 256 threads. The prep kernel on bf16 tensor cores: K K^T and Q K^T by mma.sync
+// m16n8k16 from bf16 tiles (exact inputs, fp32 accumulation); the inverse A = (I + L)^-1 in fp32
+// by 16 x 16 blocks; W = A diag(beta gamma) K and Ut = A diag(beta) V with A diag(.) split into
+// bf16 hi + lo (two MMAs: about 16 mantissa bits, where one bf16 operand would round A to 8).
+template <int D>
+__global__ void __launch_bounds__(kThreads, 2) gdn_chunk_prep_tc_kernel(GdnParams p) {
+  using bf16 = __nv_bfloat16;
+  using L = PrepTcLayout<D>;
+  constexpr int LD = L::kLd, LC = L::kLc;
+  using SqFrag = mma::Bf16Frag<kC, kC, kThreads>;
+  using RowFrag = mma::Bf16Frag<kC, D, kThreads>;
+  using mma::rows_of;
+  using mma::transpose_of;
+  extern __shared__ float smem[];
+  float* s_a = smem;           // [C][LC] I, then A = (I + L)^-1
+  float* s_l = s_a + kC * LC;  // [C][LC] L
+  float* s_g = s_l + kC * LC;  // [C]     G
+  float* s_beta = s_g + kC;    // [C]
+  float* s_zs = s_beta + kC;   // [C]     beta exp(G)
+  bf16* s_k = reinterpret_cast<bf16*>(s_zs + kC);
+  bf16* s_v = s_k + kC * LD;
+  bf16* s_q = s_v + kC * LD;
+  bf16* s_hi = reinterpret_cast<bf16*>(s_l);  // after the inverse: A diag(scale) = hi + lo
+  bf16* s_lo = s_hi + kC * LC;
+
+  const int n = blockIdx.x;
+  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
+  const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC, chunk = bh * n_chunks + n;
+  const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+  const int depth = (n_valid + 15) & ~15;
+  const int64_t row_stride = p.heads * D, tok = detail::token_offset(p, b, t0, h, D);
+  const int tid = threadIdx.x;
+
+  detail::stage_bf16<kC, D, kThreads>(s_k, LD, static_cast<const bf16*>(p.k) + tok, row_stride,
+                                      n_valid);
+  detail::stage_bf16<kC, D, kThreads>(s_v, LD, static_cast<const bf16*>(p.v) + tok, row_stride,
+                                      n_valid);
+  detail::stage_bf16<kC, D, kThreads>(s_q, LD, static_cast<const bf16*>(p.q) + tok, row_stride,
+                                      n_valid);
+  for (int idx = tid; idx < kC * kC; idx += kThreads) {
+    const int i = idx / kC, j = idx % kC;
+    s_a[i * LC + j] = i == j ? 1.f : 0.f;
+  }
+  load_gates_and_cumsum(p, b, h, t0, n_valid, chunk, s_g, s_beta, s_zs);
+
+  {  // K K^T -> L (strictly lower, beta_i exp(G_i - G_j) scaled); Q K^T -> P
+    SqFrag kk, qk;
+    kk.fill(0.f);
+    qk.fill(0.f);
+    kk.mma_rows(n_valid, D, rows_of(s_k, LD), transpose_of(s_k, LD));
+    qk.mma_rows(n_valid, D, rows_of(s_q, LD), transpose_of(s_k, LD));
+#pragma unroll
+    for (int r = 0; r < SqFrag::kRegs; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
+      const int i = kk.row(r), j = kk.col(r);
+      const float decay0 = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
+      const float decay1 = i >= j + 1 ? __expf(s_g[i] - s_g[j + 1]) : 0.f;
+      store_pair(s_l + i * LC + j, i > j ? s_beta[i] * kk.x[r] * decay0 : 0.f,
+                 i > j + 1 ? s_beta[i] * kk.x[r + 1] * decay1 : 0.f);
+      store_pair(p.attn + (chunk * kC + i) * kC + j, p.scale * qk.x[r] * decay0,
+                 p.scale * qk.x[r + 1] * decay1);
+    }
+  }
+  __syncthreads();
+  invert_unit_lower<LC>(s_l, s_a, n_valid, tid);  // ends synchronised; L is no longer needed
+
+  // out = (A diag(scale)) X, rows of A past the tokens being identity rows against zero rows of X
+  // and zero scales: zero rows.
+  auto product = [&](const float* scale, const bf16* x, float* out) {
+    for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
+      const int i = idx / (kC / 2), j = 2 * (idx % (kC / 2));
+      const float a0 = s_a[i * LC + j] * scale[j], a1 = s_a[i * LC + j + 1] * scale[j + 1];
+      const __nv_bfloat162 hi = __floats2bfloat162_rn(a0, a1);
+      *reinterpret_cast<__nv_bfloat162*>(s_hi + i * LC + j) = hi;
+      *reinterpret_cast<__nv_bfloat162*>(s_lo + i * LC + j) =
+          __floats2bfloat162_rn(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
+    }
+    __syncthreads();
+    RowFrag f;
+    f.fill(0.f);
+    f.mma_rows(n_valid, depth, rows_of(s_hi, LC), rows_of(x, LD));
+    f.mma_rows(n_valid, depth, rows_of(s_lo, LC), rows_of(x, LD));
+#pragma unroll
+    for (int r = 0; r < RowFrag::kRegs; r += 2) {
+      store_pair(out + (chunk * kC + f.row(r)) * D + f.col(r), f.x[r], f.x[r + 1]);
+    }
+    __syncthreads();  // every warp is done reading hi and lo
+  };
+  product(s_zs, s_k, p.w);          // W = A diag(beta gamma) K
+  product(s_beta, s_v, p.u_tilde);  // Ut = A diag(beta) V
+  if (p.a_inv == nullptr) return;   // no backward follows: A is not needed again
+  for (int idx = tid; idx < kC * kC / 4; idx += kThreads) {
+    const int i = idx / (kC / 4), j = 4 * (idx % (kC / 4));
+    float4 x;
+    x.x = s_a[i * LC + j], x.y = s_a[i * LC + j + 1], x.z = s_a[i * LC + j + 2],
+    x.w = s_a[i * LC + j + 3];
+    *reinterpret_cast<float4*>(p.a_inv + (chunk * kC + i) * kC + j) = x;
   }
 }
 
@@ -400,10 +439,10 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
   constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
   const bool tc = kBf16 && p.kernel == GdnKernel::kTensorCore;
   const dim3 prep_grid(unsigned(p.n_chunks()), bh);
-  cudaError_t err = tc ? detail::launch_with_smem(gdn_chunk_prep_kernel<T, D, kBf16>, prep_grid,
-                                                  kThreads, prep_smem_bytes<D, kBf16>(), stream, p)
-                       : detail::launch_with_smem(gdn_chunk_prep_kernel<T, D, false>, prep_grid,
-                                                  kThreads, prep_smem_bytes<D, false>(), stream, p);
+  cudaError_t err = tc ? detail::launch_with_smem(gdn_chunk_prep_tc_kernel<D>, prep_grid, kThreads,
+                                                  PrepTcLayout<D>::kBytes, stream, p)
+                       : detail::launch_with_smem(gdn_chunk_prep_kernel<T, D>, prep_grid, kThreads,
+                                                  prep_smem_bytes<D>(), stream, p);
   if (err != cudaSuccess) return err;
   if (tc) return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
   return detail::launch_with_smem(gdn_chunk_fwd_kernel<T, D, kFwdSlice>, dim3(D / kFwdSlice, bh),

@@ -311,12 +311,12 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
   }
 }
 
-/// The slice width unless params.scan_slice sets it: 64 columns (8 warps, half as many CTAs
-/// re-reading W, Q, K, P) when 32 would give more than 256 CTAs (two per SM fill an H100 once),
-/// else 32 for more parallel CTAs.
+/// The slice width unless params.scan_slice sets it: 64 columns on 8 warps (half as many CTAs
+/// re-reading each chunk's W, Q, K, P as with 32 on 4 warps). Measured on an H100 with both forced
+/// (bench/RESULTS.md): 64 is faster at 8 x 4096 and 8 x 1024 (x 16 heads, D = 128) and in the
+/// sleep regime, and equal at 1 x 16384, where 32 would give twice the CTAs.
 int scan_slice(const GdnParams& p) {
-  if (p.scan_slice == 32 || p.scan_slice == 64) return p.scan_slice;
-  return p.batch * p.heads * (p.head_dim_k / 32) > 256 ? 64 : 32;
+  return p.scan_slice == 32 ? 32 : 64;
 }
 
 template <int D, int BV>

@@ -89,6 +89,10 @@ for s in $stages; do
     kernels_ab)  # the kernel bench of a second build carried as .gpu-bin/hypnos_base (e.g. the parent
       # commit): an A/B of a kernel change on the same card in the same call
       stage kernels_ab 120 build-gpu/hypnos_base bench kernels --no-baseline ;;
+    kernels_slices)  # the scans' two CTA widths forced (HYPNOS_GDN_SCAN_SLICE), against the
+      # automatic choice of kernels_bench
+      HYPNOS_GDN_SCAN_SLICE=32 stage kernels_slice32 120 "$bin" bench kernels --no-baseline
+      HYPNOS_GDN_SCAN_SLICE=64 stage kernels_slice64 120 "$bin" bench kernels --no-baseline ;;
     layers_ab)  # the layers bench of the second build (.gpu-bin/hypnos_base), same call
       stage layers_ab 60 build-gpu/hypnos_base bench layers ;;
     ncu)  # hardware counters (Nsight Compute) of the delta-rule kernels, one launch each, at

@@ -243,7 +243,8 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   p.chunk_states = save_for_backward ? s.chunk_states.data_ptr<float>() : nullptr;
   throw_on_kernel_error(kernels::gdn_chunk_fwd(p, at::cuda::getCurrentCUDAStream()),
                         "gated_delta_rule_cuda",
-                        "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_scan_tc_kernel or gdn_chunk_fwd_kernel)");
+                        "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_scan_tc_kernel or "
+                        "gdn_chunk_fwd_kernel)");
   return out;
 }
 
