@@ -20,10 +20,13 @@ enum class GdnKernel : int { kTensorCore = 0, kFp32 = 1 };
 
 /// Everything both passes need. Layouts are contiguous, like fla:
 ///   q, k: [B, T, H, K]; v, o: [B, T, H, V]; g, beta: [B, T, H] fp32 (g is a log decay, <= 0);
-///   states: [B, H, K, V] fp32. Workspaces are fp32 and chunk-major per (batch, head), with
+///   states: [B, H, K, V] fp32. Workspaces are chunk-major per (batch, head), with
 ///   NC = ceil(T / C): g_cum [B, H, NC, C]; w, u_tilde, u, grad_u [B, H, NC, C, V or K];
-///   attn, a_inv [B, H, NC, C, C]; chunk_states, grad_chunk_states [B, H, NC, V, K] (transposed:
-///   element (k, v) of the state at v * K + k, which makes the backward's reads coalesced).
+///   attn, a_inv [B, H, NC, C, C]; chunk_states, grad_chunk_states [B, H, NC, K, V] (the state's
+///   own layout).
+///   g_cum and u_tilde are fp32; the others ("typed workspaces", void*) are bf16 where
+///   bf16_workspaces() (the tensor-core kernels, which use them only as bf16 MMA operands and so
+///   lose nothing by storing them rounded) and fp32 otherwise.
 /// Padded tokens of the last chunk behave as g = 0, beta = 0 (exact: they change nothing).
 struct GdnParams {
   // ---- forward inputs
@@ -37,13 +40,13 @@ struct GdnParams {
   void* o = nullptr;
   float* final_state = nullptr;  ///< may be null: not written
   // ---- workspaces written by the forward (and read by the backward)
-  float* g_cum = nullptr;         ///< within-chunk inclusive cumsum of g
-  float* w = nullptr;             ///< W = A diag(beta gamma) K
-  float* u_tilde = nullptr;       ///< Ut = A diag(beta) V (forward only)
-  float* attn = nullptr;          ///< P = scale (Q K^T) * R, lower triangular incl. diagonal
-  float* a_inv = nullptr;         ///< A = (I + L)^-1; null with u when no backward follows
-  float* u = nullptr;             ///< U = Ut - W S; null with chunk_states when no backward follows
-  float* chunk_states = nullptr;  ///< the state entering each chunk (transposed)
+  float* g_cum = nullptr;        ///< within-chunk inclusive cumsum of g
+  void* w = nullptr;             ///< W = A diag(beta gamma) K
+  float* u_tilde = nullptr;      ///< Ut = A diag(beta) V (forward only)
+  void* attn = nullptr;          ///< P = scale (Q K^T) * R, lower triangular incl. diagonal
+  void* a_inv = nullptr;         ///< A = (I + L)^-1; null with u when no backward follows
+  void* u = nullptr;             ///< U = Ut - W S; null with chunk_states when no backward follows
+  void* chunk_states = nullptr;  ///< the state entering each chunk
   // ---- backward inputs
   const void* grad_o = nullptr;
   const float* grad_final_state = nullptr;  ///< may be null: zeros
@@ -55,9 +58,8 @@ struct GdnParams {
   float* grad_beta = nullptr;
   float* grad_initial_state = nullptr;  ///< may be null: not written
   // ---- backward workspaces
-  float* grad_u = nullptr;  ///< dU
-  float* grad_chunk_states =
-      nullptr;  ///< gradient w.r.t. the state leaving each chunk (transposed)
+  void* grad_u = nullptr;             ///< dU
+  void* grad_chunk_states = nullptr;  ///< gradient w.r.t. the state leaving each chunk
   // ---- sizes
   int64_t batch = 0;
   int64_t seq_len = 0;
@@ -72,6 +74,10 @@ struct GdnParams {
   int scan_slice = 0;
 
   __host__ __device__ int64_t n_chunks() const { return (seq_len + kGdnChunk - 1) / kGdnChunk; }
+  /// Whether the typed workspaces are bf16 (bf16 inputs on the tensor-core kernels) or fp32.
+  __host__ __device__ bool bf16_workspaces() const {
+    return dtype == GdnDtype::kBFloat16 && kernel == GdnKernel::kTensorCore;
+  }
 };
 
 /// Forward: g_cum, w, u_tilde, attn, o, final_state and, when u, chunk_states and a_inv are set,

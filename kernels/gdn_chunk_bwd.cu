@@ -8,9 +8,9 @@
 #include <type_traits>
 
 #include "gdn.h"
-#include "gdn_tc.h"
 #include "gdn_common.cuh"
 #include "gdn_mma.cuh"
+#include "gdn_tc.h"
 
 namespace hypnos::kernels {
 namespace {
@@ -58,18 +58,18 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
     const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
     const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
     const T* d_o = static_cast<const T*>(p.grad_o) + detail::token_offset(p, b, t0, h, D);
-    const float* w = p.w + chunk * kC * D;
-    const float* attn = p.attn + chunk * kC * kC;
+    const float* w = detail::as_f32(p.w) + chunk * kC * D;
+    const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;
     if (tid < kC) {
       const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
       s_gamma[tid] = __expf(g_i);
       s_decay[tid] = __expf(g_last - g_i);
     }
     {
-      float* dst = p.grad_chunk_states + chunk * D * D;
+      float* dst = detail::as_f32(p.grad_chunk_states) + chunk * D * D;
       for (int idx = tid; idx < D * BV; idx += kThreads) {
-        const int d = idx % D, j = idx / D;
-        dst[(v0 + j) * D + d] = s_ds[d * LS + j];
+        const int d = idx / BV, j = idx % BV;
+        dst[d * D + v0 + j] = s_ds[d * LS + j];
       }
     }
     __syncthreads();
@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
     for (int r = 0; r < du.kRegs; ++r) {
       const float x = du.x[r] + s_decay[du.row(r)] * kds.x[r];
       s_du[du.row(r) * LS + du.col()] = x;
-      p.grad_u[(chunk * kC + du.row(r)) * D + v0 + du.col()] = x;
+      detail::as_f32(p.grad_u)[(chunk * kC + du.row(r)) * D + v0 + du.col()] = x;
     }
     __syncthreads();
     Frag<D, BV> ds;
@@ -161,10 +161,10 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   const T* k = static_cast<const T*>(p.k) + tok;
   const T* v = static_cast<const T*>(p.v) + tok;
   const T* d_o = static_cast<const T*>(p.grad_o) + tok;
-  const float* u = p.u + chunk * kC * D;
-  const float* du = p.grad_u + chunk * kC * D;
-  const float* st = p.chunk_states + chunk * D * D;        // S^T: [V][K]
-  const float* dst = p.grad_chunk_states + chunk * D * D;  // dS^T: [V][K]
+  const float* u = detail::as_f32(p.u) + chunk * kC * D;
+  const float* du = detail::as_f32(p.grad_u) + chunk * kC * D;
+  const float* st = detail::as_f32(p.chunk_states) + chunk * D * D;        // S: [K][V]
+  const float* dst = detail::as_f32(p.grad_chunk_states) + chunk * D * D;  // dS: [K][V]
   const int tid = threadIdx.x;
   const float scale = p.scale;
 
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   }
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
-    s_a[i * LC + j] = p.a_inv[chunk * kC * kC + idx];
+    s_a[i * LC + j] = detail::as_f32(p.a_inv)[chunk * kC * kC + idx];
   }
   if (tid < kC) {
     const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   dq.fill(0.f);
   dq.mma_rows(
       n_valid, D, [&](int i, int vv) { return in(d_o, i, vv); },
-      [&](int vv, int j) { return st[vv * D + j]; });
+      [&](int vv, int j) { return st[j * D + vv]; });
 #pragma unroll
   for (int r = 0; r < dq.kRegs; ++r) {
     dq.x[r] *= scale * s_gamma[dq.row(r)];
@@ -215,7 +215,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     tmp.fill(0.f);
     tmp.mma_rows(
         n_valid, D, [&](int i, int vv) { return -du[i * D + vv]; },
-        [&](int vv, int j) { return st[vv * D + j]; });
+        [&](int vv, int j) { return st[j * D + vv]; });
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) s_dw[tmp.row(r) * LD + tmp.col(r)] = tmp.x[r];
   }
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   dk.fill(0.f);
   dk.mma_rows(
       n_valid, D, [&](int i, int vv) { return u[i * D + vv]; },
-      [&](int vv, int j) { return dst[vv * D + j]; });
+      [&](int vv, int j) { return dst[j * D + vv]; });
 #pragma unroll
   for (int r = 0; r < dk.kRegs; ++r) {
     dk.x[r] *= s_decay[dk.row(r)];
@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   if (tid < kC) {  // dG (b) = rowsum(P * dP) - colsum(P * dP)
     // P is read from global memory (L2) here, its only use: staging it would cost the 18 KB of
     // shared memory that keep a second CTA of the D = 64 kernel off each SM.
-    const float* attn = p.attn + chunk * kC * kC;
+    const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;
     float s = 0.f;
     for (int j = 0; j < n_valid; ++j) {
       s += __ldg(attn + tid * kC + j) * s_x1[tid * LC + j] -

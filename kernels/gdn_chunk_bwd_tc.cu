@@ -1,8 +1,8 @@
 // The chunk-parallel part of the gated-delta-rule backward (KERNELS.md section 3) on tensor cores:
 // one CTA per chunk computes dq, dk, the WY backward, dv, dbeta, dg and its in-chunk reverse
 // cumsum from the saved U, A, states and the reverse scan's dU, dS, and writes each gradient once.
-// Every operand is staged once in shared memory as bf16 (the inputs are bf16; the fp32 workspaces
-// are rounded, as fla stores them) and fed to mma.sync m16n8k16 by ldmatrix, in either orientation,
+// Every operand is staged once in shared memory as bf16 (the inputs and the workspaces are bf16,
+// GdnParams::bf16_workspaces) and fed to mma.sync m16n8k16 by ldmatrix, in either orientation,
 // so transposed products need no copies; accumulation, masks, decays and row sums stay fp32.
 // No atomics: every sum has a fixed order.
 #include <cuda_bf16.h>
@@ -21,8 +21,6 @@ namespace {
 using bf16 = __nv_bfloat16;
 using detail::kC;
 using detail::kThreads;
-using detail::load8_f32;
-using detail::pack8;
 
 /// bf16 tile strides: 8 elements past the row, so rows start 16 bytes apart an odd number of
 /// times and the eight rows of an ldmatrix block hit distinct banks.
@@ -34,12 +32,13 @@ inline constexpr int kKkLd = kC + 8;
 
 /// Shared memory of the kernel, in the order it is laid out. Fixed: the fp32 part, then K, Q, dU
 /// (C x D) and X (C x C: scale (dP * R), then dA, then F). A union holds dO, U and one slab of
-/// S^T and dS^T (kStateRows rows each) while the state products run, then V, dW (C x D), A and M
-/// (C x C; later diag(beta) F).
+/// S and dS (all D rows, kSlab of the V columns, stride kLs) while the state products run, then
+/// V, dW (C x D), A and M (C x C; later diag(beta) F).
 template <int D>
 struct Layout {
-  static constexpr int kStateRows = 64;  // state rows per slab: D = 128 is staged in two
-  static constexpr int kRowTile = kC * kLd<D>, kSqTile = kC * kLc, kStateTile = kStateRows * kLd<D>;
+  static constexpr int kSlab = 64;  // state columns per slab: D = 128 is staged in two
+  static constexpr int kLs = kSlab + 8;
+  static constexpr int kRowTile = kC * kLd<D>, kSqTile = kC * kLc, kStateTile = D * kLs;
   static constexpr int kPhase1 = 2 * kRowTile + 2 * kStateTile;
   static constexpr int kPhase2 = 2 * kRowTile + 2 * kSqTile;
   static constexpr int kUnion = kPhase1 > kPhase2 ? kPhase1 : kPhase2;
@@ -51,29 +50,27 @@ struct Layout {
                 "every bf16 tile must start on 16 bytes");
 };
 
-/// kStateRows rows of S^T and dS^T (fp32 [D][D], contiguous) into bf16 tiles; returns this
-/// thread's part of <S, dS>, taken on the fp32 values.
+/// Columns [v0, v0 + kSlab) of every row of S and dS (bf16 [K][V], contiguous) into tiles;
+/// returns this thread's part of <S, dS> over them.
 template <int D>
-__device__ __forceinline__ float stage_states(bf16* s_st, bf16* s_dst, const float* st,
-                                              const float* dst) {
-  constexpr int kPerRow = D / 8;
+__device__ __forceinline__ float stage_states(bf16* s_st, bf16* s_dst, const bf16* st,
+                                              const bf16* dst, int v0) {
+  using L = Layout<D>;
+  constexpr int kPerRow = L::kSlab / 8;
   float dot = 0.f;
-  for (int idx = threadIdx.x; idx < Layout<D>::kStateRows * kPerRow; idx += kThreads) {
+  for (int idx = threadIdx.x; idx < D * kPerRow; idx += kThreads) {
     const int i = idx / kPerRow, c = (idx % kPerRow) * 8;
+    const uint4 ra = __ldg(reinterpret_cast<const uint4*>(st + i * D + v0 + c));
+    const uint4 rb = __ldg(reinterpret_cast<const uint4*>(dst + i * D + v0 + c));
     float a[8], b[8];
-    load8_f32(st + i * D + c, a);
-    load8_f32(dst + i * D + c, b);
+    detail::unpack8(ra, a);
+    detail::unpack8(rb, b);
 #pragma unroll
     for (int e = 0; e < 8; ++e) dot = fmaf(a[e], b[e], dot);
-    *reinterpret_cast<uint4*>(s_st + i * kLd<D> + c) = pack8(a);
-    *reinterpret_cast<uint4*>(s_dst + i * kLd<D> + c) = pack8(b);
+    *reinterpret_cast<uint4*>(s_st + i * L::kLs + c) = ra;
+    *reinterpret_cast<uint4*>(s_dst + i * L::kLs + c) = rb;
   }
   return dot;
-}
-
-/// Stores two adjacent bf16 outputs (one 4-byte store; the pair is 4-byte aligned).
-__device__ __forceinline__ void store_bf16_pair(bf16* p, float a, float b) {
-  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
 }
 
 // grid (NC, B*H), 256 threads (8 warps: C x D outputs as 4 x 2 warps of 16 x D/2, C x C outputs
@@ -84,7 +81,7 @@ __device__ __forceinline__ void store_bf16_pair(bf16* p, float a, float b) {
 template <int D>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p) {
   using L = Layout<D>;
-  constexpr int LD = kLd<D>, LC = kLc, SR = L::kStateRows;
+  constexpr int LD = kLd<D>, LC = kLc, SR = L::kSlab, LS = L::kLs;
   using RowFrag = mma::Bf16Frag<kC, D, kThreads>;  // C x D outputs
   using SqFrag = mma::Bf16Frag<kC, kC, kThreads>;  // C x C outputs
   using RowTiling = typename RowFrag::Tiling;
@@ -128,9 +125,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
   const bf16* k = static_cast<const bf16*>(p.k) + tok;
   const bf16* v = static_cast<const bf16*>(p.v) + tok;
   const bf16* d_o = static_cast<const bf16*>(p.grad_o) + tok;
-  const float* st = p.chunk_states + chunk * D * D;        // S^T: [V][K]
-  const float* dst = p.grad_chunk_states + chunk * D * D;  // dS^T: [V][K]
-  const float* attn = p.attn + chunk * kC * kC;
+  const bf16* st = detail::as_bf16(p.chunk_states) + chunk * D * D;        // S: [K][V]
+  const bf16* dst = detail::as_bf16(p.grad_chunk_states) + chunk * D * D;  // dS: [K][V]
+  const bf16* attn = detail::as_bf16(p.attn) + chunk * kC * kC;
   const int tid = threadIdx.x;
   const float scale = p.scale;
 
@@ -138,9 +135,10 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
   detail::stage_bf16<kC, D, kThreads>(s_k, LD, k, row_stride, n_valid);
   detail::stage_bf16<kC, D, kThreads>(s_q, LD, q, row_stride, n_valid);
   detail::stage_bf16<kC, D, kThreads>(s_do, LD, d_o, row_stride, n_valid);
-  detail::stage_f32<kC, D, kThreads>(s_du, LD, p.grad_u + chunk * kC * D, D, n_valid);
-  detail::stage_f32<kC, D, kThreads>(s_u, LD, p.u + chunk * kC * D, D, n_valid);
-  float state_dot = stage_states<D>(s_st, s_dst, st, dst);
+  detail::stage_bf16<kC, D, kThreads>(s_du, LD, detail::as_bf16(p.grad_u) + chunk * kC * D, D,
+                                      n_valid);
+  detail::stage_bf16<kC, D, kThreads>(s_u, LD, detail::as_bf16(p.u) + chunk * kC * D, D, n_valid);
+  float state_dot = stage_states<D>(s_st, s_dst, st, dst, 0);
   if (tid < kC) {
     const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
     s_g[tid] = g_i;
@@ -168,7 +166,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
 #pragma unroll
     for (int r = 0; r < SqFrag::kRegs; r += 2) {
       const int i = dp.row(r), j = dp.col(r);
-      const float2 pr = __ldg(reinterpret_cast<const float2*>(attn + i * kC + j));
+      const float2 pr =
+          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(attn + i * kC + j));
       dp.x[r] = j <= i ? dp.x[r] : 0.f;
       dp.x[r + 1] = j + 1 <= i ? dp.x[r + 1] : 0.f;
       pdp[r] = pr.x * dp.x[r];
@@ -177,7 +176,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
     dp.store_bf16(s_x, LC, [&](int i, int j, float x) { return scale * x * decay_ratio(i, j); });
     mma::tile_row_minus_col_sum<SqTiling, kThreads>(pdp, s_red, s_dg, /*accumulate=*/false);
   }
-  // dq = dO S^T, dW = -dU S^T, dk = U dS^T, summed over slabs of the states' V rows.
+  // dq = dO S^T, dW = -dU S^T, dk = U dS^T, summed over slabs of the states' V columns: the B
+  // operand (v, j) is S[j][v], the slab's transpose.
   RowFrag dq, dk, dw;
   dq.fill(0.f);
   dk.fill(0.f);
@@ -185,19 +185,19 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
   for (int slab = 0; slab < D / SR; ++slab) {
     if (slab > 0) {
       __syncthreads();  // every warp is done with the previous slab
-      state_dot += stage_states<D>(s_st, s_dst, st + slab * SR * D, dst + slab * SR * D);
+      state_dot += stage_states<D>(s_st, s_dst, st, dst, slab * SR);
       __syncthreads();
     }
-    dq.mma_rows(n_valid, SR, rows_of(s_do + slab * SR, LD), rows_of(s_st, LD));
-    dw.mma_rows(n_valid, SR, rows_of(s_du + slab * SR, LD), rows_of(s_st, LD));
-    dk.mma_rows(n_valid, SR, rows_of(s_u + slab * SR, LD), rows_of(s_dst, LD));
+    dq.mma_rows(n_valid, SR, rows_of(s_do + slab * SR, LD), transpose_of(s_st, LS));
+    dw.mma_rows(n_valid, SR, rows_of(s_du + slab * SR, LD), transpose_of(s_st, LS));
+    dk.mma_rows(n_valid, SR, rows_of(s_u + slab * SR, LD), transpose_of(s_dst, LS));
   }
   __syncthreads();  // phase 1's union is free
 
   // ---- phase 2
   dw.store_bf16(s_dw, LD, [](int, int, float x) { return -x; });
   detail::stage_bf16<kC, D, kThreads>(s_v, LD, v, row_stride, n_valid);
-  detail::stage_f32<kC, kC, kThreads>(s_a, LC, p.a_inv + chunk * kC * kC, kC, kC);
+  detail::stage_bf16<kC, kC, kThreads>(s_a, LC, detail::as_bf16(p.a_inv) + chunk * kC * kC, kC, kC);
   {
     // dq = scale diag(gamma) dO S^T: dG (a) += rowsum(q * dq). dk = diag(decay) U dS^T:
     // e_i = rowsum(k * dk). (The sums synchronise, which also orders the staging above.)
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; r += 2) {
       const int i = dq.row(r), j = dq.col(r);
-      if (i < n_valid) store_bf16_pair(dq_out + i * row_stride + j, dq.x[r], dq.x[r + 1]);
+      if (i < n_valid) detail::store_bf16_pair(dq_out + i * row_stride + j, dq.x[r], dq.x[r + 1]);
     }
   }
   dk.mma_rows(n_valid, depth, transpose_of(s_x, LC), rows_of(s_q, LD));
@@ -300,7 +300,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
     for (int r = 0; r < RowFrag::kRegs; r += 2) {
       const int i = tmp.row(r), j = tmp.col(r);
       if (i < n_valid) {
-        store_bf16_pair(dv + i * row_stride + j, s_beta[i] * tmp.x[r], s_beta[i] * tmp.x[r + 1]);
+        detail::store_bf16_pair(dv + i * row_stride + j, s_beta[i] * tmp.x[r],
+                                s_beta[i] * tmp.x[r + 1]);
       }
       tmp.x[r] *= __bfloat162float(s_v[i * LD + j]);
       tmp.x[r + 1] *= __bfloat162float(s_v[i * LD + j + 1]);
@@ -313,7 +314,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; r += 2) {
       const int i = dk.row(r), j = dk.col(r);
-      if (i < n_valid) store_bf16_pair(dk_out + i * row_stride + j, dk.x[r], dk.x[r + 1]);
+      if (i < n_valid) detail::store_bf16_pair(dk_out + i * row_stride + j, dk.x[r], dk.x[r + 1]);
     }
   }
   // dG (c) + (d) on the last position: gamma_C <S, dS> + sum_i e_i; then dg = reverse cumsum of dG.

@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
       const int i = kk.row(r), j = kk.col();
       const float decay = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
       s_l[i * LC + j] = i > j ? s_beta[i] * kk.x[r] * decay : 0.f;
-      p.attn[(chunk * kC + i) * kC + j] = p.scale * qk.x[r] * decay;
+      detail::as_f32(p.attn)[(chunk * kC + i) * kC + j] = p.scale * qk.x[r] * decay;
     }
   }
   __syncthreads();
@@ -214,13 +214,13 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
   __syncthreads();
   for (int idx = tid; idx < kC * D; idx += kThreads) {
     const int i = idx / D, d = idx % D;
-    p.w[(chunk * kC + i) * D + d] = s_k[i * LD + d];
+    detail::as_f32(p.w)[(chunk * kC + i) * D + d] = s_k[i * LD + d];
     p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
   }
   if (p.a_inv == nullptr) return;  // no backward follows: A is not needed again
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
-    p.a_inv[(chunk * kC + i) * kC + j] = s_a[i * LC + j];
+    detail::as_f32(p.a_inv)[(chunk * kC + i) * kC + j] = s_a[i * LC + j];
   }
 }
 
@@ -240,6 +240,8 @@ struct PrepTcLayout {
 // m16n8k16 from bf16 tiles (exact inputs, fp32 accumulation); the inverse A = (I + L)^-1 in fp32
 // by 16 x 16 blocks; W = A diag(beta gamma) K and Ut = A diag(beta) V with A diag(.) split into
 // bf16 hi + lo (two MMAs: about 16 mantissa bits, where one bf16 operand would round A to 8).
+// Writes W, P and A in bf16 (GdnParams::bf16_workspaces: the other kernels round them so anyway),
+// Ut and g_cum in fp32.
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2) gdn_chunk_prep_tc_kernel(GdnParams p) {
   using bf16 = __nv_bfloat16;
@@ -294,8 +296,8 @@ __global__ void __launch_bounds__(kThreads, 2) gdn_chunk_prep_tc_kernel(GdnParam
       const float decay1 = i >= j + 1 ? __expf(s_g[i] - s_g[j + 1]) : 0.f;
       store_pair(s_l + i * LC + j, i > j ? s_beta[i] * kk.x[r] * decay0 : 0.f,
                  i > j + 1 ? s_beta[i] * kk.x[r + 1] * decay1 : 0.f);
-      store_pair(p.attn + (chunk * kC + i) * kC + j, p.scale * qk.x[r] * decay0,
-                 p.scale * qk.x[r + 1] * decay1);
+      detail::store_bf16_pair(detail::as_bf16(p.attn) + (chunk * kC + i) * kC + j,
+                              p.scale * qk.x[r] * decay0, p.scale * qk.x[r + 1] * decay1);
     }
   }
   __syncthreads();
@@ -303,7 +305,7 @@ __global__ void __launch_bounds__(kThreads, 2) gdn_chunk_prep_tc_kernel(GdnParam
 
   // out = (A diag(scale)) X, rows of A past the tokens being identity rows against zero rows of X
   // and zero scales: zero rows.
-  auto product = [&](const float* scale, const bf16* x, float* out) {
+  auto product = [&](const float* scale, const bf16* x, auto store) {
     for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
       const int i = idx / (kC / 2), j = 2 * (idx % (kC / 2));
       const float a0 = s_a[i * LC + j] * scale[j], a1 = s_a[i * LC + j + 1] * scale[j + 1];
@@ -319,19 +321,23 @@ __global__ void __launch_bounds__(kThreads, 2) gdn_chunk_prep_tc_kernel(GdnParam
     f.mma_rows(n_valid, depth, rows_of(s_lo, LC), rows_of(x, LD));
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; r += 2) {
-      store_pair(out + (chunk * kC + f.row(r)) * D + f.col(r), f.x[r], f.x[r + 1]);
+      store((chunk * kC + f.row(r)) * D + f.col(r), f.x[r], f.x[r + 1]);
     }
     __syncthreads();  // every warp is done reading hi and lo
   };
-  product(s_zs, s_k, p.w);          // W = A diag(beta gamma) K
-  product(s_beta, s_v, p.u_tilde);  // Ut = A diag(beta) V
-  if (p.a_inv == nullptr) return;   // no backward follows: A is not needed again
-  for (int idx = tid; idx < kC * kC / 4; idx += kThreads) {
-    const int i = idx / (kC / 4), j = 4 * (idx % (kC / 4));
-    float4 x;
-    x.x = s_a[i * LC + j], x.y = s_a[i * LC + j + 1], x.z = s_a[i * LC + j + 2],
-    x.w = s_a[i * LC + j + 3];
-    *reinterpret_cast<float4*>(p.a_inv + (chunk * kC + i) * kC + j) = x;
+  // W = A diag(beta gamma) K (bf16: the scans' operand); Ut = A diag(beta) V (fp32: U = Ut - W S)
+  product(s_zs, s_k, [&](int64_t at, float a, float b) {
+    detail::store_bf16_pair(detail::as_bf16(p.w) + at, a, b);
+  });
+  product(s_beta, s_v, [&](int64_t at, float a, float b) { store_pair(p.u_tilde + at, a, b); });
+  if (p.a_inv == nullptr) return;  // no backward follows: A is not needed again
+  for (int idx = tid; idx < kC * kC / 8; idx += kThreads) {
+    const int i = idx / (kC / 8), j = 8 * (idx % (kC / 8));
+    float x[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) x[e] = s_a[i * LC + j + e];
+    *reinterpret_cast<uint4*>(detail::as_bf16(p.a_inv) + (chunk * kC + i) * kC + j) =
+        detail::pack8(x);
   }
 }
 
@@ -366,20 +372,19 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
     const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
     T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, D);
-    const float* w = p.w + chunk * kC * D;
+    const float* w = detail::as_f32(p.w) + chunk * kC * D;
     const float* ut = p.u_tilde + chunk * kC * D;
-    const float* attn = p.attn + chunk * kC * kC;
+    const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;
     if (tid < kC) {
       const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
       s_gamma[tid] = __expf(g_i);
       s_decay[tid] = __expf(g_last - g_i);
     }
     if (p.chunk_states) {
-      float* st = p.chunk_states + chunk * D * D;
+      float* st = detail::as_f32(p.chunk_states) + chunk * D * D;
       for (int idx = tid; idx < D * BV; idx += kThreads) {
-        const int d = idx % D,
-                  j = idx / D;  // consecutive threads walk k: coalesced transposed store
-        st[(v0 + j) * D + d] = s_state[d * LS + j];
+        const int d = idx / BV, j = idx % BV;
+        st[d * D + v0 + j] = s_state[d * LS + j];
       }
     }
     __syncthreads();
@@ -392,7 +397,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
 #pragma unroll
     for (int r = 0; r < fu.kRegs; ++r) {
       s_u[fu.row(r) * LS + fu.col()] = fu.x[r];
-      if (p.u) p.u[(chunk * kC + fu.row(r)) * D + v0 + fu.col()] = fu.x[r];
+      if (p.u) detail::as_f32(p.u)[(chunk * kC + fu.row(r)) * D + v0 + fu.col()] = fu.x[r];
     }
     __syncthreads();
     Frag<kC, BV> fo;  // O = scale diag(gamma) Q S + P U

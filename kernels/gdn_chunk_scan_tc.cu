@@ -71,10 +71,6 @@ struct ScanWarp {
   }
 };
 
-__device__ __forceinline__ void store_bf16_pair(bf16* p, float a, float b) {
-  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
-}
-
 /// Stages one chunk's W, Q, K (rows past the tokens zero) and P as bf16, and gamma, decay.
 template <int D, int BV>
 __device__ __forceinline__ void stage_chunk(const GdnParams& p, int64_t chunk, const bf16* q,
@@ -83,10 +79,11 @@ __device__ __forceinline__ void stage_chunk(const GdnParams& p, int64_t chunk, c
   using L = ScanLayout<D, BV>;
   constexpr int NT = BV * 4;
   const int64_t row_stride = p.heads * D;
-  detail::stage_f32<kC, D, NT>(s_w, L::kLd, p.w + chunk * kC * D, D, n_valid);
+  detail::stage_bf16<kC, D, NT>(s_w, L::kLd, detail::as_bf16(p.w) + chunk * kC * D, D, n_valid);
   detail::stage_bf16<kC, D, NT>(s_q, L::kLd, q, row_stride, n_valid);
   detail::stage_bf16<kC, D, NT>(s_k, L::kLd, k, row_stride, n_valid);
-  detail::stage_f32<kC, kC, NT>(s_p, L::kLc, p.attn + chunk * kC * kC, kC, n_valid);
+  detail::stage_bf16<kC, kC, NT>(s_p, L::kLc, detail::as_bf16(p.attn) + chunk * kC * kC, kC,
+                                 n_valid);
   if (threadIdx.x < kC) {
     const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + threadIdx.x];
     s_gamma[threadIdx.x] = __expf(g_i);
@@ -96,12 +93,13 @@ __device__ __forceinline__ void stage_chunk(const GdnParams& p, int64_t chunk, c
 
 // grid (D / BV, B*H), BV * 4 threads. Per chunk: U = Ut - W S; O = scale diag(gamma) Q S + P U;
 // S <- gamma_C S + K^T diag(decay) U. Writes o, the final state and, for a backward, U and the
-// state entering each chunk (transposed, [V][K]). Rows past the tokens: U = 0, no output, and
-// the warps that own only such rows skip their products (a 24-token window does 2 of 4).
+// state entering each chunk, both in bf16 as the MMAs used them. Rows past the
+// tokens: U = 0, no output, and the warps that own only such rows skip their products (a 24-token
+// window does 2 of 4).
 template <int D, int BV>
 __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams p) {
   using L = ScanLayout<D, BV>;
-  constexpr int LD = L::kLd, LC = L::kLc, LS = L::kLs, kMT = ScanWarp<D>::kStateMT;
+  constexpr int NT = BV * 4, LD = L::kLd, LC = L::kLc, LS = L::kLs, kMT = ScanWarp<D>::kStateMT;
   extern __shared__ float smem[];
   float* s_gamma = smem;          // [C] exp(G_i)
   float* s_decay = s_gamma + kC;  // [C] exp(G_C - G_i)
@@ -125,7 +123,7 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
       x = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
     });
     wp.each_pair(wp.d0 + 16 * mt, st[mt], [&](int d, int j, float x0, float x1) {
-      store_bf16_pair(s_s + d * LS + j, x0, x1);
+      detail::store_bf16_pair(s_s + d * LS + j, x0, x1);
     });
   }
   for (int64_t n = 0; n < n_chunks; ++n) {
@@ -137,14 +135,11 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
     bf16* o = static_cast<bf16*>(p.o) + detail::token_offset(p, b, t0, h, D);
     const float* ut = p.u_tilde + chunk * kC * D + v0;
     stage_chunk<D, BV>(p, chunk, q, k, n_valid, s_w, s_q, s_k, s_p, s_gamma, s_decay);
-    if (p.chunk_states) {  // the state entering the chunk, transposed: element (d, j) at j D + d
-      float* cs = p.chunk_states + chunk * D * D;
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-        wp.each(wp.d0 + 16 * mt, st[mt], [&](int d, int j, float& x) { cs[(v0 + j) * D + d] = x; });
-      }
+    __syncthreads();       // the staged chunk and the state copy are complete
+    if (p.chunk_states) {  // the state entering the chunk (its bf16 copy)
+      detail::store_rows<D, BV, NT>(detail::as_bf16(p.chunk_states) + chunk * D * D + v0, D, s_s,
+                                    LS, /*negate=*/false);
     }
-    __syncthreads();  // the staged chunk and the state copy are complete
     const bool has_tokens = wp.r0 < n_valid;
     {  // U = Ut - W S
       float acc[4][4] = {};
@@ -158,12 +153,15 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
           u.x = t.x - a0;
           u.y = t.y - a1;
         }
-        store_bf16_pair(s_u + i * LS + j, u.x, u.y);
-        store_bf16_pair(s_ud + i * LS + j, s_decay[i] * u.x, s_decay[i] * u.y);
-        if (p.u) *reinterpret_cast<float2*>(p.u + (chunk * kC + i) * D + v0 + j) = u;
+        detail::store_bf16_pair(s_u + i * LS + j, u.x, u.y);
+        detail::store_bf16_pair(s_ud + i * LS + j, s_decay[i] * u.x, s_decay[i] * u.y);
       });
     }
-    __syncthreads();   // U is complete
+    __syncthreads();  // U is complete
+    if (p.u) {
+      detail::store_rows<kC, BV, NT>(detail::as_bf16(p.u) + chunk * kC * D + v0, D, s_u, LS,
+                                     /*negate=*/false);
+    }
     if (has_tokens) {  // O = scale diag(gamma) Q S + P U (P is lower triangular)
       float acc[4][4] = {};
       mma::warp_mma_bf16<4>(acc, wp.lane, wp.r0, wp.c0, 0, D, rows_of(s_q, LD), rows_of(s_s, LS));
@@ -171,7 +169,7 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
       mma::warp_mma_bf16<4>(acc, wp.lane, wp.r0, wp.c0, 0, min(wp.r0 + 16, depth), rows_of(s_p, LC),
                             rows_of(s_u, LS));
       wp.each_pair(wp.r0, acc, [&](int i, int j, float a0, float a1) {
-        if (i < n_valid) store_bf16_pair(o + i * row_stride + v0 + j, a0, a1);
+        if (i < n_valid) detail::store_bf16_pair(o + i * row_stride + v0 + j, a0, a1);
       });
     }
     {  // S <- gamma_C S + K^T diag(decay) U
@@ -187,7 +185,7 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
       wp.each_pair(wp.d0 + 16 * mt, st[mt], [&](int d, int j, float x0, float x1) {
-        store_bf16_pair(s_s + d * LS + j, x0, x1);
+        detail::store_bf16_pair(s_s + d * LS + j, x0, x1);
       });
     }
     // The next chunk's first barrier orders these writes before any read.
@@ -202,8 +200,8 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
 }
 
 // grid (D / BV, B*H), BV * 4 threads. Reverse over chunks: dU = P^T dO + diag(decay) K dS;
-// dS <- gamma_C dS + Q^T (scale diag(gamma) dO) - W^T dU. Writes dU, dS leaving each chunk
-// (transposed, [V][K]) and d(initial state).
+// dS <- gamma_C dS + Q^T (scale diag(gamma) dO) - W^T dU. Writes dU and dS leaving each chunk in
+// bf16, and d(initial state).
 template <int D, int BV>
 __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams p) {
   using L = ScanLayout<D, BV>;
@@ -232,7 +230,7 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
       x = p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
     });
     wp.each_pair(wp.d0 + 16 * mt, ds[mt], [&](int d, int j, float x0, float x1) {
-      store_bf16_pair(s_ds + d * LS + j, x0, x1);
+      detail::store_bf16_pair(s_ds + d * LS + j, x0, x1);
     });
   }
   for (int64_t n = n_chunks - 1; n >= 0; --n) {
@@ -253,15 +251,10 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
       for (int e = 0; e < 8; ++e) x[e] *= s;
       *reinterpret_cast<uint4*>(s_dog + i * LS + c) = detail::pack8(x);
     }
-    {  // dS leaving this chunk, transposed
-      float* dst = p.grad_chunk_states + chunk * D * D;
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt) {
-        wp.each(wp.d0 + 16 * mt, ds[mt],
-                [&](int d, int j, float& x) { dst[(v0 + j) * D + d] = x; });
-      }
-    }
     __syncthreads();  // the staged chunk and the dS copy are complete
+    // dS leaving this chunk (its bf16 copy)
+    detail::store_rows<D, BV, NT>(detail::as_bf16(p.grad_chunk_states) + chunk * D * D + v0, D,
+                                  s_ds, LS, /*negate=*/false);
     {  // dU = P^T dO + diag(decay) K dS; P^T is upper triangular: rows i need m >= 16 (i / 16)
       const bool has_tokens = wp.r0 < n_valid;
       float kds[4][4] = {}, du[4][4] = {};
@@ -278,12 +271,13 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
           du[nt][r] += s_decay[wp.r0 + Acc::c_row(wp.lane, r)] * kds[nt][r];
       }
       wp.each_pair(wp.r0, du, [&](int i, int j, float x0, float x1) {
-        store_bf16_pair(s_dun + i * LS + j, -x0, -x1);
-        *reinterpret_cast<float2*>(p.grad_u + (chunk * kC + i) * D + v0 + j) = {x0, x1};
+        detail::store_bf16_pair(s_dun + i * LS + j, -x0, -x1);
       });
     }
     __syncthreads();  // -dU is complete; every warp is done reading the dS copy
-    {                 // dS <- gamma_C dS + Q^T (scale diag(gamma) dO) + W^T (-dU)
+    detail::store_rows<kC, BV, NT>(detail::as_bf16(p.grad_u) + chunk * kC * D + v0, D, s_dun, LS,
+                                   /*negate=*/true);
+    {  // dS <- gamma_C dS + Q^T (scale diag(gamma) dO) + W^T (-dU)
       const float gamma_last = s_gamma[kC - 1];
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {
@@ -298,7 +292,7 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
       wp.each_pair(wp.d0 + 16 * mt, ds[mt], [&](int d, int j, float x0, float x1) {
-        store_bf16_pair(s_ds + d * LS + j, x0, x1);
+        detail::store_bf16_pair(s_ds + d * LS + j, x0, x1);
       });
     }
   }

@@ -21,6 +21,15 @@ __device__ __forceinline__ int row_depth(int n_valid) {
   return (n_valid + 7) & ~7;
 }
 
+/// A typed workspace of GdnParams (void*) as what it holds: fp32 for the CUDA-core kernels, bf16
+/// for the tensor-core ones (GdnParams::bf16_workspaces).
+__device__ __forceinline__ float* as_f32(void* p) {
+  return static_cast<float*>(p);
+}
+__device__ __forceinline__ __nv_bfloat16* as_bf16(void* p) {
+  return static_cast<__nv_bfloat16*>(p);
+}
+
 __device__ __forceinline__ float to_float(float x) {
   return x;
 }

@@ -16,13 +16,21 @@ __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
   return bits;
 }
 
-/// Eight fp32 values from 16-byte aligned global memory.
-__device__ __forceinline__ void load8_f32(const float* src, float (&x)[8]) {
-  const float4 lo = __ldg(reinterpret_cast<const float4*>(src));
-  const float4 hi = __ldg(reinterpret_cast<const float4*>(src) + 1);
-  x[0] = lo.x, x[1] = lo.y, x[2] = lo.z, x[3] = lo.w;
-  x[4] = hi.x, x[5] = hi.y, x[6] = hi.z, x[7] = hi.w;
+/// Stores two adjacent bf16 values (one 4-byte store; the pair is 4-byte aligned).
+__device__ __forceinline__ void store_bf16_pair(__nv_bfloat16* p, float a, float b) {
+  *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
 }
+
+/// Eight bf16 values (16 bytes, as loaded) as floats, element 2i in the low half of word i.
+__device__ __forceinline__ void unpack8(const uint4& raw, float (&x)[8]) {
+  const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    x[2 * i] = __uint_as_float(words[i] << 16);
+    x[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+  }
+}
+
 __device__ __forceinline__ uint4 pack8(const float (&x)[8]) {
   return {pack_bf16(x[0], x[1]), pack_bf16(x[2], x[3]), pack_bf16(x[4], x[5]),
           pack_bf16(x[6], x[7])};
@@ -42,16 +50,18 @@ __device__ __forceinline__ void stage_bf16(__nv_bfloat16* tile, int ld, const __
   }
 }
 
-/// The same from an fp32 matrix, rounded to bf16.
+/// Rows [0, kRows) of a bf16 tile (row stride ld) into global rows (stride `stride`), 16 bytes per
+/// store; negate flips every sign (exact).
 template <int kRows, int kCols, int NT>
-__device__ __forceinline__ void stage_f32(__nv_bfloat16* tile, int ld, const float* src,
-                                          int64_t stride, int valid) {
+__device__ __forceinline__ void store_rows(__nv_bfloat16* dst, int64_t stride,
+                                           const __nv_bfloat16* tile, int ld, bool negate) {
   constexpr int kPerRow = kCols / 8;
+  const unsigned flip = negate ? 0x80008000u : 0u;
   for (int idx = threadIdx.x; idx < kRows * kPerRow; idx += NT) {
     const int i = idx / kPerRow, c = (idx % kPerRow) * 8;
-    float x[8] = {};
-    if (i < valid) load8_f32(src + i * stride + c, x);
-    *reinterpret_cast<uint4*>(tile + i * ld + c) = pack8(x);
+    uint4 x = *reinterpret_cast<const uint4*>(tile + i * ld + c);
+    x.x ^= flip, x.y ^= flip, x.z ^= flip, x.w ^= flip;
+    *reinterpret_cast<uint4*>(dst + i * stride + c) = x;
   }
 }
 

@@ -212,35 +212,36 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
   const int64_t NC = (T + kernels::kGdnChunk - 1) / kernels::kGdnChunk, C = kernels::kGdnChunk;
+  GdnParams p = base_params(q, k, v, beta, scale);
+  p.kernel =
+      kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32 : kernels::GdnKernel::kTensorCore;
+  p.scan_slice = gdn_scan_slice_from_env();
   const auto f32 = q.options().dtype(at::kFloat);
+  const auto typed = q.options().dtype(p.bf16_workspaces() ? at::kBFloat16 : at::kFloat);
   GdnCudaForward out;
   out.o = make_output(v.sizes(), v.options(), init);
   out.final_state = make_output({B, H, K, V}, f32, init);
   GdnCudaSaved& s = out.saved;
   s.g_cum = at::empty({B, H, NC, C}, f32);
-  s.w = at::empty({B, H, NC, C, K}, f32);
-  s.attn = at::empty({B, H, NC, C, C}, f32);
+  s.w = at::empty({B, H, NC, C, K}, typed);
+  s.attn = at::empty({B, H, NC, C, C}, typed);
   const at::Tensor u_tilde = at::empty({B, H, NC, C, V}, f32);
   if (save_for_backward) {
-    s.a_inv = at::empty({B, H, NC, C, C}, f32);
-    s.u = at::empty({B, H, NC, C, V}, f32);
-    s.chunk_states = at::empty({B, H, NC, V, K}, f32);
+    s.a_inv = at::empty({B, H, NC, C, C}, typed);
+    s.u = at::empty({B, H, NC, C, V}, typed);
+    s.chunk_states = at::empty({B, H, NC, K, V}, typed);
   }
-  GdnParams p = base_params(q, k, v, beta, scale);
-  p.kernel =
-      kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32 : kernels::GdnKernel::kTensorCore;
-  p.scan_slice = gdn_scan_slice_from_env();
   p.g = g.data_ptr<float>();
   p.initial_state = initial_state.defined() ? initial_state.data_ptr<float>() : nullptr;
   p.o = out.o.data_ptr();
   p.final_state = out.final_state.data_ptr<float>();
   p.g_cum = s.g_cum.data_ptr<float>();
-  p.w = s.w.data_ptr<float>();
+  p.w = s.w.data_ptr();
   p.u_tilde = u_tilde.data_ptr<float>();
-  p.attn = s.attn.data_ptr<float>();
-  p.a_inv = save_for_backward ? s.a_inv.data_ptr<float>() : nullptr;
-  p.u = save_for_backward ? s.u.data_ptr<float>() : nullptr;
-  p.chunk_states = save_for_backward ? s.chunk_states.data_ptr<float>() : nullptr;
+  p.attn = s.attn.data_ptr();
+  p.a_inv = save_for_backward ? s.a_inv.data_ptr() : nullptr;
+  p.u = save_for_backward ? s.u.data_ptr() : nullptr;
+  p.chunk_states = save_for_backward ? s.chunk_states.data_ptr() : nullptr;
   throw_on_kernel_error(kernels::gdn_chunk_fwd(p, at::cuda::getCurrentCUDAStream()),
                         "gated_delta_rule_cuda",
                         "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_scan_tc_kernel or "
@@ -271,12 +272,22 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   p.kernel =
       kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32 : kernels::GdnKernel::kTensorCore;
   p.scan_slice = gdn_scan_slice_from_env();
+  const at::ScalarType typed = p.bf16_workspaces() ? at::kBFloat16 : at::kFloat;
+  for (const at::Tensor* t : {&saved.w, &saved.attn, &saved.a_inv, &saved.u, &saved.chunk_states}) {
+    if (t->scalar_type() != typed) {
+      throw std::invalid_argument(
+          std::string("gated_delta_rule_cuda: the forward saved its workspaces as ") +
+          c10::toString(t->scalar_type()) + " but the backward's kernels (" +
+          (kernel == GdnCudaKernel::kFp32 ? "fp32" : "tc") + ") need " + c10::toString(typed) +
+          ": was HYPNOS_GDN_KERNEL changed between forward and backward?");
+    }
+  }
   p.g_cum = saved.g_cum.data_ptr<float>();
-  p.w = saved.w.data_ptr<float>();
-  p.attn = saved.attn.data_ptr<float>();
-  p.a_inv = saved.a_inv.data_ptr<float>();
-  p.u = saved.u.data_ptr<float>();
-  p.chunk_states = saved.chunk_states.data_ptr<float>();
+  p.w = saved.w.data_ptr();
+  p.attn = saved.attn.data_ptr();
+  p.a_inv = saved.a_inv.data_ptr();
+  p.u = saved.u.data_ptr();
+  p.chunk_states = saved.chunk_states.data_ptr();
   p.grad_o = grad_o.data_ptr();
   p.grad_final_state = grad_final_state.defined() ? grad_final_state.data_ptr<float>() : nullptr;
   p.grad_q = gr.q.data_ptr();
@@ -285,8 +296,8 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   p.grad_g = gr.g.data_ptr<float>();
   p.grad_beta = gr.beta.data_ptr<float>();
   p.grad_initial_state = has_initial_state ? gr.initial_state.data_ptr<float>() : nullptr;
-  p.grad_u = grad_u.data_ptr<float>();
-  p.grad_chunk_states = grad_states.data_ptr<float>();
+  p.grad_u = grad_u.data_ptr();
+  p.grad_chunk_states = grad_states.data_ptr();
   throw_on_kernel_error(kernels::gdn_chunk_bwd(p, at::cuda::getCurrentCUDAStream()),
                         "gated_delta_rule_cuda",
                         "gdn_chunk_bwd (the reverse scan and chunk kernels)");

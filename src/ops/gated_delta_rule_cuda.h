@@ -36,14 +36,15 @@ GdnCudaKernel gdn_cuda_kernel_from_env();
 /// else throws std::invalid_argument naming the value. For benchmarks and tests.
 int gdn_scan_slice_from_env();
 
-/// What the forward keeps for the backward (fp32 workspaces, see kernels/gdn.h).
+/// What the forward keeps for the backward (see kernels/gdn.h): g_cum fp32; the others bf16 for
+/// bf16 inputs on the tensor-core kernels (GdnParams::bf16_workspaces), fp32 otherwise.
 struct GdnCudaSaved {
   at::Tensor g_cum;         // [B, H, NC, C]
   at::Tensor w;             // [B, H, NC, C, K]
   at::Tensor attn;          // [B, H, NC, C, C]
   at::Tensor a_inv;         // [B, H, NC, C, C]; with u and chunk_states, only for a backward
   at::Tensor u;             // [B, H, NC, C, V]
-  at::Tensor chunk_states;  // [B, H, NC, V, K]
+  at::Tensor chunk_states;  // [B, H, NC, K, V]
 };
 
 struct GdnCudaForward {

@@ -78,6 +78,12 @@ struct alignas(16) float4 {
 struct alignas(16) uint4 {
   unsigned x = 0, y = 0, z = 0, w = 0;
 };
+inline float2 __bfloat1622float2(__nv_bfloat162 h) {
+  float2 r;
+  r.x = __bfloat162float(h.x);
+  r.y = __bfloat162float(h.y);
+  return r;
+}
 inline float __uint_as_float(unsigned u) {
   float f;
   std::memcpy(&f, &u, sizeof f);

@@ -58,11 +58,13 @@ void expect_close_to_recurrence(const Case& c) {
 
   // The kernels, with the workspaces the LibTorch wrapper allocates.
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  // The typed workspaces: bf16 on the tensor-core kernels (bf16 inputs), fp32 otherwise.
+  const auto typed = at::TensorOptions().dtype(c.dtype);
   at::Tensor o = at::empty({B, T, H, D}, q.options()), final_state = at::empty({B, H, D, D}, f32);
-  at::Tensor g_cum = at::empty({B, H, NC, C}, f32), w = at::empty({B, H, NC, C, D}, f32);
-  at::Tensor u_tilde = at::empty({B, H, NC, C, D}, f32), u = at::empty({B, H, NC, C, D}, f32);
-  at::Tensor attn = at::empty({B, H, NC, C, C}, f32), a_inv = at::empty({B, H, NC, C, C}, f32);
-  at::Tensor chunk_states = at::empty({B, H, NC, D, D}, f32);
+  at::Tensor g_cum = at::empty({B, H, NC, C}, f32), w = at::empty({B, H, NC, C, D}, typed);
+  at::Tensor u_tilde = at::empty({B, H, NC, C, D}, f32), u = at::empty({B, H, NC, C, D}, typed);
+  at::Tensor attn = at::empty({B, H, NC, C, C}, typed), a_inv = at::empty({B, H, NC, C, C}, typed);
+  at::Tensor chunk_states = at::empty({B, H, NC, D, D}, typed);
   K::GdnParams p;
   p.q = q.data_ptr();
   p.k = k.data_ptr();
@@ -73,12 +75,12 @@ void expect_close_to_recurrence(const Case& c) {
   p.o = o.data_ptr();
   p.final_state = final_state.data_ptr<float>();
   p.g_cum = g_cum.data_ptr<float>();
-  p.w = w.data_ptr<float>();
+  p.w = w.data_ptr();
   p.u_tilde = u_tilde.data_ptr<float>();
-  p.attn = attn.data_ptr<float>();
-  p.a_inv = c.backward ? a_inv.data_ptr<float>() : nullptr;
-  p.u = c.backward ? u.data_ptr<float>() : nullptr;
-  p.chunk_states = c.backward ? chunk_states.data_ptr<float>() : nullptr;
+  p.attn = attn.data_ptr();
+  p.a_inv = c.backward ? a_inv.data_ptr() : nullptr;
+  p.u = c.backward ? u.data_ptr() : nullptr;
+  p.chunk_states = c.backward ? chunk_states.data_ptr() : nullptr;
   p.batch = B;
   p.seq_len = T;
   p.heads = H;
@@ -108,8 +110,8 @@ void expect_close_to_recurrence(const Case& c) {
   p.grad_g = dg.data_ptr<float>();
   p.grad_beta = dbeta.data_ptr<float>();
   p.grad_initial_state = c.with_initial_state ? dh0.data_ptr<float>() : nullptr;
-  p.grad_u = grad_u.data_ptr<float>();
-  p.grad_chunk_states = grad_states.data_ptr<float>();
+  p.grad_u = grad_u.data_ptr();
+  p.grad_chunk_states = grad_states.data_ptr();
   ASSERT_EQ(K::gdn_chunk_bwd(p, nullptr), cudaSuccess);
 
   // The recurrence in float64 on the same (rounded) values.
