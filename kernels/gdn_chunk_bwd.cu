@@ -438,7 +438,9 @@ cudaError_t gdn_chunk_bwd(const GdnParams& p, cudaStream_t stream) {
   if (p.batch <= 0 || p.seq_len <= 0 || p.heads <= 0 || p.batch * p.heads > 65535) {
     return cudaErrorInvalidValue;
   }
-  if (p.scan_slice != 0 && p.scan_slice != 32 && p.scan_slice != 64) return cudaErrorInvalidValue;
+  if (p.scan_slice != 0 && p.scan_slice != 32 && p.scan_slice != 64 && p.scan_slice != 128) {
+    return cudaErrorInvalidValue;
+  }
   if (!p.q || !p.k || !p.v || !p.beta || !p.g_cum || !p.w || !p.attn || !p.a_inv || !p.u ||
       !p.chunk_states || !p.grad_o || !p.grad_q || !p.grad_k || !p.grad_v || !p.grad_g ||
       !p.grad_beta || !p.grad_u || !p.grad_chunk_states) {

@@ -463,7 +463,9 @@ cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {
   if (p.batch <= 0 || p.seq_len <= 0 || p.heads <= 0 || p.batch * p.heads > 65535) {
     return cudaErrorInvalidValue;
   }
-  if (p.scan_slice != 0 && p.scan_slice != 32 && p.scan_slice != 64) return cudaErrorInvalidValue;
+  if (p.scan_slice != 0 && p.scan_slice != 32 && p.scan_slice != 64 && p.scan_slice != 128) {
+    return cudaErrorInvalidValue;
+  }
   if (!p.q || !p.k || !p.v || !p.g || !p.beta || !p.o || !p.g_cum || !p.w || !p.u_tilde ||
       !p.attn || (p.u == nullptr) != (p.chunk_states == nullptr) ||
       (p.u != nullptr && p.a_inv == nullptr)) {

@@ -65,4 +65,33 @@ __device__ __forceinline__ void store_rows(__nv_bfloat16* dst, int64_t stride,
   }
 }
 
+/// cp.async (sm_80+): 16 bytes from global to shared memory without passing through registers,
+/// zero-filled when !valid (src must still be a valid address). Completion is awaited per commit
+/// group with cp_async_wait<N> (at most N groups still pending), then a barrier publishes it.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  const int src_size = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(src),
+               "r"(src_size));
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/// stage_bf16 by cp.async (the caller commits and waits).
+template <int kRows, int kCols, int NT>
+__device__ __forceinline__ void stage_bf16_async(__nv_bfloat16* tile, int ld,
+                                                 const __nv_bfloat16* src, int64_t stride,
+                                                 int valid) {
+  constexpr int kPerRow = kCols / 8;
+  for (int idx = threadIdx.x; idx < kRows * kPerRow; idx += NT) {
+    const int i = idx / kPerRow, c = (idx % kPerRow) * 8;
+    cp_async16(tile + i * ld + c, src + (i < valid ? i * stride : 0) + c, i < valid);
+  }
+}
+
 }  // namespace hypnos::kernels::detail

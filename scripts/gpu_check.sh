@@ -23,7 +23,7 @@ finish() {
   cat "$out/gpu.txt" >> "$out/stages.log"
   cat "$out/layers_bench.log" >> "$out/stages.log" 2> /dev/null
   for f in stages.log tests.log tests_fp32.log train_bench.log train_bench_unfused.log \
-    reference.log kernels_bench.log kernels_ab.log kernels_profile.log layers_ab.log; do
+    reference.log kernels_bench.log kernels_ab.log kernels_alt.log kernels_profile.log layers_ab.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
   done
   rm -rf "$out"
@@ -49,9 +49,10 @@ for s in $stages; do
   case $s in
     prebuilt)
       mkdir -p build-gpu/tests
-      # hypnos is needed; hypnos_tests (test stages) and hypnos_base (the _ab stages) when carried,
-      # each as is or gzipped (NAME.gz: the device tool carries at most 64 MiB).
-      for f in hypnos tests/hypnos_tests hypnos_base; do
+      # hypnos is needed; hypnos_tests (test stages), hypnos_base (the _ab stages) and hypnos_alt
+      # (kernels_alt) when carried, each as is or gzipped (NAME.gz: the device tool carries at most
+      # 64 MiB).
+      for f in hypnos tests/hypnos_tests hypnos_base hypnos_alt; do
         name=$(basename "$f")
         if [[ -f .gpu-bin/$name.gz ]]; then gunzip -c ".gpu-bin/$name.gz" > "build-gpu/$f"; fi
         if [[ -f .gpu-bin/$name ]]; then cp ".gpu-bin/$name" "build-gpu/$f"; fi
@@ -89,10 +90,20 @@ for s in $stages; do
     kernels_ab)  # the kernel bench of a second build carried as .gpu-bin/hypnos_base (e.g. the parent
       # commit): an A/B of a kernel change on the same card in the same call
       stage kernels_ab 120 build-gpu/hypnos_base bench kernels --no-baseline ;;
+    slices128)  # the whole-head scans (double-buffered staging) forced for every D = 128 test, and
+      # racecheck / memcheck on a two-chunk D = 128 shape with them
+      HYPNOS_GDN_SCAN_SLICE=128 stage tests_slice128 150 build-gpu/tests/hypnos_tests \
+        --gtest_filter='*Cuda*'
+      HYPNOS_GDN_SCAN_SLICE=128 stage racecheck_slice128 90 compute-sanitizer --tool racecheck \
+        --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16*'
+      HYPNOS_GDN_SCAN_SLICE=128 stage memcheck_slice128 60 compute-sanitizer --tool memcheck \
+        --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16*' ;;
     kernels_slices)  # the scans' two CTA widths forced (HYPNOS_GDN_SCAN_SLICE), against the
       # automatic choice of kernels_bench
       HYPNOS_GDN_SCAN_SLICE=32 stage kernels_slice32 120 "$bin" bench kernels --no-baseline
       HYPNOS_GDN_SCAN_SLICE=64 stage kernels_slice64 120 "$bin" bench kernels --no-baseline ;;
+    kernels_alt)  # the kernel bench of a third build (.gpu-bin/hypnos_alt: a variant of the change)
+      stage kernels_alt 120 build-gpu/hypnos_alt bench kernels --no-baseline --profile ;;
     layers_ab)  # the layers bench of the second build (.gpu-bin/hypnos_base), same call
       stage layers_ab 60 build-gpu/hypnos_base bench layers ;;
     ncu)  # hardware counters (Nsight Compute) of the delta-rule kernels, one launch each, at

@@ -198,8 +198,10 @@ int gdn_scan_slice_from_env() {
   if (name.empty()) return 0;
   if (name == "32") return 32;
   if (name == "64") return 64;
-  throw std::invalid_argument("gated_delta_rule_cuda: HYPNOS_GDN_SCAN_SLICE is '" + name +
-                              "', expected 32 or 64 (state columns per CTA of the scans) or unset");
+  if (name == "128") return 128;
+  throw std::invalid_argument(
+      "gated_delta_rule_cuda: HYPNOS_GDN_SCAN_SLICE is '" + name +
+      "', expected 32, 64 or 128 (state columns per CTA of the scans) or unset");
 }
 
 GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tensor& k,

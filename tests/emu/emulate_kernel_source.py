@@ -1,8 +1,8 @@
 """Rewrites a kernels/ source for the CPU emulation (tests/emu/cuda_emu.h): every launch
 `kernel<<<grid, block, smem, stream>>>(args);` becomes `::emu::launch(dim3(grid), dim3(block), smem,
 [&] { kernel(args); });`, dynamic shared memory the emulation's buffer, the two inline-PTX
-instructions (cvt.rna.tf32.f32, mma.sync m16n8k8 tf32 and m16n8k16 bf16, ldmatrix x4) the
-emulation's functions, and namespace
+instructions (cvt.rna.tf32.f32, mma.sync m16n8k8 tf32 and m16n8k16 bf16, ldmatrix x4, cp.async:
+an immediate copy, its commit and wait nothing) the emulation's functions, and namespace
 hypnos::kernels becomes hypnos::kernels_emu (so the emulated kernels never collide with the real
 ones). Usage: emulate_kernel_source.py IN OUT"""
 import re
@@ -45,6 +45,10 @@ source = re.sub(r'asm volatile\(\s*"mma\.sync\.aligned\.m16n8k16.*?\);',
                 "::emu::mma_m16n8k16_bf16<M16N8K16>(d, a, b0, b1);", source, flags=re.S)
 source = re.sub(r'asm volatile\(\s*"mma\.sync\.aligned\.m16n8k8.*?\);',
                 "::emu::mma_m16n8k8_tf32<M16N8K8>(d, a, b);", source, flags=re.S)
+source = re.sub(r'asm volatile\(\s*"cp\.async\.cg\.shared\.global.*?\);',
+                "::emu::cp_async16(dst, src, src_size);", source, flags=re.S)
+source = re.sub(r'asm volatile\(\s*"cp\.async\.(commit|wait)_group.*?\);', "(void)0;", source,
+                flags=re.S)
 source = re.sub(r'asm volatile\(\s*"ldmatrix\.sync\.aligned\.m8n8\.x4\.trans.*?\);',
                 "::emu::ldmatrix_x4(r, row, true);", source, flags=re.S)
 source = re.sub(r'asm volatile\(\s*"ldmatrix\.sync\.aligned\.m8n8\.x4\.shared.*?\);',

@@ -28,7 +28,7 @@ struct Case {
   bool with_initial_state;
   bool strong_gates = false;
   bool backward = true;  ///< false: inference (no u, chunk_states, a_inv; forward only)
-  int scan_slice = 0;    ///< GdnParams::scan_slice: 0 automatic, 32 or 64 forced
+  int scan_slice = 0;    ///< GdnParams::scan_slice: 0 automatic, 32, 64 or 128 forced
 };
 
 std::string name_of(const Case& c) {
@@ -153,10 +153,10 @@ TEST(GdnChunkEmulated, TensorCoreKernelsMatchTheRecurrence) {
   }
 }
 
-// The scans' two CTA widths (32 state columns on 4 warps, 64 on 8), whichever the automatic
-// choice would take at these sizes.
-TEST(GdnChunkEmulated, TensorCoreScansMatchTheRecurrenceAtBothSliceWidths) {
-  for (const int slice : {32, 64}) {
+// The scans' CTA widths (32 state columns on 4 warps, 64 on 8, a whole D = 128 head on 16 with
+// double-buffered staging), whichever the automatic choice would take at these sizes.
+TEST(GdnChunkEmulated, TensorCoreScansMatchTheRecurrenceAtEverySliceWidth) {
+  for (const int slice : {32, 64, 128}) {
     for (Case c :
          {Case{1, 70, 2, 64, at::kBFloat16, true}, Case{1, 130, 1, 128, at::kBFloat16, true}}) {
       c.scan_slice = slice;

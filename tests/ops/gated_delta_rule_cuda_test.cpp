@@ -472,6 +472,8 @@ TEST(GatedDeltaRuleCudaValidation, ScanSliceReadsHypnosGdnScanSliceAndRejectsOth
   EXPECT_EQ(gdn_scan_slice_from_env(), 64);
   ::setenv("HYPNOS_GDN_SCAN_SLICE", "32", 1);
   EXPECT_EQ(gdn_scan_slice_from_env(), 32);
+  ::setenv("HYPNOS_GDN_SCAN_SLICE", "128", 1);
+  EXPECT_EQ(gdn_scan_slice_from_env(), 128);
   ::setenv("HYPNOS_GDN_SCAN_SLICE", "48", 1);
   const std::string msg = message_of([] { gdn_scan_slice_from_env(); });
   EXPECT_NE(msg.find("HYPNOS_GDN_SCAN_SLICE"), std::string::npos) << msg;
