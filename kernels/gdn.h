@@ -13,9 +13,10 @@ inline constexpr int kGdnChunk = 64;
 /// Element type of q, k, v, o and of grad_o, grad_q, grad_k, grad_v.
 enum class GdnDtype : int { kFloat32 = 0, kBFloat16 = 1 };
 
-/// Which implementation of the forward scan runs. kTensorCore (bf16 inputs only; fp32 inputs always
-/// use kFp32) does the scan's matmuls with mma.sync m16n8k8 tf32; kFp32 is the first, CUDA-core
-/// version, kept selectable as the known-correct fallback.
+/// Which kernels run. kTensorCore (bf16 inputs only; fp32 inputs always use kFp32) does every
+/// matmul with mma.sync m16n8k16 on bf16 operands staged in shared memory (fp32 accumulation,
+/// state and decays); kFp32 is the first, CUDA-core version in fp32, kept selectable as the
+/// known-correct fallback.
 enum class GdnKernel : int { kTensorCore = 0, kFp32 = 1 };
 
 /// Everything both passes need. Layouts are contiguous, like fla:

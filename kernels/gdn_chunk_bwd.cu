@@ -2,6 +2,8 @@
 // (sequence, head, V-slice) carrying dS, then one chunk-parallel kernel that does every chunk-local
 // gradient (dq, dk, the WY backward, dv, dbeta, dg and its in-chunk reverse cumsum) and writes each
 // final gradient once. No atomics: every sum has a fixed order, so two runs are bitwise equal.
+// This file holds the entry point and the CUDA-core (fp32) kernels; bf16 inputs take the
+// tensor-core reverse scan (gdn_chunk_scan_tc.cu) and chunk kernel (gdn_chunk_bwd_tc.cu).
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -9,7 +11,6 @@
 
 #include "gdn.h"
 #include "gdn_common.cuh"
-#include "gdn_mma.cuh"
 #include "gdn_tc.h"
 
 namespace hypnos::kernels {

@@ -11,7 +11,7 @@
 
 #include "gdn.h"
 #include "gdn_common.cuh"
-#include "gdn_mma_bf16.cuh"
+#include "gdn_mma.cuh"
 #include "gdn_stage.cuh"
 #include "gdn_tc.h"
 

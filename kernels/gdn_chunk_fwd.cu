@@ -1,7 +1,8 @@
 // Forward of the chunked gated delta rule: a chunk-parallel prep kernel (cumsum, K K^T, the
-// unit-lower inverse by forward substitution in registers, W, Ut, P) and a scan over chunks per
-// (sequence, head, V-slice) that carries the fp32 state in shared memory and writes the output in
-// the same pass.
+// unit-lower inverse, W, Ut, P) and a scan over chunks per (sequence, head, V-slice) that carries
+// the fp32 state and writes the output in the same pass. This file holds the entry point, both
+// prep kernels (CUDA-core fp32 and bf16 tensor-core) and the CUDA-core scan; bf16 inputs take the
+// tensor-core scan of gdn_chunk_scan_tc.cu.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -9,7 +10,7 @@
 
 #include "gdn.h"
 #include "gdn_common.cuh"
-#include "gdn_mma_bf16.cuh"
+#include "gdn_mma.cuh"
 #include "gdn_stage.cuh"
 #include "gdn_tc.h"
 

@@ -60,35 +60,6 @@ __device__ __forceinline__ float silu_grad(float x, float s) {
   return s * (1.f + x * (1.f - s));
 }
 
-/// p[0] and p[1] as floats by one 4-byte load: p must be aligned to the pair (an even element
-/// offset in a tensor whose rows start aligned: gated_delta_rule_cuda's aligned_rows).
-__device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
-  const unsigned bits = __ldg(reinterpret_cast<const unsigned*>(p));  // p[0] in the low half
-  float2 r;
-  r.x = __uint_as_float(bits << 16);
-  r.y = __uint_as_float(bits & 0xffff0000u);
-  return r;
-}
-
-/// p[0 .. 8) as floats by one 16-byte load; p 16-byte aligned.
-__device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&out)[8]) {
-  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p));
-  const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {  // element 2i in the low half of word i
-    out[2 * i] = __uint_as_float(words[i] << 16);
-    out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
-  }
-}
-/// p[0 .. 8) = x by two 16-byte stores; p 16-byte aligned (shared or global memory).
-__device__ __forceinline__ void store8(float* p, const float (&x)[8]) {
-  float4 lo, hi;
-  lo.x = x[0], lo.y = x[1], lo.z = x[2], lo.w = x[3];
-  hi.x = x[4], hi.y = x[5], hi.z = x[6], hi.w = x[7];
-  reinterpret_cast<float4*>(p)[0] = lo;
-  reinterpret_cast<float4*>(p)[1] = hi;
-}
-
 /// p[0] = a, p[1] = b by one 8-byte store (p aligned to the pair): accumulator registers r, r + 1
 /// of an MMA tile are adjacent columns of one row.
 __device__ __forceinline__ void store_pair(float* p, float a, float b) {
@@ -106,7 +77,7 @@ struct Frag {
   static constexpr int kRowStep = NT / N;
   float x[kRegs];
   __device__ __forceinline__ static int col() { return threadIdx.x % N; }
-  __device__ __forceinline__ static int col(int /*r*/) { return col(); }  // TcFrag's interface
+  __device__ __forceinline__ static int col(int /*r*/) { return col(); }  // as mma::Bf16Frag
   __device__ __forceinline__ static int row(int r) { return threadIdx.x / N + r * kRowStep; }
   __device__ __forceinline__ void fill(float value) {
 #pragma unroll
@@ -123,8 +94,8 @@ struct Frag {
       for (int r = 0; r < kRegs; ++r) x[r] = fmaf(a(row(r), d), bv, x[r]);
     }
   }
-  /// TcFrag's interface: the CUDA-core fallback computes every row (its rows are spread over all
-  /// threads, so there is no slab to skip).
+  /// mma::Bf16Frag's interface: the CUDA-core fallback computes every row (its rows are spread over
+  /// all threads, so there is no slab to skip).
   template <class FA, class FB>
   __device__ __forceinline__ void mma_rows(int /*rows*/, int depth, FA a, FB b) {
     mma(depth, a, b);

@@ -1,7 +1,14 @@
-// Tensor-core helpers of the gated-delta-rule kernels: the documented fragment layouts of
-// mma.sync m16n8k8 tf32 (PTX ISA, "Matrix Fragments for mma.m16n8k8") and the inline-PTX wrappers.
-// The layout functions are plain constexpr code so that a host test can check them without a GPU.
+// Tensor-core helpers of the gated-delta-rule kernels: mma.sync m16n8k16 (bf16 x bf16 -> fp32)
+// with its operands loaded from shared-memory tiles by ldmatrix (PTX ISA, "Matrix Fragments for
+// mma.m16n8k16" and "ldmatrix"). One ldmatrix.x4 fetches a whole 16 x 16 A fragment or the 16 x 16
+// B fragments of two n-tiles, so an operand costs one shared-memory instruction per lane where
+// element loads cost eight. Either orientation of a stored tile serves as either operand
+// (ldmatrix .trans transposes 8 x 8 blocks on the way), so products such as A^T dA or X^T Q need
+// no transposed copies. The layout functions are plain constexpr code for host tests; the tile
+// strides must make every row start on 16 bytes and an odd number of 16-byte units apart
+// (conflict-free ldmatrix).
 #pragma once
+#include <cuda_bf16.h>
 
 #if defined(__CUDACC__)
 #define HYPNOS_HD __host__ __device__
@@ -11,9 +18,10 @@
 
 namespace hypnos::kernels::mma {
 
-/// Where register r of lane `lane` sits in the tiles of one m16n8k8 tf32 MMA:
-/// A is 16 x 8 (row-major, 4 registers), B is 8 x 8 (k x n, 2 registers), C/D is 16 x 8 (4).
-/// groupID = lane / 4, threadID_in_group = lane % 4, as the PTX ISA names them.
+/// Where register r of lane `lane` sits in the tiles of one m16n8k8 (tf32) MMA: A is 16 x 8
+/// (row-major, 4 registers), B is 8 x 8 (k x n, 2 registers), C/D is 16 x 8 (4). groupID =
+/// lane / 4, threadID_in_group = lane % 4, as the PTX ISA names them. The kernels use its C/D
+/// layout, which m16n8k16 shares (the host tests check both against the PTX ISA's tables).
 struct M16N8K8 {
   static constexpr int kM = 16, kN = 8, kK = 8;
   static constexpr int kARegs = 4, kBRegs = 2, kCRegs = 4;
@@ -23,21 +31,6 @@ struct M16N8K8 {
   static constexpr HYPNOS_HD int b_col(int lane, int /*r*/) { return lane / 4; }      // n
   static constexpr HYPNOS_HD int c_row(int lane, int r) { return lane / 4 + (r >> 1) * 8; }
   static constexpr HYPNOS_HD int c_col(int lane, int r) { return 2 * (lane % 4) + (r & 1); }
-};
-
-/// Warp tiling of a [kRows, N] output whose rows are split among warps in slabs of
-/// kWarpRows = 16 * kMTiles rows and whose N columns are kNTiles tiles of 8, each warp covering all
-/// of them. The scan kernels use it for U, O (16 rows per warp) and the state (D / 4 rows per
-/// warp).
-template <int kMTiles, int kNTiles>
-struct WarpTiling {
-  static constexpr int kWarpRows = 16 * kMTiles;
-  static constexpr HYPNOS_HD int row(int warp, int mt, int lane, int r) {
-    return warp * kWarpRows + mt * 16 + M16N8K8::c_row(lane, r);
-  }
-  static constexpr HYPNOS_HD int col(int nt, int lane, int r) {
-    return nt * 8 + M16N8K8::c_col(lane, r);
-  }
 };
 
 /// Block tiling of an M x N output among NT / 32 warps for the chunk-parallel kernels: warps form
@@ -63,104 +56,142 @@ struct BlockTiling {
   }
 };
 
-#if defined(__CUDACC__)
-/// The scan kernels' fp32 state slice held by one warp in accumulator layout (WarpTiling): rows
-/// [warp * 16 kMTiles, +16 kMTiles) of the state, all 8 kNTiles columns of the slice.
-template <int kMTiles, int kNTiles>
-struct WarpStateTile {
-  using Tiling = WarpTiling<kMTiles, kNTiles>;
-  float x[kMTiles][kNTiles][4];
-  /// f(d, j, x) for every element of this lane: state row d, slice column j, its register.
-  template <class F>
-  __device__ __forceinline__ void for_each(int warp, int lane, F f) {
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-          f(Tiling::row(warp, mt, lane, r), Tiling::col(nt, lane, r), x[mt][nt][r]);
-      }
-    }
+/// Element e (0 = the low half) of register r of lane `lane` in one m16n8k16 bf16 MMA: A is
+/// 16 x 16 (4 registers of two elements), B is 16 x 8 (k x n, 2 registers), C/D is 16 x 8 in
+/// M16N8K8's accumulator layout.
+struct M16N8K16 {
+  static constexpr int kM = 16, kN = 8, kK = 16;
+  static constexpr HYPNOS_HD int a_row(int lane, int r) { return lane / 4 + (r & 1) * 8; }
+  static constexpr HYPNOS_HD int a_col(int lane, int r, int e) {
+    return 2 * (lane % 4) + e + (r >> 1) * 8;
+  }
+  static constexpr HYPNOS_HD int b_row(int lane, int r, int e) {
+    return 2 * (lane % 4) + e + r * 8;
+  }
+  static constexpr HYPNOS_HD int b_col(int lane, int /*r*/) { return lane / 4; }
+  static constexpr HYPNOS_HD int c_row(int lane, int r) { return M16N8K8::c_row(lane, r); }
+  static constexpr HYPNOS_HD int c_col(int lane, int r) { return M16N8K8::c_col(lane, r); }
+};
+
+/// Which row of which 8 x 8 block lane `lane` addresses in an ldmatrix.x4 that loads an operand:
+/// block m = lane / 8, row lane % 8. For an A fragment at (row r0, column k0) of the logical 16 x
+/// 16 operand stored row-major (kTrans false: element (i, k) at tile(i, k)) the blocks are (rows
+/// 0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15); stored transposed (element (i, k) at
+/// tile(k, i), loaded with .trans) the same blocks come from tile rows k and columns i. For two B
+/// n-tiles at (k0, n0) the registers come out as b0, b1 of n-tile n0 then of n0 + 8: stored [N][K]
+/// (kTrans true: element (k, n) at tile(n, k), plain ldmatrix) or [K][N] (kTrans false, .trans).
+/// Returns the stored (row, column) offset from the fragment's corner.
+struct LdmatrixX4 {
+  static constexpr HYPNOS_HD int a_row(int lane, bool stored_transposed) {
+    return stored_transposed ? lane % 8 + (lane / 16) * 8 : lane % 16;
+  }
+  static constexpr HYPNOS_HD int a_col(int lane, bool stored_transposed) {
+    return stored_transposed ? ((lane / 8) % 2) * 8 : (lane / 16) * 8;
+  }
+  static constexpr HYPNOS_HD int b_row(int lane, bool stored_transposed) {
+    return stored_transposed ? lane % 8 + (lane / 16) * 8 : lane % 8 + ((lane / 8) % 2) * 8;
+  }
+  static constexpr HYPNOS_HD int b_col(int lane, bool stored_transposed) {
+    return stored_transposed ? ((lane / 8) % 2) * 8 : (lane / 16) * 8;
   }
 };
 
-/// fp32 -> tf32 with round-to-nearest (the MMA would otherwise truncate the low mantissa bits).
-__device__ __forceinline__ unsigned to_tf32(float x) {
-  unsigned r;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-  return r;
+#if defined(__CUDACC__)
+using bf16 = __nv_bfloat16;
+
+/// Four 8 x 8 b16 blocks from shared memory; `row` is this lane's row address (16-byte aligned).
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const bf16* row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+/// ldmatrix_x4 with each 8 x 8 block transposed.
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const bf16* row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
 }
 
-/// d += a b for one warp: a 16 x 8, b 8 x 8, d 16 x 8 (fp32 accumulate), layouts of M16N8K8.
-__device__ __forceinline__ void mma_tf32(float (&d)[4], const unsigned (&a)[4],
-                                         const unsigned (&b)[2]) {
+/// d += a b for one warp: a 16 x 16, b 16 x 8 (bf16), d 16 x 8 (fp32), layouts of M16N8K16.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const unsigned (&a)[4], unsigned b0,
+                                         unsigned b1) {
   asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
       "{%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/// acc[nt] += A[row0 : row0 + 16, k0 : k0 + 8 * k_steps] B[.., 8 nt : 8 nt + 8] for one warp, with
-/// element loaders a(i, k) and b(k, j) in tile coordinates (rows relative to row0). Four k-steps
-/// are unrolled so that their operand loads (global memory in the scans) overlap.
-template <int kNTiles, class FA, class FB>
-__device__ __forceinline__ void warp_mma_tf32(float (&acc)[kNTiles][4], int lane, int k0,
-                                              int k_steps, FA a, FB b) {
-#pragma unroll 4
-  for (int ks = 0; ks < k_steps; ++ks) {
-    const int kb = k0 + ks * 8;
+/// A logical matrix operand in a bf16 shared-memory tile with row stride ld (elements):
+/// element (r, c) at p[r * ld + c], or at p[c * ld + r] when kTransposed.
+template <bool kTransposed>
+struct SmemOperand {
+  const bf16* p;
+  int ld;
+};
+/// The tile itself (row-major) and its transpose.
+__device__ __forceinline__ SmemOperand<false> rows_of(const bf16* p, int ld) {
+  return {p, ld};
+}
+__device__ __forceinline__ SmemOperand<true> transpose_of(const bf16* p, int ld) {
+  return {p, ld};
+}
+
+/// The A fragment of the logical rows [r0, r0 + 16) and columns [k0, k0 + 16).
+template <bool kT>
+__device__ __forceinline__ void load_a(unsigned (&a)[4], SmemOperand<kT> x, int lane, int r0,
+                                       int k0) {
+  if constexpr (kT) {  // stored rows are k
+    ldmatrix_x4_trans(
+        a, x.p + (k0 + LdmatrixX4::a_row(lane, true)) * x.ld + r0 + LdmatrixX4::a_col(lane, true));
+  } else {
+    ldmatrix_x4(a, x.p + (r0 + LdmatrixX4::a_row(lane, false)) * x.ld + k0 +
+                       LdmatrixX4::a_col(lane, false));
+  }
+}
+/// The B fragments of logical rows (k) [k0, k0 + 16) and the two n-tiles at n0 and n0 + 8.
+template <bool kT>
+__device__ __forceinline__ void load_b2(unsigned (&b)[4], SmemOperand<kT> x, int lane, int k0,
+                                        int n0) {
+  if constexpr (kT) {  // stored [N][K]: plain ldmatrix
+    ldmatrix_x4(
+        b, x.p + (n0 + LdmatrixX4::b_row(lane, true)) * x.ld + k0 + LdmatrixX4::b_col(lane, true));
+  } else {  // stored [K][N]
+    ldmatrix_x4_trans(b, x.p + (k0 + LdmatrixX4::b_row(lane, false)) * x.ld + n0 +
+                             LdmatrixX4::b_col(lane, false));
+  }
+}
+
+/// acc[nt] += A[r0, r0 + 16) x [k0, k_end) B[k0, k_end) x [n0 + 8 nt, + 8) for one warp; kNTiles
+/// even, k_end - k0 a multiple of 16.
+template <int kNTiles, bool kTA, bool kTB>
+__device__ __forceinline__ void warp_mma_bf16(float (&acc)[kNTiles][4], int lane, int r0, int n0,
+                                              int k0, int k_end, SmemOperand<kTA> a,
+                                              SmemOperand<kTB> b) {
+  static_assert(kNTiles % 2 == 0, "B fragments are loaded two n-tiles at a time");
+#pragma unroll 2
+  for (int kb = k0; kb < k_end; kb += 16) {
     unsigned af[4];
+    load_a(af, a, lane, r0, kb);
 #pragma unroll
-    for (int r = 0; r < 4; ++r)
-      af[r] = to_tf32(a(M16N8K8::a_row(lane, r), kb + M16N8K8::a_col(lane, r)));
-#pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt) {
-      unsigned bf[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        bf[r] = to_tf32(b(kb + M16N8K8::b_row(lane, r), nt * 8 + M16N8K8::b_col(lane, r)));
-      }
-      mma_tf32(acc[nt], af, bf);
-    }
-  }
-}
-/// warp_mma_tf32 with operands fetched in pairs: a_pair(i, k) returns A(i, k), A(i, k + 1) and
-/// b_pair(k, j) returns B(k, j), B(k + 1, j) (k even) as float2s, one load instead of two where
-/// the pair is adjacent in memory (the prep kernel's Q K^T: q rows from global memory, K rows from
-/// shared memory). Inside each 8-wide k-step the k order is permuted, pi(t + 4 s) = 2 t + s for
-/// t < 4, s < 2, the same for A and B, so the product is unchanged: a lane's two A registers of one
-/// row (logical columns t and t + 4) are then the physical columns 2t and 2t + 1, and its two B
-/// registers the rows 2t and 2t + 1 of one column. (The scans tried it too, with transposed shared
-/// copies: faster at D = 64, slower at D = 128 on an H100, so they keep warp_mma_tf32.)
-template <int kNTiles, class FA2, class FB2>
-__device__ __forceinline__ void warp_mma_tf32_pairs(float (&acc)[kNTiles][4], int lane, int k0,
-                                                    int k_steps, FA2 a_pair, FB2 b_pair) {
-  const int g = lane / 4, t = lane % 4;  // M16N8K8's groupID and threadID_in_group
-#pragma unroll 4
-  for (int ks = 0; ks < k_steps; ++ks) {
-    const int kb = k0 + ks * 8;
-    const float2 top = a_pair(g, kb + 2 * t), bottom = a_pair(g + 8, kb + 2 * t);
-    // A registers in M16N8K8 order: (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4) logically.
-    const unsigned af[4] = {to_tf32(top.x), to_tf32(bottom.x), to_tf32(top.y), to_tf32(bottom.y)};
-#pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt) {
-      // B register r: logical row t + 4 r, physical row 2 t + r; column g.
-      const float2 col = b_pair(kb + 2 * t, nt * 8 + g);
-      const unsigned bf[2] = {to_tf32(col.x), to_tf32(col.y)};
-      mma_tf32(acc[nt], af, bf);
+    for (int nt = 0; nt < kNTiles; nt += 2) {
+      unsigned bf[4];
+      load_b2(bf, b, lane, kb, n0 + nt * 8);
+      mma_bf16(acc[nt], af, bf[0], bf[1]);
+      mma_bf16(acc[nt + 1], af, bf[2], bf[3]);
     }
   }
 }
 
-/// The tensor-core counterpart of detail::Frag (same interface: x[kRegs], row(r), col(r), fill,
-/// mma): an M x N block tile in mma accumulator layout, BlockTiling's warp split, tf32 operands.
-/// kUnroll: k-steps unrolled in mma, so that the operand loads of several steps are in flight at
-/// once (a measured choice per kernel: 4 helps the D = 64 chunk backward, hurts the D = 128 one).
-template <int M, int N, int NT, int kUnroll = 4>
-struct TcFrag {
+/// An M x N block tile in mma accumulator layout split among the NT / 32 warps of a block as
+/// BlockTiling does (each warp 16 rows and an even number of 8-column tiles), with bf16 operands
+/// from shared memory: x[kRegs], row(r), col(r), fill, mma, mma_rows, store_bf16.
+template <int M, int N, int NT>
+struct Bf16Frag {
   using Tiling = BlockTiling<M, N, NT>;
+  static_assert(Tiling::kNTiles % 2 == 0, "B fragments are loaded two n-tiles at a time");
   static constexpr int kRegs = Tiling::kRegs;
   float x[kRegs];
   __device__ __forceinline__ static int row(int r) {
@@ -173,56 +204,48 @@ struct TcFrag {
 #pragma unroll
     for (int r = 0; r < kRegs; ++r) x[r] = value;
   }
-  /// x[i][j] += sum_{d < depth} a(i, d) * b(d, j); depth a multiple of 8; absolute coordinates.
-  template <class FA, class FB>
-  __device__ __forceinline__ void mma(int depth, FA a, FB b) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int r0 = Tiling::row0(warp), c0 = Tiling::col0(warp);
-#pragma unroll kUnroll
-    for (int kb = 0; kb < depth; kb += 8) {
-      unsigned af[4];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        af[r] = to_tf32(a(r0 + M16N8K8::a_row(lane, r), kb + M16N8K8::a_col(lane, r)));
-      }
-#pragma unroll
-      for (int nt = 0; nt < Tiling::kNTiles; ++nt) {
-        unsigned bf[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          bf[r] = to_tf32(b(kb + M16N8K8::b_row(lane, r), c0 + nt * 8 + M16N8K8::b_col(lane, r)));
-        }
-        mma_tf32(*reinterpret_cast<float(*)[4]>(x + 4 * nt), af, bf);
-      }
-    }
+  /// x[i][j] += sum_{d < depth} a(i, d) b(d, j); depth a multiple of 16.
+  template <bool kTA, bool kTB>
+  __device__ __forceinline__ void mma(int depth, SmemOperand<kTA> a, SmemOperand<kTB> b) {
+    const int warp = threadIdx.x / 32;
+    warp_mma_bf16<Tiling::kNTiles>(*reinterpret_cast<float(*)[Tiling::kNTiles][4]>(x),
+                                   threadIdx.x % 32, Tiling::row0(warp), Tiling::col0(warp), 0,
+                                   depth, a, b);
   }
-  /// mma for the output rows below `rows` only: a warp whose 16-row slab starts at or past `rows`
-  /// skips the product and keeps its registers. For products whose rows past the last token of a
-  /// chunk are exact zeros anyway (their A rows are zero, or A is the identity there and B's rows
-  /// are zero), so the result is bitwise the same with less work: a sleep window of 24 tokens skips
-  /// half of every 64-row chunk product.
-  template <class FA, class FB>
-  __device__ __forceinline__ void mma_rows(int rows, int depth, FA a, FB b) {
+  /// mma for the output rows below `rows` only: a warp whose slab starts at or past `rows` keeps
+  /// its registers, for products whose rows past the last token are zero anyway (a sleep window of
+  /// 24 tokens skips half of every 64-row chunk product), with bitwise the same result.
+  template <bool kTA, bool kTB>
+  __device__ __forceinline__ void mma_rows(int rows, int depth, SmemOperand<kTA> a,
+                                           SmemOperand<kTB> b) {
     if (Tiling::row0(threadIdx.x / 32) >= rows) return;
     mma(depth, a, b);
   }
+  /// Stores f(i, j, x) as bf16 into a row-major tile (two adjacent columns per 4-byte store).
+  template <class F>
+  __device__ __forceinline__ void store_bf16(bf16* tile, int ld, F f) const {
+#pragma unroll
+    for (int r = 0; r < kRegs; r += 2) {
+      const int i = row(r), j = col(r);
+      *reinterpret_cast<__nv_bfloat162*>(tile + i * ld + j) =
+          __floats2bfloat162_rn(f(i, j, x[r]), f(i, j + 1, x[r + 1]));
+    }
+  }
 };
 
-/// out[i] (+)= sum_j f.x[i][j] in a fixed order (deterministic). scratch: M * kWarpsN floats.
-/// Every thread of the block must call it; it synchronises.
-template <int M, int N, int NT, int kUnroll>
-__device__ void row_sum(const TcFrag<M, N, NT, kUnroll>& f, float* scratch, float* out,
-                        bool accumulate) {
-  using Tiling = BlockTiling<M, N, NT>;
+/// out[i] (+)= sum_j x[i][j] of an accumulator-layout tile in a fixed order (deterministic).
+/// scratch: M * kWarpsN floats. Every thread of the block must call it; it synchronises.
+template <class Tiling, int NT>
+__device__ void tile_row_sum(const float (&x)[Tiling::kRegs], float* scratch, float* out,
+                             bool accumulate) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float lo = 0.f, hi = 0.f;  // rows c_row(lane, 0) and c_row(lane, 0) + 8
 #pragma unroll
   for (int nt = 0; nt < Tiling::kNTiles; ++nt) {
-    lo += f.x[4 * nt] + f.x[4 * nt + 1];
-    hi += f.x[4 * nt + 2] + f.x[4 * nt + 3];
+    lo += x[4 * nt] + x[4 * nt + 1];
+    hi += x[4 * nt + 2] + x[4 * nt + 3];
   }
-  // The four lanes of a quad hold one row's columns.
-  lo += __shfl_xor_sync(0xffffffffu, lo, 1);
+  lo += __shfl_xor_sync(0xffffffffu, lo, 1);  // the four lanes of a quad hold one row
   lo += __shfl_xor_sync(0xffffffffu, lo, 2);
   hi += __shfl_xor_sync(0xffffffffu, hi, 1);
   hi += __shfl_xor_sync(0xffffffffu, hi, 2);
@@ -231,9 +254,55 @@ __device__ void row_sum(const TcFrag<M, N, NT, kUnroll>& f, float* scratch, floa
     scratch[Tiling::scratch_slot(Tiling::row(warp, lane, 2), warp)] = hi;
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < M; i += NT) {
+  for (int i = threadIdx.x; i < Tiling::kWarpsM * 16; i += NT) {
     float s = 0.f;
     for (int w = 0; w < Tiling::kWarpsN; ++w) s += scratch[i * Tiling::kWarpsN + w];
+    out[i] = accumulate ? out[i] + s : s;
+  }
+  __syncthreads();
+}
+
+/// out[i] (+)= sum_j x[i][j] - sum_j x[j][i] of a square accumulator-layout tile (the row-minus-
+/// column sums of the gate gradient), in a fixed order. scratch: M * (kWarpsN + kWarpsM) floats.
+/// Every thread of the block must call it; it synchronises.
+template <class Tiling, int NT>
+__device__ void tile_row_minus_col_sum(const float (&x)[Tiling::kRegs], float* scratch, float* out,
+                                       bool accumulate) {
+  constexpr int M = Tiling::kWarpsM * 16;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float* row_part = scratch;                        // [M][kWarpsN]
+  float* col_part = scratch + M * Tiling::kWarpsN;  // [N][kWarpsM]
+  float lo = 0.f, hi = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < Tiling::kNTiles; ++nt) {
+    lo += x[4 * nt] + x[4 * nt + 1];
+    hi += x[4 * nt + 2] + x[4 * nt + 3];
+    // Columns 8 nt + 2 t and + 1 of this lane: sum over its two rows, then over the 8 groups.
+    float c0 = x[4 * nt] + x[4 * nt + 2], c1 = x[4 * nt + 1] + x[4 * nt + 3];
+#pragma unroll
+    for (int o = 4; o < 32; o <<= 1) {
+      c0 += __shfl_xor_sync(0xffffffffu, c0, o);
+      c1 += __shfl_xor_sync(0xffffffffu, c1, o);
+    }
+    if (lane < 4) {
+      const int j = Tiling::col(warp, lane, 4 * nt);
+      col_part[j * Tiling::kWarpsM + warp % Tiling::kWarpsM] = c0;
+      col_part[(j + 1) * Tiling::kWarpsM + warp % Tiling::kWarpsM] = c1;
+    }
+  }
+  lo += __shfl_xor_sync(0xffffffffu, lo, 1);
+  lo += __shfl_xor_sync(0xffffffffu, lo, 2);
+  hi += __shfl_xor_sync(0xffffffffu, hi, 1);
+  hi += __shfl_xor_sync(0xffffffffu, hi, 2);
+  if (lane % 4 == 0) {
+    row_part[Tiling::scratch_slot(Tiling::row(warp, lane, 0), warp)] = lo;
+    row_part[Tiling::scratch_slot(Tiling::row(warp, lane, 2), warp)] = hi;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < M; i += NT) {
+    float s = 0.f;
+    for (int w = 0; w < Tiling::kWarpsN; ++w) s += row_part[i * Tiling::kWarpsN + w];
+    for (int w = 0; w < Tiling::kWarpsM; ++w) s -= col_part[i * Tiling::kWarpsM + w];
     out[i] = accumulate ? out[i] + s : s;
   }
   __syncthreads();

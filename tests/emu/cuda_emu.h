@@ -1,13 +1,13 @@
 // A CPU emulation of the part of CUDA's execution model that hypnos's kernels use, so that their
 // own source runs on any machine (tests/emu/*_emulated.cpp): the blocks of a launch run one after
 // another, the threads of a block run as std::threads, __syncthreads is a barrier of the block, and
-// warp shuffles and the tensor-core mma.sync m16n8k8 (tf32, the PTX ISA's fragment layouts)
-// exchange through a buffer between two barriers of the warp. Static shared arrays are statics and
-// dynamic shared memory one buffer (one block at a time, filled with NaN before each block so a
-// read of something never written shows), loads and intrinsics are their host equivalents, bf16 and
-// tf32 are rounded on the bits as the hardware does. It checks index arithmetic, strides, masks,
-// reductions, fragment layouts and synchronisation; not memory coalescing, bank conflicts, races
-// the barriers hide, or anything about a real GPU's speed.
+// warp shuffles, ldmatrix and the tensor-core mma.sync m16n8k16 (bf16, the PTX ISA's fragment
+// layouts) exchange through a buffer between two barriers of the warp; cp.async is an immediate
+// copy. Static shared arrays are statics and dynamic shared memory one buffer (one block at a time,
+// filled with NaN before each block so a read of something never written shows), loads and
+// intrinsics are their host equivalents, bf16 is rounded on the bits as the hardware does. It
+// checks index arithmetic, strides, masks, reductions, fragment layouts and synchronisation; not
+// memory coalescing, bank conflicts, races the barriers hide, or anything about a real GPU's speed.
 #pragma once
 #include <algorithm>
 #include <barrier>
@@ -123,14 +123,6 @@ inline float* dynamic_shared() {
   return dynamic_shared_buffer.data();
 }
 
-/// cvt.rna.tf32.f32: 10 mantissa bits, round to nearest with ties away from zero.
-inline unsigned tf32_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u;
-  return u;
-}
-
 inline float from_bits(unsigned u) {
   float f;
   std::memcpy(&f, &u, sizeof f);
@@ -139,30 +131,6 @@ inline float from_bits(unsigned u) {
 
 inline void warp_sync() {
   warp_barriers[threadIdx.x / 32]->arrive_and_wait();
-}
-
-/// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the calling warp: every lane publishes
-/// its A and B fragments, then computes its own four accumulator elements (Layout: the fragment
-/// layout functions, mma::M16N8K8).
-template <class Layout>
-void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-  const unsigned t = threadIdx.x, warp = t / 32, lane = t % 32;
-  for (int r = 0; r < 4; ++r) mma_buffer[t].a[r] = from_bits(a[r]);
-  for (int r = 0; r < 2; ++r) mma_buffer[t].b[r] = from_bits(b[r]);
-  warp_sync();
-  float A[16][8], B[8][8];
-  for (int l = 0; l < 32; ++l) {
-    const MmaSlot& slot = mma_buffer[warp * 32 + l];
-    for (int r = 0; r < 4; ++r) A[Layout::a_row(l, r)][Layout::a_col(l, r)] = slot.a[r];
-    for (int r = 0; r < 2; ++r) B[Layout::b_row(l, r)][Layout::b_col(l, r)] = slot.b[r];
-  }
-  for (int r = 0; r < 4; ++r) {
-    const int i = Layout::c_row(int(lane), r), j = Layout::c_col(int(lane), r);
-    float acc = d[r];
-    for (int k = 0; k < 8; ++k) acc = std::fma(A[i][k], B[k][j], acc);
-    d[r] = acc;
-  }
-  warp_sync();
 }
 
 /// cp.async as an immediate copy (zero-fill when src_size is 0): the kernels wait for their groups

@@ -1,9 +1,8 @@
 """Rewrites a kernels/ source for the CPU emulation (tests/emu/cuda_emu.h): every launch
 `kernel<<<grid, block, smem, stream>>>(args);` becomes `::emu::launch(dim3(grid), dim3(block), smem,
-[&] { kernel(args); });`, dynamic shared memory the emulation's buffer, the two inline-PTX
-instructions (cvt.rna.tf32.f32, mma.sync m16n8k8 tf32 and m16n8k16 bf16, ldmatrix x4, cp.async:
-an immediate copy, its commit and wait nothing) the emulation's functions, and namespace
-hypnos::kernels becomes hypnos::kernels_emu (so the emulated kernels never collide with the real
+[&] { kernel(args); });`, dynamic shared memory the emulation's buffer, the inline-PTX instructions
+(mma.sync m16n8k16 bf16, ldmatrix x4, cp.async: an immediate copy, its commit and wait nothing) the
+emulation's functions, and namespace hypnos::kernels becomes hypnos::kernels_emu (so the emulated kernels never collide with the real
 ones). Usage: emulate_kernel_source.py IN OUT"""
 import re
 import sys
@@ -40,11 +39,8 @@ if "<<<" in source:
     sys.exit(f"{sys.argv[1]}: a kernel launch this script cannot rewrite")
 source = source.replace("extern __shared__ float smem[];", "float* smem = ::emu::dynamic_shared();")
 source = source.replace("#if defined(__CUDACC__)", "#if 1  // emulated")
-source = re.sub(r'asm\("cvt\.rna\.tf32\.f32.*?\);', "r = ::emu::tf32_bits(x);", source, flags=re.S)
 source = re.sub(r'asm volatile\(\s*"mma\.sync\.aligned\.m16n8k16.*?\);',
                 "::emu::mma_m16n8k16_bf16<M16N8K16>(d, a, b0, b1);", source, flags=re.S)
-source = re.sub(r'asm volatile\(\s*"mma\.sync\.aligned\.m16n8k8.*?\);',
-                "::emu::mma_m16n8k8_tf32<M16N8K8>(d, a, b);", source, flags=re.S)
 source = re.sub(r'asm volatile\(\s*"cp\.async\.cg\.shared\.global.*?\);',
                 "::emu::cp_async16(dst, src, src_size);", source, flags=re.S)
 source = re.sub(r'asm volatile\(\s*"cp\.async\.(commit|wait)_group.*?\);', "(void)0;", source,

@@ -1,8 +1,8 @@
 // The chunked gated-delta-rule kernels (kernels/gdn_chunk_fwd.cu, gdn_chunk_bwd.cu: prep, scans and
 // chunk backward, tensor-core and CUDA-core paths) run from their own source under the CPU
-// emulation of tests/emu/cuda_emu.h (mma.sync m16n8k8 tf32 emulated on its fragment layouts),
-// against the float64 per-step recurrence: output, final state and all six gradients at the
-// tolerances of the GPU tests, for sleep windows (T = 24: padded rows), tail chunks, several
+// emulation of tests/emu/cuda_emu.h (mma.sync m16n8k16 bf16 and ldmatrix emulated on their fragment
+// layouts), against the float64 per-step recurrence: output, final state and all six gradients at
+// the tolerances of the GPU tests, for sleep windows (T = 24: padded rows), tail chunks, several
 // chunks, head dims 64 and 128, strong gates, with and without an initial state. The GPU tests
 // remain the check on real hardware; this one runs on every machine.
 #include <gtest/gtest.h>

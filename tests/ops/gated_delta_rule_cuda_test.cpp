@@ -503,12 +503,13 @@ TEST(GatedDeltaRuleCudaValidation, BackwardRejectsWorkspacesSavedForTheOtherKern
   EXPECT_NE(msg.find("HYPNOS_GDN_KERNEL"), std::string::npos) << msg;
 }
 
-// ---- host model of the tensor-core fragment layouts (kernels/gdn_mma.cuh) ----------------------
+// ---- host model of the tensor-core fragment layouts and ldmatrix addressing (kernels/gdn_mma.cuh)
 
 using kernels::mma::M16N8K8;
 
 TEST(GdnMmaLayout, Tf32FragmentsMatchThePtxIsaTables) {
-  // PTX ISA, mma.m16n8k8 .tf32: lane 5 is groupID 1, threadID_in_group 1; lane 30 is 7, 2.
+  // PTX ISA, mma.m16n8k8 .tf32 (its accumulator layout is the kernels'): lane 5 is groupID 1,
+  // threadID_in_group 1; lane 30 is 7, 2.
   const std::array<std::array<int, 2>, 4> a5{{{1, 1}, {9, 1}, {1, 5}, {9, 5}}};
   const std::array<std::array<int, 2>, 4> c30{{{7, 4}, {7, 5}, {15, 4}, {15, 5}}};
   for (int r = 0; r < 4; ++r) {
@@ -542,90 +543,93 @@ TEST(GdnMmaLayout, EveryTileElementHasExactlyOneOwner) {
   EXPECT_TRUE(count(16, 8, 4, M16N8K8::c_row, M16N8K8::c_col));
 }
 
-/// One warp-wide m16n8k8 on the host with the semantics the PTX ISA gives the fragments: each lane
-/// contributes its registers to the tiles, D = A B + C is formed, and each lane gets its registers
-/// of D back.
-void emulate_mma(std::array<std::array<float, 4>, 32>& acc,
-                 const std::array<std::array<float, 4>, 32>& a,
-                 const std::array<std::array<float, 2>, 32>& b) {
-  float ta[16][8], tb[8][8];
-  for (int lane = 0; lane < 32; ++lane) {
-    for (int r = 0; r < 4; ++r) ta[M16N8K8::a_row(lane, r)][M16N8K8::a_col(lane, r)] = a[lane][r];
-    for (int r = 0; r < 2; ++r) tb[M16N8K8::b_row(lane, r)][M16N8K8::b_col(lane, r)] = b[lane][r];
+using kernels::mma::LdmatrixX4;
+using kernels::mma::M16N8K16;
+
+TEST(GdnMmaLayout, Bf16FragmentsMatchThePtxIsaTables) {
+  // PTX ISA, mma.m16n8k16 .bf16: lane 5 is groupID 1, threadID_in_group 1; each register holds two
+  // elements, the lower column (A) or row (B) in the low half.
+  const std::array<std::array<int, 3>, 4> a5{{{1, 2, 3}, {9, 2, 3}, {1, 10, 11}, {9, 10, 11}}};
+  for (int r = 0; r < 4; ++r) {
+    EXPECT_EQ(M16N8K16::a_row(5, r), a5[r][0]) << r;
+    EXPECT_EQ(M16N8K16::a_col(5, r, 0), a5[r][1]) << r;
+    EXPECT_EQ(M16N8K16::a_col(5, r, 1), a5[r][2]) << r;
   }
+  EXPECT_EQ(M16N8K16::b_row(5, 0, 0), 2);
+  EXPECT_EQ(M16N8K16::b_row(5, 0, 1), 3);
+  EXPECT_EQ(M16N8K16::b_row(5, 1, 0), 10);
+  EXPECT_EQ(M16N8K16::b_row(5, 1, 1), 11);
+  EXPECT_EQ(M16N8K16::b_col(5, 1), 1);
+  std::vector<int> a_owners(16 * 16, 0), b_owners(16 * 8, 0);
   for (int lane = 0; lane < 32; ++lane) {
-    for (int r = 0; r < 4; ++r) {
-      const int i = M16N8K8::c_row(lane, r), j = M16N8K8::c_col(lane, r);
-      for (int kk = 0; kk < 8; ++kk) acc[lane][r] += ta[i][kk] * tb[kk][j];
+    for (int e = 0; e < 2; ++e) {
+      for (int r = 0; r < 4; ++r)
+        ++a_owners[M16N8K16::a_row(lane, r) * 16 + M16N8K16::a_col(lane, r, e)];
+      for (int r = 0; r < 2; ++r)
+        ++b_owners[M16N8K16::b_row(lane, r, e) * 8 + M16N8K16::b_col(lane, r)];
     }
   }
+  for (int n : a_owners) EXPECT_EQ(n, 1);
+  for (int n : b_owners) EXPECT_EQ(n, 1);
 }
 
-/// The tensor-core scan's schedule (4 warps, warp_mma_tf32's k-steps, WarpTiling's accumulator
-/// positions) run on the host for out[M, 32] = a[M, depth] b[depth, 32], M = 64 * kMTiles.
-template <int kMTiles>
-std::vector<float> tiled_matmul(const std::vector<float>& a, const std::vector<float>& b,
-                                int depth) {
-  using Tiling = kernels::mma::WarpTiling<kMTiles, 4>;
-  constexpr int kRows = 4 * Tiling::kWarpRows, kCols = 32;
-  std::vector<float> out(kRows * kCols, std::numeric_limits<float>::quiet_NaN());
-  for (int warp = 0; warp < 4; ++warp) {
-    for (int mt = 0; mt < kMTiles; ++mt) {
-      const int row0 = warp * Tiling::kWarpRows + mt * 16;
-      std::array<std::array<std::array<float, 4>, 32>, 4> acc{};
-      for (int kb = 0; kb < depth; kb += 8) {
-        std::array<std::array<float, 4>, 32> fa;
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int r = 0; r < 4; ++r) {
-            fa[lane][r] =
-                a[(row0 + M16N8K8::a_row(lane, r)) * depth + kb + M16N8K8::a_col(lane, r)];
-          }
-        }
-        for (int nt = 0; nt < 4; ++nt) {
-          std::array<std::array<float, 2>, 32> fb;
-          for (int lane = 0; lane < 32; ++lane) {
-            for (int r = 0; r < 2; ++r) {
-              fb[lane][r] =
-                  b[(kb + M16N8K8::b_row(lane, r)) * kCols + nt * 8 + M16N8K8::b_col(lane, r)];
-            }
-          }
-          emulate_mma(acc[nt], fa, fb);
+/// ldmatrix.x4 on the host as the PTX ISA defines it, on a stored tile t (element (r, c) at
+/// t[r * ld + c]): lanes 8 m .. 8 m + 7 give the row addresses of block m (here as stored row and
+/// column); element e of register m of lane l is block m's (l / 4, 2 (l % 4) + e), or with .trans
+/// its (2 (l % 4) + e, l / 4).
+int ldmatrix_element(const std::vector<int>& t, int ld,
+                     const std::array<std::array<int, 2>, 32>& at, bool trans, int lane, int m,
+                     int e) {
+  const int row = trans ? 2 * (lane % 4) + e : lane / 4,
+            col = trans ? lane / 4 : 2 * (lane % 4) + e;
+  const auto& start = at[8 * m + row];
+  return t[start[0] * ld + start[1] + col];
+}
+
+TEST(GdnMmaLayout, LdmatrixAddressingYieldsTheMmaFragmentsOfEitherOrientation) {
+  constexpr int kRows = 48, kCols = 40;  // a tile larger than the fragments, corners off zero
+  std::vector<int> t(kRows * kCols);
+  for (int i = 0; i < kRows * kCols; ++i) t[i] = i;
+  auto stored = [&](bool transposed, int i, int k) {  // logical (i, k) of the operand
+    return transposed ? t[k * kCols + i] : t[i * kCols + k];
+  };
+  for (const bool transposed : {false, true}) {
+    const int r0 = 16, k0 = 8;  // A rows [16, 32), k [8, 24); B k [8, 24), n [16, 32)
+    std::array<std::array<int, 2>, 32> at{};
+    // A fragment: stored corner (r0, k0), or (k0, r0) transposed.
+    for (int lane = 0; lane < 32; ++lane) {
+      at[lane] = {(transposed ? k0 : r0) + LdmatrixX4::a_row(lane, transposed),
+                  (transposed ? r0 : k0) + LdmatrixX4::a_col(lane, transposed)};
+    }
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int r = 0; r < 4; ++r) {
+        for (int e = 0; e < 2; ++e) {
+          EXPECT_EQ(
+              ldmatrix_element(t, kCols, at, transposed, lane, r, e),
+              stored(transposed, r0 + M16N8K16::a_row(lane, r), k0 + M16N8K16::a_col(lane, r, e)))
+              << "A transposed " << transposed << " lane " << lane << " reg " << r;
         }
       }
-      for (int nt = 0; nt < 4; ++nt) {
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int r = 0; r < 4; ++r) {
-            out[Tiling::row(warp, mt, lane, r) * kCols + Tiling::col(nt, lane, r)] =
-                acc[nt][lane][r];
-          }
+    }
+    // B fragments of n-tiles n0 and n0 + 8: logical (k, n) stored at (n, k) when transposed (plain
+    // ldmatrix), at (k, n) otherwise (.trans).
+    const int n0 = 16;
+    for (int lane = 0; lane < 32; ++lane) {
+      at[lane] = {(transposed ? n0 : k0) + LdmatrixX4::b_row(lane, transposed),
+                  (transposed ? k0 : n0) + LdmatrixX4::b_col(lane, transposed)};
+    }
+    auto b_stored = [&](int k, int n) { return transposed ? t[n * kCols + k] : t[k * kCols + n]; };
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int r = 0; r < 4; ++r) {  // b0, b1 of n-tile n0, then of n0 + 8
+        for (int e = 0; e < 2; ++e) {
+          EXPECT_EQ(ldmatrix_element(t, kCols, at, !transposed, lane, r, e),
+                    b_stored(k0 + M16N8K16::b_row(lane, r % 2, e),
+                             n0 + 8 * (r / 2) + M16N8K16::b_col(lane, r % 2)))
+              << "B transposed " << transposed << " lane " << lane << " reg " << r;
         }
       }
     }
   }
-  return out;
-}
-
-template <int kMTiles>
-void expect_tiled_matmul_exact(int depth) {
-  constexpr int kRows = 64 * kMTiles, kCols = 32;
-  std::vector<float> a(kRows * depth), b(depth * kCols);
-  // Small integers: every product and sum is exact in fp32, so any misplaced element shows.
-  for (size_t i = 0; i < a.size(); ++i) a[i] = float(int(i * 7 % 11) - 5);
-  for (size_t i = 0; i < b.size(); ++i) b[i] = float(int(i * 5 % 13) - 6);
-  const std::vector<float> got = tiled_matmul<kMTiles>(a, b, depth);
-  for (int i = 0; i < kRows; ++i) {
-    for (int j = 0; j < kCols; ++j) {
-      float want = 0.f;
-      for (int d = 0; d < depth; ++d) want += a[i * depth + d] * b[d * kCols + j];
-      ASSERT_EQ(got[i * kCols + j], want) << "row " << i << " col " << j;
-    }
-  }
-}
-
-TEST(GdnMmaLayout, WarpTiledScanMatmulsCoverTheOutputOnceAndEqualAPlainMatmul) {
-  expect_tiled_matmul_exact<1>(128);  // U = W S and Q S at K = 128 (64 rows, 16 per warp)
-  expect_tiled_matmul_exact<1>(64);   // P U, and the state update at K = V = 64
-  expect_tiled_matmul_exact<2>(64);   // state update at K = V = 128 (32 rows per warp)
 }
 
 template <int M, int N>
