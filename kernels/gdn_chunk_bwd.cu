@@ -384,27 +384,10 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
       }
     }
   }
-  // dG (c) + (d) on the last position: gamma_C <S, dS> + sum_i e_i; then dg = reverse cumsum of dG.
   float part = 0.f;
   for (int idx = tid; idx < D * D; idx += kThreads) part += st[idx] * dst[idx];
   const float state_dot = detail::block_sum<kThreads>(part, s_blk);
-  if (tid == 0) {
-    float e_sum = 0.f;
-    for (int i = 0; i < kC; ++i) e_sum += s_e[i];
-    float acc = 0.f;
-    for (int i = kC - 1; i >= 0; --i) {
-      float dg_i = s_dg[i] - s_e[i];
-      if (i == kC - 1) dg_i += s_gamma[kC - 1] * state_dot + e_sum;
-      acc += dg_i;
-      s_rs[i] = acc;
-    }
-  }
-  __syncthreads();
-  if (tid < n_valid) {
-    const int64_t gi = (b * p.seq_len + t0 + tid) * p.heads + h;
-    p.grad_g[gi] = s_rs[tid];
-    p.grad_beta[gi] = s_db[tid];
-  }
+  detail::finish_gate_grads(p, b, h, t0, n_valid, state_dot, s_dg, s_e, s_gamma, s_db, s_rs);
 }
 
 constexpr int kBwdSlice = 32;

@@ -174,7 +174,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
       pdp[r + 1] = pr.y * dp.x[r + 1];
     }
     dp.store_bf16(s_x, LC, [&](int i, int j, float x) { return scale * x * decay_ratio(i, j); });
-    mma::tile_row_minus_col_sum<SqTiling, kThreads>(pdp, s_red, s_dg, /*accumulate=*/false);
+    mma::tile_row_sums<SqTiling, kThreads, /*kMinusColumns=*/true>(pdp, s_red, s_dg,
+                                                                   /*accumulate=*/false);
   }
   // dq = dO S^T, dW = -dU S^T, dk = U dS^T, summed over slabs of the states' V columns: the B
   // operand (v, j) is S[j][v], the slab's transpose.
@@ -209,12 +210,12 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
       dk.x[r] *= s_decay[i];
       t[r] = dq.x[r] * __bfloat162float(s_q[i * LD + j]);
     }
-    mma::tile_row_sum<RowTiling, kThreads>(t, s_red, s_dg, /*accumulate=*/true);
+    mma::tile_row_sums<RowTiling, kThreads>(t, s_red, s_dg, /*accumulate=*/true);
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; ++r) {
       t[r] = dk.x[r] * __bfloat162float(s_k[dk.row(r) * LD + dk.col(r)]);
     }
-    mma::tile_row_sum<RowTiling, kThreads>(t, s_red, s_e, /*accumulate=*/false);
+    mma::tile_row_sums<RowTiling, kThreads>(t, s_red, s_e, /*accumulate=*/false);
   }
   // dq += scale (dP * R) K: dq is final. dk += scale (dP * R)^T Q.
   dq.mma_rows(n_valid, depth, rows_of(s_x, LC), rows_of(s_k, LD));
@@ -266,8 +267,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
     __syncthreads();  // every warp is done reading dA and M
     dl.store_bf16(s_x, LC, [](int, int, float x) { return x; });
     dl.store_bf16(s_m, LC, [&](int i, int, float x) { return s_beta[i] * x; });
-    mma::tile_row_minus_col_sum<SqTiling, kThreads>(ldl, s_red, s_dg, /*accumulate=*/true);
-    mma::tile_row_sum<SqTiling, kThreads>(fkk, s_red, s_db, /*accumulate=*/false);
+    mma::tile_row_sums<SqTiling, kThreads, /*kMinusColumns=*/true>(ldl, s_red, s_dg,
+                                                                   /*accumulate=*/true);
+    mma::tile_row_sums<SqTiling, kThreads>(fkk, s_red, s_db, /*accumulate=*/false);
   }
   RowFrag tmp;
   {  // dZ = A^T dW: dk += diag(beta gamma) dZ; dbeta, dG (e) from rowsum(dZ * gamma K)
@@ -279,7 +281,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
       dk.x[r] += s_beta[i] * s_gamma[i] * tmp.x[r];
       tmp.x[r] *= s_gamma[i] * __bfloat162float(s_k[i * LD + tmp.col(r)]);
     }
-    mma::tile_row_sum<RowTiling, kThreads>(tmp.x, s_red, s_rs, /*accumulate=*/false);
+    mma::tile_row_sums<RowTiling, kThreads>(tmp.x, s_red, s_rs, /*accumulate=*/false);
     if (tid < kC) {
       s_db[tid] += s_rs[tid];
       s_dg[tid] += s_beta[tid] * s_rs[tid];
@@ -306,7 +308,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
       tmp.x[r] *= __bfloat162float(s_v[i * LD + j]);
       tmp.x[r + 1] *= __bfloat162float(s_v[i * LD + j + 1]);
     }
-    mma::tile_row_sum<RowTiling, kThreads>(tmp.x, s_red, s_rs, /*accumulate=*/false);
+    mma::tile_row_sums<RowTiling, kThreads>(tmp.x, s_red, s_rs, /*accumulate=*/false);
     if (tid < kC) s_db[tid] += s_rs[tid];
   }
   {
@@ -317,25 +319,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
       if (i < n_valid) detail::store_bf16_pair(dk_out + i * row_stride + j, dk.x[r], dk.x[r + 1]);
     }
   }
-  // dG (c) + (d) on the last position: gamma_C <S, dS> + sum_i e_i; then dg = reverse cumsum of dG.
   state_dot = detail::block_sum<kThreads>(state_dot, s_blk);
-  if (tid == 0) {
-    float e_sum = 0.f;
-    for (int i = 0; i < kC; ++i) e_sum += s_e[i];
-    float acc = 0.f;
-    for (int i = kC - 1; i >= 0; --i) {
-      float dg_i = s_dg[i] - s_e[i];
-      if (i == kC - 1) dg_i += s_gamma[kC - 1] * state_dot + e_sum;
-      acc += dg_i;
-      s_rs[i] = acc;
-    }
-  }
-  __syncthreads();
-  if (tid < n_valid) {
-    const int64_t gi = (b * p.seq_len + t0 + tid) * p.heads + h;
-    p.grad_g[gi] = s_rs[tid];
-    p.grad_beta[gi] = s_db[tid];
-  }
+  detail::finish_gate_grads(p, b, h, t0, n_valid, state_dot, s_dg, s_e, s_gamma, s_db, s_rs);
 }
 
 template <int D>

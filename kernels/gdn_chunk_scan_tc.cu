@@ -88,6 +88,34 @@ struct ScanWarp {
         f(row0 + Acc::c_row(lane, r), c0 + nt * 8 + Acc::c_col(lane, r), x[nt][r]);
     }
   }
+  /// The warp's part of a state slice (kMT 16-row tiles) from an fp32 [D][D] matrix at column v0,
+  /// or zeros when src is null.
+  template <int kMT>
+  __device__ __forceinline__ void load(float (&x)[kMT][4][4], const float* src, int v0) const {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) {
+      each(d0 + 16 * mt, x[mt],
+           [&](int d, int j, float& v) { v = src ? src[d * D + v0 + j] : 0.f; });
+    }
+  }
+  /// ... into an fp32 [D][D] matrix at column v0.
+  template <int kMT>
+  __device__ __forceinline__ void store(float (&x)[kMT][4][4], float* dst, int v0) const {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) {
+      each(d0 + 16 * mt, x[mt], [&](int d, int j, float& v) { dst[d * D + v0 + j] = v; });
+    }
+  }
+  /// ... as the bf16 operand copy [D][ld] in shared memory.
+  template <int kMT>
+  __device__ __forceinline__ void store_operand(float (&x)[kMT][4][4], bf16* tile, int ld) const {
+#pragma unroll
+    for (int mt = 0; mt < kMT; ++mt) {
+      each_pair(d0 + 16 * mt, x[mt], [&](int d, int j, float x0, float x1) {
+        detail::store_bf16_pair(tile + d * ld + j, x0, x1);
+      });
+    }
+  }
   /// Register pairs (r, r + 1: columns j, j + 1 of one row): f(row, column, x[r], x[r + 1]).
   template <class F>
   __device__ __forceinline__ void each_pair(int row0, float (&x)[4][4], F f) const {
@@ -189,15 +217,8 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
   const ScanWarp<D> wp;
 
   float st[kMT][4][4];  // S[d0 + 16 mt + .., v0 + c0 + ..] in fp32
-#pragma unroll
-  for (int mt = 0; mt < kMT; ++mt) {
-    wp.each(wp.d0 + 16 * mt, st[mt], [&](int d, int j, float& x) {
-      x = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
-    });
-    wp.each_pair(wp.d0 + 16 * mt, st[mt], [&](int d, int j, float x0, float x1) {
-      detail::store_bf16_pair(s_s + d * LS + j, x0, x1);
-    });
-  }
+  wp.load(st, p.initial_state ? p.initial_state + bh * D * D : nullptr, v0);
+  wp.store_operand(st, s_s, LS);
   StagePipeline<D, BV, false> pipe{smem, n_chunks};
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
@@ -254,22 +275,10 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
                               transpose_of(s_k, LD), rows_of(s_ud, LS));
       }
     }
-    __syncthreads();  // every warp is done with this chunk's tiles and the state copy
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      wp.each_pair(wp.d0 + 16 * mt, st[mt], [&](int d, int j, float x0, float x1) {
-        detail::store_bf16_pair(s_s + d * LS + j, x0, x1);
-      });
-    }
-    // The next chunk's first barrier orders these writes before any read.
+    __syncthreads();                // every warp is done with this chunk's tiles and the state copy
+    wp.store_operand(st, s_s, LS);  // the next chunk's first barrier orders it before any read
   }
-  if (p.final_state) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      wp.each(wp.d0 + 16 * mt, st[mt],
-              [&](int d, int j, float& x) { p.final_state[(bh * D + d) * D + v0 + j] = x; });
-    }
-  }
+  if (p.final_state) wp.store(st, p.final_state + bh * D * D, v0);
 }
 
 // grid (D / BV, B*H), BV * 4 threads. Reverse over chunks: dU = P^T dO + diag(decay) K dS;
@@ -290,15 +299,8 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
   const ScanWarp<D> wp;
 
   float ds[kMT][4][4];
-#pragma unroll
-  for (int mt = 0; mt < kMT; ++mt) {
-    wp.each(wp.d0 + 16 * mt, ds[mt], [&](int d, int j, float& x) {
-      x = p.grad_final_state ? p.grad_final_state[(bh * D + d) * D + v0 + j] : 0.f;
-    });
-    wp.each_pair(wp.d0 + 16 * mt, ds[mt], [&](int d, int j, float x0, float x1) {
-      detail::store_bf16_pair(s_ds + d * LS + j, x0, x1);
-    });
-  }
+  wp.load(ds, p.grad_final_state ? p.grad_final_state + bh * D * D : nullptr, v0);
+  wp.store_operand(ds, s_ds, LS);
   StagePipeline<D, BV, true> pipe{smem, n_chunks};
   for (int64_t step = 0; step < n_chunks; ++step) {
     const int64_t n = n_chunks - 1 - step;
@@ -356,20 +358,9 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
       }
     }
     __syncthreads();  // every warp is done with this chunk's tiles
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      wp.each_pair(wp.d0 + 16 * mt, ds[mt], [&](int d, int j, float x0, float x1) {
-        detail::store_bf16_pair(s_ds + d * LS + j, x0, x1);
-      });
-    }
+    wp.store_operand(ds, s_ds, LS);
   }
-  if (p.grad_initial_state) {
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      wp.each(wp.d0 + 16 * mt, ds[mt],
-              [&](int d, int j, float& x) { p.grad_initial_state[(bh * D + d) * D + v0 + j] = x; });
-    }
-  }
+  if (p.grad_initial_state) wp.store(ds, p.grad_initial_state + bh * D * D, v0);
 }
 
 /// The slice width unless params.scan_slice sets it: 64 columns on 8 warps, or 32 on 4 when that

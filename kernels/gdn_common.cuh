@@ -146,6 +146,34 @@ __device__ float block_sum(float v, float* scratch /* NT / 32 floats + 1 */) {
   return s;
 }
 
+/// The end of both chunk-backward kernels: dG (c) + (d) on the last position, gamma_C <S, dS> +
+/// sum_i e_i, then dg = the reverse cumsum of dG within the chunk, and the writes of dg and dbeta
+/// for the chunk's tokens. dg_part (dG without the state-update terms), e, gamma, dbeta: [C] in
+/// shared memory; scratch: [C] floats. Every thread calls it (state_dot summed over the block
+/// already); it synchronises.
+__device__ inline void finish_gate_grads(const GdnParams& p, int64_t b, int64_t h, int64_t t0,
+                                         int n_valid, float state_dot, const float* dg_part,
+                                         const float* e, const float* gamma, const float* dbeta,
+                                         float* scratch) {
+  if (threadIdx.x == 0) {
+    float e_sum = 0.f;
+    for (int i = 0; i < kC; ++i) e_sum += e[i];
+    float acc = 0.f;
+    for (int i = kC - 1; i >= 0; --i) {
+      float dg_i = dg_part[i] - e[i];
+      if (i == kC - 1) dg_i += gamma[kC - 1] * state_dot + e_sum;
+      acc += dg_i;
+      scratch[i] = acc;
+    }
+  }
+  __syncthreads();
+  if (int(threadIdx.x) < n_valid) {
+    const int64_t gi = (b * p.seq_len + t0 + threadIdx.x) * p.heads + h;
+    p.grad_g[gi] = scratch[threadIdx.x];
+    p.grad_beta[gi] = dbeta[threadIdx.x];
+  }
+}
+
 /// Blocks of `per_block` work items for `work` items, for a grid-stride loop (at least 1, at most
 /// 2^20: the loop covers the rest).
 inline unsigned grid_for(int64_t work, int per_block) {

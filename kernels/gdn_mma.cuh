@@ -233,64 +233,38 @@ struct Bf16Frag {
   }
 };
 
-/// out[i] (+)= sum_j x[i][j] of an accumulator-layout tile in a fixed order (deterministic).
-/// scratch: M * kWarpsN floats. Every thread of the block must call it; it synchronises.
-template <class Tiling, int NT>
-__device__ void tile_row_sum(const float (&x)[Tiling::kRegs], float* scratch, float* out,
-                             bool accumulate) {
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float lo = 0.f, hi = 0.f;  // rows c_row(lane, 0) and c_row(lane, 0) + 8
-#pragma unroll
-  for (int nt = 0; nt < Tiling::kNTiles; ++nt) {
-    lo += x[4 * nt] + x[4 * nt + 1];
-    hi += x[4 * nt + 2] + x[4 * nt + 3];
-  }
-  lo += __shfl_xor_sync(0xffffffffu, lo, 1);  // the four lanes of a quad hold one row
-  lo += __shfl_xor_sync(0xffffffffu, lo, 2);
-  hi += __shfl_xor_sync(0xffffffffu, hi, 1);
-  hi += __shfl_xor_sync(0xffffffffu, hi, 2);
-  if (lane % 4 == 0) {
-    scratch[Tiling::scratch_slot(Tiling::row(warp, lane, 0), warp)] = lo;
-    scratch[Tiling::scratch_slot(Tiling::row(warp, lane, 2), warp)] = hi;
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < Tiling::kWarpsM * 16; i += NT) {
-    float s = 0.f;
-    for (int w = 0; w < Tiling::kWarpsN; ++w) s += scratch[i * Tiling::kWarpsN + w];
-    out[i] = accumulate ? out[i] + s : s;
-  }
-  __syncthreads();
-}
-
-/// out[i] (+)= sum_j x[i][j] - sum_j x[j][i] of a square accumulator-layout tile (the row-minus-
-/// column sums of the gate gradient), in a fixed order. scratch: M * (kWarpsN + kWarpsM) floats.
+/// out[i] (+)= sum_j x[i][j] of an accumulator-layout tile, minus sum_j x[j][i] with kMinusColumns
+/// (a square tile: the row-minus-column sums of the gate gradient), in a fixed order
+/// (deterministic). scratch: M * kWarpsN floats, M * (kWarpsN + kWarpsM) with kMinusColumns.
 /// Every thread of the block must call it; it synchronises.
-template <class Tiling, int NT>
-__device__ void tile_row_minus_col_sum(const float (&x)[Tiling::kRegs], float* scratch, float* out,
-                                       bool accumulate) {
+template <class Tiling, int NT, bool kMinusColumns = false>
+__device__ void tile_row_sums(const float (&x)[Tiling::kRegs], float* scratch, float* out,
+                              bool accumulate) {
   constexpr int M = Tiling::kWarpsM * 16;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float* row_part = scratch;                        // [M][kWarpsN]
   float* col_part = scratch + M * Tiling::kWarpsN;  // [N][kWarpsM]
-  float lo = 0.f, hi = 0.f;
+  float lo = 0.f, hi = 0.f;                         // rows c_row(lane, 0) and c_row(lane, 0) + 8
 #pragma unroll
   for (int nt = 0; nt < Tiling::kNTiles; ++nt) {
     lo += x[4 * nt] + x[4 * nt + 1];
     hi += x[4 * nt + 2] + x[4 * nt + 3];
-    // Columns 8 nt + 2 t and + 1 of this lane: sum over its two rows, then over the 8 groups.
-    float c0 = x[4 * nt] + x[4 * nt + 2], c1 = x[4 * nt + 1] + x[4 * nt + 3];
+    if constexpr (kMinusColumns) {
+      // Columns 8 nt + 2 t and + 1 of this lane: sum over its two rows, then over the 8 groups.
+      float c0 = x[4 * nt] + x[4 * nt + 2], c1 = x[4 * nt + 1] + x[4 * nt + 3];
 #pragma unroll
-    for (int o = 4; o < 32; o <<= 1) {
-      c0 += __shfl_xor_sync(0xffffffffu, c0, o);
-      c1 += __shfl_xor_sync(0xffffffffu, c1, o);
-    }
-    if (lane < 4) {
-      const int j = Tiling::col(warp, lane, 4 * nt);
-      col_part[j * Tiling::kWarpsM + warp % Tiling::kWarpsM] = c0;
-      col_part[(j + 1) * Tiling::kWarpsM + warp % Tiling::kWarpsM] = c1;
+      for (int o = 4; o < 32; o <<= 1) {
+        c0 += __shfl_xor_sync(0xffffffffu, c0, o);
+        c1 += __shfl_xor_sync(0xffffffffu, c1, o);
+      }
+      if (lane < 4) {
+        const int j = Tiling::col(warp, lane, 4 * nt);
+        col_part[j * Tiling::kWarpsM + warp % Tiling::kWarpsM] = c0;
+        col_part[(j + 1) * Tiling::kWarpsM + warp % Tiling::kWarpsM] = c1;
+      }
     }
   }
-  lo += __shfl_xor_sync(0xffffffffu, lo, 1);
+  lo += __shfl_xor_sync(0xffffffffu, lo, 1);  // the four lanes of a quad hold one row
   lo += __shfl_xor_sync(0xffffffffu, lo, 2);
   hi += __shfl_xor_sync(0xffffffffu, hi, 1);
   hi += __shfl_xor_sync(0xffffffffu, hi, 2);
@@ -300,10 +274,12 @@ __device__ void tile_row_minus_col_sum(const float (&x)[Tiling::kRegs], float* s
   }
   __syncthreads();
   for (int i = threadIdx.x; i < M; i += NT) {
-    float s = 0.f;
-    for (int w = 0; w < Tiling::kWarpsN; ++w) s += row_part[i * Tiling::kWarpsN + w];
-    for (int w = 0; w < Tiling::kWarpsM; ++w) s -= col_part[i * Tiling::kWarpsM + w];
-    out[i] = accumulate ? out[i] + s : s;
+    float sum = 0.f;
+    for (int w = 0; w < Tiling::kWarpsN; ++w) sum += row_part[i * Tiling::kWarpsN + w];
+    if constexpr (kMinusColumns) {
+      for (int w = 0; w < Tiling::kWarpsM; ++w) sum -= col_part[i * Tiling::kWarpsM + w];
+    }
+    out[i] = accumulate ? out[i] + sum : sum;
   }
   __syncthreads();
 }
