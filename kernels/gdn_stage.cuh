@@ -1,6 +1,6 @@
-// Staging of the tensor-core kernels' operands: global rows into bf16 shared-memory tiles, 16 bytes
-// per load, by every thread of a block of NT. bf16 inputs are copied; fp32 workspaces are rounded
-// to nearest (as fla stores them); rows past the tokens of a chunk are written as zeros.
+// Moving the tensor-core kernels' bf16 tiles between global and shared memory, 16 bytes per access,
+// by every thread of a block of NT: staging rows by loads or cp.async (rows past the tokens of a
+// chunk written as zeros), storing rows, and the bf16 packing helpers.
 #pragma once
 #include <cuda_bf16.h>
 
