@@ -22,10 +22,7 @@ using detail::kThreads;
 using detail::load;
 using detail::row_depth;
 using detail::row_sum;
-
-__device__ __forceinline__ int valid_rows(const GdnParams& p, int64_t t0) {
-  return int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
-}
+using detail::valid_rows;
 
 template <int D, int BV>
 constexpr size_t bwd_scan_smem_bytes() {

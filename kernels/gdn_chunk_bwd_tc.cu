@@ -117,8 +117,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
   const int n = blockIdx.x;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC, chunk = bh * n_chunks + n;
-  const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
-  const int depth = (n_valid + 15) & ~15;  // products summed over chunk rows
+  const int n_valid = detail::valid_rows(p, t0);
+  const int depth = detail::row_depth<16>(n_valid);  // products summed over chunk rows
   const int64_t row_stride = p.heads * D;
   const int64_t tok = detail::token_offset(p, b, t0, h, D);
   const bf16* q = static_cast<const bf16*>(p.q) + tok;

@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
   const int n = blockIdx.x;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC, chunk = bh * n_chunks + n;
-  const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+  const int n_valid = detail::valid_rows(p, t0);
   const int64_t row_stride = p.heads * D;
   const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
   const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
@@ -267,8 +267,8 @@ __global__ void __launch_bounds__(kThreads, 2) gdn_chunk_prep_tc_kernel(GdnParam
   const int n = blockIdx.x;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC, chunk = bh * n_chunks + n;
-  const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
-  const int depth = (n_valid + 15) & ~15;
+  const int n_valid = detail::valid_rows(p, t0);
+  const int depth = detail::row_depth<16>(n_valid);
   const int64_t row_stride = p.heads * D, tok = detail::token_offset(p, b, t0, h, D);
   const int tid = threadIdx.x;
 
@@ -369,7 +369,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   __syncthreads();  // the chunk loop reads the whole slice, written by other threads
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
-    const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+    const int n_valid = detail::valid_rows(p, t0);
     const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
     const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
     T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, D);

@@ -138,7 +138,7 @@ __device__ __forceinline__ int load_chunk(const GdnParams& p, int64_t n, const C
   constexpr int NT = BV * 4;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t t0 = n * kC, chunk = bh * p.n_chunks() + n, row_stride = p.heads * D;
-  const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+  const int n_valid = detail::valid_rows(p, t0);
   const int64_t tok = detail::token_offset(p, b, t0, h, D);
   detail::stage_bf16_async<kC, D, NT>(t.w, L::kLd, detail::as_bf16(p.w) + chunk * kC * D, D,
                                       n_valid);
@@ -222,8 +222,8 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
   StagePipeline<D, BV, false> pipe{smem, n_chunks};
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
-    const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
-    const int depth = (n_valid + 15) & ~15;
+    const int n_valid = detail::valid_rows(p, t0);
+    const int depth = detail::row_depth<16>(n_valid);
     bf16* o = static_cast<bf16*>(p.o) + detail::token_offset(p, b, t0, h, D);
     const float* ut = p.u_tilde + chunk * kC * D + v0;
     const ChunkTiles t = pipe.next(p, n, [](int64_t step) { return step; });
@@ -305,8 +305,8 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
   for (int64_t step = 0; step < n_chunks; ++step) {
     const int64_t n = n_chunks - 1 - step;
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
-    const int n_valid = int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
-    const int depth = (n_valid + 15) & ~15;
+    const int n_valid = detail::valid_rows(p, t0);
+    const int depth = detail::row_depth<16>(n_valid);
     const ChunkTiles t = pipe.next(p, step, [&](int64_t s) { return n_chunks - 1 - s; });
     const bf16 *s_w = t.w, *s_q = t.q, *s_k = t.k, *s_p = t.p, *s_do = t.d_o;
     const float *s_gamma = t.gamma, *s_decay = t.decay;

@@ -12,13 +12,19 @@ namespace hypnos::kernels::detail {
 inline constexpr int kThreads = 256;
 inline constexpr int kC = kGdnChunk;
 
-/// The rows of a chunk that hold tokens, rounded up to a whole MMA k-step (8): how deep a product
-/// summed over chunk rows must go. Past the last token the rows of K, Q, V, dO and beta are zero,
-/// and so are those of Z, Y, U, W, Ut and dU derived from them (A's rows there are identity rows),
-/// so the terms beyond add nothing; a short sequence (a sleep window of 24 tokens) skips 5/8 of
-/// them.
+/// The tokens of the chunk starting at token t0: C, or fewer in the last chunk.
+__device__ __forceinline__ int valid_rows(const GdnParams& p, int64_t t0) {
+  return int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
+}
+
+/// The rows of a chunk that hold tokens, rounded up to a whole MMA k-step (kStep: 8 for the
+/// CUDA-core kernels' unrolling, 16 for m16n8k16): how deep a product summed over chunk rows must
+/// go. Past the last token the rows of K, Q, V, dO and beta are zero, and so are those of Z, Y, U,
+/// W, Ut and dU derived from them (A's rows there are identity rows), so the terms beyond add
+/// nothing; a short sequence (a sleep window of 24 tokens) skips most of them.
+template <int kStep = 8>
 __device__ __forceinline__ int row_depth(int n_valid) {
-  return (n_valid + 7) & ~7;
+  return (n_valid + kStep - 1) & ~(kStep - 1);
 }
 
 /// A typed workspace of GdnParams (void*) as what it holds: fp32 for the CUDA-core kernels, bf16
