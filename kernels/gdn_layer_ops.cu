@@ -44,20 +44,18 @@ __device__ __forceinline__ int64_t global_thread() {
 
 /// A launch of a dynamic-convolution kernel (one thread per element: its taps differ per token, so
 /// there is nothing to slide): its params and the divisors that split its flat indices into
-/// (batch, row, channel), built by the launcher (conv_launch) so that no kernel divides 64-bit
-/// integers per element. Flat indices stay below kConvIndexLimit (conv_ok).
+/// (batch, row, channel), built by the launcher (dynamic_conv_launch) so that no kernel divides
+/// 64-bit integers per element. Flat indices stay below kConvIndexLimit (conv_ok).
 static_assert(kConvIndexLimit <= kFastDivmodLimit, "conv indices must fit FastDivmod");
-template <class Params>
-struct ConvLaunch {
-  Params p;
+struct DynamicConvLaunch {
+  DynamicConvSiluParams p;
   FastDivmod channels;     ///< C
   FastDivmod tokens;       ///< T
   FastDivmod padded_rows;  ///< T + W - 1, the rows of [cache; x]
   FastDivmod cache_rows;   ///< W - 1 (1 when W = 1: nothing is split by it then)
 };
 
-template <class Params>
-ConvLaunch<Params> conv_launch(const Params& p) {
+DynamicConvLaunch dynamic_conv_launch(const DynamicConvSiluParams& p) {
   return {p, FastDivmod(p.channels), FastDivmod(p.seq_len), FastDivmod(p.seq_len + p.width - 1),
           FastDivmod(std::max(p.width - 1, 1))};
 }
@@ -75,8 +73,9 @@ __device__ __forceinline__ FlatIndex3 split_index(int64_t idx, const FastDivmod&
 }
 
 /// Row r of [cache; x] for sequence b, channel c (r < W-1: the cache, zeros when there is none).
-template <typename T, class Params>
-__device__ __forceinline__ float conv_input(const Params& p, int64_t b, int64_t r, int64_t c) {
+template <typename T>
+__device__ __forceinline__ float conv_input(const ConvWindowParams& p, int64_t b, int64_t r,
+                                            int64_t c) {
   const int64_t s = r - (p.width - 1);
   if (s >= 0) {
     return load(static_cast<const T*>(p.x.data) + b * p.x.stride_b + s * p.x.stride_t + c);
@@ -87,10 +86,10 @@ __device__ __forceinline__ float conv_input(const Params& p, int64_t b, int64_t 
 }
 
 /// The next window's cache, rows T .. T+W-2 of [cache; x], by a grid-stride loop of the calling
-/// kernel (both convolutions' forward).
-template <typename T, class Params>
-__device__ __forceinline__ void write_next_cache(const ConvLaunch<Params>& launch) {
-  const Params& p = launch.p;
+/// kernel (the dynamic convolution's forward; the static one's slides into it).
+template <typename T>
+__device__ __forceinline__ void write_next_cache(const DynamicConvLaunch& launch) {
+  const DynamicConvSiluParams& p = launch.p;
   if (p.next_cache == nullptr) return;
   const int64_t total = p.batch * (p.width - 1) * p.channels;
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
@@ -101,9 +100,9 @@ __device__ __forceinline__ void write_next_cache(const ConvLaunch<Params>& launc
 
 /// Stores the gradient `acc` of row r of [cache; x] (both convolutions' backward), adding the
 /// next cache's gradient for the last W-1 rows: into grad_cache for r < W-1, else into grad_x.
-template <typename T, class Params>
-__device__ __forceinline__ void store_input_grad(const Params& p, int64_t b, int64_t r, int64_t c,
-                                                 float acc) {
+template <typename T>
+__device__ __forceinline__ void store_input_grad(const ConvWindowParams& p, int64_t b, int64_t r,
+                                                 int64_t c, float acc) {
   const int64_t C = p.channels;
   if (p.grad_next_cache != nullptr && r >= p.seq_len) {
     acc += load(static_cast<const T*>(p.grad_next_cache) + (b * (p.width - 1) + r - p.seq_len) * C +
@@ -271,21 +270,31 @@ __global__ void __launch_bounds__(kConvChannels) conv_silu_bwd_input_kernel(Conv
 
 // ---------------------------------------------------------------- dynamic conv + SiLU (JetBlock)
 
+/// The pre-activation of output idx = (b, t, c): sum_j kernel[idx, j] * row t + j of [cache; x],
+/// with the taps' inputs left in xv (zero past W).
 template <typename T>
-__global__ void __launch_bounds__(kBlock)
-    dynamic_conv_silu_fwd_kernel(ConvLaunch<DynamicConvSiluParams> launch) {
+__device__ __forceinline__ float dynamic_conv_pre(const DynamicConvSiluParams& p, int64_t idx,
+                                                  int64_t b, int64_t t, int64_t c,
+                                                  float (&xv)[kMaxConvWidth]) {
+  const T* kernel = static_cast<const T*>(p.kernel) + idx * p.width;
+  float acc = 0.f;
+#pragma unroll
+  for (int j = 0; j < kMaxConvWidth; ++j) {
+    xv[j] = j < p.width ? conv_input<T>(p, b, t + j, c) : 0.f;
+    if (j < p.width) acc = fmaf(load(kernel + j), xv[j], acc);
+  }
+  return acc;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) dynamic_conv_silu_fwd_kernel(DynamicConvLaunch launch) {
   const DynamicConvSiluParams& p = launch.p;
   const int64_t total = p.batch * p.seq_len * p.channels;
-  const T* kernel = static_cast<const T*>(p.kernel);
   T* y = static_cast<T*>(p.y);
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
     const auto [b, t, c] = split_index(idx, launch.tokens, launch.channels);
-    float acc = 0.f;
-#pragma unroll
-    for (int j = 0; j < kMaxConvWidth; ++j) {
-      if (j < p.width)
-        acc = fmaf(load(kernel + idx * p.width + j), conv_input<T>(p, b, t + j, c), acc);
-    }
+    float xv[kMaxConvWidth];
+    const float acc = dynamic_conv_pre<T>(p, idx, b, t, c, xv);
     y[idx] = from_float<T>(acc * sigmoid(acc));
   }
   write_next_cache<T>(launch);
@@ -294,18 +303,13 @@ __global__ void __launch_bounds__(kBlock)
 // Per output element: d loss / d(conv output) and the gradient of its own kernel taps.
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
-    dynamic_conv_silu_bwd_pre_kernel(ConvLaunch<DynamicConvSiluParams> launch) {
+    dynamic_conv_silu_bwd_pre_kernel(DynamicConvLaunch launch) {
   const DynamicConvSiluParams& p = launch.p;
   const int64_t total = p.batch * p.seq_len * p.channels;
-  const T* kernel = static_cast<const T*>(p.kernel);
   for (int64_t idx = global_thread(); idx < total; idx += grid_stride()) {
     const auto [b, t, c] = split_index(idx, launch.tokens, launch.channels);
-    float xv[kMaxConvWidth], acc = 0.f;
-#pragma unroll
-    for (int j = 0; j < kMaxConvWidth; ++j) {
-      xv[j] = j < p.width ? conv_input<T>(p, b, t + j, c) : 0.f;
-      if (j < p.width) acc = fmaf(load(kernel + idx * p.width + j), xv[j], acc);
-    }
+    float xv[kMaxConvWidth];
+    const float acc = dynamic_conv_pre<T>(p, idx, b, t, c, xv);
     const float pre = load(static_cast<const T*>(p.grad_y) + idx) * silu_grad(acc, sigmoid(acc));
     p.grad_pre[idx] = pre;
 #pragma unroll
@@ -319,7 +323,7 @@ __global__ void __launch_bounds__(kBlock)
 // Row r of [cache; x] feeds outputs t = r - j through their own taps kernel[b, t, c, j].
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
-    dynamic_conv_silu_bwd_input_kernel(ConvLaunch<DynamicConvSiluParams> launch) {
+    dynamic_conv_silu_bwd_input_kernel(DynamicConvLaunch launch) {
   const DynamicConvSiluParams& p = launch.p;
   const int64_t C = p.channels, total = p.batch * (p.seq_len + p.width - 1) * C;
   const T* kernel = static_cast<const T*>(p.kernel);
@@ -542,8 +546,7 @@ bool rows_ok(int64_t batch, int64_t seq_len, int64_t heads, int dim) {
   return batch > 0 && seq_len > 0 && heads > 0 && dim > 0 && dim <= 32 * kMaxRowPerLane;
 }
 
-template <class Params>
-bool conv_ok(const Params& p) {
+bool conv_ok(const ConvWindowParams& p) {
   return p.batch > 0 && p.seq_len > 0 && p.channels > 0 && p.width >= 1 &&
          p.width <= kMaxConvWidth && p.x.data &&
          p.batch * (p.seq_len + p.width - 1) * p.channels < kConvIndexLimit;
@@ -594,7 +597,7 @@ cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream) {
 cudaError_t dynamic_conv_silu_fwd(const DynamicConvSiluParams& p, cudaStream_t stream) {
   if (!conv_ok(p) || !p.kernel || !p.y) return cudaErrorInvalidValue;
   return launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream,
-                      conv_launch(p),
+                      dynamic_conv_launch(p),
                       [](auto tag) { return dynamic_conv_silu_fwd_kernel<decltype(tag)>; });
 }
 
@@ -602,12 +605,13 @@ cudaError_t dynamic_conv_silu_bwd(const DynamicConvSiluParams& p, cudaStream_t s
   if (!conv_ok(p) || !p.kernel || !p.grad_y || !p.grad_x || !p.grad_kernel || !p.grad_pre) {
     return cudaErrorInvalidValue;
   }
-  const cudaError_t err = launch_typed(
-      p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock), kBlock, stream, conv_launch(p),
-      [](auto tag) { return dynamic_conv_silu_bwd_pre_kernel<decltype(tag)>; });
+  const cudaError_t err = launch_typed(p.dtype, grid_for(p.batch * p.seq_len * p.channels, kBlock),
+                                       kBlock, stream, dynamic_conv_launch(p), [](auto tag) {
+                                         return dynamic_conv_silu_bwd_pre_kernel<decltype(tag)>;
+                                       });
   if (err != cudaSuccess) return err;
   return launch_typed(p.dtype, grid_for(p.batch * (p.seq_len + p.width - 1) * p.channels, kBlock),
-                      kBlock, stream, conv_launch(p),
+                      kBlock, stream, dynamic_conv_launch(p),
                       [](auto tag) { return dynamic_conv_silu_bwd_input_kernel<decltype(tag)>; });
 }
 

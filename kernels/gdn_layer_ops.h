@@ -33,26 +33,30 @@ inline constexpr int kMaxConvWidth = 8;
 /// refuse larger problems (the LibTorch side then runs the ATen composition).
 inline constexpr int64_t kConvIndexLimit = int64_t(1) << 31;
 
-/// y = SiLU(causal depthwise conv(x)) over [cache; x]: y[b, t, c] = silu(sum_j w[c, j] *
-/// xp[b, t + j, c]) with xp = [cache (W-1 rows); x], and the next window's cache, the last W-1
-/// rows of xp. x, cache, y, next_cache and their gradients share `dtype`; weight and its gradient
-/// are fp32.
-struct ConvSiluParams {
-  RowView x;                      ///< [B, T, C]
-  RowView cache;                  ///< [B, W-1, C]; null data = zeros
-  const float* weight = nullptr;  ///< [C, W] contiguous
-  void* y = nullptr;              ///< [B, T, C] contiguous (forward output)
-  void* next_cache = nullptr;     ///< [B, W-1, C] contiguous (forward output); may be null
+/// What both convolutions share: a window's input xp = [cache (W-1 rows); x], the output y and the
+/// next window's cache (the last W-1 rows of xp), and the gradients of each. x, cache, y,
+/// next_cache and their gradients share `dtype`.
+struct ConvWindowParams {
+  RowView x;                   ///< [B, T, C]
+  RowView cache;               ///< [B, W-1, C]; null data = zeros
+  void* y = nullptr;           ///< [B, T, C] contiguous (forward output)
+  void* next_cache = nullptr;  ///< [B, W-1, C] contiguous (forward output); may be null
   // ---- backward
   const void* grad_y = nullptr;           ///< [B, T, C] contiguous
   const void* grad_next_cache = nullptr;  ///< [B, W-1, C] contiguous; may be null: zeros
   void* grad_x = nullptr;                 ///< [B, T, C] contiguous
   void* grad_cache = nullptr;             ///< [B, W-1, C] contiguous; may be null: not written
   float* grad_pre = nullptr;              ///< workspace [B, T, C]: d loss / d (conv output)
-  float* grad_weight_partial = nullptr;   ///< [conv_silu_partials(B, T), C, W]; sum over rows
   int64_t batch = 0, seq_len = 0, channels = 0;
   int width = 0;  ///< W, 1..kMaxConvWidth
   GdnDtype dtype = GdnDtype::kBFloat16;
+};
+
+/// y = SiLU(causal depthwise conv(x)) over the window: y[b, t, c] = silu(sum_j w[c, j] *
+/// xp[b, t + j, c]). weight and its gradient are fp32.
+struct ConvSiluParams : ConvWindowParams {
+  const float* weight = nullptr;         ///< [C, W] contiguous
+  float* grad_weight_partial = nullptr;  ///< [conv_silu_partials(B, T), C, W]; sum over rows
 };
 
 /// Rows of grad_weight_partial the backward writes (one per token block of one sequence).
@@ -62,23 +66,10 @@ cudaError_t conv_silu_fwd(const ConvSiluParams& p, cudaStream_t stream);
 cudaError_t conv_silu_bwd(const ConvSiluParams& p, cudaStream_t stream);
 
 /// JetBlock's dynamic convolution: y[b, t, c] = silu(sum_j kernel[b, t, c, j] * xp[b, t + j, c])
-/// with a kernel per token (xp = [cache; x] as above), and the next window's cache. x, cache,
-/// kernel, y, next_cache and every gradient share `dtype`.
-struct DynamicConvSiluParams {
-  RowView x;                              ///< [B, T, C]
-  RowView cache;                          ///< [B, W-1, C]; null data = zeros
-  const void* kernel = nullptr;           ///< [B, T, C, W] contiguous
-  void* y = nullptr;                      ///< [B, T, C] contiguous
-  void* next_cache = nullptr;             ///< [B, W-1, C] contiguous; may be null
-  const void* grad_y = nullptr;           ///< [B, T, C] contiguous
-  const void* grad_next_cache = nullptr;  ///< [B, W-1, C] contiguous; may be null: zeros
-  void* grad_x = nullptr;                 ///< [B, T, C] contiguous
-  void* grad_cache = nullptr;             ///< [B, W-1, C] contiguous; may be null: not written
-  void* grad_kernel = nullptr;            ///< [B, T, C, W] contiguous
-  float* grad_pre = nullptr;              ///< workspace [B, T, C]: d loss / d (conv output)
-  int64_t batch = 0, seq_len = 0, channels = 0;
-  int width = 0;  ///< W, 1..kMaxConvWidth
-  GdnDtype dtype = GdnDtype::kBFloat16;
+/// with a kernel per token; kernel and its gradient share `dtype` too.
+struct DynamicConvSiluParams : ConvWindowParams {
+  const void* kernel = nullptr;  ///< [B, T, C, W] contiguous
+  void* grad_kernel = nullptr;   ///< [B, T, C, W] contiguous
 };
 
 cudaError_t dynamic_conv_silu_fwd(const DynamicConvSiluParams& p, cudaStream_t stream);

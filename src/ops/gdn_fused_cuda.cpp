@@ -56,12 +56,13 @@ cudaStream_t stream() {
 
 // ---------------------------------------------------------------- the two convolutions
 
-// ConvSiluParams and DynamicConvSiluParams share their window fields ([cache; x] in, y and the next
-// cache out, and the gradients of each); these fill them for either.
+// ConvSiluParams and DynamicConvSiluParams share kernels::ConvWindowParams ([cache; x] in, y and
+// the next cache out, and the gradients of each); these fill it for either.
 
 template <class Params>
 Params window_params(const at::Tensor& x, const at::Tensor& cache, int64_t width) {
-  Params p;
+  Params params;
+  kernels::ConvWindowParams& p = params;
   p.x = row_view(x);
   if (cache.defined()) p.cache = row_view(cache);
   p.batch = x.size(0);
@@ -69,12 +70,11 @@ Params window_params(const at::Tensor& x, const at::Tensor& cache, int64_t width
   p.channels = x.size(2);
   p.width = int(width);
   p.dtype = dtype_of(x);
-  return p;
+  return params;
 }
 
 /// Allocates y [B, T, C] and the next cache [B, W-1, C] and points p at them.
-template <class Params>
-variable_list window_outputs(Params& p, const at::Tensor& x) {
+variable_list window_outputs(kernels::ConvWindowParams& p, const at::Tensor& x) {
   at::Tensor y = at::empty({p.batch, p.seq_len, p.channels}, x.options());
   at::Tensor next = at::empty({p.batch, p.width - 1, p.channels}, x.options());
   p.y = y.data_ptr();
@@ -87,8 +87,7 @@ struct WindowGrads {
   at::Tensor grad_y, grad_next, grad_x, grad_cache, grad_pre;
 };
 
-template <class Params>
-WindowGrads window_grads(Params& p, const at::Tensor& x, const at::Tensor& cache,
+WindowGrads window_grads(kernels::ConvWindowParams& p, const at::Tensor& x, const at::Tensor& cache,
                          const variable_list& grads) {
   const int64_t B = p.batch, T = p.seq_len, C = p.channels, W = p.width;
   WindowGrads g;

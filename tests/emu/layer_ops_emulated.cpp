@@ -45,6 +45,32 @@ double tol(at::ScalarType s) {
   return s == at::kFloat ? 2e-5 : 2e-2;
 }
 
+/// The window fields both convolutions share: [cache; x] in, y and the next cache (when W > 1)
+/// out.
+void set_window(K::ConvWindowParams& p, const at::Tensor& x, const at::Tensor& cache, int W,
+                at::Tensor& y, at::Tensor& next) {
+  p.x = rv(x);
+  if (cache.defined()) p.cache = rv(cache);
+  p.y = y.data_ptr();
+  p.next_cache = next.numel() ? next.data_ptr() : nullptr;
+  p.batch = x.size(0);
+  p.seq_len = x.size(1);
+  p.channels = x.size(2);
+  p.width = W;
+  p.dtype = dt(x.scalar_type());
+}
+
+/// ... and their gradients: d y, d next (when W > 1) in; d x, d cache (when there is one), the
+/// pre-activation gradient out.
+void set_window_grads(K::ConvWindowParams& p, const at::Tensor& gy, const at::Tensor& gn,
+                      at::Tensor& gx, at::Tensor& gc, bool with_cache, at::Tensor& pre) {
+  p.grad_y = gy.data_ptr();
+  p.grad_next_cache = p.width > 1 ? gn.data_ptr() : nullptr;
+  p.grad_x = gx.data_ptr();
+  p.grad_cache = with_cache && p.width > 1 ? gc.data_ptr() : nullptr;
+  p.grad_pre = pre.data_ptr<float>();
+}
+
 void conv_case(int64_t B, int64_t T, int64_t C, int W, bool with_cache, at::ScalarType s) {
   torch::manual_seed(T * 31 + C);
   char name[128];
@@ -58,25 +84,13 @@ void conv_case(int64_t B, int64_t T, int64_t C, int W, bool with_cache, at::Scal
   const at::Tensor w2 = w.reshape({C, W}).contiguous();
   at::Tensor y = at::empty({B, T, C}, x.options()), next = at::empty({B, W - 1, C}, x.options());
   K::ConvSiluParams p;
-  p.x = rv(x);
-  if (with_cache) p.cache = rv(cache);
+  set_window(p, x, cache, W, y, next);
   p.weight = w2.data_ptr<float>();
-  p.y = y.data_ptr();
-  p.next_cache = next.numel() ? next.data_ptr() : nullptr;
-  p.batch = B;
-  p.seq_len = T;
-  p.channels = C;
-  p.width = W;
-  p.dtype = dt(s);
   ASSERT_EQ(K::conv_silu_fwd(p, nullptr), cudaSuccess) << name;
   const at::Tensor gy_s = gy.to(s).contiguous(), gn_s = gn.to(s).contiguous();
   at::Tensor gx = at::empty({B, T, C}, x.options()), gc = at::empty({B, W - 1, C}, x.options());
   at::Tensor pre = at::empty({B, T, C}), partial = at::empty({K::conv_silu_partials(B, T), C, W});
-  p.grad_y = gy_s.data_ptr();
-  p.grad_next_cache = W > 1 ? gn_s.data_ptr() : nullptr;
-  p.grad_x = gx.data_ptr();
-  p.grad_cache = with_cache && W > 1 ? gc.data_ptr() : nullptr;
-  p.grad_pre = pre.data_ptr<float>();
+  set_window_grads(p, gy_s, gn_s, gx, gc, with_cache, pre);
   p.grad_weight_partial = partial.data_ptr<float>();
   ASSERT_EQ(K::conv_silu_bwd(p, nullptr), cudaSuccess) << name;
   // reference in fp32 on upcasts
@@ -105,27 +119,15 @@ void dynamic_conv_case(int64_t B, int64_t T, int64_t C, int W, bool with_cache, 
   const at::Tensor cache = with_cache ? strided(at::randn({B, W - 1, C}).to(s)) : at::Tensor();
   at::Tensor y = at::empty({B, T, C}, x.options()), next = at::empty({B, W - 1, C}, x.options());
   K::DynamicConvSiluParams p;
-  p.x = rv(x);
-  if (with_cache) p.cache = rv(cache);
+  set_window(p, x, cache, W, y, next);
   p.kernel = kernel.data_ptr();
-  p.y = y.data_ptr();
-  p.next_cache = next.numel() ? next.data_ptr() : nullptr;
-  p.batch = B;
-  p.seq_len = T;
-  p.channels = C;
-  p.width = W;
-  p.dtype = dt(s);
   ASSERT_EQ(K::dynamic_conv_silu_fwd(p, nullptr), cudaSuccess) << name;
   const at::Tensor gy = at::randn({B, T, C}).to(s).contiguous();
   const at::Tensor gn = at::randn({B, W - 1, C}).to(s).contiguous();
   at::Tensor gx = at::empty({B, T, C}, x.options()), gc = at::empty({B, W - 1, C}, x.options());
   at::Tensor gk = at::empty(kernel.sizes(), kernel.options()), pre = at::empty({B, T, C});
-  p.grad_y = gy.data_ptr();
-  p.grad_next_cache = W > 1 ? gn.data_ptr() : nullptr;
-  p.grad_x = gx.data_ptr();
-  p.grad_cache = with_cache && W > 1 ? gc.data_ptr() : nullptr;
+  set_window_grads(p, gy, gn, gx, gc, with_cache, pre);
   p.grad_kernel = gk.data_ptr();
-  p.grad_pre = pre.data_ptr<float>();
   ASSERT_EQ(K::dynamic_conv_silu_bwd(p, nullptr), cudaSuccess) << name;
   const at::Tensor xr = x.to(at::kFloat).detach().requires_grad_(true);
   const at::Tensor kr = kernel.to(at::kFloat).detach().requires_grad_(true);
