@@ -66,6 +66,7 @@ void print_profile(const std::string& title, const std::function<void()>& work, 
     std::fprintf(stderr, "%10.3f %8lld %10.1f  %s\n", t.ms, static_cast<long long>(t.count),
                  1e3 * t.ms / static_cast<double>(t.count), name.c_str());
   }
+  if (rows.host == 0) return;  // no host table asked for: no header either
   std::fprintf(stderr, "%10s %8s %10s  %s\n", "total ms", "count", "mean us", "host op (by count)");
   for (size_t i = 0; i < ops.size() && i < size_t(rows.host); ++i) {
     const auto& [name, t] = ops[i];
