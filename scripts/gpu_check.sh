@@ -108,8 +108,8 @@ for s in $stages; do
       stage layers_ab 60 build-gpu/hypnos_base bench layers ;;
     ncu)  # hardware counters (Nsight Compute) of the delta-rule kernels, one launch each, at
       # NCU_SHAPE (B,T,H,D; default 8,1024,16,128)
-      for k in gdn_chunk_prep_kernel gdn_chunk_fwd_tc_kernel gdn_chunk_bwd_tc_kernel \
-        gdn_chunk_bwd_scan_tc_kernel; do
+      for k in gdn_chunk_prep_tc_kernel gdn_chunk_fwd_scan_tc_kernel gdn_chunk_bwd_scan_tc_kernel \
+        gdn_chunk_bwd_tc_kernel; do
         stage "ncu_$k" 60 ncu --kernel-name "regex:$k" --launch-count 1 --section SpeedOfLight \
           --section Occupancy --section LaunchStats --section WarpStateStats \
           --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
