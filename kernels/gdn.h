@@ -25,7 +25,7 @@ enum class GdnKernel : int { kTensorCore = 0, kFp32 = 1 };
 ///   NC = ceil(T / C): g_cum [B, H, NC, C]; w, u_tilde, u, grad_u [B, H, NC, C, V or K];
 ///   attn, a_inv [B, H, NC, C, C]; chunk_states, grad_chunk_states [B, H, NC, K, V] (the state's
 ///   own layout).
-///   g_cum and u_tilde are fp32; the others ("typed workspaces", void*) are bf16 where
+///   g_cum is fp32; the others ("typed workspaces", void*) are bf16 where
 ///   bf16_workspaces() (the tensor-core kernels, which use them only as bf16 MMA operands and so
 ///   lose nothing by storing them rounded) and fp32 otherwise.
 /// Padded tokens of the last chunk behave as g = 0, beta = 0 (exact: they change nothing).
@@ -43,7 +43,7 @@ struct GdnParams {
   // ---- workspaces written by the forward (and read by the backward)
   float* g_cum = nullptr;        ///< within-chunk inclusive cumsum of g
   void* w = nullptr;             ///< W = A diag(beta gamma) K
-  float* u_tilde = nullptr;      ///< Ut = A diag(beta) V (forward only)
+  void* u_tilde = nullptr;       ///< Ut = A diag(beta) V (forward only)
   void* attn = nullptr;          ///< P = scale (Q K^T) * R, lower triangular incl. diagonal
   void* a_inv = nullptr;         ///< A = (I + L)^-1; null with u when no backward follows
   void* u = nullptr;             ///< U = Ut - W S; null with chunk_states when no backward follows

@@ -109,19 +109,29 @@ __device__ void invert_unit_lower(const float* s_l, float* s_a, int n_valid, int
     };
     float t[kBlocks - 1];
     auto store_t = [&](int e, int, int, int r, int c) { s_a[r * LC + c] = t[e]; };
-    // T_ij = sum_k L_ik A_kj, written in place of A_ij (zero until now).
+    // T_ij = sum_k L_ik A_kj, written in place of A_ij (zero until now). The sums run over whole
+    // 16-blocks, unrolled: a rolled loop of dist * 16 steps waits on two shared loads per FMA.
     for_each_element([&](int e, int bi, int bj, int r, int c) {
       float sum = 0.f;
-      for (int m = bj * kB; m < bi * kB; ++m) sum = fmaf(s_l[r * LC + m], s_a[m * LC + c], sum);
+      for (int mb = bj; mb < bi; ++mb) {
+#pragma unroll
+        for (int m = mb * kB; m < (mb + 1) * kB; ++m) {
+          sum = fmaf(s_l[r * LC + m], s_a[m * LC + c], sum);
+        }
+      }
       t[e] = sum;
     });
     __syncthreads();
     for_each_element(store_t);
     __syncthreads();
-    // A_ij = -A_ii T_ij (A_ii lower triangular with a unit diagonal).
+    // A_ij = -A_ii T_ij: A_ii holds a unit diagonal and zeros above it, so its whole row r of
+    // the block serves as is (16 unrolled FMAs instead of a loop of r % 16).
     for_each_element([&](int e, int bi, int, int r, int c) {
-      float sum = s_a[r * LC + c];
-      for (int m = bi * kB; m < r; ++m) sum = fmaf(s_a[r * LC + m], s_a[m * LC + c], sum);
+      float sum = 0.f;
+#pragma unroll
+      for (int m = bi * kB; m < (bi + 1) * kB; ++m) {
+        sum = fmaf(s_a[r * LC + m], s_a[m * LC + c], sum);
+      }
       t[e] = -sum;
     });
     __syncthreads();
@@ -216,7 +226,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
   for (int idx = tid; idx < kC * D; idx += kThreads) {
     const int i = idx / D, d = idx % D;
     detail::as_f32(p.w)[(chunk * kC + i) * D + d] = s_k[i * LD + d];
-    p.u_tilde[(chunk * kC + i) * D + d] = s_v[i * LD + d];
+    detail::as_f32(p.u_tilde)[(chunk * kC + i) * D + d] = s_v[i * LD + d];
   }
   if (p.a_inv == nullptr) return;  // no backward follows: A is not needed again
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
@@ -241,8 +251,9 @@ struct PrepTcLayout {
 // m16n8k16 from bf16 tiles (exact inputs, fp32 accumulation); the inverse A = (I + L)^-1 in fp32
 // by 16 x 16 blocks; W = A diag(beta gamma) K and Ut = A diag(beta) V with A diag(.) split into
 // bf16 hi + lo (two MMAs: about 16 mantissa bits, where one bf16 operand would round A to 8).
-// Writes W, P and A in bf16 (GdnParams::bf16_workspaces: the other kernels round them so anyway),
-// Ut and g_cum in fp32.
+// Writes W, Ut, P and A in bf16 (GdnParams::bf16_workspaces: W, P and A are the other kernels'
+// bf16 MMA operands; Ut enters U = Ut - W S, whose result is rounded to bf16 as the next operand,
+// as fla stores it) and g_cum in fp32.
 template <int D>
 __global__ void __launch_bounds__(kThreads, 2) gdn_chunk_prep_tc_kernel(GdnParams p) {
   using bf16 = __nv_bfloat16;
@@ -326,11 +337,13 @@ __global__ void __launch_bounds__(kThreads, 2) gdn_chunk_prep_tc_kernel(GdnParam
     }
     __syncthreads();  // every warp is done reading hi and lo
   };
-  // W = A diag(beta gamma) K (bf16: the scans' operand); Ut = A diag(beta) V (fp32: U = Ut - W S)
+  // W = A diag(beta gamma) K; Ut = A diag(beta) V
   product(s_zs, s_k, [&](int64_t at, float a, float b) {
     detail::store_bf16_pair(detail::as_bf16(p.w) + at, a, b);
   });
-  product(s_beta, s_v, [&](int64_t at, float a, float b) { store_pair(p.u_tilde + at, a, b); });
+  product(s_beta, s_v, [&](int64_t at, float a, float b) {
+    detail::store_bf16_pair(detail::as_bf16(p.u_tilde) + at, a, b);
+  });
   if (p.a_inv == nullptr) return;  // no backward follows: A is not needed again
   for (int idx = tid; idx < kC * kC / 8; idx += kThreads) {
     const int i = idx / (kC / 8), j = 8 * (idx % (kC / 8));
@@ -374,7 +387,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
     T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, D);
     const float* w = detail::as_f32(p.w) + chunk * kC * D;
-    const float* ut = p.u_tilde + chunk * kC * D;
+    const float* ut = detail::as_f32(p.u_tilde) + chunk * kC * D;
     const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;
     if (tid < kC) {
       const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];

@@ -2,10 +2,9 @@
 // 3): the forward over chunks carrying the state S, and the backward in reverse carrying dS. One
 // CTA walks every chunk of one (sequence, head) for a BV-column slice of the state, which it keeps
 // in fp32 registers (accumulator layout); each chunk's operands (W, Q, K, P, and dO for the
-// backward) are staged once in shared memory as bf16 by cp.async, and every product is
-// mma.sync m16n8k16 with ldmatrix operands, the state entering as a bf16 copy (as fla does). A CTA
-// that owns a whole head's state (BV = D = 128, 16 warps) double-buffers the staging: the next
-// chunk's copies fly while the current chunk computes.
+// backward) are staged once in shared memory as bf16 by cp.async, in two groups that are refilled
+// with the next chunk's as soon as a step is done with them, and every product is mma.sync
+// m16n8k16 with ldmatrix operands, the state entering as a bf16 copy (as fla does).
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -25,43 +24,43 @@ using mma::rows_of;
 using mma::transpose_of;
 using Acc = mma::M16N8K8;  // accumulator layout (the same for m16n8k16)
 
-/// Shared memory of both scans (bf16 strides 8 past the row: conflict-free ldmatrix), per stage of
-/// the staging pipeline: W, Q, K ([C][D]) and P ([C][C]) of a chunk, its gamma and decay, and for
-/// the backward its dO slice ([C][BV]); then the state (or dS) slice [D][BV] as the B operand and
-/// the [C][BV] tiles (forward: U, diag(decay) U; backward: scale diag(gamma) dO, -dU).
+/// Shared memory of both scans (bf16 strides 8 past the row: conflict-free ldmatrix): a chunk's W,
+/// Q, K ([C][D]) and P ([C][C]), for the backward its dO slice ([C][BV]); gamma and decay of two
+/// chunks (this step's and the next one's, by parity); then the state (or dS) slice [D][BV] as the
+/// B operand and the [C][BV] tiles (forward: U, diag(decay) U; backward: scale diag(gamma) dO,
+/// -dU).
 template <int D, int BV, bool kBackward>
 struct ScanLayout {
   static constexpr int kLd = D + 8, kLc = kC + 8, kLs = BV + 8;
-  static constexpr int kStages = D == 128 && BV == 128 ? 2 : 1;
-  static constexpr int kStageHalves = 3 * kC * kLd + kC * kLc + (kBackward ? kC * kLs : 0);
-  static constexpr int kFloats = kStages * 2 * kC;  // gamma, decay per stage
-  static constexpr int kHalves = kStages * kStageHalves + D * kLs + 2 * kC * kLs;
+  static constexpr int kTileHalves = 3 * kC * kLd + kC * kLc + (kBackward ? kC * kLs : 0);
+  static constexpr int kFloats = 2 * 2 * kC;
+  static constexpr int kHalves = kTileHalves + D * kLs + 2 * kC * kLs;
   static constexpr size_t kBytes = sizeof(float) * kFloats + sizeof(bf16) * kHalves;
 };
 
-/// One stage's tiles.
+/// A chunk's tiles; gamma and decay are those of the chunk of the given parity.
 struct ChunkTiles {
   bf16 *w, *q, *k, *p, *d_o;
   float *gamma, *decay;
 };
 template <int D, int BV, bool kBackward>
-__device__ __forceinline__ ChunkTiles chunk_tiles(float* smem, int stage) {
+__device__ __forceinline__ ChunkTiles chunk_tiles(float* smem, int64_t parity) {
   using L = ScanLayout<D, BV, kBackward>;
   ChunkTiles t;
-  t.gamma = smem + stage * 2 * kC;
+  t.gamma = smem + (parity & 1) * 2 * kC;
   t.decay = t.gamma + kC;
-  t.w = reinterpret_cast<bf16*>(smem + L::kFloats) + stage * L::kStageHalves;
+  t.w = reinterpret_cast<bf16*>(smem + L::kFloats);
   t.q = t.w + kC * L::kLd;
   t.k = t.q + kC * L::kLd;
   t.p = t.k + kC * L::kLd;
   t.d_o = t.p + kC * L::kLc;  // backward only
   return t;
 }
-/// The tiles after the stages.
+/// The tiles after the chunk's.
 template <int D, int BV, bool kBackward>
-__device__ __forceinline__ bf16* after_stages(float* smem) {
+__device__ __forceinline__ bf16* after_chunk_tiles(float* smem) {
   using L = ScanLayout<D, BV, kBackward>;
-  return reinterpret_cast<bf16*>(smem + L::kFloats) + L::kStages * L::kStageHalves;
+  return reinterpret_cast<bf16*>(smem + L::kFloats) + L::kTileHalves;
 }
 
 /// The warp split of a CTA of BV / 8 warps: warp w owns rows [16 (w % 4), + 16) of the C x BV
@@ -129,140 +128,154 @@ struct ScanWarp {
   }
 };
 
-/// Issues the copies of chunk n's W, Q, K (rows past the tokens zero), P and, for the backward, the
-/// dO slice into t (the caller commits and waits), and computes its gamma and decay. Returns the
-/// chunk's token count.
-template <int D, int BV, bool kBackward>
-__device__ __forceinline__ int load_chunk(const GdnParams& p, int64_t n, const ChunkTiles& t) {
+/// Issues one of the two cp.async groups of chunk n's operands and commits it (the caller waits).
+/// A scan step needs its operands in two halves, and each group is refilled with the next chunk's
+/// as soon as the step is done with it, so that its copies fly during the rest of the step and the
+/// first half of the next (a second set of tiles would not leave two CTAs room on an SM). Forward:
+/// group 0 is W and Q (U = Ut - W S and Q S), group 1 P and K (P U and the state update).
+/// Backward: group 0 is K, P and the dO slice (dU), group 1 Q and W (the dS update). Group 0 also
+/// computes the chunk's gamma and decay into t (plain stores, published by the same barriers).
+/// Rows past the tokens are zero.
+template <int D, int BV, bool kBackward, int kGroup>
+__device__ __forceinline__ void load_group(const GdnParams& p, int64_t n, const ChunkTiles& t) {
   using L = ScanLayout<D, BV, kBackward>;
   constexpr int NT = BV * 4;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t t0 = n * kC, chunk = bh * p.n_chunks() + n, row_stride = p.heads * D;
   const int n_valid = detail::valid_rows(p, t0);
   const int64_t tok = detail::token_offset(p, b, t0, h, D);
-  detail::stage_bf16_async<kC, D, NT>(t.w, L::kLd, detail::as_bf16(p.w) + chunk * kC * D, D,
-                                      n_valid);
-  detail::stage_bf16_async<kC, D, NT>(t.q, L::kLd, static_cast<const bf16*>(p.q) + tok, row_stride,
-                                      n_valid);
-  detail::stage_bf16_async<kC, D, NT>(t.k, L::kLd, static_cast<const bf16*>(p.k) + tok, row_stride,
-                                      n_valid);
-  detail::stage_bf16_async<kC, kC, NT>(t.p, L::kLc, detail::as_bf16(p.attn) + chunk * kC * kC, kC,
-                                       n_valid);
-  if constexpr (kBackward) {
-    detail::stage_bf16_async<kC, BV, NT>(t.d_o, L::kLs,
-                                         static_cast<const bf16*>(p.grad_o) + tok + blockIdx.x * BV,
-                                         row_stride, n_valid);
-  }
-  if (threadIdx.x < kC) {
-    const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + threadIdx.x];
-    t.gamma[threadIdx.x] = __expf(g_i);
-    t.decay[threadIdx.x] = __expf(g_last - g_i);
-  }
-  return n_valid;
-}
-
-/// The staging pipeline of a scan over the chunks in `order` (n = order(step)): next(step) issues
-/// chunk order(step)'s copies (for two stages, chunk order(step + 1)'s as well, into the other
-/// stage, before waiting), waits for them and returns its tiles; the caller's barrier publishes
-/// them. A stage is refilled only after the barrier that ends the previous use of it (the last of
-/// each chunk step).
-template <int D, int BV, bool kBackward>
-struct StagePipeline {
-  using L = ScanLayout<D, BV, kBackward>;
-  float* smem;
-  int64_t n_chunks;
-  template <class Order>
-  __device__ __forceinline__ ChunkTiles next(const GdnParams& p, int64_t step, Order order) {
-    const int stage = int(step % L::kStages);
-    const ChunkTiles t = chunk_tiles<D, BV, kBackward>(smem, stage);
-    if constexpr (L::kStages == 1) {
-      load_chunk<D, BV, kBackward>(p, order(step), t);
-      detail::cp_async_commit();
-      detail::cp_async_wait<0>();
+  auto stage_w = [&] {
+    detail::stage_bf16_async<kC, D, NT>(t.w, L::kLd, detail::as_bf16(p.w) + chunk * kC * D, D,
+                                        n_valid);
+  };
+  auto stage_q = [&] {
+    detail::stage_bf16_async<kC, D, NT>(t.q, L::kLd, static_cast<const bf16*>(p.q) + tok,
+                                        row_stride, n_valid);
+  };
+  auto stage_k = [&] {
+    detail::stage_bf16_async<kC, D, NT>(t.k, L::kLd, static_cast<const bf16*>(p.k) + tok,
+                                        row_stride, n_valid);
+  };
+  auto stage_p = [&] {
+    detail::stage_bf16_async<kC, kC, NT>(t.p, L::kLc, detail::as_bf16(p.attn) + chunk * kC * kC, kC,
+                                         n_valid);
+  };
+  if constexpr (kGroup == 0) {
+    if constexpr (kBackward) {
+      stage_k();
+      stage_p();
+      detail::stage_bf16_async<kC, BV, NT>(
+          t.d_o, L::kLs, static_cast<const bf16*>(p.grad_o) + tok + blockIdx.x * BV, row_stride,
+          n_valid);
     } else {
-      if (step == 0) {
-        load_chunk<D, BV, kBackward>(p, order(0), t);
-        detail::cp_async_commit();
-      }
-      if (step + 1 < n_chunks) {
-        load_chunk<D, BV, kBackward>(p, order(step + 1),
-                                     chunk_tiles<D, BV, kBackward>(smem, 1 - stage));
-        detail::cp_async_commit();
-        detail::cp_async_wait<1>();  // this step's group is done, the next one may fly
-      } else {
-        detail::cp_async_wait<0>();
-      }
+      stage_w();
+      stage_q();
     }
-    return t;
+    if (threadIdx.x < kC) {
+      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + threadIdx.x];
+      t.gamma[threadIdx.x] = __expf(g_i);
+      t.decay[threadIdx.x] = __expf(g_last - g_i);
+    }
+  } else if constexpr (kBackward) {
+    stage_q();
+    stage_w();
+  } else {
+    stage_p();
+    stage_k();
   }
-};
+  detail::cp_async_commit();
+}
 
 // grid (D / BV, B*H), BV * 4 threads. Per chunk: U = Ut - W S; O = scale diag(gamma) Q S + P U;
 // S <- gamma_C S + K^T diag(decay) U. Writes o, the final state and, for a backward, U and the
-// state entering each chunk, both in bf16 as the MMAs used them. Rows past the
-// tokens: U = 0, no output, and the warps that own only such rows skip their products (a 24-token
-// window does 2 of 4).
+// state entering each chunk, both in bf16 as the MMAs used them. Ut comes straight from global
+// memory into registers, one chunk ahead. Rows past the tokens: U = 0, no output, and the warps
+// that own only such rows skip their products (a 24-token window does 2 of 4).
 template <int D, int BV>
 __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams p) {
   using L = ScanLayout<D, BV, false>;
   constexpr int NT = BV * 4, LD = L::kLd, LC = L::kLc, LS = L::kLs, kMT = ScanWarp<D>::kStateMT;
   extern __shared__ float smem[];
-  bf16* s_s = after_stages<D, BV, false>(smem);  // [D][LS] the state slice
-  bf16* s_u = s_s + D * LS;                      // [C][LS] U
-  bf16* s_ud = s_u + kC * LS;                    // [C][LS] diag(decay) U
+  bf16* s_s = after_chunk_tiles<D, BV, false>(smem);  // [D][LS] the state slice
+  bf16* s_u = s_s + D * LS;                           // [C][LS] U
+  bf16* s_ud = s_u + kC * LS;                         // [C][LS] diag(decay) U
 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
   const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
   const ScanWarp<D> wp;
+  // This warp's part of chunk n's Ut (zeros for a warp whose rows are all past the tokens).
+  auto load_ut = [&](int64_t n, __nv_bfloat162(&x)[4][2]) {
+    const bf16* ut = detail::as_bf16(p.u_tilde) + (bh * n_chunks + n) * kC * D + v0;
+    const bool has_tokens = wp.r0 < detail::valid_rows(p, n * kC);
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int i = wp.r0 + Acc::c_row(wp.lane, 2 * half),
+                  j = wp.c0 + nt * 8 + Acc::c_col(wp.lane, 0);
+        x[nt][half] = has_tokens ? __ldg(reinterpret_cast<const __nv_bfloat162*>(ut + i * D + j))
+                                 : __floats2bfloat162_rn(0.f, 0.f);
+      }
+    }
+  };
 
   float st[kMT][4][4];  // S[d0 + 16 mt + .., v0 + c0 + ..] in fp32
   wp.load(st, p.initial_state ? p.initial_state + bh * D * D : nullptr, v0);
   wp.store_operand(st, s_s, LS);
-  StagePipeline<D, BV, false> pipe{smem, n_chunks};
+  const ChunkTiles t = chunk_tiles<D, BV, false>(smem, 0);  // the tiles; gates by parity below
+  load_group<D, BV, false, 0>(p, 0, t);
+  load_group<D, BV, false, 1>(p, 0, t);
+  __nv_bfloat162 ut[4][2];
+  load_ut(0, ut);
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
     const int n_valid = detail::valid_rows(p, t0);
     const int depth = detail::row_depth<16>(n_valid);
+    const bool has_tokens = wp.r0 < n_valid, has_next = n + 1 < n_chunks;
     bf16* o = static_cast<bf16*>(p.o) + detail::token_offset(p, b, t0, h, D);
-    const float* ut = p.u_tilde + chunk * kC * D + v0;
-    const ChunkTiles t = pipe.next(p, n, [](int64_t step) { return step; });
-    const bf16 *s_w = t.w, *s_q = t.q, *s_k = t.k, *s_p = t.p;
-    const float *s_gamma = t.gamma, *s_decay = t.decay;
-    __syncthreads();       // the staged chunk and the state copy are complete
-    if (p.chunk_states) {  // the state entering the chunk (its bf16 copy)
+    const ChunkTiles gates = chunk_tiles<D, BV, false>(smem, n);
+    const float *s_gamma = gates.gamma, *s_decay = gates.decay;
+    detail::cp_async_wait<1>();  // this chunk's group 0 (W, Q) is here; group 1 may still fly
+    __syncthreads();             // ... for every thread; the state copy is complete
+    if (p.chunk_states) {        // the state entering the chunk (its bf16 copy)
       detail::store_rows<D, BV, NT>(detail::as_bf16(p.chunk_states) + chunk * D * D + v0, D, s_s,
                                     LS, /*negate=*/false);
     }
-    const bool has_tokens = wp.r0 < n_valid;
-    {  // U = Ut - W S
+    float acc_o[4][4] = {};
+    {  // U = Ut - W S; the Q S part of O
       float acc[4][4] = {};
       if (has_tokens) {
-        mma::warp_mma_bf16<4>(acc, wp.lane, wp.r0, wp.c0, 0, D, rows_of(s_w, LD), rows_of(s_s, LS));
+        mma::warp_mma_bf16<4>(acc, wp.lane, wp.r0, wp.c0, 0, D, rows_of(t.w, LD), rows_of(s_s, LS));
+        mma::warp_mma_bf16<4>(acc_o, wp.lane, wp.r0, wp.c0, 0, D, rows_of(t.q, LD),
+                              rows_of(s_s, LS));
       }
-      wp.each_pair(wp.r0, acc, [&](int i, int j, float a0, float a1) {
-        float2 u = {0.f, 0.f};
-        if (has_tokens) {
-          const float2 t = __ldg(reinterpret_cast<const float2*>(ut + i * D + j));
-          u.x = t.x - a0;
-          u.y = t.y - a1;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int i = wp.r0 + Acc::c_row(wp.lane, 2 * half);
+          const int j = wp.c0 + nt * 8 + Acc::c_col(wp.lane, 0);
+          const float2 u_tilde = __bfloat1622float2(ut[nt][half]);
+          const float u0 = u_tilde.x - acc[nt][2 * half], u1 = u_tilde.y - acc[nt][2 * half + 1];
+          detail::store_bf16_pair(s_u + i * LS + j, u0, u1);
+          detail::store_bf16_pair(s_ud + i * LS + j, s_decay[i] * u0, s_decay[i] * u1);
         }
-        detail::store_bf16_pair(s_u + i * LS + j, u.x, u.y);
-        detail::store_bf16_pair(s_ud + i * LS + j, s_decay[i] * u.x, s_decay[i] * u.y);
-      });
+      }
     }
-    __syncthreads();  // U is complete
+    if (has_next) load_ut(n + 1, ut);
+    detail::cp_async_wait<0>();  // group 1 (P, K) is here too
+    __syncthreads();             // U is complete; every warp is done with W and Q
+    if (has_next) load_group<D, BV, false, 0>(p, n + 1, chunk_tiles<D, BV, false>(smem, n + 1));
     if (p.u) {
       detail::store_rows<kC, BV, NT>(detail::as_bf16(p.u) + chunk * kC * D + v0, D, s_u, LS,
                                      /*negate=*/false);
     }
     if (has_tokens) {  // O = scale diag(gamma) Q S + P U (P is lower triangular)
-      float acc[4][4] = {};
-      mma::warp_mma_bf16<4>(acc, wp.lane, wp.r0, wp.c0, 0, D, rows_of(s_q, LD), rows_of(s_s, LS));
-      wp.each(wp.r0, acc, [&](int i, int, float& x) { x *= p.scale * s_gamma[i]; });
-      mma::warp_mma_bf16<4>(acc, wp.lane, wp.r0, wp.c0, 0, min(wp.r0 + 16, depth), rows_of(s_p, LC),
-                            rows_of(s_u, LS));
-      wp.each_pair(wp.r0, acc, [&](int i, int j, float a0, float a1) {
+      wp.each(wp.r0, acc_o, [&](int i, int, float& x) { x *= p.scale * s_gamma[i]; });
+      mma::warp_mma_bf16<4>(acc_o, wp.lane, wp.r0, wp.c0, 0, min(wp.r0 + 16, depth),
+                            rows_of(t.p, LC), rows_of(s_u, LS));
+      wp.each_pair(wp.r0, acc_o, [&](int i, int j, float a0, float a1) {
         if (i < n_valid) detail::store_bf16_pair(o + i * row_stride + v0 + j, a0, a1);
       });
     }
@@ -272,11 +285,12 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
       for (int mt = 0; mt < kMT; ++mt) {
         wp.each(wp.d0 + 16 * mt, st[mt], [&](int, int, float& x) { x *= gamma_last; });
         mma::warp_mma_bf16<4>(st[mt], wp.lane, wp.d0 + 16 * mt, wp.c0, 0, depth,
-                              transpose_of(s_k, LD), rows_of(s_ud, LS));
+                              transpose_of(t.k, LD), rows_of(s_ud, LS));
       }
     }
-    __syncthreads();                // every warp is done with this chunk's tiles and the state copy
-    wp.store_operand(st, s_s, LS);  // the next chunk's first barrier orders it before any read
+    __syncthreads();  // every warp is done with P, K, U and the state copy
+    if (has_next) load_group<D, BV, false, 1>(p, n + 1, t);
+    wp.store_operand(st, s_s, LS);  // the next step's first barrier orders it before any read
   }
   if (p.final_state) wp.store(st, p.final_state + bh * D * D, v0);
 }
@@ -289,33 +303,36 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
   using L = ScanLayout<D, BV, true>;
   constexpr int NT = BV * 4, LD = L::kLd, LC = L::kLc, LS = L::kLs, kMT = ScanWarp<D>::kStateMT;
   extern __shared__ float smem[];
-  bf16* s_ds = after_stages<D, BV, true>(smem);  // [D][LS] the dS slice
-  bf16* s_dog = s_ds + D * LS;                   // [C][LS] scale diag(gamma) dO
-  bf16* s_dun = s_dog + kC * LS;                 // [C][LS] -dU
+  bf16* s_ds = after_chunk_tiles<D, BV, true>(smem);  // [D][LS] the dS slice
+  bf16* s_dog = s_ds + D * LS;                        // [C][LS] scale diag(gamma) dO
+  bf16* s_dun = s_dog + kC * LS;                      // [C][LS] -dU
 
   const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
+  const int64_t bh = blockIdx.y;
+  const int64_t n_chunks = p.n_chunks();
   const ScanWarp<D> wp;
 
   float ds[kMT][4][4];
   wp.load(ds, p.grad_final_state ? p.grad_final_state + bh * D * D : nullptr, v0);
   wp.store_operand(ds, s_ds, LS);
-  StagePipeline<D, BV, true> pipe{smem, n_chunks};
+  const ChunkTiles t = chunk_tiles<D, BV, true>(smem, 0);  // the tiles; gates by parity below
+  load_group<D, BV, true, 0>(p, n_chunks - 1, t);
+  load_group<D, BV, true, 1>(p, n_chunks - 1, t);
   for (int64_t step = 0; step < n_chunks; ++step) {
     const int64_t n = n_chunks - 1 - step;
-    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
-    const int n_valid = detail::valid_rows(p, t0);
+    const int64_t chunk = bh * n_chunks + n;
+    const int n_valid = detail::valid_rows(p, n * kC);
     const int depth = detail::row_depth<16>(n_valid);
-    const ChunkTiles t = pipe.next(p, step, [&](int64_t s) { return n_chunks - 1 - s; });
-    const bf16 *s_w = t.w, *s_q = t.q, *s_k = t.k, *s_p = t.p, *s_do = t.d_o;
-    const float *s_gamma = t.gamma, *s_decay = t.decay;
-    __syncthreads();  // the staged chunk and the dS copy are complete
+    const bool has_next = n > 0;
+    const ChunkTiles gates = chunk_tiles<D, BV, true>(smem, step);
+    const float *s_gamma = gates.gamma, *s_decay = gates.decay;
+    detail::cp_async_wait<1>();  // this chunk's group 0 (K, P, dO) is here; group 1 may fly
+    __syncthreads();             // ... for every thread; the dS copy is complete
     // scale diag(gamma) dO (read only after the next barrier); rows past the tokens are zero.
     for (int idx = threadIdx.x; idx < kC * (BV / 8); idx += NT) {
       const int i = idx / (BV / 8), c = (idx % (BV / 8)) * 8;
       float x[8];
-      detail::unpack8(*reinterpret_cast<const uint4*>(s_do + i * LS + c), x);
+      detail::unpack8(*reinterpret_cast<const uint4*>(t.d_o + i * LS + c), x);
       const float scale_i = p.scale * s_gamma[i];
 #pragma unroll
       for (int e = 0; e < 8; ++e) x[e] *= scale_i;
@@ -328,10 +345,10 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
       const bool has_tokens = wp.r0 < n_valid;
       float kds[4][4] = {}, du[4][4] = {};
       if (has_tokens) {
-        mma::warp_mma_bf16<4>(kds, wp.lane, wp.r0, wp.c0, 0, D, rows_of(s_k, LD),
+        mma::warp_mma_bf16<4>(kds, wp.lane, wp.r0, wp.c0, 0, D, rows_of(t.k, LD),
                               rows_of(s_ds, LS));
-        mma::warp_mma_bf16<4>(du, wp.lane, wp.r0, wp.c0, wp.r0, depth, transpose_of(s_p, LC),
-                              rows_of(s_do, LS));
+        mma::warp_mma_bf16<4>(du, wp.lane, wp.r0, wp.c0, wp.r0, depth, transpose_of(t.p, LC),
+                              rows_of(t.d_o, LS));
       }
 #pragma unroll
       for (int nt = 0; nt < 4; ++nt) {
@@ -343,7 +360,9 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
         detail::store_bf16_pair(s_dun + i * LS + j, -x0, -x1);
       });
     }
-    __syncthreads();  // -dU is complete; every warp is done reading the dS copy
+    detail::cp_async_wait<0>();  // group 1 (Q, W) is here too
+    __syncthreads();  // -dU is complete; every warp is done with K, P, dO and the dS copy
+    if (has_next) load_group<D, BV, true, 0>(p, n - 1, chunk_tiles<D, BV, true>(smem, step + 1));
     detail::store_rows<kC, BV, NT>(detail::as_bf16(p.grad_u) + chunk * kC * D + v0, D, s_dun, LS,
                                    /*negate=*/true);
     {  // dS <- gamma_C dS + Q^T (scale diag(gamma) dO) + W^T (-dU)
@@ -352,12 +371,13 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
       for (int mt = 0; mt < kMT; ++mt) {
         wp.each(wp.d0 + 16 * mt, ds[mt], [&](int, int, float& x) { x *= gamma_last; });
         mma::warp_mma_bf16<4>(ds[mt], wp.lane, wp.d0 + 16 * mt, wp.c0, 0, depth,
-                              transpose_of(s_q, LD), rows_of(s_dog, LS));
+                              transpose_of(t.q, LD), rows_of(s_dog, LS));
         mma::warp_mma_bf16<4>(ds[mt], wp.lane, wp.d0 + 16 * mt, wp.c0, 0, depth,
-                              transpose_of(s_w, LD), rows_of(s_dun, LS));
+                              transpose_of(t.w, LD), rows_of(s_dun, LS));
       }
     }
-    __syncthreads();  // every warp is done with this chunk's tiles
+    __syncthreads();  // every warp is done with Q, W and this chunk's dO and dU tiles
+    if (has_next) load_group<D, BV, true, 1>(p, n - 1, t);
     wp.store_operand(ds, s_ds, LS);
   }
   if (p.grad_initial_state) wp.store(ds, p.grad_initial_state + bh * D * D, v0);
@@ -368,7 +388,7 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams
 /// width forced (bench/RESULTS.md, fifth session, call 6): 64 is fastest at 8 x 4096 and 8 x 1024
 /// (x 16 heads, D = 128; 4.12 ms forward+backward at 8 x 4096 against 4.29 for 128 and 4.71 for
 /// 32), 32 at 1 x 16384 (4.06 against 4.44 for 64); the sleep-regime shapes are within noise.
-/// 128 (a whole D = 128 head on 16 warps, double-buffered staging) is kept selectable: its
+/// 128 (a whole D = 128 head on 16 warps) is kept selectable: with two full sets of tiles its
 /// backward scan was the fastest measured (0.54 ms at 8 x 4096), its forward scan was not.
 int scan_slice(const GdnParams& p) {
   if (p.scan_slice != 0) return p.head_dim_k == 64 && p.scan_slice == 128 ? 64 : p.scan_slice;

@@ -49,10 +49,11 @@ for s in $stages; do
   case $s in
     prebuilt)
       mkdir -p build-gpu/tests
-      # hypnos is needed; hypnos_tests (test stages), hypnos_base (the _ab stages) and hypnos_alt
-      # (kernels_alt) when carried, each as is or gzipped (NAME.gz: the device tool carries at most
-      # 64 MiB).
-      for f in hypnos tests/hypnos_tests hypnos_base hypnos_alt; do
+      # hypnos is needed; hypnos_tests (test stages), hypnos_base (the _ab stages) and hypnos_alt*
+      # (kernels_alt: any number of variants) when carried, each as is or gzipped (NAME.gz: the
+      # device tool carries at most 64 MiB).
+      alts=$(cd .gpu-bin && ls hypnos_alt* 2> /dev/null | sed 's/\.gz$//' | sort -u)
+      for f in hypnos tests/hypnos_tests hypnos_base $alts; do
         name=$(basename "$f")
         if [[ -f .gpu-bin/$name.gz ]]; then gunzip -c ".gpu-bin/$name.gz" > "build-gpu/$f"; fi
         if [[ -f .gpu-bin/$name ]]; then cp ".gpu-bin/$name" "build-gpu/$f"; fi
@@ -90,20 +91,23 @@ for s in $stages; do
     kernels_ab)  # the kernel bench of a second build carried as .gpu-bin/hypnos_base (e.g. the parent
       # commit): an A/B of a kernel change on the same card in the same call
       stage kernels_ab 120 build-gpu/hypnos_base bench kernels --no-baseline ;;
-    slices128)  # the whole-head scans (double-buffered staging) forced for every D = 128 test, and
-      # racecheck / memcheck on a two-chunk D = 128 shape with them
-      HYPNOS_GDN_SCAN_SLICE=128 stage tests_slice128 150 build-gpu/tests/hypnos_tests \
-        --gtest_filter='*Cuda*'
+    slices128)  # racecheck / memcheck of the whole-head scans on a two-chunk D = 128 shape (the
+      # tests stage runs every width: GatedDeltaRuleCuda.EveryScanSliceWidthMatches)
       HYPNOS_GDN_SCAN_SLICE=128 stage racecheck_slice128 90 compute-sanitizer --tool racecheck \
         --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16*'
       HYPNOS_GDN_SCAN_SLICE=128 stage memcheck_slice128 60 compute-sanitizer --tool memcheck \
         --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16*' ;;
-    kernels_slices)  # the scans' two CTA widths forced (HYPNOS_GDN_SCAN_SLICE), against the
+    kernels_slices)  # the scans' CTA widths forced (HYPNOS_GDN_SCAN_SLICE), against the
       # automatic choice of kernels_bench
-      HYPNOS_GDN_SCAN_SLICE=32 stage kernels_slice32 120 "$bin" bench kernels --no-baseline
-      HYPNOS_GDN_SCAN_SLICE=64 stage kernels_slice64 120 "$bin" bench kernels --no-baseline ;;
-    kernels_alt)  # the kernel bench of a third build (.gpu-bin/hypnos_alt: a variant of the change)
-      stage kernels_alt 120 build-gpu/hypnos_alt bench kernels --no-baseline --profile ;;
+      for width in 32 64 128; do
+        HYPNOS_GDN_SCAN_SLICE=$width stage "kernels_slice$width" 120 "$bin" bench kernels \
+          --no-baseline --profile
+      done ;;
+    kernels_alt)  # the kernel bench of further builds (.gpu-bin/hypnos_alt*: variants of the change)
+      for alt in build-gpu/hypnos_alt*; do
+        stage "kernels_$(basename "$alt" | sed 's/^hypnos_//')" 120 "$alt" bench kernels \
+          --no-baseline --profile
+      done ;;
     layers_ab)  # the layers bench of the second build (.gpu-bin/hypnos_base), same call
       stage layers_ab 60 build-gpu/hypnos_base bench layers ;;
     ncu)  # hardware counters (Nsight Compute) of the delta-rule kernels, one launch each, at
@@ -134,11 +138,14 @@ for s in $stages; do
         --out "$out/rule110_nccl" run.device=cuda train.steps=20 train.eval_every=10 \
         train.checkpoint_every=10 && grep -h -i "nccl\|distributed\|step" "$out/rule110_nccl/train.log" |
         tail -n 5 ;;
-    sanitize)  # memcheck and racecheck over the short-sequence shapes (partial chunks)
+    sanitize)  # memcheck and racecheck over the short-sequence shapes (partial chunks), and
+      # racecheck over two chunks (the scans refill their tiles) at the 32- and 64-column widths
       stage memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_*:Shapes/*T37_D128_bf16*'
       stage racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 \
-        build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_D64_bf16_h0*'
+        build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_D64_bf16_h0*:Shapes/*T65_D64_bf16_h0*'
+      HYPNOS_GDN_SCAN_SLICE=64 stage racecheck_slice64 90 compute-sanitizer --tool racecheck \
+        --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16_h0*'
       stage memcheck_fused 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='GdnFusedCuda.*:RopeCuda.*:SwiGluCuda.*' ;;
     sweep)  # the Rule 110 sweep of the default config (t = 12, 600 steps of 512) at N = 1, 2, 4

@@ -227,7 +227,7 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   s.g_cum = at::empty({B, H, NC, C}, f32);
   s.w = at::empty({B, H, NC, C, K}, typed);
   s.attn = at::empty({B, H, NC, C, C}, typed);
-  const at::Tensor u_tilde = at::empty({B, H, NC, C, V}, f32);
+  const at::Tensor u_tilde = at::empty({B, H, NC, C, V}, typed);
   if (save_for_backward) {
     s.a_inv = at::empty({B, H, NC, C, C}, typed);
     s.u = at::empty({B, H, NC, C, V}, typed);
@@ -239,7 +239,7 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   p.final_state = out.final_state.data_ptr<float>();
   p.g_cum = s.g_cum.data_ptr<float>();
   p.w = s.w.data_ptr();
-  p.u_tilde = u_tilde.data_ptr<float>();
+  p.u_tilde = u_tilde.data_ptr();
   p.attn = s.attn.data_ptr();
   p.a_inv = save_for_backward ? s.a_inv.data_ptr() : nullptr;
   p.u = save_for_backward ? s.u.data_ptr() : nullptr;

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "gdn.h"  // the rewritten copies in the build tree (namespace hypnos::kernels_emu)
@@ -62,7 +63,7 @@ void expect_close_to_recurrence(const Case& c) {
   const auto typed = at::TensorOptions().dtype(c.dtype);
   at::Tensor o = at::empty({B, T, H, D}, q.options()), final_state = at::empty({B, H, D, D}, f32);
   at::Tensor g_cum = at::empty({B, H, NC, C}, f32), w = at::empty({B, H, NC, C, D}, typed);
-  at::Tensor u_tilde = at::empty({B, H, NC, C, D}, f32), u = at::empty({B, H, NC, C, D}, typed);
+  at::Tensor u_tilde = at::empty({B, H, NC, C, D}, typed), u = at::empty({B, H, NC, C, D}, typed);
   at::Tensor attn = at::empty({B, H, NC, C, C}, typed), a_inv = at::empty({B, H, NC, C, C}, typed);
   at::Tensor chunk_states = at::empty({B, H, NC, D, D}, typed);
   K::GdnParams p;
@@ -76,7 +77,7 @@ void expect_close_to_recurrence(const Case& c) {
   p.final_state = final_state.data_ptr<float>();
   p.g_cum = g_cum.data_ptr<float>();
   p.w = w.data_ptr();
-  p.u_tilde = u_tilde.data_ptr<float>();
+  p.u_tilde = u_tilde.data_ptr();
   p.attn = attn.data_ptr();
   p.a_inv = c.backward ? a_inv.data_ptr() : nullptr;
   p.u = c.backward ? u.data_ptr() : nullptr;
@@ -130,8 +131,13 @@ void expect_close_to_recurrence(const Case& c) {
                tol_gb = bf16 ? 2e-2 : 2e-3;
   auto check = [](const char* name, const at::Tensor& got, const at::Tensor& want, double tol) {
     EXPECT_FALSE(got.isnan().any().item<bool>()) << name << " has NaN";
-    EXPECT_LT(relative_error(got, want), tol) << name;
+    const double error = relative_error(got, want);
+    EXPECT_LT(error, tol) << name;
+    std::printf("  %-11s relative RMS error %.2e (limit %.0e)\n", name, error, tol);
   };
+  std::printf("B %lld T %lld H %lld D %d %s%s%s, slice %d:\n", (long long)B, (long long)T,
+              (long long)H, c.dim, bf16 ? "bf16" : "fp32", c.with_initial_state ? ", h0" : "",
+              c.strong_gates ? ", g to -20" : "", c.scan_slice);
   check("o", o, ref.o, tol_out);
   check("final_state", final_state, ref.final_state, tol_out);
   check("dq", dq, grads[0], tol_qkv);
@@ -153,8 +159,8 @@ TEST(GdnChunkEmulated, TensorCoreKernelsMatchTheRecurrence) {
   }
 }
 
-// The scans' CTA widths (32 state columns on 4 warps, 64 on 8, a whole D = 128 head on 16 with
-// double-buffered staging), whichever the automatic choice would take at these sizes.
+// The scans' CTA widths (32 state columns on 4 warps, 64 on 8, a whole D = 128 head on 16),
+// whichever the automatic choice would take at these sizes.
 TEST(GdnChunkEmulated, TensorCoreScansMatchTheRecurrenceAtEverySliceWidth) {
   for (const int slice : {32, 64, 128}) {
     for (Case c :

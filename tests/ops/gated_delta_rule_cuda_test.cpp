@@ -103,6 +103,30 @@ Result run(const Inputs& in, GdnBackend backend, std::optional<at::ScalarType> c
   return r;
 }
 
+/// Sets an environment variable (or unsets it, for a null value) for one scope and restores it.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    if (old) saved_ = old;
+    had_ = old != nullptr;
+    set(value);
+  }
+  ~ScopedEnv() { set(had_ ? saved_.c_str() : nullptr); }
+  void set(const char* value) const {
+    if (value) {
+      ::setenv(name_, value, 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+
+ private:
+  const char* name_;
+  std::string saved_;
+  bool had_ = false;
+};
+
 struct Tolerances {
   double o, state, dqkv, dgb;
 };
@@ -184,6 +208,24 @@ TEST(GatedDeltaRuleCuda, StrongDecayDownToMinus20StaysFiniteAndAccurate) {
     c.gate = Gate::kStrong;
     c.seed = 77 + dim;
     expect_close_to_reference(c);
+  }
+}
+
+// The scans' three CTA widths (32 and 64 state columns, a whole D = 128 head), whichever the
+// automatic choice takes, over several chunks with a tail: each refills its staged tiles while
+// the next chunk's copies fly.
+TEST(GatedDeltaRuleCuda, EveryScanSliceWidthMatches) {
+  HYPNOS_REQUIRE_CUDA();
+  for (const char* slice : {"32", "64", "128"}) {
+    const ScopedEnv env("HYPNOS_GDN_SCAN_SLICE", slice);
+    for (int dim : {64, 128}) {
+      SCOPED_TRACE(std::string("slice ") + slice + ", dim " + std::to_string(dim));
+      Case c;
+      c.seq_len = 200;
+      c.dim = dim;
+      c.seed = 300 + dim;
+      expect_close_to_reference(c);
+    }
   }
 }
 
@@ -444,45 +486,31 @@ TEST(GatedDeltaRuleCudaValidation, RejectsMismatchedBetaShape) {
 }
 
 TEST(GatedDeltaRuleCudaValidation, KernelSwitchReadsHypnosGdnKernelAndRejectsUnknownNames) {
-  const char* saved = std::getenv("HYPNOS_GDN_KERNEL");
-  const std::string restore = saved ? saved : "";
-  ::unsetenv("HYPNOS_GDN_KERNEL");
+  const ScopedEnv env("HYPNOS_GDN_KERNEL", nullptr);
   EXPECT_EQ(gdn_cuda_kernel_from_env(), GdnCudaKernel::kTensorCore);
-  ::setenv("HYPNOS_GDN_KERNEL", "fp32", 1);
+  env.set("fp32");
   EXPECT_EQ(gdn_cuda_kernel_from_env(), GdnCudaKernel::kFp32);
-  ::setenv("HYPNOS_GDN_KERNEL", "tc", 1);
+  env.set("tc");
   EXPECT_EQ(gdn_cuda_kernel_from_env(), GdnCudaKernel::kTensorCore);
-  ::setenv("HYPNOS_GDN_KERNEL", "wgmma", 1);
+  env.set("wgmma");
   const std::string msg = message_of([] { gdn_cuda_kernel_from_env(); });
   EXPECT_NE(msg.find("HYPNOS_GDN_KERNEL"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'wgmma'"), std::string::npos) << msg;
-  if (saved) {
-    ::setenv("HYPNOS_GDN_KERNEL", restore.c_str(), 1);
-  } else {
-    ::unsetenv("HYPNOS_GDN_KERNEL");
-  }
 }
 
 TEST(GatedDeltaRuleCudaValidation, ScanSliceReadsHypnosGdnScanSliceAndRejectsOtherWidths) {
-  const char* saved = std::getenv("HYPNOS_GDN_SCAN_SLICE");
-  const std::string restore = saved ? saved : "";
-  ::unsetenv("HYPNOS_GDN_SCAN_SLICE");
+  const ScopedEnv env("HYPNOS_GDN_SCAN_SLICE", nullptr);
   EXPECT_EQ(gdn_scan_slice_from_env(), 0);
-  ::setenv("HYPNOS_GDN_SCAN_SLICE", "64", 1);
+  env.set("64");
   EXPECT_EQ(gdn_scan_slice_from_env(), 64);
-  ::setenv("HYPNOS_GDN_SCAN_SLICE", "32", 1);
+  env.set("32");
   EXPECT_EQ(gdn_scan_slice_from_env(), 32);
-  ::setenv("HYPNOS_GDN_SCAN_SLICE", "128", 1);
+  env.set("128");
   EXPECT_EQ(gdn_scan_slice_from_env(), 128);
-  ::setenv("HYPNOS_GDN_SCAN_SLICE", "48", 1);
+  env.set("48");
   const std::string msg = message_of([] { gdn_scan_slice_from_env(); });
   EXPECT_NE(msg.find("HYPNOS_GDN_SCAN_SLICE"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'48'"), std::string::npos) << msg;
-  if (saved) {
-    ::setenv("HYPNOS_GDN_SCAN_SLICE", restore.c_str(), 1);
-  } else {
-    ::unsetenv("HYPNOS_GDN_SCAN_SLICE");
-  }
 }
 
 TEST(GatedDeltaRuleCudaValidation, BackwardRejectsWorkspacesSavedForTheOtherKernels) {
