@@ -50,25 +50,29 @@ struct Layout {
                 "every bf16 tile must start on 16 bytes");
 };
 
-/// Columns [v0, v0 + kSlab) of every row of S and dS (bf16 [K][V], contiguous) into tiles;
-/// returns this thread's part of <S, dS> over them.
+/// Issues the copies of columns [v0, v0 + kSlab) of every row of S and dS (bf16 [K][V],
+/// contiguous) into tiles (the caller commits and waits).
 template <int D>
-__device__ __forceinline__ float stage_states(bf16* s_st, bf16* s_dst, const bf16* st,
-                                              const bf16* dst, int v0) {
+__device__ __forceinline__ void stage_states_async(bf16* s_st, bf16* s_dst, const bf16* st,
+                                                   const bf16* dst, int v0) {
+  using L = Layout<D>;
+  detail::stage_bf16_async<D, L::kSlab, kThreads>(s_st, L::kLs, st + v0, D, D);
+  detail::stage_bf16_async<D, L::kSlab, kThreads>(s_dst, L::kLs, dst + v0, D, D);
+}
+
+/// This thread's part of <S, dS> over a staged slab (after the barrier that publishes it).
+template <int D>
+__device__ __forceinline__ float slab_dot(const bf16* s_st, const bf16* s_dst) {
   using L = Layout<D>;
   constexpr int kPerRow = L::kSlab / 8;
   float dot = 0.f;
   for (int idx = threadIdx.x; idx < D * kPerRow; idx += kThreads) {
     const int i = idx / kPerRow, c = (idx % kPerRow) * 8;
-    const uint4 ra = __ldg(reinterpret_cast<const uint4*>(st + i * D + v0 + c));
-    const uint4 rb = __ldg(reinterpret_cast<const uint4*>(dst + i * D + v0 + c));
     float a[8], b[8];
-    detail::unpack8(ra, a);
-    detail::unpack8(rb, b);
+    detail::unpack8(*reinterpret_cast<const uint4*>(s_st + i * L::kLs + c), a);
+    detail::unpack8(*reinterpret_cast<const uint4*>(s_dst + i * L::kLs + c), b);
 #pragma unroll
     for (int e = 0; e < 8; ++e) dot = fmaf(a[e], b[e], dot);
-    *reinterpret_cast<uint4*>(s_st + i * L::kLs + c) = ra;
-    *reinterpret_cast<uint4*>(s_dst + i * L::kLs + c) = rb;
   }
   return dot;
 }
@@ -132,13 +136,16 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
   const float scale = p.scale;
 
   // ---- phase 1: stage, K K^T, dP, and the products with the states
-  detail::stage_bf16<kC, D, kThreads>(s_k, LD, k, row_stride, n_valid);
-  detail::stage_bf16<kC, D, kThreads>(s_q, LD, q, row_stride, n_valid);
-  detail::stage_bf16<kC, D, kThreads>(s_do, LD, d_o, row_stride, n_valid);
-  detail::stage_bf16<kC, D, kThreads>(s_du, LD, detail::as_bf16(p.grad_u) + chunk * kC * D, D,
-                                      n_valid);
-  detail::stage_bf16<kC, D, kThreads>(s_u, LD, detail::as_bf16(p.u) + chunk * kC * D, D, n_valid);
-  float state_dot = stage_states<D>(s_st, s_dst, st, dst, 0);
+  // Every copy of the phase in flight at once (cp.async: no registers per load in flight).
+  detail::stage_bf16_async<kC, D, kThreads>(s_k, LD, k, row_stride, n_valid);
+  detail::stage_bf16_async<kC, D, kThreads>(s_q, LD, q, row_stride, n_valid);
+  detail::stage_bf16_async<kC, D, kThreads>(s_do, LD, d_o, row_stride, n_valid);
+  detail::stage_bf16_async<kC, D, kThreads>(s_du, LD, detail::as_bf16(p.grad_u) + chunk * kC * D, D,
+                                            n_valid);
+  detail::stage_bf16_async<kC, D, kThreads>(s_u, LD, detail::as_bf16(p.u) + chunk * kC * D, D,
+                                            n_valid);
+  stage_states_async<D>(s_st, s_dst, st, dst, 0);
+  detail::cp_async_commit();
   if (tid < kC) {
     const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
     s_g[tid] = g_i;
@@ -146,7 +153,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
     s_decay[tid] = __expf(g_last - g_i);
     s_beta[tid] = tid < n_valid ? p.beta[(b * p.seq_len + t0 + tid) * p.heads + h] : 0.f;
   }
+  detail::cp_async_wait<0>();
   __syncthreads();
+  float state_dot = slab_dot<D>(s_st, s_dst);
   auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
 
   {  // K K^T (fp32, for L and dbeta)
@@ -186,8 +195,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
   for (int slab = 0; slab < D / SR; ++slab) {
     if (slab > 0) {
       __syncthreads();  // every warp is done with the previous slab
-      state_dot += stage_states<D>(s_st, s_dst, st, dst, slab * SR);
+      stage_states_async<D>(s_st, s_dst, st, dst, slab * SR);
+      detail::cp_async_commit();
+      detail::cp_async_wait<0>();
       __syncthreads();
+      state_dot += slab_dot<D>(s_st, s_dst);
     }
     dq.mma_rows(n_valid, SR, rows_of(s_do + slab * SR, LD), transpose_of(s_st, LS));
     dw.mma_rows(n_valid, SR, rows_of(s_du + slab * SR, LD), transpose_of(s_st, LS));
@@ -197,11 +209,13 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
 
   // ---- phase 2
   dw.store_bf16(s_dw, LD, [](int, int, float x) { return -x; });
-  detail::stage_bf16<kC, D, kThreads>(s_v, LD, v, row_stride, n_valid);
-  detail::stage_bf16<kC, kC, kThreads>(s_a, LC, detail::as_bf16(p.a_inv) + chunk * kC * kC, kC, kC);
+  detail::stage_bf16_async<kC, D, kThreads>(s_v, LD, v, row_stride, n_valid);
+  detail::stage_bf16_async<kC, kC, kThreads>(s_a, LC, detail::as_bf16(p.a_inv) + chunk * kC * kC,
+                                             kC, kC);
+  detail::cp_async_commit();
   {
     // dq = scale diag(gamma) dO S^T: dG (a) += rowsum(q * dq). dk = diag(decay) U dS^T:
-    // e_i = rowsum(k * dk). (The sums synchronise, which also orders the staging above.)
+    // e_i = rowsum(k * dk). (The sums synchronise, which also publishes the copies above.)
     float t[RowFrag::kRegs];
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; ++r) {
@@ -210,6 +224,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
       dk.x[r] *= s_decay[i];
       t[r] = dq.x[r] * __bfloat162float(s_q[i * LD + j]);
     }
+    detail::cp_async_wait<0>();
     mma::tile_row_sums<RowTiling, kThreads>(t, s_red, s_dg, /*accumulate=*/true);
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; ++r) {

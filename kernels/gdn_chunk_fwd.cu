@@ -76,7 +76,8 @@ __device__ void load_gates_and_cumsum(const GdnParams& p, int64_t b, int64_t h, 
 template <int LC>
 __device__ void invert_unit_lower(const float* s_l, float* s_a, int n_valid, int tid) {
   constexpr int kB = 16, kBlocks = kC / kB;
-  static_assert(kThreads >= kB * kB, "t[] holds one element per thread and block of a level");
+  static_assert(kThreads >= (kBlocks - 1) * kB * kB / 4, "64 threads per block of a level");
+  static_assert(LC % 4 == 0, "rows are read as float4");
   const int live_blocks = (n_valid + kB - 1) / kB;
   if (tid < kBlocks * kB && tid / kB < live_blocks) {
     const int base = (tid / kB) * kB, c = tid % kB;
@@ -94,48 +95,46 @@ __device__ void invert_unit_lower(const float* s_l, float* s_a, int n_valid, int
     for (int i = 0; i < kB; ++i) s_a[(base + i) * LC + base + c] = x[i];
   }
   __syncthreads();
+  // Each level's blocks (i, j = i - dist), i = dist .. live_blocks - 1, by 64 threads each: a
+  // thread owns four rows r0 .. r0 + 3 and column c of its block, so each A_kj (then T) element
+  // it loads serves four sums, and it reads the rows of L (then A_ii) four elements at a time.
+  const int strip = tid / kB % (kB / 4), cc = tid % kB;
   for (int dist = 1; dist < live_blocks; ++dist) {
-    // This thread's elements of the level's blocks (i, i - dist), i = dist .. live_blocks - 1:
-    // f(e, bi, bj, r, c) for its e-th element, at row r and column c of block (bi, bj).
-    const int n_elems = (live_blocks - dist) * kB * kB;
-    auto for_each_element = [&](auto f) {
+    const int e = tid / (kB * kB / 4), bi = dist + e, bj = bi - dist;
+    const bool active = bi < live_blocks;
+    const int r0 = bi * kB + 4 * strip, c = bj * kB + cc;
+    // sum_{m in [m0, m1)} rows(r0 + q, m) * s_a[m][c], q = 0 .. 3, m1 - m0 a multiple of 4.
+    auto strip_product = [&](const float* rows, int m0, int m1, float(&sum)[4]) {
+#pragma unroll 4
+      for (int m = m0; m < m1; m += 4) {
+        float a[4];
 #pragma unroll
-      for (int e = 0; e < kBlocks - 1; ++e) {
-        const int idx = tid + e * kThreads;
-        if (idx >= n_elems) break;
-        const int bi = dist + idx / (kB * kB), bj = bi - dist;
-        f(e, bi, bj, bi * kB + (idx / kB) % kB, bj * kB + idx % kB);
-      }
-    };
-    float t[kBlocks - 1];
-    auto store_t = [&](int e, int, int, int r, int c) { s_a[r * LC + c] = t[e]; };
-    // T_ij = sum_k L_ik A_kj, written in place of A_ij (zero until now). The sums run over whole
-    // 16-blocks, unrolled: a rolled loop of dist * 16 steps waits on two shared loads per FMA.
-    for_each_element([&](int e, int bi, int bj, int r, int c) {
-      float sum = 0.f;
-      for (int mb = bj; mb < bi; ++mb) {
+        for (int k = 0; k < 4; ++k) a[k] = s_a[(m + k) * LC + c];
 #pragma unroll
-        for (int m = mb * kB; m < (mb + 1) * kB; ++m) {
-          sum = fmaf(s_l[r * LC + m], s_a[m * LC + c], sum);
+        for (int q = 0; q < 4; ++q) {
+          const float4 l = *reinterpret_cast<const float4*>(rows + (r0 + q) * LC + m);
+          sum[q] = fmaf(l.x, a[0], fmaf(l.y, a[1], fmaf(l.z, a[2], fmaf(l.w, a[3], sum[q]))));
         }
       }
-      t[e] = sum;
-    });
+    };
+    float t[4] = {0.f, 0.f, 0.f, 0.f};
+    // T_ij = sum_k L_ik A_kj, written in place of A_ij (zero until now).
+    if (active) strip_product(s_l, bj * kB, bi * kB, t);
     __syncthreads();
-    for_each_element(store_t);
-    __syncthreads();
-    // A_ij = -A_ii T_ij: A_ii holds a unit diagonal and zeros above it, so its whole row r of
-    // the block serves as is (16 unrolled FMAs instead of a loop of r % 16).
-    for_each_element([&](int e, int bi, int, int r, int c) {
-      float sum = 0.f;
+    if (active) {
 #pragma unroll
-      for (int m = bi * kB; m < (bi + 1) * kB; ++m) {
-        sum = fmaf(s_a[r * LC + m], s_a[m * LC + c], sum);
-      }
-      t[e] = -sum;
-    });
+      for (int q = 0; q < 4; ++q) s_a[(r0 + q) * LC + c] = t[q];
+    }
     __syncthreads();
-    for_each_element(store_t);
+    // A_ij = -A_ii T_ij: A_ii holds a unit diagonal and zeros above it, so whole rows of the block
+    // serve as they are.
+    float x[4] = {0.f, 0.f, 0.f, 0.f};
+    if (active) strip_product(s_a, bi * kB, (bi + 1) * kB, x);
+    __syncthreads();
+    if (active) {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) s_a[(r0 + q) * LC + c] = -x[q];
+    }
     __syncthreads();
   }
 }
@@ -245,6 +244,9 @@ struct PrepTcLayout {
       sizeof(float) * (2 * kC * kLc + 3 * kC) + sizeof(__nv_bfloat16) * 3 * kC * kLd;
   static_assert(2 * sizeof(__nv_bfloat16) * kC * kLc == sizeof(float) * kC * kLc,
                 "the hi and lo tiles fill L's space");
+  /// CTAs per SM the registers must allow: as many as the shared memory does (3 of 64 KB for
+  /// D = 64, 2 of 88 KB for D = 128), so that the compiler's register use never lowers occupancy.
+  static constexpr int kMinBlocks = D == 64 ? 3 : 2;
 };
 
 // grid (NC, B*H), 256 threads. The prep kernel on bf16 tensor cores: K K^T and Q K^T by mma.sync
@@ -255,7 +257,8 @@ struct PrepTcLayout {
 // bf16 MMA operands; Ut enters U = Ut - W S, whose result is rounded to bf16 as the next operand,
 // as fla stores it) and g_cum in fp32.
 template <int D>
-__global__ void __launch_bounds__(kThreads, 2) gdn_chunk_prep_tc_kernel(GdnParams p) {
+__global__ void __launch_bounds__(kThreads, PrepTcLayout<D>::kMinBlocks)
+    gdn_chunk_prep_tc_kernel(GdnParams p) {
   using bf16 = __nv_bfloat16;
   using L = PrepTcLayout<D>;
   constexpr int LD = L::kLd, LC = L::kLc;

@@ -412,10 +412,11 @@ TEST(GatedDeltaRuleCuda, TensorCoreScansMatchFp32KernelsAndFloat64Reference) {
     const Result ref = run(in, GdnBackend::kReference, at::kDouble);
     EXPECT_LT(relative_error(tc.o, ref.o), 5e-3) << "dim " << dim;
     EXPECT_LT(relative_error(tc.final_state, ref.final_state), 5e-3) << "dim " << dim;
-    // bf16 operands (8-bit mantissa: the state, U, W, P) against fp32 FMAs; U and the states are
-    // also stored in bf16 on the tensor-core path (rounding alone: about 1.1e-3 relative RMS).
+    // bf16 operands (8-bit mantissa: the state, U, W, P) against fp32 FMAs; Ut, U and the states
+    // are also stored in bf16 on the tensor-core path (each rounding alone: about 1.1e-3 relative
+    // RMS; the final state measured 2.4-2.5e-3 from the fp32 kernels' on an H100).
     EXPECT_LT(relative_error(tc.o.to(at::kFloat), fp32.o.to(at::kFloat)), 4e-3) << "dim " << dim;
-    EXPECT_LT(relative_error(tc.final_state, fp32.final_state), 2e-3) << "dim " << dim;
+    EXPECT_LT(relative_error(tc.final_state, fp32.final_state), 3.5e-3) << "dim " << dim;
     EXPECT_EQ(tc.saved.u.scalar_type(), at::kBFloat16);
     EXPECT_EQ(fp32.saved.u.scalar_type(), at::kFloat);
     EXPECT_LT(relative_error(tc.saved.u, fp32.saved.u), 4e-3) << "dim " << dim;
