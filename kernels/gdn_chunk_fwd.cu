@@ -332,8 +332,7 @@ __global__ void __launch_bounds__(kThreads, PrepTcLayout<D>::kMinBlocks)
     __syncthreads();
     RowFrag f;
     f.fill(0.f);
-    f.mma_rows(n_valid, depth, rows_of(s_hi, LC), rows_of(x, LD));
-    f.mma_rows(n_valid, depth, rows_of(s_lo, LC), rows_of(x, LD));
+    f.mma_rows_split(n_valid, depth, rows_of(s_hi, LC), rows_of(s_lo, LC), rows_of(x, LD));
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; r += 2) {
       store((chunk * kC + f.row(r)) * D + f.col(r), f.x[r], f.x[r + 1]);

@@ -38,6 +38,11 @@ struct ScanLayout {
   static constexpr size_t kBytes = sizeof(float) * kFloats + sizeof(bf16) * kHalves;
 };
 
+/// CTAs per SM the scans' registers must allow: two of 64 columns (8 warps, about 97 KB of shared
+/// memory each) fit an SM, and a register count past 128 would halve that.
+template <int BV>
+inline constexpr int kScanMinBlocks = BV == 64 ? 2 : 1;
+
 /// A chunk's tiles; gamma and decay are those of the chunk of the given parity.
 struct ChunkTiles {
   bf16 *w, *q, *k, *p, *d_o;
@@ -192,7 +197,8 @@ __device__ __forceinline__ void load_group(const GdnParams& p, int64_t n, const 
 // memory into registers, one chunk ahead. Rows past the tokens: U = 0, no output, and the warps
 // that own only such rows skip their products (a 24-token window does 2 of 4).
 template <int D, int BV>
-__global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams p) {
+__global__ void __launch_bounds__(BV * 4, kScanMinBlocks<BV>)
+    gdn_chunk_fwd_scan_tc_kernel(GdnParams p) {
   using L = ScanLayout<D, BV, false>;
   constexpr int NT = BV * 4, LD = L::kLd, LC = L::kLc, LS = L::kLs, kMT = ScanWarp<D>::kStateMT;
   extern __shared__ float smem[];
@@ -246,9 +252,8 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
     {  // U = Ut - W S; the Q S part of O
       float acc[4][4] = {};
       if (has_tokens) {
-        mma::warp_mma_bf16<4>(acc, wp.lane, wp.r0, wp.c0, 0, D, rows_of(t.w, LD), rows_of(s_s, LS));
-        mma::warp_mma_bf16<4>(acc_o, wp.lane, wp.r0, wp.c0, 0, D, rows_of(t.q, LD),
-                              rows_of(s_s, LS));
+        mma::warp_mma_bf16_shared_b<4>(acc, acc_o, wp.lane, wp.r0, wp.c0, 0, D, rows_of(t.w, LD),
+                                       rows_of(t.q, LD), rows_of(s_s, LS));
       }
 #pragma unroll
       for (int nt = 0; nt < 4; ++nt) {
@@ -299,7 +304,8 @@ __global__ void __launch_bounds__(BV * 4) gdn_chunk_fwd_scan_tc_kernel(GdnParams
 // dS <- gamma_C dS + Q^T (scale diag(gamma) dO) - W^T dU. Writes dU and dS leaving each chunk in
 // bf16, and d(initial state).
 template <int D, int BV>
-__global__ void __launch_bounds__(BV * 4) gdn_chunk_bwd_scan_tc_kernel(GdnParams p) {
+__global__ void __launch_bounds__(BV * 4, kScanMinBlocks<BV>)
+    gdn_chunk_bwd_scan_tc_kernel(GdnParams p) {
   using L = ScanLayout<D, BV, true>;
   constexpr int NT = BV * 4, LD = L::kLd, LC = L::kLc, LS = L::kLs, kMT = ScanWarp<D>::kStateMT;
   extern __shared__ float smem[];

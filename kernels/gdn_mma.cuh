@@ -185,6 +185,33 @@ __device__ __forceinline__ void warp_mma_bf16(float (&acc)[kNTiles][4], int lane
   }
 }
 
+/// acc0 += A0 B and acc1 += A1 B over the same rows and k range, loading each B fragment once
+/// for both products (two A operands against one B: W S and Q S against the state, or the hi and
+/// lo halves of a split operand, acc0 and acc1 then being the same array).
+template <int kNTiles, bool kTA0, bool kTA1, bool kTB>
+__device__ __forceinline__ void warp_mma_bf16_shared_b(float (&acc0)[kNTiles][4],
+                                                       float (&acc1)[kNTiles][4], int lane, int r0,
+                                                       int n0, int k0, int k_end,
+                                                       SmemOperand<kTA0> a0, SmemOperand<kTA1> a1,
+                                                       SmemOperand<kTB> b) {
+  static_assert(kNTiles % 2 == 0, "B fragments are loaded two n-tiles at a time");
+#pragma unroll 2
+  for (int kb = k0; kb < k_end; kb += 16) {
+    unsigned af0[4], af1[4];
+    load_a(af0, a0, lane, r0, kb);
+    load_a(af1, a1, lane, r0, kb);
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; nt += 2) {
+      unsigned bf[4];
+      load_b2(bf, b, lane, kb, n0 + nt * 8);
+      mma_bf16(acc0[nt], af0, bf[0], bf[1]);
+      mma_bf16(acc0[nt + 1], af0, bf[2], bf[3]);
+      mma_bf16(acc1[nt], af1, bf[0], bf[1]);
+      mma_bf16(acc1[nt + 1], af1, bf[2], bf[3]);
+    }
+  }
+}
+
 /// An M x N block tile in mma accumulator layout split among the NT / 32 warps of a block as
 /// BlockTiling does (each warp 16 rows and an even number of 8-column tiles), with bf16 operands
 /// from shared memory: x[kRegs], row(r), col(r), fill, mma, mma_rows, store_bf16.
@@ -220,6 +247,16 @@ struct Bf16Frag {
                                            SmemOperand<kTB> b) {
     if (Tiling::row0(threadIdx.x / 32) >= rows) return;
     mma(depth, a, b);
+  }
+  /// mma_rows of (hi + lo) B, an operand split into two bf16 halves, each B fragment loaded once.
+  template <bool kTA, bool kTB>
+  __device__ __forceinline__ void mma_rows_split(int rows, int depth, SmemOperand<kTA> hi,
+                                                 SmemOperand<kTA> lo, SmemOperand<kTB> b) {
+    const int warp = threadIdx.x / 32;
+    if (Tiling::row0(warp) >= rows) return;
+    auto& acc = *reinterpret_cast<float(*)[Tiling::kNTiles][4]>(x);
+    warp_mma_bf16_shared_b<Tiling::kNTiles>(acc, acc, threadIdx.x % 32, Tiling::row0(warp),
+                                            Tiling::col0(warp), 0, depth, hi, lo, b);
   }
   /// Stores f(i, j, x) as bf16 into a row-major tile (two adjacent columns per 4-byte store).
   template <class F>
