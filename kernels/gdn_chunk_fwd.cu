@@ -236,14 +236,15 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
 
 /// Shared memory of the tensor-core prep kernel: fp32 A and L ([C][C + 8]: the float2 stores of a
 /// half-warp's fragment hit distinct banks), G, beta, beta gamma; bf16 K, V, Q ([C][D + 8]). After
-/// the inverse, L's space holds the bf16 split hi + lo of A diag(scale) ([C][C + 8] each).
+/// the inverse, L's space and then A's hold the bf16 splits hi + lo of A diag(beta gamma) and
+/// A diag(beta) ([C][C + 8] each).
 template <int D>
 struct PrepTcLayout {
   static constexpr int kLd = D + 8, kLc = kC + 8;
   static constexpr size_t kBytes =
       sizeof(float) * (2 * kC * kLc + 3 * kC) + sizeof(__nv_bfloat16) * 3 * kC * kLd;
   static_assert(2 * sizeof(__nv_bfloat16) * kC * kLc == sizeof(float) * kC * kLc,
-                "the hi and lo tiles fill L's space");
+                "a hi and lo pair of tiles fills L's or A's space");
   /// CTAs per SM the registers must allow: as many as the shared memory does (3 of 64 KB for
   /// D = 64, 2 of 88 KB for D = 128), so that the compiler's register use never lowers occupancy.
   static constexpr int kMinBlocks = D == 64 ? 3 : 2;
@@ -275,8 +276,6 @@ __global__ void __launch_bounds__(kThreads, PrepTcLayout<D>::kMinBlocks)
   bf16* s_k = reinterpret_cast<bf16*>(s_zs + kC);
   bf16* s_v = s_k + kC * LD;
   bf16* s_q = s_v + kC * LD;
-  bf16* s_hi = reinterpret_cast<bf16*>(s_l);  // after the inverse: A diag(scale) = hi + lo
-  bf16* s_lo = s_hi + kC * LC;
 
   const int n = blockIdx.x;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
@@ -318,43 +317,60 @@ __global__ void __launch_bounds__(kThreads, PrepTcLayout<D>::kMinBlocks)
   __syncthreads();
   invert_unit_lower<LC>(s_l, s_a, n_valid, tid);  // ends synchronised; L is no longer needed
 
-  // out = (A diag(scale)) X, rows of A past the tokens being identity rows against zero rows of X
-  // and zero scales: zero rows.
-  auto product = [&](const float* scale, const bf16* x, auto store) {
-    for (int idx = tid; idx < kC * kC / 2; idx += kThreads) {
-      const int i = idx / (kC / 2), j = 2 * (idx % (kC / 2));
-      const float a0 = s_a[i * LC + j] * scale[j], a1 = s_a[i * LC + j + 1] * scale[j + 1];
-      const __nv_bfloat162 hi = __floats2bfloat162_rn(a0, a1);
-      *reinterpret_cast<__nv_bfloat162*>(s_hi + i * LC + j) = hi;
-      *reinterpret_cast<__nv_bfloat162*>(s_lo + i * LC + j) =
-          __floats2bfloat162_rn(a0 - __bfloat162float(hi.x), a1 - __bfloat162float(hi.y));
+  // One pass over A: each thread takes two 8-element row pieces into registers (and A's bf16 copy
+  // to a_inv for a backward); once every thread has them, A's space and L's hold the bf16 hi + lo
+  // splits of A diag(beta gamma) (for W) and A diag(beta) (for Ut).
+  constexpr int kPieces = kC * kC / 8 / kThreads;
+  static_assert(kPieces * kThreads * 8 == kC * kC, "A splits into whole pieces per thread");
+  float a[kPieces][8];
+#pragma unroll
+  for (int n = 0; n < kPieces; ++n) {
+    const int idx = tid + n * kThreads, i = idx / (kC / 8), j = 8 * (idx % (kC / 8));
+    *reinterpret_cast<float4*>(a[n]) = *reinterpret_cast<const float4*>(s_a + i * LC + j);
+    *reinterpret_cast<float4*>(a[n] + 4) = *reinterpret_cast<const float4*>(s_a + i * LC + j + 4);
+    if (p.a_inv != nullptr) {  // null: no backward follows, A is not needed again
+      *reinterpret_cast<uint4*>(detail::as_bf16(p.a_inv) + (chunk * kC + i) * kC + j) =
+          detail::pack8(a[n]);
     }
-    __syncthreads();
+  }
+  __syncthreads();                              // every thread holds its pieces: A's space is free
+  bf16* s_w_hi = reinterpret_cast<bf16*>(s_l);  // A diag(beta gamma), in L's space
+  bf16* s_w_lo = s_w_hi + kC * LC;
+  bf16* s_u_hi = reinterpret_cast<bf16*>(s_a);  // A diag(beta), in A's space
+  bf16* s_u_lo = s_u_hi + kC * LC;
+#pragma unroll
+  for (int n = 0; n < kPieces; ++n) {
+    const int idx = tid + n * kThreads, i = idx / (kC / 8), j = 8 * (idx % (kC / 8));
+    auto split = [&](const float* scale, bf16* hi, bf16* lo) {
+      float x[8], rest[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) x[e] = a[n][e] * scale[j + e];
+      const uint4 hi_bits = detail::pack8(x);
+      float hi_x[8];
+      detail::unpack8(hi_bits, hi_x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) rest[e] = x[e] - hi_x[e];
+      *reinterpret_cast<uint4*>(hi + i * LC + j) = hi_bits;
+      *reinterpret_cast<uint4*>(lo + i * LC + j) = detail::pack8(rest);
+    };
+    split(s_zs, s_w_hi, s_w_lo);
+    split(s_beta, s_u_hi, s_u_lo);
+  }
+  __syncthreads();
+  // out = (hi + lo) X, rows of A past the tokens being identity rows against zero rows of X and
+  // zero scales: zero rows.
+  auto product = [&](const bf16* hi, const bf16* lo, const bf16* x, void* out) {
     RowFrag f;
     f.fill(0.f);
-    f.mma_rows_split(n_valid, depth, rows_of(s_hi, LC), rows_of(s_lo, LC), rows_of(x, LD));
+    f.mma_rows_split(n_valid, depth, rows_of(hi, LC), rows_of(lo, LC), rows_of(x, LD));
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; r += 2) {
-      store((chunk * kC + f.row(r)) * D + f.col(r), f.x[r], f.x[r + 1]);
+      detail::store_bf16_pair(detail::as_bf16(out) + (chunk * kC + f.row(r)) * D + f.col(r), f.x[r],
+                              f.x[r + 1]);
     }
-    __syncthreads();  // every warp is done reading hi and lo
   };
-  // W = A diag(beta gamma) K; Ut = A diag(beta) V
-  product(s_zs, s_k, [&](int64_t at, float a, float b) {
-    detail::store_bf16_pair(detail::as_bf16(p.w) + at, a, b);
-  });
-  product(s_beta, s_v, [&](int64_t at, float a, float b) {
-    detail::store_bf16_pair(detail::as_bf16(p.u_tilde) + at, a, b);
-  });
-  if (p.a_inv == nullptr) return;  // no backward follows: A is not needed again
-  for (int idx = tid; idx < kC * kC / 8; idx += kThreads) {
-    const int i = idx / (kC / 8), j = 8 * (idx % (kC / 8));
-    float x[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) x[e] = s_a[i * LC + j + e];
-    *reinterpret_cast<uint4*>(detail::as_bf16(p.a_inv) + (chunk * kC + i) * kC + j) =
-        detail::pack8(x);
-  }
+  product(s_w_hi, s_w_lo, s_k, p.w);        // W = A diag(beta gamma) K
+  product(s_u_hi, s_u_lo, s_v, p.u_tilde);  // Ut = A diag(beta) V
 }
 
 template <int D, int BV>
