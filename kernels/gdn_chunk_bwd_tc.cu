@@ -201,8 +201,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
       __syncthreads();
       state_dot += slab_dot<D>(s_st, s_dst);
     }
-    dq.mma_rows(n_valid, SR, rows_of(s_do + slab * SR, LD), transpose_of(s_st, LS));
-    dw.mma_rows(n_valid, SR, rows_of(s_du + slab * SR, LD), transpose_of(s_st, LS));
+    dq.mma_rows_shared_b(dw, n_valid, SR, rows_of(s_do + slab * SR, LD),
+                         rows_of(s_du + slab * SR, LD), transpose_of(s_st, LS));
     dk.mma_rows(n_valid, SR, rows_of(s_u + slab * SR, LD), transpose_of(s_dst, LS));
   }
   __syncthreads();  // phase 1's union is free

@@ -301,8 +301,7 @@ __global__ void __launch_bounds__(kThreads, PrepTcLayout<D>::kMinBlocks)
     SqFrag kk, qk;
     kk.fill(0.f);
     qk.fill(0.f);
-    kk.mma_rows(n_valid, D, rows_of(s_k, LD), transpose_of(s_k, LD));
-    qk.mma_rows(n_valid, D, rows_of(s_q, LD), transpose_of(s_k, LD));
+    kk.mma_rows_shared_b(qk, n_valid, D, rows_of(s_k, LD), rows_of(s_q, LD), transpose_of(s_k, LD));
 #pragma unroll
     for (int r = 0; r < SqFrag::kRegs; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
       const int i = kk.row(r), j = kk.col(r);
@@ -362,7 +361,7 @@ __global__ void __launch_bounds__(kThreads, PrepTcLayout<D>::kMinBlocks)
   auto product = [&](const bf16* hi, const bf16* lo, const bf16* x, void* out) {
     RowFrag f;
     f.fill(0.f);
-    f.mma_rows_split(n_valid, depth, rows_of(hi, LC), rows_of(lo, LC), rows_of(x, LD));
+    f.mma_rows_shared_b(f, n_valid, depth, rows_of(hi, LC), rows_of(lo, LC), rows_of(x, LD));
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; r += 2) {
       detail::store_bf16_pair(detail::as_bf16(out) + (chunk * kC + f.row(r)) * D + f.col(r), f.x[r],

@@ -231,13 +231,16 @@ struct Bf16Frag {
 #pragma unroll
     for (int r = 0; r < kRegs; ++r) x[r] = value;
   }
+  /// x as the warp's [n-tile][register] accumulators.
+  __device__ __forceinline__ float (&acc())[Tiling::kNTiles][4] {
+    return *reinterpret_cast<float(*)[Tiling::kNTiles][4]>(x);
+  }
   /// x[i][j] += sum_{d < depth} a(i, d) b(d, j); depth a multiple of 16.
   template <bool kTA, bool kTB>
   __device__ __forceinline__ void mma(int depth, SmemOperand<kTA> a, SmemOperand<kTB> b) {
     const int warp = threadIdx.x / 32;
-    warp_mma_bf16<Tiling::kNTiles>(*reinterpret_cast<float(*)[Tiling::kNTiles][4]>(x),
-                                   threadIdx.x % 32, Tiling::row0(warp), Tiling::col0(warp), 0,
-                                   depth, a, b);
+    warp_mma_bf16<Tiling::kNTiles>(acc(), threadIdx.x % 32, Tiling::row0(warp), Tiling::col0(warp),
+                                   0, depth, a, b);
   }
   /// mma for the output rows below `rows` only: a warp whose slab starts at or past `rows` keeps
   /// its registers, for products whose rows past the last token are zero anyway (a sleep window of
@@ -248,15 +251,17 @@ struct Bf16Frag {
     if (Tiling::row0(threadIdx.x / 32) >= rows) return;
     mma(depth, a, b);
   }
-  /// mma_rows of (hi + lo) B, an operand split into two bf16 halves, each B fragment loaded once.
-  template <bool kTA, bool kTB>
-  __device__ __forceinline__ void mma_rows_split(int rows, int depth, SmemOperand<kTA> hi,
-                                                 SmemOperand<kTA> lo, SmemOperand<kTB> b) {
+  /// mma_rows of this += a0 b and other += a1 b, each B fragment loaded once for both (other may
+  /// be this frag itself: a0 + a1 an operand split into bf16 hi and lo halves).
+  template <bool kTA0, bool kTA1, bool kTB>
+  __device__ __forceinline__ void mma_rows_shared_b(Bf16Frag& other, int rows, int depth,
+                                                    SmemOperand<kTA0> a0, SmemOperand<kTA1> a1,
+                                                    SmemOperand<kTB> b) {
     const int warp = threadIdx.x / 32;
     if (Tiling::row0(warp) >= rows) return;
-    auto& acc = *reinterpret_cast<float(*)[Tiling::kNTiles][4]>(x);
-    warp_mma_bf16_shared_b<Tiling::kNTiles>(acc, acc, threadIdx.x % 32, Tiling::row0(warp),
-                                            Tiling::col0(warp), 0, depth, hi, lo, b);
+    warp_mma_bf16_shared_b<Tiling::kNTiles>(acc(), other.acc(), threadIdx.x % 32,
+                                            Tiling::row0(warp), Tiling::col0(warp), 0, depth, a0,
+                                            a1, b);
   }
   /// Stores f(i, j, x) as bf16 into a row-major tile (two adjacent columns per 4-byte store).
   template <class F>
