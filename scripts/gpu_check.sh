@@ -6,7 +6,7 @@
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
 # stages: build | prebuilt, tests tests_fp32 sanitize kernels_bench kernels_ab kernels_profile ncu
-#         ncu_layers layers_bench layers_ab train_bench train_bench_unfused reference train nccl sweep
+#         ncu_stalls ncu_layers layers_bench layers_ab train_bench train_bench_unfused reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
@@ -117,6 +117,17 @@ for s in $stages; do
         stage "ncu_$k" 60 ncu --kernel-name "regex:$k" --launch-count 1 --section SpeedOfLight \
           --section Occupancy --section LaunchStats --section WarpStateStats \
           --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+          "$bin" bench kernels --shape "${NCU_SHAPE:-8,1024,16,128}" --no-baseline --reps 1
+      done ;;
+    ncu_stalls)  # why the delta-rule kernels' warps wait (stall reasons per issued instruction),
+      # one launch each at NCU_SHAPE
+      stalls=barrier,long_scoreboard,short_scoreboard,mio_throttle,math_pipe_throttle,wait,
+      stalls+=not_selected,lg_throttle,dispatch_stall,no_instruction,membar,sleeping,tex_throttle
+      metrics=$(echo "$stalls" | tr ',' '\n' |
+        sed 's/.*/smsp__average_warps_issue_stalled_&_per_issue_active.ratio/' | paste -sd,)
+      for k in gdn_chunk_prep_tc_kernel gdn_chunk_fwd_scan_tc_kernel gdn_chunk_bwd_scan_tc_kernel \
+        gdn_chunk_bwd_tc_kernel; do
+        stage "ncu_stalls_$k" 60 ncu --kernel-name "regex:$k" --launch-count 1 --metrics "$metrics" \
           "$bin" bench kernels --shape "${NCU_SHAPE:-8,1024,16,128}" --no-baseline --reps 1
       done ;;
     ncu_layers)  # the same counters for the fused layer kernels (conv + SiLU) at one window's shapes
