@@ -5,9 +5,9 @@
 # cannot eat the others; a stage that fails is reported and the script goes on.
 #   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
 #   scripts/gpu_check.sh [stage ...]
-# stages: build | prebuilt, tests tests_fp32 sanitize slices128 kernels_bench kernels_ab kernels_alt
-#         kernels_slices kernels_profile ncu ncu_stalls ncu_layers layers_bench layers_ab train_bench
-#         train_bench_unfused reference train nccl sweep
+# stages: build | prebuilt, tests tests_fp32 sanitize slices128 kernels_bench kernels_ab
+#         kernels_alt kernels_slices kernels_profile ncu ncu_stalls ncu_layers layers_bench
+#         layers_ab train_bench train_bench_unfused reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
