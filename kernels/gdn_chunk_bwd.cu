@@ -58,11 +58,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
     const T* d_o = static_cast<const T*>(p.grad_o) + detail::token_offset(p, b, t0, h, D);
     const float* w = detail::as_f32(p.w) + chunk * kC * D;
     const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;
-    if (tid < kC) {
-      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
-      s_gamma[tid] = __expf(g_i);
-      s_decay[tid] = __expf(g_last - g_i);
-    }
+    if (tid < kC) detail::store_chunk_decays(p, chunk, tid, s_gamma, s_decay);
     {
       float* dst = detail::as_f32(p.grad_chunk_states) + chunk * D * D;
       for (int idx = tid; idx < D * BV; idx += kThreads) {
@@ -122,7 +118,8 @@ inline constexpr int kChunkLc = kC + 1;
 
 template <int D>
 constexpr size_t bwd_chunk_smem_bytes() {
-  return sizeof(float) * (2 * kC * kChunkLd<D> + 4 * kC * kChunkLc + 8 * kC + kC * (D / 32) + 16);
+  return sizeof(float) * (2 * kC * kChunkLd<D> + 4 * kC * kChunkLc +
+                          detail::ChunkBwdScalars::kFloats + kC * (D / 32) + 16);
 }
 
 // grid (NC, B*H). Every chunk-local gradient of KERNELS.md section 3, in one CTA per chunk, on
@@ -132,21 +129,14 @@ template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   constexpr int LD = kChunkLd<D>, LC = kChunkLc;
   extern __shared__ float smem[];
-  float* s_k = smem;                     // [C][LD] K
-  float* s_dw = s_k + kC * LD;           // [C][LD] dW = -dU S^T
-  float* s_kk = s_dw + kC * LD;          // [C][LC] K K^T
-  float* s_a = s_kk + kC * LC;           // [C][LC] A = (I + L)^-1
-  float* s_x1 = s_a + kC * LC;           // [C][LC] dP, dP * R, dA, dL, F = dL * R
-  float* s_x2 = s_x1 + kC * LC;          // [C][LC] A^T dA
-  float* s_g = s_x2 + kC * LC;           // [C] G
-  float* s_gamma = s_g + kC;             // [C] exp(G_i)
-  float* s_decay = s_gamma + kC;         // [C] exp(G_C - G_i)
-  float* s_beta = s_decay + kC;          // [C]
-  float* s_dg = s_beta + kC;             // [C] dG without the state-update terms
-  float* s_e = s_dg + kC;                // [C] e_i = decay_i k_i^T dS u_i
-  float* s_db = s_e + kC;                // [C]
-  float* s_rs = s_db + kC;               // [C] row sums
-  float* s_red = s_rs + kC;              // [C * D / 32] row-sum scratch
+  float* s_k = smem;             // [C][LD] K
+  float* s_dw = s_k + kC * LD;   // [C][LD] dW = -dU S^T
+  float* s_kk = s_dw + kC * LD;  // [C][LC] K K^T
+  float* s_a = s_kk + kC * LC;   // [C][LC] A = (I + L)^-1
+  float* s_x1 = s_a + kC * LC;   // [C][LC] dP, dP * R, dA, dL, F = dL * R
+  float* s_x2 = s_x1 + kC * LC;  // [C][LC] A^T dA
+  const detail::ChunkBwdScalars sc(s_x2 + kC * LC);
+  float* s_red = sc.rs + kC;             // [C * D / 32] row-sum scratch
   float* s_blk = s_red + kC * (D / 32);  // [16] block-sum scratch
 
   const int n = blockIdx.x;
@@ -178,15 +168,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     s_a[i * LC + j] = detail::as_f32(p.a_inv)[chunk * kC * kC + idx];
   }
   if (tid < kC) {
-    const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
-    s_g[tid] = g_i;
-    s_gamma[tid] = __expf(g_i);
-    s_decay[tid] = __expf(g_last - g_i);
-    s_beta[tid] = tid < n_valid ? p.beta[(b * p.seq_len + t0 + tid) * p.heads + h] : 0.f;
-    s_db[tid] = 0.f;
+    sc.load_gates(p, b, h, t0, n_valid, chunk, tid);
+    sc.db[tid] = 0.f;
   }
   __syncthreads();
-  auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
+  auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(sc.g[i] - sc.g[j]) : 0.f; };
 
   {  // K K^T
     Frag<kC, kC> kk;
@@ -205,10 +191,10 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
       [&](int vv, int j) { return st[j * D + vv]; });
 #pragma unroll
   for (int r = 0; r < dq.kRegs; ++r) {
-    dq.x[r] *= scale * s_gamma[dq.row(r)];
+    dq.x[r] *= scale * sc.gamma[dq.row(r)];
     tmp.x[r] = dq.x[r] * in(q, dq.row(r), dq.col(r));
   }
-  row_sum(tmp, s_red, s_dg, /*accumulate=*/false);
+  row_sum(tmp, s_red, sc.dg, /*accumulate=*/false);
   {  // dW = -dU S^T
     tmp.fill(0.f);
     tmp.mma_rows(
@@ -224,11 +210,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
       [&](int vv, int j) { return dst[j * D + vv]; });
 #pragma unroll
   for (int r = 0; r < dk.kRegs; ++r) {
-    dk.x[r] *= s_decay[dk.row(r)];
+    dk.x[r] *= sc.decay[dk.row(r)];
     tmp.x[r] = dk.x[r] * s_k[dk.row(r) * LD + dk.col(r)];
   }
-  row_sum(tmp, s_red, s_e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
-  {                                                // dP = lower_incl(dO U^T)
+  row_sum(tmp, s_red, sc.e, /*accumulate=*/false);  // also orders s_dw and s_kk before use
+  {                                                 // dP = lower_incl(dO U^T)
     Frag<kC, kC> dp;
     dp.fill(0.f);
     dp.mma_rows(
@@ -249,7 +235,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
       s += __ldg(attn + tid * kC + j) * s_x1[tid * LC + j] -
            __ldg(attn + j * kC + tid) * s_x1[j * LC + tid];
     }
-    s_dg[tid] += s;
+    sc.dg[tid] += s;
   }
   __syncthreads();
   // Rows past the tokens are zero here and in F below: only the token rows are scaled.
@@ -279,7 +265,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
 #pragma unroll
     for (int r = 0; r < f1.kRegs; ++r) {
       const int j = f1.col(r);
-      s_x1[f1.row(r) * LC + j] = s_beta[j] * (s_gamma[j] * f1.x[r] + f2.x[r]);
+      s_x1[f1.row(r) * LC + j] = sc.beta[j] * (sc.gamma[j] * f1.x[r] + f2.x[r]);
     }
   }
   __syncthreads();
@@ -309,11 +295,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
     const int i = tid;
     float s = 0.f;
     for (int j = 0; j < n_valid; ++j) {
-      const float l_ij = j < i ? s_beta[i] * s_kk[i * LC + j] * decay_ratio(i, j) : 0.f;
-      const float l_ji = i < j ? s_beta[j] * s_kk[j * LC + i] * decay_ratio(j, i) : 0.f;
+      const float l_ij = j < i ? sc.beta[i] * s_kk[i * LC + j] * decay_ratio(i, j) : 0.f;
+      const float l_ji = i < j ? sc.beta[j] * s_kk[j * LC + i] * decay_ratio(j, i) : 0.f;
       s += l_ij * s_x1[i * LC + j] - l_ji * s_x1[j * LC + i];
     }
-    s_dg[i] += s;
+    sc.dg[i] += s;
   }
   __syncthreads();
   for (int idx = tid; idx < n_valid * kC; idx += kThreads) {
@@ -329,13 +315,13 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) {
       const int i = tmp.row(r);
-      dk.x[r] += s_beta[i] * s_gamma[i] * tmp.x[r];
-      tmp.x[r] *= s_gamma[i] * s_k[i * LD + tmp.col(r)];
+      dk.x[r] += sc.beta[i] * sc.gamma[i] * tmp.x[r];
+      tmp.x[r] *= sc.gamma[i] * s_k[i * LD + tmp.col(r)];
     }
-    row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
+    row_sum(tmp, s_red, sc.rs, /*accumulate=*/false);
     if (tid < kC) {
-      s_db[tid] += s_rs[tid];
-      s_dg[tid] += s_beta[tid] * s_rs[tid];
+      sc.db[tid] += sc.rs[tid];
+      sc.dg[tid] += sc.beta[tid] * sc.rs[tid];
     }
   }
   {  // dk += diag(beta) F K + F^T diag(beta) K;  dbeta += rowsum(F * K K^T)
@@ -344,14 +330,14 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
         n_valid, depth, [&](int i, int l) { return s_x1[i * LC + l]; },
         [&](int l, int j) { return s_k[l * LD + j]; });
 #pragma unroll
-    for (int r = 0; r < tmp.kRegs; ++r) dk.x[r] += s_beta[tmp.row(r)] * tmp.x[r];
+    for (int r = 0; r < tmp.kRegs; ++r) dk.x[r] += sc.beta[tmp.row(r)] * tmp.x[r];
     dk.mma_rows(
         n_valid, depth, [&](int i, int l) { return s_x1[l * LC + i]; },
-        [&](int l, int j) { return s_beta[l] * s_k[l * LD + j]; });
+        [&](int l, int j) { return sc.beta[l] * s_k[l * LD + j]; });
     if (tid < kC) {
       float s = 0.f;
       for (int j = 0; j < n_valid; ++j) s += s_x1[tid * LC + j] * s_kk[tid * LC + j];
-      s_db[tid] += s;
+      sc.db[tid] += s;
     }
   }
   {  // dY = A^T dU: dv = diag(beta) dY; dbeta += rowsum(dY * V)
@@ -363,11 +349,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
 #pragma unroll
     for (int r = 0; r < tmp.kRegs; ++r) {
       const int i = tmp.row(r), j = tmp.col(r);
-      if (i < n_valid) dv[i * row_stride + j] = detail::from_float<T>(s_beta[i] * tmp.x[r]);
+      if (i < n_valid) dv[i * row_stride + j] = detail::from_float<T>(sc.beta[i] * tmp.x[r]);
       tmp.x[r] *= in(v, i, j);
     }
-    row_sum(tmp, s_red, s_rs, /*accumulate=*/false);
-    if (tid < kC) s_db[tid] += s_rs[tid];
+    row_sum(tmp, s_red, sc.rs, /*accumulate=*/false);
+    if (tid < kC) sc.db[tid] += sc.rs[tid];
   }
   {
     T* dq_out = static_cast<T*>(p.grad_q) + tok;
@@ -384,7 +370,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
   float part = 0.f;
   for (int idx = tid; idx < D * D; idx += kThreads) part += st[idx] * dst[idx];
   const float state_dot = detail::block_sum<kThreads>(part, s_blk);
-  detail::finish_gate_grads(p, b, h, t0, n_valid, state_dot, s_dg, s_e, s_gamma, s_db, s_rs);
+  detail::finish_gate_grads(p, b, h, t0, n_valid, state_dot, sc);
 }
 
 constexpr int kBwdSlice = 32;

@@ -43,7 +43,7 @@ struct Layout {
   static constexpr int kPhase2 = 2 * kRowTile + 2 * kSqTile;
   static constexpr int kUnion = kPhase1 > kPhase2 ? kPhase1 : kPhase2;
   static constexpr int kScratch = 6 * kC;  // row-minus-column sums of a C x C tile
-  static constexpr int kFloats = kC * kKkLd + 8 * kC + kScratch + 16;
+  static constexpr int kFloats = kC * kKkLd + detail::ChunkBwdScalars::kFloats + kScratch + 16;
   static constexpr int kHalves = 3 * kRowTile + kSqTile + kUnion;
   static constexpr size_t kBytes = sizeof(float) * kFloats + sizeof(bf16) * kHalves;
   static_assert(kFloats % 4 == 0 && kRowTile % 8 == 0 && kSqTile % 8 == 0 && kStateTile % 8 == 0,
@@ -93,16 +93,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
   using mma::rows_of;
   using mma::transpose_of;
   extern __shared__ float smem[];
-  float* s_kk = smem;                  // [C][kKkLd] K K^T (fp32)
-  float* s_g = s_kk + kC * kKkLd;      // [C] G
-  float* s_gamma = s_g + kC;           // [C] exp(G_i)
-  float* s_decay = s_gamma + kC;       // [C] exp(G_C - G_i)
-  float* s_beta = s_decay + kC;        // [C]
-  float* s_dg = s_beta + kC;           // [C] dG without the state-update terms
-  float* s_e = s_dg + kC;              // [C] e_i = decay_i k_i^T dS u_i
-  float* s_db = s_e + kC;              // [C]
-  float* s_rs = s_db + kC;             // [C] row sums
-  float* s_red = s_rs + kC;            // [6 C] reduction scratch
+  float* s_kk = smem;  // [C][kKkLd] K K^T (fp32)
+  const detail::ChunkBwdScalars sc(s_kk + kC * kKkLd);
+  float* s_red = sc.rs + kC;           // [6 C] reduction scratch
   float* s_blk = s_red + L::kScratch;  // [16] block-sum scratch
   bf16* s_k = reinterpret_cast<bf16*>(s_blk + 16);
   bf16* s_q = s_k + L::kRowTile;
@@ -146,17 +139,11 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
                                             n_valid);
   stage_states_async<D>(s_st, s_dst, st, dst, 0);
   detail::cp_async_commit();
-  if (tid < kC) {
-    const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
-    s_g[tid] = g_i;
-    s_gamma[tid] = __expf(g_i);
-    s_decay[tid] = __expf(g_last - g_i);
-    s_beta[tid] = tid < n_valid ? p.beta[(b * p.seq_len + t0 + tid) * p.heads + h] : 0.f;
-  }
+  if (tid < kC) sc.load_gates(p, b, h, t0, n_valid, chunk, tid);
   detail::cp_async_wait<0>();
   __syncthreads();
   float state_dot = slab_dot<D>(s_st, s_dst);
-  auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(s_g[i] - s_g[j]) : 0.f; };
+  auto decay_ratio = [&](int i, int j) { return i >= j ? __expf(sc.g[i] - sc.g[j]) : 0.f; };
 
   {  // K K^T (fp32, for L and dbeta)
     SqFrag kk;
@@ -183,7 +170,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
       pdp[r + 1] = pr.y * dp.x[r + 1];
     }
     dp.store_bf16(s_x, LC, [&](int i, int j, float x) { return scale * x * decay_ratio(i, j); });
-    mma::tile_row_sums<SqTiling, kThreads, /*kMinusColumns=*/true>(pdp, s_red, s_dg,
+    mma::tile_row_sums<SqTiling, kThreads, /*kMinusColumns=*/true>(pdp, s_red, sc.dg,
                                                                    /*accumulate=*/false);
   }
   // dq = dO S^T, dW = -dU S^T, dk = U dS^T, summed over slabs of the states' V columns: the B
@@ -220,17 +207,17 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; ++r) {
       const int i = dq.row(r), j = dq.col(r);
-      dq.x[r] *= scale * s_gamma[i];
-      dk.x[r] *= s_decay[i];
+      dq.x[r] *= scale * sc.gamma[i];
+      dk.x[r] *= sc.decay[i];
       t[r] = dq.x[r] * __bfloat162float(s_q[i * LD + j]);
     }
     detail::cp_async_wait<0>();
-    mma::tile_row_sums<RowTiling, kThreads>(t, s_red, s_dg, /*accumulate=*/true);
+    mma::tile_row_sums<RowTiling, kThreads>(t, s_red, sc.dg, /*accumulate=*/true);
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; ++r) {
       t[r] = dk.x[r] * __bfloat162float(s_k[dk.row(r) * LD + dk.col(r)]);
     }
-    mma::tile_row_sums<RowTiling, kThreads>(t, s_red, s_e, /*accumulate=*/false);
+    mma::tile_row_sums<RowTiling, kThreads>(t, s_red, sc.e, /*accumulate=*/false);
   }
   // dq += scale (dP * R) K: dq is final. dk += scale (dP * R)^T Q.
   dq.mma_rows(n_valid, depth, rows_of(s_x, LC), rows_of(s_k, LD));
@@ -252,7 +239,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
 #pragma unroll
     for (int r = 0; r < SqFrag::kRegs; ++r) {
       const int j = f1.col(r);
-      f1.x[r] = s_beta[j] * (s_gamma[j] * f1.x[r] + f2.x[r]);
+      f1.x[r] = sc.beta[j] * (sc.gamma[j] * f1.x[r] + f2.x[r]);
     }
     __syncthreads();  // every warp is done reading X
     f1.store_bf16(s_x, LC, [](int, int, float x) { return x; });
@@ -275,16 +262,16 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
       const int i = dl.row(r), j = dl.col(r);
       const float kk = s_kk[i * kKkLd + j], ratio = decay_ratio(i, j);
       dl.x[r] = j < i ? -dl.x[r] : 0.f;
-      ldl[r] = s_beta[i] * kk * ratio * dl.x[r];  // L_ij dL_ij (zero on and above the diagonal)
-      dl.x[r] *= ratio;                           // F
+      ldl[r] = sc.beta[i] * kk * ratio * dl.x[r];  // L_ij dL_ij (zero on and above the diagonal)
+      dl.x[r] *= ratio;                            // F
       fkk[r] = dl.x[r] * kk;
     }
     __syncthreads();  // every warp is done reading dA and M
     dl.store_bf16(s_x, LC, [](int, int, float x) { return x; });
-    dl.store_bf16(s_m, LC, [&](int i, int, float x) { return s_beta[i] * x; });
-    mma::tile_row_sums<SqTiling, kThreads, /*kMinusColumns=*/true>(ldl, s_red, s_dg,
+    dl.store_bf16(s_m, LC, [&](int i, int, float x) { return sc.beta[i] * x; });
+    mma::tile_row_sums<SqTiling, kThreads, /*kMinusColumns=*/true>(ldl, s_red, sc.dg,
                                                                    /*accumulate=*/true);
-    mma::tile_row_sums<SqTiling, kThreads>(fkk, s_red, s_db, /*accumulate=*/false);
+    mma::tile_row_sums<SqTiling, kThreads>(fkk, s_red, sc.db, /*accumulate=*/false);
   }
   RowFrag tmp;
   {  // dZ = A^T dW: dk += diag(beta gamma) dZ; dbeta, dG (e) from rowsum(dZ * gamma K)
@@ -293,20 +280,20 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
 #pragma unroll
     for (int r = 0; r < RowFrag::kRegs; ++r) {
       const int i = tmp.row(r);
-      dk.x[r] += s_beta[i] * s_gamma[i] * tmp.x[r];
-      tmp.x[r] *= s_gamma[i] * __bfloat162float(s_k[i * LD + tmp.col(r)]);
+      dk.x[r] += sc.beta[i] * sc.gamma[i] * tmp.x[r];
+      tmp.x[r] *= sc.gamma[i] * __bfloat162float(s_k[i * LD + tmp.col(r)]);
     }
-    mma::tile_row_sums<RowTiling, kThreads>(tmp.x, s_red, s_rs, /*accumulate=*/false);
+    mma::tile_row_sums<RowTiling, kThreads>(tmp.x, s_red, sc.rs, /*accumulate=*/false);
     if (tid < kC) {
-      s_db[tid] += s_rs[tid];
-      s_dg[tid] += s_beta[tid] * s_rs[tid];
+      sc.db[tid] += sc.rs[tid];
+      sc.dg[tid] += sc.beta[tid] * sc.rs[tid];
     }
   }
   {  // dk += diag(beta) F K + F^T diag(beta) K
     tmp.fill(0.f);
     tmp.mma_rows(n_valid, depth, rows_of(s_x, LC), rows_of(s_k, LD));
 #pragma unroll
-    for (int r = 0; r < RowFrag::kRegs; ++r) dk.x[r] += s_beta[tmp.row(r)] * tmp.x[r];
+    for (int r = 0; r < RowFrag::kRegs; ++r) dk.x[r] += sc.beta[tmp.row(r)] * tmp.x[r];
     dk.mma_rows(n_valid, depth, transpose_of(s_m, LC), rows_of(s_k, LD));
   }
   {  // dY = A^T dU: dv = diag(beta) dY; dbeta += rowsum(dY * V)
@@ -317,14 +304,14 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
     for (int r = 0; r < RowFrag::kRegs; r += 2) {
       const int i = tmp.row(r), j = tmp.col(r);
       if (i < n_valid) {
-        detail::store_bf16_pair(dv + i * row_stride + j, s_beta[i] * tmp.x[r],
-                                s_beta[i] * tmp.x[r + 1]);
+        detail::store_bf16_pair(dv + i * row_stride + j, sc.beta[i] * tmp.x[r],
+                                sc.beta[i] * tmp.x[r + 1]);
       }
       tmp.x[r] *= __bfloat162float(s_v[i * LD + j]);
       tmp.x[r + 1] *= __bfloat162float(s_v[i * LD + j + 1]);
     }
-    mma::tile_row_sums<RowTiling, kThreads>(tmp.x, s_red, s_rs, /*accumulate=*/false);
-    if (tid < kC) s_db[tid] += s_rs[tid];
+    mma::tile_row_sums<RowTiling, kThreads>(tmp.x, s_red, sc.rs, /*accumulate=*/false);
+    if (tid < kC) sc.db[tid] += sc.rs[tid];
   }
   {
     bf16* dk_out = static_cast<bf16*>(p.grad_k) + tok;
@@ -335,7 +322,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_tc_kernel(GdnParams p)
     }
   }
   state_dot = detail::block_sum<kThreads>(state_dot, s_blk);
-  detail::finish_gate_grads(p, b, h, t0, n_valid, state_dot, s_dg, s_e, s_gamma, s_db, s_rs);
+  detail::finish_gate_grads(p, b, h, t0, n_valid, state_dot, sc);
 }
 
 template <int D>

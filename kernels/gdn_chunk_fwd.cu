@@ -406,11 +406,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     const float* w = detail::as_f32(p.w) + chunk * kC * D;
     const float* ut = detail::as_f32(p.u_tilde) + chunk * kC * D;
     const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;
-    if (tid < kC) {
-      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + tid];
-      s_gamma[tid] = __expf(g_i);
-      s_decay[tid] = __expf(g_last - g_i);
-    }
+    if (tid < kC) detail::store_chunk_decays(p, chunk, tid, s_gamma, s_decay);
     if (p.chunk_states) {
       float* st = detail::as_f32(p.chunk_states) + chunk * D * D;
       for (int idx = tid; idx < D * BV; idx += kThreads) {

@@ -176,11 +176,7 @@ __device__ __forceinline__ void load_group(const GdnParams& p, int64_t n, const 
       stage_w();
       stage_q();
     }
-    if (threadIdx.x < kC) {
-      const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + threadIdx.x];
-      t.gamma[threadIdx.x] = __expf(g_i);
-      t.decay[threadIdx.x] = __expf(g_last - g_i);
-    }
+    if (threadIdx.x < kC) detail::store_chunk_decays(p, chunk, threadIdx.x, t.gamma, t.decay);
   } else if constexpr (kBackward) {
     stage_q();
     stage_w();

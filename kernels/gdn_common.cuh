@@ -152,31 +152,62 @@ __device__ float block_sum(float v, float* scratch /* NT / 32 floats + 1 */) {
   return s;
 }
 
+/// exp(G_i) and exp(G_C - G_i) of token i of chunk `chunk` (G: the within-chunk cumsum of g,
+/// g_cum) into gamma[i] and decay[i]; returns G_i. Called by thread i < C.
+__device__ __forceinline__ float store_chunk_decays(const GdnParams& p, int64_t chunk, int i,
+                                                    float* gamma, float* decay) {
+  const float g_last = p.g_cum[chunk * kC + kC - 1], g_i = p.g_cum[chunk * kC + i];
+  gamma[i] = __expf(g_i);
+  decay[i] = __expf(g_last - g_i);
+  return g_i;
+}
+
+/// The per-token scalars of a chunk-backward CTA, [C] floats each in shared memory, one after
+/// another from the base pointer (kFloats in all): G, gamma = e^G, decay = e^{G_C - G}, beta, and
+/// the gate gradient's parts dG (without the state-update terms), e_i = decay_i k_i^T dS u_i,
+/// dbeta and a row-sum scratch.
+struct ChunkBwdScalars {
+  static constexpr int kFloats = 8 * kC;
+  float *g, *gamma, *decay, *beta, *dg, *e, *db, *rs;
+  __device__ explicit ChunkBwdScalars(float* base)
+      : g(base),
+        gamma(g + kC),
+        decay(gamma + kC),
+        beta(decay + kC),
+        dg(beta + kC),
+        e(dg + kC),
+        db(e + kC),
+        rs(db + kC) {}
+  /// G, gamma, decay and beta (zero past the tokens) of token i; called by thread i < C.
+  __device__ void load_gates(const GdnParams& p, int64_t b, int64_t h, int64_t t0, int n_valid,
+                             int64_t chunk, int i) const {
+    g[i] = store_chunk_decays(p, chunk, i, gamma, decay);
+    beta[i] = i < n_valid ? p.beta[(b * p.seq_len + t0 + i) * p.heads + h] : 0.f;
+  }
+};
+
 /// The end of both chunk-backward kernels: dG (c) + (d) on the last position, gamma_C <S, dS> +
-/// sum_i e_i, then dg = the reverse cumsum of dG within the chunk, and the writes of dg and dbeta
-/// for the chunk's tokens. dg_part (dG without the state-update terms), e, gamma, dbeta: [C] in
-/// shared memory; scratch: [C] floats. Every thread calls it (state_dot summed over the block
+/// sum_i e_i, then dg = the reverse cumsum of dG within the chunk (in sc.rs), and the writes of dg
+/// and dbeta for the chunk's tokens. Every thread calls it (state_dot summed over the block
 /// already); it synchronises.
 __device__ inline void finish_gate_grads(const GdnParams& p, int64_t b, int64_t h, int64_t t0,
-                                         int n_valid, float state_dot, const float* dg_part,
-                                         const float* e, const float* gamma, const float* dbeta,
-                                         float* scratch) {
+                                         int n_valid, float state_dot, const ChunkBwdScalars& sc) {
   if (threadIdx.x == 0) {
     float e_sum = 0.f;
-    for (int i = 0; i < kC; ++i) e_sum += e[i];
+    for (int i = 0; i < kC; ++i) e_sum += sc.e[i];
     float acc = 0.f;
     for (int i = kC - 1; i >= 0; --i) {
-      float dg_i = dg_part[i] - e[i];
-      if (i == kC - 1) dg_i += gamma[kC - 1] * state_dot + e_sum;
+      float dg_i = sc.dg[i] - sc.e[i];
+      if (i == kC - 1) dg_i += sc.gamma[kC - 1] * state_dot + e_sum;
       acc += dg_i;
-      scratch[i] = acc;
+      sc.rs[i] = acc;
     }
   }
   __syncthreads();
   if (int(threadIdx.x) < n_valid) {
     const int64_t gi = (b * p.seq_len + t0 + threadIdx.x) * p.heads + h;
-    p.grad_g[gi] = scratch[threadIdx.x];
-    p.grad_beta[gi] = dbeta[threadIdx.x];
+    p.grad_g[gi] = sc.rs[threadIdx.x];
+    p.grad_beta[gi] = sc.db[threadIdx.x];
   }
 }
 

@@ -32,8 +32,9 @@ enum class GdnCudaKernel { kTensorCore, kFp32 };
 GdnCudaKernel gdn_cuda_kernel_from_env();
 
 /// The scans' state columns per CTA named by HYPNOS_GDN_SCAN_SLICE (kernels::GdnParams::
-/// scan_slice): unset or empty gives 0 (the default, 64), "32" or "64" forces that width; anything
-/// else throws std::invalid_argument naming the value. For benchmarks and tests.
+/// scan_slice): unset or empty gives 0 (the kernels' choice: 64, or 32 under 128 CTAs), "32", "64"
+/// or "128" forces that width; anything else throws std::invalid_argument naming the value. For
+/// benchmarks and tests.
 int gdn_scan_slice_from_env();
 
 /// What the forward keeps for the backward (see kernels/gdn.h): g_cum fp32; the others bf16 for
