@@ -29,8 +29,11 @@ void JetBlockImpl::reset() {
   kernel_up =
       register_module("kernel_up", torch::nn::Linear(torch::nn::LinearOptions(HV / 8, HV * W)));
   {
+    // The layer starts as the static convolution its bias gives (kernel_up's weight is zero), and
+    // can still learn: kernel_down keeps its ordinary initialisation, so kernel_up's gradient
+    // dK silu(kernel_down x)^T is non-zero from the first step. Zeroing both would stall the
+    // generator for good (silu(0) = 0 zeroes kernel_up's gradient, kernel_up = 0 kernel_down's).
     torch::NoGradGuard no_grad;
-    kernel_down->weight.zero_();
     kernel_up->weight.zero_();
     const double bound = 1.0 / std::sqrt(static_cast<double>(W));
     kernel_up->bias.uniform_(-bound, bound);

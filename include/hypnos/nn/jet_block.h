@@ -16,9 +16,10 @@ using JetBlockOptions = GatedDeltaNetOptions;
 
 /// Parameters: q_proj, k_proj, v_proj, g_proj, a_proj, b_proj, A_log, dt_bias, o_norm, o_proj as in
 /// GatedDeltaNet; kernel_down [H*V/8, D] (no bias) and kernel_up [H*V*W, H*V/8] + bias [H*V*W]
-/// generate the per-token, per-channel kernel of the dynamic conv on v (weights zero-initialised,
-/// bias initialised like a static depthwise conv: U(-1/sqrt(W), 1/sqrt(W))), so at init the layer
-/// is a static-conv GDN without q/k convs.
+/// generate the per-token, per-channel kernel of the dynamic conv on v. kernel_up's weight starts
+/// at zero and its bias like a static depthwise conv (U(-1/sqrt(W), 1/sqrt(W))), so at init the
+/// layer is a static-conv GDN without q/k convs; kernel_down has the ordinary Linear init, so the
+/// generator learns from the first step.
 class JetBlockImpl : public torch::nn::Cloneable<JetBlockImpl> {
  public:
   explicit JetBlockImpl(JetBlockOptions options);
