@@ -1,7 +1,9 @@
 // save_weights / load_weights: parameters to and from safetensors, refusing partial matches.
 #include "hypnos/nn/weights.h"
 
+#include "hypnos/config/visitors.h"
 #include "hypnos/io/safetensors.h"
+#include "hypnos/io/sha256.h"
 
 namespace hypnos::nn {
 
@@ -35,6 +37,27 @@ void load_weights(HybridLM& model, const std::filesystem::path& path) {
     }
     p.value().copy_(it->second);
   }
+}
+
+std::string weights_sha256(const HybridLM& model) {
+  io::Sha256 hash;
+  for (const auto& p : model->named_parameters()) {
+    const at::Tensor t = p.value().detach().cpu().contiguous();
+    // Name, dtype and shape first, each ended by a byte no name holds, so that no two models'
+    // streams are the same bytes split differently.
+    std::string header = p.key() + '\0' + std::string(c10::toString(t.scalar_type())) + '\0';
+    for (int64_t d : t.sizes()) header += std::to_string(d) + ',';
+    header += '\0';
+    hash.update(header.data(), header.size());
+    hash.update(t.data_ptr(), t.nbytes());
+  }
+  return hash.hex_digest();
+}
+
+std::string architecture_yaml(const ModelOptions& options) {
+  ModelOptions o = options;
+  o.gdn_backend = ops::GdnBackend::kAuto;
+  return config::to_yaml(o);
 }
 
 }  // namespace hypnos::nn

@@ -1,22 +1,63 @@
 // Session: feed / predict / save / load around sleep_window (the window loop's single-window step).
 #include "hypnos/sleep/session.h"
 
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "hypnos/config/visitors.h"
 #include "hypnos/io/safetensors.h"
 #include "hypnos/memory/model_memory.h"
+#include "hypnos/nn/weights.h"
 #include "hypnos/sleep/window_loop.h"
 
 namespace hypnos::sleep {
 namespace {
 
-std::map<std::string, std::string> options_metadata(const SleepOptions& o) {
-  return {{"format", "hypnos.memory"},
-          {"window", std::to_string(o.window)},
-          {"n_passes", std::to_string(o.n_passes)},
-          {"eviction", std::string(config::EnumNames<memory::Eviction>::names[static_cast<size_t>(
-                           o.eviction)])}};
+/// "key: value" lines of a YAML text written by config::to_yaml (flat: one section).
+std::map<std::string, std::string> yaml_lines(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const auto colon = line.find(": ");
+    if (colon != std::string::npos) out[line.substr(0, colon)] = line.substr(colon + 2);
+  }
+  return out;
+}
+
+/// Every key whose value differs, as "<prefix>.key is 'file' in the file, 'ours' in this session".
+std::vector<std::string> differences(const std::string& prefix, const std::string& file_text,
+                                     const std::string& our_text) {
+  const auto theirs = yaml_lines(file_text), ours = yaml_lines(our_text);
+  std::vector<std::string> out;
+  auto value = [](const std::map<std::string, std::string>& m, const std::string& key) {
+    const auto it = m.find(key);
+    return it == m.end() ? std::string("<absent>") : it->second;
+  };
+  std::map<std::string, bool> keys;
+  for (const auto& [k, v] : theirs) keys[k] = true;
+  for (const auto& [k, v] : ours) keys[k] = true;
+  for (const auto& [k, unused] : keys) {
+    if (value(theirs, k) != value(ours, k)) {
+      out.push_back(prefix + k + " is '" + value(theirs, k) + "' in the file, '" + value(ours, k) +
+                    "' in this session");
+    }
+  }
+  return out;
 }
 
 }  // namespace
+
+// What a memory file records of the computation that consolidated it: every sleep option and the
+// model's fingerprint (architecture and a hash of its weights). A memory is only meaningful to the
+// model and the sleep that wrote it, so load() refuses any other.
+std::map<std::string, std::string> Session::metadata() const {
+  return {{"format", "hypnos.memory"},
+          {"sleep", config::to_yaml(options_)},
+          {"model", nn::architecture_yaml(model_->options)},
+          {"model_weights_sha256", nn::weights_sha256(model_)}};
+}
 
 Session::Session(nn::HybridLM model, SleepOptions options)
     : model_(std::move(model)), options_(std::move(options)) {
@@ -53,18 +94,35 @@ at::Tensor Session::predict(const at::Tensor& query) {
 void Session::save(const std::filesystem::path& path) const {
   io::NamedTensors tensors = memory_.named_tensors();
   if (pending_.defined()) tensors.emplace_back("pending", pending_);
-  io::save_safetensors(path, tensors, options_metadata(options_));
+  io::save_safetensors(path, tensors, metadata());
 }
 
 void Session::load(const std::filesystem::path& path) {
   const io::SafetensorsContents file = io::load_safetensors(path);
-  for (const auto& [key, value] : options_metadata(options_)) {
+  auto recorded = [&](const std::string& key) {
     const auto it = file.metadata.find(key);
-    if (it == file.metadata.end() || it->second != value) {
-      throw std::runtime_error("Session::load(" + path.string() + "): " + key + " is '" +
-                               (it == file.metadata.end() ? std::string("<absent>") : it->second) +
-                               "', this session has '" + value + "'");
+    return it == file.metadata.end() ? std::string("<absent>") : it->second;
+  };
+  const auto ours = metadata();
+  std::vector<std::string> problems;
+  if (recorded("format") != ours.at("format")) {
+    problems.push_back("format is '" + recorded("format") + "', expected '" + ours.at("format") +
+                       "'");
+  } else {
+    problems = differences("sleep.", recorded("sleep"), ours.at("sleep"));
+    for (auto& d : differences("model.", recorded("model"), ours.at("model"))) {
+      problems.push_back(std::move(d));
     }
+    if (recorded("model_weights_sha256") != ours.at("model_weights_sha256")) {
+      problems.push_back("the model's weights differ (sha256 " + recorded("model_weights_sha256") +
+                         " in the file, " + ours.at("model_weights_sha256") + " in this session)");
+    }
+  }
+  if (!problems.empty()) {
+    std::string message = "Session::load(" + path.string() +
+                          "): the memory was consolidated by another model or sleep: ";
+    for (size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
+    throw std::runtime_error(message);
   }
   io::NamedTensors layers;
   at::Tensor pending;

@@ -64,22 +64,54 @@ TEST(Session, ReadingInChunksEqualsTheWindowLoop) {
   EXPECT_TRUE(session.predict(tokens.narrow(1, 96, 4)).equal(answer));
 }
 
-TEST(Session, LoadRefusesAFileWrittenWithOtherSleepOptions) {
-  nn::HybridLM m = testing::tiny_model("AG", 31, 6);
+// A memory is refused by a session with any other sleep option, or with another model (other
+// weights, other architecture), naming each key with both values; the same model and options
+// (a copy of the model included) load it and answer as the session that wrote it.
+TEST(Session, LoadRefusesAMemoryOfOtherSleepOptionsOrAnotherModel) {
+  nn::HybridLM m = testing::tiny_model("AGAG", 31, 6);
   Session a(m, session_options());
   a.feed(at::zeros({1, 30}, at::kLong));
   const auto path = std::filesystem::temp_directory_path() /
                     ("hypnos_session_" + std::to_string(::getpid()) + ".safetensors");
   a.save(path);
-  SleepOptions other = session_options();
-  other.window = 12;
-  Session b(m, other);
-  try {
-    b.load(path);
-    FAIL() << "expected an exception";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("window is '24'"), std::string::npos) << e.what();
-  }
+  auto expect_refused = [&](nn::HybridLM model, const SleepOptions& o, const std::string& expected) {
+    Session b(model, o);
+    try {
+      b.load(path);
+      ADD_FAILURE() << "loaded although " << expected;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path.string()), std::string::npos) << e.what();
+    }
+  };
+  SleepOptions o = session_options();
+  o.window = 12;
+  expect_refused(m, o, "sleep.window is '24' in the file, '12' in this session");
+  o = session_options();
+  o.n_passes = 2;
+  expect_refused(m, o, "sleep.n_passes is '3' in the file, '2' in this session");
+  o = session_options();
+  o.loop_layers = {1, 3};
+  expect_refused(m, o, "sleep.loop_layers is '[]' in the file, '[1, 3]' in this session");
+  o = session_options();
+  o.state_between_passes = StateBetweenPasses::kRestart;
+  expect_refused(m, o, "sleep.state_between_passes is 'thread' in the file, 'restart'");
+  o = session_options();
+  o.schedule = Schedule::kLossFree;
+  expect_refused(m, o, "sleep.schedule is 'evicted' in the file, 'loss_free'");
+  o = session_options();
+  o.eviction = memory::Eviction::kHard;
+  expect_refused(m, o, "sleep.eviction is 'sliding' in the file, 'hard'");
+  expect_refused(testing::tiny_model("AGAG", 99, 6), session_options(),
+                 "the model's weights differ");
+  expect_refused(testing::tiny_model("AGJG", 31, 6), session_options(),
+                 "model.pattern is '\"AGAG\"' in the file, '\"AGJG\"' in this session");
+  // The same weights in a copy of the model, with the same options: loaded, same answers.
+  nn::HybridLM copy = std::dynamic_pointer_cast<nn::HybridLMImpl>(m->clone());
+  Session c(copy, session_options());
+  c.load(path);
+  const auto query = at::ones({1, 3}, at::kLong);
+  EXPECT_TRUE(c.predict(query).equal(a.predict(query)));
   ::unlink(path.c_str());
 }
 

@@ -1,6 +1,7 @@
 // Model weights as safetensors files keyed by the HF-style parameter names of HybridLM.
 #pragma once
 #include <filesystem>
+#include <string>
 
 #include "hypnos/nn/hybrid_lm.h"
 
@@ -13,5 +14,13 @@ void save_weights(HybridLM& model, const std::filesystem::path& path);
 /// and device). Throws std::runtime_error naming the file and the first missing, unexpected or
 /// mis-shaped tensor.
 void load_weights(HybridLM& model, const std::filesystem::path& path);
+
+/// SHA-256 (lowercase hex) of every parameter's name, dtype, shape and bytes, in parameter order:
+/// the identity of a model's weights, whatever device they are on.
+std::string weights_sha256(const HybridLM& model);
+
+/// The model's architecture as YAML (the model.* keys), less the choices that do not change what
+/// it computes (the gated-delta-rule backend): two models with equal texts run the same layers.
+std::string architecture_yaml(const ModelOptions& options);
 
 }  // namespace hypnos::nn

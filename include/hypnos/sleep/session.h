@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 
 #include <filesystem>
+#include <map>
+#include <string>
 
 #include "hypnos/memory/model_memory.h"
 #include "hypnos/nn/hybrid_lm.h"
@@ -27,10 +29,12 @@ class Session {
   at::Tensor predict(const at::Tensor& query);
 
   /// Writes the memory (the `layers.<i>.<slot>` tensors of ModelMemory::named_tensors) and the
-  /// pending tokens ("pending") to `path`, with the sleep options as metadata.
+  /// pending tokens ("pending") to `path`, with every sleep option and the model's fingerprint
+  /// (its architecture and the SHA-256 of its weights) as metadata.
   void save(const std::filesystem::path& path) const;
   /// Replaces the memory and pending tokens with those of `path`. Throws std::runtime_error naming
-  /// the file when its window, n_passes or eviction differ from this session's.
+  /// the file and, for each difference, the key with both values, when the memory was written
+  /// under other sleep options or by another model (architecture or weights).
   void load(const std::filesystem::path& path);
 
   const memory::ModelMemory& memory() const { return memory_; }
@@ -38,6 +42,9 @@ class Session {
   const at::Tensor& pending() const { return pending_; }
 
  private:
+  /// The file metadata save() writes and load() requires.
+  std::map<std::string, std::string> metadata() const;
+
   nn::HybridLM model_;
   SleepOptions options_;
   memory::ModelMemory memory_;
