@@ -26,6 +26,11 @@ at::Tensor masked_cross_entropy_graph_safe(const at::Tensor& logits, const at::T
                       kIgnore);
 }
 
+at::Tensor argmax_over(const at::Tensor& scores, const at::Tensor& ids) {
+  if (!ids.defined()) return scores.argmax(-1);
+  return ids.index_select(0, scores.index_select(-1, ids).argmax(-1));
+}
+
 tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
                                   const sleep::SleepOptions& sleep, const EvalOptions& options) {
   const bool was_training = model->is_training();
@@ -33,6 +38,9 @@ tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
   torch::NoGradGuard no_grad;
   const auto device = model->parameters().front().device();
   tasks::MetricAccumulator metrics;
+  const std::vector<int64_t> ids = task.answer_ids();
+  const at::Tensor answer_ids =
+      ids.empty() ? at::Tensor() : at::tensor(ids, at::TensorOptions().dtype(at::kLong)).to(device);
   for (int64_t first = 0; first < options.examples; first += options.batch_size) {
     const int64_t n = std::min(options.batch_size, options.examples - first);
     const auto batch =
@@ -55,7 +63,7 @@ tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
     auto predictions = at::zeros(mask.sizes(), targets.options());
     const auto target_logp = at::log_softmax(scored, -1).gather(-1, targets.unsqueeze(-1));
     nll.index_put_({bool_mask}, -target_logp.squeeze(-1));
-    predictions.index_put_({bool_mask}, scored.argmax(-1));
+    predictions.index_put_({bool_mask}, argmax_over(scored, answer_ids));
     tasks::add_batch(metrics, batch, predictions, nll);
   }
   if (was_training) model->train();

@@ -101,19 +101,33 @@ TEST(Rule110, LabelsMatchTheTensorReferenceForBothBoundaries) {
   }
 }
 
-TEST(Rule110, FieldsJsonCarriesStatesTAndLabels) {
-  Rule110Options o;
-  o.t = 7;
-  Rule110Task task(o, 1);
-  const Example ex = task.example(Split::kTest, 0);
-  const auto fields = nlohmann::json::parse(ex.fields_json);
-  ASSERT_EQ(fields["states"].size(), 4u);
-  EXPECT_EQ(fields["t"], 7);
-  for (int i = 0; i < 4; ++i) {
-    const std::string state = fields["states"][i];
-    ASSERT_EQ(state.size(), 24u);
-    for (int j = 0; j < 24; ++j) EXPECT_EQ(state[j] - '0', ex.tokens[24 * i + j]);
-    EXPECT_EQ(fields["labels"][i], ex.targets[96 + i]);
+// A record carries every option that decides its labels: they can be recomputed from it alone.
+TEST(Rule110, FieldsJsonCarriesStatesTBoundaryAndLabels) {
+  for (Rule110Boundary boundary : {Rule110Boundary::kPeriodic, Rule110Boundary::kZero}) {
+    Rule110Options o;
+    o.t = 7;
+    o.boundary = boundary;
+    Rule110Task task(o, 1);
+    const Example ex = task.example(Split::kTest, 0);
+    const auto fields = nlohmann::json::parse(ex.fields_json);
+    ASSERT_EQ(fields["states"].size(), 4u);
+    EXPECT_EQ(fields["t"], 7);
+    EXPECT_EQ(fields["boundary"], boundary == Rule110Boundary::kPeriodic ? "periodic" : "zero");
+    std::vector<int64_t> cells;
+    for (int i = 0; i < 4; ++i) {
+      const std::string state = fields["states"][i];
+      ASSERT_EQ(state.size(), 24u);
+      for (int j = 0; j < 24; ++j) {
+        EXPECT_EQ(state[j] - '0', ex.tokens[24 * i + j]);
+        cells.push_back(state[j] - '0');
+      }
+      EXPECT_EQ(fields["labels"][i], ex.targets[96 + i]);
+    }
+    const auto recomputed =
+        reference_labels(cells, 4, 24, fields["t"].get<int64_t>(),
+                         fields["boundary"] == "periodic" ? Rule110Boundary::kPeriodic
+                                                          : Rule110Boundary::kZero);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(fields["labels"][i], recomputed[i]);
   }
 }
 

@@ -24,6 +24,8 @@ class Rule110Task : public Task {
   int64_t seq_len() const override { return options_.n_states * (options_.width + 1); }
   Example example(Split split, uint64_t index) const override;
   std::string token_name(int64_t id) const override;
+  /// A label is a bit: predictions are the argmax over the ids 0 and 1 (the metric's definition).
+  std::vector<int64_t> answer_ids() const override { return {0, 1}; }
 
   /// The layout of one example from its cells (n_states * width, in token order).
   Example layout(const std::vector<uint8_t>& cells) const;

@@ -41,6 +41,9 @@ class Task {
   virtual Example example(Split split, uint64_t index) const = 0;
   /// Human-readable form of one token id (for `generate` and debugging).
   virtual std::string token_name(int64_t id) const { return std::to_string(id); }
+  /// The ids a prediction is chosen among at scored positions (the metric's argmax runs over
+  /// these); empty = the whole vocabulary. The loss is always over the whole vocabulary.
+  virtual std::vector<int64_t> answer_ids() const { return {}; }
 };
 
 }  // namespace hypnos::tasks

@@ -16,9 +16,15 @@ struct EvalOptions {
   bool bf16_autocast = false;  ///< CUDA only
 };
 
-/// Scores test examples [0, options.examples) of `task`. Leaves the model in the mode it found it.
+/// Scores test examples [0, options.examples) of `task`: a prediction is the argmax of the wake
+/// logits over task.answer_ids() (the whole vocabulary when empty). Leaves the model in the mode it
+/// found it.
 tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
                                   const sleep::SleepOptions& sleep, const EvalOptions& options);
+
+/// Per row of scores [P, vocab]: the argmax over the columns `ids` [k] (as an id), or over all
+/// columns when ids is undefined.
+at::Tensor argmax_over(const at::Tensor& scores, const at::Tensor& ids);
 
 /// Masked cross entropy of wake logits: (sum of -log p(target) over loss positions) / their count.
 /// logits: [B, T, vocab]; targets: [B, T] int64; loss_mask: [B, T] bool.
