@@ -91,4 +91,33 @@ ModelMemory evict(const ModelMemory& written, Eviction eviction, int64_t window)
   return next;
 }
 
+ModelMemory select_rows(const at::Tensor& rows, const ModelMemory& if_true,
+                        const ModelMemory& if_false) {
+  TORCH_CHECK(rows.dim() == 1 && rows.scalar_type() == at::kBool,
+              "select_rows: rows must be a bool vector [B], got ", rows.sizes(), " ",
+              rows.scalar_type());
+  TORCH_CHECK(if_true.layers.size() == if_false.layers.size(), "select_rows: memories of ",
+              if_true.layers.size(), " and ", if_false.layers.size(), " layers");
+  ModelMemory out = if_false;
+  for (size_t i = 0; i < out.layers.size(); ++i) {
+    const auto from = slots(if_true.layers[i]);
+    auto into = slots(out.layers[i]);
+    for (size_t s = 0; s < into.size(); ++s) {
+      const at::Tensor& a = *from[s];
+      at::Tensor& b = *into[s];
+      TORCH_CHECK(a.defined() == b.defined() && (!a.defined() || a.sizes() == b.sizes()),
+                  "select_rows: layer ", i, " ", kSlotNames[s], " differs between the memories (",
+                  a.defined() ? c10::str(a.sizes()) : "empty", " vs ",
+                  b.defined() ? c10::str(b.sizes()) : "empty", ")");
+      if (!a.defined()) continue;
+      TORCH_CHECK(a.size(0) == rows.size(0), "select_rows: layer ", i, " ", kSlotNames[s],
+                  " has ", a.size(0), " rows, the selector ", rows.size(0));
+      std::vector<int64_t> shape(static_cast<size_t>(a.dim()), 1);
+      shape[0] = rows.size(0);
+      b = at::where(rows.view(shape), a, b);
+    }
+  }
+  return out;
+}
+
 }  // namespace hypnos::memory

@@ -49,7 +49,9 @@ memory::ModelMemory pass_input(const memory::ModelMemory& previous,
 /// One window: embed once; wake pass; N-1 more passes if it sleeps; evict.
 WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
                           const memory::ModelMemory& start, const WindowPlan& plan,
-                          const SleepOptions& opts) {
+                          const SleepOptions& opts, const at::Tensor& loss_rows) {
+  TORCH_CHECK(!plan.per_row || (plan.sleeps && plan.wants_logits && loss_rows.defined()),
+              "sleep_window: a per-row plan sleeps, wants logits and needs the loss rows");
   const int64_t n = model->n_layers();
   const int64_t a = opts.loop_layers.empty() ? 0 : opts.loop_layers[0];
   const int64_t b = opts.loop_layers.empty() ? n : opts.loop_layers[1];
@@ -65,21 +67,69 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
   }
 
   const bool full_range = a == 0 && b == n;
+  memory::ModelMemory single;  // per-row plans: the memory one ordinary pass leaves
   auto [h, written] = model->forward_blocks(h0, start, 0, a, span);  // prefix, once
   if (plan.wants_logits && !full_range) {
     // DESIGN.md 1.4: with a partial loop the wake logits come from an ordinary pass whose state
     // writes are dropped; consolidation below starts again from the window-start memory. The
     // prefix is that pass's first part too (`written` holds `start` at layers [a, n)).
-    result.logits = model->logits(model->forward_blocks(h, written, a, n, span).first);
+    auto [h_wake, wake_written] = model->forward_blocks(h, written, a, n, span);
+    result.logits = model->logits(h_wake);
+    if (plan.per_row) single = std::move(wake_written);
   }
   for (int64_t pass = 1; pass <= opts.n_passes; ++pass) {
     const memory::ModelMemory in = pass_input(written, start, a, b, opts.state_between_passes);
     std::tie(h, written) = model->forward_blocks(h, in, a, b, span);
-    if (pass == 1 && full_range && plan.wants_logits) result.logits = model->logits(h);  // wake
+    if (pass == 1 && full_range) {  // the wake pass: its logits, and the one-pass memory
+      if (plan.wants_logits) result.logits = model->logits(h);
+      if (plan.per_row) single = written;
+    }
   }
   std::tie(h, written) = model->forward_blocks(h, written, b, n, span);  // suffix, once
   result.memory = memory::evict(written, opts.eviction, opts.window);    // h is discarded
+  if (plan.per_row) {
+    // DESIGN.md 1.2, loss_free: rows with loss tokens here ran one pass, the others slept; rows
+    // without loss tokens have no wake logits, as when they are alone in their batch.
+    result.memory =
+        memory::select_rows(loss_rows, memory::evict(single, opts.eviction, opts.window),
+                            result.memory);
+    result.logits = at::where(loss_rows.view({-1, 1, 1}), result.logits,
+                              at::zeros({}, result.logits.options()));
+  }
   return result;
+}
+
+std::vector<WindowPlan> plan_windows(const at::Tensor& loss_mask, int64_t seq_len,
+                                     const SleepOptions& sleep) {
+  const int64_t L = sleep.window, n_windows = (seq_len + L - 1) / L;
+  // rows_with_loss[b][w]: row b holds a loss token in window w (all true without a mask).
+  at::Tensor any_row, all_rows;  // [n_windows] bool
+  if (loss_mask.defined()) {
+    TORCH_CHECK(loss_mask.is_cpu() && loss_mask.dim() == 2 && loss_mask.size(1) == seq_len,
+                "plan_windows: the loss mask must be [B, T = ", seq_len, "] on the CPU, got ",
+                loss_mask.sizes(), " on ", loss_mask.device());
+    at::Tensor padded = at::zeros({loss_mask.size(0), n_windows * L},
+                                  at::TensorOptions().dtype(at::kBool));
+    padded.narrow(1, 0, seq_len).copy_(loss_mask.to(at::kBool));
+    const at::Tensor rows_with_loss = padded.view({loss_mask.size(0), n_windows, L}).any(2);
+    any_row = rows_with_loss.any(0).contiguous();
+    all_rows = rows_with_loss.all(0).contiguous();
+  }
+  std::vector<WindowPlan> plans(static_cast<size_t>(n_windows));
+  for (int64_t w = 0; w < n_windows; ++w) {
+    const bool some = !any_row.defined() || any_row.data_ptr<bool>()[w];
+    const bool every = !all_rows.defined() || all_rows.data_ptr<bool>()[w];
+    WindowPlan& plan = plans[static_cast<size_t>(w)];
+    plan.wants_logits = some;
+    if (sleep.n_passes == 1) continue;
+    if (sleep.schedule == Schedule::kEvicted) {
+      plan.sleeps = w + 1 < n_windows;
+    } else {  // loss_free, per example: the window sleeps unless every row has loss tokens in it
+      plan.sleeps = !every;
+      plan.per_row = some && !every;
+    }
+  }
+  return plans;
 }
 
 namespace {
@@ -89,6 +139,7 @@ struct WindowCall : torch::CustomClassHolder {
   nn::HybridLM model{nullptr};
   std::vector<at::Tensor> params;  // model->parameters(), collected once per run_windows
   at::Tensor tokens;
+  at::Tensor loss_rows;  // [B] bool, per-row plans only
   WindowPlan plan;
   SleepOptions opts;
   std::vector<std::string> in_names;   // names of the memory tensors passed in
@@ -151,8 +202,9 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
     ctx->save_for_backward(memory_in.vec());
     ctx->saved_data["call"] = c10::IValue::make_capsule(call);
     const memory::ModelMemory start = rebuild(*call, call->in_names, memory_in.vec(), 0);
-    return flatten(sleep_window(call->model, call->tokens, start, call->plan, call->opts),
-                   &call->out_names);
+    return flatten(
+        sleep_window(call->model, call->tokens, start, call->plan, call->opts, call->loss_rows),
+        &call->out_names);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -170,7 +222,7 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
       std::vector<std::string> names;
       outputs =
           flatten(sleep_window(call->model, call->tokens, rebuild(*call, call->in_names, inputs, 0),
-                               call->plan, call->opts),
+                               call->plan, call->opts, call->loss_rows),
                   &names);
     }
     torch::autograd::variable_list ys, gys, xs;
@@ -201,7 +253,7 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
 WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
                              const at::Tensor& loss_mask, memory::ModelMemory memory,
                              const SleepOptions& sleep, const BackpropOptions& backprop,
-                             const at::Tensor& given_loss_positions) {
+                             const std::vector<WindowPlan>& given_plans) {
   sleep.validate(model->n_layers());
   TORCH_CHECK(tokens.dim() == 2, "run_windows: tokens must be [B, T], got ", tokens.sizes());
   TORCH_CHECK(!loss_mask.defined() || loss_mask.sizes() == tokens.sizes(),
@@ -218,19 +270,15 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
   }
   const int64_t T = tokens.size(1), L = sleep.window;
   const int64_t n_windows = (T + L - 1) / L;
-  // Which positions hold a loss token in any row, read to the host once: asking the device per
-  // window would synchronise with it once per window on the training hot path.
-  at::Tensor loss_positions = given_loss_positions;  // [T] bool, CPU
-  if (loss_positions.defined()) {
-    TORCH_CHECK(loss_mask.defined(), "run_windows: loss_positions given without a loss_mask");
-    TORCH_CHECK(loss_positions.is_cpu() && loss_positions.scalar_type() == at::kBool &&
-                    loss_positions.dim() == 1 && loss_positions.size(0) == tokens.size(1),
-                "run_windows: loss_positions must be a CPU bool tensor [T = ", tokens.size(1),
-                "], got ", loss_positions.sizes(), " ", loss_positions.scalar_type(), " on ",
-                loss_positions.device());
-  } else if (loss_mask.defined()) {
-    loss_positions = loss_mask.to(at::kBool).any(0).cpu();
-  }
+  // The plans are made on the host, from the mask read back once: asking the device per window
+  // would synchronise with it once per window on the training hot path.
+  TORCH_CHECK(given_plans.empty() || static_cast<int64_t>(given_plans.size()) == n_windows,
+              "run_windows: ", given_plans.size(), " window plans given for ", n_windows,
+              " windows (T = ", T, ", L = ", L, ")");
+  const std::vector<WindowPlan> plans =
+      !given_plans.empty()
+          ? given_plans
+          : plan_windows(loss_mask.defined() ? loss_mask.cpu() : at::Tensor(), T, sleep);
   std::vector<at::Tensor> logits;  // per window: [B, L_w, vocab]; undefined without loss tokens
   // The window checkpoint passes the parameters explicitly; other runs never need the list.
   const std::vector<at::Tensor> params =
@@ -238,13 +286,13 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
   for (int64_t w = 0; w < n_windows; ++w) {
     const int64_t begin = w * L, len = std::min(L, T - begin);
     const at::Tensor window_tokens = tokens.narrow(1, begin, len);
-    // 1. Plan: does this window sleep, and are its wake logits needed?
-    WindowPlan plan;
-    const bool has_loss =
-        !loss_mask.defined() || loss_positions.narrow(0, begin, len).any().item<bool>();
-    plan.wants_logits = has_loss;
-    plan.sleeps = sleep.n_passes > 1 &&
-                  (sleep.schedule == Schedule::kEvicted ? w + 1 < n_windows : !has_loss);
+    // 1. Plan: does this window sleep, are its wake logits needed, and which rows hold loss tokens
+    // when the rows disagree (read on the device: no host synchronisation).
+    const WindowPlan& plan = plans[static_cast<size_t>(w)];
+    TORCH_CHECK(!plan.per_row || loss_mask.defined(),
+                "run_windows: a per-row window plan needs a loss_mask");
+    const at::Tensor loss_rows =
+        plan.per_row ? loss_mask.narrow(1, begin, len).to(at::kBool).any(1) : at::Tensor();
     // 2. Run it, directly or behind the window checkpoint.
     WindowResult result;
     if (backprop.recompute == Recompute::kWindow && at::GradMode::is_enabled()) {
@@ -255,6 +303,7 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
       call->autocast = at::autocast::is_autocast_enabled(at::kCUDA);
       call->autocast_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
       call->plan = plan;
+      call->loss_rows = loss_rows;
       call->opts = sleep;
       std::vector<at::Tensor> memory_in;
       for (auto& [name, t] : memory.named_tensors()) {
@@ -268,7 +317,7 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
       if (plan.wants_logits) result.logits = outputs[0];
       result.memory = rebuild(*call, call->out_names, outputs, offset);
     } else {
-      result = sleep_window(model, window_tokens, memory, plan, sleep);
+      result = sleep_window(model, window_tokens, memory, plan, sleep, loss_rows);
     }
     // 3. Hand over: S (and sliding caches) cross the boundary; truncation cuts the graph there.
     memory = std::move(result.memory);

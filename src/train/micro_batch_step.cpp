@@ -33,7 +33,7 @@ struct MicroBatchStep::Graph {
   at::cuda::CUDAGraph graph;
 #endif
   std::vector<int64_t> shape;        // the batch's [B, T]
-  at::Tensor loss_positions;         // [T] bool, CPU: with shape, the layout the graph holds
+  std::vector<sleep::WindowPlan> plans;  // with shape, the layout the graph holds
   at::Tensor tokens, targets, mask;  // captured inputs (device)
   at::Tensor loss;                   // captured output (device scalar)
   std::vector<const void*> grads;    // the gradient storage the graph accumulates into
@@ -57,14 +57,15 @@ MicroBatchStep& MicroBatchStep::operator=(MicroBatchStep&&) noexcept = default;
 MicroBatchStep::~MicroBatchStep() = default;
 
 at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor& targets,
-                                     const at::Tensor& mask, const at::Tensor& loss_positions,
-                                     bool poison, bool graph_safe_loss) {
+                                     const at::Tensor& mask,
+                                     const std::vector<sleep::WindowPlan>& plans, bool poison,
+                                     bool graph_safe_loss) {
   at::Tensor loss;
   {
     AutocastGuard autocast(options_.bf16_autocast, device_);
     const auto out =
         sleep::run_windows(model_, tokens, mask, memory::ModelMemory::empty(model_->n_layers()),
-                           options_.sleep, options_.backprop, loss_positions);
+                           options_.sleep, options_.backprop, plans);
     loss = (graph_safe_loss ? masked_cross_entropy_graph_safe(out.logits, targets, mask)
                             : masked_cross_entropy(out.logits, targets, mask)) *
            options_.loss_scale;
@@ -75,12 +76,13 @@ at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor&
 }
 
 #ifdef HYPNOS_WITH_CUDA
-void MicroBatchStep::capture(const tasks::Batch& batch, const at::Tensor& loss_positions) {
+void MicroBatchStep::capture(const tasks::Batch& batch,
+                             const std::vector<sleep::WindowPlan>& plans) {
   const auto params = model_->parameters();
   graph_.reset();  // frees the previous graph's memory pool first
   auto g = std::make_unique<Graph>();
   g->shape = batch.tokens.sizes().vec();
-  g->loss_positions = loss_positions.clone();
+  g->plans = plans;
   g->tokens = batch.tokens.to(device_);
   g->targets = batch.targets.to(device_);
   g->mask = batch.loss_mask.to(device_);
@@ -104,13 +106,13 @@ void MicroBatchStep::capture(const tasks::Batch& batch, const at::Tensor& loss_p
   at::autocast::set_autocast_cache_enabled(false);
   try {
     c10::cuda::CUDAStreamGuard on_side(side_stream);
-    run_eager(g->tokens, g->targets, g->mask, loss_positions, false, /*graph_safe_loss=*/true);
+    run_eager(g->tokens, g->targets, g->mask, plans, false, /*graph_safe_loss=*/true);
     {
       at::NoGradGuard no_grad;
       for (size_t i = 0; i < params.size(); ++i) params[i].grad().copy_(saved[i]);
     }
     g->graph.capture_begin();
-    g->loss = run_eager(g->tokens, g->targets, g->mask, loss_positions, false, true);
+    g->loss = run_eager(g->tokens, g->targets, g->mask, plans, false, true);
     g->graph.capture_end();
   } catch (const c10::OutOfMemoryError&) {
     at::autocast::set_autocast_cache_enabled(cache);
@@ -136,19 +138,21 @@ void MicroBatchStep::capture(const tasks::Batch& batch, const at::Tensor& loss_p
 
 at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
   last_run_graphed_ = false;
-  const at::Tensor loss_positions = batch.loss_mask.to(at::kBool).any(0);  // [T], on the host
+  // The window plans from the host copy of the mask: the loop then never reads the device.
+  const auto plans =
+      sleep::plan_windows(batch.loss_mask, batch.loss_mask.size(1), options_.sleep);
   const bool graphed = device_.is_cuda() && options_.cuda_graph && !graphs_disabled_ && !poison;
   if (!graphed) {
     return run_eager(batch.tokens.to(device_), batch.targets.to(device_),
-                     batch.loss_mask.to(device_), loss_positions, poison,
+                     batch.loss_mask.to(device_), plans, poison,
                      /*graph_safe_loss=*/false);
   }
 #ifdef HYPNOS_WITH_CUDA
-  TORCH_CHECK(loss_positions.any().item<bool>(),
+  TORCH_CHECK(batch.loss_mask.to(at::kBool).any().item<bool>(),
               "MicroBatchStep: the micro-batch has no loss positions");
   const auto params = model_->parameters();
   bool valid = graph_ && graph_->shape == batch.tokens.sizes().vec() &&
-               at::equal(graph_->loss_positions, loss_positions) &&
+               graph_->plans == plans &&
                graph_->grads.size() == params.size();
   for (size_t i = 0; valid && i < params.size(); ++i) {
     valid = params[i].grad().defined() && params[i].grad().data_ptr() == graph_->grads[i];
@@ -161,7 +165,7 @@ at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
                 std::to_string(captures_) + " captures; running eagerly");
       return run(batch, poison);
     }
-    capture(batch, loss_positions);
+    capture(batch, plans);
   } else {
     graph_->tokens.copy_(batch.tokens);
     graph_->targets.copy_(batch.targets);

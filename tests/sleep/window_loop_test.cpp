@@ -13,37 +13,25 @@
 #include <cstring>
 
 #include "hypnos/sleep/window_loop.h"
+#include "hypnos/tasks/batch.h"
+#include "hypnos/tasks/depo.h"
 #include "nn/tiny_model.h"
+#include "sleep/algorithm_port.h"
 #include "testing/numeric.h"
 
 namespace hypnos::sleep {
 namespace {
 
 using memory::ModelMemory;
+using testing::PortOptions;
 using testing::relative_error;
 
-/// A port of sleep_reference.py HybridLM.forward (hard eviction, threaded state): the oracle.
-/// Returns the logits of every window's last pass.
-at::Tensor reference_loop(nn::HybridLM& m, const at::Tensor& tokens, int64_t L, int64_t passes,
-                          const std::vector<bool>& consolidate, std::vector<at::Tensor>* states) {
-  std::vector<at::Tensor> S(static_cast<size_t>(m->n_layers()));
-  std::vector<at::Tensor> logits;
-  for (int64_t c0 = 0, w = 0; c0 < tokens.size(1); c0 += L, ++w) {
-    at::Tensor h = m->embed(tokens.narrow(1, c0, std::min(L, tokens.size(1) - c0)));
-    const int64_t n = consolidate[static_cast<size_t>(w)] ? passes : 1;
-    for (int64_t p = 0; p < n; ++p) {
-      for (int64_t i = 0; i < m->n_layers(); ++i) {
-        memory::LayerMemory mem;
-        mem.state = S[i];
-        nn::MixerOutput out = m->block(i).forward(h, mem);
-        h = out.y;
-        S[i] = out.written.state;
-      }
-    }
-    logits.push_back(m->logits(h));
-  }
-  if (states) *states = S;
-  return at::cat(logits, 1);
+PortOptions port_opts(int64_t rows, int64_t seq_len, int64_t passes, int64_t window = 24) {
+  PortOptions o;
+  o.window = window;
+  o.passes = passes;
+  o.sleeps = testing::every_evicted_window(rows, seq_len, window);
+  return o;
 }
 
 SleepOptions sleep_opts(int64_t n_passes, int64_t window = 24) {
@@ -84,25 +72,34 @@ TEST(SleepLoop, SinglePassEqualsPlainHybrid) {
   nn::HybridLM m = testing::tiny_model("AGAG", 10, 6);
   const auto tokens = testing::rule110_tokens(2, 1);
   const auto out = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), sleep_opts(1));
-  std::vector<at::Tensor> states;
-  const auto ref = reference_loop(m, tokens, 24, 1, std::vector<bool>(5, false), &states);
-  EXPECT_LT(relative_error(out.logits, ref), 1e-14);
-  EXPECT_LT(relative_error(out.memory.layers[1].state, states[1]), 1e-14);
+  const auto ref = testing::port_sleep_loop(m, tokens, port_opts(2, 100, 1));
+  EXPECT_LT(relative_error(out.logits, ref.logits), 1e-14);
+  for (int64_t row : {0, 1}) {
+    EXPECT_LT(relative_error(out.memory.layers[1].state.narrow(0, row, 1),
+                             ref.memory[row][1].state), 1e-14);
+  }
 }
 
 // ---- 2. passes 2..N on evicted windows; evicted == loss_free on the paper's layout -------------
 
-TEST(SleepLoop, EvictedScheduleMatchesTheReferenceAlgorithm) {
+// Every window's logits are compared, not only the last: windows 0-3 both sleep and have wake
+// logits, which must be the first pass's (a loop that took them from pass N fails here).
+TEST(SleepLoop, EvictedScheduleMatchesTheAlgorithmInEveryWindow) {
   nn::HybridLM m = testing::tiny_model("AGAG", 11, 6);
   const auto tokens = testing::rule110_tokens(2, 2);
-  const auto out = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), sleep_opts(3));
-  std::vector<at::Tensor> states;
-  const auto ref = reference_loop(m, tokens, 24, 3, {true, true, true, true, false}, &states);
-  EXPECT_LT(relative_error(out.logits.narrow(1, 96, 4), ref.narrow(1, 96, 4)), 1e-13);
-  EXPECT_LT(relative_error(out.memory.layers[3].state, states[3]), 1e-13);
-  // And sleeping changes the answer: N = 3 is not N = 1.
-  const auto plain = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), sleep_opts(1));
-  EXPECT_GT(relative_error(out.logits.narrow(1, 96, 4), plain.logits.narrow(1, 96, 4)), 1e-6);
+  for (int64_t n : {2, 3}) {
+    const auto out = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), sleep_opts(n));
+    const auto ref = testing::port_sleep_loop(m, tokens, port_opts(2, 100, n));
+    EXPECT_LT(relative_error(out.logits, ref.logits), 1e-13) << "N = " << n;
+    for (int64_t row : {0, 1}) {
+      EXPECT_LT(relative_error(out.memory.layers[3].state.narrow(0, row, 1),
+                               ref.memory[row][3].state), 1e-13) << "N = " << n;
+    }
+    // Sleeping changes the answer: N is not 1 in the windows after the first.
+    const auto plain = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), sleep_opts(1));
+    EXPECT_TRUE(out.logits.narrow(1, 0, 24).equal(plain.logits.narrow(1, 0, 24)));
+    EXPECT_GT(relative_error(out.logits.narrow(1, 24, 76), plain.logits.narrow(1, 24, 76)), 1e-6);
+  }
 }
 
 TEST(SleepLoop, EvictedAndLossFreeSchedulesGiveIdenticalLossesAndGradients) {
@@ -120,9 +117,28 @@ TEST(SleepLoop, EvictedAndLossFreeSchedulesGiveIdenticalLossesAndGradients) {
   EXPECT_LT(max_relative_error(grads_of(m, loss_a), grads_of(m, loss_b)), 1e-14);
 }
 
+// The same on Depo's layout (left-padded context windows, queries only in the last window), the
+// other task where the two schedules must coincide.
+TEST(SleepLoop, EvictedAndLossFreeSchedulesGiveIdenticalLossesAndGradientsOnDepo) {
+  const tasks::DepoTask task(tasks::DepoOptions{}, 5);
+  const tasks::Batch batch = tasks::make_batch(task, tasks::Split::kTrain, 0, 3);
+  nn::HybridLM m = testing::tiny_model("AGJG", 27, task.vocab_size());
+  SleepOptions evicted = sleep_opts(2, 75), loss_free = sleep_opts(2, 75);
+  loss_free.schedule = Schedule::kLossFree;
+  const auto plans_a = plan_windows(batch.loss_mask, task.seq_len(), evicted);
+  const auto plans_b = plan_windows(batch.loss_mask, task.seq_len(), loss_free);
+  EXPECT_TRUE(plans_a == plans_b);
+  const auto a = run_windows(m, batch.tokens, batch.loss_mask, ModelMemory::empty(4), evicted);
+  const auto b = run_windows(m, batch.tokens, batch.loss_mask, ModelMemory::empty(4), loss_free);
+  const auto loss_a = masked_loss(a.logits, batch.targets, batch.loss_mask);
+  const auto loss_b = masked_loss(b.logits, batch.targets, batch.loss_mask);
+  EXPECT_EQ(loss_a.item<double>(), loss_b.item<double>());
+  EXPECT_LT(max_relative_error(grads_of(m, loss_a), grads_of(m, loss_b)), 1e-14);
+}
+
 // ---- 3. thread vs restart -----------------------------------------------------------------------
 
-TEST(SleepLoop, ThreadAndRestartDiffer) {
+TEST(SleepLoop, ThreadAndRestartEachMatchTheAlgorithm) {
   torch::NoGradGuard no_grad;
   nn::HybridLM m = testing::tiny_model("AGAG", 13, 6);
   const auto tokens = testing::rule110_tokens(2, 4);
@@ -130,6 +146,12 @@ TEST(SleepLoop, ThreadAndRestartDiffer) {
   restart.state_between_passes = StateBetweenPasses::kRestart;
   const auto a = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), thread);
   const auto b = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), restart);
+  PortOptions port_thread = port_opts(2, 100, 3), port_restart = port_thread;
+  port_restart.restart = true;
+  const auto ref_a = testing::port_sleep_loop(m, tokens, port_thread);
+  const auto ref_b = testing::port_sleep_loop(m, tokens, port_restart);
+  EXPECT_LT(relative_error(a.logits, ref_a.logits), 1e-13);
+  EXPECT_LT(relative_error(b.logits, ref_b.logits), 1e-13);
   EXPECT_GT(relative_error(a.logits.narrow(1, 96, 4), b.logits.narrow(1, 96, 4)), 1e-6);
 }
 
@@ -194,6 +216,30 @@ TEST(SleepLoop, PartialLoopTakesWakeLogitsFromAnOrdinaryPass) {
   EXPECT_GT(relative_error(looped.logits.narrow(1, 24, 24), plain.logits.narrow(1, 24, 24)), 1e-6);
 }
 
+// A window that both holds loss tokens and sleeps, with a partial loop: its wake logits come from
+// an ordinary pass and consolidation starts again from the window-start memory. A loop that let
+// the wake pass's state writes into consolidation fails here (the memory and every later window).
+TEST(SleepLoop, PartialLoopOnALossWindowConsolidatesFromTheWindowStart) {
+  nn::HybridLM m = testing::tiny_model("AGJG", 24, 6);
+  const auto tokens = testing::rule110_tokens(2, 12).narrow(1, 0, 72);
+  for (int64_t n : {2, 3}) {
+    SleepOptions o = sleep_opts(n);
+    o.loop_layers = {1, 3};
+    const auto out = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), o);
+    PortOptions p = port_opts(2, 72, n);
+    p.loop_begin = 1;
+    p.loop_end = 3;
+    const auto ref = testing::port_sleep_loop(m, tokens, p);
+    EXPECT_LT(relative_error(out.logits, ref.logits), 1e-13) << "N = " << n;
+    for (int64_t row : {0, 1}) {
+      for (int64_t i : {1, 2, 3}) {
+        EXPECT_LT(relative_error(out.memory.layers[i].state.narrow(0, row, 1),
+                                 ref.memory[row][i].state), 1e-13) << "N = " << n << ", layer " << i;
+      }
+    }
+  }
+}
+
 // ---- 5 & 6. eviction: what attention can reach ---------------------------------------------------
 
 TEST(SleepLoop, HardEvictionHidesEvictedTokensFromAttentionButNotFromState) {
@@ -239,6 +285,73 @@ TEST(SleepLoop, SlidingEvictionSeesExactlyWindowMinusOneTokensBack) {
   t[0][7] = (t[0][7].item<int64_t>() + 1) % 8;
   EXPECT_TRUE(run_windows(m, t, kNoMask, ModelMemory::empty(1), o).logits.select(1, 8).equal(
       hard.select(1, 8)));
+}
+
+// Sliding eviction with N > 1: the retained keys/values are those of the last pass, every pass
+// attends from the window-start caches, and the short-conv caches cross the boundary.
+TEST(SleepLoop, SlidingEvictionWithSeveralPassesMatchesTheAlgorithm) {
+  torch::NoGradGuard no_grad;
+  nn::HybridLM m = testing::tiny_model("AGJA", 25, 8);
+  const auto tokens = at::randint(0, 8, {2, 22}, at::TensorOptions().dtype(at::kLong));
+  for (bool partial : {false, true}) {
+    SleepOptions o = sleep_opts(3, 5);
+    o.eviction = memory::Eviction::kSliding;
+    PortOptions p = port_opts(2, 22, 3, 5);
+    p.sliding = true;
+    if (partial) {
+      o.loop_layers = {1, 3};
+      p.loop_begin = 1;
+      p.loop_end = 3;
+    }
+    const auto out = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), o);
+    const auto ref = testing::port_sleep_loop(m, tokens, p);
+    EXPECT_LT(relative_error(out.logits, ref.logits), 1e-13) << "partial " << partial;
+    for (int64_t row : {0, 1}) {
+      for (int64_t i = 0; i < 4; ++i) {
+        const memory::LayerMemory& got = out.memory.layers[i];
+        const testing::PortLayer& want = ref.memory[row][i];
+        auto same = [&](const at::Tensor& a, const at::Tensor& b, const char* slot) {
+          ASSERT_EQ(a.defined(), b.defined()) << slot << " of layer " << i;
+          if (a.defined()) {
+            EXPECT_LT(relative_error(a.narrow(0, row, 1), b), 1e-13)
+                << slot << " of layer " << i << ", partial " << partial;
+          }
+        };
+        same(got.key, want.key, "key");
+        same(got.value, want.value, "value");
+        same(got.state, want.state, "state");
+        same(got.conv, want.conv, "conv");
+      }
+    }
+  }
+}
+
+// After a hard-evicted window only S remains: the memory holds no other slot, and the next
+// window's logits are a function of S alone (a fresh memory holding copies of S gives them).
+TEST(SleepLoop, OnlyTheStateCrossesAHardEvictedWindow) {
+  torch::NoGradGuard no_grad;
+  nn::HybridLM m = testing::tiny_model("AGJG", 26, 6);
+  const auto tokens = testing::rule110_tokens(2, 13);
+  const auto mask = testing::rule110_loss_mask(2);
+  // loss_free: the four string windows sleep whether or not the query window follows them.
+  SleepOptions o = sleep_opts(2);
+  o.schedule = Schedule::kLossFree;
+  const auto whole = run_windows(m, tokens, mask, ModelMemory::empty(4), o);
+  const auto head =
+      run_windows(m, tokens.narrow(1, 0, 96), mask.narrow(1, 0, 96), ModelMemory::empty(4), o);
+  ModelMemory only_state = ModelMemory::empty(4);
+  for (int64_t i = 0; i < 4; ++i) {
+    const memory::LayerMemory& l = head.memory.layers[i];
+    EXPECT_FALSE(l.key.defined() || l.value.defined() || l.conv.defined()) << "layer " << i;
+    EXPECT_EQ(l.state.defined(), i != 0) << "layer " << i;  // block 0 is attention: no S
+    if (l.state.defined()) only_state.layers[i].state = l.state.clone();
+  }
+  const auto query = tokens.narrow(1, 96, 4), query_mask = mask.narrow(1, 96, 4);
+  const auto tail = run_windows(m, query, query_mask, only_state, o);
+  EXPECT_TRUE(tail.logits.equal(whole.logits.narrow(1, 96, 4)));
+  only_state.layers[2].state = only_state.layers[2].state * 0.5;  // and S does matter
+  const auto changed = run_windows(m, query, query_mask, only_state, o);
+  EXPECT_GT(relative_error(changed.logits, tail.logits), 1e-6);
 }
 
 // ---- 7. gradients: full BPTT, truncation, window recompute --------------------------------------

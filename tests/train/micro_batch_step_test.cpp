@@ -100,16 +100,19 @@ TEST(MicroBatchStep, EagerPathIsTheWindowLoopLossAndBackwardBitwise) {
   EXPECT_TRUE(std::isnan(step.run(batch, /*poison=*/true).item<double>()));
 }
 
-TEST(WindowLoop, GivenLossPositionsMustBeAHostBoolVectorOfLengthT) {
+TEST(WindowLoop, GivenPlansMustCoverEveryWindow) {
   auto model = make_model(at::kCPU);
   const auto tokens = torch::zeros({2, 30}, torch::kLong);
   const auto mask = torch::ones({2, 30}, torch::kBool);
+  const auto plans = sleep::plan_windows(mask, 30, two_passes());
   try {
     sleep::run_windows(model, tokens, mask, memory::ModelMemory::empty(4), two_passes(), {},
-                       torch::ones({29}, torch::kBool));
+                       std::vector<sleep::WindowPlan>(plans.begin(), plans.end() - 1));
     FAIL() << "expected an error";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("loss_positions must be a CPU bool tensor [T = 30]"),
+    EXPECT_NE(std::string(e.what()).find(std::to_string(plans.size() - 1) +
+                                         " window plans given for " +
+                                         std::to_string(plans.size()) + " windows"),
               std::string::npos)
         << e.what();
   }

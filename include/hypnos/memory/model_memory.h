@@ -55,6 +55,11 @@ struct ModelMemory {
 /// hard: only S. sliding: S, the last `window - 1` keys/values, and the short-conv caches.
 ModelMemory evict(const ModelMemory& written, Eviction eviction, int64_t window);
 
+/// Row by row (the batch axis): `if_true`'s tensors where rows[b], `if_false`'s elsewhere. Both
+/// memories must hold the same slots with the same shapes; rows: [B] bool on their device.
+ModelMemory select_rows(const at::Tensor& rows, const ModelMemory& if_true,
+                        const ModelMemory& if_false);
+
 }  // namespace hypnos::memory
 
 template <>

@@ -14,8 +14,9 @@ namespace hypnos::sleep {
 /// Which windows sleep (DESIGN.md 1.2).
 enum class Schedule {
   kEvicted,   ///< every evicted window (all but the last) gets N passes; every window has wake logits
-  kLossFree,  ///< the paper's literal rule: N passes exactly on windows without loss tokens, which
-              ///< then produce no logits; windows with loss tokens get one pass
+  kLossFree,  ///< the paper's literal rule, per example: a row sleeps (N passes) on a window where
+              ///< it holds no loss token, and gets no logits there; a row with loss tokens in the
+              ///< window gets one pass. A row's result never depends on its batch mates.
 };
 
 /// Where each sleep pass's SSM state starts (DESIGN.md 1.3).
@@ -47,7 +48,9 @@ struct SleepOptions {
     v.field("n_passes", n_passes, "passes per sleeping window (1 = plain hybrid)",
             config::Range{1, 64});
     v.field("window", window, "tokens per window L", config::Range{1, 1e9});
-    v.field("schedule", schedule, "which windows sleep: evicted | loss_free");
+    v.field("schedule", schedule,
+            "which windows sleep: evicted (all but the last) | loss_free (per example: where it "
+            "holds no loss token)");
     v.field("state_between_passes", state_between_passes,
             "SSM state at the start of each pass: thread | restart");
     v.field("loop_layers", loop_layers, "[a, b): blocks looped while sleeping (empty = all)",

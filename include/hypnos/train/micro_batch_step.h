@@ -7,12 +7,16 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <vector>
 
 #include "hypnos/nn/hybrid_lm.h"
 #include "hypnos/sleep/sleep_options.h"
 
 namespace hypnos::tasks {
 struct Batch;
+}
+namespace hypnos::sleep {
+struct WindowPlan;
 }
 
 namespace hypnos::train {
@@ -43,13 +47,14 @@ class MicroBatchStep {
   /// the loss NaN before backward (RELIABILITY.md R8 fault injection; such a micro-batch runs
   /// eagerly).
   ///
-  /// Graphed (CUDA and options.cuda_graph): the first call for a layout (batch shape and which
-  /// positions hold loss tokens, which fix the window plans) runs one eager warm-up, restores the
-  /// gradients, captures the step on a side stream and replays it; later calls copy the batch into
-  /// the captured input tensors and replay. Gradients are accumulated in place, so they must stay
-  /// the same tensors between calls (zero them in place; a gradient set to none or replaced makes
-  /// the next call capture again). After a third layout the step stops capturing and runs eagerly
-  /// (a task whose layout changes every batch would otherwise capture every time).
+  /// Graphed (CUDA and options.cuda_graph): the first call for a layout (the batch shape and the
+  /// window plans of its loss mask: which windows sleep, want logits, decide per row) runs one
+  /// eager warm-up, restores the gradients, captures the step on a side stream and replays it;
+  /// later calls copy the batch into the captured input tensors and replay. Gradients are
+  /// accumulated in place, so they must stay the same tensors between calls (zero them in place;
+  /// a gradient set to none or replaced makes the next call capture again). After a third layout
+  /// the step stops capturing and runs eagerly (a task whose layout changes every batch would
+  /// otherwise capture every time).
   at::Tensor run(const tasks::Batch& batch, bool poison = false);
 
   /// Whether run() accumulates into gradient tensors that must stay the same between calls (CUDA
@@ -64,9 +69,10 @@ class MicroBatchStep {
 
  private:
   at::Tensor run_eager(const at::Tensor& tokens, const at::Tensor& targets, const at::Tensor& mask,
-                       const at::Tensor& loss_positions, bool poison, bool graph_safe_loss);
+                       const std::vector<sleep::WindowPlan>& plans, bool poison,
+                       bool graph_safe_loss);
   /// Replaces the graph by one of this batch's layout (CUDA builds).
-  void capture(const tasks::Batch& batch, const at::Tensor& loss_positions);
+  void capture(const tasks::Batch& batch, const std::vector<sleep::WindowPlan>& plans);
 
   struct Graph;  // the captured graph and its static tensors (CUDA builds)
   nn::HybridLM model_;
