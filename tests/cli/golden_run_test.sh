@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Golden run: a fixed tiny training run (CPU, fp32, seed 0, the AGJG hybrid with N = 2 sleep
-# passes, 8 steps) must reproduce the per-step losses stored below. Any change that shifts the
+# Golden run: a fixed tiny training run (tests/cli/golden.yaml: CPU, fp32, seed 0, the AGJG hybrid
+# with N = 2 sleep passes, 12 steps) must reproduce the per-step losses stored below. Any change that shifts the
 # computation (an initialisation, the window loop, the loss, the optimizer, the data) fails here,
 # even when it keeps every other test green.
 #
@@ -20,9 +20,17 @@ GOLDEN="
 6 1.3246797323226929
 7 1.1766740083694458
 8 1.028942584991455
+9 1.0400593280792236
+10 1.099239468574524
+11 1.0965354442596436
+12 1.1251842975616455
 "
 
-expect_status 0 train "$SCRATCH/run" model.pattern=AGJG train.steps=8 train.checkpoint_every=0
+golden_train() {
+  "$HYPNOS" train "$SOURCE_DIR/tests/cli/golden.yaml" --out "$SCRATCH/run" >"$SCRATCH/run.out" \
+    2>"$SCRATCH/run.err"
+}
+expect_status 0 golden_train
 got=$(losses "$SCRATCH/run/metrics.jsonl")
 if [[ -n ${HYPNOS_GOLDEN_PRINT:-} ]]; then
   echo "$got"
@@ -36,5 +44,5 @@ paste <(echo "$GOLDEN" | sed '/^$/d') <(echo "$got") | awk '
     if (diff > 1e-4 * scale) { printf "FAIL: step %d loss %s, golden %s\n", $1, $4, $2; bad = 1 }
   }
   END { exit bad }' || fail "the golden run's losses moved (see above)"
-[[ $(echo "$got" | wc -l) == 8 ]] || fail "expected 8 train records, got: $got"
-echo "golden run: 8 losses within 1e-4 of the stored values"
+[[ $(echo "$got" | wc -l) == 12 ]] || fail "expected 12 train records, got: $got"
+echo "golden run: 12 losses within 1e-4 of the stored values"
