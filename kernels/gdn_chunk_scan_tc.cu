@@ -387,7 +387,7 @@ __global__ void __launch_bounds__(BV * 4, kScanMinBlocks<BV>)
 
 /// The slice width unless params.scan_slice sets it: 64 columns on 8 warps, or 32 on 4 when that
 /// would leave fewer than 128 CTAs (most of an H100's 132 SMs idle). Measured on an H100 with each
-/// width forced (bench/RESULTS.md, fifth session, call 6): 64 is fastest at 8 x 4096 and 8 x 1024
+/// width forced (bench/RESULTS.md, the bf16 tensor-core record, run f): 64 is fastest at 8 x 4096 and 8 x 1024
 /// (x 16 heads, D = 128; 4.12 ms forward+backward at 8 x 4096 against 4.29 for 128 and 4.71 for
 /// 32), 32 at 1 x 16384 (4.06 against 4.44 for 64); the sleep-regime shapes are within noise.
 /// 128 (a whole D = 128 head on 16 warps) is kept selectable: with two full sets of tiles its

@@ -1,5 +1,5 @@
 // The oracle of the window-loop tests: the sleep algorithm written out from its definition
-// (docs/sleep.md; the paper's Algorithm 1 plus the ablations), one block call at a time. It shares
+// (docs/design.md section 1; the paper's Algorithm 1 plus the ablations), one block call at a time. It shares
 // only the modules with hypnos (block forwards, embedding, head), never the loop: not
 // forward_blocks, not sleep_window, not evict, not the window plans.
 #pragma once
