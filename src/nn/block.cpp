@@ -10,29 +10,46 @@ BlockImpl::BlockImpl(BlockOptions options_) : options(std::move(options_)) {
 void BlockImpl::reset() {
   const ModelOptions& m = options.model();
   const int64_t D = m.d_model;
-  mixer_norm = register_module("mixer_norm", RMSNorm(RMSNormOptions(D).eps(m.norm_eps)));
-  const auto ssm =
-      GatedDeltaNetOptions(D, m.n_heads, m.resolved_head_dim_k(), m.resolved_head_dim_v())
-          .conv_size(m.conv_size)
-          .norm_eps(m.norm_eps)
-          .backend(m.gdn_backend);
+  // The Hugging Face layout names the same four parts input_layernorm, self_attn,
+  // post_attention_layernorm and mlp.
+  const bool hf = m.names == ParameterNames::kHf;
+  const char* mixer_name = hf ? "self_attn" : "mixer";
+  mixer_norm = register_module(hf ? "input_layernorm" : "mixer_norm",
+                               RMSNorm(RMSNormOptions(D).eps(m.norm_eps)));
+  const auto ssm = GatedDeltaNetOptions(D, m.resolved_ssm_heads(), m.resolved_head_dim_k(),
+                                        m.resolved_head_dim_v())
+                       .conv_size(m.conv_size)
+                       .norm_eps(m.resolved_ssm_norm_eps())
+                       .backend(m.gdn_backend)
+                       .generator_reduction(m.generator_reduction)
+                       .hf_names(hf);
+  const auto attn = AttentionOptions(D, m.n_heads)
+                        .rope_base(m.rope_base)
+                        .rope_style(m.rope_style)
+                        .n_kv_heads(m.n_kv_heads)
+                        .head_dim(m.head_dim)
+                        .bias(m.attn_bias);
   switch (options.kind()) {
     case 'A':
-      attention = register_module("mixer",
-                                  Attention(AttentionOptions(D, m.n_heads).rope_base(m.rope_base)));
+      attention = register_module(mixer_name, Attention(attn));
+      break;
+    case 'S':
+      attention =
+          register_module(mixer_name, Attention(AttentionOptions(attn).window(m.swa_window)));
       break;
     case 'G':
-      gdn = register_module("mixer", GatedDeltaNet(ssm));
+      gdn = register_module(mixer_name, GatedDeltaNet(ssm));
       break;
     case 'J':
-      jet = register_module("mixer", JetBlock(ssm));
+      jet = register_module(mixer_name, JetBlock(ssm));
       break;
     default:
       throw std::invalid_argument(std::string("Block: unknown mixer kind '") + options.kind() +
-                                  "' (expected A, G or J)");
+                                  "' (expected A, S, G or J)");
   }
-  mlp_norm = register_module("mlp_norm", RMSNorm(RMSNormOptions(D).eps(m.norm_eps)));
-  const auto mlp = MlpOptions(D).ratio(m.mlp_ratio);
+  mlp_norm = register_module(hf ? "post_attention_layernorm" : "mlp_norm",
+                             RMSNorm(RMSNormOptions(D).eps(m.norm_eps)));
+  const auto mlp = MlpOptions(D).ratio(m.mlp_ratio).hidden(m.mlp_hidden);
   if (m.mlp == MlpKind::kGelu) {
     gelu_mlp = register_module("mlp", GeluMlp(mlp));
   } else {

@@ -16,12 +16,13 @@ namespace hypnos::nn {
 struct BlockOptions {
   BlockOptions(ModelOptions model, char kind) : model_(std::move(model)), kind_(kind) {}
   TORCH_ARG(ModelOptions, model);
-  /// 'A' attention, 'G' GatedDeltaNet, 'J' JetBlock.
+  /// 'A' attention, 'S' sliding-window attention, 'G' GatedDeltaNet, 'J' JetBlock.
   TORCH_ARG(char, kind);
 };
 
 /// x + mixer(mixer_norm(x)), then + mlp(mlp_norm(x)). Parameters: mixer_norm.weight, mixer.*,
-/// mlp_norm.weight, mlp.*.
+/// mlp_norm.weight, mlp.* (with ParameterNames::kHf: input_layernorm.weight, self_attn.*,
+/// post_attention_layernorm.weight, mlp.*).
 class BlockImpl : public torch::nn::Cloneable<BlockImpl> {
  public:
   explicit BlockImpl(BlockOptions options);
@@ -31,7 +32,7 @@ class BlockImpl : public torch::nn::Cloneable<BlockImpl> {
   /// it. Returns the block output [B, T, D] and the mixer's written memory.
   MixerOutput forward(const at::Tensor& x, const memory::LayerMemory& memory, int64_t span = 0);
 
-  bool is_attention() const { return options.kind() == 'A'; }
+  bool is_attention() const { return options.kind() == 'A' || options.kind() == 'S'; }
 
   BlockOptions options;
   RMSNorm mixer_norm{nullptr}, mlp_norm{nullptr};
