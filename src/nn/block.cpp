@@ -47,13 +47,20 @@ void BlockImpl::reset() {
       throw std::invalid_argument(std::string("Block: unknown mixer kind '") + options.kind() +
                                   "' (expected A, S, G or J)");
   }
-  mlp_norm = register_module(hf ? "post_attention_layernorm" : "mlp_norm",
-                             RMSNorm(RMSNormOptions(D).eps(m.norm_eps)));
+  auto norm = [&] { return RMSNorm(RMSNormOptions(D).eps(m.norm_eps)); };
+  if (options.sandwich()) {
+    mixer_out_norm = register_module(hf ? "input_layernorm_2" : "mixer_out_norm", norm());
+  }
+  if (!options.mlp()) return;
+  mlp_norm = register_module(hf ? "post_attention_layernorm" : "mlp_norm", norm());
   const auto mlp = MlpOptions(D).ratio(m.mlp_ratio).hidden(m.mlp_hidden);
   if (m.mlp == MlpKind::kGelu) {
     gelu_mlp = register_module("mlp", GeluMlp(mlp));
   } else {
     swiglu_mlp = register_module("mlp", SwiGluMlp(mlp));
+  }
+  if (options.sandwich()) {
+    mlp_out_norm = register_module(hf ? "post_attention_layernorm_2" : "mlp_out_norm", norm());
   }
 }
 
@@ -63,9 +70,14 @@ MixerOutput BlockImpl::forward(const at::Tensor& x, const memory::LayerMemory& m
   MixerOutput mixed = attention ? attention(normed, memory, span)
                       : gdn     ? gdn(normed, memory)
                                 : jet(normed, memory);
-  const at::Tensor h = x + mixed.y;
+  const at::Tensor h = x + (mixer_out_norm ? mixer_out_norm(mixed.y) : mixed.y);
+  if (!mlp_norm) {
+    mixed.y = h;
+    return mixed;
+  }
   const at::Tensor normed2 = mlp_norm(h);
-  mixed.y = h + (gelu_mlp ? gelu_mlp(normed2) : swiglu_mlp(normed2));
+  const at::Tensor z = gelu_mlp ? gelu_mlp(normed2) : swiglu_mlp(normed2);
+  mixed.y = h + (mlp_out_norm ? mlp_out_norm(z) : z);
   return mixed;
 }
 

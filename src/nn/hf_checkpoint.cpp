@@ -159,10 +159,27 @@ LoadReport load_hf_weights(HybridLM& model, const fs::path& dir,
       report.unexpected.push_back(name);
     }
   }
+  auto is_optional = [&](const std::string& name) {
+    for (const auto& o : optional) {
+      if (o == name || (!o.empty() && o.back() == '.' && name.rfind(o, 0) == 0)) return true;
+    }
+    return false;
+  };
+  // An inserted Ouro JetBlock (model.jet_layers.<k>.) may be absent as a whole, never in part.
+  std::map<std::string, std::pair<int, int>> inserted;  // prefix -> (present, absent)
+  for (const auto& p : params) {
+    if (p.key().rfind("model.jet_layers.", 0) != 0) continue;
+    const std::string prefix = p.key().substr(0, p.key().find('.', 17) + 1);
+    (found.count(p.key()) ? inserted[prefix].first : inserted[prefix].second) += 1;
+  }
   for (const auto& p : params) {
     const auto it = found.find(p.key());
     if (it == found.end()) {
-      (optional.count(p.key()) ? report.absent_allowed : report.missing).push_back(p.key());
+      bool allowed = is_optional(p.key());
+      if (p.key().rfind("model.jet_layers.", 0) == 0) {
+        allowed = allowed && inserted[p.key().substr(0, p.key().find('.', 17) + 1)].first == 0;
+      }
+      (allowed ? report.absent_allowed : report.missing).push_back(p.key());
       continue;
     }
     const io::SafetensorsEntry& e = it->second.entry;
@@ -179,7 +196,14 @@ LoadReport load_hf_weights(HybridLM& model, const fs::path& dir,
   // Copy one tensor at a time, file by file in data order (sequential reads).
   torch::NoGradGuard no_grad;
   std::vector<std::pair<const Located*, at::Tensor>> order;
-  for (auto& p : params) order.emplace_back(&found.at(p.key()), p.value());
+  for (auto& p : params) {
+    if (found.count(p.key())) order.emplace_back(&found.at(p.key()), p.value());
+  }
+  // Inserted JetBlocks the checkpoint lacks start as no-ops on the residual stream (o_proj = 0,
+  // the rest as initialised), so the model first computes what the checkpoint does.
+  for (const auto& [prefix, counts] : inserted) {
+    if (counts.first == 0) params[prefix + "self_attn.o_proj.weight"].zero_();
+  }
   std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
     return a.first->file != b.first->file ? a.first->file < b.first->file
                                           : a.first->entry.begin < b.first->entry.begin;

@@ -68,16 +68,36 @@ class Reader {
   std::string source_;
 };
 
-void read_jet_nemotron(const json& c, const Reader& r, HfConfig& out) {
+/// efficient_attention_config.jet: the JetBlocks' geometry (Jet-Nemotron's layers, Ouro's inserts).
+void read_jet(const json& eff, const Reader& r, ModelOptions& o) {
+  const std::string p = "efficient_attention_config.jet.";
+  const json& jet = r.object(eff, "jet", "efficient_attention_config.jet");
+  o.ssm_heads = r.integer(jet, "num_heads", p + "num_heads");
+  o.head_dim_k = r.integer(jet, "head_dim", p + "head_dim");
+  const double expand_v = r.number(jet, "expand_v", p + "expand_v");
+  // Upstream: head_v_dim = int(head_dim * expand_v), truncated (96 * 2.6666666667 -> 256).
+  o.head_dim_v = static_cast<int64_t>(std::trunc(static_cast<double>(o.head_dim_k) * expand_v));
+  if (o.head_dim_v < 1) r.fail(p + "expand_v", "gives a value head dim below 1");
+  o.conv_size = r.integer(jet, "conv_size", p + "conv_size");
+  o.generator_reduction =
+      r.integer(jet, "dconv_generator_reduction", p + "dconv_generator_reduction");
+  if ((o.ssm_heads * o.head_dim_v) % o.generator_reduction != 0) {
+    r.fail(p + "dconv_generator_reduction",
+           "must divide the value width " + std::to_string(o.ssm_heads * o.head_dim_v));
+  }
+  // The JetBlock output norm's own epsilon (1e-5 in the released model; upstream's default).
+  o.ssm_norm_eps = jet.contains("norm_eps") ? r.number(jet, "norm_eps", p + "norm_eps") : 1e-5;
+}
+
+/// What Jet-Nemotron and Ouro share: Qwen2-style attention geometry, SwiGLU, RoPE, norms, head.
+void read_common(const json& c, const Reader& r, HfConfig& out) {
   ModelOptions& o = out.options;
   o.names = ParameterNames::kHf;
   o.mlp = MlpKind::kSwiglu;
   o.rope_style = RopeStyle::kHalf;
-  o.attn_bias = true;  // Qwen2 attention: q, k, v biases, none on o
   o.vocab_size = r.integer(c, "vocab_size", "vocab_size");
   o.d_model = r.integer(c, "hidden_size", "hidden_size");
   o.mlp_hidden = r.integer(c, "intermediate_size", "intermediate_size");
-  const int64_t layers = r.integer(c, "num_hidden_layers", "num_hidden_layers");
   o.n_heads = r.integer(c, "num_attention_heads", "num_attention_heads");
   o.n_kv_heads = c.contains("num_key_value_heads") && !c["num_key_value_heads"].is_null()
                      ? r.integer(c, "num_key_value_heads", "num_key_value_heads")
@@ -101,6 +121,62 @@ void read_jet_nemotron(const json& c, const Reader& r, HfConfig& out) {
   o.norm_eps = r.number(c, "rms_norm_eps", "rms_norm_eps");
   o.tie_embeddings = c.value("tie_word_embeddings", false);
   if (o.tie_embeddings) out.optional_keys.push_back("lm_head.weight");
+}
+
+/// Ouro: sandwich layers of full attention (no biases), the final norm after every loop,
+/// total_ut_steps loops in the ordinary forward, the early-exit gate kept; optionally JetBlocks
+/// without MLP inserted after the layers jet_layers_after names (geometry in
+/// efficient_attention_config.jet).
+void read_ouro(const json& c, const Reader& r, HfConfig& out) {
+  read_common(c, r, out);
+  ModelOptions& o = out.options;
+  o.attn_bias = false;
+  o.sandwich = true;
+  o.loop_norm = true;
+  o.exit_gate = true;
+  o.ut_steps = r.integer(c, "total_ut_steps", "total_ut_steps");
+  const int64_t layers = r.integer(c, "num_hidden_layers", "num_hidden_layers");
+  if (c.contains("layer_types") && !c["layer_types"].is_null()) {
+    const json& types = c["layer_types"];
+    if (!types.is_array() || static_cast<int64_t>(types.size()) != layers) {
+      r.fail("layer_types", "expected a list of num_hidden_layers (" + std::to_string(layers) +
+                                ") entries, got " + types.dump());
+    }
+    for (size_t i = 0; i < types.size(); ++i) {
+      if (types[i] != "full_attention") {
+        r.fail("layer_types[" + std::to_string(i) + "]",
+               "only full_attention is implemented, got " + types[i].dump());
+      }
+    }
+  }
+  if (c.value("use_sliding_window", false)) {
+    r.fail("use_sliding_window", "sliding-window Ouro layers are not implemented");
+  }
+  o.pattern = std::string(static_cast<size_t>(layers), 'A');
+  if (c.contains("jet_layers_after") && !c["jet_layers_after"].is_null()) {
+    const json& after = c["jet_layers_after"];
+    if (!after.is_array()) r.fail("jet_layers_after", "expected a list, got " + after.dump());
+    for (size_t k = 0; k < after.size(); ++k) {
+      const std::string at = "jet_layers_after[" + std::to_string(k) + "]";
+      if (!after[k].is_number_integer() || after[k].get<int64_t>() < 0 ||
+          after[k].get<int64_t>() >= layers) {
+        r.fail(at, "expected a layer index in [0, " + std::to_string(layers) + "), got " +
+                       after[k].dump());
+      }
+      o.inserted_jet_after.push_back(after[k].get<int64_t>());
+    }
+    if (!o.inserted_jet_after.empty()) {
+      read_jet(r.object(c, "efficient_attention_config", "efficient_attention_config"), r, o);
+      out.optional_keys.push_back("model.jet_layers.");  // being inserted into stock Ouro
+    }
+  }
+}
+
+void read_jet_nemotron(const json& c, const Reader& r, HfConfig& out) {
+  read_common(c, r, out);
+  ModelOptions& o = out.options;
+  o.attn_bias = true;  // Qwen2 attention: q, k, v biases, none on o
+  const int64_t layers = r.integer(c, "num_hidden_layers", "num_hidden_layers");
 
   // layer_types -> pattern
   const json& types = r.required(c, "layer_types", "layer_types");
@@ -133,25 +209,7 @@ void read_jet_nemotron(const json& c, const Reader& r, HfConfig& out) {
     const json& swa = r.object(eff, "swa", "efficient_attention_config.swa");
     o.swa_window = r.integer(swa, "window_size", "efficient_attention_config.swa.window_size");
   }
-  if (has_jet) {
-    const std::string p = "efficient_attention_config.jet.";
-    const json& jet = r.object(eff, "jet", "efficient_attention_config.jet");
-    o.ssm_heads = r.integer(jet, "num_heads", p + "num_heads");
-    o.head_dim_k = r.integer(jet, "head_dim", p + "head_dim");
-    const double expand_v = r.number(jet, "expand_v", p + "expand_v");
-    // Upstream: head_v_dim = int(head_dim * expand_v), truncated (96 * 2.6666666667 -> 256).
-    o.head_dim_v = static_cast<int64_t>(std::trunc(static_cast<double>(o.head_dim_k) * expand_v));
-    if (o.head_dim_v < 1) r.fail(p + "expand_v", "gives a value head dim below 1");
-    o.conv_size = r.integer(jet, "conv_size", p + "conv_size");
-    o.generator_reduction =
-        r.integer(jet, "dconv_generator_reduction", p + "dconv_generator_reduction");
-    if ((o.ssm_heads * o.head_dim_v) % o.generator_reduction != 0) {
-      r.fail(p + "dconv_generator_reduction",
-             "must divide the value width " + std::to_string(o.ssm_heads * o.head_dim_v));
-    }
-    // The JetBlock output norm's own epsilon (1e-5 in the released model; upstream's default).
-    o.ssm_norm_eps = jet.contains("norm_eps") ? r.number(jet, "norm_eps", p + "norm_eps") : 1e-5;
-  }
+  if (has_jet) read_jet(eff, r, o);
 }
 
 }  // namespace
@@ -170,8 +228,11 @@ HfConfig parse_hf_config(const std::string& text, const std::string& source) {
   out.family = r.string(c, "model_type", "model_type");
   if (out.family == "jet_nemotron") {
     read_jet_nemotron(c, r, out);
+  } else if (out.family == "ouro") {
+    read_ouro(c, r, out);
   } else {
-    r.fail("model_type", "\"" + out.family + "\" is not a family hypnos loads (jet_nemotron)");
+    r.fail("model_type",
+           "\"" + out.family + "\" is not a family hypnos loads (jet_nemotron, ouro)");
   }
   try {
     out.options.validate();

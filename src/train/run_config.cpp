@@ -37,7 +37,7 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
       config.model.vocab_size = tasks::make_task(config.task, config.run.seed)->vocab_size();
     }
     config.model.validate();
-    config.sleep.validate(static_cast<int64_t>(config.model.pattern.size()));
+    config.sleep.validate(config.model.n_blocks());
     // Fails early (before a run directory exists) on a schedule that cannot fit the run.
     if (config.train.steps > 0) Schedule(config.schedule, config.train.steps);
   } catch (const std::invalid_argument& e) {

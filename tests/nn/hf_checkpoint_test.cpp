@@ -11,6 +11,7 @@
 #include "hypnos/io/safetensors.h"
 #include "hypnos/nn/hf_checkpoint.h"
 #include "io/scratch_dir.h"
+#include "testing/numeric.h"
 
 namespace hypnos::nn {
 namespace {
@@ -236,6 +237,91 @@ TEST(HfCheckpoint, ATiedHeadInTheFileMustEqualTheEmbedding) {
     } else {
       EXPECT_THROW(load_pretrained(out), std::runtime_error);
     }
+  }
+}
+
+TEST(HfConfig, OuroConfigGivesSandwichLoopsAndInsertedJetBlocks) {
+  auto c = nlohmann::json::parse(R"({
+    "model_type": "ouro", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "vocab_size": 256, "rope_theta": 10000.0, "rope_scaling": null,
+    "rms_norm_eps": 1e-06, "hidden_act": "silu", "num_hidden_layers": 4, "head_dim": 16,
+    "layer_types": ["full_attention", "full_attention", "full_attention", "full_attention"],
+    "total_ut_steps": 2, "tie_word_embeddings": false, "use_sliding_window": false,
+    "jet_layers_after": [1, 3],
+    "efficient_attention_config": {"jet": {"num_heads": 2, "head_dim": 16, "expand_v": 2.0,
+      "conv_size": 4, "dconv_generator_reduction": 8, "norm_eps": "1e-5"}}
+  })");
+  const HfConfig config = parse_hf_config(c.dump());
+  const ModelOptions& o = config.options;
+  EXPECT_EQ(config.family, "ouro");
+  EXPECT_EQ(o.pattern, "AAAA");
+  EXPECT_EQ(o.inserted_jet_after, (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(o.n_blocks(), 6);
+  EXPECT_TRUE(o.sandwich);
+  EXPECT_TRUE(o.loop_norm);
+  EXPECT_TRUE(o.exit_gate);
+  EXPECT_FALSE(o.attn_bias);
+  EXPECT_FALSE(o.tie_embeddings);
+  EXPECT_EQ(o.ut_steps, 2);
+  EXPECT_EQ(o.resolved_head_dim_v(), 32);
+  EXPECT_EQ(config.optional_keys, std::vector<std::string>{"model.jet_layers."});
+  c["jet_layers_after"][1] = 4;
+  EXPECT_NE(error_of(c).find("jet_layers_after[1]: expected a layer index in [0, 4)"),
+            std::string::npos)
+      << error_of(c);
+  c["jet_layers_after"][1] = 3;
+  c["layer_types"][2] = "sliding_attention";
+  EXPECT_NE(error_of(c).find("layer_types[2]: only full_attention is implemented"),
+            std::string::npos);
+  c["layer_types"][2] = "full_attention";
+  c.erase("total_ut_steps");
+  EXPECT_NE(error_of(c).find("total_ut_steps: missing"), std::string::npos);
+}
+
+TEST(HfCheckpoint, JetBlocksInsertedIntoAStockOuroCheckpointStartAsNoOps) {
+  io::testing::ScratchDir dir;
+  auto c = nlohmann::json::parse(R"({
+    "model_type": "ouro", "hidden_size": 32, "intermediate_size": 48, "num_attention_heads": 2,
+    "num_key_value_heads": 2, "vocab_size": 50, "rope_theta": 10000.0, "rms_norm_eps": 1e-06,
+    "num_hidden_layers": 3, "total_ut_steps": 2, "tie_word_embeddings": false
+  })");
+  const HfConfig stock = parse_hf_config(c.dump());
+  HybridLM m = random_model(stock, 5);
+  save_hf_checkpoint(m, dir.path() / "stock", stock.json);
+  c["jet_layers_after"] = {0, 2};
+  c["efficient_attention_config"] = {{"jet",
+                                      {{"num_heads", 2},
+                                       {"head_dim", 8},
+                                       {"expand_v", 2.0},
+                                       {"conv_size", 4},
+                                       {"dconv_generator_reduction", 4}}}};
+  std::ofstream(dir.path() / "stock" / "config.json") << c.dump();
+  PretrainedModel grown = load_pretrained(dir.path() / "stock");
+  EXPECT_EQ(grown.model->n_layers(), 5);
+  EXPECT_EQ(grown.report.missing, std::vector<std::string>{});
+  EXPECT_GT(grown.report.absent_allowed.size(), 20u);
+  EXPECT_EQ(grown.report.absent_allowed[0].rfind("model.jet_layers.", 0), 0u);
+  const auto tokens = torch::randint(0, 50, {2, 9});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(grown.model->decoder->jet_layers[1]->as<BlockImpl>()->jet->o_proj->weight,
+                        torch::zeros({32, 32})));
+  EXPECT_LT(testing::relative_error(grown.model->forward(tokens), m->forward(tokens)), 1e-6);
+
+  // A checkpoint holding an inserted block in part is refused.
+  io::NamedTensors tensors;
+  for (const auto& p : grown.model->named_parameters()) {
+    if (p.key() != "model.jet_layers.1.self_attn.A_log") tensors.emplace_back(p.key(), p.value());
+  }
+  std::filesystem::create_directories(dir.path() / "part");
+  io::save_safetensors(dir.path() / "part" / "model.safetensors", tensors);
+  std::ofstream(dir.path() / "part" / "config.json") << c.dump();
+  try {
+    load_pretrained(dir.path() / "part");
+    ADD_FAILURE() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing (1):\n    model.jet_layers.1.self_attn.A_log"),
+              std::string::npos)
+        << e.what();
   }
 }
 

@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "hypnos/nn/attention.h"
+#include "hypnos/nn/block.h"
 #include "hypnos/nn/hybrid_lm.h"
 #include "hypnos/nn/jet_block.h"
 #include "hypnos/nn/mlp.h"
@@ -211,6 +214,92 @@ TEST(PretrainedModules, HfNamesGiveTheCheckpointKeysAndTiedEmbeddingsNoHead) {
   // A clone points at its own decoder.
   auto copy = std::dynamic_pointer_cast<HybridLMImpl>(m->clone());
   EXPECT_TRUE(copy->blocks.ptr() == copy->decoder->layers.ptr());
+  EXPECT_TRUE(at::equal(copy->forward(tokens), m->forward(tokens)));
+}
+
+TEST(PretrainedModules, OuroSandwichBlockIsItsFourNormFormula) {
+  torch::manual_seed(15);
+  ModelOptions o;
+  o.vocab_size = 10;
+  o.d_model = 16;
+  o.n_heads = 2;
+  o.pattern = "A";
+  o.mlp = MlpKind::kSwiglu;
+  o.mlp_hidden = 24;
+  o.rope_style = RopeStyle::kHalf;
+  o.names = ParameterNames::kHf;
+  Block block(BlockOptions(o, 'A').sandwich(true));
+  block->to(torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : block->parameters()) p.normal_(0.5, 0.3);
+  }
+  std::vector<std::string> keys;
+  for (const auto& p : block->named_parameters()) keys.push_back(p.key());
+  for (const char* k : {"input_layernorm.weight", "input_layernorm_2.weight",
+                        "post_attention_layernorm.weight", "post_attention_layernorm_2.weight"}) {
+    EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
+  }
+  const auto x = torch::randn({2, 5, 16}, torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    auto& b = *block;
+    const at::Tensor h =
+        x + b.mixer_out_norm(b.attention->forward(b.mixer_norm(x), memory::LayerMemory{}).y);
+    const at::Tensor want = h + b.mlp_out_norm(b.swiglu_mlp(b.mlp_norm(h)));
+    EXPECT_LT(testing::relative_error(block->forward(x, {}).y, want), 1e-14);
+  }
+  // Gradients through the two extra norms against central differences.
+  const auto w = torch::randn({2, 5, 16}, torch::kDouble);
+  auto loss = [&](const std::vector<at::Tensor>& in) {
+    auto& b = *block;
+    const at::Tensor s1 = b.mixer_out_norm->weight, s2 = b.mlp_out_norm->weight;
+    b.mixer_out_norm->weight = in[1];
+    b.mlp_out_norm->weight = in[2];
+    const at::Tensor y = b.forward(in[0], {}).y;
+    b.mixer_out_norm->weight = s1;
+    b.mlp_out_norm->weight = s2;
+    return (y * w).sum();
+  };
+  const auto errors =
+      testing::gradient_check_errors(loss,
+                                     {x, block->mixer_out_norm->weight.detach().clone(),
+                                      block->mlp_out_norm->weight.detach().clone()},
+                                     1e-6, 40);
+  for (double e : errors) EXPECT_LT(e, 1e-6);
+}
+
+TEST(PretrainedModules, OuroInsertedJetBlocksRunAfterTheirLayerAndKeepTheirNames) {
+  ModelOptions o;
+  o.vocab_size = 10;
+  o.d_model = 16;
+  o.n_heads = 2;
+  o.pattern = "AAAA";
+  o.mlp = MlpKind::kSwiglu;
+  o.sandwich = true;
+  o.loop_norm = true;
+  o.exit_gate = true;
+  o.inserted_jet_after = {3, 1};
+  o.names = ParameterNames::kHf;
+  HybridLM m(o);
+  EXPECT_EQ(m->n_layers(), 6);
+  // Execution order: layers 0, 1, jet_layers.1 (after 1), layers 2, 3, jet_layers.0 (after 3).
+  EXPECT_TRUE(m->blocks[2].get() == m->decoder->jet_layers[1].get());
+  EXPECT_TRUE(m->blocks[5].get() == m->decoder->jet_layers[0].get());
+  EXPECT_TRUE(m->blocks[4].get() == m->decoder->layers[3].get());
+  auto params = m->named_parameters();
+  EXPECT_NE(params.find("model.jet_layers.0.input_layernorm.weight"), nullptr);
+  EXPECT_NE(params.find("model.jet_layers.1.self_attn.dynamic_conv1d.kernel_generator.w1.weight"),
+            nullptr);
+  EXPECT_EQ(params.find("model.jet_layers.0.mlp.up_proj.weight"), nullptr);
+  EXPECT_EQ(params.find("model.jet_layers.0.post_attention_layernorm.weight"), nullptr);
+  ASSERT_NE(params.find("model.early_exit_gate.weight"), nullptr);
+  EXPECT_FALSE(params["model.early_exit_gate.weight"].requires_grad());  // kept, never trained
+  EXPECT_FALSE(params["model.early_exit_gate.bias"].requires_grad());
+  auto copy = std::dynamic_pointer_cast<HybridLMImpl>(m->clone());
+  EXPECT_TRUE(copy->blocks[2].get() == copy->decoder->jet_layers[1].get());
+  const auto tokens = torch::randint(0, 10, {1, 7});
+  torch::NoGradGuard no_grad;
   EXPECT_TRUE(at::equal(copy->forward(tokens), m->forward(tokens)));
 }
 

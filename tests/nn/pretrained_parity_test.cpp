@@ -1,8 +1,9 @@
 // Parity with the executable reference of the pretrained families
-// (bench/reference/pretrained_reference.py): tiny random Jet-Nemotron checkpoints written by the
-// reference at test time (single file, two shards, bf16), loaded by hypnos, and their logits
-// compared, CPU fp32: the plain forward, and the sleep window loop with hard eviction at N in
-// {1, 2, 3} over a partial loop range, and the full range. Every window's wake logits count.
+// (bench/reference/pretrained_reference.py): tiny random Jet-Nemotron, Ouro and Ouro + JetBlock
+// checkpoints written by the reference at test time (single file, two shards, bf16), loaded by
+// hypnos, and their logits compared, CPU fp32: the plain forward, and the sleep window loop with
+// hard eviction at N in {1, 2, 3} (Jet-Nemotron over a partial loop range and the full range, Ouro
+// over the whole stack). Every window's wake logits count.
 //
 // Positions: the reference's sleep loop numbers tokens absolutely (window c starts at c * L);
 // hypnos restarts them at 0 in every window. RoPE is relative, so the two agree up to rounding;
@@ -32,9 +33,10 @@ struct Case {
   bool window_positions = false;
 };
 
-}  // namespace
-
-TEST(PretrainedParity, JetNemotronLogitsMatchTheReferencePlainAndSleeping) {
+/// Writes tiny checkpoints of `kind` with the reference (single file, two shards, bf16), runs the
+/// reference's --logits for every case, loads each checkpoint into hypnos and compares the logits.
+void expect_parity(const std::string& kind, const std::string& pattern,
+                   const std::vector<Case>& cases) {
   const std::string python = HYPNOS_PYTHON;
   if (python.empty() || !std::filesystem::exists(python)) GTEST_SKIP() << "no HYPNOS_PYTHON";
   const std::string ref =
@@ -44,8 +46,8 @@ TEST(PretrainedParity, JetNemotronLogitsMatchTheReferencePlainAndSleeping) {
   ASSERT_EQ(std::system((python + " -c 'import safetensors' 2>/dev/null").c_str()), 0)
       << python << " lacks the safetensors package: rerun scripts/setup.sh";
 
-  // Two sequences of 29 tokens; windows of L = 10 (10, 10, 9 tokens: the SWA layer's window of 8
-  // is tighter than a window, and the last window is short).
+  // Two sequences of 29 tokens; windows of L = 10 (10, 10, 9 tokens: Jet-Nemotron's SWA window
+  // of 8 is tighter than a window, and the last window is short).
   torch::manual_seed(7);
   const at::Tensor tokens = torch::randint(0, 256, {2, 29}, torch::kLong);
   {
@@ -55,27 +57,16 @@ TEST(PretrainedParity, JetNemotronLogitsMatchTheReferencePlainAndSleeping) {
     }
   }
   const int64_t L = 10;
-  const std::vector<Case> cases{
-      {"plain", "single"},
-      {"plain_sharded", "sharded"},
-      {"plain_bf16", "bf16"},
-      {"n1", "single", 1, 1, 5},
-      {"n2", "single", 2, 1, 5},
-      {"n3", "single", 3, 1, 5},
-      {"n3_sharded", "sharded", 3, 1, 5},
-      {"n2_full", "single", 2, 0, 6},
-      {"n3_window_positions", "single", 3, 1, 5, true},
-  };
   // The reference's own command lines, run in one Python process (tests/python/reference_runs.py).
-  std::string lines = "--make-tiny jet_nemotron " + (d / "single").string() + "\n" +
-                      "--make-tiny jet_nemotron " + (d / "sharded").string() + " --shards 2\n" +
-                      "--make-tiny jet_nemotron " + (d / "bf16").string() + " --ckpt-dtype bf16\n";
+  std::string lines = "--make-tiny " + kind + " " + (d / "single").string() + "\n" +
+                      "--make-tiny " + kind + " " + (d / "sharded").string() + " --shards 2\n" +
+                      "--make-tiny " + kind + " " + (d / "bf16").string() + " --ckpt-dtype bf16\n";
   for (const Case& c : cases) {
     lines += "--logits " + (d / c.ckpt).string() + " " + (d / "tokens.txt").string() + " " +
              (d / (c.name + ".safetensors")).string();
     if (c.passes > 0) {
-      lines += " --sleep " + std::to_string(c.passes) + " --window " + std::to_string(L) +
-               " --loop " + std::to_string(c.a) + "," + std::to_string(c.b);
+      lines += " --sleep " + std::to_string(c.passes) + " --window " + std::to_string(L);
+      if (c.b > 0) lines += " --loop " + std::to_string(c.a) + "," + std::to_string(c.b);
       if (c.window_positions) lines += " --window-positions";
     }
     lines += "\n";
@@ -89,7 +80,7 @@ TEST(PretrainedParity, JetNemotronLogitsMatchTheReferencePlainAndSleeping) {
   for (const char* ckpt : {"single", "sharded", "bf16"}) {
     models.emplace(ckpt, load_pretrained(d / ckpt, at::kFloat));
     EXPECT_TRUE(models.at(ckpt).report.ok()) << models.at(ckpt).report.text();
-    EXPECT_EQ(models.at(ckpt).config.options.pattern, "JJASJJ");
+    EXPECT_EQ(models.at(ckpt).config.options.pattern, pattern);
   }
   // The sharded checkpoint holds the single file's weights.
   auto single = models.at("single").model->named_parameters();
@@ -108,23 +99,70 @@ TEST(PretrainedParity, JetNemotronLogitsMatchTheReferencePlainAndSleeping) {
       sleep::SleepOptions o;
       o.n_passes = c.passes;
       o.window = L;
-      o.loop_layers = {c.a, c.b};
+      if (c.b > 0) o.loop_layers = {c.a, c.b};
       o.eviction = memory::Eviction::kHard;
-      logits = sleep::run_windows(m, tokens, at::Tensor(), memory::ModelMemory::empty(6), o).logits;
+      logits =
+          sleep::run_windows(m, tokens, at::Tensor(), memory::ModelMemory::empty(m->n_layers()), o)
+              .logits;
     }
     const auto ref_out = io::load_safetensors(d / (c.name + ".safetensors"));
     const at::Tensor& want = ref_out.at("logits");
     ASSERT_EQ(logits.sizes(), want.sizes()) << c.name;
     const double err = testing::relative_error(logits, want);
-    std::printf("[ parity ] %-22s (%s checkpoint%s): relative error %.3g\n", c.name.c_str(),
-                c.ckpt.c_str(),
-                c.passes ? (", N=" + std::to_string(c.passes) + ", loop [" + std::to_string(c.a) +
-                            ", " + std::to_string(c.b) + ")")
-                               .c_str()
-                         : "",
-                err);
+    const std::string loop =
+        c.b > 0 ? ", loop [" + std::to_string(c.a) + ", " + std::to_string(c.b) + ")" : "";
+    const std::string what = c.passes ? ", N=" + std::to_string(c.passes) + loop : "";
+    std::printf("[ parity ] %s %-22s (%s checkpoint%s): relative error %.3g\n", kind.c_str(),
+                c.name.c_str(), c.ckpt.c_str(), what.c_str(), err);
     EXPECT_LE(err, 1e-5) << c.name;
   }
+}
+
+}  // namespace
+
+TEST(PretrainedParity, JetNemotronLogitsMatchTheReferencePlainAndSleeping) {
+  expect_parity("jet_nemotron", "JJASJJ",
+                {
+                    {"plain", "single"},
+                    {"plain_sharded", "sharded"},
+                    {"plain_bf16", "bf16"},
+                    {"n1", "single", 1, 1, 5},
+                    {"n2", "single", 2, 1, 5},
+                    {"n3", "single", 3, 1, 5},
+                    {"n3_sharded", "sharded", 3, 1, 5},
+                    {"n2_full", "single", 2, 0, 6},
+                    {"n3_window_positions", "single", 3, 1, 5, true},
+                });
+}
+
+// Ouro: the ordinary forward loops total_ut_steps times (3), each pass with its own memory and
+// closed by the final norm; under sleep every pass runs the whole stack plus the final norm.
+TEST(PretrainedParity, OuroLogitsMatchTheReferencePlainAndSleeping) {
+  expect_parity("ouro", "AAA",
+                {
+                    {"plain", "single"},
+                    {"plain_sharded", "sharded"},
+                    {"plain_bf16", "bf16"},
+                    {"n1", "single", 1},
+                    {"n2", "single", 2},
+                    {"n3", "single", 3},
+                    {"n3_sharded", "sharded", 3},
+                });
+}
+
+// Ouro with JetBlocks (no MLP) inserted after layers 1 and 3: 2 loops in the ordinary forward.
+TEST(PretrainedParity, OuroWithInsertedJetBlocksLogitsMatchTheReference) {
+  expect_parity("ouro_jet", "AAAA",
+                {
+                    {"plain", "single"},
+                    {"plain_sharded", "sharded"},
+                    {"plain_bf16", "bf16"},
+                    {"n1", "single", 1},
+                    {"n2", "single", 2},
+                    {"n3", "single", 3},
+                    {"n3_sharded", "sharded", 3},
+                    {"n2_window_positions", "single", 2, 0, 0, true},
+                });
 }
 
 }  // namespace hypnos::nn

@@ -44,7 +44,10 @@ std::vector<std::filesystem::path> hf_checkpoint_files(const std::filesystem::pa
 /// Copies the checkpoint in `dir` into `model` (whose parameter names must be the checkpoint's:
 /// ParameterNames::kHf). Compares every name and shape first and copies nothing unless they all
 /// match; then throws std::runtime_error holding the report's text. `optional_keys`: the names the
-/// family allows to be absent (HfConfig::optional_keys).
+/// family allows to be absent (HfConfig::optional_keys; one ending in '.' is a prefix). A JetBlock
+/// inserted into Ouro that the checkpoint lacks entirely keeps its fresh initialisation with
+/// o_proj zeroed, so that the model computes what the checkpoint did; one it holds only in part
+/// is an error.
 LoadReport load_hf_weights(HybridLM& model, const std::filesystem::path& dir,
                            const std::vector<std::string>& optional_keys = {});
 

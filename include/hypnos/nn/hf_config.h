@@ -7,6 +7,11 @@
 // expand_v (V = int(K * expand_v)), conv_size, dconv_generator_reduction and its own output-norm
 // eps (norm_eps, a string in the released config); efficient_attention_config.swa.window_size the
 // sliding window; tie_word_embeddings ties the head to the embedding.
+//
+// Ouro (model_type ouro): full-attention sandwich layers (four norms, no biases), the final norm
+// after every loop (loop_norm), total_ut_steps loops in the ordinary forward, the early-exit gate
+// kept and unused; jet_layers_after (with efficient_attention_config.jet) inserts JetBlocks without
+// MLP after those layers, named model.jet_layers.<k>.
 #pragma once
 #include <filesystem>
 #include <string>
@@ -22,7 +27,9 @@ struct HfConfig {
   std::string family;
   /// The architecture: names = hf, every key from config.json, gdn_backend left at its default.
   ModelOptions options;
-  /// Checkpoint keys the family allows the weights to lack (a tied lm_head.weight).
+  /// Checkpoint keys the family allows the weights to lack: a tied lm_head.weight; and for Ouro
+  /// with inserted JetBlocks every key under model.jet_layers. (a stock Ouro checkpoint into which
+  /// they are being inserted), listed as that prefix.
   std::vector<std::string> optional_keys;
   /// config.json verbatim (written back unchanged by save_hf_checkpoint).
   std::string json;

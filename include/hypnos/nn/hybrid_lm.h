@@ -17,16 +17,23 @@
 
 namespace hypnos::nn {
 
+/// The blocks of `options` in execution order: the pattern's, each followed by the JetBlocks
+/// (without MLP) inserted after it.
+std::vector<Block> make_blocks(const ModelOptions& options);
+
 /// The `model.` part of the Hugging Face layout (ParameterNames::kHf): embed_tokens, layers (the
-/// blocks), norm. HybridLM owns one when its options ask for that layout.
+/// pattern's blocks), norm, and for Ouro jet_layers (inserted JetBlocks) and early_exit_gate
+/// (kept, never trained: requires_grad false). HybridLM owns one when its options ask for that
+/// layout.
 class DecoderImpl : public torch::nn::Cloneable<DecoderImpl> {
  public:
   explicit DecoderImpl(ModelOptions options);
   void reset() override;
   ModelOptions options;
   torch::nn::Embedding embed_tokens{nullptr};
-  torch::nn::ModuleList layers{nullptr};
+  torch::nn::ModuleList layers{nullptr}, jet_layers{nullptr};
   RMSNorm norm{nullptr};
+  torch::nn::Linear early_exit_gate{nullptr};
 };
 TORCH_MODULE(Decoder);
 
@@ -53,26 +60,30 @@ class HybridLMImpl : public torch::nn::Cloneable<HybridLMImpl> {
   std::shared_ptr<torch::nn::Module> clone(
       const std::optional<at::Device>& device = std::nullopt) const override;
 
-  int64_t n_layers() const { return static_cast<int64_t>(options.pattern.size()); }
+  /// Blocks in execution order (inserted JetBlocks included).
+  int64_t n_layers() const { return options.n_blocks(); }
 
   /// tokens: [B, T] int64 -> h: [B, T, D]
   at::Tensor embed(const at::Tensor& tokens);
 
   /// Runs blocks [begin, end) on h: [B, T, D], each reading memory.layers[i] and the result
   /// replacing it (layers outside the range pass through unchanged). `span` limits attention
-  /// lookback (0 = all). Returns {h, memory written}.
+  /// lookback (0 = all). With loop_norm, a call that runs the last block ends with the final norm
+  /// (a pass over the stack closes with it). Returns {h, memory written}.
   std::pair<at::Tensor, memory::ModelMemory> forward_blocks(const at::Tensor& h,
                                                             const memory::ModelMemory& memory,
                                                             int64_t begin, int64_t end,
                                                             int64_t span = 0);
 
-  /// h: [B, T, D] -> logits: [B, T, vocab] (through lm_head, or the embedding when tied)
+  /// h: [B, T, D] -> logits: [B, T, vocab] (through lm_head, or the embedding when tied; the
+  /// final norm first unless loop_norm already applied it)
   at::Tensor logits(const at::Tensor& h);
 
   /// The head's weight [vocab, D]: lm_head's, or the embedding matrix when tied.
   const at::Tensor& head_weight() const;
 
-  /// One pass over one window from empty memory: tokens [B, T] -> logits [B, T, vocab].
+  /// The ordinary forward over one window from empty memory: tokens [B, T] -> logits [B, T,
+  /// vocab]. ut_steps passes over the stack (one for all but Ouro), each from empty memory.
   at::Tensor forward(const at::Tensor& tokens);
 
   ModelOptions options;

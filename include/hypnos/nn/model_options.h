@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "hypnos/config/fields.h"
 #include "hypnos/nn/rope.h"
@@ -79,6 +80,27 @@ struct ModelOptions {
   bool tie_embeddings = false;
   /// Parameter names: hypnos | hf. Default: hypnos.
   ParameterNames names = ParameterNames::kHypnos;
+  /// Sandwich blocks (Ouro): a norm also after the mixer and after the MLP, before each residual
+  /// add. Default: false.
+  bool sandwich = false;
+  /// The final norm closes every pass over the whole stack and its output feeds the next pass
+  /// (Ouro's loop); the head then reads h as it is. Default: false.
+  bool loop_norm = false;
+  /// Passes over the whole stack of the ordinary forward (Ouro's total_ut_steps; each pass with
+  /// its own attention and state memory). Default: 1.
+  int64_t ut_steps = 1;
+  /// JetBlocks without an MLP inserted after these pattern blocks (Ouro + Jet layers), in
+  /// execution order after their block; block indices everywhere else (sleep.loop_layers, memory)
+  /// count them. Default: [] (none).
+  std::vector<int64_t> inserted_jet_after;
+  /// Keep Ouro's early-exit gate (Linear D -> 1, loaded and saved, never trained or used).
+  /// Default: false.
+  bool exit_gate = false;
+
+  /// Blocks in execution order: the pattern's and the inserted JetBlocks.
+  int64_t n_blocks() const {
+    return static_cast<int64_t>(pattern.size() + inserted_jet_after.size());
+  }
 
   int64_t resolved_ssm_heads() const { return ssm_heads > 0 ? ssm_heads : n_heads; }
   int64_t resolved_head_dim_k() const {
@@ -129,6 +151,13 @@ struct ModelOptions {
             "JetBlock kernel generator hidden = H*V / this", config::Range{1, 1e5});
     v.field("tie_embeddings", tie_embeddings, "the head reads the embedding matrix");
     v.field("names", names, "parameter names: hypnos | hf (a checkpoint's keys)");
+    v.field("sandwich", sandwich, "norms also after the mixer and the MLP (Ouro)");
+    v.field("loop_norm", loop_norm, "the final norm closes every pass over the stack (Ouro)");
+    v.field("ut_steps", ut_steps, "passes of the ordinary forward (Ouro's total_ut_steps)",
+            config::Range{1, 64});
+    v.field("inserted_jet_after", inserted_jet_after,
+            "pattern blocks followed by an inserted JetBlock without MLP", config::Range{0, 1e6});
+    v.field("exit_gate", exit_gate, "keep Ouro's early-exit gate weights (unused)");
   }
 };
 
