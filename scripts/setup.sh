@@ -36,8 +36,10 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(0 if torch.__version__.spl
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q "torch==$torch_version"
 fi
-.venv/bin/python -c "import numpy, yaml, matplotlib" 2>/dev/null ||
-  .venv/bin/pip install -q numpy pyyaml matplotlib
+# safetensors: the pretrained-model reference (bench/reference/pretrained_reference.py) writes and
+# reads its checkpoints with it (the parity tests run it).
+.venv/bin/python -c "import numpy, yaml, matplotlib, safetensors" 2>/dev/null ||
+  .venv/bin/pip install -q numpy pyyaml matplotlib "safetensors==0.8.0"
 
 # 3. Configure and build (Release, ccache, CUDA when nvcc is found).
 if [ ! -f "$build_dir/build.ninja" ]; then

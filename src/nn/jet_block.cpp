@@ -6,10 +6,45 @@
 
 namespace hypnos::nn {
 
-JetBlockImpl::JetBlockImpl(JetBlockOptions options_) : options(options_) {
-  TORCH_CHECK(options.n_heads() * options.head_dim_v() >= 8, "JetBlock: H*V (",
-              options.n_heads() * options.head_dim_v(), ") must be at least 8");
+KernelGeneratorImpl::KernelGeneratorImpl(KernelGeneratorOptions options_) : options(options_) {
   reset();
+}
+
+void KernelGeneratorImpl::reset() {
+  w1 = register_module(
+      "w1",
+      torch::nn::Linear(torch::nn::LinearOptions(options.in(), options.hidden()).bias(false)));
+  w2 = register_module("w2", torch::nn::Linear(options.hidden(), options.out()));
+}
+
+DynamicConv1dImpl::DynamicConv1dImpl(KernelGeneratorOptions options_) : options(options_) {
+  reset();
+}
+
+void DynamicConv1dImpl::reset() {
+  kernel_generator = register_module("kernel_generator", KernelGenerator(options));
+}
+
+JetBlockImpl::JetBlockImpl(JetBlockOptions options_) : options(options_) {
+  TORCH_CHECK(options.generator_reduction() >= 1, "JetBlock: generator_reduction (",
+              options.generator_reduction(), ") must be at least 1");
+  TORCH_CHECK(options.n_heads() * options.head_dim_v() >= options.generator_reduction(),
+              "JetBlock: H*V (", options.n_heads() * options.head_dim_v(),
+              ") must be at least generator_reduction (", options.generator_reduction(), ")");
+  reset();
+}
+
+std::shared_ptr<torch::nn::Module> JetBlockImpl::clone(
+    const std::optional<at::Device>& device) const {
+  auto copy = Cloneable<JetBlockImpl>::clone(device);
+  std::dynamic_pointer_cast<JetBlockImpl>(copy)->bind_generator();
+  return copy;
+}
+
+void JetBlockImpl::bind_generator() {
+  if (!dynamic_conv1d) return;
+  kernel_down = dynamic_conv1d->kernel_generator->w1;
+  kernel_up = dynamic_conv1d->kernel_generator->w2;
 }
 
 void JetBlockImpl::reset() {
@@ -25,9 +60,16 @@ void JetBlockImpl::reset() {
   g_proj = register_module("g_proj", linear(D, HV));
   a_proj = register_module("a_proj", linear(D, H));
   b_proj = register_module("b_proj", linear(D, H));
-  kernel_down = register_module("kernel_down", linear(D, HV / 8));
-  kernel_up =
-      register_module("kernel_up", torch::nn::Linear(torch::nn::LinearOptions(HV / 8, HV * W)));
+  const int64_t hidden = HV / options.generator_reduction();
+  if (options.hf_names()) {
+    dynamic_conv1d =
+        register_module("dynamic_conv1d", DynamicConv1d(KernelGeneratorOptions(D, hidden, HV * W)));
+    bind_generator();
+  } else {
+    kernel_down = register_module("kernel_down", linear(D, hidden));
+    kernel_up =
+        register_module("kernel_up", torch::nn::Linear(torch::nn::LinearOptions(hidden, HV * W)));
+  }
   {
     // The layer starts as the static convolution its bias gives (kernel_up's weight is zero), and
     // can still learn: kernel_down keeps its ordinary initialisation, so kernel_up's gradient

@@ -32,6 +32,7 @@ SwiGluMlpImpl::SwiGluMlpImpl(MlpOptions options_) : options(options_) {
 }
 
 int64_t SwiGluMlpImpl::hidden() const {
+  if (options.hidden() > 0) return options.hidden();
   const int64_t f = (2 * options.ratio() * options.d_model() + 2) / 3;
   return (f + 7) / 8 * 8;
 }

@@ -34,12 +34,22 @@ at::Tensor detail::apply_rope_composition(const at::Tensor& x, const RopeTable& 
   return at::stack({x1 * cos - x2 * sin, x1 * sin + x2 * cos}, -1).flatten(-2).to(x.scalar_type());
 }
 
-at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table) {
+at::Tensor detail::apply_rope_half_composition(const at::Tensor& x, const RopeTable& table) {
+  // Hugging Face's x * cos + rotate_half(x) * sin, its table [T, D] being ours twice over.
+  const int64_t half = x.size(3) / 2;
+  const at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  const at::Tensor &cos = table.cos, &sin = table.sin;
+  return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1).to(x.scalar_type());
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table, RopeStyle style) {
   TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0,
               "apply_rope: x must be [B, H, T, D] with even D, got ", x.sizes());
   const int64_t T = x.size(2), D = x.size(3);
   TORCH_CHECK(table.cos.size(0) == T && table.cos.size(1) == D / 2, "apply_rope: the table is ",
               table.cos.sizes(), ", x needs [", T, ", ", D / 2, "]");
+  // The fused kernel pairs interleaved dimensions; half pairing runs as ATen operations.
+  if (style == RopeStyle::kHalf) return detail::apply_rope_half_composition(x, table);
 #ifdef HYPNOS_WITH_CUDA
   if (ops::fused::use_fused_cuda(x)) {
     if (auto y = detail::apply_rope_cuda(x, table)) return *y;

@@ -126,7 +126,7 @@ void Session::load(const std::filesystem::path& path) {
   }
   io::NamedTensors layers;
   at::Tensor pending;
-  const auto device = model_->lm_head->weight.device();
+  const auto device = model_->head_weight().device();
   for (const auto& [name, t] : file.tensors) {
     if (name == "pending") {
       pending = t.to(device);

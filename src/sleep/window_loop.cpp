@@ -90,9 +90,8 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
   if (plan.per_row) {
     // DESIGN.md 1.2, loss_free: rows with loss tokens here ran one pass, the others slept; rows
     // without loss tokens have no wake logits, as when they are alone in their batch.
-    result.memory =
-        memory::select_rows(loss_rows, memory::evict(single, opts.eviction, opts.window),
-                            result.memory);
+    result.memory = memory::select_rows(
+        loss_rows, memory::evict(single, opts.eviction, opts.window), result.memory);
     result.logits = at::where(loss_rows.view({-1, 1, 1}), result.logits,
                               at::zeros({}, result.logits.options()));
   }
@@ -108,8 +107,8 @@ std::vector<WindowPlan> plan_windows(const at::Tensor& loss_mask, int64_t seq_le
     TORCH_CHECK(loss_mask.is_cpu() && loss_mask.dim() == 2 && loss_mask.size(1) == seq_len,
                 "plan_windows: the loss mask must be [B, T = ", seq_len, "] on the CPU, got ",
                 loss_mask.sizes(), " on ", loss_mask.device());
-    at::Tensor padded = at::zeros({loss_mask.size(0), n_windows * L},
-                                  at::TensorOptions().dtype(at::kBool));
+    at::Tensor padded =
+        at::zeros({loss_mask.size(0), n_windows * L}, at::TensorOptions().dtype(at::kBool));
     padded.narrow(1, 0, seq_len).copy_(loss_mask.to(at::kBool));
     const at::Tensor rows_with_loss = padded.view({loss_mask.size(0), n_windows, L}).any(2);
     any_row = rows_with_loss.any(0).contiguous();
@@ -328,7 +327,7 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
   }
   // Windows without loss tokens get zero logits, in the dtype of the computed ones (bf16 under
   // autocast: fp32 zeros would promote the whole [B, T, vocab] output to fp32).
-  at::TensorOptions options = model->lm_head->weight.options();
+  at::TensorOptions options = model->head_weight().options();
   for (const auto& l : logits) {
     if (l.defined()) options = l.options();
   }

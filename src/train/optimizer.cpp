@@ -97,9 +97,12 @@ ParameterSplit split_parameters(const torch::nn::Module& module) {
     const std::string& name = item.key();
     const at::Tensor& p = item.value();
     if (!p.requires_grad()) continue;
+    // The JetBlock kernel generator is a pair of hidden matrices under either naming
+    // (kernel_down / kernel_up, or Jet-Nemotron's dynamic_conv1d.kernel_generator.w1 / w2).
+    const bool generator = name.find("kernel_generator") != std::string::npos;
     const bool hidden_matrix = p.dim() == 2 && name.find("emb") == std::string::npos &&
                                name.find("head") == std::string::npos &&
-                               name.find("conv") == std::string::npos;
+                               (generator || name.find("conv") == std::string::npos);
     (hidden_matrix ? split.muon : split.adamw).emplace_back(name, p);
   }
   return split;

@@ -1,19 +1,43 @@
-// Loading and cross-checking the run configuration (the per-key checks live in each options struct).
+// Loading and cross-checking the run configuration (the per-key checks live in each options
+// struct).
 #include "hypnos/train/run_config.h"
 
 #include "hypnos/config/error.h"
 #include "hypnos/config/visitors.h"
+#include "hypnos/nn/hf_config.h"
 
 namespace hypnos::train {
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   RunConfig config = config::load<RunConfig>(path, overrides);
   try {
+    if (!config.model.from.empty()) {
+      // A pretrained checkpoint: its config.json decides the architecture; only where it lies and
+      // the delta-rule backend are the run's.
+      nn::ModelOptions model;
+      try {
+        model = nn::read_hf_config(config.model.from).options;
+      } catch (const std::invalid_argument&) {
+        throw;
+      } catch (const std::runtime_error& e) {  // config.json cannot be read
+        throw std::invalid_argument(std::string("model.from: ") + e.what());
+      }
+      model.from = config.model.from;
+      model.gdn_backend = config.model.gdn_backend;
+      config.model = model;
+      const int64_t task_vocab = tasks::make_task(config.task, config.run.seed)->vocab_size();
+      if (task_vocab > config.model.vocab_size) {
+        throw std::invalid_argument("model.from = " + config.model.from + ": its vocabulary (" +
+                                    std::to_string(config.model.vocab_size) +
+                                    ") is smaller than the task's (" + std::to_string(task_vocab) +
+                                    ")");
+      }
+    }
     if (config.model.vocab_size == 0) {
       config.model.vocab_size = tasks::make_task(config.task, config.run.seed)->vocab_size();
     }
     config.model.validate();
-    config.sleep.validate(static_cast<int64_t>(config.model.pattern.size()));
+    config.sleep.validate(config.model.n_blocks());
     // Fails early (before a run directory exists) on a schedule that cannot fit the run.
     if (config.train.steps > 0) Schedule(config.schedule, config.train.steps);
   } catch (const std::invalid_argument& e) {
@@ -28,6 +52,8 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   return config;
 }
 
-std::string run_config_yaml(const RunConfig& config) { return config::to_yaml(config); }
+std::string run_config_yaml(const RunConfig& config) {
+  return config::to_yaml(config);
+}
 
 }  // namespace hypnos::train

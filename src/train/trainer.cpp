@@ -11,6 +11,7 @@
 #include "hypnos/config/error.h"
 #include "hypnos/io/jsonl.h"
 #include "hypnos/log.h"
+#include "hypnos/nn/hf_checkpoint.h"
 #include "hypnos/tasks/batch.h"
 #include "hypnos/train/checkpoint.h"
 #include "hypnos/train/distributed.h"
@@ -173,6 +174,13 @@ int Trainer::run_unguarded() {
   torch::manual_seed(static_cast<uint64_t>(config_.run.seed));
   task_ = tasks::make_task(config_.task, static_cast<uint64_t>(config_.run.seed));
   model_ = nn::HybridLM(config_.model);
+  if (!config_.model.from.empty()) {  // pretrained weights (a resumed run then loads its own)
+    phase_ = "loading the pretrained weights";
+    const nn::LoadReport report = nn::load_hf_weights(
+        model_, config_.model.from, nn::read_hf_config(config_.model.from).optional_keys);
+    if (dist_.is_main()) std::printf("%s\n", report.text().c_str());
+    log::info(report.text());
+  }
   model_->to(device_);
   model_->train();
   optimizer_ = std::make_unique<Optimizer>(split_parameters(*model_), config_.optim);

@@ -6,6 +6,7 @@
 
 #include <sstream>
 
+#include "hypnos/nn/hybrid_lm.h"
 #include "hypnos/train/distributed.h"
 #include "hypnos/train/muon.h"
 #include "hypnos/train/schedule.h"
@@ -102,6 +103,28 @@ TEST(ParameterSplit, HiddenMatricesToMuonEverythingElseToAdamW) {
   EXPECT_EQ(names(split.adamw),
             (std::vector<std::string>{"norm", "short_conv", "embed.weight", "mixer.bias",
                                       "conv.weight", "conv.bias", "head.weight"}));
+}
+
+TEST(ParameterSplit, JetBlockGeneratorGoesToMuonUnderEitherNaming) {
+  for (auto layout : {nn::ParameterNames::kHypnos, nn::ParameterNames::kHf}) {
+    nn::ModelOptions o;
+    o.vocab_size = 10;
+    o.d_model = 16;
+    o.n_heads = 2;
+    o.pattern = "J";
+    o.names = layout;
+    nn::HybridLM m(o);
+    const ParameterSplit split = split_parameters(*m);
+    const auto muon = names(split.muon), adamw = names(split.adamw);
+    EXPECT_EQ(muon.size(), 11u);  // q k v g a b o, generator 2, mlp up/down
+    for (const auto& n : muon) EXPECT_EQ(n.find("emb"), std::string::npos) << n;
+    for (const auto& n : adamw) {
+      EXPECT_TRUE(n.find("emb") != std::string::npos || n.find("head") != std::string::npos ||
+                  n.find("norm") != std::string::npos || n.find("A_log") != std::string::npos ||
+                  n.find("dt_bias") != std::string::npos || n.find("bias") != std::string::npos)
+          << n;
+    }
+  }
 }
 
 // AdamW runs through ATen's fused kernel: the same update as torch::optim::AdamW up to the order of

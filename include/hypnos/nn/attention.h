@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "hypnos/nn/mixer.h"
+#include "hypnos/nn/model_options.h"
 #include "hypnos/nn/rope.h"
 
 namespace hypnos::nn {
@@ -22,15 +23,32 @@ struct AttentionOptions {
   TORCH_ARG(int64_t, n_heads);
   /// RoPE base. Default: 10000.
   TORCH_ARG(double, rope_base) = 10000.0;
+  /// RoPE pairing. Default: interleaved.
+  TORCH_ARG(RopeStyle, rope_style) = RopeStyle::kInterleaved;
+  /// Key/value heads (grouped-query attention: query head i reads kv head i / (H / H_kv)).
+  /// Default: 0 = n_heads.
+  TORCH_ARG(int64_t, n_kv_heads) = 0;
+  /// Head dimension. Default: 0 = d_model / n_heads.
+  TORCH_ARG(int64_t, head_dim) = 0;
+  /// Biases on q, k and v (Qwen2). Default: false.
+  TORCH_ARG(bool, bias) = false;
+  /// Sliding-window attention: a query sees at most this many keys, itself included, in every
+  /// call (combined with the caller's span). Default: 0 = unlimited.
+  TORCH_ARG(int64_t, window) = 0;
+
+ public:
+  int64_t kv_heads() const { return n_kv_heads_ > 0 ? n_kv_heads_ : n_heads_; }
+  int64_t dim() const { return head_dim_ > 0 ? head_dim_ : d_model_ / n_heads_; }
 };
 
-/// Parameters: q_proj, k_proj, v_proj, o_proj (weight [D, D] each, no bias).
+/// Parameters: q_proj [H*Dh, D], k_proj and v_proj [H_kv*Dh, D] (+ biases with `bias`), o_proj
+/// [D, H*Dh] (never a bias).
 class AttentionImpl : public torch::nn::Cloneable<AttentionImpl> {
  public:
   explicit AttentionImpl(AttentionOptions options);
   void reset() override;
 
-  /// x: [B, T, D]; memory.key/value: retained [B, H, R, K] (pre-RoPE) or undefined.
+  /// x: [B, T, D]; memory.key/value: retained [B, H_kv, R, Dh] (pre-RoPE) or undefined.
   /// `span`: a query sees keys at most span-1 tokens back (itself included: span keys); 0 = all.
   /// Retained tokens take positions 0..R-1 and this window's R..R+T-1 (RoPE is relative, so only
   /// the differences matter). Returns y: [B, T, D] and written.key/value = retained ++ current.

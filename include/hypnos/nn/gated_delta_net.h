@@ -27,6 +27,11 @@ struct GatedDeltaNetOptions {
   TORCH_ARG(double, norm_eps) = 1e-6;
   /// Gated delta rule implementation. Default: auto.
   TORCH_ARG(ops::GdnBackend, backend) = ops::GdnBackend::kAuto;
+  /// JetBlock only: the kernel generator's hidden width is H*V / generator_reduction. Default: 8.
+  TORCH_ARG(int64_t, generator_reduction) = 8;
+  /// JetBlock only: register the generator under Jet-Nemotron's names
+  /// (dynamic_conv1d.kernel_generator.w1/w2) instead of kernel_down/kernel_up. Default: false.
+  TORCH_ARG(bool, hf_names) = false;
 };
 
 /// Parameters (no biases): q_proj, k_proj [H*K, D]; v_proj, g_proj [H*V, D]; a_proj, b_proj [H, D];

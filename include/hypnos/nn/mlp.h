@@ -11,6 +11,9 @@ struct MlpOptions {
   TORCH_ARG(int64_t, d_model);
   /// Expansion ratio r. Default: 4.
   TORCH_ARG(int64_t, ratio) = 4;
+  /// SwiGLU hidden width F, as a checkpoint states it (intermediate_size). Default: 0 = derived
+  /// from the ratio.
+  TORCH_ARG(int64_t, hidden) = 0;
 };
 
 /// down_proj(gelu(up_proj(x))), exact (erf) GELU, hidden r*D. Parameters: up_proj [rD, D],
@@ -26,8 +29,9 @@ class GeluMlpImpl : public torch::nn::Cloneable<GeluMlpImpl> {
 };
 TORCH_MODULE(GeluMlp);
 
-/// down_proj(silu(gate_proj(x)) * up_proj(x)), hidden F = round_up(2 r D / 3, 8) so the parameter
-/// count matches the GELU MLP. Parameters: gate_proj, up_proj [F, D], down_proj [D, F].
+/// down_proj(silu(gate_proj(x)) * up_proj(x)), hidden F = options.hidden() or else
+/// round_up(2 r D / 3, 8) so the parameter count matches the GELU MLP. Parameters: gate_proj,
+/// up_proj [F, D], down_proj [D, F].
 class SwiGluMlpImpl : public torch::nn::Cloneable<SwiGluMlpImpl> {
  public:
   explicit SwiGluMlpImpl(MlpOptions options);

@@ -20,7 +20,8 @@ void load_weights(HybridLM& model, const std::filesystem::path& path);
 std::string weights_sha256(const HybridLM& model);
 
 /// The model's architecture as YAML (the model.* keys), less the choices that do not change what
-/// it computes (the gated-delta-rule backend): two models with equal texts run the same layers.
+/// it computes (the gated-delta-rule backend, model.from): two models with equal texts run the same
+/// layers.
 std::string architecture_yaml(const ModelOptions& options);
 
 }  // namespace hypnos::nn
