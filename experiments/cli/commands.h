@@ -1,4 +1,5 @@
-// The `hypnos` subcommands: each has a spec (for parsing and --help) and a handler returning the exit code.
+// The `hypnos` subcommands: each has a spec (for parsing and --help) and a handler returning the
+// exit code.
 #pragma once
 #include "command_line.h"
 
@@ -8,10 +9,12 @@ const CommandSpec& train_spec();
 const CommandSpec& eval_spec();
 const CommandSpec& generate_spec();
 const CommandSpec& bench_spec();
+const CommandSpec& score_spec();
 
 int run_train(const ParsedArgs& args);
 int run_eval(const ParsedArgs& args);
 int run_generate(const ParsedArgs& args);
 int run_bench(const ParsedArgs& args);
+int run_score(const ParsedArgs& args);
 
 }  // namespace hypnos::cli

@@ -1,5 +1,6 @@
-// `hypnos`: train, eval, generate and bench from the command line (DESIGN.md section 3).
-// main turns exceptions into exit codes: 2 for usage and configuration errors, 1 for everything else.
+// `hypnos`: train, eval, generate, bench and score from the command line (DESIGN.md section 3).
+// main turns exceptions into exit codes: 2 for usage and configuration errors, 1 for everything
+// else.
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -21,12 +22,14 @@ const Subcommand kSubcommands[] = {
     {hypnos::cli::eval_spec, hypnos::cli::run_eval},
     {hypnos::cli::generate_spec, hypnos::cli::run_generate},
     {hypnos::cli::bench_spec, hypnos::cli::run_bench},
+    {hypnos::cli::score_spec, hypnos::cli::run_score},
 };
 
 std::string top_usage() {
   std::string s =
       "usage: hypnos <command> [args] [key.path=value ...]\n\n"
-      "hypnos trains hybrid SSM-attention language models that sleep (N recurrent passes over each\n"
+      "hypnos trains hybrid SSM-attention language models that sleep (N recurrent passes over "
+      "each\n"
       "window before its KV cache is evicted).\n\ncommands:\n";
   for (const auto& sub : kSubcommands) {
     std::string name = "  " + sub.spec().name;

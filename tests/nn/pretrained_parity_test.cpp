@@ -3,7 +3,8 @@
 // checkpoints written by the reference at test time (single file, two shards, bf16), loaded by
 // hypnos, and their logits compared, CPU fp32: the plain forward, and the sleep window loop with
 // hard eviction at N in {1, 2, 3} (Jet-Nemotron over a partial loop range and the full range, Ouro
-// over the whole stack). Every window's wake logits count.
+// over the whole stack). Every window's wake logits count. And hypnos's export, reloaded by the
+// reference, gives the reference's logits bit for bit.
 //
 // Positions: the reference's sleep loop numbers tokens absolutely (window c starts at c * L);
 // hypnos restarts them at 0 in every window. RoPE is relative, so the two agree up to rounding;
@@ -88,6 +89,18 @@ void expect_parity(const std::string& kind, const std::string& pattern,
     EXPECT_TRUE(at::equal(p.value(), single[p.key()])) << p.key();
   }
   std::printf("%s\n", models.at("sharded").report.text().c_str());
+
+  // Export -> the reference reloads it (the upstream layout) -> the same logits, bit for bit.
+  save_hf_checkpoint(models.at("single").model, d / "exported", models.at("single").config.json, 2);
+  std::ofstream(d / "export_runs.txt") << "--logits " + (d / "exported").string() + " " +
+                                              (d / "tokens.txt").string() + " " +
+                                              (d / "exported.safetensors").string() + "\n";
+  const std::string again = python + " " + HYPNOS_SOURCE_DIR + "/tests/python/reference_runs.py " +
+                            ref + " " + (d / "export_runs.txt").string() + " >/dev/null";
+  ASSERT_EQ(std::system(again.c_str()), 0) << again;
+  EXPECT_TRUE(at::equal(io::load_safetensors(d / "exported.safetensors").at("logits"),
+                        io::load_safetensors(d / "plain.safetensors").at("logits")))
+      << "the reference computes other logits from hypnos's export";
 
   torch::NoGradGuard no_grad;
   for (const Case& c : cases) {
