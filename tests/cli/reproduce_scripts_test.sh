@@ -87,6 +87,14 @@ done
 child=$(pgrep -P "$sweep")
 [ -n "$child" ] || fail "no hypnos process under the sweep"
 kill -TERM $child
+# A sweep that went on to N=2 (train.steps=100000) would run for hours: give it 60 s.
+deadline=$((SECONDS + 60))
+while kill -0 "$sweep" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+if kill -0 "$sweep" 2>/dev/null; then
+  for pid in $(pgrep -P "$sweep"); do kill -9 "$pid"; done
+  kill -9 "$sweep"
+  fail "the sweep did not stop after its run was stopped (it went on to N=2?)"
+fi
 rc=0
 wait "$sweep" || rc=$?
 [ "$rc" = 143 ] || { cat "$tmp/stop.log"; fail "the stopped sweep exited $rc, expected 143"; }

@@ -431,8 +431,10 @@ void expect_loaded_as_claimed(const std::string& bytes, const SafetensorsContent
 // header claims, and a second read gives the same) or is refused with the reader's error, which
 // names the source; anything else (another exception type, a crash) fails.
 TEST(Safetensors, RandomMultiByteHeaderCorruptionsLoadAsClaimedOrThrowNamingTheSource) {
-  const std::string good =
-      safetensors_bytes({{"w", at::zeros({2, 3})}, {"b", at::zeros({4}, at::kLong)}}, {{"k", "v"}});
+  // Distinct values, so that bytes read from the wrong place cannot pass for the right ones.
+  const std::string good = safetensors_bytes(
+      {{"w", at::arange(1, 7, at::kFloat).reshape({2, 3})}, {"b", at::arange(10, 14, at::kLong)}},
+      {{"k", "v"}});
   uint64_t header_length = 0;
   std::memcpy(&header_length, good.data(), 8);
   // Bytes that steer a JSON parser into its interesting states.
