@@ -156,8 +156,11 @@ int Trainer::run_unguarded() {
   // The run directory: one writer at a time (a second one stops here, exit 2), a new run never
   // lands on an old one, and a resume starts from the newest checkpoint that verifies, with the
   // config that checkpoint was trained with; all of it decided before anything is written.
-  if (dist_.is_main()) lock_.emplace(request_.run_dir);
-  check_run_directory(request_.run_dir, request_.resume);
+  // Only rank 0 checks the directory: the others could already see the config.yaml it writes.
+  if (dist_.is_main()) {
+    lock_.emplace(request_.run_dir);
+    check_run_directory(request_.run_dir, request_.resume);
+  }
   std::optional<fs::path> resume_from;
   std::vector<std::pair<fs::path, std::string>> rejected;  // corrupt checkpoints, newest first
   std::vector<ConfigChange> changes;
