@@ -30,9 +30,9 @@ struct MicroBatchStepOptions {
   bool bf16_autocast = true;  ///< CUDA only (CPU runs stay fp32)
   bool cuda_graph = true;     ///< CUDA only: capture and replay (see MicroBatchStep)
   double loss_scale = 1.0;    ///< the loss is multiplied by this before backward (1 / grad_accum)
-  /// When set, an eager micro-batch asks it after its forward and before each node of its backward,
-  /// and throws StepInterrupted once it returns true: a stop request then waits for one autograd
-  /// node, not for the rest of the step. A CUDA graph's capture and replays never ask.
+  /// When set, an eager micro-batch asks it after its forward and, on the CPU, before each node of
+  /// its backward, and throws StepInterrupted once it returns true: a stop request then waits for
+  /// one autograd node, not for the rest of the step. A CUDA graph's capture and replays never ask.
   bool (*interrupt)() = nullptr;
 
   /// The run's: sleep, train.truncate_every / recompute, precision, cuda_graph, 1 / grad_accum.
