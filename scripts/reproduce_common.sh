@@ -2,6 +2,8 @@
 # Shared sweep driver of scripts/reproduce_{rule110,depo,gsm_infinite}.sh (sourced, not run): one run
 # directory per number of sleep passes N, resumable, then scripts/plot.py over the finished runs.
 # A run counts as finished when its events.jsonl has a "finish" event at the config's train.steps.
+# A run that stops early (Ctrl-C or a scheduler's SIGTERM: it checkpoints and exits 130 or 143; or
+# any error) stops the sweep with its exit code; rerunning the same command resumes it.
 
 # reproduce_sweep TASK DEFAULT_CONFIG DEFAULT_PASSES [script arguments...]
 reproduce_sweep() {
@@ -73,14 +75,26 @@ reproduce_sweep() {
             awk '/^[a-z]/ {section = $1} section == "train:" && $1 == "steps:" {print $2}')
     finished=$({ grep -o '"event":"finish","step":[0-9]*' "$run_dir/events.jsonl" 2>/dev/null || true; } |
                tail -n 1 | sed 's/.*://')
+    local -a resume=()
     if [ -n "$finished" ] && [ "$finished" = "$steps" ]; then
       echo "[reproduce_$task] N=$n: finished ($run_dir), skipped"
+      continue
     elif [ -f "$run_dir/config.yaml" ]; then
       echo "[reproduce_$task] N=$n: resuming $run_dir"
-      "$hypnos" train "${args[@]}" --out "$run_dir" --resume
+      resume=(--resume)
     else
       echo "[reproduce_$task] N=$n: training into $run_dir"
-      "$hypnos" train "${args[@]}" --out "$run_dir"
+    fi
+    local rc=0
+    "$hypnos" train "${args[@]}" --out "$run_dir" "${resume[@]}" || rc=$?
+    if [ "$rc" != 0 ]; then
+      if [ "$rc" = 130 ] || [ "$rc" = 143 ]; then
+        echo "[reproduce_$task] N=$n: stopped by a signal after a checkpoint (exit $rc);" \
+             "rerun the same command to resume" >&2
+      else
+        echo "[reproduce_$task] N=$n: hypnos train exited $rc; the sweep stops here" >&2
+      fi
+      return "$rc"
     fi
   done
 

@@ -16,8 +16,11 @@ const CommandSpec& train_spec() {
        {"--dry-run", "", "print the resolved config and exit without training"}},
       /*takes_overrides=*/true,
       "Overrides follow the config file: hypnos train configs/rule110/default.yaml sleep.n_passes=4\n"
-      "Keys: configs/README.md. Exit codes: 0 done (or stopped by SIGTERM after a checkpoint),\n"
-      "1 error, 2 bad config or arguments, 3 non-finite loss (train.nonfinite: stop), 4 out of memory."};
+      "Keys: configs/README.md (and which may change with --resume). One run at a time writes into\n"
+      "a run directory (it holds DIR/run.lock). Exit codes: 0 done, 1 error, 2 bad config or\n"
+      "arguments (also: the directory is in use, or a resume changes a key that may not change),\n"
+      "3 non-finite loss (train.nonfinite: stop), 4 out of memory, 130 / 143 stopped by SIGINT /\n"
+      "SIGTERM after checkpointing the last completed step (docs/reliability.md)."};
   return spec;
 }
 

@@ -222,7 +222,7 @@ void JsonlWriter::sync() { out_->sync(); }
 const std::filesystem::path& JsonlWriter::path() const { return out_->path(); }
 
 size_t drop_jsonl_records_after(const std::filesystem::path& path, std::string_view key,
-                                int64_t last_kept) {
+                                int64_t last_kept, const std::filesystem::path& archive) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     if (!std::filesystem::exists(path)) return 0;
@@ -230,6 +230,7 @@ size_t drop_jsonl_records_after(const std::filesystem::path& path, std::string_v
   }
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::string kept;
+  std::vector<std::string_view> moved;  // complete records, for the archive
   size_t dropped = 0;
   size_t begin = 0;
   while (begin < text.size()) {
@@ -245,11 +246,18 @@ size_t drop_jsonl_records_after(const std::filesystem::path& path, std::string_v
       const auto it = record.find(key);
       if (it != record.end() && it->is_number_integer() && it->get<int64_t>() > last_kept) {
         ++dropped;
+        moved.push_back(line);
         continue;
       }
     }
     kept.append(line);
     kept += '\n';
+  }
+  if (!archive.empty() && !moved.empty()) {
+    // Before the rewrite: a crash in between leaves a record in both files, never in neither.
+    LineAppender out(archive, LineSync::kOnSync);
+    for (const std::string_view line : moved) out.append(line);
+    out.sync();
   }
   if (dropped > 0) write_file_atomic(path, kept);
   return dropped;

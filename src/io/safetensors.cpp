@@ -478,6 +478,54 @@ SafetensorsContents load_safetensors(const std::filesystem::path& path) {
   return out;
 }
 
+void check_tensors_match(const SafetensorsContents& contents, const NamedTensors& expected,
+                         std::string_view source, const std::vector<std::string>& allowed_extra) {
+  const std::string where(source);
+  std::map<std::string_view, const at::Tensor*> stored;
+  for (const auto& [name, tensor] : contents.tensors) stored.emplace(name, &tensor);
+  auto dtype_name = [](at::ScalarType t) {
+    return safetensors_supports(t) ? std::string(safetensors_dtype_name(t))
+                                   : std::string(c10::toString(t));
+  };
+  for (const auto& [name, target] : expected) {
+    const auto it = stored.find(name);
+    if (it == stored.end()) throw std::runtime_error(where + ": no tensor " + in_quotes(name));
+    const at::Tensor& t = *it->second;
+    if (t.scalar_type() != target.scalar_type()) {
+      throw std::runtime_error(where + ": tensor " + in_quotes(name) + " is stored as " +
+                               dtype_name(t.scalar_type()) + ", the model's is " +
+                               dtype_name(target.scalar_type()) + " (never cast on load)");
+    }
+    if (t.sizes() != target.sizes()) {
+      throw std::runtime_error(where + ": tensor " + in_quotes(name) + " has shape " +
+                               c10::str(t.sizes()) + ", the model expects " +
+                               c10::str(target.sizes()));
+    }
+  }
+  std::set<std::string_view> wanted;
+  for (const auto& [name, target] : expected) wanted.insert(name);
+  for (const auto& name : allowed_extra) wanted.insert(name);
+  for (const auto& [name, tensor] : contents.tensors) {
+    if (!wanted.count(name)) {
+      throw std::runtime_error(where + ": unexpected tensor " + in_quotes(name) +
+                               " (the model has no such parameter or buffer)");
+    }
+  }
+}
+
+std::vector<std::string> nonfinite_tensors(const NamedTensors& tensors) {
+  std::vector<std::string> out;
+  for (const auto& [name, tensor] : tensors) {
+    if (!at::isFloatingType(tensor.scalar_type()) || tensor.numel() == 0) continue;
+    const int64_t bad = (~at::isfinite(tensor)).sum().item<int64_t>();
+    if (bad > 0) {
+      out.push_back(name + " (" + std::to_string(bad) + " of " + std::to_string(tensor.numel()) +
+                    " values)");
+    }
+  }
+  return out;
+}
+
 std::vector<SafetensorsEntry> read_safetensors_header(const std::filesystem::path& path,
                                                       TensorMetadata* metadata) {
   InputFile file(path);

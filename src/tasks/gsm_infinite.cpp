@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tasks/text_lines.h"
+
 namespace hypnos::tasks {
 
 Example gsm_layout(const GsmProblem& p, const GsmTokenizer& tokenizer, int64_t max_len,
@@ -83,18 +85,22 @@ std::string canonical_template(const std::string& name) {
 }  // namespace
 
 GsmOfficialData read_gsm_official_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open GSM-Infinite data file '" + path + "'");
+  std::ifstream in = detail::open_data_file(path, "GSM-Infinite data file");
   GsmOfficialData data;
   std::string text;
-  for (int64_t line_no = 1; std::getline(in, text); ++line_no) {
+  int64_t lines = 0;
+  for (int64_t line_no = 1; detail::read_line(in, text, path + ":" + std::to_string(line_no));
+       ++line_no) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    ++lines;
     const std::string where = path + ":" + std::to_string(line_no);
     nlohmann::json obj;
     try {
       obj = nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
-      throw std::runtime_error(where + ": not JSON (" + e.what() + ")");
+      // The parser quotes what it read last, which can be the whole line.
+      throw std::runtime_error(where + ": not JSON (" + detail::clip(e.what(), 160) +
+                               "), line starting " + detail::shorten(text, 60));
     }
     if (!obj.is_object()) throw std::runtime_error(where + ": not a JSON object");
     auto string_field = [&](const char* key, bool required) -> std::string {
@@ -140,6 +146,7 @@ GsmOfficialData read_gsm_official_jsonl(const std::string& path) {
     }
     data.problems.push_back(std::move(p));
   }
+  if (lines == 0) throw std::runtime_error(path + ": no problems (only blank lines)");
   return data;
 }
 

@@ -8,6 +8,7 @@
 
 #include "hypnos/tasks/gsm_infinite_templates.h"
 #include "hypnos/version.h"
+#include "tasks/text_lines.h"
 
 namespace hypnos::tasks {
 namespace {
@@ -779,18 +780,15 @@ std::string gsm_data_dir(const std::string& configured) {
 }
 
 std::vector<std::vector<std::string>> read_gsm_name_list(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    throw std::runtime_error("cannot open GSM-Infinite name list '" + path +
-                             "' (set task.data_dir or HYPNOS_DATA_DIR)");
-  }
+  std::ifstream in = detail::open_data_file(path, "GSM-Infinite name list",
+                                            " (set task.data_dir or HYPNOS_DATA_DIR)");
   std::vector<std::vector<std::string>> groups;
   std::string line;
   int64_t line_no = 0;
   auto fail = [&](const std::string& what) {
     throw std::runtime_error(path + ":" + std::to_string(line_no) + ": " + what);
   };
-  while (std::getline(in, line)) {
+  while (detail::read_line(in, line, path + ":" + std::to_string(line_no + 1))) {
     ++line_no;
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
     if (line.empty()) continue;
@@ -799,11 +797,12 @@ std::vector<std::vector<std::string>> read_gsm_name_list(const std::string& path
       groups.emplace_back();
       continue;
     }
-    if (groups.empty()) fail("name '" + line + "' before any '# subcategory' line");
+    const std::string name = "name " + detail::shorten(line);
+    if (groups.empty()) fail(name + " before any '# subcategory' line");
     for (unsigned char ch : line) {
       if (ch >= 0x80 ||
           std::string_view(".,?:;()!").find(static_cast<char>(ch)) != std::string_view::npos) {
-        fail("name '" + line + "' has a non-ASCII byte or one of . , ? : ; ( ) !");
+        fail(name + " has a non-ASCII byte or one of . , ? : ; ( ) !");
       }
     }
     std::istringstream words(line);
@@ -811,7 +810,7 @@ std::vector<std::vector<std::string>> read_gsm_name_list(const std::string& path
       std::transform(w.begin(), w.end(), w.begin(),
                      [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
       if (w == "in" || w == "and" || w == "per" || w == "equals") {
-        fail("name '" + line + "' has the word '" + w + "', which the sentences use");
+        fail(name + " has the word '" + w + "', which the sentences use");
       }
     }
     groups.back().push_back(line);

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tasks/text_lines.h"
+
 namespace hypnos::tasks {
 namespace {
 
@@ -22,8 +24,8 @@ std::vector<int64_t> int_array(const Json& obj, const std::string& key, int64_t 
   out.reserve(a.size());
   for (size_t i = 0; i < a.size(); ++i) {
     if (!a[i].is_number_integer()) {
-      throw std::runtime_error(where + ": " + key + "[" + std::to_string(i) + "] = " + a[i].dump() +
-                               " is not an integer");
+      throw std::runtime_error(where + ": " + key + "[" + std::to_string(i) +
+                               "] = " + detail::clip(a[i].dump()) + " is not an integer");
     }
     out.push_back(a[i].get<int64_t>());
   }
@@ -66,7 +68,8 @@ std::vector<ScoreGroup> read_groups(const Json& obj, const std::vector<uint8_t>&
     for (const Json& p : g["positions"]) {
       if (!p.is_number_integer() || p.get<int64_t>() < 0 ||
           p.get<int64_t>() >= static_cast<int64_t>(mask.size()) || !mask[p.get<int64_t>()]) {
-        throw std::runtime_error(where + ": group '" + group.bucket + "' position " + p.dump() +
+        throw std::runtime_error(where + ": group '" + group.bucket + "' position " +
+                                 detail::clip(p.dump()) +
                                  " is not a scored position (loss_mask = 1)");
       }
       group.positions.push_back(p.get<int64_t>());
@@ -110,18 +113,20 @@ void write_jsonl(const Task& task, Split split, uint64_t first, int64_t n, std::
 
 std::vector<Example> read_examples_jsonl(const std::string& path, int64_t vocab_size,
                                          int64_t seq_len) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open task data file '" + path + "'");
+  std::ifstream in = detail::open_data_file(path, "task data file");
   std::vector<Example> examples;
   std::string text;
-  for (int64_t line_no = 1; std::getline(in, text); ++line_no) {
+  for (int64_t line_no = 1; detail::read_line(in, text, path + ":" + std::to_string(line_no));
+       ++line_no) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(line_no);
     Json obj;
     try {
       obj = Json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
-      throw std::runtime_error(where + ": not JSON (" + e.what() + ")");
+      // The parser quotes what it read last, which can be the whole line.
+      throw std::runtime_error(where + ": not JSON (" + detail::clip(e.what(), 160) +
+                               "), line starting " + detail::shorten(text, 60));
     }
     if (!obj.is_object()) throw std::runtime_error(where + ": not a JSON object");
     Example ex;

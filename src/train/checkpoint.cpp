@@ -1,4 +1,6 @@
-// Saving and loading checkpoints: staged directory + manifest written last, verified before loading.
+// Saving and loading checkpoints: staged directory + manifest written last, verified before
+// loading; a verified checkpoint that does not fit is an error, a corrupt one is skipped and can be
+// set aside.
 #include "hypnos/train/checkpoint.h"
 
 #include <nlohmann/json.hpp>
@@ -28,6 +30,14 @@ std::optional<int64_t> step_of(const fs::path& dir) {
   return step;
 }
 
+// The live parameters and buffers, which loading copies into.
+io::NamedTensors model_targets(nn::HybridLM& model) {
+  io::NamedTensors out;
+  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : model->named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
 io::NamedTensors model_tensors(nn::HybridLM& model) {
   io::NamedTensors out;
   for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value().detach().cpu());
@@ -35,24 +45,16 @@ io::NamedTensors model_tensors(nn::HybridLM& model) {
   return out;
 }
 
-// Everything is read and checked before anything is applied: a checkpoint rejected half-way must
-// leave the model and the optimizer as they were (the caller then tries an older one, or step 0).
-TrainingState load_into(const fs::path& dir, nn::HybridLM& model, Optimizer* optimizer) {
-  const auto contents = io::load_safetensors(dir / "model.safetensors");
+// Everything is read and checked before anything is applied: a checkpoint refused half-way must
+// leave the model and the optimizer as they were.
+TrainingState load_into(const fs::path& dir, nn::HybridLM& model, Optimizer* optimizer,
+                        std::vector<std::string>* nonfinite) {
+  const fs::path weights = dir / "model.safetensors";
+  const auto contents = io::load_safetensors(weights);
+  const io::NamedTensors targets = model_targets(model);
+  io::check_tensors_match(contents, targets, weights.string());
+  if (nonfinite) *nonfinite = io::nonfinite_tensors(contents.tensors);
   const auto saved = contents.as_map();
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, saved)
-  auto check = [&](const std::string& name, const at::Tensor& target) {
-    auto it = saved.find(name);
-    if (it == saved.end()) throw std::runtime_error("model.safetensors has no tensor '" + name + "'");
-    if (it->second.sizes() != target.sizes()) {
-      throw std::runtime_error("model.safetensors: '" + name + "' has shape " +
-                               c10::str(it->second.sizes()) + ", the model expects " +
-                               c10::str(target.sizes()));
-    }
-    copies.emplace_back(target, it->second);
-  };
-  for (const auto& p : model->named_parameters()) check(p.key(), p.value());
-  for (const auto& b : model->named_buffers()) check(b.key(), b.value());
   const auto j = nlohmann::json::parse(io::read_file(dir / "trainer_state.json"));
   TrainingState state;
   state.step = j.at("step").get<int64_t>();
@@ -67,7 +69,7 @@ TrainingState load_into(const fs::path& dir, nn::HybridLM& model, Optimizer* opt
     staged->load(archive);
   }
   torch::NoGradGuard no_grad;
-  for (auto& [target, value] : copies) target.copy_(value);
+  for (auto& [name, target] : targets) target.copy_(saved.at(name));
   if (optimizer) *optimizer = std::move(*staged);
   return state;
 }
@@ -127,8 +129,8 @@ std::vector<fs::path> list_checkpoints(const fs::path& run_dir) {
   return out;
 }
 
-std::optional<TrainingState> load_latest_checkpoint(
-    const fs::path& run_dir, nn::HybridLM& model, Optimizer* optimizer,
+std::optional<fs::path> find_latest_valid_checkpoint(
+    const fs::path& run_dir,
     const std::function<void(const fs::path&, const std::string&)>& on_problem,
     std::optional<int64_t> only_step) {
   for (const auto& dir : list_checkpoints(run_dir)) {
@@ -137,13 +139,45 @@ std::optional<TrainingState> load_latest_checkpoint(
       on_problem(dir, *problem);
       continue;
     }
-    try {
-      return load_into(dir, model, optimizer);
-    } catch (const std::exception& e) {  // verified bytes that still do not fit this model/config
-      on_problem(dir, e.what());
-    }
+    return dir;
   }
   return std::nullopt;
+}
+
+TrainingState load_checkpoint(const fs::path& dir, nn::HybridLM& model, Optimizer* optimizer,
+                              std::vector<std::string>* nonfinite) {
+  try {
+    return load_into(dir, model, optimizer, nonfinite);
+  } catch (const std::exception& e) {  // verified bytes that do not fit this model or optimizer
+    std::string what = e.what();
+    if (const auto* error = dynamic_cast<const c10::Error*>(&e)) {
+      what = error->what_without_backtrace();
+    }
+    throw CheckpointMismatch("checkpoint " + dir.string() + " does not fit: " +
+                             what.substr(0, what.find('\n')));
+  }
+}
+
+std::optional<TrainingState> load_latest_checkpoint(
+    const fs::path& run_dir, nn::HybridLM& model, Optimizer* optimizer,
+    const std::function<void(const fs::path&, const std::string&)>& on_problem,
+    std::optional<int64_t> only_step) {
+  const auto dir = find_latest_valid_checkpoint(run_dir, on_problem, only_step);
+  if (!dir) return std::nullopt;
+  return load_checkpoint(*dir, model, optimizer);
+}
+
+fs::path set_aside_checkpoint(const fs::path& dir) {
+  const fs::path rejected = dir.parent_path() / "rejected";
+  fs::create_directories(rejected);
+  fs::path target = rejected / dir.filename();
+  for (int i = 1; fs::exists(target); ++i) {
+    target = rejected / (dir.filename().string() + "-" + std::to_string(i));
+  }
+  fs::rename(dir, target);
+  io::fsync_directory(rejected);
+  io::fsync_directory(dir.parent_path());
+  return target;
 }
 
 }  // namespace hypnos::train

@@ -1,5 +1,6 @@
-// Fault injection for the reliability tests (RELIABILITY.md R5-R8): named points where a test can make
-// the process die as if by kill -9, or a step's loss become NaN. Inert unless the variables are set.
+// Fault injection for the reliability tests (docs/reliability.md R5-R8): named points where a test
+// can make the process die as if by kill -9, or a step's loss become NaN. Inert unless the variables
+// are set.
 //   HYPNOS_FAULT=<point>                  raise SIGKILL when execution reaches <point>
 //   HYPNOS_FAULT_NONFINITE_STEP=<step>[,<step>...]  the loss of those (0-based) steps is multiplied
 //                                                    by NaN

@@ -11,7 +11,11 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/functions/accumulate_grad.h>
+
 #include <limits>
+#include <unordered_set>
 
 #include "hypnos/log.h"
 #include "hypnos/memory/model_memory.h"
@@ -25,6 +29,34 @@ namespace hypnos::train {
 namespace {
 
 constexpr int kMaxCaptures = 3;  // layouts captured before the step gives up on graphs
+
+// Asks the interrupt before a backward node runs; throwing there unwinds out of loss.backward().
+struct InterruptHook : torch::autograd::FunctionPreHook {
+  explicit InterruptHook(bool (*interrupt)()) : interrupt(interrupt) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& grads) override {
+    if (interrupt()) throw StepInterrupted();
+    return grads;
+  }
+  bool (*interrupt)();
+};
+
+// Puts an InterruptHook on every node of this micro-batch's backward graph. Not on the parameters'
+// AccumulateGrad nodes: they live as long as the parameters, and would collect a hook per step.
+void add_interrupt_hooks(const at::Tensor& loss, bool (*interrupt)()) {
+  std::vector<torch::autograd::Node*> todo;
+  std::unordered_set<torch::autograd::Node*> seen;
+  if (loss.grad_fn()) todo.push_back(loss.grad_fn().get());
+  while (!todo.empty()) {
+    torch::autograd::Node* node = todo.back();
+    todo.pop_back();
+    if (!seen.insert(node).second) continue;
+    if (dynamic_cast<torch::autograd::AccumulateGrad*>(node)) continue;
+    node->add_pre_hook(std::make_unique<InterruptHook>(interrupt));
+    for (const auto& edge : node->next_edges()) {
+      if (edge.function) todo.push_back(edge.function.get());
+    }
+  }
+}
 
 }  // namespace
 
@@ -59,7 +91,7 @@ MicroBatchStep::~MicroBatchStep() = default;
 at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor& targets,
                                      const at::Tensor& mask,
                                      const std::vector<sleep::WindowPlan>& plans, bool poison,
-                                     bool graph_safe_loss) {
+                                     bool graph_safe_loss, bool interruptible) {
   at::Tensor loss;
   {
     AutocastGuard autocast(options_.bf16_autocast, device_);
@@ -71,6 +103,11 @@ at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor&
            options_.loss_scale;
   }
   if (poison) loss = loss * std::numeric_limits<double>::quiet_NaN();
+  if (interruptible) {
+    if (options_.interrupt()) throw StepInterrupted();
+    // A CPU step can take a minute; an eager CUDA step takes far less than the walk would cost.
+    if (!device_.is_cuda()) add_interrupt_hooks(loss, options_.interrupt);
+  }
   loss.backward();
   return loss.detach();
 }
@@ -106,13 +143,14 @@ void MicroBatchStep::capture(const tasks::Batch& batch,
   at::autocast::set_autocast_cache_enabled(false);
   try {
     c10::cuda::CUDAStreamGuard on_side(side_stream);
-    run_eager(g->tokens, g->targets, g->mask, plans, false, /*graph_safe_loss=*/true);
+    run_eager(g->tokens, g->targets, g->mask, plans, false, /*graph_safe_loss=*/true,
+              /*interruptible=*/false);
     {
       at::NoGradGuard no_grad;
       for (size_t i = 0; i < params.size(); ++i) params[i].grad().copy_(saved[i]);
     }
     g->graph.capture_begin();
-    g->loss = run_eager(g->tokens, g->targets, g->mask, plans, false, true);
+    g->loss = run_eager(g->tokens, g->targets, g->mask, plans, false, true, false);
     g->graph.capture_end();
   } catch (const c10::OutOfMemoryError&) {
     at::autocast::set_autocast_cache_enabled(cache);
@@ -145,7 +183,7 @@ at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
   if (!graphed) {
     return run_eager(batch.tokens.to(device_), batch.targets.to(device_),
                      batch.loss_mask.to(device_), plans, poison,
-                     /*graph_safe_loss=*/false);
+                     /*graph_safe_loss=*/false, /*interruptible=*/options_.interrupt != nullptr);
   }
 #ifdef HYPNOS_WITH_CUDA
   TORCH_CHECK(batch.loss_mask.to(at::kBool).any().item<bool>(),

@@ -1,34 +1,40 @@
-// The training loop. Reads top to bottom: set up (config -> device -> model -> task -> optimizer ->
-// run directory -> resume), then one short loop of steps, evaluations and checkpoints. The
-// window/sleep engine (sleep/window_loop) runs inside each step; only rank 0 writes files.
+// The training loop. Reads top to bottom: set up (config -> device -> run directory lock -> what
+// the run resumes from -> run directory -> model -> task -> optimizer -> resume), then one short
+// loop of steps, evaluations and checkpoints. The window/sleep engine (sleep/window_loop) runs
+// inside each step; only rank 0 writes files.
 #include "hypnos/train/trainer.h"
-
-#include <c10/util/Exception.h>
 
 #include <chrono>
 #include <csignal>
 
 #include "hypnos/config/error.h"
+#include "hypnos/io/durable.h"
 #include "hypnos/io/jsonl.h"
 #include "hypnos/log.h"
 #include "hypnos/nn/hf_checkpoint.h"
 #include "hypnos/tasks/batch.h"
 #include "hypnos/train/checkpoint.h"
+#include "hypnos/train/device.h"
 #include "hypnos/train/distributed.h"
 #include "hypnos/train/evaluate.h"
 #include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/run_directory.h"
 #include "train/fault_injection.h"
+#include "train/out_of_memory.h"
 
 namespace hypnos::train {
 namespace fs = std::filesystem;
 
 namespace {
 
-// The one process-wide flag: set by the SIGTERM/SIGINT handler, read between steps (R9).
+// The one process-wide flag: set by the SIGTERM/SIGINT handler, read between steps and, in a
+// single-process run, between micro-batches and before each autograd node of a step.
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int signal) {
   g_stop_signal = signal;
+}
+bool stop_requested() {
+  return g_stop_signal != 0;
 }
 
 using Clock = std::chrono::steady_clock;
@@ -45,15 +51,6 @@ std::string format_duration(double s) {
   return buf;
 }
 
-at::Device choose_device(Device wanted, int64_t local_rank) {
-  const bool cuda = torch::cuda::is_available();
-  if (wanted == Device::kCuda && !cuda) {
-    throw config::ConfigError("config error: run.device is cuda but no CUDA device is available");
-  }
-  if (wanted == Device::kCpu || !cuda) return at::kCPU;
-  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
-}
-
 io::JsonRecord metrics_record(const tasks::BucketMetrics& m) {
   io::JsonRecord r;
   r.add("exact", m.exact_accuracy())
@@ -61,11 +58,6 @@ io::JsonRecord metrics_record(const tasks::BucketMetrics& m) {
       .add("ce", m.mean_ce())
       .add("count", m.groups);
   return r;
-}
-
-bool is_cpu_out_of_memory(const std::string& what) {
-  return what.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos ||
-         what.find("DefaultCPUAllocator: not enough memory") != std::string::npos;
 }
 
 class Trainer {
@@ -76,8 +68,14 @@ class Trainer {
 
  private:
   int run_unguarded();
-  int report_out_of_memory(std::string what);
-  enum class StepResult { kUpdated, kSkipped, kStop };
+  int report_out_of_memory(const std::string& what);
+  /// Writes config.yaml, command.txt, git_commit.txt and opens the logs (rank 0). A new run whose
+  /// start fails there leaves nothing behind, so that starting it again is not refused.
+  void start_run_directory(const std::vector<ConfigChange>& changes,
+                           const std::vector<std::pair<fs::path, std::string>>& rejected);
+  /// After a stop signal: checkpoints the last completed step and returns 128 + the signal.
+  int stop_after_signal();
+  enum class StepResult { kUpdated, kSkipped, kStop, kInterrupted };
   StepResult step();
   /// Training examples [first, first + size): the prefetched batch when it is that one.
   tasks::Batch train_batch(uint64_t first, int64_t size);
@@ -92,6 +90,7 @@ class Trainer {
   const std::string config_yaml_;
   std::string phase_ = "setting up";  // named in out-of-memory errors (R11)
   DistributedContext dist_;
+  std::optional<RunDirectoryLock> lock_;  // rank 0: held for the whole run
   at::Device device_ = at::kCPU;
   std::unique_ptr<tasks::Task> task_;
   nn::HybridLM model_{nullptr};
@@ -114,20 +113,13 @@ Trainer::Trainer(const RunConfig& config, const TrainRequest& request)
 int Trainer::run() {
   try {
     return run_unguarded();
-  } catch (const c10::OutOfMemoryError& e) {  // CUDA and the caching allocators
-    return report_out_of_memory(e.what_without_backtrace());
-  } catch (const c10::Error& e) {
-    // The CPU allocator fails with a plain c10::Error ("[enforce fail at alloc_cpu.cpp:..] ...
-    // DefaultCPUAllocator: can't allocate memory"), not OutOfMemoryError (seen with torch 2.11).
-    if (!is_cpu_out_of_memory(e.what_without_backtrace())) throw;
-    return report_out_of_memory(e.what_without_backtrace());
-  } catch (const std::bad_alloc&) {
-    return report_out_of_memory("std::bad_alloc");
+  } catch (const std::exception& e) {
+    if (auto what = out_of_memory_message(e)) return report_out_of_memory(*what);
+    throw;
   }
 }
 
-int Trainer::report_out_of_memory(std::string what) {
-  what = what.substr(0, what.find('\n'));
+int Trainer::report_out_of_memory(const std::string& what) {
   log::progress_done();
   std::fprintf(stderr,
                "hypnos train: out of memory while %s: %s [model.d_model=%lld model.pattern=%s "
@@ -143,9 +135,14 @@ int Trainer::report_out_of_memory(std::string what) {
 }
 
 int Trainer::run_unguarded() {
-  // Config -> device and process group.
-  const auto env = DistributedEnvironment::from_process();
-  device_ = choose_device(config_.run.device, env.local_rank);
+  // Config -> device and process group. A bad RANK or WORLD_SIZE is a usage error, like a bad key.
+  DistributedEnvironment env;
+  try {
+    env = DistributedEnvironment::from_process();
+  } catch (const std::invalid_argument& e) {
+    throw config::ConfigError(std::string("usage error: ") + e.what());
+  }
+  device_ = resolve_device(config_.run.device, env.local_rank);
   dist_ = DistributedContext(env, config_.distributed, device_);
   // float32 matmuls outside autocast (Muon's Newton-Schulz) on TF32 tensor cores, as the
   // reference sets them (torch.backends.cuda.matmul.allow_tf32).
@@ -157,16 +154,32 @@ int Trainer::run_unguarded() {
         ") must be divisible by world size x train.grad_accum (" + std::to_string(per_step) + ")");
   }
 
-  // Run directory (rank 0 writes; a bad directory fails before any work).
+  // The run directory: one writer at a time (a second one stops here, exit 2), a new run never
+  // lands on an old one, and a resume starts from the newest checkpoint that verifies, with the
+  // config that checkpoint was trained with; all of it decided before anything is written.
+  // Only rank 0 checks the directory: the others could already see the config.yaml it writes.
   if (dist_.is_main()) {
-    const auto changed = prepare_run_directory(
-        request_.run_dir, config_yaml_, request_.command_line, request_.resume, &is_resumable_key);
-    metrics_.emplace(request_.run_dir / "metrics.jsonl");
-    events_.emplace(request_.run_dir / "events.jsonl");
-    log::set_file((request_.run_dir / "train.log").string());
-    for (const auto& c : changed)
-      event(io::JsonRecord().add("event", "config_changed").add("change", c));
+    lock_.emplace(request_.run_dir);
+    check_run_directory(request_.run_dir, request_.resume);
   }
+  std::optional<fs::path> resume_from;
+  std::vector<std::pair<fs::path, std::string>> rejected;  // corrupt checkpoints, newest first
+  std::vector<ConfigChange> changes;
+  if (request_.resume) {
+    resume_from = find_latest_valid_checkpoint(
+        request_.run_dir, [&](const fs::path& dir, const std::string& problem) {
+          rejected.emplace_back(dir, problem);
+        });
+    const fs::path saved = resume_from && fs::exists(*resume_from / "config.yaml")
+                               ? *resume_from / "config.yaml"
+                               : request_.run_dir / "config.yaml";
+    const std::string what = resume_from && saved.parent_path() == *resume_from
+                                 ? "the config of checkpoint " + resume_from->filename().string()
+                                 : saved.string();
+    changes = check_resume_config(request_.run_dir, io::read_file(saved), what, config_yaml_,
+                                  &is_resumable_key);
+  }
+  if (dist_.is_main()) start_run_directory(changes, rejected);
 
   // Model and task. The seed fixes the initialisation; the data is a pure function of (seed,
   // index).
@@ -184,38 +197,61 @@ int Trainer::run_unguarded() {
   model_->to(device_);
   model_->train();
   optimizer_ = std::make_unique<Optimizer>(split_parameters(*model_), config_.optim);
-  micro_step_ =
-      std::make_unique<MicroBatchStep>(model_, MicroBatchStepOptions::from(config_), device_);
+  auto step_options = MicroBatchStepOptions::from(config_);
+  // Ranks must stop at the same step: only a single process stops inside one.
+  if (!dist_.is_distributed()) step_options.interrupt = &stop_requested;
+  micro_step_ = std::make_unique<MicroBatchStep>(model_, step_options, device_);
   schedule_ =
       std::make_unique<Schedule>(config_.schedule, std::max<int64_t>(config_.train.steps, 1));
 
-  // Resume: the newest checkpoint whose manifest verifies; corrupt ones are reported and skipped.
+  // Resume. A checkpoint that verifies but does not fit throws CheckpointMismatch (never skipped:
+  // training on from an older one would replace it); the corrupt ones newer than the one resumed
+  // from are set aside, never deleted or overwritten by the saves of the steps that run again.
   if (request_.resume) {
     phase_ = "loading a checkpoint";
-    auto report = [&](const fs::path& dir, const std::string& problem) {
-      std::fprintf(stderr, "%s (%s)\n", problem.c_str(), dir.string().c_str());
-      log::warn("skipping checkpoint " + dir.string() + ": " + problem);
-      if (dist_.is_main()) {
-        event(io::JsonRecord()
-                  .add("event", "checkpoint_rejected")
-                  .add("checkpoint", dir.string())
-                  .add("problem", problem));
-      }
-    };
-    if (auto loaded = load_latest_checkpoint(request_.run_dir, model_, optimizer_.get(), report)) {
-      state_ = *loaded;
+    if (resume_from) {
+      std::vector<std::string> nonfinite;
+      state_ = load_checkpoint(*resume_from, model_, optimizer_.get(), &nonfinite);
       last_saved_step_ = state_.step;
-      if (dist_.is_main()) {
-        // Records after the checkpoint were made by steps that will run again (R5: no duplicates).
-        // The file is rewritten (a new inode): reopen the writer, or the records of the resumed
-        // steps would go to the replaced file and be lost.
-        metrics_.reset();
-        io::drop_jsonl_records_after(request_.run_dir / "metrics.jsonl", "step", state_.step);
-        metrics_.emplace(request_.run_dir / "metrics.jsonl");
+      for (const auto& tensor : nonfinite) {
+        log::warn("checkpoint " + resume_from->string() + " holds non-finite weights: " + tensor);
+        if (dist_.is_main()) {
+          event(io::JsonRecord()
+                    .add("event", "checkpoint_nonfinite")
+                    .add("checkpoint", resume_from->string())
+                    .add("tensor", tensor));
+        }
       }
       log::info("resumed from step " + std::to_string(state_.step));
     } else {
       log::warn("no valid checkpoint in " + request_.run_dir.string() + ": starting from step 0");
+    }
+    if (dist_.is_main()) {
+      for (const auto& [dir, problem] : rejected) {
+        const fs::path to = set_aside_checkpoint(dir);
+        event(io::JsonRecord()
+                  .add("event", "checkpoint_set_aside")
+                  .add("checkpoint", dir.string())
+                  .add("to", to.string()));
+      }
+      // One history: the records after the step resumed from (step 0 when no checkpoint was
+      // valid) were made by steps that run again (R5). They move to metrics.dropped.jsonl. The
+      // file is rewritten (a new inode): reopen the writer, or the records of the resumed steps
+      // would go to the replaced file and be lost.
+      metrics_.reset();
+      const fs::path archive = request_.run_dir / "metrics.dropped.jsonl";
+      const size_t dropped = io::drop_jsonl_records_after(request_.run_dir / "metrics.jsonl",
+                                                          "step", state_.step, archive);
+      metrics_.emplace(request_.run_dir / "metrics.jsonl");
+      if (dropped > 0) {
+        log::info("moved " + std::to_string(dropped) + " metrics records after step " +
+                  std::to_string(state_.step) + " to " + archive.string());
+        event(io::JsonRecord()
+                  .add("event", "metrics_dropped")
+                  .add("after_step", state_.step)
+                  .add("records", static_cast<int64_t>(dropped))
+                  .add("archive", archive.string()));
+      }
     }
   }
   dist_.broadcast_from_main(model_->parameters());  // every rank starts from rank 0's weights
@@ -239,17 +275,10 @@ int Trainer::run_unguarded() {
     // or one would wait in the checkpoint's barrier while another waits in the next allreduce.
     bool stop = g_stop_signal != 0;
     if (dist_.is_distributed()) stop = dist_.average(stop ? 1.0 : 0.0) > 0.0;
-    if (stop) {
-      log::progress_done();
-      const std::string why = g_stop_signal ? "signal " + std::to_string(g_stop_signal)
-                                            : std::string("a signal to another rank");
-      log::warn(why + ": checkpointing at step " + std::to_string(state_.step) + " and exiting");
-      if (state_.step != last_saved_step_) save_checkpoint_now();
-      if (dist_.is_main()) event(io::JsonRecord().add("event", "signal").add("step", state_.step));
-      return 0;
-    }
+    if (stop) return stop_after_signal();
     phase_ = "training step " + std::to_string(state_.step + 1);
     const StepResult result = step();
+    if (result == StepResult::kInterrupted) return stop_after_signal();
     if (result == StepResult::kStop) {
       // The weights and optimizer state are still those of the last good step: keep them, so the
       // run can be resumed (e.g. with train.nonfinite=skip) without losing the steps since the
@@ -271,6 +300,48 @@ int Trainer::run_unguarded() {
   return 0;
 }
 
+void Trainer::start_run_directory(const std::vector<ConfigChange>& changes,
+                                  const std::vector<std::pair<fs::path, std::string>>& rejected) {
+  const std::vector<std::string> present_before = run_files_present(request_.run_dir);
+  try {
+    prepare_run_directory(request_.run_dir, config_yaml_, request_.command_line, request_.resume);
+    metrics_.emplace(request_.run_dir / "metrics.jsonl");
+    events_.emplace(request_.run_dir / "events.jsonl");
+    log::set_file((request_.run_dir / "train.log").string());
+    for (const auto& c : changes)
+      event(io::JsonRecord().add("event", "config_changed").add("change", c.str()));
+  } catch (...) {
+    if (!request_.resume) {
+      metrics_.reset();
+      events_.reset();
+      log::set_file("");
+      remove_failed_start(request_.run_dir, present_before, lock_->created_directory());
+    }
+    throw;
+  }
+  for (const auto& [dir, problem] : rejected) {
+    std::fprintf(stderr, "%s (%s)\n", problem.c_str(), dir.string().c_str());
+    log::warn("skipping checkpoint " + dir.string() + ": " + problem);
+    event(io::JsonRecord()
+              .add("event", "checkpoint_rejected")
+              .add("checkpoint", dir.string())
+              .add("problem", problem));
+  }
+}
+
+int Trainer::stop_after_signal() {
+  log::progress_done();
+  const int signal = g_stop_signal != 0 ? static_cast<int>(g_stop_signal) : SIGTERM;
+  const std::string why = g_stop_signal != 0 ? "signal " + std::to_string(signal)
+                                             : std::string("a signal to another rank");
+  log::warn(why + ": checkpointing at step " + std::to_string(state_.step) + " and exiting");
+  if (state_.step != last_saved_step_) save_checkpoint_now();
+  if (dist_.is_main()) {
+    event(io::JsonRecord().add("event", "signal").add("step", state_.step).add("signal", signal));
+  }
+  return kExitSignalBase + signal;
+}
+
 tasks::Batch Trainer::train_batch(uint64_t first, int64_t size) {
   if (prefetched_ && prefetched_->first == first && prefetched_->second.tokens.size(0) == size) {
     tasks::Batch batch = std::move(prefetched_->second);
@@ -290,9 +361,26 @@ Trainer::StepResult Trainer::step() {
   const uint64_t first =
       tasks::train_first_index(state_.step, dist_.rank(), local, dist_.world_size());
   at::Tensor loss_sum;  // on the device: read once, after the last micro-batch
+  // A stop inside the step abandons it: the weights are still those of the last completed step.
+  auto interrupted = [&] {
+    optimizer_->zero_grad(/*set_to_none=*/!micro_step_->keeps_gradient_tensors());
+    return StepResult::kInterrupted;
+  };
+  const bool interruptible = !dist_.is_distributed();
   for (int64_t a = 0; a < config_.train.grad_accum; ++a) {
+    if (interruptible && stop_requested()) return interrupted();
     const tasks::Batch batch = train_batch(first + a * micro, micro);
-    const at::Tensor loss = micro_step_->run(batch, fault::nonfinite_at(state_.step));
+    at::Tensor loss;
+    try {
+      loss = micro_step_->run(batch, fault::nonfinite_at(state_.step));
+    } catch (const StepInterrupted&) {
+      return interrupted();
+    } catch (const std::exception&) {
+      // The autograd engine rethrows a hook's exception as it was; should a version wrap it,
+      // the stop flag still says why the step ended.
+      if (interruptible && stop_requested()) return interrupted();
+      throw;
+    }
     // While the device works on this micro-batch (a replayed graph returns at once), make the next
     // one: examples are a pure function of their index, so this changes the order, not the data.
     const uint64_t next =

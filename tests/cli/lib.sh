@@ -1,4 +1,4 @@
-# Shared by the reliability scenarios (tests/cli/*_test.sh, RELIABILITY.md): sourced after
+# Shared by the reliability scenarios (tests/cli/*_test.sh, docs/reliability.md): sourced after
 # `set -euo pipefail`; reads the ctest arguments HYPNOS_BINARY SOURCE_DIR and makes a scratch
 # directory that is removed when the script exits, however it exits.
 HYPNOS=${1:?usage: $0 HYPNOS_BINARY SOURCE_DIR}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The reproduction scripts end to end on tiny real runs: every script parses (bash -n); a two-run sweep
 # (N = 1, 2, a few steps of the Rule 110 CPU config) trains with the built binary, scripts/plot.py turns
-# it into a PNG and a table; rerunning skips finished runs; raising train.steps resumes them.
+# it into a PNG and a table; rerunning skips finished runs; raising train.steps resumes them; a run
+# stopped by SIGTERM (exit 143) stops the sweep before the next N, and rerunning resumes it.
 #   bash tests/cli/reproduce_scripts_test.sh HYPNOS_BINARY SOURCE_DIR
 set -euo pipefail
 hypnos=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -72,4 +73,41 @@ rc=$?
 set -e
 [ "$rc" = 2 ] || { cat "$tmp/bad.log"; fail "a mistyped key gave exit code $rc, expected 2"; }
 [ ! -e "$tmp/bad/small-n1/config.yaml" ] || fail "a mistyped key still created a run"
+# 6. SIGTERM to the running hypnos: it checkpoints and exits 143, the sweep stops with 143 and
+#    does not go on to N=2; the same command (with the steps it can reach) then resumes N=1.
+stop=$tmp/stop
+bash "$src/scripts/reproduce_rule110.sh" "$stop" --small --passes 1,2 --hypnos "$hypnos" \
+  "${tiny[@]}" train.steps=100000 train.eval_every=0 > "$tmp/stop.log" 2>&1 &
+sweep=$!
+deadline=$((SECONDS + 120))
+until grep -q '"step":3,' "$stop/small-n1/metrics.jsonl" 2>/dev/null; do
+  ((SECONDS < deadline)) || { kill -9 "$sweep"; fail "N=1 never reached step 3"; }
+  sleep 0.1
+done
+child=$(pgrep -P "$sweep")
+[ -n "$child" ] || fail "no hypnos process under the sweep"
+kill -TERM $child
+# A sweep that went on to N=2 (train.steps=100000) would run for hours: give it 60 s.
+deadline=$((SECONDS + 60))
+while kill -0 "$sweep" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+if kill -0 "$sweep" 2>/dev/null; then
+  for pid in $(pgrep -P "$sweep"); do kill -9 "$pid"; done
+  kill -9 "$sweep"
+  fail "the sweep did not stop after its run was stopped (it went on to N=2?)"
+fi
+rc=0
+wait "$sweep" || rc=$?
+[ "$rc" = 143 ] || { cat "$tmp/stop.log"; fail "the stopped sweep exited $rc, expected 143"; }
+[ ! -e "$stop/small-n2" ] || fail "the sweep went on to N=2 after the stop"
+grep -q 'N=1: stopped by a signal after a checkpoint (exit 143)' "$tmp/stop.log" ||
+  { cat "$tmp/stop.log"; fail "the sweep does not say why it stopped"; }
+stopped=$(grep -o '"event":"signal","step":[0-9]*' "$stop/small-n1/events.jsonl" | sed 's/.*://')
+[ -n "$stopped" ] || fail "no signal event in N=1's events.jsonl"
+bash "$src/scripts/reproduce_rule110.sh" "$stop" --small --passes 1,2 --hypnos "$hypnos" \
+  "${tiny[@]}" train.steps=$((stopped + 2)) train.eval_every=0 > "$tmp/stop2.log" 2>&1 ||
+  { cat "$tmp/stop2.log"; fail "the rerun after the stop failed"; }
+grep -q "\"event\":\"resume\",\"step\":$stopped," "$stop/small-n1/events.jsonl" ||
+  fail "the rerun did not resume N=1 from step $stopped"
+grep -q "\"event\":\"finish\",\"step\":$((stopped + 2))" "$stop/small-n2/events.jsonl" ||
+  fail "the rerun did not train N=2"
 echo "reproduce scripts: ok"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # R9: SIGTERM in the middle of a run (no periodic checkpoint due) writes a checkpoint at the current
-# step within seconds and exits 0; the resume continues bitwise like an uninterrupted run. Then the
-# same for 2 Gloo ranks under scripts/launch.sh, which forwards the signal: the ranks receive it
-# between different steps and must still agree on the step they checkpoint.
+# step within seconds and exits 143 (128 + SIGTERM, so a scheduler does not read it as success); the
+# resume continues bitwise like an uninterrupted run. Then the same for 2 Gloo ranks under
+# scripts/launch.sh, which forwards the signal and exits 143 too: the ranks receive it between
+# different steps and must still agree on the step they checkpoint.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -19,13 +20,13 @@ kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
 took=$((SECONDS - signalled))
-[[ $rc == 0 ]] || fail "the run exited $rc after SIGTERM, expected 0: $(tail -3 "$SCRATCH/run.err")"
+[[ $rc == 143 ]] || fail "the run exited $rc after SIGTERM, expected 143: $(tail -3 "$SCRATCH/run.err")"
 ((took <= 10)) || fail "the run took $took s to stop after SIGTERM"
 stopped_at=$(last_train_step "$SCRATCH/run/metrics.jsonl")
 ((stopped_at < 40)) || fail "the run finished before the signal arrived"
 [[ $(checkpoint_steps "$SCRATCH/run") == "$stopped_at" ]] ||
   fail "expected exactly one checkpoint, at step $stopped_at: $(checkpoint_steps "$SCRATCH/run")"
-grep -q "\"event\":\"signal\",\"step\":$stopped_at," "$SCRATCH/run/events.jsonl" ||
+grep -q "\"event\":\"signal\",\"step\":$stopped_at,\"signal\":15," "$SCRATCH/run/events.jsonl" ||
   fail "no signal event"
 
 expect_status 0 train "$SCRATCH/run" train.steps=40 train.checkpoint_every=0 --resume
@@ -55,8 +56,8 @@ kill -TERM "$launcher"
 rc=0
 wait "$launcher" || rc=$?
 took=$((SECONDS - signalled))
-[[ $rc == 0 ]] ||
-  fail "2 ranks: launch.sh exited $rc after SIGTERM: $(tail -4 "$SCRATCH/run2.out")"
+[[ $rc == 143 ]] ||
+  fail "2 ranks: launch.sh exited $rc after SIGTERM, expected 143: $(tail -4 "$SCRATCH/run2.out")"
 ((took <= 10)) || fail "2 ranks: took $took s to stop after SIGTERM"
 stopped_at=$(last_train_step "$SCRATCH/run2/metrics.jsonl")
 [[ $(checkpoint_steps "$SCRATCH/run2") == "$stopped_at" ]] ||

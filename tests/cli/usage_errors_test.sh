@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The command line refuses bad input with exit 2 and writes nothing (RELIABILITY.md R1): a mistyped
-# key names itself and the nearest known key; a wrong type, an out-of-range value, a duplicate YAML key
-# (with file:line), an unknown command and an unknown flag are refused; --help exits 0.
+# The command line refuses bad input with exit 2 and writes nothing (docs/reliability.md R1, R23): a
+# mistyped key names itself and the nearest known key; a wrong type, an out-of-range value, a
+# duplicate YAML key (with file:line), an unknown command and an unknown flag are refused, and so are
+# a bad RANK or WORLD_SIZE in the environment (naming the variable); --help exits 0.
 set -euo pipefail
 # Absolute paths: the cases run from a temporary directory.
 hypnos=$(realpath "$1") src=$(realpath "$2")
@@ -31,6 +32,15 @@ expect 2 "unknown key 'sleep.n_pases' ($tmp/typo.yaml:2); did you mean sleep.n_p
 expect 2 "unknown command 'trian'" trian "$cfg"
 expect 2 "unknown option '--outt'" train "$cfg" --outt "$tmp/run"
 expect 2 "unknown key 'task.bogus'" generate rule110 task.bogus=1
+for env in "RANK=x WORLD_SIZE=2" "RANK=0 WORLD_SIZE=0" "RANK=3 WORLD_SIZE=2"; do
+  status=0
+  (cd "$tmp" && env $env "$hypnos" train "$cfg" --out "$tmp/run" > "$tmp/out" 2> "$tmp/err") ||
+    status=$?
+  [[ $status == 2 ]] || fail "$env hypnos train: exit $status, expected 2: $(cat "$tmp/err")"
+  name=${env%%=*}
+  [[ $env == "RANK=0 WORLD_SIZE=0" ]] && name=WORLD_SIZE
+  grep -qF "$name='" "$tmp/err" || fail "$env: the error does not name $name: $(cat "$tmp/err")"
+done
 [[ ! -e $tmp/run ]] || fail "a refused command wrote $tmp/run"
 expect 0 "usage: hypnos train" train --help
 echo "usage errors: ok"

@@ -1,6 +1,6 @@
 // Checkpoint manifests: a complete directory verifies; a flipped byte, a truncated or a deleted
 // file, or a damaged manifest is reported with exactly "checksum mismatch: <file>" or
-// "missing file: <file>" (RELIABILITY.md R7).
+// "missing file: <file>" (docs/reliability.md R7).
 #include "hypnos/io/manifest.h"
 
 #include <gtest/gtest.h>

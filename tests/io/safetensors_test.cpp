@@ -1,6 +1,6 @@
 // safetensors: bit-exact round trips for every dtype on awkward shapes, the byte layout of the
 // format, interoperability with a 20-line pure-Python reader, a clear error for each kind of
-// malformed header (RELIABILITY.md R13), and a byte-flip/truncation sweep that must never crash.
+// malformed header (docs/reliability.md R13), and a byte-flip/truncation sweep that must never crash.
 #include "hypnos/io/safetensors.h"
 
 #include <gtest/gtest.h>
@@ -390,15 +390,57 @@ TEST(Safetensors, EveryFlippedOrTruncatedByteLoadsOrThrowsNeverCrashes) {
   EXPECT_GT(loaded, 0);
 }
 
-TEST(Safetensors, RandomMultiByteHeaderCorruptionsLoadOrThrowNeverCrash) {
-  const std::string good =
-      safetensors_bytes({{"w", at::zeros({2, 3})}, {"b", at::zeros({4}, at::kLong)}}, {{"k", "v"}});
+// What a file whose header parsed claims, checked against what the reader returned: the same
+// tensors in the same order, each with the dtype, shape and data bytes its header entry names.
+void expect_loaded_as_claimed(const std::string& bytes, const SafetensorsContents& contents,
+                              int trial) {
+  uint64_t length = 0;
+  std::memcpy(&length, bytes.data(), 8);
+  const auto header = nlohmann::json::parse(bytes.substr(8, length));
+  const std::string_view data = std::string_view(bytes).substr(8 + length);
+  const std::map<std::string, at::ScalarType> dtypes = {
+      {"F32", at::kFloat}, {"F64", at::kDouble}, {"BF16", at::kBFloat16}, {"F16", at::kHalf},
+      {"I64", at::kLong},  {"I32", at::kInt},    {"U8", at::kByte},       {"BOOL", at::kBool}};
+  size_t claimed = 0;
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") continue;
+    ++claimed;
+    const at::Tensor* loaded = nullptr;
+    for (const auto& [n, t] : contents.tensors) {
+      if (n == name) loaded = &t;
+    }
+    ASSERT_NE(loaded, nullptr) << "trial " << trial << ": '" << name << "' claimed, not loaded";
+    ASSERT_EQ(loaded->scalar_type(), dtypes.at(entry.at("dtype").get<std::string>()))
+        << "trial " << trial << ": " << name;
+    ASSERT_EQ(loaded->sizes().vec(), entry.at("shape").get<std::vector<int64_t>>())
+        << "trial " << trial << ": " << name;
+    const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
+    ASSERT_EQ(offsets.size(), 2u);
+    const std::string_view claimed_bytes = data.substr(offsets[0], offsets[1] - offsets[0]);
+    const at::Tensor c = loaded->contiguous();
+    ASSERT_EQ(static_cast<uint64_t>(c.nbytes()), claimed_bytes.size())
+        << "trial " << trial << ": " << name;
+    EXPECT_TRUE(c.nbytes() == 0 ||
+                std::memcmp(c.data_ptr(), claimed_bytes.data(), claimed_bytes.size()) == 0)
+        << "trial " << trial << ": " << name << " holds other bytes than its header claims";
+  }
+  EXPECT_EQ(contents.tensors.size(), claimed) << "trial " << trial;
+}
+
+// Every random corruption of the header either loads consistently (the tensors are what the
+// header claims, and a second read gives the same) or is refused with the reader's error, which
+// names the source; anything else (another exception type, a crash) fails.
+TEST(Safetensors, RandomMultiByteHeaderCorruptionsLoadAsClaimedOrThrowNamingTheSource) {
+  // Distinct values, so that bytes read from the wrong place cannot pass for the right ones.
+  const std::string good = safetensors_bytes(
+      {{"w", at::arange(1, 7, at::kFloat).reshape({2, 3})}, {"b", at::arange(10, 14, at::kLong)}},
+      {{"k", "v"}});
   uint64_t header_length = 0;
   std::memcpy(&header_length, good.data(), 8);
   // Bytes that steer a JSON parser into its interesting states.
   const std::string alphabet = "{}[]\",:0123456789-.eE \\uF";
   std::mt19937 rng(17);
-  int loaded = 0;
+  int loaded = 0, refused = 0;
   for (int trial = 0; trial < 3000; ++trial) {
     std::string bytes = good;
     const int edits = 1 + static_cast<int>(rng() % 4);
@@ -407,13 +449,29 @@ TEST(Safetensors, RandomMultiByteHeaderCorruptionsLoadOrThrowNeverCrash) {
       bytes[position] = rng() % 2 ? alphabet[rng() % alphabet.size()] : static_cast<char>(rng());
     }
     try {
-      const SafetensorsContents contents = parse_safetensors(bytes);
-      for (const auto& [name, tensor] : contents.tensors) (void)tensor.sum().item<double>();
+      const SafetensorsContents contents = parse_safetensors(bytes, "fuzz.safetensors");
+      expect_loaded_as_claimed(bytes, contents, trial);
+      const SafetensorsContents again = parse_safetensors(bytes, "fuzz.safetensors");
+      ASSERT_EQ(again.tensors.size(), contents.tensors.size()) << "trial " << trial;
+      for (size_t i = 0; i < again.tensors.size(); ++i) {
+        EXPECT_EQ(again.tensors[i].first, contents.tensors[i].first) << "trial " << trial;
+        EXPECT_TRUE(bitwise_equal(again.tensors[i].second, contents.tensors[i].second))
+            << "trial " << trial << ": a second read differs";
+      }
+      EXPECT_EQ(again.metadata, contents.metadata) << "trial " << trial;
       ++loaded;
-    } catch (const std::runtime_error&) {
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("fuzz.safetensors"), std::string::npos)
+          << "trial " << trial << ": the error does not name the source: " << e.what();
+      ++refused;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "trial " << trial << ": not the reader's error: " << e.what();
     }
   }
-  std::printf("[ fuzz     ] 3000 random header corruptions: %d loaded\n", loaded);
+  std::printf("[ fuzz     ] 3000 random header corruptions: %d loaded as claimed, %d refused\n",
+              loaded, refused);
+  EXPECT_EQ(loaded + refused, 3000);
+  EXPECT_GT(refused, 0);
 }
 
 }  // namespace

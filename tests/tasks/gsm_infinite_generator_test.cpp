@@ -142,6 +142,31 @@ TEST(GsmDistractorLists, MalformedListsAreRefusedWithPathAndLine) {
   refused("# Lakes\nLake in Town\n", "'in'");
   refused("# Lakes\nLake, Town\n", "one of");
   refused("# Lakes\n# Woods\nOak Woods\n", "empty subcategory");
+  refused("\n\n", "no names");
+  // A long bad line is quoted by a short prefix only.
+  std::ofstream(path) << "# Lakes\n" << std::string(1'000'000, 'x') << ", Lake\n";
+  try {
+    read_gsm_name_list(path);
+    ADD_FAILURE() << "accepted a name with a comma";
+  } catch (const std::runtime_error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 300u);
+    EXPECT_NE(std::string(e.what()).find(path + ":2: name 'xxx"), std::string::npos);
+  }
+  // An empty file and a directory are errors naming the path, not lists without names.
+  std::ofstream(path, std::ios::trunc).flush();
+  for (const std::string& p : {path, ::testing::TempDir()}) {
+    try {
+      read_gsm_name_list(p);
+      ADD_FAILURE() << "accepted " << p;
+    } catch (const std::runtime_error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("'" + p + "'"), std::string::npos) << msg;
+      EXPECT_TRUE(msg.find("is empty") != std::string::npos ||
+                  msg.find("is a directory") != std::string::npos)
+          << msg;
+      EXPECT_EQ(msg.find(":0:"), std::string::npos) << msg;
+    }
+  }
   std::ofstream(path) << "# Lakes\nAmber Lake\n\n# Woods\nOak Woods\nElm Woods\n";
   const auto groups = read_gsm_name_list(path);
   ASSERT_EQ(groups.size(), 2u);

@@ -144,4 +144,33 @@ TEST_F(GsmOfficialFile, MalformedLinesNameFileAndLine) {
             std::string::npos);
 }
 
+// Empty inputs and directories are errors naming the path; a 100 MB invalid line gives a short
+// message (and is not read whole into memory: lines stop at 16 MiB).
+TEST_F(GsmOfficialFile, EmptyFilesDirectoriesAndHugeLinesGiveShortErrorsNamingThePath) {
+  auto error_for = [&](const std::string& path) -> std::string {
+    try {
+      read_gsm_official_jsonl(path);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  std::string message = error_for(write(""));
+  EXPECT_NE(message.find(path_ + "' is empty"), std::string::npos) << message;
+  message = error_for(write("\n  \n"));
+  EXPECT_NE(message.find(path_ + ": no problems"), std::string::npos) << message;
+  message = error_for(::testing::TempDir());
+  EXPECT_NE(message.find("is a directory"), std::string::npos) << message;
+
+  const std::string huge = "{\"problem\": \"" + std::string(100'000'000, 'x') + "\n";
+  message = error_for(write(huge));
+  EXPECT_NE(message.find(path_ + ":1: line longer than"), std::string::npos)
+      << message.substr(0, 300);
+  EXPECT_LT(message.size(), 600u) << message.substr(0, 300);
+  const std::string long_invalid = "{\"problem\": \"" + std::string(1'000'000, 'x') + "\n";
+  message = error_for(write(long_invalid));
+  EXPECT_NE(message.find(path_ + ":1: not JSON"), std::string::npos) << message.substr(0, 300);
+  EXPECT_LT(message.size(), 600u) << message.substr(0, 300);
+}
+
 }  // namespace hypnos::tasks

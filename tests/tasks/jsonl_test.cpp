@@ -1,5 +1,5 @@
-// JSONL round trip of generated examples, and RELIABILITY R14: malformed lines are refused with an
-// error naming file:line and what was wrong.
+// JSONL round trip of generated examples, and docs/reliability.md R14: malformed lines are refused
+// with an error naming file:line and what was wrong; empty files and directories name the path.
 #include "hypnos/tasks/jsonl.h"
 
 #include <gtest/gtest.h>
@@ -153,7 +153,20 @@ TEST_F(JsonlFile, WrongLengthAndBadValuesAreNamed) {
 
 TEST_F(JsonlFile, EmptyOrMissingFileIsAnError) {
   expect_contains(error_for("\n\n"), "no examples");
+  expect_contains(error_for(""), path_ + "' is empty");
   EXPECT_THROW(read_examples_jsonl(path_ + ".absent", 6, 4), std::runtime_error);
+  try {
+    read_examples_jsonl(::testing::TempDir(), 6, 4);
+    ADD_FAILURE() << "a directory was read as task data";
+  } catch (const std::runtime_error& e) {
+    expect_contains(e.what(), "is a directory");
+  }
+}
+
+TEST_F(JsonlFile, ALongInvalidLineIsQuotedShort) {
+  const std::string message = error_for("{\"tokens\": \"" + std::string(1'000'000, 'x') + "\n");
+  expect_contains(message, ":1: not JSON");
+  EXPECT_LT(message.size(), 600u) << message.substr(0, 300);
 }
 
 }  // namespace hypnos::tasks

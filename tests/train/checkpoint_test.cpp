@@ -1,12 +1,15 @@
-// Checkpoints (RELIABILITY.md R5-R7 at the library level): a save/load round trip continues
-// bitwise, corrupt checkpoints are refused with "checksum mismatch: <file>" and skipped, a save
-// killed before its commit is never listed and is removed by the next save, and only the newest
-// `keep` remain.
+// Checkpoints (docs/reliability.md at the library level): a save/load round trip continues
+// bitwise, corrupt checkpoints are refused with "checksum mismatch: <file>" and skipped, one that
+// verifies but does not fit (a tensor missing, extra, of another dtype or shape) is an error and
+// never skipped, non-finite weights are reported, a save killed before its commit is never listed
+// and is removed by the next save, rejected checkpoints are set aside, and only the newest `keep`
+// remain.
 #include "hypnos/train/checkpoint.h"
 
 #include <gtest/gtest.h>
 
 #include "hypnos/io/manifest.h"
+#include "hypnos/io/safetensors.h"
 #include "io/scratch_dir.h"
 #include "nn/tiny_model.h"
 
@@ -90,8 +93,9 @@ TEST(Checkpoint, RoundTripRestoresWeightsStateAndContinuesBitwise) {
 
 // A checkpoint whose bytes verify but which does not fit (saved from an AG model, loaded into AA:
 // every attention tensor name of AA exists there with its shape, the optimizer's split does not)
-// is refused without touching the model: nothing is copied before everything is checked.
-TEST(Checkpoint, ARefusedCheckpointLeavesTheModelAsItWas) {
+// is an error, not a checkpoint to skip, and leaves the model untouched: nothing is copied before
+// everything is checked.
+TEST(Checkpoint, AVerifiedCheckpointThatDoesNotFitThrowsAndLeavesTheModelAsItWas) {
   ScratchDir run;
   Trained a = make_trained(3, 1);
   save_checkpoint(run.path(), state_at(5), a.model, *a.optimizer, "", /*keep=*/3);
@@ -99,13 +103,106 @@ TEST(Checkpoint, ARefusedCheckpointLeavesTheModelAsItWas) {
   b.optimizer = std::make_unique<Optimizer>(split_parameters(*b.model), OptimizerOptions{});
   Trained before{testing::tiny_model("AA", 4), nullptr};
   std::vector<std::string> problems;
-  const auto state = load_latest_checkpoint(
-      run.path(), b.model, b.optimizer.get(),
-      [&](const fs::path&, const std::string& problem) { problems.push_back(problem); });
-  EXPECT_FALSE(state.has_value());
-  ASSERT_EQ(problems.size(), 1u);
-  EXPECT_NE(problems[0].find("Optimizer::load"), std::string::npos) << problems[0];
+  try {
+    load_latest_checkpoint(
+        run.path(), b.model, b.optimizer.get(),
+        [&](const fs::path&, const std::string& problem) { problems.push_back(problem); });
+    ADD_FAILURE() << "a checkpoint of another model loaded";
+  } catch (const CheckpointMismatch& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("step_00000005 does not fit"), std::string::npos) << message;
+    EXPECT_NE(message.find("unexpected tensor"), std::string::npos) << message;
+  }
+  EXPECT_TRUE(problems.empty()) << "a mismatch is not corruption: " << problems[0];
   expect_bitwise_equal(b.model, before.model);
+}
+
+// Rewrites a checkpoint's model.safetensors with `edit` applied to its tensors, and its manifest,
+// so that the checkpoint still verifies: what a bug, an import or a hand edit could leave.
+void rewrite_weights(const fs::path& dir, const std::function<void(io::NamedTensors&)>& edit) {
+  io::SafetensorsContents contents = io::load_safetensors(dir / "model.safetensors");
+  edit(contents.tensors);
+  io::save_safetensors(dir / "model.safetensors", contents.tensors, contents.metadata);
+  io::write_manifest(dir);
+  ASSERT_FALSE(io::find_manifest_problem(dir).has_value());
+}
+
+std::string mismatch_of(const fs::path& run_dir, nn::HybridLM& model) {
+  try {
+    load_latest_checkpoint(run_dir, model, nullptr, [](const fs::path& d, const std::string& m) {
+      ADD_FAILURE() << d << ": " << m;
+    });
+  } catch (const CheckpointMismatch& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Checkpoint, WeightsOfAnotherDtypeOrAnExtraTensorAreErrorsNamingTheTensor) {
+  Trained a = make_trained(1, 1);
+  const std::string first = a.model->named_parameters().begin()->key();
+  {  // float bytes labelled as integers (the tiny model is F64: I64, the same bytes and shape)
+    ScratchDir run;
+    save_checkpoint(run.path(), state_at(1), a.model, *a.optimizer, "", 3);
+    rewrite_weights(run / "checkpoints/step_00000001", [&](io::NamedTensors& tensors) {
+      for (auto& [name, t] : tensors) {
+        if (name == first) t = t.view(at::kLong).clone();
+      }
+    });
+    Trained b = make_trained(2, 0);
+    Trained untouched = make_trained(2, 0);
+    const std::string message = mismatch_of(run.path(), b.model);
+    EXPECT_NE(message.find("'" + first + "' is stored as I64, the model's is F64"),
+              std::string::npos)
+        << message;
+    expect_bitwise_equal(b.model, untouched.model);
+  }
+  {  // a tensor the model does not have
+    ScratchDir run;
+    save_checkpoint(run.path(), state_at(1), a.model, *a.optimizer, "", 3);
+    rewrite_weights(run / "checkpoints/step_00000001", [](io::NamedTensors& tensors) {
+      tensors.emplace_back("blocks.9.extra", at::zeros({3}));
+    });
+    Trained b = make_trained(2, 0);
+    const std::string message = mismatch_of(run.path(), b.model);
+    EXPECT_NE(message.find("unexpected tensor 'blocks.9.extra'"), std::string::npos) << message;
+  }
+}
+
+TEST(Checkpoint, NonFiniteWeightsAreReportedAtLoad) {
+  ScratchDir run;
+  Trained a = make_trained(1, 1);
+  const std::string first = a.model->named_parameters().begin()->key();
+  save_checkpoint(run.path(), state_at(1), a.model, *a.optimizer, "", 3);
+  rewrite_weights(run / "checkpoints/step_00000001", [&](io::NamedTensors& tensors) {
+    for (auto& [name, t] : tensors) {
+      if (name == first) {
+        t = t.clone();
+        t.view(-1)[0].fill_(std::numeric_limits<float>::quiet_NaN());
+        t.view(-1)[1].fill_(std::numeric_limits<float>::infinity());
+      }
+    }
+  });
+  Trained b = make_trained(2, 0);
+  std::vector<std::string> nonfinite;
+  load_checkpoint(run / "checkpoints/step_00000001", b.model, nullptr, &nonfinite);
+  ASSERT_EQ(nonfinite.size(), 1u);
+  EXPECT_EQ(nonfinite[0].rfind(first + " (2 of ", 0), 0u) << nonfinite[0];
+}
+
+TEST(Checkpoint, ASetAsideCheckpointIsKeptUnlistedAndNotReplacedByANewSave) {
+  ScratchDir run;
+  Trained a = make_trained(1, 1);
+  save_checkpoint(run.path(), state_at(10), a.model, *a.optimizer, "", 3);
+  const std::string bytes = read_all(run / "checkpoints/step_00000010/model.safetensors");
+  const fs::path aside = set_aside_checkpoint(run / "checkpoints/step_00000010");
+  EXPECT_EQ(aside, run / "checkpoints/rejected/step_00000010");
+  EXPECT_TRUE(list_checkpoints(run.path()).empty());
+  train_once(a.model, *a.optimizer);
+  save_checkpoint(run.path(), state_at(10), a.model, *a.optimizer, "", 3);
+  EXPECT_EQ(read_all(aside / "model.safetensors"), bytes);
+  EXPECT_EQ(set_aside_checkpoint(run / "checkpoints/step_00000010"),
+            run / "checkpoints/rejected/step_00000010-1");
 }
 
 TEST(Checkpoint, FlippedByteAndTruncatedFileAreRefusedAndSkipped) {

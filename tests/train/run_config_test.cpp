@@ -1,6 +1,6 @@
 // The run configuration as users meet it: every file under configs/ loads, configs/README.md
 // documents every key of every task, the resolved YAML reloads byte for byte and PyYAML reads its
-// floats as floats (RELIABILITY.md R1, R2).
+// floats as floats (docs/reliability.md R1, R2).
 #include "hypnos/train/run_config.h"
 
 #include <gtest/gtest.h>

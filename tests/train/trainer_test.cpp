@@ -1,7 +1,8 @@
-// The trainer as a whole (RELIABILITY.md R11, R12): allocations that cannot succeed, on the CPU
-// too, end the run with the out-of-memory exit code and no checkpoint; a 2-rank Gloo run started by
-// scripts/launch.sh ends with the weights of a 1-rank run of the same global batch; on a GPU,
-// training with CUDA graphs follows training without them step for step.
+// The trainer as a whole (docs/reliability.md R11, R12): allocations that cannot succeed, on the
+// CPU too, end the run with one line naming the phase and the config, the out-of-memory exit code
+// and no checkpoint; a 2-rank Gloo run started by scripts/launch.sh ends with the weights of a
+// 1-rank run of the same global batch; on a GPU, training with CUDA graphs follows training without
+// them step for step.
 #include "hypnos/train/trainer.h"
 
 #include <gtest/gtest.h>
@@ -14,8 +15,10 @@
 #include "hypnos/io/safetensors.h"
 #include "hypnos/log.h"
 #include "hypnos/train/checkpoint.h"
+#include "hypnos/train/run_directory.h"
 #include "io/scratch_dir.h"
 #include "testing/cuda.h"
+#include "train/out_of_memory.h"
 
 namespace hypnos::train {
 namespace {
@@ -38,35 +41,53 @@ int train_here(const fs::path& run_dir, const std::vector<std::string>& override
   return code;
 }
 
-TEST(TrainerOutOfMemory, CpuAllocatorFailureIsAnAllocationErrorNotOutOfMemoryError) {
-  // Why the trainer matches the CPU allocator's message: torch 2.11 throws a plain c10::Error.
+// Whatever torch throws for an allocation that cannot succeed, the trainer must recognise it as
+// out of memory (it matches the CPU allocator's message: torch 2.11 throws a plain c10::Error).
+TEST(TrainerOutOfMemory, WhatTorchThrowsForAFailedAllocationIsRecognised) {
   try {
     at::empty({int64_t{1} << 42}, at::kFloat);  // 16 TiB
     FAIL() << "a 16 TiB allocation succeeded";
-  } catch (const c10::OutOfMemoryError&) {
-    SUCCEED() << "torch now throws OutOfMemoryError on the CPU (the message match stays harmless)";
-  } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what_without_backtrace()).find("DefaultCPUAllocator"),
-              std::string::npos)
-        << e.what_without_backtrace();
+  } catch (const std::exception& e) {
+    const auto message = out_of_memory_message(e);
+    ASSERT_TRUE(message.has_value()) << "not recognised as out of memory: " << e.what();
+    EXPECT_EQ(message->find('\n'), std::string::npos) << *message;
   }
+  EXPECT_FALSE(out_of_memory_message(std::runtime_error("disk full")).has_value());
 }
 
-TEST(TrainerOutOfMemory, UnallocatableWeightsOrBatchExitWithCodeFourAndNoCheckpoint) {
-  ScratchDir scratch;
-  EXPECT_EQ(train_here(scratch / "weights", {"model.d_model=1000000", "model.n_heads=1"}),
-            kExitOutOfMemory);
-  EXPECT_TRUE(list_checkpoints(scratch / "weights").empty());
-  EXPECT_NE(io::testing::read_all(scratch / "weights/events.jsonl")
-                .find("\"event\":\"out_of_memory\",\"phase\":\"building the model\""),
+// The promise (R11): one line on stderr naming the phase and the config, exit code 4, an event,
+// and no checkpoint, not even a staged one.
+void expect_out_of_memory(const fs::path& run_dir, const std::vector<std::string>& overrides,
+                          const std::string& phase, const std::string& config) {
+  ::testing::internal::CaptureStderr();
+  const int code = train_here(run_dir, overrides);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, kExitOutOfMemory) << err;
+  std::vector<std::string> lines;
+  std::istringstream in(err);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("hypnos train: out of memory", 0) == 0) lines.push_back(line);
+  }
+  ASSERT_EQ(lines.size(), 1u) << err;
+  EXPECT_EQ(lines[0].rfind("hypnos train: out of memory while " + phase + ": ", 0), 0u) << lines[0];
+  EXPECT_NE(lines[0].find(config), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("train.batch_size="), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("alloc"), std::string::npos) << "names no allocation: " << lines[0];
+  EXPECT_EQ(err.find("frame #"), std::string::npos) << "a backtrace: " << err;
+  EXPECT_TRUE(list_checkpoints(run_dir).empty());
+  EXPECT_FALSE(fs::exists(run_dir / "checkpoints") && !fs::is_empty(run_dir / "checkpoints"))
+      << "something was staged under checkpoints/";
+  EXPECT_NE(io::testing::read_all(run_dir / "events.jsonl")
+                .find("\"event\":\"out_of_memory\",\"phase\":\"" + phase + "\""),
             std::string::npos);
+}
 
-  EXPECT_EQ(train_here(scratch / "batch", {"train.batch_size=1000000000", "train.eval_examples=0"}),
-            kExitOutOfMemory);
-  EXPECT_TRUE(list_checkpoints(scratch / "batch").empty());
-  EXPECT_NE(io::testing::read_all(scratch / "batch/events.jsonl")
-                .find("\"event\":\"out_of_memory\",\"phase\":\"training step 1\""),
-            std::string::npos);
+TEST(TrainerOutOfMemory, UnallocatableWeightsOrBatchGiveOneLineExitFourAndNoCheckpoint) {
+  ScratchDir scratch;
+  expect_out_of_memory(scratch / "weights", {"model.d_model=1000000", "model.n_heads=1"},
+                       "building the model", "model.d_model=1000000");
+  expect_out_of_memory(scratch / "batch", {"train.batch_size=1000000000", "train.eval_examples=0"},
+                       "training step 1", "train.batch_size=1000000000");
 }
 
 TEST(TrainerDistributed, TwoGlooRanksEndWithTheWeightsOfOneRank) {
@@ -145,6 +166,21 @@ TEST(TrainerCuda, GraphedStepsTrainLikeEagerSteps) {
       io::load_safetensors(scratch / "eager/checkpoints/step_00000010/model.safetensors");
   for (const auto& [name, x] : wa.as_map()) {
     EXPECT_LE((x - wb.as_map().at(name)).abs().max().item<double>(), 1e-3) << name;
+  }
+}
+
+// configs/README.md lists exactly the keys is_resumable_key accepts.
+TEST(TrainerResume, TheDocumentedResumableKeysAreTheAcceptedOnes) {
+  const std::string readme =
+      io::testing::read_all(fs::path(HYPNOS_SOURCE_DIR) / "configs" / "README.md");
+  const auto begin = readme.find("<!-- resumable:begin -->");
+  const auto end = readme.find("<!-- resumable:end -->");
+  ASSERT_NE(begin, std::string::npos);
+  ASSERT_NE(end, std::string::npos);
+  const std::string listed = readme.substr(begin, end - begin);
+  for (const auto& key : yaml_line_keys(run_config_yaml(load_run_config(kTiny, {})))) {
+    if (key.empty()) continue;
+    EXPECT_EQ(listed.find("`" + key + "`") != std::string::npos, is_resumable_key(key)) << key;
   }
 }
 

@@ -90,9 +90,10 @@ class JsonlWriter {
 /// For resuming at a checkpoint: rewrites `path` atomically without the records whose integer field
 /// `key` is greater than `last_kept` (e.g. key "step", the checkpoint's step), so the resumed run
 /// does not log those steps twice. Lines without that field (or not JSON) are kept, except a torn
-/// last line without its newline, which is dropped. Returns the number of lines dropped; a missing
-/// file is not an error (0).
+/// last line without its newline, which is dropped. When `archive` is given, the dropped records
+/// (not a torn line) are first appended to it, so nothing a run logged is lost. Returns the number
+/// of lines dropped; a missing file is not an error (0).
 size_t drop_jsonl_records_after(const std::filesystem::path& path, std::string_view key,
-                                int64_t last_kept);
+                                int64_t last_kept, const std::filesystem::path& archive = {});
 
 }  // namespace hypnos::io

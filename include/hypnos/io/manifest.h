@@ -1,6 +1,6 @@
 // Checkpoint manifests: manifest.json lists every file of a directory with its size and SHA-256 and
 // is written last, so a directory with a valid manifest is complete, and a flipped byte or a
-// truncated file is caught before anything is deserialised (RELIABILITY.md R7).
+// truncated file is caught before anything is deserialised (docs/reliability.md R7).
 //
 // The manifest checksums itself too (files_sha256 over its own file list), so a corrupted manifest
 // reads as "checksum mismatch: .../manifest.json" instead of blaming an intact file.

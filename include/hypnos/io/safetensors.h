@@ -3,7 +3,7 @@
 // padded with spaces to a multiple of 8, then the tensors' bytes back to back. Checkpoints and
 // exported weights use it because Python reads it with nothing but struct, json and numpy.
 //
-// The reader treats every file as hostile (RELIABILITY.md R13): each length, offset, shape and
+// The reader treats every file as hostile (docs/reliability.md R13): each length, offset, shape and
 // dtype is checked before any byte is copied, and a malformed file gives an exception naming the
 // file and the tensor, never undefined behaviour.
 #pragma once
@@ -60,6 +60,18 @@ struct SafetensorsContents {
 SafetensorsContents load_safetensors(const std::filesystem::path& path);
 /// The same for a file already in memory; `source` names it in error messages.
 SafetensorsContents parse_safetensors(std::string_view bytes, std::string_view source = "<memory>");
+
+/// Checks, before any tensor is used, that `contents` holds exactly what a loader expects: every
+/// name of `expected` with the same dtype and shape (stored F32 bytes labelled I32 are an error,
+/// never cast), and no other tensor unless `allowed_extra` lists it (an import may declare the
+/// extras it ignores). Throws std::runtime_error naming `source` and the tensor at fault.
+void check_tensors_match(const SafetensorsContents& contents, const NamedTensors& expected,
+                         std::string_view source,
+                         const std::vector<std::string>& allowed_extra = {});
+
+/// "name (k of n values)" for every floating-point tensor holding NaN or Inf, in order: loaded
+/// weights are reported when they are not finite.
+std::vector<std::string> nonfinite_tensors(const NamedTensors& tensors);
 
 /// One tensor as the header describes it, without its data.
 struct SafetensorsEntry {

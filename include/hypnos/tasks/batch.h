@@ -1,6 +1,6 @@
 // Examples as tensors: a batch of consecutive example indices, collated into [B, T] CPU tensors,
-// and the index arithmetic that gives each rank of a distributed run its own examples (RELIABILITY
-// R10).
+// and the index arithmetic that gives each rank of a distributed run its own examples
+// (docs/reliability.md R10).
 #pragma once
 #include <ATen/ATen.h>
 

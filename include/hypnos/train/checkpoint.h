@@ -1,11 +1,13 @@
-// Checkpoints that survive faults (RELIABILITY.md R5-R7): checkpoints/step_XXXXXXXX/ is built under a
-// temporary name, fsynced, given a manifest of SHA-256 sums written last, and renamed into place; loading
-// verifies the manifest before deserialising anything and falls back past corrupt checkpoints.
+// Checkpoints that survive faults (docs/reliability.md): checkpoints/step_XXXXXXXX/ is built under
+// a temporary name, fsynced, given a manifest of SHA-256 sums written last, and renamed into place;
+// loading verifies the manifest before deserialising anything and falls back past corrupt
+// checkpoints, never past one that verifies but does not fit.
 #pragma once
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -35,12 +37,40 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, cons
 /// Complete checkpoints under run_dir/checkpoints, newest first (by step).
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
 
-/// Loads the newest checkpoint that passes its manifest (or exactly step `only_step` when given) into
-/// `model` and, when given, `optimizer`. Every checkpoint skipped is reported through `on_problem`
-/// with a message like "checksum mismatch: model.safetensors". Returns nullopt when none is valid.
+/// A checkpoint whose bytes verify but which does not fit the model or optimizer it is loaded into
+/// (a missing or extra tensor, another shape or dtype, another optimizer layout). Unlike corruption
+/// this is never skipped: falling back to an older checkpoint, or to step 0, would train over the
+/// newer ones. what() names the checkpoint and the tensor at fault.
+class CheckpointMismatch : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The newest complete checkpoint whose manifest verifies (or exactly step `only_step` when given).
+/// Every checkpoint skipped on the way is corrupt and reported through `on_problem` with a message
+/// like "checksum mismatch: <file>". nullopt when none verifies.
+std::optional<std::filesystem::path> find_latest_valid_checkpoint(
+    const std::filesystem::path& run_dir,
+    const std::function<void(const std::filesystem::path&, const std::string&)>& on_problem,
+    std::optional<int64_t> only_step = std::nullopt);
+
+/// Loads checkpoint `dir` (verified) into `model` and, when given, `optimizer`. Everything is read
+/// and checked before anything is applied: a mismatch throws CheckpointMismatch and leaves both as
+/// they were. Floating-point weights holding NaN or Inf are listed in `nonfinite` when given
+/// ("name (k of n values)"): loaded, but the caller reports them.
+TrainingState load_checkpoint(const std::filesystem::path& dir, nn::HybridLM& model,
+                              Optimizer* optimizer, std::vector<std::string>* nonfinite = nullptr);
+
+/// find_latest_valid_checkpoint, then load_checkpoint: corrupt checkpoints are reported and
+/// skipped, a verified one that does not fit throws CheckpointMismatch. nullopt when none verifies.
 std::optional<TrainingState> load_latest_checkpoint(
     const std::filesystem::path& run_dir, nn::HybridLM& model, Optimizer* optimizer,
     const std::function<void(const std::filesystem::path&, const std::string&)>& on_problem,
     std::optional<int64_t> only_step = std::nullopt);
+
+/// Moves a rejected checkpoint out of the way, to checkpoints/rejected/<its name> (with a suffix
+/// when that exists): never deleted, never listed again, and a new save of its step does not
+/// replace it. Returns the new path.
+std::filesystem::path set_aside_checkpoint(const std::filesystem::path& dir);
 
 }  // namespace hypnos::train

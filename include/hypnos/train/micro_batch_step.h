@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "hypnos/nn/hybrid_lm.h"
@@ -29,9 +30,20 @@ struct MicroBatchStepOptions {
   bool bf16_autocast = true;  ///< CUDA only (CPU runs stay fp32)
   bool cuda_graph = true;     ///< CUDA only: capture and replay (see MicroBatchStep)
   double loss_scale = 1.0;    ///< the loss is multiplied by this before backward (1 / grad_accum)
+  /// When set, an eager micro-batch asks it after its forward and, on the CPU, before each node of
+  /// its backward, and throws StepInterrupted once it returns true: a stop request then waits for
+  /// one autograd node, not for the rest of the step. A CUDA graph's capture and replays never ask.
+  bool (*interrupt)() = nullptr;
 
   /// The run's: sleep, train.truncate_every / recompute, precision, cuda_graph, 1 / grad_accum.
   static MicroBatchStepOptions from(const RunConfig& config);
+};
+
+/// Thrown by MicroBatchStep::run when options.interrupt asked it to stop: the parameters' .grad are
+/// then partial (zero them); the weights are untouched.
+class StepInterrupted : public std::runtime_error {
+ public:
+  StepInterrupted() : std::runtime_error("the training step was interrupted") {}
 };
 
 class MicroBatchStep {
@@ -44,7 +56,7 @@ class MicroBatchStep {
 
   /// Adds d(loss * loss_scale)/d(parameters) to the parameters' .grad and returns loss * loss_scale
   /// as a device scalar (not read back: no host sync). `batch` holds CPU tensors. `poison` makes
-  /// the loss NaN before backward (RELIABILITY.md R8 fault injection; such a micro-batch runs
+  /// the loss NaN before backward (docs/reliability.md R8 fault injection; such a micro-batch runs
   /// eagerly).
   ///
   /// Graphed (CUDA and options.cuda_graph): the first call for a layout (the batch shape and the
@@ -70,7 +82,7 @@ class MicroBatchStep {
  private:
   at::Tensor run_eager(const at::Tensor& tokens, const at::Tensor& targets, const at::Tensor& mask,
                        const std::vector<sleep::WindowPlan>& plans, bool poison,
-                       bool graph_safe_loss);
+                       bool graph_safe_loss, bool interruptible);
   /// Replaces the graph by one of this batch's layout (CUDA builds).
   void capture(const tasks::Batch& batch, const std::vector<sleep::WindowPlan>& plans);
 

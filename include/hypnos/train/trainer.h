@@ -14,16 +14,23 @@ struct TrainRequest {
   std::string command_line;       ///< recorded in command.txt
 };
 
-/// Exit codes of train() besides 0 (finished, or stopped cleanly by SIGTERM after a checkpoint).
+/// Exit codes of train() besides 0 (finished) and 2 (config::ConfigError: a bad config, a run
+/// directory in use by another process, a resume whose config changed a key that may not change).
 inline constexpr int kExitNonFinite = 3;  ///< train.nonfinite stopped the run before an update
 inline constexpr int kExitOutOfMemory = 4;
+/// SIGINT or SIGTERM stopped the run after checkpointing its last completed step: the exit code is
+/// kExitSignalBase + the signal (130, 143), as shells and schedulers read a death by that signal.
+inline constexpr int kExitSignalBase = 128;
 
-/// Runs the training described by `config` and returns the process exit code. Only rank 0 writes.
-/// Throws config::ConfigError for a run directory that cannot be used as asked (exists without
-/// --resume, a resume whose config changed more than the resumable keys).
+/// Runs the training described by `config` and returns the process exit code. Only rank 0 writes,
+/// holding the run directory's lock (RunDirectoryLock) for the whole run. Throws
+/// config::ConfigError for a run directory that cannot be used as asked (in use, exists without
+/// --resume, a resume whose config differs from its checkpoint's in a key that may not change) and
+/// CheckpointMismatch for a checkpoint that verifies but does not fit the model.
 int train(const RunConfig& config, const TrainRequest& request);
 
-/// Keys that may change when a run is resumed (the rest must match config.yaml in the run directory).
+/// Keys that may change when a run is resumed (the rest must match the config of the checkpoint it
+/// resumes from; configs/README.md lists them).
 bool is_resumable_key(const std::string& key);
 
 }  // namespace hypnos::train
