@@ -34,7 +34,7 @@ struct Shape {
   int64_t batch, seq_len, heads, dim;  // dim = K = V
 };
 
-// KERNELS.md section 4, per token and head.
+// docs/delta_rule.md section 4, per token and head.
 double forward_flops(int64_t d) {
   const double c = double(ops::kGdnChunk);
   return 6 * c * d + 4 * c * d + 6.0 * d * d + c * c / 3;

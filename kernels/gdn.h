@@ -1,5 +1,6 @@
-// Framework-free CUDA kernels of the chunked gated delta rule (KERNELS.md sections 2, 3 and 5): a
-// plain params struct and two launchers that return a status; LibTorch never appears on this side.
+// Framework-free CUDA kernels of the chunked gated delta rule (docs/delta_rule.md sections 2, 3 and
+// 5): a plain params struct and two launchers that return a status; LibTorch never appears on this
+// side.
 #pragma once
 #include <cuda_runtime.h>
 

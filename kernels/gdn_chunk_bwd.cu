@@ -1,8 +1,8 @@
-// Backward of the chunked gated delta rule (KERNELS.md section 3): a reverse scan over chunks per
-// (sequence, head, V-slice) carrying dS, then one chunk-parallel kernel that does every chunk-local
-// gradient (dq, dk, the WY backward, dv, dbeta, dg and its in-chunk reverse cumsum) and writes each
-// final gradient once. No atomics: every sum has a fixed order, so two runs are bitwise equal.
-// This file holds the entry point and the CUDA-core (fp32) kernels; bf16 inputs take the
+// Backward of the chunked gated delta rule (docs/delta_rule.md section 3): a reverse scan over
+// chunks per (sequence, head, V-slice) carrying dS, then one chunk-parallel kernel that does every
+// chunk-local gradient (dq, dk, the WY backward, dv, dbeta, dg and its in-chunk reverse cumsum) and
+// writes each final gradient once. No atomics: every sum has a fixed order, so two runs are bitwise
+// equal. This file holds the entry point and the CUDA-core (fp32) kernels; bf16 inputs take the
 // tensor-core reverse scan (gdn_chunk_scan_tc.cu) and chunk kernel (gdn_chunk_bwd_tc.cu).
 #include <cuda_bf16.h>
 
@@ -122,8 +122,8 @@ constexpr size_t bwd_chunk_smem_bytes() {
                           detail::ChunkBwdScalars::kFloats + kC * (D / 32) + 16);
 }
 
-// grid (NC, B*H). Every chunk-local gradient of KERNELS.md section 3, in one CTA per chunk, on
-// CUDA cores in fp32 (the fallback and the fp32-input path; bf16 inputs take
+// grid (NC, B*H). Every chunk-local gradient of docs/delta_rule.md section 3, in one CTA per chunk,
+// on CUDA cores in fp32 (the fallback and the fp32-input path; bf16 inputs take
 // gdn_chunk_bwd_bf16_kernel).
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {

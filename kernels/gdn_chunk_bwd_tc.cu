@@ -1,5 +1,5 @@
-// The chunk-parallel part of the gated-delta-rule backward (KERNELS.md section 3) on tensor cores:
-// one CTA per chunk computes dq, dk, the WY backward, dv, dbeta, dg and its in-chunk reverse
+// The chunk-parallel part of the gated-delta-rule backward (docs/delta_rule.md section 3) on tensor
+// cores: one CTA per chunk computes dq, dk, the WY backward, dv, dbeta, dg and its in-chunk reverse
 // cumsum from the saved U, A, states and the reverse scan's dU, dS, and writes each gradient once.
 // Every operand is staged once in shared memory as bf16 (the inputs and the workspaces are bf16,
 // GdnParams::bf16_workspaces) and fed to mma.sync m16n8k16 by ldmatrix, in either orientation,

@@ -1,10 +1,10 @@
-// The two sequential scans of the gated delta rule on bf16 tensor cores (KERNELS.md sections 2 and
-// 3): the forward over chunks carrying the state S, and the backward in reverse carrying dS. One
-// CTA walks every chunk of one (sequence, head) for a BV-column slice of the state, which it keeps
-// in fp32 registers (accumulator layout); each chunk's operands (W, Q, K, P, and dO for the
-// backward) are staged once in shared memory as bf16 by cp.async, in two groups that are refilled
-// with the next chunk's as soon as a step is done with them, and every product is mma.sync
-// m16n8k16 with ldmatrix operands, the state entering as a bf16 copy (as fla does).
+// The two sequential scans of the gated delta rule on bf16 tensor cores (docs/delta_rule.md
+// sections 2 and 3): the forward over chunks carrying the state S, and the backward in reverse
+// carrying dS. One CTA walks every chunk of one (sequence, head) for a BV-column slice of the
+// state, which it keeps in fp32 registers (accumulator layout); each chunk's operands (W, Q, K, P,
+// and dO for the backward) are staged once in shared memory as bf16 by cp.async, in two groups that
+// are refilled with the next chunk's as soon as a step is done with them, and every product is
+// mma.sync m16n8k16 with ldmatrix operands, the state entering as a bf16 copy (as fla does).
 #include <cuda_bf16.h>
 
 #include <cstdint>

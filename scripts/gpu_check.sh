@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One prepared run on the GPU machine (the `device` tool): build with the CUDA kernels, run the GPU tests,
+# One prepared run on a GPU machine: build with the CUDA kernels, run the GPU tests,
 # the kernel and training benchmarks (with the reference baseline in the same run) and a short GPU
 # training run. Logs go to $OUT (default ./gpu-out). Each stage has its own time limit so that a slow one
 # cannot eat the others; a stage that fails is reported and the script goes on.
-#   cp -r ../shared/device .gpu-kit   # once per checkout (ignored by git); carry .gpu-kit
+# A machine whose image lacks the Debian build dependencies (yaml-cpp, spdlog, gtest, gloo headers) needs
+# them in .gpu-kit/ (ignored by git): a prepare.sh that exports their prefix, and their .deb files.
 #   scripts/gpu_check.sh [stage ...]
 # stages: build | prebuilt, tests tests_fp32 sanitize slices128 kernels_bench kernels_ab
 #         kernels_alt kernels_slices kernels_profile ncu ncu_stalls ncu_layers layers_bench
@@ -13,8 +14,8 @@
 # falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-# The device tool brings back at most 8 files: every log goes to $out/all, which is packed into
-# logs.tgz at the end, and the main logs are also copied beside it.
+# Every log goes to $out/all, which is packed into logs.tgz at the end (one file to bring back), and
+# the main logs are also copied beside it.
 top=${OUT:-gpu-out}
 out=$top/all
 mkdir -p "$out"
@@ -51,8 +52,8 @@ for s in $stages; do
     prebuilt)
       mkdir -p build-gpu/tests
       # hypnos is needed; hypnos_tests (test stages), hypnos_base (the _ab stages) and hypnos_alt*
-      # (kernels_alt: any number of variants) when carried, each as is or gzipped (NAME.gz: the
-      # device tool carries at most 64 MiB).
+      # (kernels_alt: any number of variants) when carried, each as is or gzipped (NAME.gz, to keep
+      # what is copied to the GPU machine small).
       alts=$(cd .gpu-bin && ls hypnos_alt* 2> /dev/null | sed 's/\.gz$//' | sort -u)
       for f in hypnos tests/hypnos_tests hypnos_base $alts; do
         name=$(basename "$f")

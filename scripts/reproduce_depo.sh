@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the paper's Depo sweep over sleep passes N (1, 2, 4; PAPER.md "Results to reproduce"):
+# Reproduces the paper's Depo sweep over sleep passes N (1, 2, 4; docs/paper.md "Results to reproduce"):
 # set-up, one resumable run per N from configs/depo/paper.yaml (or --config, --small), then the
 # figure and markdown table of scripts/plot.py (answer loss per k, the paper's metric; --metric
 # exact for accuracy).  scripts/reproduce_depo.sh --help lists the options.

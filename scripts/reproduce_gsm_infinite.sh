@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the paper's GSM-Infinite sweep over sleep passes N (1, 2, 4, 6; PAPER.md "Results to
+# Reproduces the paper's GSM-Infinite sweep over sleep passes N (1, 2, 4, 6; docs/paper.md "Results to
 # reproduce"): set-up, one resumable run per N from configs/gsm_infinite/hard_eviction.yaml (or
 # --config sliding, --small), then the figure and markdown table of scripts/plot.py (accuracy per
 # op, as the paper reports it).  scripts/reproduce_gsm_infinite.sh --help lists the options.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the paper's Rule 110 sweep over sleep passes N (1, 2, 3, 4; PAPER.md "Results to
+# Reproduces the paper's Rule 110 sweep over sleep passes N (1, 2, 3, 4; docs/paper.md "Results to
 # reproduce"): set-up, one resumable run per N from configs/rule110/paper_t32.yaml (or --config,
 # --small), then the figure and markdown table of scripts/plot.py (exact accuracy).
 #   scripts/reproduce_rule110.sh --help lists the options.

@@ -12,7 +12,7 @@ jobs=${HYPNOS_JOBS:-2}
 
 say() { echo "[setup] $*"; }
 
-# 1. Debian packages (DESIGN.md section 4), installed only when one is missing.
+# 1. Debian packages (docs/design.md section 4), installed only when one is missing.
 packages=(build-essential cmake ninja-build ccache git python3-venv libyaml-cpp-dev libspdlog-dev
           nlohmann-json3-dev libgtest-dev libgloo-dev)
 missing=()
@@ -24,7 +24,7 @@ if [ "${#missing[@]}" -gt 0 ] && [ "${HYPNOS_SKIP_APT:-0}" != 1 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}"
 fi
 
-# 2. The project's Python environment: LibTorch comes from the torch wheel (DESIGN.md section 4).
+# 2. The project's Python environment: LibTorch comes from the torch wheel (docs/design.md section 4).
 python=python3
 command -v "$python" >/dev/null || { echo "[setup] python3 not found" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then

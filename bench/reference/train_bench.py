@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Baseline for `hypnos bench train`: training tokens/s of ../shared/reference/sleep_reference.py (copied
+"""Baseline for `hypnos bench train`: training tokens/s of bench/reference/sleep_reference.py (copied
 beside this file unchanged) on the same configuration: Rule 110, AGAG, width 256, 4 heads, window 24,
 T = 100, batch B, its Muon + AdamW and gradient clipping, N in a list. Eager PyTorch, TF32 matmuls as the
 reference sets them; median of R steps after 3 warm-up steps.

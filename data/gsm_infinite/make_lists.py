@@ -1,4 +1,4 @@
-"""Writes hypnos's own GSM-Infinite distractor lists (TASKS.md 3.4): <template>_{tops,items}.txt.
+"""Writes hypnos's own GSM-Infinite distractor lists (docs/tasks.md 3.4): <template>_{tops,items}.txt.
 
 Each subcategory combines one naming pattern with a list of invented or generic roots, so the
 names are ours, ASCII, and disjoint from the core names. Run from this folder; the output is

@@ -34,7 +34,7 @@ const CommandSpec& bench_spec() {
        {"--child", "", "internal: measure one N in this process"}},
       /*takes_overrides=*/false,
       "kernels: forward and forward+backward time per shape of every gated-delta-rule backend\n"
-      "  available on this machine, with tokens/s, TFLOP/s and GB/s (KERNELS.md section 4 "
+      "  available on this machine, with tokens/s, TFLOP/s and GB/s (docs/delta_rule.md section 4 "
       "counts).\n"
       "layers:  each fused layer kernel (conv + SiLU, dynamic conv, L2 norm, gates, gated norm, "
       "RoPE,\n"

@@ -1,5 +1,6 @@
-// `hypnos generate TASK`: a task's examples as JSONL on stdout (DESIGN.md section 3 fields), so that
-// data can be inspected, shared or fed to other tools; task options are overridden under `task.`.
+// `hypnos generate TASK`: a task's examples as JSONL on stdout (docs/design.md section 3 fields),
+// so that data can be inspected, shared or fed to other tools; task options are overridden under
+// `task.`.
 #include <iostream>
 
 #include "commands.h"

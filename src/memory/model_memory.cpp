@@ -1,4 +1,4 @@
-// Value semantics of ModelMemory and the two eviction policies of DESIGN.md 1.5.
+// Value semantics of ModelMemory and the two eviction policies of docs/design.md 1.5.
 #include "hypnos/memory/model_memory.h"
 
 namespace hypnos::memory {

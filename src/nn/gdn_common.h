@@ -11,8 +11,8 @@
 namespace hypnos::nn::detail {
 
 /// Fills A_log [H] with log(U(1, 16)) and dt_bias [H] with softplus^-1(dt), dt log-uniform in
-/// [1e-3, 0.1] (PAPER.md; Mamba-2 / fla initialisation). Draws from the default generator, like
-/// every other parameter initialiser of LibTorch modules.
+/// [1e-3, 0.1] (docs/paper.md; Mamba-2 / fla initialisation). Draws from the default generator,
+/// like every other parameter initialiser of LibTorch modules.
 void init_decay_parameters(at::Tensor& A_log, at::Tensor& dt_bias);
 
 /// What GatedDeltaNet and JetBlock hand the shared core, once projected (and convolved).

@@ -20,8 +20,9 @@ GatedDeltaRuleOutput gated_delta_rule_reference(const at::Tensor& q, const at::T
                                                 const at::Tensor& beta,
                                                 const at::Tensor& initial_state, double scale);
 
-/// The WY/UT chunked form with its hand-derived backward (KERNELS.md sections 2 and 3), chunks of
-/// min(chunk, T) tokens (T is zero-padded up to a multiple: g = 0, beta = 0 there is exact).
+/// The WY/UT chunked form with its hand-derived backward (docs/delta_rule.md sections 2 and 3),
+/// chunks of min(chunk, T) tokens (T is zero-padded up to a multiple: g = 0, beta = 0 there is
+/// exact).
 GatedDeltaRuleOutput gated_delta_rule_chunked(const at::Tensor& q, const at::Tensor& k,
                                               const at::Tensor& v, const at::Tensor& g,
                                               const at::Tensor& beta,

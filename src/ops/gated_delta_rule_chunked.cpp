@@ -1,4 +1,4 @@
-// The gated delta rule in its WY/UT chunked form (KERNELS.md sections 2 and 3, ported from
+// The gated delta rule in its WY/UT chunked form (docs/delta_rule.md sections 2 and 3, ported from
 // reference/gdn_chunk_reference.py) with the hand-derived backward. Everything parallel over chunks
 // runs as one batched op over all chunks; only the state scan (forward) and the state-gradient scan
 // (backward) loop, over chunks, two small batched GEMMs per step.
@@ -193,7 +193,7 @@ class GatedDeltaRuleChunkedFunction
     const at::Tensor db =
         (dZ * gam.unsqueeze(-1) * kc).sum(-1) + (dY * vc).sum(-1) + (F * kk).sum(-1);
 
-    // Gradient of the within-chunk cumulative log-decay G, term by term as in KERNELS.md 3.
+    // Gradient of the within-chunk cumulative log-decay G, term by term as in docs/delta_rule.md 3.
     at::Tensor dG = (qc * dq_inter).sum(-1);  // (a) = rowsum(dO * scale diag(gam) Q S)
     const at::Tensor PdP = P * dP;
     dG += PdP.sum(-1) - PdP.sum(-2);                  // (b)

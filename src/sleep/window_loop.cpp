@@ -1,4 +1,4 @@
-// The window loop (DESIGN.md section 1), read top to bottom: run_windows walks the windows and
+// The window loop (docs/design.md section 1), read top to bottom: run_windows walks the windows and
 // handles truncation and recompute; sleep_window is one window's wake pass, sleep passes and
 // eviction. WindowRecompute is the activation checkpoint that replays sleep_window in backward.
 #include "hypnos/sleep/window_loop.h"
@@ -70,8 +70,8 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
   memory::ModelMemory single;  // per-row plans: the memory one ordinary pass leaves
   auto [h, written] = model->forward_blocks(h0, start, 0, a, span);  // prefix, once
   if (plan.wants_logits && !full_range) {
-    // DESIGN.md 1.4: with a partial loop the wake logits come from an ordinary pass whose state
-    // writes are dropped; consolidation below starts again from the window-start memory. The
+    // docs/design.md 1.4: with a partial loop the wake logits come from an ordinary pass whose
+    // state writes are dropped; consolidation below starts again from the window-start memory. The
     // prefix is that pass's first part too (`written` holds `start` at layers [a, n)).
     auto [h_wake, wake_written] = model->forward_blocks(h, written, a, n, span);
     result.logits = model->logits(h_wake);
@@ -88,8 +88,8 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
   std::tie(h, written) = model->forward_blocks(h, written, b, n, span);  // suffix, once
   result.memory = memory::evict(written, opts.eviction, opts.window);    // h is discarded
   if (plan.per_row) {
-    // DESIGN.md 1.2, loss_free: rows with loss tokens here ran one pass, the others slept; rows
-    // without loss tokens have no wake logits, as when they are alone in their batch.
+    // docs/design.md 1.2, loss_free: rows with loss tokens here ran one pass, the others slept;
+    // rows without loss tokens have no wake logits, as when they are alone in their batch.
     result.memory = memory::select_rows(
         loss_rows, memory::evict(single, opts.eviction, opts.window), result.memory);
     result.logits = at::where(loss_rows.view({-1, 1, 1}), result.logits,

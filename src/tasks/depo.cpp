@@ -1,5 +1,5 @@
-// Depo generator (TASKS.md section 2): the draws in their normative order, then a layout that only
-// arranges them, so the worked example can be checked token for token.
+// Depo generator (docs/tasks.md section 2): the draws in their normative order, then a layout that
+// only arranges them, so the worked example can be checked token for token.
 #include "hypnos/tasks/depo.h"
 
 #include <nlohmann/json.hpp>

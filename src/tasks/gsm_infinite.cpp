@@ -1,4 +1,4 @@
-// GSM-Infinite sequence layout and the official-data loader (TASKS.md 3.4). The answer marker
+// GSM-Infinite sequence layout and the official-data loader (docs/tasks.md 3.4). The answer marker
 // `answer :` mirrors the original solution's "Answer: N", so N is predicted right after `:`.
 #include "hypnos/tasks/gsm_infinite.h"
 

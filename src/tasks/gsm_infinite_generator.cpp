@@ -1,5 +1,5 @@
-// GSM-Infinite generator (TASKS.md 3.1, adapted by 3.4): structure graph, necessary parameters in
-// topological order, operations, unnecessary parameters, sentences, question, checks and noise,
+// GSM-Infinite generator (docs/tasks.md 3.1, adapted by 3.4): structure graph, necessary parameters
+// in topological order, operations, unnecessary parameters, sentences, question, checks and noise,
 // every draw from the example's stream; a failed check rejects the attempt and the next one
 // continues on the same stream.
 #include "hypnos/tasks/gsm_infinite_generator.h"
@@ -87,7 +87,7 @@ struct Rhs {
   std::vector<int> refs;
 };
 
-/// s by requested op (TASKS.md 3.1 "Sizes"): half the script's opmax of that op's bucket.
+/// s by requested op (docs/tasks.md 3.1 "Sizes"): half the script's opmax of that op's bucket.
 int64_t size_of_op(int64_t op) {
   if (op <= 1) return 1;
   if (op <= 4) return 2;
@@ -109,7 +109,8 @@ class Attempt {
       : o_(o), spec_(spec), t_(t), dummy_(dummy), rng_(rng), d_(spec.d) {}
 
   GsmGenerated run() {
-    // Medium op 1 (TASKS.md 3.4): an op-2 attempt with s = 1, asked about its constant topo[0].
+    // Medium op 1 (docs/tasks.md 3.4): an op-2 attempt with s = 1, asked about its constant
+    // topo[0].
     const bool medium_op1 = d_ == 2 && spec_.op == 1;
     const int64_t target_op = medium_op1 ? 2 : spec_.op;
     const int64_t s = size_of_op(spec_.op);
@@ -202,7 +203,8 @@ class Attempt {
   }
 
  private:
-  // --- Sizes and structure graph (TASKS.md 3.1 "Sizes", "Structure graph") ----------------------
+  // --- Sizes and structure graph (docs/tasks.md 3.1 "Sizes", "Structure graph")
+  // ----------------------
   void draw_structure(int64_t s, bool reverse) {
     n_ = std::max(rng_.randint(1, s), rng_.randint(1, s));
     m_ = rng_.randint(n_, s);
@@ -669,7 +671,8 @@ class Attempt {
     return v;
   }
 
-  // --- noise ("spider" distractors, TASKS.md 3.1 and 3.4 "Length") ----------------------------
+  // --- noise ("spider" distractors, docs/tasks.md 3.1 and 3.4 "Length")
+  // ----------------------------
   std::vector<std::string> noise(int64_t statements) {
     const int64_t abstracts = statements / 20 + 1;
     const int64_t groups = abstracts / 20 + 1;

@@ -1,5 +1,5 @@
-// Independent GSM-Infinite solver (TASKS.md 3.4): every value is an integer polynomial in the one
-// unknown x (the subject that "is greater than 0"), so forward and reverse problems share one
+// Independent GSM-Infinite solver (docs/tasks.md 3.4): every value is an integer polynomial in the
+// one unknown x (the subject that "is greater than 0"), so forward and reverse problems share one
 // evaluator; reverse problems then solve p(x) = V for a degree-1 p.
 #include "hypnos/tasks/gsm_infinite_solver.h"
 
@@ -293,7 +293,7 @@ class Solver {
     throw std::runtime_error("gsm solver: '" + key + "' is never defined");
   }
 
-  /// Direct dependencies and own op count (TASKS.md 3.4 solver step 7).
+  /// Direct dependencies and own op count (docs/tasks.md 3.4 solver step 7).
   std::pair<std::vector<std::string>, int64_t> deps(const std::string& key) const {
     const Entity& e = get(key);
     if (e.is_x) return {{}, 1};

@@ -1,4 +1,4 @@
-// Data of the GSM-Infinite core templates (TASKS.md 3.1 tables). Distractor lists live in
+// Data of the GSM-Infinite core templates (docs/tasks.md 3.1 tables). Distractor lists live in
 // data/gsm_infinite/ and are loaded by the generator, not compiled in.
 #include "hypnos/tasks/gsm_infinite_templates.h"
 

@@ -1,5 +1,5 @@
-// GSM-Infinite tokenizer (TASKS.md 3.4). Ids below kFirstWord are fixed by construction, so a saved
-// vocabulary is checked against them on load and only the word list is free.
+// GSM-Infinite tokenizer (docs/tasks.md 3.4). Ids below kFirstWord are fixed by construction, so a
+// saved vocabulary is checked against them on load and only the word list is free.
 #include "hypnos/tasks/gsm_infinite_tokenizer.h"
 
 #include <set>

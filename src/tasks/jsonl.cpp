@@ -1,5 +1,5 @@
 // JSONL writer and validating reader for task examples. Key order is kept (ordered_json) so that a
-// generated file reads tokens first, as DESIGN.md 3 lists them.
+// generated file reads tokens first, as docs/design.md 3 lists them.
 #include "hypnos/tasks/jsonl.h"
 
 #include <nlohmann/json.hpp>

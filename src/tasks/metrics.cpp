@@ -1,4 +1,4 @@
-// Per-bucket exact accuracy, token accuracy and mean CE over ScoreGroups (TASKS.md 1, 2, 3.4).
+// Per-bucket exact accuracy, token accuracy and mean CE over ScoreGroups (docs/tasks.md 1, 2, 3.4).
 #include "hypnos/tasks/metrics.h"
 
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-// The two RNG primitives that need <cmath> (TASKS.md section 0); the rest are inline in rng.h.
+// The two RNG primitives that need <cmath> (docs/tasks.md section 0); the rest are inline in rng.h.
 #include "hypnos/tasks/rng.h"
 
 #include <cmath>

@@ -1,5 +1,5 @@
-// Rule 110 generator and layout (TASKS.md section 1). Integer-only, so examples are bit-identical
-// on every platform.
+// Rule 110 generator and layout (docs/tasks.md section 1). Integer-only, so examples are
+// bit-identical on every platform.
 #include "hypnos/tasks/rule110.h"
 
 #include <nlohmann/json.hpp>

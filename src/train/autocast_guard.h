@@ -1,5 +1,6 @@
-// RAII bf16 autocast on CUDA. LibTorch's autocast defaults to fp16 from C++ (DESIGN.md 4), so the dtype
-// is always set explicitly; on CPU the guard does nothing (CPU runs stay fp32 and bitwise reproducible).
+// RAII bf16 autocast on CUDA. LibTorch's autocast defaults to fp16 from C++ (docs/design.md 4), so
+// the dtype is always set explicitly; on CPU the guard does nothing (CPU runs stay fp32 and bitwise
+// reproducible).
 #pragma once
 #include <ATen/autocast_mode.h>
 

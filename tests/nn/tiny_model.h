@@ -28,7 +28,8 @@ inline nn::HybridLM tiny_model(const std::string& pattern, uint64_t seed, int64_
   return model;
 }
 
-/// Rule 110 layout (TASKS.md): 4 strings of 24 random bits (ids 0/1), then query ids 2..5; T = 100.
+/// Rule 110 layout (docs/tasks.md): 4 strings of 24 random bits (ids 0/1), then query ids 2..5; T =
+/// 100.
 inline at::Tensor rule110_tokens(int64_t batch, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   at::Tensor bits = at::randint(0, 2, {batch, 96}, gen, at::TensorOptions().dtype(at::kLong));

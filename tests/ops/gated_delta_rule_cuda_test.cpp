@@ -1,6 +1,6 @@
 // The CUDA kernels against the float64 per-step recurrence (GdnBackend::kReference) on upcast
-// copies of the same inputs, KERNELS.md section 6 items 3-6. Compiled only with the kernels; skips
-// without a GPU, except the CPU-tensor validation test.
+// copies of the same inputs, docs/delta_rule.md section 6 items 3-6. Compiled only with the
+// kernels; skips without a GPU, except the CPU-tensor validation test.
 #ifdef HYPNOS_WITH_CUDA  // the CUDA op is built only with the kernels (HYPNOS_CUDA)
 #include "ops/gated_delta_rule_cuda.h"
 

@@ -1,5 +1,5 @@
-// The window loop against DESIGN.md section 1, one test (or pair) per numbered point, on tiny double
-// models and the Rule 110 layout (4 windows of 24 tokens, then a query window of 4).
+// The window loop against docs/design.md section 1, one test (or pair) per numbered point, on tiny
+// double models and the Rule 110 layout (4 windows of 24 tokens, then a query window of 4).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

@@ -1,5 +1,5 @@
-// Depo (TASKS.md section 2): the worked example token for token, the draw order replayed by hand,
-// and the structural invariants of generated examples on both splits.
+// Depo (docs/tasks.md section 2): the worked example token for token, the draw order replayed by
+// hand, and the structural invariants of generated examples on both splits.
 #include "hypnos/tasks/depo.h"
 
 #include <gtest/gtest.h>
@@ -83,7 +83,7 @@ TEST(Depo, LayoutRefusesDrawsThatDoNotFit) {
 }
 
 TEST(Depo, TrainDrawsFollowTheNormativeOrder) {
-  // An independent replay of TASKS.md section 2's steps 1-4 on the example's stream.
+  // An independent replay of docs/tasks.md section 2's steps 1-4 on the example's stream.
   const DepoOptions o;
   DepoTask task(o, 5);
   for (uint64_t index = 0; index < 30; ++index) {
@@ -120,7 +120,7 @@ TEST(Depo, TrainDrawsFollowTheNormativeOrder) {
 }
 
 TEST(Depo, TrainNodeCountsFollowTheWeights) {
-  // TASKS.md: mean 27.5, median 22, P(n < 10) = 0.24 for N = 75.
+  // docs/tasks.md: mean 27.5, median 22, P(n < 10) = 0.24 for N = 75.
   DepoTask task(DepoOptions{}, 8);
   std::vector<int64_t> ns;
   for (uint64_t index = 0; index < 4000; ++index) {

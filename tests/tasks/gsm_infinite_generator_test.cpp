@@ -1,6 +1,7 @@
-// GSM-Infinite generator (TASKS.md 3.1, 3.4): the shipped distractor lists obey every rule; for
-// every d, op and mode the independent solver, reading only the text, finds the generator's answer
-// and op; lengths fall in range with and without noise; examples are pure in (seed, split, index).
+// GSM-Infinite generator (docs/tasks.md 3.1, 3.4): the shipped distractor lists obey every rule;
+// for every d, op and mode the independent solver, reading only the text, finds the generator's
+// answer and op; lengths fall in range with and without noise; examples are pure in (seed, split,
+// index).
 #include "hypnos/tasks/gsm_infinite_generator.h"
 
 #include <gtest/gtest.h>
@@ -60,7 +61,7 @@ std::vector<GsmGenerated> check_against_solver(const GsmGenerator& gen, int64_t 
     EXPECT_EQ(s.op, p.op) << what;
     EXPECT_EQ(p.op, op) << what;
     EXPECT_EQ(p.d, d) << what;
-    // Medium op 1 is forward only (TASKS.md 3.4); every other spec keeps its mode.
+    // Medium op 1 is forward only (docs/tasks.md 3.4); every other spec keeps its mode.
     const bool expect_reverse = reverse && !(d == 2 && op == 1);
     EXPECT_EQ(s.reverse, expect_reverse) << what;
     EXPECT_EQ(p.mode, expect_reverse ? "reverse" : "forward") << what;
@@ -185,7 +186,8 @@ TEST(GsmGenerator, SolverFindsAnswerAndOpForEveryDOpAndModeWithoutNoise) {
           ++problems;
           attempts += g.attempts;
           EXPECT_EQ(g.tau, 0);
-          EXPECT_LT(g.length, 1400);  // no noise: the core alone (TASKS.md 3.3: at most ~900 words)
+          EXPECT_LT(g.length,
+                    1400);  // no noise: the core alone (docs/tasks.md 3.3: at most ~900 words)
         }
       }
     }

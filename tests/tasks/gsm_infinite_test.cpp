@@ -1,5 +1,5 @@
-// GSM-Infinite layout (TASKS.md 3.4): BOS, question, problem, `answer :`, N, scored only at `:`;
-// and the official-data loader: answers from "Answer: N.", bad answers dropped and counted,
+// GSM-Infinite layout (docs/tasks.md 3.4): BOS, question, problem, `answer :`, N, scored only at
+// `:`; and the official-data loader: answers from "Answer: N.", bad answers dropped and counted,
 // malformed lines named by path:line.
 #include "hypnos/tasks/gsm_infinite.h"
 

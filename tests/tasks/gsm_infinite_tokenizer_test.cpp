@@ -1,5 +1,5 @@
-// The GSM-Infinite tokenizer of TASKS.md 3.4: fixed ids below the words, splitting and case rules,
-// the bytewise-sorted word list, vocab.txt round trip and refusals naming path:line.
+// The GSM-Infinite tokenizer of docs/tasks.md 3.4: fixed ids below the words, splitting and case
+// rules, the bytewise-sorted word list, vocab.txt round trip and refusals naming path:line.
 #include "hypnos/tasks/gsm_infinite_tokenizer.h"
 
 #include <gtest/gtest.h>

@@ -93,7 +93,7 @@ TEST_F(JsonlFile, GenerateLinesCarryTheDesignFields) {
     for (const char* key : {"tokens", "targets", "loss_mask", "edges", "queries", "n", "names"}) {
       EXPECT_TRUE(obj.contains(key)) << key;
     }
-    EXPECT_EQ(obj.begin().key(), "tokens");  // the order DESIGN.md 3 lists
+    EXPECT_EQ(obj.begin().key(), "tokens");  // the order docs/design.md 3 lists
     ++count;
   }
   EXPECT_EQ(count, 2);

@@ -1,8 +1,8 @@
-// The counter-based RNG of TASKS.md section 0: known values, the exact rejection and shuffle rules,
-// uniformity, and replay from a key. Known values were computed independently at authoring time
-// with a 15-line Python transcription of the TASKS.md formulas (arbitrary-precision ints masked to
-// 64 bits, run with /work/main/.venv/bin/python); mix(0) is also splitmix64's well-known first
-// output for seed 0 and fnv1a64("a") the FNV reference vector.
+// The counter-based RNG of docs/tasks.md section 0: known values, the exact rejection and shuffle
+// rules, uniformity, and replay from a key. Known values were computed independently at authoring
+// time with a 15-line Python transcription of the docs/tasks.md formulas (arbitrary-precision ints
+// masked to 64 bits, run with /work/main/.venv/bin/python); mix(0) is also splitmix64's well-known
+// first output for seed 0 and fnv1a64("a") the FNV reference vector.
 #include "hypnos/tasks/rng.h"
 
 #include <gtest/gtest.h>

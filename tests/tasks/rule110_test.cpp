@@ -1,5 +1,5 @@
-// Rule 110 (TASKS.md section 1): the layout, the draw order, and labels checked against the tensor
-// formulation of shared/reference/sleep_reference.py (table lookup over rolled neighbours).
+// Rule 110 (docs/tasks.md section 1): the layout, the draw order, and labels checked against the
+// tensor formulation of bench/reference/sleep_reference.py (table lookup over rolled neighbours).
 #include "hypnos/tasks/rule110.h"
 
 #include <gtest/gtest.h>
@@ -132,7 +132,8 @@ TEST(Rule110, FieldsJsonCarriesStatesTBoundaryAndLabels) {
 }
 
 TEST(Rule110, LabelRatesMatchTheMeasuredChanceFigures) {
-  // TASKS.md section 1: P(label = 1) is 0.56 at t = 32 (periodic); above 0.99 with zero, t >= 8.
+  // docs/tasks.md section 1: P(label = 1) is 0.56 at t = 32 (periodic); above 0.99 with zero, t
+  // >= 8.
   auto rate = [](int64_t t, Rule110Boundary boundary) {
     Rule110Options o;
     o.t = t;

@@ -1,4 +1,4 @@
-"""The reference Muon (shared/reference/sleep_reference.py, class Muon, imported unchanged from bench/reference/) on
+"""The reference Muon (bench/reference/sleep_reference.py, class Muon, imported unchanged from bench/reference/) on
 inputs defined by formulas that C++ evaluates identically; prints the parameters after 3 steps as
 float64 text for tests/train/muon_test.cpp (Muon.MatchesThePythonReference)."""
 import math

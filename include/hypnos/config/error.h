@@ -11,7 +11,7 @@ class ConfigError : public std::runtime_error {
   explicit ConfigError(const std::string& message) : std::runtime_error(message) {}
 };
 
-/// Exit code for configuration and usage errors (DESIGN.md 3).
+/// Exit code for configuration and usage errors (docs/design.md 3).
 inline constexpr int kConfigErrorExitCode = 2;
 
 }  // namespace hypnos::config

@@ -1,6 +1,7 @@
 // The memory a hybrid model threads through windows: per layer a retained KV block (attention), a
 // fast-weight state S and a short-conv cache (GDN / Jet). A plain value passed into forward and
-// returned by it (STYLE.md habit 2); only the window loop (sleep/) decides what survives a boundary.
+// returned by it (docs/contributing.md habit 2); only the window loop (sleep/) decides what
+// survives a boundary.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -15,7 +16,7 @@
 
 namespace hypnos::memory {
 
-/// What survives a window boundary (DESIGN.md 1.5).
+/// What survives a window boundary (docs/design.md 1.5).
 enum class Eviction {
   kHard,     ///< only S crosses the boundary; KV and short-conv caches are cleared
   kSliding,  ///< also the last L-1 tokens' keys/values (of the last pass) and the short-conv caches

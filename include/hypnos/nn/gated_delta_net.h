@@ -1,7 +1,7 @@
-// Gated DeltaNet layer (fla / Jet-Nemotron form, PAPER.md): q, k, v projections, causal depthwise
-// short conv + SiLU, L2-normalised q and k, beta and log-decay g gates, the gated delta rule, a
-// per-head RMSNorm gated by SiLU(W_g x), and an output projection. S and the conv cache come in and
-// go out.
+// Gated DeltaNet layer (fla / Jet-Nemotron form, docs/paper.md): q, k, v projections, causal
+// depthwise short conv + SiLU, L2-normalised q and k, beta and log-decay g gates, the gated delta
+// rule, a per-head RMSNorm gated by SiLU(W_g x), and an output projection. S and the conv cache
+// come in and go out.
 #pragma once
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/conv.h>

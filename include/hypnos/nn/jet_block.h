@@ -1,5 +1,6 @@
-// JetBlock (Jet-Nemotron's token mixer, PAPER.md): a Gated DeltaNet whose q, k skip the short conv
-// (SiLU only) and whose v passes a *dynamic* short conv with per-token kernels generated from x.
+// JetBlock (Jet-Nemotron's token mixer, docs/paper.md): a Gated DeltaNet whose q, k skip the short
+// conv (SiLU only) and whose v passes a *dynamic* short conv with per-token kernels generated from
+// x.
 #pragma once
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/linear.h>

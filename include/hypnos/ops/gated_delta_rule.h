@@ -1,5 +1,5 @@
-// The gated delta rule, hypnos's one SSM op (KERNELS.md section 1), with three interchangeable backends.
-// Layout follows fla so that fla can serve as an oracle on a GPU.
+// The gated delta rule, hypnos's one SSM op (docs/delta_rule.md section 1), with three
+// interchangeable backends. Layout follows fla so that fla can serve as an oracle on a GPU.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -13,7 +13,7 @@ enum class GdnBackend {
   kAuto,       ///< kCuda for CUDA tensors when the kernels are built, else kChunked
   kReference,  ///< per-step recurrence: the definition (slow; the oracle)
   kChunked,    ///< WY/UT chunked form in ATen with a hand-derived backward (the CPU path)
-  kCuda,       ///< the custom CUDA kernels of kernels/ (KERNELS.md section 5)
+  kCuda,       ///< the custom CUDA kernels of kernels/ (docs/delta_rule.md section 5)
 };
 
 /// Parses "auto" | "reference" | "chunked" | "cuda"; throws naming the value otherwise.

@@ -1,5 +1,5 @@
-// The `sleep.*` config section (DESIGN.md section 1) and the backprop knobs the trainer exposes as
-// train.truncate_every and train.recompute.
+// The `sleep.*` config section (docs/design.md section 1) and the backprop knobs the trainer
+// exposes as train.truncate_every and train.recompute.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -11,7 +11,7 @@
 
 namespace hypnos::sleep {
 
-/// Which windows sleep (DESIGN.md 1.2).
+/// Which windows sleep (docs/design.md 1.2).
 enum class Schedule {
   kEvicted,   ///< every evicted window (all but the last) gets N passes; every window has wake logits
   kLossFree,  ///< the paper's literal rule, per example: a row sleeps (N passes) on a window where
@@ -19,7 +19,7 @@ enum class Schedule {
               ///< window gets one pass. A row's result never depends on its batch mates.
 };
 
-/// Where each sleep pass's SSM state starts (DESIGN.md 1.3).
+/// Where each sleep pass's SSM state starts (docs/design.md 1.3).
 enum class StateBetweenPasses {
   kThread,   ///< from the state the previous pass left (the paper)
   kRestart,  ///< from the window-start state; only the last pass's final state is kept (ablation)
@@ -59,7 +59,7 @@ struct SleepOptions {
   }
 };
 
-/// Activation checkpointing along the window axis (DESIGN.md 1.7).
+/// Activation checkpointing along the window axis (docs/design.md 1.7).
 enum class Recompute {
   kNone,    ///< keep every window's activations for backward
   kWindow,  ///< keep only each window's inputs; recompute its forward in backward

@@ -1,5 +1,5 @@
-// The window loop of DESIGN.md section 1: the one place that decides how many passes each window
-// gets, how SSM state flows between passes and windows, and what memory survives eviction.
+// The window loop of docs/design.md section 1: the one place that decides how many passes each
+// window gets, how SSM state flows between passes and windows, and what memory survives eviction.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -24,9 +24,10 @@ struct WindowLoopOutput {
 struct WindowPlan {
   bool sleeps = false;       ///< N passes (else one)
   bool wants_logits = true;  ///< its wake logits are computed and returned
-  /// loss_free, when some rows hold loss tokens in the window and others do not (DESIGN.md 1.2,
-  /// decided per example): the window sleeps; the rows with loss tokens take the memory of one
-  /// ordinary pass and their wake logits, the others the memory of the N passes and zero logits.
+  /// loss_free, when some rows hold loss tokens in the window and others do not
+  /// (docs/design.md 1.2, decided per example): the window sleeps; the rows with loss tokens take
+  /// the memory of one ordinary pass and their wake logits, the others the memory of the N passes
+  /// and zero logits.
   bool per_row = false;
 
   bool operator==(const WindowPlan&) const = default;

@@ -27,7 +27,7 @@ Batch make_batch(const Task& task, Split split, uint64_t first_index, int64_t ba
 Batch collate(std::vector<Example> examples);
 
 /// First example index of `rank` at training step `step`: step * (local_batch * world_size) +
-/// rank * local_batch (TASKS.md 0: training example (s, b) is index s * B + b of split 1).
+/// rank * local_batch (docs/tasks.md 0: training example (s, b) is index s * B + b of split 1).
 uint64_t train_first_index(int64_t step, int64_t rank, int64_t local_batch, int64_t world_size);
 
 /// Scores a batch: predictions [B, T] (argmax ids) and nll [B, T] (-log p(target)), any device.

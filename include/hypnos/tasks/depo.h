@@ -1,6 +1,6 @@
-// Depo (TASKS.md section 2): the edges of a shuffled cycle of named nodes as context, then queries
-// "k hops from this name" answered by a name. The layout is separate from the draws so that a test
-// can feed it the worked example's names and permutation.
+// Depo (docs/tasks.md section 2): the edges of a shuffled cycle of named nodes as context, then
+// queries "k hops from this name" answered by a name. The layout is separate from the draws so that
+// a test can feed it the worked example's names and permutation.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -35,7 +35,7 @@ class DepoTask : public Task {
   Example example(Split split, uint64_t index) const override;
   std::string token_name(int64_t id) const override;
 
-  /// The draws of TASKS.md section 2, in their order, from one example's stream.
+  /// The draws of docs/tasks.md section 2, in their order, from one example's stream.
   DepoDraw draw(Split split, Stream& stream) const;
   /// Tokens, targets, loss mask, groups and fields of a draw. Throws std::invalid_argument when
   /// the draw does not fit the options (a name piece out of range, context or queries too long).

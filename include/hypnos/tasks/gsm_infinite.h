@@ -1,5 +1,5 @@
-// GSM-Infinite problems as sequences (TASKS.md 3.4 "Layout"): BOS, question, problem, `answer`,
-// `:`, N, right-padded; scored only at `:`. Also the loader of the official HF/JSONL data.
+// GSM-Infinite problems as sequences (docs/tasks.md 3.4 "Layout"): BOS, question, problem,
+// `answer`, `:`, N, right-padded; scored only at `:`. Also the loader of the official HF/JSONL data.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -28,8 +28,8 @@ struct GsmProblem {
 Example gsm_layout(const GsmProblem& p, const GsmTokenizer& tokenizer, int64_t max_len,
                    int64_t* unknown = nullptr);
 
-/// Official data (TASKS.md 3.4 "Official data"): one JSON object per line with problem, question,
-/// solution (ending "Answer: N."), op, and optionally template, mode, d.
+/// Official data (docs/tasks.md 3.4 "Official data"): one JSON object per line with problem,
+/// question, solution (ending "Answer: N."), op, and optionally template, mode, d.
 struct GsmOfficialData {
   std::vector<GsmProblem> problems;
   int64_t dropped = 0;  ///< lines whose answer is not an integer in 0..1000

@@ -1,6 +1,6 @@
-// The GSM-Infinite "realistic" generator of TASKS.md 3.1 with the hypnos adaptation of 3.4: one
-// problem per (d, op, mode, template) from an example's RNG stream, plus the distractor lists it
-// reads from data/gsm_infinite/ and the Task that lays problems out as sequences.
+// The GSM-Infinite "realistic" generator of docs/tasks.md 3.1 with the hypnos adaptation of 3.4:
+// one problem per (d, op, mode, template) from an example's RNG stream, plus the distractor lists
+// it reads from data/gsm_infinite/ and the Task that lays problems out as sequences.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,7 +15,7 @@
 
 namespace hypnos::tasks {
 
-/// One template's distractor names (TASKS.md 3.4): subcategories of tops and of items.
+/// One template's distractor names (docs/tasks.md 3.4): subcategories of tops and of items.
 struct GsmDistractors {
   std::vector<std::vector<std::string>> tops;
   std::vector<std::vector<std::string>> items;
@@ -56,12 +56,12 @@ class GsmGenerator {
  public:
   GsmGenerator(const GsmInfiniteOptions& options, std::vector<GsmDistractors> distractors);
 
-  /// Attempts from `stream` until one passes every check (TASKS.md 3.1 "Checks"); rejected
+  /// Attempts from `stream` until one passes every check (docs/tasks.md 3.1 "Checks"); rejected
   /// attempts keep drawing from the same stream. Throws std::runtime_error naming the spec after
   /// options.max_attempts rejections, std::invalid_argument for a spec out of range.
   GsmGenerated generate(const GsmSpec& spec, Stream& stream) const;
 
-  /// The template mix, mode and op of example `index` (TASKS.md 3.4 "Mix"), drawn first.
+  /// The template mix, mode and op of example `index` (docs/tasks.md 3.4 "Mix"), drawn first.
   GsmSpec draw_spec(Split split, uint64_t index, Stream& stream) const;
 
   const std::vector<GsmDistractors>& distractors() const { return distractors_; }

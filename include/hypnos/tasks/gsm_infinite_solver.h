@@ -1,5 +1,6 @@
-// The independent GSM-Infinite solver of TASKS.md 3.4: parses only a problem's text and question
-// (never generator internals) and returns the answer and the op count, to test the generator.
+// The independent GSM-Infinite solver of docs/tasks.md 3.4: parses only a problem's text and
+// question (never generator internals) and returns the answer and the op count, to test the
+// generator.
 #pragma once
 #include <cstdint>
 #include <string_view>

@@ -1,4 +1,4 @@
-// The three GSM-Infinite "realistic" templates of TASKS.md 3.1 (zoo, teachers, movies): layer
+// The three GSM-Infinite "realistic" templates of docs/tasks.md 3.1 (zoo, teachers, movies): layer
 // names, category strings and core names, exactly as the original uses them (accents included).
 #pragma once
 #include <string>
@@ -19,12 +19,13 @@ struct GsmTemplate {
 /// zoo, teachers, movies, in that order.
 const std::vector<GsmTemplate>& gsm_templates();
 
-/// The fixed words of problem and question sentences (TASKS.md 3.1 "Sentences", "Question") and
-/// the answer marker, as whole phrases.
+/// The fixed words of problem and question sentences (docs/tasks.md 3.1 "Sentences", "Question")
+/// and the answer marker, as whole phrases.
 const std::vector<std::string>& gsm_sentence_phrases();
 
 /// Every core string (template names, categories, names, sentence phrases): the texts whose words
-/// make the core of the GSM vocabulary (TASKS.md 3.4 tokenizer, step 4; distractor lists add more).
+/// make the core of the GSM vocabulary (docs/tasks.md 3.4 tokenizer, step 4; distractor lists add
+/// more).
 std::vector<std::string> gsm_core_texts();
 
 }  // namespace hypnos::tasks

@@ -1,6 +1,6 @@
-// The word-level GSM-Infinite tokenizer of TASKS.md 3.4: whitespace chunks split into punctuation
-// marks and words, A-Z lower-cased, integers 0..1000 as number tokens, a sorted word list after
-// them.
+// The word-level GSM-Infinite tokenizer of docs/tasks.md 3.4: whitespace chunks split into
+// punctuation marks and words, A-Z lower-cased, integers 0..1000 as number tokens, a sorted word
+// list after them.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,4 +1,4 @@
-// Examples as JSON Lines (DESIGN.md 3, `hypnos generate`): one object per example with tokens,
+// Examples as JSON Lines (docs/design.md 3, `hypnos generate`): one object per example with tokens,
 // targets, loss_mask, the task's own fields and its score groups; and a validating reader whose
 // errors name file:line (docs/reliability.md R14).
 #pragma once

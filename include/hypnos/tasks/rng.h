@@ -1,4 +1,4 @@
-// The counter-based RNG of TASKS.md section 0: every example is a pure function of
+// The counter-based RNG of docs/tasks.md section 0: every example is a pure function of
 // (seed, task, split, index), identical on every standard library (no std:: distributions).
 #pragma once
 #include <cstdint>
@@ -8,7 +8,7 @@
 
 namespace hypnos::tasks {
 
-/// splitmix64's finaliser (TASKS.md: mix).
+/// splitmix64's finaliser (docs/tasks.md: mix).
 constexpr uint64_t mix(uint64_t z) {
   z += 0x9E3779B97F4A7C15ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;

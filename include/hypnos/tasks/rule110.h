@@ -1,5 +1,5 @@
-// Rule 110 (TASKS.md section 1): n_states random strings, then one query per string asking for its
-// first cell after t steps of the elementary cellular automaton 110.
+// Rule 110 (docs/tasks.md section 1): n_states random strings, then one query per string asking for
+// its first cell after t steps of the elementary cellular automaton 110.
 #pragma once
 #include <cstdint>
 #include <string>

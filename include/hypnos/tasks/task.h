@@ -1,5 +1,6 @@
 // The Task interface: a task makes examples (tokens, targets, loss mask, scoring groups) as a pure
-// function of (seed, split, index), and scores predictions; it never sees the model (DESIGN.md 2).
+// function of (seed, split, index), and scores predictions; it never sees the model
+// (docs/design.md 2).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -20,13 +21,13 @@ struct ScoreGroup {
   std::vector<std::string> tags;   ///< further buckets it also counts toward, e.g. "mode=reverse"
 };
 
-/// One sequence (TASKS.md section 0). All vectors have length T = Task::seq_len().
+/// One sequence (docs/tasks.md section 0). All vectors have length T = Task::seq_len().
 struct Example {
   std::vector<int64_t> tokens;
   std::vector<int64_t> targets;    ///< scored where loss_mask = 1
   std::vector<uint8_t> loss_mask;  ///< 1 at scored positions
   std::vector<ScoreGroup> groups;  ///< partition of the scored positions
-  std::string fields_json;         ///< the task's own JSONL fields as a JSON object (DESIGN.md 3)
+  std::string fields_json;  ///< the task's own JSONL fields as a JSON object (docs/design.md 3)
 };
 
 class Task {

@@ -1,5 +1,6 @@
-// The `task:` config section: which task to generate and its knobs (TASKS.md sections 1-3). Only
-// the selected task's keys are visited, flat, so the YAML reads task.name, task.t, task.n_max, ...
+// The `task:` config section: which task to generate and its knobs (docs/tasks.md sections 1-3).
+// Only the selected task's keys are visited, flat, so the YAML reads task.name, task.t, task.n_max,
+// ...
 #pragma once
 #include <array>
 #include <cstdint>
@@ -17,7 +18,8 @@ enum class Rule110Boundary { kPeriodic, kZero };
 enum class DepoTestK { kBalanced, kIid };
 enum class GsmLength { kNoise, kZero };
 
-/// TASKS.md section 1: n_states strings of `width` cells, evolved t steps; one query per string.
+/// docs/tasks.md section 1: n_states strings of `width` cells, evolved t steps; one query per
+/// string.
 struct Rule110Options {
   int64_t n_states = 4;  ///< strings per example (and queries). Default: 4
   int64_t width = 24;    ///< cells per string (the window length L). Default: 24
@@ -35,7 +37,7 @@ struct Rule110Options {
   }
 };
 
-/// TASKS.md section 2: k hops on a shuffled cycle of n named nodes.
+/// docs/tasks.md section 2: k hops on a shuffled cycle of n named nodes.
 struct DepoOptions {
   int64_t n_max = 75;         ///< N: nodes in a test example, the largest train n. Default: 75
   int64_t k_max = 16;         ///< K: largest hop count. Default: 16
@@ -60,7 +62,7 @@ struct DepoOptions {
   }
 };
 
-/// TASKS.md section 3.4: the GSM-Infinite "realistic" problems as hypnos generates them.
+/// docs/tasks.md section 3.4: the GSM-Infinite "realistic" problems as hypnos generates them.
 struct GsmInfiniteOptions {
   int64_t d = 3;  ///< 2 = medium (sums), 3 = hard (averages). Default: 3
   GsmLength length =

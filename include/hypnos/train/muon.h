@@ -1,6 +1,6 @@
 // Muon (Keller Jordan): momentum, then the update replaced by the nearest semi-orthogonal matrix
 // (its polar factor) via a quintic Newton-Schulz iteration; port of Muon in
-// shared/reference/sleep_reference.py, with the update RMS matched to AdamW's (Moonlight).
+// bench/reference/sleep_reference.py, with the update RMS matched to AdamW's (Moonlight).
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <torch/optim/optimizer.h>

@@ -1,6 +1,6 @@
-// A run directory (DESIGN.md 3): config.yaml, command.txt, git_commit.txt, metrics.jsonl,
-// events.jsonl, train.log, checkpoints/ and run.lock. One writer at a time holds run.lock; creating a run never
-// overwrites a previous one; a resume may change only the resumable keys of the config.
+// A run directory (docs/design.md 3): config.yaml, command.txt, git_commit.txt, metrics.jsonl,
+// events.jsonl, train.log, checkpoints/ and run.lock. One writer at a time holds run.lock; creating
+// a run never overwrites a previous one; a resume may change only the resumable keys of the config.
 #pragma once
 #include <filesystem>
 #include <optional>

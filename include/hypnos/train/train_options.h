@@ -40,7 +40,8 @@ struct TrainOptions {
   int64_t log_every = 10;          ///< steps between metrics.jsonl train records. Default: 10
   int64_t checkpoint_every = 100;  ///< steps between checkpoints; 0 = only at the end. Default: 100
   int64_t keep_checkpoints = 3;    ///< newest checkpoints kept on disk. Default: 3
-  /// train.truncate_every and train.recompute (DESIGN.md 1.7). Default: full BPTT, no recompute.
+  /// train.truncate_every and train.recompute (docs/design.md 1.7). Default: full BPTT, no
+  /// recompute.
   sleep::BackpropOptions backprop;
   Precision precision =
       Precision::kBf16;  ///< autocast dtype on CUDA (CPU always fp32). Default: bf16

@@ -1,5 +1,6 @@
 // The training run: config -> model -> task data -> loop (window/sleep engine inside each step) ->
-// metrics and checkpoints (STYLE.md habit 1). `hypnos train` is a thin wrapper around train().
+// metrics and checkpoints (docs/contributing.md habit 1). `hypnos train` is a thin wrapper around
+// train().
 #pragma once
 #include <filesystem>
 #include <string>
