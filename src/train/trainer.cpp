@@ -38,6 +38,9 @@ bool stop_requested() {
 }
 
 using Clock = std::chrono::steady_clock;
+// Seconds without a step line after which the next step prints one (the first record of a
+// GPU-sized config on a CPU would otherwise come after ten minutes of silence).
+constexpr double kQuietSeconds = 20.0;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -80,6 +83,8 @@ class Trainer {
   /// Training examples [first, first + size): the prefetched batch when it is that one.
   tasks::Batch train_batch(uint64_t first, int64_t size);
   void log_train(double loss, double grad_norm);
+  /// A step line between train records once kQuietSeconds have passed without one.
+  void log_slow_step(double loss);
   void evaluate_and_log();
   void save_checkpoint_now();
   void event(io::JsonRecord record);
@@ -102,6 +107,7 @@ class Trainer {
   std::optional<io::JsonlWriter> metrics_, events_;  // rank 0 only
   Clock::time_point start_ = Clock::now();
   Clock::time_point log_start_ = Clock::now();
+  Clock::time_point last_line_ = Clock::now();  // the last step line printed
   int64_t log_tokens_ = 0;
   int64_t last_saved_step_ = -1;
   int64_t last_eval_step_ = -1;
@@ -269,7 +275,7 @@ int Trainer::run_unguarded() {
   g_stop_signal = 0;
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
-  start_ = log_start_ = Clock::now();
+  start_ = log_start_ = last_line_ = Clock::now();
   while (state_.step < config_.train.steps) {
     // Ranks receive a signal between different steps; they must agree on the step they stop at,
     // or one would wait in the checkpoint's barrier while another waits in the next allreduce.
@@ -429,14 +435,30 @@ Trainer::StepResult Trainer::step() {
   fault::point("step.after_update");
   if (state_.step % config_.train.log_every == 0 || state_.step == config_.train.steps) {
     log_train(loss_value, grad_norm);
+  } else if (seconds_since(last_line_) >= kQuietSeconds) {
+    log_slow_step(loss_value);
   }
   return StepResult::kUpdated;
+}
+
+void Trainer::log_slow_step(double loss) {
+  last_line_ = Clock::now();
+  if (!dist_.is_main()) return;
+  // Between train records, when steps are slow (a GPU-sized config on a CPU): a line with the time
+  // left, so that a run never looks hung. Not a metrics record: those keep train.log_every.
+  const double per_step = state_.elapsed_s / std::max<int64_t>(state_.step, 1);
+  const double remaining = static_cast<double>(config_.train.steps - state_.step) * per_step;
+  char line[256];
+  std::snprintf(line, sizeof(line), "step %lld/%lld  loss %.4f  %.1f s/step  eta %s",
+                static_cast<long long>(state_.step), static_cast<long long>(config_.train.steps),
+                loss, per_step, format_duration(remaining).c_str());
+  log::progress(line);
 }
 
 void Trainer::log_train(double loss, double grad_norm) {
   const double interval = std::max(seconds_since(log_start_), 1e-9);
   const double tokens_per_s = static_cast<double>(log_tokens_) / interval;
-  log_start_ = Clock::now();
+  log_start_ = last_line_ = Clock::now();
   log_tokens_ = 0;
   if (!dist_.is_main()) return;
   metrics_->write(io::JsonRecord()
