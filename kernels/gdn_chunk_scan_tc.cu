@@ -387,11 +387,11 @@ __global__ void __launch_bounds__(BV * 4, kScanMinBlocks<BV>)
 
 /// The slice width unless params.scan_slice sets it: 64 columns on 8 warps, or 32 on 4 when that
 /// would leave fewer than 128 CTAs (most of an H100's 132 SMs idle). Measured on an H100 with each
-/// width forced (bench/RESULTS.md, the bf16 tensor-core record, run f): 64 is fastest at 8 x 4096 and 8 x 1024
-/// (x 16 heads, D = 128; 4.12 ms forward+backward at 8 x 4096 against 4.29 for 128 and 4.71 for
-/// 32), 32 at 1 x 16384 (4.06 against 4.44 for 64); the sleep-regime shapes are within noise.
-/// 128 (a whole D = 128 head on 16 warps) is kept selectable: with two full sets of tiles its
-/// backward scan was the fastest measured (0.54 ms at 8 x 4096), its forward scan was not.
+/// width forced (bench/RESULTS.md, the bf16 tensor-core record, run f): 64 is fastest at 8 x 4096
+/// and 8 x 1024 (x 16 heads, D = 128; 4.12 ms forward+backward at 8 x 4096 against 4.29 for 128
+/// and 4.71 for 32), 32 at 1 x 16384 (4.06 against 4.44 for 64); the sleep-regime shapes are within
+/// noise. 128 (a whole D = 128 head on 16 warps) is kept selectable: with two full sets of tiles
+/// its backward scan was the fastest measured (0.54 ms at 8 x 4096), its forward scan was not.
 int scan_slice(const GdnParams& p) {
   if (p.scan_slice != 0) return p.head_dim_k == 64 && p.scan_slice == 128 ? 64 : p.scan_slice;
   return p.batch * p.heads * (p.head_dim_k / 64) >= 128 ? 64 : 32;

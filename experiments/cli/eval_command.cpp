@@ -7,11 +7,11 @@
 #include <iostream>
 
 #include "commands.h"
+#include "hypnos/config/error.h"
+#include "hypnos/io/durable.h"
 #include "hypnos/io/jsonl.h"
 #include "hypnos/log.h"
 #include "hypnos/tasks/task_options.h"
-#include "hypnos/config/error.h"
-#include "hypnos/io/durable.h"
 #include "hypnos/train/checkpoint.h"
 #include "hypnos/train/device.h"
 #include "hypnos/train/evaluate.h"
@@ -50,8 +50,11 @@ int run_eval(const ParsedArgs& args) {
   auto report = [&](const std::filesystem::path& dir, const std::string& problem) {
     std::fprintf(stderr, "%s (%s)\n", problem.c_str(), dir.string().c_str());
     io::JsonlWriter(run_dir / "events.jsonl")
-        .write(io::JsonRecord().add("event", "checkpoint_rejected").add("checkpoint", dir.string())
-                   .add("problem", problem).add("by", "eval"));
+        .write(io::JsonRecord()
+                   .add("event", "checkpoint_rejected")
+                   .add("checkpoint", dir.string())
+                   .add("problem", problem)
+                   .add("by", "eval"));
   };
   std::optional<int64_t> only;
   if (args.has("--step")) only = args.get_int("--step", 0);
@@ -66,8 +69,8 @@ int run_eval(const ParsedArgs& args) {
                          ? *checkpoint / "config.yaml"
                          : config_path;
   std::string refused;
-  for (const auto& c : train::config_changes(io::read_file(saved),
-                                             train::run_config_yaml(config), saved.string())) {
+  for (const auto& c : train::config_changes(io::read_file(saved), train::run_config_yaml(config),
+                                             saved.string())) {
     if (c.key.rfind("model.", 0) == 0 && c.key != "model.gdn_backend") {
       refused += (refused.empty() ? "" : ", ") + c.str();
     }

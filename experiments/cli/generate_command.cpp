@@ -33,7 +33,8 @@ const CommandSpec& generate_spec() {
       /*takes_overrides=*/true,
       "TASK is rule110, depo or gsm_infinite. Task options are set as task.KEY=VALUE, e.g.\n"
       "  hypnos generate rule110 --n 100 task.t=7\n"
-      "Example i of a split is a pure function of (seed, split, i): the same command prints the same\n"
+      "Example i of a split is a pure function of (seed, split, i): the same command prints the "
+      "same\n"
       "bytes on every machine."};
   return spec;
 }

@@ -1,6 +1,6 @@
 // `hypnos`: train, eval, generate, bench and score from the command line (docs/design.md
-// section 3). main turns exceptions into exit codes: 2 for usage and configuration errors, 1 for everything
-// else.
+// section 3). main turns exceptions into exit codes: 2 for usage and configuration errors, 1 for
+// everything else.
 #include <cstdio>
 #include <exception>
 #include <iostream>

@@ -1,5 +1,5 @@
-// `hypnos train CONFIG.yaml [overrides] [--out DIR] [--resume]`: resolve the config (every error exits 2
-// before anything is written), pick the run directory, and hand over to train::train.
+// `hypnos train CONFIG.yaml [overrides] [--out DIR] [--resume]`: resolve the config (every error
+// exits 2 before anything is written), pick the run directory, and hand over to train::train.
 #include "commands.h"
 #include "hypnos/train/run_directory.h"
 #include "hypnos/train/trainer.h"
@@ -15,8 +15,10 @@ const CommandSpec& train_spec() {
        {"--resume", "", "continue the run in --out from its newest valid checkpoint"},
        {"--dry-run", "", "print the resolved config and exit without training"}},
       /*takes_overrides=*/true,
-      "Overrides follow the config file: hypnos train configs/rule110/default.yaml sleep.n_passes=4\n"
-      "Keys: configs/README.md (and which may change with --resume). One run at a time writes into\n"
+      "Overrides follow the config file: hypnos train configs/rule110/default.yaml "
+      "sleep.n_passes=4\n"
+      "Keys: configs/README.md (and which may change with --resume). One run at a time writes "
+      "into\n"
       "a run directory (it holds DIR/run.lock). Exit codes: 0 done, 1 error, 2 bad config or\n"
       "arguments (also: the directory is in use, or a resume changes a key that may not change),\n"
       "3 non-finite loss (train.nonfinite: stop), 4 out of memory, 130 / 143 stopped by SIGINT /\n"
@@ -35,8 +37,9 @@ int run_train(const ParsedArgs& args) {
     throw UsageError("--resume needs --out DIR (the run directory to continue)");
   }
   train::TrainRequest request;
-  request.run_dir = args.has("--out") ? std::filesystem::path(args.get("--out"))
-                                      : train::default_run_directory(config.run.out_dir, config_path);
+  request.run_dir = args.has("--out")
+                        ? std::filesystem::path(args.get("--out"))
+                        : train::default_run_directory(config.run.out_dir, config_path);
   request.resume = args.has("--resume");
   request.command_line = args.command_line;
   return train::train(config, request);

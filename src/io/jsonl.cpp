@@ -215,11 +215,17 @@ JsonlWriter::~JsonlWriter() = default;
 JsonlWriter::JsonlWriter(JsonlWriter&&) noexcept = default;
 JsonlWriter& JsonlWriter::operator=(JsonlWriter&&) noexcept = default;
 
-void JsonlWriter::write(const JsonRecord& record) { out_->append(record.str()); }
+void JsonlWriter::write(const JsonRecord& record) {
+  out_->append(record.str());
+}
 
-void JsonlWriter::sync() { out_->sync(); }
+void JsonlWriter::sync() {
+  out_->sync();
+}
 
-const std::filesystem::path& JsonlWriter::path() const { return out_->path(); }
+const std::filesystem::path& JsonlWriter::path() const {
+  return out_->path();
+}
 
 size_t drop_jsonl_records_after(const std::filesystem::path& path, std::string_view key,
                                 int64_t last_kept, const std::filesystem::path& archive) {

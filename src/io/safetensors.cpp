@@ -402,7 +402,9 @@ FileHeader read_file_header(const InputFile& file, std::string_view source) {
 
 }  // namespace
 
-bool safetensors_supports(at::ScalarType dtype) { return find_dtype(dtype) != nullptr; }
+bool safetensors_supports(at::ScalarType dtype) {
+  return find_dtype(dtype) != nullptr;
+}
 
 std::string_view safetensors_dtype_name(at::ScalarType dtype) {
   const DtypeInfo* info = find_dtype(dtype);

@@ -6,7 +6,9 @@ namespace {
 
 constexpr std::array<std::string_view, 4> kSlotNames{"key", "value", "state", "conv"};
 
-std::array<at::Tensor*, 4> slots(LayerMemory& m) { return {&m.key, &m.value, &m.state, &m.conv}; }
+std::array<at::Tensor*, 4> slots(LayerMemory& m) {
+  return {&m.key, &m.value, &m.state, &m.conv};
+}
 std::array<const at::Tensor*, 4> slots(const LayerMemory& m) {
   return {&m.key, &m.value, &m.state, &m.conv};
 }
@@ -110,8 +112,8 @@ ModelMemory select_rows(const at::Tensor& rows, const ModelMemory& if_true,
                   a.defined() ? c10::str(a.sizes()) : "empty", " vs ",
                   b.defined() ? c10::str(b.sizes()) : "empty", ")");
       if (!a.defined()) continue;
-      TORCH_CHECK(a.size(0) == rows.size(0), "select_rows: layer ", i, " ", kSlotNames[s],
-                  " has ", a.size(0), " rows, the selector ", rows.size(0));
+      TORCH_CHECK(a.size(0) == rows.size(0), "select_rows: layer ", i, " ", kSlotNames[s], " has ",
+                  a.size(0), " rows, the selector ", rows.size(0));
       std::vector<int64_t> shape(static_cast<size_t>(a.dim()), 1);
       shape[0] = rows.size(0);
       b = at::where(rows.view(shape), a, b);

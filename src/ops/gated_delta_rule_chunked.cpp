@@ -49,7 +49,9 @@ at::Tensor from_chunks(const at::Tensor& y, int64_t B, int64_t H, int64_t T) {
 }
 
 // Transpose of the last two dimensions (batched matrices).
-at::Tensor tr(const at::Tensor& x) { return x.transpose(-1, -2); }
+at::Tensor tr(const at::Tensor& x) {
+  return x.transpose(-1, -2);
+}
 
 // R_ij = exp(G_i - G_j) for i >= j, else 0. Masking before the exp keeps every exponent <= 0 for
 // g <= 0, so no exp(-G_j) is ever formed alone (it overflows for strongly decaying chunks).

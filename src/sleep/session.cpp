@@ -26,7 +26,8 @@ std::map<std::string, std::string> yaml_lines(const std::string& text) {
   return out;
 }
 
-/// Every key whose value differs, as "<prefix>.key is 'file' in the file, 'ours' in this session".
+/// Every key whose value differs, as "<prefix>.key is 'file' in the file, 'ours' in the loading
+/// Session".
 std::vector<std::string> differences(const std::string& prefix, const std::string& file_text,
                                      const std::string& our_text) {
   const auto theirs = yaml_lines(file_text), ours = yaml_lines(our_text);
@@ -41,7 +42,7 @@ std::vector<std::string> differences(const std::string& prefix, const std::strin
   for (const auto& [k, unused] : keys) {
     if (value(theirs, k) != value(ours, k)) {
       out.push_back(prefix + k + " is '" + value(theirs, k) + "' in the file, '" + value(ours, k) +
-                    "' in this session");
+                    "' in the loading Session");
     }
   }
   return out;
@@ -115,7 +116,8 @@ void Session::load(const std::filesystem::path& path) {
     }
     if (recorded("model_weights_sha256") != ours.at("model_weights_sha256")) {
       problems.push_back("the model's weights differ (sha256 " + recorded("model_weights_sha256") +
-                         " in the file, " + ours.at("model_weights_sha256") + " in this session)");
+                         " in the file, " + ours.at("model_weights_sha256") +
+                         " in the loading Session)");
     }
   }
   if (!problems.empty()) {

@@ -27,11 +27,15 @@ void require(bool ok, const char* why) {
 bool contains(std::string_view s, std::string_view part) {
   return s.find(part) != std::string_view::npos;
 }
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool starts_with(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
 
 enum class Kind { kCount, kAvg, kAlias, kCat1, kCat2 };
 
-bool is_abstract(Kind k) { return k == Kind::kAlias || k == Kind::kCat1 || k == Kind::kCat2; }
+bool is_abstract(Kind k) {
+  return k == Kind::kAlias || k == Kind::kCat1 || k == Kind::kCat2;
+}
 
 struct Node {
   Kind kind;

@@ -10,7 +10,9 @@ namespace {
 bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
-bool is_mark(char c) { return GsmTokenizer::kPunctuation.find(c) != std::string_view::npos; }
+bool is_mark(char c) {
+  return GsmTokenizer::kPunctuation.find(c) != std::string_view::npos;
+}
 
 /// kNumberBase + v for a digit word with no leading zero and v <= 1000; kUnk for another digit
 /// word; -1 for a word with a non-digit.

@@ -78,7 +78,8 @@ Example Rule110Task::layout(const std::vector<uint8_t>& cells) const {
   fields["states"] = states;
   fields["t"] = options_.t;
   // Every option that decides the labels, so that a record can be checked on its own.
-  fields["boundary"] = config::EnumNames<Rule110Boundary>::names[static_cast<size_t>(options_.boundary)];
+  fields["boundary"] =
+      config::EnumNames<Rule110Boundary>::names[static_cast<size_t>(options_.boundary)];
   fields["labels"] = labels;
   ex.fields_json = fields.dump();
   return ex;

@@ -40,7 +40,8 @@ io::NamedTensors model_targets(nn::HybridLM& model) {
 
 io::NamedTensors model_tensors(nn::HybridLM& model) {
   io::NamedTensors out;
-  for (const auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value().detach().cpu());
+  for (const auto& p : model->named_parameters())
+    out.emplace_back(p.key(), p.value().detach().cpu());
   for (const auto& b : model->named_buffers()) out.emplace_back(b.key(), b.value().detach().cpu());
   return out;
 }
@@ -82,9 +83,8 @@ std::string checkpoint_name(int64_t step) {
   return buf;
 }
 
-fs::path save_checkpoint(const fs::path& run_dir, const TrainingState& state,
-                         nn::HybridLM& model, const Optimizer& optimizer,
-                         const std::string& config_yaml, int64_t keep) {
+fs::path save_checkpoint(const fs::path& run_dir, const TrainingState& state, nn::HybridLM& model,
+                         const Optimizer& optimizer, const std::string& config_yaml, int64_t keep) {
   const fs::path root = run_dir / "checkpoints";
   fs::create_directories(root);
   io::remove_stale_temporaries(root);  // a save killed mid-way left one (R6)
@@ -123,7 +123,8 @@ std::vector<fs::path> list_checkpoints(const fs::path& run_dir) {
     if (!entry.is_directory()) continue;
     if (auto step = step_of(entry.path())) found.emplace_back(*step, entry.path());
   }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
   std::vector<fs::path> out;
   for (auto& f : found) out.push_back(f.second);
   return out;
@@ -153,8 +154,8 @@ TrainingState load_checkpoint(const fs::path& dir, nn::HybridLM& model, Optimize
     if (const auto* error = dynamic_cast<const c10::Error*>(&e)) {
       what = error->what_without_backtrace();
     }
-    throw CheckpointMismatch("checkpoint " + dir.string() + " does not fit: " +
-                             what.substr(0, what.find('\n')));
+    throw CheckpointMismatch("checkpoint " + dir.string() +
+                             " does not fit: " + what.substr(0, what.find('\n')));
   }
 }
 

@@ -1,16 +1,16 @@
 // Fault injection for the reliability tests (docs/reliability.md R5-R8): named points where a test
-// can make the process die as if by kill -9, or a step's loss become NaN. Inert unless the variables
-// are set.
+// can make the process die as if by kill -9, or a step's loss become NaN. Inert unless the
+// variables are set.
 //   HYPNOS_FAULT=<point>                  raise SIGKILL when execution reaches <point>
 //   HYPNOS_FAULT_NONFINITE_STEP=<step>[,<step>...]  the loss of those (0-based) steps is multiplied
 //                                                    by NaN
 #pragma once
+#include <unistd.h>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <unistd.h>
 
 namespace hypnos::train::fault {
 

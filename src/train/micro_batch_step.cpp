@@ -64,11 +64,11 @@ struct MicroBatchStep::Graph {
 #ifdef HYPNOS_WITH_CUDA
   at::cuda::CUDAGraph graph;
 #endif
-  std::vector<int64_t> shape;        // the batch's [B, T]
+  std::vector<int64_t> shape;            // the batch's [B, T]
   std::vector<sleep::WindowPlan> plans;  // with shape, the layout the graph holds
-  at::Tensor tokens, targets, mask;  // captured inputs (device)
-  at::Tensor loss;                   // captured output (device scalar)
-  std::vector<const void*> grads;    // the gradient storage the graph accumulates into
+  at::Tensor tokens, targets, mask;      // captured inputs (device)
+  at::Tensor loss;                       // captured output (device scalar)
+  std::vector<const void*> grads;        // the gradient storage the graph accumulates into
 };
 
 MicroBatchStepOptions MicroBatchStepOptions::from(const RunConfig& config) {
@@ -177,8 +177,7 @@ void MicroBatchStep::capture(const tasks::Batch& batch,
 at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
   last_run_graphed_ = false;
   // The window plans from the host copy of the mask: the loop then never reads the device.
-  const auto plans =
-      sleep::plan_windows(batch.loss_mask, batch.loss_mask.size(1), options_.sleep);
+  const auto plans = sleep::plan_windows(batch.loss_mask, batch.loss_mask.size(1), options_.sleep);
   const bool graphed = device_.is_cuda() && options_.cuda_graph && !graphs_disabled_ && !poison;
   if (!graphed) {
     return run_eager(batch.tokens.to(device_), batch.targets.to(device_),
@@ -189,8 +188,7 @@ at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
   TORCH_CHECK(batch.loss_mask.to(at::kBool).any().item<bool>(),
               "MicroBatchStep: the micro-batch has no loss positions");
   const auto params = model_->parameters();
-  bool valid = graph_ && graph_->shape == batch.tokens.sizes().vec() &&
-               graph_->plans == plans &&
+  bool valid = graph_ && graph_->shape == batch.tokens.sizes().vec() && graph_->plans == plans &&
                graph_->grads.size() == params.size();
   for (size_t i = 0; valid && i < params.size(); ++i) {
     valid = params[i].grad().defined() && params[i].grad().data_ptr() == graph_->grads[i];

@@ -135,8 +135,9 @@ void check_run_directory(const fs::path& dir, bool resume) {
                                 " does not exist (start the run without --resume)");
     }
   } else if (holds_run(dir)) {
-    throw config::ConfigError("run directory " + dir.string() +
-                              " already holds a run: pass --resume to continue it, or another --out");
+    throw config::ConfigError(
+        "run directory " + dir.string() +
+        " already holds a run: pass --resume to continue it, or another --out");
   }
 }
 

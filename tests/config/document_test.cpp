@@ -1,6 +1,6 @@
 // The config machinery on a small test schema: typed reads, ranges, enums, overrides, unknown and
-// duplicate keys with file:line and suggestions (docs/reliability.md R1), and the byte-exact round trip
-// (R2).
+// duplicate keys with file:line and suggestions (docs/reliability.md R1), and the byte-exact round
+// trip (R2).
 #include <gtest/gtest.h>
 #include <unistd.h>
 

@@ -1,6 +1,7 @@
 // safetensors: bit-exact round trips for every dtype on awkward shapes, the byte layout of the
 // format, interoperability with a 20-line pure-Python reader, a clear error for each kind of
-// malformed header (docs/reliability.md R13), and a byte-flip/truncation sweep that must never crash.
+// malformed header (docs/reliability.md R13), and a byte-flip/truncation sweep that must never
+// crash.
 #include "hypnos/io/safetensors.h"
 
 #include <gtest/gtest.h>

@@ -119,8 +119,10 @@ TEST(JetBlock, StartsAsAStaticConvolutionThatCanLearn) {
   jet->to(torch::kDouble);
   // kernel_up's weight starts at zero, so every token gets the bias kernel: two inputs give
   // kernels that agree (the layer is a static convolution on v).
-  const auto k1 = jet->kernel_up(at::silu(jet->kernel_down(torch::randn({1, 3, 16}, torch::kDouble))));
-  const auto k2 = jet->kernel_up(at::silu(jet->kernel_down(torch::randn({1, 3, 16}, torch::kDouble))));
+  const auto k1 =
+      jet->kernel_up(at::silu(jet->kernel_down(torch::randn({1, 3, 16}, torch::kDouble))));
+  const auto k2 =
+      jet->kernel_up(at::silu(jet->kernel_down(torch::randn({1, 3, 16}, torch::kDouble))));
   EXPECT_TRUE(k1.equal(k2));
   EXPECT_LE(jet->kernel_up->bias.abs().max().item<double>(), 0.5);
   // But the generator is not stuck there: kernel_down is initialised, so both generator weights

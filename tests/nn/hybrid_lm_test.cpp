@@ -1,6 +1,6 @@
 // HybridLM: HF-style parameter names, pattern-driven construction, options validation, SwiGLU.
-#include <gtest/gtest.h>
 #include <ATen/autocast_mode.h>
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "hypnos/nn/hybrid_lm.h"
@@ -24,7 +24,8 @@ TEST(HybridLM, ParameterNamesAreHuggingFaceStyle) {
 }
 
 // forward is embed, the blocks in order, the final norm and the head; each block is
-// x + mixer(mixer_norm(x)), then + mlp(mlp_norm(.)); and a position's logits never see later tokens.
+// x + mixer(mixer_norm(x)), then + mlp(mlp_norm(.)); and a position's logits never see later
+// tokens.
 TEST(HybridLM, ForwardIsEmbedBlocksNormHeadAndCausal) {
   HybridLM m = testing::tiny_model("AGJG", 1);
   const auto tokens = torch::randint(0, 8, {3, 11}, torch::kLong);
@@ -36,9 +37,15 @@ TEST(HybridLM, ForwardIsEmbedBlocksNormHeadAndCausal) {
     const auto normed = block.mixer_norm(h);
     at::Tensor mixed;
     switch (block.options.kind()) {
-      case 'A': mixed = block.attention->forward(normed, {}).y; break;
-      case 'G': mixed = block.gdn->forward(normed, {}).y; break;
-      default: mixed = block.jet->forward(normed, {}).y; break;
+      case 'A':
+        mixed = block.attention->forward(normed, {}).y;
+        break;
+      case 'G':
+        mixed = block.gdn->forward(normed, {}).y;
+        break;
+      default:
+        mixed = block.jet->forward(normed, {}).y;
+        break;
     }
     const auto y = h + mixed;
     const auto expected = y + block.gelu_mlp->forward(block.mlp_norm(y));
@@ -93,9 +100,9 @@ TEST(ModelOptions, ValidationNamesKeyAndValue) {
 
 namespace hypnos::nn {
 
-// Under autocast the projections come out in bf16 while the L2 norm of q and k runs in fp32 (norm is
-// on autocast's fp32 list): the mixers must hand the op one dtype (found on the GPU machine, where
-// training under bf16 autocast failed with "q, k and v have dtypes Float, Float, BFloat16").
+// Under autocast the projections come out in bf16 while the L2 norm of q and k runs in fp32 (norm
+// is on autocast's fp32 list): the mixers must hand the op one dtype (found on the GPU machine,
+// where training under bf16 autocast failed with "q, k and v have dtypes Float, Float, BFloat16").
 TEST(HybridLM, ACloneRunsItsOwnCopiedBlocks) {
   torch::manual_seed(5);
   nn::ModelOptions o;

@@ -33,8 +33,8 @@ at::Tensor step_loss(HybridLM& m, uint64_t seed) {
   sleep::SleepOptions o;
   o.n_passes = 2;
   o.window = 4;
-  const auto out = sleep::run_windows(m, tokens, at::Tensor(),
-                                      memory::ModelMemory::empty(m->n_layers()), o);
+  const auto out =
+      sleep::run_windows(m, tokens, at::Tensor(), memory::ModelMemory::empty(m->n_layers()), o);
   return at::cross_entropy_loss(out.logits.reshape({-1, 8}), targets.reshape({-1}));
 }
 
@@ -42,15 +42,17 @@ at::Tensor step_loss(HybridLM& m, uint64_t seed) {
 
 // The first backward reaches every parameter but the JetBlock generator's down projection: its
 // gradient passes through the up projection, which starts at zero so that the layer starts as a
-// static convolution (as a LoRA pair starts). The up projection's gradient is non-zero, so after one
-// optimizer step the second backward reaches every parameter. With both generator weights zeroed
-// (silu(0) = 0) the up projection's gradient would be zero too, and the generator stuck for good.
+// static convolution (as a LoRA pair starts). The up projection's gradient is non-zero, so after
+// one optimizer step the second backward reaches every parameter. With both generator weights
+// zeroed (silu(0) = 0) the up projection's gradient would be zero too, and the generator stuck for
+// good.
 TEST(Learnability, EveryParameterOfEveryBlockKindLearnsFromTheFirstSteps) {
   HybridLM m = fresh_model("AGJ", 0);
   const std::string down = "blocks.2.mixer.kernel_down.weight";
   const auto params = m->named_parameters();
-  for (const char* name : {"blocks.0.mixer.q_proj.weight", "blocks.1.mixer.q_conv.weight",
-                           "blocks.2.mixer.kernel_down.weight", "blocks.2.mixer.kernel_up.weight"}) {
+  for (const char* name :
+       {"blocks.0.mixer.q_proj.weight", "blocks.1.mixer.q_conv.weight",
+        "blocks.2.mixer.kernel_down.weight", "blocks.2.mixer.kernel_up.weight"}) {
     ASSERT_NE(params.find(name), nullptr) << name;  // all three block kinds and the generator
   }
   train::Optimizer optimizer(train::split_parameters(*m), train::OptimizerOptions{});

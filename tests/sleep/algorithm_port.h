@@ -1,6 +1,6 @@
 // The oracle of the window-loop tests: the sleep algorithm written out from its definition
-// (docs/design.md section 1; the paper's Algorithm 1 plus the ablations), one block call at a time. It shares
-// only the modules with hypnos (block forwards, embedding, head), never the loop: not
+// (docs/design.md section 1; the paper's Algorithm 1 plus the ablations), one block call at a time.
+// It shares only the modules with hypnos (block forwards, embedding, head), never the loop: not
 // forward_blocks, not sleep_window, not evict, not the window plans.
 #pragma once
 #include <torch/torch.h>
@@ -26,13 +26,12 @@ struct PortLayer {
 };
 
 struct PortResult {
-  at::Tensor logits;               ///< [B, T, vocab]: every window's wake (first-pass) logits
+  at::Tensor logits;  ///< [B, T, vocab]: every window's wake (first-pass) logits
   std::vector<std::vector<PortLayer>> memory;  ///< per row, per layer: after the last window
 };
 
 /// Runs each row of `tokens` [B, T] alone, window by window, as the algorithm says.
-inline PortResult port_sleep_loop(nn::HybridLM& m, const at::Tensor& tokens,
-                                  const PortOptions& o) {
+inline PortResult port_sleep_loop(nn::HybridLM& m, const at::Tensor& tokens, const PortOptions& o) {
   const int64_t n = m->n_layers(), T = tokens.size(1), L = o.window;
   const int64_t a = o.loop_begin, b = o.loop_end < 0 ? n : o.loop_end;
   const int64_t span = o.sliding ? L : 0;

@@ -61,8 +61,8 @@ double memory_error(const ModelMemory& a, int64_t row_a, const ModelMemory& b, i
   for (size_t i = 0; i < a.layers.size(); ++i) {
     const auto& x = a.layers[i];
     const auto& y = b.layers[i];
-    for (auto [s, t] : {std::pair{x.key, y.key}, {x.value, y.value}, {x.state, y.state},
-                        {x.conv, y.conv}}) {
+    for (auto [s, t] :
+         {std::pair{x.key, y.key}, {x.value, y.value}, {x.state, y.state}, {x.conv, y.conv}}) {
       if (s.defined() != t.defined()) return 1.0;
       if (s.defined()) {
         worst = std::max(worst, relative_error(s.narrow(0, row_a, 1), t.narrow(0, row_b, 1)));
@@ -108,7 +108,8 @@ TEST(LossFree, AnExampleGetsTheSameResultAloneAndInAnyBatch) {
       if (partial) o.loop_layers = {1, 3};
       const auto batch = run(m, b.tokens, b.mask, o);
       const auto order = at::tensor(std::vector<int64_t>{2, 0, 1});
-      const auto permuted = run(m, b.tokens.index_select(0, order), b.mask.index_select(0, order), o);
+      const auto permuted =
+          run(m, b.tokens.index_select(0, order), b.mask.index_select(0, order), o);
       testing::PortOptions p;
       p.window = kWindow;
       p.passes = n;
@@ -127,11 +128,15 @@ TEST(LossFree, AnExampleGetsTheSameResultAloneAndInAnyBatch) {
             << where;
         // And the row's result is the algorithm's: its scored logits and its final S.
         const auto scored = b.mask[row];
-        EXPECT_LT(relative_error(batch.logits[row].index({scored}),
-                                 port.logits[row].index({scored})), 1e-12) << where;
+        EXPECT_LT(
+            relative_error(batch.logits[row].index({scored}), port.logits[row].index({scored})),
+            1e-12)
+            << where;
         for (int64_t i : {1, 2, 3}) {
           EXPECT_LT(relative_error(batch.memory.layers[i].state.narrow(0, row, 1),
-                                   port.memory[row][i].state), 1e-12) << where << ", layer " << i;
+                                   port.memory[row][i].state),
+                    1e-12)
+              << where << ", layer " << i;
         }
       }
     }

@@ -52,8 +52,10 @@ TEST(SleepParity, EveryWindowsLogitsMatchTheReferenceModelForOneTwoAndThreePasse
     tensors.emplace_back("logits", logits);
     const std::string in = stem + "_" + std::to_string(n) + ".safetensors";
     io::save_safetensors(in, tensors,
-                         {{"pattern", mo.pattern}, {"n_heads", std::to_string(mo.n_heads)},
-                          {"window", "24"}, {"passes", std::to_string(n)}});
+                         {{"pattern", mo.pattern},
+                          {"n_heads", std::to_string(mo.n_heads)},
+                          {"window", "24"},
+                          {"passes", std::to_string(n)}});
     cmd += " " + in + " " + stem + "_" + std::to_string(n) + ".json";
   }
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;

@@ -64,9 +64,9 @@ TEST(Session, ReadingInChunksEqualsTheWindowLoop) {
   EXPECT_TRUE(session.predict(tokens.narrow(1, 96, 4)).equal(answer));
 }
 
-// A memory is refused by a session with any other sleep option, or with another model (other
+// A memory is refused by a Session with any other sleep option, or with another model (other
 // weights, other architecture), naming each key with both values; the same model and options
-// (a copy of the model included) load it and answer as the session that wrote it.
+// (a copy of the model included) load it and answer as the Session that wrote it.
 TEST(Session, LoadRefusesAMemoryOfOtherSleepOptionsOrAnotherModel) {
   nn::HybridLM m = testing::tiny_model("AGAG", 31, 6);
   Session a(m, session_options());
@@ -74,7 +74,8 @@ TEST(Session, LoadRefusesAMemoryOfOtherSleepOptionsOrAnotherModel) {
   const auto path = std::filesystem::temp_directory_path() /
                     ("hypnos_session_" + std::to_string(::getpid()) + ".safetensors");
   a.save(path);
-  auto expect_refused = [&](nn::HybridLM model, const SleepOptions& o, const std::string& expected) {
+  auto expect_refused = [&](nn::HybridLM model, const SleepOptions& o,
+                            const std::string& expected) {
     Session b(model, o);
     try {
       b.load(path);
@@ -86,13 +87,13 @@ TEST(Session, LoadRefusesAMemoryOfOtherSleepOptionsOrAnotherModel) {
   };
   SleepOptions o = session_options();
   o.window = 12;
-  expect_refused(m, o, "sleep.window is '24' in the file, '12' in this session");
+  expect_refused(m, o, "sleep.window is '24' in the file, '12' in the loading Session");
   o = session_options();
   o.n_passes = 2;
-  expect_refused(m, o, "sleep.n_passes is '3' in the file, '2' in this session");
+  expect_refused(m, o, "sleep.n_passes is '3' in the file, '2' in the loading Session");
   o = session_options();
   o.loop_layers = {1, 3};
-  expect_refused(m, o, "sleep.loop_layers is '[]' in the file, '[1, 3]' in this session");
+  expect_refused(m, o, "sleep.loop_layers is '[]' in the file, '[1, 3]' in the loading Session");
   o = session_options();
   o.state_between_passes = StateBetweenPasses::kRestart;
   expect_refused(m, o, "sleep.state_between_passes is 'thread' in the file, 'restart'");
@@ -105,7 +106,7 @@ TEST(Session, LoadRefusesAMemoryOfOtherSleepOptionsOrAnotherModel) {
   expect_refused(testing::tiny_model("AGAG", 99, 6), session_options(),
                  "the model's weights differ");
   expect_refused(testing::tiny_model("AGJG", 31, 6), session_options(),
-                 "model.pattern is '\"AGAG\"' in the file, '\"AGJG\"' in this session");
+                 "model.pattern is '\"AGAG\"' in the file, '\"AGJG\"' in the loading Session");
   // The same weights in a copy of the model, with the same options: loaded, same answers.
   nn::HybridLM copy = std::dynamic_pointer_cast<nn::HybridLMImpl>(m->clone());
   Session c(copy, session_options());
@@ -116,8 +117,8 @@ TEST(Session, LoadRefusesAMemoryOfOtherSleepOptionsOrAnotherModel) {
 }
 
 TEST(Session, MemoryRestoredInAFreshProcessGivesIdenticalLogits) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("hypnos_session_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hypnos_session_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   torch::manual_seed(32);
   nn::HybridLM m(model_options());
@@ -150,8 +151,8 @@ TEST(Session, MemoryRestoredInAFreshProcessGivesIdenticalLogits) {
       << "the child did not reach the comparison";
   // POSIX calls: the torch wheel's libtorch.so exports a std::filesystem::remove_all that crashes
   // when it is bound in place of libstdc++'s.
-  for (const char* f : {"weights.safetensors", "memory.safetensors", "expected.safetensors",
-                        "child_compared"}) {
+  for (const char* f :
+       {"weights.safetensors", "memory.safetensors", "expected.safetensors", "child_compared"}) {
     ::unlink((dir / f).c_str());
   }
   ::rmdir(dir.c_str());

@@ -8,9 +8,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 #include "hypnos/sleep/window_loop.h"
 #include "hypnos/tasks/batch.h"
@@ -41,7 +41,8 @@ SleepOptions sleep_opts(int64_t n_passes, int64_t window = 24) {
   return o;
 }
 
-at::Tensor masked_loss(const at::Tensor& logits, const at::Tensor& targets, const at::Tensor& mask) {
+at::Tensor masked_loss(const at::Tensor& logits, const at::Tensor& targets,
+                       const at::Tensor& mask) {
   const auto lp = at::log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
   return -(lp * mask.to(lp.scalar_type())).sum() / mask.sum();
 }
@@ -75,8 +76,9 @@ TEST(SleepLoop, SinglePassEqualsPlainHybrid) {
   const auto ref = testing::port_sleep_loop(m, tokens, port_opts(2, 100, 1));
   EXPECT_LT(relative_error(out.logits, ref.logits), 1e-14);
   for (int64_t row : {0, 1}) {
-    EXPECT_LT(relative_error(out.memory.layers[1].state.narrow(0, row, 1),
-                             ref.memory[row][1].state), 1e-14);
+    EXPECT_LT(
+        relative_error(out.memory.layers[1].state.narrow(0, row, 1), ref.memory[row][1].state),
+        1e-14);
   }
 }
 
@@ -92,8 +94,10 @@ TEST(SleepLoop, EvictedScheduleMatchesTheAlgorithmInEveryWindow) {
     const auto ref = testing::port_sleep_loop(m, tokens, port_opts(2, 100, n));
     EXPECT_LT(relative_error(out.logits, ref.logits), 1e-13) << "N = " << n;
     for (int64_t row : {0, 1}) {
-      EXPECT_LT(relative_error(out.memory.layers[3].state.narrow(0, row, 1),
-                               ref.memory[row][3].state), 1e-13) << "N = " << n;
+      EXPECT_LT(
+          relative_error(out.memory.layers[3].state.narrow(0, row, 1), ref.memory[row][3].state),
+          1e-13)
+          << "N = " << n;
     }
     // Sleeping changes the answer: N is not 1 in the windows after the first.
     const auto plain = run_windows(m, tokens, kNoMask, ModelMemory::empty(4), sleep_opts(1));
@@ -167,14 +171,16 @@ TEST(SleepLoop, RestartKeepsOnlyTheLastPassState) {
   // Passes 1 and 2 only shape h; pass 3 writes S from the window-start (zero) state.
   at::Tensor h = m->embed(tokens);
   ModelMemory written;
-  for (int p = 0; p < 3; ++p) std::tie(h, written) = m->forward_blocks(h, ModelMemory::empty(4), 0, 4);
+  for (int p = 0; p < 3; ++p)
+    std::tie(h, written) = m->forward_blocks(h, ModelMemory::empty(4), 0, 4);
   for (int64_t i : {1, 3}) EXPECT_TRUE(out.memory.layers[i].state.equal(written.layers[i].state));
   restart.state_between_passes = StateBetweenPasses::kThread;
   const auto thread = run_windows(m, tokens, no_loss, ModelMemory::empty(4), restart);
   EXPECT_GT(relative_error(thread.memory.layers[1].state, written.layers[1].state), 1e-6);
 }
 
-// ---- 4. loop_layers [a, b) -----------------------------------------------------------------------
+// ---- 4. loop_layers [a, b)
+// -----------------------------------------------------------------------
 
 TEST(SleepLoop, LoopLayersRunPrefixAndSuffixBlocksOnce) {
   torch::NoGradGuard no_grad;
@@ -195,7 +201,8 @@ TEST(SleepLoop, LoopLayersRunPrefixAndSuffixBlocksOnce) {
     std::tie(h, mem) = m->forward_blocks(h, mem, 1, 3);
   }
   std::tie(h, mem) = m->forward_blocks(h, mem, 3, 4);
-  for (int64_t i = 0; i < 4; ++i) EXPECT_TRUE(out.memory.layers[i].state.equal(mem.layers[i].state)) << i;
+  for (int64_t i = 0; i < 4; ++i)
+    EXPECT_TRUE(out.memory.layers[i].state.equal(mem.layers[i].state)) << i;
   // Block 0 ran once: its state is the plain single-pass one.
   const auto plain = run_windows(m, tokens, no_loss, ModelMemory::empty(4), sleep_opts(1));
   EXPECT_TRUE(out.memory.layers[0].state.equal(plain.memory.layers[0].state));
@@ -233,14 +240,17 @@ TEST(SleepLoop, PartialLoopOnALossWindowConsolidatesFromTheWindowStart) {
     EXPECT_LT(relative_error(out.logits, ref.logits), 1e-13) << "N = " << n;
     for (int64_t row : {0, 1}) {
       for (int64_t i : {1, 2, 3}) {
-        EXPECT_LT(relative_error(out.memory.layers[i].state.narrow(0, row, 1),
-                                 ref.memory[row][i].state), 1e-13) << "N = " << n << ", layer " << i;
+        EXPECT_LT(
+            relative_error(out.memory.layers[i].state.narrow(0, row, 1), ref.memory[row][i].state),
+            1e-13)
+            << "N = " << n << ", layer " << i;
       }
     }
   }
 }
 
-// ---- 5 & 6. eviction: what attention can reach ---------------------------------------------------
+// ---- 5 & 6. eviction: what attention can reach
+// ---------------------------------------------------
 
 TEST(SleepLoop, HardEvictionHidesEvictedTokensFromAttentionButNotFromState) {
   torch::NoGradGuard no_grad;
@@ -274,7 +284,7 @@ TEST(SleepLoop, SlidingEvictionSeesExactlyWindowMinusOneTokensBack) {
     const auto l = run_windows(m, t, kNoMask, ModelMemory::empty(1), o).logits;
     return !l.select(1, query).equal(base.select(1, query));
   };
-  EXPECT_TRUE(changed(5, 8));    // 3 = L-1 back, in the previous window: visible
+  EXPECT_TRUE(changed(5, 8));  // 3 = L-1 back, in the previous window: visible
   EXPECT_TRUE(changed(7, 8));
   EXPECT_FALSE(changed(4, 8));   // L back: not visible
   EXPECT_FALSE(changed(7, 11));  // previous window, L back from the last query
@@ -283,8 +293,9 @@ TEST(SleepLoop, SlidingEvictionSeesExactlyWindowMinusOneTokensBack) {
   const auto hard = run_windows(m, tokens, kNoMask, ModelMemory::empty(1), o).logits;
   auto t = tokens.clone();
   t[0][7] = (t[0][7].item<int64_t>() + 1) % 8;
-  EXPECT_TRUE(run_windows(m, t, kNoMask, ModelMemory::empty(1), o).logits.select(1, 8).equal(
-      hard.select(1, 8)));
+  EXPECT_TRUE(run_windows(m, t, kNoMask, ModelMemory::empty(1), o)
+                  .logits.select(1, 8)
+                  .equal(hard.select(1, 8)));
 }
 
 // Sliding eviction with N > 1: the retained keys/values are those of the last pass, every pass
@@ -372,11 +383,11 @@ TEST(SleepLoop, LastWindowLossReachesWindowZeroOnlyThroughState) {
                                          {m->embed_tokens->weight})[0];
     return g.narrow(0, 6, 2).abs().max().item<double>();
   };
-  EXPECT_GT(window0_grad("AGAG", 0), 1e-8);    // the hybrid: through S
-  EXPECT_EQ(window0_grad("AAAA", 0), 0.0);     // no S, nothing crosses the boundary
-  EXPECT_EQ(window0_grad("AGAG", 1), 0.0);     // truncation cuts the path through S
-  EXPECT_EQ(window0_grad("AGAG", 4), 0.0);     // cut after window 4 (windows 0..3 behind it)
-  EXPECT_GT(window0_grad("AGAG", 5), 1e-8);    // no cut before the query window
+  EXPECT_GT(window0_grad("AGAG", 0), 1e-8);  // the hybrid: through S
+  EXPECT_EQ(window0_grad("AAAA", 0), 0.0);   // no S, nothing crosses the boundary
+  EXPECT_EQ(window0_grad("AGAG", 1), 0.0);   // truncation cuts the path through S
+  EXPECT_EQ(window0_grad("AGAG", 4), 0.0);   // cut after window 4 (windows 0..3 behind it)
+  EXPECT_GT(window0_grad("AGAG", 5), 1e-8);  // no cut before the query window
 }
 
 TEST(SleepLoop, GradientsThroughPassesAndWindowsMatchCentralDifferences) {
@@ -466,14 +477,17 @@ TEST(SleepLoop, WindowRecomputeGivesSameGradientsWithLowerPeakMemory) {
   c10::SetCPUAllocator(original, /*priority=*/255);
   EXPECT_LE(max_relative_error(g_window, g_none), 1e-6);
   EXPECT_LT(peak_window, peak_none);
-  std::printf("[ peak memory ] forward+backward, d=32 AGAG B=4 T=100 N=2: recompute none %.2f MiB, "
-              "window %.2f MiB\n", peak_none / 1048576.0, peak_window / 1048576.0);
+  std::printf(
+      "[ peak memory ] forward+backward, d=32 AGAG B=4 T=100 N=2: recompute none %.2f MiB, "
+      "window %.2f MiB\n",
+      peak_none / 1048576.0, peak_window / 1048576.0);
   RecordProperty("peak_bytes_recompute_none", std::to_string(peak_none));
   RecordProperty("peak_bytes_recompute_window", std::to_string(peak_window));
 }
 
 TEST(SleepLoop, WindowRecomputeMatchesWithSlidingMemoryPartialLoopAndTruncation) {
-  // Retained KV and conv caches cross the checkpoint too; a partial loop adds the separate wake pass.
+  // Retained KV and conv caches cross the checkpoint too; a partial loop adds the separate wake
+  // pass.
   nn::HybridLM m = testing::tiny_model("AGJA", 23, 8);
   const auto tokens = at::randint(0, 8, {2, 22}, at::TensorOptions().dtype(at::kLong));
   const auto mask = at::rand({2, 22}) < 0.3;
@@ -536,8 +550,9 @@ TEST(SleepBench, Rule110PaperModelTrainingStep) {
     torch::NoGradGuard no_grad;
     const auto cpu = run_windows(m, tokens, mask, ModelMemory::empty(4), sleep_opts(2)).logits;
     nn::HybridLM g = std::dynamic_pointer_cast<nn::HybridLMImpl>(m->clone(device));
-    const auto gpu = run_windows(g, tokens.to(device), mask.to(device), ModelMemory::empty(4),
-                                 sleep_opts(2)).logits;
+    const auto gpu =
+        run_windows(g, tokens.to(device), mask.to(device), ModelMemory::empty(4), sleep_opts(2))
+            .logits;
     const double err = relative_error(gpu.narrow(1, 96, 4), cpu.narrow(1, 96, 4));
     std::printf("[ bench ] %s vs cpu query logits, N=2: relative error %.3g\n",
                 device.str().c_str(), err);
@@ -558,15 +573,18 @@ TEST(SleepBench, Rule110PaperModelTrainingStep) {
     sync();
     const int reps = 3;
     const auto t0 = std::chrono::steady_clock::now();
-    const std::clock_t c0 = std::clock();  // process CPU time: the shared machine stretches wall time
+    const std::clock_t c0 =
+        std::clock();  // process CPU time: the shared machine stretches wall time
     for (int r = 0; r < reps; ++r) step();
     sync();
     const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+        reps;
     const double cpu_ms = 1000.0 * double(std::clock() - c0) / CLOCKS_PER_SEC / reps;
-    std::printf("[ bench ] rule110 AGAG d=256 B=64 T=100 L=24 N=%ld on %s: %.1f ms wall, %.1f ms "
-                "CPU per forward+backward (%d threads)\n", static_cast<long>(n),
-                device.str().c_str(), ms, cpu_ms, at::get_num_threads());
+    std::printf(
+        "[ bench ] rule110 AGAG d=256 B=64 T=100 L=24 N=%ld on %s: %.1f ms wall, %.1f ms "
+        "CPU per forward+backward (%d threads)\n",
+        static_cast<long>(n), device.str().c_str(), ms, cpu_ms, at::get_num_threads());
   }
 }
 

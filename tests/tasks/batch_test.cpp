@@ -1,6 +1,6 @@
 // Batches and docs/reliability.md R10: examples are a pure function of (seed, split, index), so a
-// generator resumed at any cursor continues exactly, and ranks drawing s*B_global + rank*B_local + b
-// are disjoint.
+// generator resumed at any cursor continues exactly, and ranks drawing s*B_global + rank*B_local +
+// b are disjoint.
 #include "hypnos/tasks/batch.h"
 
 #include <gtest/gtest.h>

@@ -123,10 +123,9 @@ TEST(Rule110, FieldsJsonCarriesStatesTBoundaryAndLabels) {
       }
       EXPECT_EQ(fields["labels"][i], ex.targets[96 + i]);
     }
-    const auto recomputed =
-        reference_labels(cells, 4, 24, fields["t"].get<int64_t>(),
-                         fields["boundary"] == "periodic" ? Rule110Boundary::kPeriodic
-                                                          : Rule110Boundary::kZero);
+    const auto recomputed = reference_labels(
+        cells, 4, 24, fields["t"].get<int64_t>(),
+        fields["boundary"] == "periodic" ? Rule110Boundary::kPeriodic : Rule110Boundary::kZero);
     for (int i = 0; i < 4; ++i) EXPECT_EQ(fields["labels"][i], recomputed[i]);
   }
 }

@@ -110,10 +110,10 @@ TEST(WindowLoop, GivenPlansMustCoverEveryWindow) {
                        std::vector<sleep::WindowPlan>(plans.begin(), plans.end() - 1));
     FAIL() << "expected an error";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(std::to_string(plans.size() - 1) +
-                                         " window plans given for " +
-                                         std::to_string(plans.size()) + " windows"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find(std::to_string(plans.size() - 1) + " window plans given for " +
+                                   std::to_string(plans.size()) + " windows"),
+        std::string::npos)
         << e.what();
   }
 }

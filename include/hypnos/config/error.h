@@ -1,5 +1,5 @@
-// The one exception type for bad configuration (files, overrides, command-line values): `main` turns it
-// into exit code 2 before anything is written.
+// The one exception type for bad configuration (files, overrides, command-line values): `main`
+// turns it into exit code 2 before anything is written.
 #pragma once
 #include <stdexcept>
 #include <string>

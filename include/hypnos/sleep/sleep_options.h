@@ -13,7 +13,8 @@ namespace hypnos::sleep {
 
 /// Which windows sleep (docs/design.md 1.2).
 enum class Schedule {
-  kEvicted,   ///< every evicted window (all but the last) gets N passes; every window has wake logits
+  kEvicted,   ///< every evicted window (all but the last) gets N passes; every window has wake
+              ///< logits
   kLossFree,  ///< the paper's literal rule, per example: a row sleeps (N passes) on a window where
               ///< it holds no loss token, and gets no logits there; a row with loss tokens in the
               ///< window gets one pass. A row's result never depends on its batch mates.

@@ -1,5 +1,6 @@
 // GSM-Infinite problems as sequences (docs/tasks.md 3.4 "Layout"): BOS, question, problem,
-// `answer`, `:`, N, right-padded; scored only at `:`. Also the loader of the official HF/JSONL data.
+// `answer`, `:`, N, right-padded; scored only at `:`. Also the loader of the official HF/JSONL
+// data.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -30,9 +30,10 @@ std::string checkpoint_name(int64_t step);
 /// Writes checkpoints/step_XXXXXXXX/ under `run_dir`: model.safetensors (HF-style names),
 /// optimizer.pt, trainer_state.json, config.yaml, manifest.json (last); then keeps the newest
 /// `keep` checkpoints. Returns the checkpoint's path.
-std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, const TrainingState& state,
-                                      nn::HybridLM& model, const Optimizer& optimizer,
-                                      const std::string& config_yaml, int64_t keep);
+std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir,
+                                      const TrainingState& state, nn::HybridLM& model,
+                                      const Optimizer& optimizer, const std::string& config_yaml,
+                                      int64_t keep);
 
 /// Complete checkpoints under run_dir/checkpoints, newest first (by step).
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);

@@ -61,11 +61,12 @@ std::vector<ConfigChange> check_resume_config(const std::filesystem::path& dir,
 void check_run_directory(const std::filesystem::path& dir, bool resume);
 
 /// Prepares `dir` for a run whose resolved config is `config_yaml` (check_run_directory first):
-/// - new run: `dir` must not hold a run yet (config.yaml or metrics.jsonl), else config::ConfigError;
+/// - new run: `dir` must not hold a run yet (config.yaml or metrics.jsonl), else
+/// config::ConfigError;
 /// - resume: `dir` must hold config.yaml, else config::ConfigError; the caller has checked the
 ///   config (check_resume_config).
-/// Then writes config.yaml and appends the command line to command.txt and the build's git commit to
-/// git_commit.txt.
+/// Then writes config.yaml and appends the command line to command.txt and the build's git commit
+/// to git_commit.txt.
 void prepare_run_directory(const std::filesystem::path& dir, const std::string& config_yaml,
                            const std::string& command_line, bool resume);
 
@@ -85,7 +86,8 @@ void remove_failed_start(const std::filesystem::path& dir,
                          const std::vector<std::string>& present_before, bool remove_directory);
 
 /// "runs/<config file stem>-<UTC yyyymmdd-hhmmss>" under `out_dir`.
-std::filesystem::path default_run_directory(const std::string& out_dir, const std::string& config_path);
+std::filesystem::path default_run_directory(const std::string& out_dir,
+                                            const std::string& config_path);
 
 /// The key path of each line of a resolved config (YAML written by config::Writer), e.g.
 /// "sleep.n_passes" for "  n_passes: 2" under "sleep:"; section lines give "".
