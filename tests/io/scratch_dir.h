@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "hypnos/io/durable.h"
+#include "testing/paths.h"
 
 namespace hypnos::io::testing {
 
@@ -67,7 +68,7 @@ inline std::string run_command(const std::string& command, int* status) {
 
 /// The python given to CMake as HYPNOS_PYTHON, when it exists and runs.
 inline std::string python_or_empty() {
-  const std::string python = HYPNOS_PYTHON;
+  const std::string python = hypnos::testing::python();
   if (python.empty() || !std::filesystem::exists(python)) return "";
   return python;
 }

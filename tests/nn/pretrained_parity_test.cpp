@@ -22,6 +22,7 @@
 #include "hypnos/sleep/window_loop.h"
 #include "io/scratch_dir.h"
 #include "testing/numeric.h"
+#include "testing/paths.h"
 
 namespace hypnos::nn {
 namespace {
@@ -38,10 +39,10 @@ struct Case {
 /// reference's --logits for every case, loads each checkpoint into hypnos and compares the logits.
 void expect_parity(const std::string& kind, const std::string& pattern,
                    const std::vector<Case>& cases) {
-  const std::string python = HYPNOS_PYTHON;
+  const std::string python = hypnos::testing::python();
   if (python.empty() || !std::filesystem::exists(python)) GTEST_SKIP() << "no HYPNOS_PYTHON";
   const std::string ref =
-      std::string(HYPNOS_SOURCE_DIR) + "/bench/reference/pretrained_reference.py";
+      std::string(hypnos::testing::source_dir()) + "/bench/reference/pretrained_reference.py";
   io::testing::ScratchDir dir;
   const auto d = dir.path();
   ASSERT_EQ(std::system((python + " -c 'import safetensors' 2>/dev/null").c_str()), 0)
@@ -73,8 +74,9 @@ void expect_parity(const std::string& kind, const std::string& pattern,
     lines += "\n";
   }
   std::ofstream(d / "runs.txt") << lines;
-  const std::string cmd = python + " " + HYPNOS_SOURCE_DIR + "/tests/python/reference_runs.py " +
-                          ref + " " + (d / "runs.txt").string() + " >/dev/null";
+  const std::string cmd = python + " " + hypnos::testing::source_dir() +
+                          "/tests/python/reference_runs.py " + ref + " " +
+                          (d / "runs.txt").string() + " >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
 
   std::map<std::string, PretrainedModel> models;
@@ -95,8 +97,9 @@ void expect_parity(const std::string& kind, const std::string& pattern,
   std::ofstream(d / "export_runs.txt") << "--logits " + (d / "exported").string() + " " +
                                               (d / "tokens.txt").string() + " " +
                                               (d / "exported.safetensors").string() + "\n";
-  const std::string again = python + " " + HYPNOS_SOURCE_DIR + "/tests/python/reference_runs.py " +
-                            ref + " " + (d / "export_runs.txt").string() + " >/dev/null";
+  const std::string again = python + " " + hypnos::testing::source_dir() +
+                            "/tests/python/reference_runs.py " + ref + " " +
+                            (d / "export_runs.txt").string() + " >/dev/null";
   ASSERT_EQ(std::system(again.c_str()), 0) << again;
   EXPECT_TRUE(at::equal(io::load_safetensors(d / "exported.safetensors").at("logits"),
                         io::load_safetensors(d / "plain.safetensors").at("logits")))

@@ -13,13 +13,15 @@
 #include "hypnos/io/safetensors.h"
 #include "hypnos/sleep/window_loop.h"
 #include "nn/tiny_model.h"
+#include "testing/paths.h"
 
 namespace hypnos::sleep {
 
 TEST(SleepParity, EveryWindowsLogitsMatchTheReferenceModelForOneTwoAndThreePasses) {
-  const std::string python = HYPNOS_PYTHON;
+  const std::string python = hypnos::testing::python();
   if (python.empty() || !std::filesystem::exists(python)) GTEST_SKIP() << "no HYPNOS_PYTHON";
-  const std::string script = std::string(HYPNOS_SOURCE_DIR) + "/tests/python/sleep_parity.py";
+  const std::string script =
+      std::string(hypnos::testing::source_dir()) + "/tests/python/sleep_parity.py";
   torch::manual_seed(40);
   nn::ModelOptions mo;
   mo.vocab_size = 6;

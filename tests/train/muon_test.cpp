@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <sstream>
+#include "testing/paths.h"
 
 namespace hypnos::train {
 namespace {
@@ -194,7 +195,8 @@ at::Tensor table(int64_t rows, int64_t cols, F f) {
 }
 
 TEST(Muon, MatchesThePythonReference) {
-  const std::string command = std::string(HYPNOS_PYTHON) + " " + HYPNOS_SOURCE_DIR +
+  const std::string command = std::string(hypnos::testing::python()) + " " +
+                              hypnos::testing::source_dir() +
                               "/tests/train/muon_reference.py 2>/dev/null";
   FILE* pipe = ::popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);

@@ -13,6 +13,7 @@
 
 #include "hypnos/config/error.h"
 #include "hypnos/config/visitors.h"
+#include "testing/paths.h"
 
 namespace hypnos::train {
 namespace {
@@ -27,7 +28,8 @@ std::string read(const fs::path& p) {
 
 std::vector<fs::path> config_files() {
   std::vector<fs::path> out;
-  for (const auto& e : fs::recursive_directory_iterator(fs::path(HYPNOS_SOURCE_DIR) / "configs")) {
+  for (const auto& e :
+       fs::recursive_directory_iterator(fs::path(hypnos::testing::source_dir()) / "configs")) {
     if (e.path().extension() == ".yaml") out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
@@ -69,7 +71,7 @@ TEST(RunConfig, EveryConfigFileLoads) {
 }
 
 TEST(RunConfig, ReadmeDocumentsEveryKey) {
-  const fs::path readme = fs::path(HYPNOS_SOURCE_DIR) / "configs" / "README.md";
+  const fs::path readme = fs::path(hypnos::testing::source_dir()) / "configs" / "README.md";
   if (std::getenv("HYPNOS_WRITE_CONFIG_DOC")) {  // regenerates the table between the markers
     std::string text = read(readme);
     const std::string begin = "<!-- keys:begin -->\n", end = "<!-- keys:end -->";
@@ -107,7 +109,7 @@ TEST(RunConfig, PyYamlReadsFloatsAsFloats) {
       fs::temp_directory_path() / ("hypnos_pyyaml_" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(tmp) << run_config_yaml(c);
   const std::string cmd =
-      std::string(HYPNOS_PYTHON) +
+      std::string(hypnos::testing::python()) +
       " -c \"import yaml,sys; d=yaml.safe_load(open(sys.argv[1])); o=d['optim'];"
       " ok=all(type(o[k]) is float for k in ('muon_lr','adamw_lr','grad_clip'));"
       " ok=ok and o['adamw_lr']==1e-7 and type(d['train']['steps']) is int;"

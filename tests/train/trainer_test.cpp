@@ -18,6 +18,7 @@
 #include "hypnos/train/run_directory.h"
 #include "io/scratch_dir.h"
 #include "testing/cuda.h"
+#include "testing/paths.h"
 #include "train/out_of_memory.h"
 
 namespace hypnos::train {
@@ -27,7 +28,7 @@ namespace fs = std::filesystem;
 using io::testing::run_command;
 using io::testing::ScratchDir;
 
-const std::string kTiny = std::string(HYPNOS_SOURCE_DIR) + "/tests/cli/tiny.yaml";
+const std::string kTiny = std::string(hypnos::testing::source_dir()) + "/tests/cli/tiny.yaml";
 
 // train() in this process, undoing what it sets process-wide (log file, signal handlers).
 int train_here(const fs::path& run_dir, const std::vector<std::string>& overrides) {
@@ -94,14 +95,15 @@ TEST(TrainerDistributed, TwoGlooRanksEndWithTheWeightsOfOneRank) {
   ScratchDir scratch;
   const std::string common = " train " + kTiny + " train.steps=10 train.eval_examples=0 --out ";
   int status = 0;
-  const std::string one = run_command("OMP_NUM_THREADS=1 " + std::string(HYPNOS_CLI) + common +
-                                          (scratch / "one").string() + " 2>&1",
+  const std::string one = run_command("OMP_NUM_THREADS=1 " + std::string(hypnos::testing::cli()) +
+                                          common + (scratch / "one").string() + " 2>&1",
                                       &status);
   ASSERT_EQ(status, 0) << one;
-  const std::string two = run_command(
-      "OMP_NUM_THREADS=1 HYPNOS_BINARY=" + std::string(HYPNOS_CLI) + " bash " + HYPNOS_SOURCE_DIR +
-          "/scripts/launch.sh --nproc 2" + common + (scratch / "two").string() + " 2>&1",
-      &status);
+  const std::string two =
+      run_command("OMP_NUM_THREADS=1 HYPNOS_BINARY=" + std::string(hypnos::testing::cli()) +
+                      " bash " + hypnos::testing::source_dir() + "/scripts/launch.sh --nproc 2" +
+                      common + (scratch / "two").string() + " 2>&1",
+                  &status);
   ASSERT_EQ(status, 0) << two;
 
   const auto a = io::load_safetensors(scratch / "one/checkpoints/step_00000010/model.safetensors");
@@ -172,7 +174,7 @@ TEST(TrainerCuda, GraphedStepsTrainLikeEagerSteps) {
 // configs/README.md lists exactly the keys is_resumable_key accepts.
 TEST(TrainerResume, TheDocumentedResumableKeysAreTheAcceptedOnes) {
   const std::string readme =
-      io::testing::read_all(fs::path(HYPNOS_SOURCE_DIR) / "configs" / "README.md");
+      io::testing::read_all(fs::path(hypnos::testing::source_dir()) / "configs" / "README.md");
   const auto begin = readme.find("<!-- resumable:begin -->");
   const auto end = readme.find("<!-- resumable:end -->");
   ASSERT_NE(begin, std::string::npos);
