@@ -168,17 +168,17 @@ struct ParsedHeader {
   TensorMetadata metadata;
 };
 
-ParsedHeader parse_header(std::string_view json_text, uint64_t data_size, std::string_view source) {
+// The header as JSON, refusing what nlohmann would accept silently: duplicate keys (it keeps the
+// last) and nesting deeper than any valid header (a hostile "[[[[..." would build a huge DOM).
+nlohmann::json parse_header_json(std::string_view json_text, std::string_view source) {
   if (json_text.front() != '{') malformed(source, "the header does not start with '{'");
-  // nlohmann keeps the last of duplicate keys silently; the callback sees every key first.
   std::set<std::string> names;
   std::set<std::string> entry_keys;
   std::string current_name, duplicate;
   bool too_deep = false;
   const nlohmann::json::parser_callback_t watch_keys =
       [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-        // Nothing valid nests deeper than a shape's entries (depth 3); dropping deeper values
-        // keeps a hostile "[[[[..." header from building a huge DOM.
+        // Nothing valid nests deeper than a shape's entries (depth 3).
         if (depth > 3) {
           too_deep = true;
           return false;
@@ -206,96 +206,105 @@ ParsedHeader parse_header(std::string_view json_text, uint64_t data_size, std::s
   if (!duplicate.empty()) malformed(source, duplicate);
   if (too_deep) malformed(source, "the header nests deeper than a safetensors header can");
   if (!header.is_object()) malformed(source, "the header is not a JSON object");
+  return header;
+}
 
-  ParsedHeader out;
-  for (const auto& [name, value] : header.items()) {
-    if (name == "__metadata__") {
-      if (!value.is_object()) malformed(source, "__metadata__ is not an object");
-      for (const auto& [key, text] : value.items()) {
-        if (!text.is_string()) {
-          malformed(source, "__metadata__ value of " + in_quotes(key) + " is not a string");
-        }
-        out.metadata[key] = text.get<std::string>();
-      }
-      continue;
+TensorMetadata parse_metadata(const nlohmann::json& value, std::string_view source) {
+  if (!value.is_object()) malformed(source, "__metadata__ is not an object");
+  TensorMetadata metadata;
+  for (const auto& [key, text] : value.items()) {
+    if (!text.is_string()) {
+      malformed(source, "__metadata__ value of " + in_quotes(key) + " is not a string");
     }
-    const std::string where = "tensor " + in_quotes(name);
-    if (!value.is_object()) malformed(source, where + ": the entry is not an object");
-    for (const auto& [key, unused] : value.items()) {
-      if (key != "dtype" && key != "shape" && key != "data_offsets") {
-        malformed(source, where + ": unexpected key " + in_quotes(key));
-      }
-    }
-    for (const char* key : {"dtype", "shape", "data_offsets"}) {
-      if (!value.contains(key)) malformed(source, where + ": missing " + in_quotes(key));
-    }
-    SafetensorsEntry entry;
-    entry.name = name;
+    metadata[key] = text.get<std::string>();
+  }
+  return metadata;
+}
 
-    const nlohmann::json& dtype_json = value.at("dtype");
-    if (!dtype_json.is_string()) malformed(source, where + ": dtype is not a string");
-    const std::string& dtype_name = dtype_json.get_ref<const std::string&>();
-    const DtypeInfo* dtype = find_dtype(dtype_name);
-    if (dtype == nullptr) {
-      const bool known = std::find(std::begin(kOtherFormatDtypes), std::end(kOtherFormatDtypes),
-                                   dtype_name) != std::end(kOtherFormatDtypes);
-      malformed(source, where + (known ? ": unsupported dtype " : ": unknown dtype ") +
-                            in_quotes(dtype_name) + " (F32, F64, BF16, F16, I64, I32, U8, BOOL)");
+// One tensor's entry: exactly dtype, shape and data_offsets, the offsets inside the data section
+// and holding exactly the bytes the dtype and shape need.
+SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& value,
+                             uint64_t data_size, std::string_view source) {
+  const std::string where = "tensor " + in_quotes(name);
+  if (!value.is_object()) malformed(source, where + ": the entry is not an object");
+  for (const auto& [key, unused] : value.items()) {
+    if (key != "dtype" && key != "shape" && key != "data_offsets") {
+      malformed(source, where + ": unexpected key " + in_quotes(key));
     }
-    entry.dtype = dtype->type;
+  }
+  for (const char* key : {"dtype", "shape", "data_offsets"}) {
+    if (!value.contains(key)) malformed(source, where + ": missing " + in_quotes(key));
+  }
+  SafetensorsEntry entry;
+  entry.name = name;
 
-    const nlohmann::json& shape = value.at("shape");
-    if (!shape.is_array()) malformed(source, where + ": shape is not an array");
-    if (shape.size() > kMaxRank) {
-      malformed(source, where + ": shape has " + std::to_string(shape.size()) +
-                            " dimensions, more than " + std::to_string(kMaxRank));
-    }
-    // ATen computes contiguous strides as products of max(size, 1): those must fit in int64 too,
-    // even when a zero dimension makes the element count 0.
-    uint64_t span = 1;
-    bool has_zero = false;
-    for (const nlohmann::json& dim : shape) {
-      const uint64_t size = checked_index(dim, source, where, "every shape entry");
-      has_zero |= size == 0;
-      if (__builtin_mul_overflow(span, std::max<uint64_t>(size, 1), &span) ||
-          span > static_cast<uint64_t>(INT64_MAX)) {
-        malformed(source, where + ": shape " + shape.dump() + " has too many elements");
-      }
-      entry.shape.push_back(static_cast<int64_t>(size));
-    }
-    const uint64_t numel = has_zero ? 0 : span;
-    uint64_t bytes;
-    if (__builtin_mul_overflow(numel, dtype->size, &bytes)) {
-      malformed(source, where + ": shape " + shape.dump() + " is too large in bytes");
-    }
+  const nlohmann::json& dtype_json = value.at("dtype");
+  if (!dtype_json.is_string()) malformed(source, where + ": dtype is not a string");
+  const std::string& dtype_name = dtype_json.get_ref<const std::string&>();
+  const DtypeInfo* dtype = find_dtype(dtype_name);
+  if (dtype == nullptr) {
+    const bool known = std::find(std::begin(kOtherFormatDtypes), std::end(kOtherFormatDtypes),
+                                 dtype_name) != std::end(kOtherFormatDtypes);
+    malformed(source, where + (known ? ": unsupported dtype " : ": unknown dtype ") +
+                          in_quotes(dtype_name) + " (F32, F64, BF16, F16, I64, I32, U8, BOOL)");
+  }
+  entry.dtype = dtype->type;
 
-    const nlohmann::json& offsets = value.at("data_offsets");
-    if (!offsets.is_array() || offsets.size() != 2) {
-      malformed(source, where + ": data_offsets must be [begin, end], got " + offsets.dump());
+  const nlohmann::json& shape = value.at("shape");
+  if (!shape.is_array()) malformed(source, where + ": shape is not an array");
+  if (shape.size() > kMaxRank) {
+    malformed(source, where + ": shape has " + std::to_string(shape.size()) +
+                          " dimensions, more than " + std::to_string(kMaxRank));
+  }
+  // ATen computes contiguous strides as products of max(size, 1): those must fit in int64 too,
+  // even when a zero dimension makes the element count 0.
+  uint64_t span = 1;
+  bool has_zero = false;
+  for (const nlohmann::json& dim : shape) {
+    const uint64_t size = checked_index(dim, source, where, "every shape entry");
+    has_zero |= size == 0;
+    if (__builtin_mul_overflow(span, std::max<uint64_t>(size, 1), &span) ||
+        span > static_cast<uint64_t>(INT64_MAX)) {
+      malformed(source, where + ": shape " + shape.dump() + " has too many elements");
     }
-    entry.begin = checked_index(offsets[0], source, where, "data_offsets begin");
-    entry.end = checked_index(offsets[1], source, where, "data_offsets end");
-    if (entry.begin > entry.end || entry.end > data_size) {
-      malformed(source, where + ": data_offsets " + offsets.dump() +
-                            " out of range for a data section of " + std::to_string(data_size) +
-                            " bytes");
-    }
-    if (entry.end - entry.begin != bytes) {
-      malformed(source, where + ": data_offsets " + offsets.dump() + " hold " +
-                            std::to_string(entry.end - entry.begin) + " bytes but " +
-                            std::string(dtype->name) + " " + shape.dump() + " needs " +
-                            std::to_string(bytes));
-    }
-    out.entries.push_back(std::move(entry));
+    entry.shape.push_back(static_cast<int64_t>(size));
+  }
+  const uint64_t numel = has_zero ? 0 : span;
+  uint64_t bytes;
+  if (__builtin_mul_overflow(numel, dtype->size, &bytes)) {
+    malformed(source, where + ": shape " + shape.dump() + " is too large in bytes");
   }
 
-  // The tensors must tile the data section exactly: no overlap, no gap, nothing after the last.
-  std::sort(out.entries.begin(), out.entries.end(), [](const auto& a, const auto& b) {
+  const nlohmann::json& offsets = value.at("data_offsets");
+  if (!offsets.is_array() || offsets.size() != 2) {
+    malformed(source, where + ": data_offsets must be [begin, end], got " + offsets.dump());
+  }
+  entry.begin = checked_index(offsets[0], source, where, "data_offsets begin");
+  entry.end = checked_index(offsets[1], source, where, "data_offsets end");
+  if (entry.begin > entry.end || entry.end > data_size) {
+    malformed(source, where + ": data_offsets " + offsets.dump() +
+                          " out of range for a data section of " + std::to_string(data_size) +
+                          " bytes");
+  }
+  if (entry.end - entry.begin != bytes) {
+    malformed(source, where + ": data_offsets " + offsets.dump() + " hold " +
+                          std::to_string(entry.end - entry.begin) + " bytes but " +
+                          std::string(dtype->name) + " " + shape.dump() + " needs " +
+                          std::to_string(bytes));
+  }
+  return entry;
+}
+
+// The tensors must tile the data section exactly: no overlap, no gap, nothing after the last.
+// Sorts the entries by their offsets.
+void check_tiling(std::vector<SafetensorsEntry>& entries, uint64_t data_size,
+                  std::string_view source) {
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
     return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
   });
   uint64_t covered = 0;
   const SafetensorsEntry* previous = nullptr;
-  for (const SafetensorsEntry& entry : out.entries) {
+  for (const SafetensorsEntry& entry : entries) {
     if (entry.begin < covered) {
       malformed(source, "tensor " + in_quotes(entry.name) + " overlaps tensor " +
                             in_quotes(previous->name) + " (bytes " + std::to_string(entry.begin) +
@@ -313,6 +322,19 @@ ParsedHeader parse_header(std::string_view json_text, uint64_t data_size, std::s
     malformed(source, "the tensors cover " + std::to_string(covered) +
                           " bytes of a data section of " + std::to_string(data_size) + " bytes");
   }
+}
+
+ParsedHeader parse_header(std::string_view json_text, uint64_t data_size, std::string_view source) {
+  const nlohmann::json header = parse_header_json(json_text, source);
+  ParsedHeader out;
+  for (const auto& [name, value] : header.items()) {
+    if (name == "__metadata__") {
+      out.metadata = parse_metadata(value, source);
+    } else {
+      out.entries.push_back(parse_entry(name, value, data_size, source));
+    }
+  }
+  check_tiling(out.entries, data_size, source);
   return out;
 }
 
