@@ -209,60 +209,69 @@ class Attempt {
  private:
   // --- Sizes and structure graph (docs/tasks.md 3.1 "Sizes", "Structure graph")
   // ----------------------
+  // The docs' names: n, m (the two op budgets), t0, t1 (width draws), w0, w1 (min_width,
+  // max_width), e (edge_count), l (layer_size: tops, items), p (grow_chance).
   void draw_structure(int64_t s, bool reverse) {
-    n_ = std::max(rng_.randint(1, s), rng_.randint(1, s));
-    m_ = rng_.randint(n_, s);
-    const double rel = static_cast<double>(s - 1) / 19.0;
-    std::vector<double> w;
-    for (double c : {0.1, 0.3, 0.5, 0.7, 0.9}) w.push_back(std::exp(-(rel - c) * (rel - c)));
-    int64_t t0 = 1 + static_cast<int64_t>(rng_.weighted(w));
-    int64_t t1 = 1 + static_cast<int64_t>(rng_.weighted(w));
-    if (s <= 5) {
-      if (!reverse && d_ == 2) t0 = std::max<int64_t>(t0, 2), t1 = std::max<int64_t>(t1, 2);
-      if (reverse) t0 = std::min<int64_t>(t0, 3), t1 = std::min<int64_t>(t1, 3);
+    abstract_op_limit_ = std::max(rng_.randint(1, s), rng_.randint(1, s));
+    graph_op_target_ = rng_.randint(abstract_op_limit_, s);
+    const double relative_size = static_cast<double>(s - 1) / 19.0;
+    std::vector<double> weights;
+    for (double c : {0.1, 0.3, 0.5, 0.7, 0.9})
+      weights.push_back(std::exp(-(relative_size - c) * (relative_size - c)));
+    int64_t width_draw_a = 1 + static_cast<int64_t>(rng_.weighted(weights));
+    int64_t width_draw_b = 1 + static_cast<int64_t>(rng_.weighted(weights));
+    if (s <= 5 && !reverse && d_ == 2) {
+      width_draw_a = std::max<int64_t>(width_draw_a, 2);
+      width_draw_b = std::max<int64_t>(width_draw_b, 2);
     }
-    const int64_t w0 = std::min(t0, t1), w1 = std::max(t0, t1);
-    const int64_t ip = o_.ip_max;
-    require((d_ - 1) * w0 <= ip, "ip_max below the smallest edge count");
-    const int64_t e = std::min({rng_.randint((d_ - 1) * w0, ip), rng_.randint((d_ - 1) * w0, ip),
-                                w1 * w1 + (d_ == 3 ? w1 : 0)});
-    std::array<int64_t, 2> l{w0, w0};
-    const double p = rng_.real();
+    if (s <= 5 && reverse) {
+      width_draw_a = std::min<int64_t>(width_draw_a, 3);
+      width_draw_b = std::min<int64_t>(width_draw_b, 3);
+    }
+    const int64_t min_width = std::min(width_draw_a, width_draw_b),
+                  max_width = std::max(width_draw_a, width_draw_b);
+    const int64_t ip_max = o_.ip_max;
+    require((d_ - 1) * min_width <= ip_max, "ip_max below the smallest edge count");
+    const int64_t edge_count = std::min({rng_.randint((d_ - 1) * min_width, ip_max),
+                                         rng_.randint((d_ - 1) * min_width, ip_max),
+                                         max_width * max_width + (d_ == 3 ? max_width : 0)});
+    std::array<int64_t, 2> layer_size{min_width, min_width};
+    const double grow_chance = rng_.real();
     auto grow = [&] {
       std::vector<int> below;
       for (int i = 0; i < 2; ++i) {
-        if (l[i] < w1) below.push_back(i);
+        if (layer_size[i] < max_width) below.push_back(i);
       }
-      ++l[below[rng_.below(below.size())]];
+      ++layer_size[below[rng_.below(below.size())]];
     };
-    while (!(l[0] == w1 && l[1] == w1)) {
-      if (l[0] * l[1] < e) {
+    while (!(layer_size[0] == max_width && layer_size[1] == max_width)) {
+      if (layer_size[0] * layer_size[1] < edge_count) {
         grow();
-      } else if (l[1] == e) {
+      } else if (layer_size[1] == edge_count) {
         break;
-      } else if (rng_.coin(p)) {
+      } else if (rng_.coin(grow_chance)) {
         grow();
       } else {
         break;
       }
     }
-    // Edges (top index, item index): every item joins a random top, then more up to e.
+    // Edges (top index, item index): every item joins a random top, then more up to edge_count.
     std::vector<std::pair<int64_t, int64_t>> edges;
     auto has = [&](int64_t top, int64_t item) {
       return std::find(edges.begin(), edges.end(), std::make_pair(top, item)) != edges.end();
     };
-    for (int64_t j = 0; j < l[1]; ++j) edges.emplace_back(rng_.below(l[0]), j);
-    for (int64_t tries = 0; static_cast<int64_t>(edges.size()) < e;) {
-      require(++tries <= 10 * e, "too many tries to place the structure edges");
+    for (int64_t j = 0; j < layer_size[1]; ++j) edges.emplace_back(rng_.below(layer_size[0]), j);
+    for (int64_t tries = 0; static_cast<int64_t>(edges.size()) < edge_count;) {
+      require(++tries <= 10 * edge_count, "too many tries to place the structure edges");
       std::vector<int64_t> edgeless;
-      for (int64_t i = 0; i < l[0]; ++i) {
+      for (int64_t i = 0; i < layer_size[0]; ++i) {
         bool any = false;
         for (const auto& ed : edges) any = any || ed.first == i;
         if (!any) edgeless.push_back(i);
       }
-      const int64_t top = edgeless.empty() ? static_cast<int64_t>(rng_.below(l[0]))
+      const int64_t top = edgeless.empty() ? static_cast<int64_t>(rng_.below(layer_size[0]))
                                            : edgeless[rng_.below(edgeless.size())];
-      const int64_t item = static_cast<int64_t>(rng_.below(l[1]));
+      const int64_t item = static_cast<int64_t>(rng_.below(layer_size[1]));
       if (!has(top, item)) edges.emplace_back(top, item);
     }
     // Names: each layer a random subcategory, l_i distinct names of it.
@@ -271,12 +280,12 @@ class Attempt {
       require(static_cast<int64_t>(group.size()) >= k, "a subcategory smaller than its layer");
       return rng_.sample(group, static_cast<size_t>(k));
     };
-    const std::vector<std::string> tops = names_of(t_.tops, l[0]);
-    const std::vector<std::string> items = names_of(t_.items, l[1]);
+    const std::vector<std::string> tops = names_of(t_.tops, layer_size[0]);
+    const std::vector<std::string> items = names_of(t_.items, layer_size[1]);
 
     // Parameters: instances per edge, then abstracts per top with an edge.
     std::vector<int> alias_of_edge;
-    std::vector<std::vector<int>> counts_of_top(l[0]), pairs_of_top(l[0]);
+    std::vector<std::vector<int>> counts_of_top(layer_size[0]), pairs_of_top(layer_size[0]);
     for (const auto& [top, item] : edges) {
       const std::string count_name = items[item] + " in " + tops[top];
       const int count = add_node({Kind::kCount, count_name, items[item], tops[top], {}});
@@ -292,7 +301,7 @@ class Attempt {
       }
     }
     level_[1] = alias_of_edge;
-    for (int64_t top = 0; top < l[0]; ++top) {
+    for (int64_t top = 0; top < layer_size[0]; ++top) {
       if (counts_of_top[top].empty()) continue;
       level_[1].push_back(
           add_node({Kind::kCat1, t_.cat1 + " in " + tops[top], "", tops[top], counts_of_top[top]}));
@@ -359,13 +368,13 @@ class Attempt {
         for (int b : closure(a)) {
           if (!in_g_[b]) op += static_cast<int64_t>(deps_[b].size());
         }
-        if (op <= n_) {
+        if (op <= abstract_op_limit_) {
           join_closure(a);
           added = true;
         }
       }
     }
-    for (int64_t k = std::max<int64_t>(0, m_ - op_of_graph() - 1); k > 0; --k) {
+    for (int64_t k = std::max<int64_t>(0, graph_op_target_ - op_of_graph() - 1); k > 0; --k) {
       const std::vector<int> missing = missing_instances();
       if (missing.empty()) break;
       join(missing[rng_.below(missing.size())]);
@@ -758,7 +767,9 @@ class Attempt {
   const GsmDistractors& dummy_;
   Stream& rng_;
   const int64_t d_;
-  int64_t n_ = 0, m_ = 0;
+  // docs/tasks.md 3.1's n (the op limit of the abstracts seeded into the graph) and m (the op count
+  // that missing instances then fill the graph up to).
+  int64_t abstract_op_limit_ = 0, graph_op_target_ = 0;
 
   std::vector<Node> nodes_;
   std::vector<std::vector<int>> deps_;  ///< deps_[a]: what a depends on (kRng: a constant)
