@@ -14,7 +14,7 @@
 #include <set>
 #include <sstream>
 
-#include "hypnos/tasks/gsm_infinite_solver.h"
+#include "testing/gsm_infinite_solver.h"
 #include "hypnos/tasks/gsm_infinite_templates.h"
 #include "hypnos/tasks/jsonl.h"
 

@@ -1,7 +1,7 @@
 // The independent GSM-Infinite solver: the three samples of docs/tasks.md 3.2 (real output of the
 // original generator), hand-made problems whose values and op counts are worked out in comments,
 // and refusals of malformed or unsolvable problems.
-#include "hypnos/tasks/gsm_infinite_solver.h"
+#include "testing/gsm_infinite_solver.h"
 
 #include <gtest/gtest.h>
 

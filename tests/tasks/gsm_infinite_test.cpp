@@ -10,7 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "hypnos/tasks/gsm_infinite_solver.h"
+#include "testing/gsm_infinite_solver.h"
 #include "hypnos/tasks/gsm_infinite_templates.h"
 
 namespace hypnos::tasks {

@@ -1,7 +1,7 @@
 // Independent GSM-Infinite solver (docs/tasks.md 3.4): every value is an integer polynomial in the
 // one unknown x (the subject that "is greater than 0"), so forward and reverse problems share one
 // evaluator; reverse problems then solve p(x) = V for a degree-1 p.
-#include "hypnos/tasks/gsm_infinite_solver.h"
+#include "testing/gsm_infinite_solver.h"
 
 #include <set>
 

@@ -1,4 +1,4 @@
-// The independent GSM-Infinite solver of docs/tasks.md 3.4: parses only a problem's text and
+// Test code: the independent GSM-Infinite solver of docs/tasks.md 3.4: parses only a problem's text and
 // question (never generator internals) and returns the answer and the op count, to test the
 // generator.
 #pragma once
