@@ -10,11 +10,15 @@ const CommandSpec& eval_spec();
 const CommandSpec& generate_spec();
 const CommandSpec& bench_spec();
 const CommandSpec& score_spec();
+const CommandSpec& sleep_spec();
+const CommandSpec& answer_spec();
 
 int run_train(const ParsedArgs& args);
 int run_eval(const ParsedArgs& args);
 int run_generate(const ParsedArgs& args);
 int run_bench(const ParsedArgs& args);
 int run_score(const ParsedArgs& args);
+int run_sleep(const ParsedArgs& args);
+int run_answer(const ParsedArgs& args);
 
 }  // namespace hypnos::cli

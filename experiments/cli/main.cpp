@@ -1,6 +1,6 @@
-// `hypnos`: train, eval, generate, bench and score from the command line (docs/design.md
-// section 3). main turns exceptions into exit codes: 2 for usage and configuration errors, 1 for
-// everything else.
+// `hypnos`: train, eval, generate, bench, score, sleep and answer from the command line
+// (docs/design.md section 3). main turns exceptions into exit codes: 2 for usage and configuration
+// errors, 1 for everything else.
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -23,6 +23,8 @@ const Subcommand kSubcommands[] = {
     {hypnos::cli::generate_spec, hypnos::cli::run_generate},
     {hypnos::cli::bench_spec, hypnos::cli::run_bench},
     {hypnos::cli::score_spec, hypnos::cli::run_score},
+    {hypnos::cli::sleep_spec, hypnos::cli::run_sleep},
+    {hypnos::cli::answer_spec, hypnos::cli::run_answer},
 };
 
 std::string top_usage() {

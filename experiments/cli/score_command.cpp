@@ -1,75 +1,20 @@
-// `hypnos score MODEL_DIR --tokens FILE [--out FILE] [--plain] [sleep.key=value ...]`: runs token
-// sequences through a pretrained checkpoint (a Hugging Face directory) and prints the mean negative
-// log-likelihood per token and per window; --out writes the logits.
+// `hypnos score DIR --tokens FILE [--out FILE] [--plain] [sleep.key=value ...]`: runs token
+// sequences through a run's model or a pretrained checkpoint (a Hugging Face directory) and prints
+// the mean negative log-likelihood per token and per window; --out writes the logits.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "commands.h"
-#include "hypnos/config/error.h"
-#include "hypnos/config/visitors.h"
 #include "hypnos/io/safetensors.h"
-#include "hypnos/nn/hf_checkpoint.h"
 #include "hypnos/sleep/window_loop.h"
+#include "model_source.h"
 
 namespace hypnos::cli {
-namespace {
-
-/// The keys `hypnos score` takes as overrides: the sleep section.
-struct ScoreConfig {
-  sleep::SleepOptions sleep;
-  template <class V>
-  void visit(V& v) {
-    v.section("sleep", sleep);
-  }
-};
-
-/// Whitespace-separated token ids, one sequence per line, all of one length: [B, T] int64.
-at::Tensor read_token_file(const std::string& path, int64_t vocab) {
-  std::ifstream in(path);
-  if (!in) throw UsageError("cannot read --tokens " + path);
-  std::vector<std::vector<int64_t>> rows;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    std::istringstream s(line);
-    std::vector<int64_t> row;
-    std::string word;
-    while (s >> word) {
-      size_t used = 0;
-      int64_t id = -1;
-      try {
-        id = std::stoll(word, &used);
-      } catch (const std::exception&) {
-      }
-      if (used != word.size() || id < 0 || id >= vocab) {
-        throw UsageError(path + ":" + std::to_string(n) + ": '" + word +
-                         "' is not a token id in [0, " + std::to_string(vocab) + ")");
-      }
-      row.push_back(id);
-    }
-    if (row.empty()) continue;
-    if (!rows.empty() && row.size() != rows[0].size()) {
-      throw UsageError(path + ":" + std::to_string(n) + ": " + std::to_string(row.size()) +
-                       " tokens, the first sequence has " + std::to_string(rows[0].size()));
-    }
-    rows.push_back(std::move(row));
-  }
-  if (rows.empty() || rows[0].size() < 2) throw UsageError(path + ": no sequence of 2+ tokens");
-  at::Tensor t = at::empty(
-      {static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())}, at::kLong);
-  for (size_t b = 0; b < rows.size(); ++b) {
-    for (size_t i = 0; i < rows[b].size(); ++i) t[b][i] = rows[b][i];
-  }
-  return t;
-}
-
-}  // namespace
 
 const CommandSpec& score_spec() {
   static const CommandSpec spec{
       "score",
-      "negative log-likelihood (and logits) of token sequences under a pretrained checkpoint",
-      {"MODEL_DIR"},
+      "negative log-likelihood (and logits) of token sequences under a run's or a pretrained model",
+      {"RUN_OR_MODEL_DIR"},
       {{"--tokens", "FILE",
         "token ids: whitespace-separated, one sequence per line, equal lengths"},
        {"--out", "FILE", "write the logits [B, T, vocab] fp32 as `logits` in a safetensors file"},
@@ -77,33 +22,26 @@ const CommandSpec& score_spec() {
         "the checkpoint's ordinary forward (one causal pass; Ouro's loops) instead "
         "of the sleep window loop"}},
       /*takes_overrides=*/true,
-      "MODEL_DIR holds config.json and model.safetensors (or a sharded index). Without --plain "
-      "the\n"
-      "tokens run through the sleep window loop with the sleep.* keys (sleep.n_passes,\n"
-      "sleep.window, sleep.loop_layers, sleep.eviction, ...); every window's wake logits are\n"
-      "scored. Token t's loss is that of predicting token t+1; a window's mean covers the\n"
+      "RUN_OR_MODEL_DIR is a hypnos run directory (its newest valid checkpoint and its sleep\n"
+      "section) or a Hugging Face checkpoint: config.json and model.safetensors (or a sharded\n"
+      "index). Without --plain the tokens run through the sleep window loop with the sleep.* keys\n"
+      "(sleep.n_passes, sleep.window, sleep.loop_layers, sleep.eviction, ...) on top; every\n"
+      "window's wake logits are scored. Token t's loss is that of predicting token t+1; a window's "
+      "mean covers the\n"
       "predictions made from its positions. Runs on the CPU in fp32."};
   return spec;
 }
 
 int run_score(const ParsedArgs& args) {
   if (!args.has("--tokens")) throw UsageError("--tokens FILE is required");
-  const auto config = config::load<ScoreConfig>("", args.overrides);
-  nn::PretrainedModel pretrained = nn::load_pretrained(args.positionals[0], at::kFloat);
-  std::printf("%s\n", pretrained.report.text().c_str());
-  nn::HybridLM& model = pretrained.model;
-  const at::Tensor tokens = read_token_file(args.get("--tokens"), model->options.vocab_size);
-  sleep::SleepOptions opts = config.sleep;
+  ModelSource source = load_model_source(args.positionals[0], args.overrides);
+  std::printf("%s\n", source.description.c_str());
+  nn::HybridLM& model = source.model;
+  const at::Tensor tokens =
+      read_token_file(args.get("--tokens"), model->options.vocab_size, "--tokens", 2);
+  const sleep::SleepOptions& opts = source.sleep;
   const bool plain = args.has("--plain");
-  if (!plain) {
-    try {
-      opts.validate(model->n_layers());
-    } catch (const std::invalid_argument& e) {
-      throw config::ConfigError(std::string("config error: ") + e.what());
-    }
-  }
   torch::NoGradGuard no_grad;
-  model->eval();
   const at::Tensor logits =
       plain ? model->forward(tokens)
             : sleep::run_windows(model, tokens, at::Tensor(),

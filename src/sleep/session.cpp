@@ -98,6 +98,29 @@ void Session::save(const std::filesystem::path& path) const {
   io::save_safetensors(path, tensors, metadata());
 }
 
+SleepOptions Session::recorded_options(const std::filesystem::path& path) {
+  const io::SafetensorsContents file = io::load_safetensors(path);
+  const auto format = file.metadata.find("format");
+  const auto sleep = file.metadata.find("sleep");
+  if (format == file.metadata.end() || format->second != "hypnos.memory" ||
+      sleep == file.metadata.end()) {
+    throw std::runtime_error(path.string() +
+                             " is not a hypnos memory file (no format 'hypnos.memory' with its "
+                             "sleep options in the metadata)");
+  }
+  try {
+    config::Document doc = config::Document::from_string(sleep->second, path.string() + " (sleep)");
+    SleepOptions options;
+    config::Reader reader(doc);
+    options.visit(reader);
+    doc.check_all_used(reader.visited());
+    return options;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path.string() +
+                             ": its recorded sleep options do not parse: " + e.what());
+  }
+}
+
 void Session::load(const std::filesystem::path& path) {
   const io::SafetensorsContents file = io::load_safetensors(path);
   auto recorded = [&](const std::string& key) {

@@ -37,6 +37,11 @@ class Session {
   /// under other sleep options or by another model (architecture or weights).
   void load(const std::filesystem::path& path);
 
+  /// The sleep options a memory file was consolidated under (its `sleep` metadata), so that a
+  /// Session can be made to load it. Throws std::runtime_error naming the file when it is not a
+  /// memory file or its options do not parse.
+  static SleepOptions recorded_options(const std::filesystem::path& path);
+
   const memory::ModelMemory& memory() const { return memory_; }
   /// Tokens read since the last eviction, [B, P] (undefined before the first feed).
   const at::Tensor& pending() const { return pending_; }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# `hypnos sleep` then `hypnos answer`, each its own process, on a tiny run trained on Rule 110 (AGAG,
+# N = 2, windows of 12): the answer read from the saved memory equals the greedy answer of one
+# uninterrupted `hypnos score` pass over the document, the question and the answer. A memory is
+# refused by another model (other weights) and by a question that does not fit the window.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+PYTHON="$SOURCE_DIR/.venv/bin/python"
+if [[ ! -x $PYTHON ]] || ! "$PYTHON" -c 'import torch, safetensors' 2>/dev/null; then
+  echo "sleep_answer: skipped (no project venv with torch and safetensors: run scripts/setup.sh)"
+  exit 0
+fi
+expect_status 0 train "$SCRATCH/run" train.steps=10
+expect_status 0 train "$SCRATCH/other" train.steps=10 run.seed=1
+
+# Two Rule 110 examples: the document is their first 30 tokens (two full windows of 12 and 6
+# pending), the question the next 3; 3 new tokens still fit the window (6 + 3 + 2 <= 12).
+"$HYPNOS" generate rule110 --n 2 task.t=4 task.width=12 >"$SCRATCH/examples.jsonl"
+"$PYTHON" - "$SCRATCH" <<'PY'
+import json, sys
+scratch = sys.argv[1]
+rows = [json.loads(l)["tokens"] for l in open(f"{scratch}/examples.jsonl")]
+assert all(len(r) >= 33 for r in rows), [len(r) for r in rows]
+with open(f"{scratch}/context.txt", "w") as f:
+    for r in rows: f.write(" ".join(map(str, r[:30])) + "\n")
+with open(f"{scratch}/question.txt", "w") as f:
+    for r in rows: f.write(" ".join(map(str, r[30:33])) + "\n")
+PY
+
+"$HYPNOS" sleep "$SCRATCH/run" --context "$SCRATCH/context.txt" --out "$SCRATCH/memory.safetensors" \
+  >"$SCRATCH/sleep.out" 2>"$SCRATCH/sleep.err" || fail "sleep failed: $(cat "$SCRATCH/sleep.err")"
+grep -q "slept on 2 windows of 12 tokens (N = 2) for 2 sequences; 6 tokens pending" \
+  "$SCRATCH/sleep.out" || fail "unexpected sleep summary: $(cat "$SCRATCH/sleep.out")"
+"$HYPNOS" answer "$SCRATCH/run" --memory "$SCRATCH/memory.safetensors" \
+  --question "$SCRATCH/question.txt" --max-new 3 --out "$SCRATCH/answer_logits.safetensors" \
+  >"$SCRATCH/answer.out" 2>"$SCRATCH/answer.err" ||
+  fail "answer failed: $(cat "$SCRATCH/answer.err")"
+[[ $(wc -l <"$SCRATCH/answer.out") == 2 ]] || fail "expected one answer line per sequence"
+
+# The uninterrupted run: document + question + answer in one score pass; its logits at the last
+# question position and at each answer position but the last must be those the answer was chosen
+# from (so its greedy choice is the answer).
+paste -d' ' "$SCRATCH/context.txt" "$SCRATCH/question.txt" "$SCRATCH/answer.out" >"$SCRATCH/all.txt"
+"$HYPNOS" score "$SCRATCH/run" --tokens "$SCRATCH/all.txt" --out "$SCRATCH/logits.safetensors" \
+  >"$SCRATCH/score.out" 2>&1 || fail "score failed: $(cat "$SCRATCH/score.out")"
+"$PYTHON" - "$SCRATCH" <<'PY' || fail "the answer differs from the uninterrupted run's"
+import sys
+from safetensors.torch import load_file
+scratch = sys.argv[1]
+logits = load_file(f"{scratch}/logits.safetensors")["logits"][:, 32:35].double()
+chosen_from = load_file(f"{scratch}/answer_logits.safetensors")["logits"].double()
+answers = [list(map(int, l.split())) for l in open(f"{scratch}/answer.out")]
+greedy = logits.argmax(-1).tolist()
+error = ((chosen_from - logits).norm() / logits.norm()).item()
+print("answer", answers, "score's greedy", greedy, "relative error of the logits", error)
+sys.exit(0 if greedy == answers and error <= 1e-5 else 1)
+PY
+
+# Another model's weights: refused, naming the difference.
+rc=0
+"$HYPNOS" answer "$SCRATCH/other" --memory "$SCRATCH/memory.safetensors" \
+  --question "$SCRATCH/question.txt" >/dev/null 2>"$SCRATCH/other.err" || rc=$?
+[[ $rc == 1 ]] || fail "another model's answer exited $rc, expected 1"
+grep -q "the model's weights differ" "$SCRATCH/other.err" ||
+  fail "the refusal does not name the weights: $(cat "$SCRATCH/other.err")"
+# A question that cannot fit the window: a usage error naming the sizes.
+expect_status 2 "$HYPNOS" answer "$SCRATCH/run" --memory "$SCRATCH/memory.safetensors" \
+  --question "$SCRATCH/question.txt" --max-new 5
+# Not a memory file.
+rc=0
+"$HYPNOS" answer "$SCRATCH/run" --memory "$SCRATCH/logits.safetensors" \
+  --question "$SCRATCH/question.txt" >/dev/null 2>"$SCRATCH/notmem.err" || rc=$?
+[[ $rc == 1 ]] && grep -q "is not a hypnos memory file" "$SCRATCH/notmem.err" ||
+  fail "a logits file was taken for a memory (exit $rc): $(cat "$SCRATCH/notmem.err")"
+echo "sleep_answer: ok"
