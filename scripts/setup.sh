@@ -41,6 +41,12 @@ fi
 .venv/bin/python -c "import numpy, yaml, matplotlib, safetensors" 2>/dev/null ||
   .venv/bin/pip install -q numpy pyyaml matplotlib "safetensors==0.8.0"
 
+# pytest runs the Python tests of the delta-rule op (tests/python/test_hypnos_ops.py); a .pth file
+# makes python/hypnos_ops importable from the venv (it loads the op from this checkout's build).
+.venv/bin/python -c "import pytest" 2>/dev/null || .venv/bin/pip install -q "pytest==9.2.0"
+site_packages=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "$root/python" >"$site_packages/hypnos_ops.pth"
+
 # 3. Configure and build (Release, ccache, CUDA when nvcc is found).
 if [ ! -f "$build_dir/build.ninja" ]; then
   say "configuring $build_dir"
