@@ -5,7 +5,9 @@
 
 #include <cstdio>
 
-#ifdef HYPNOS_WITH_CUDA
+#include "bench/ops_overrides.h"
+
+#ifdef HYPNOS_WITH_CUDA_KERNELS
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
@@ -13,7 +15,6 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
@@ -22,12 +23,12 @@
 
 #include "bench/profile.h"
 #include "bench/timing.h"
+#include "cuda/gated_delta_rule_cuda.h"
 #include "hypnos/ops/gated_delta_rule.h"
-#include "ops/gated_delta_rule_cuda.h"
-#endif  // HYPNOS_WITH_CUDA
+#endif  // HYPNOS_WITH_CUDA_KERNELS
 
 namespace hypnos::bench {
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_KERNELS
 namespace {
 
 struct Shape {
@@ -54,7 +55,7 @@ struct Timing {
 // With `profile`, one more forward and one more forward+backward run under Kineto afterwards: the
 // time of each kernel (prep against scan, for instance), which the event-timed medians cannot
 // split.
-Timing measure(const Shape& s, ops::GdnBackend backend, int reps, bool profile = false) {
+Timing measure(const Shape& s, const ops::OpsOptions& ops, int reps, bool profile = false) {
   at::Generator gen = at::cuda::detail::createCUDAGenerator();
   gen.set_current_seed(1234);
   const auto cuda = at::TensorOptions().device(at::kCUDA);
@@ -69,11 +70,11 @@ Timing measure(const Shape& s, ops::GdnBackend backend, int reps, bool profile =
   const at::Tensor grad_o = at::randn({B, T, H, D}, gen, cuda).to(at::kBFloat16);
   auto forward = [&] {
     at::NoGradGuard no_grad;
-    ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, backend);
+    ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, ops);
   };
   auto forward_backward = [&] {
     const ops::GatedDeltaRuleOutput out =
-        ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, backend);
+        ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, ops);
     torch::autograd::backward({out.o}, {grad_o});
   };
   Timing t;
@@ -126,7 +127,12 @@ void print_row(const Shape& s, const char* name, const Timing& t) {
 
 }  // namespace
 
-int run_kernels_bench(const std::map<std::string, std::string>& flags) {
+int run_kernels_bench(const std::map<std::string, std::string>& flags,
+                      const std::vector<std::string>& overrides) {
+  // The CUDA rows run the kernels the overrides choose (model.gdn_kernel, model.gdn_scan_slice);
+  // the backend is set per row.
+  ops::OpsOptions cuda_ops = ops_from_overrides(overrides);
+  cuda_ops.gdn_backend = ops::GdnBackend::kCuda;
   const int reps = reps_flag(flags, 20);
   const bool baseline = flags.count("--no-baseline") == 0, quick = flags.count("--quick") > 0;
   const bool fp32_too = flags.count("--fp32-too") > 0, profile = flags.count("--profile") > 0;
@@ -147,34 +153,28 @@ int run_kernels_bench(const std::map<std::string, std::string>& flags) {
       "fwd without grad, fwd+bwd with .backward(dO)\n",
       prop->name, reps);
   std::printf("    B      T   H    D  backend   |\n");
-  // Which CUDA kernels ran (HYPNOS_GDN_KERNEL); --fp32-too also times the CUDA-core kernels by
-  // setting that variable around their runs.
-  const char* cuda_name =
-      ops::gdn_cuda_kernel_from_env() == ops::GdnCudaKernel::kFp32 ? "cuda-fp32" : "cuda-tc";
-  const char* saved_kernel = std::getenv("HYPNOS_GDN_KERNEL");
-  const std::string restore_kernel = saved_kernel ? saved_kernel : "";
+  // --fp32-too also times the CUDA-core kernels, with the same scan width.
+  const char* cuda_name = cuda_ops.gdn_kernel == ops::GdnKernel::kFp32 ? "cuda-fp32" : "cuda-tc";
+  ops::OpsOptions fp32_ops = cuda_ops;
+  fp32_ops.gdn_kernel = ops::GdnKernel::kFp32;
+  ops::OpsOptions chunked_ops;
+  chunked_ops.gdn_backend = ops::GdnBackend::kChunked;
   for (const Shape& s : shapes) {
-    print_row(s, cuda_name, measure(s, ops::GdnBackend::kCuda, reps, profile));
-    if (fp32_too) {
-      ::setenv("HYPNOS_GDN_KERNEL", "fp32", /*overwrite=*/1);
-      print_row(s, "cuda-fp32", measure(s, ops::GdnBackend::kCuda, reps));
-      if (saved_kernel) {
-        ::setenv("HYPNOS_GDN_KERNEL", restore_kernel.c_str(), /*overwrite=*/1);
-      } else {
-        ::unsetenv("HYPNOS_GDN_KERNEL");
-      }
-    }
-    if (baseline) print_row(s, "chunked", measure(s, ops::GdnBackend::kChunked, reps));
+    print_row(s, cuda_name, measure(s, cuda_ops, reps, profile));
+    if (fp32_too) print_row(s, "cuda-fp32", measure(s, fp32_ops, reps));
+    if (baseline) print_row(s, "chunked", measure(s, chunked_ops, reps));
     c10::cuda::CUDACachingAllocator::emptyCache();
   }
   return 0;
 }
 
 #else
-int run_kernels_bench(const std::map<std::string, std::string>&) {
+int run_kernels_bench(const std::map<std::string, std::string>&,
+                      const std::vector<std::string>& overrides) {
+  ops_from_overrides(overrides);  // a bad key is still a usage error
   std::fprintf(stderr, "bench kernels: hypnos was built without its CUDA kernels (HYPNOS_CUDA)\n");
   return 1;
 }
-#endif  // HYPNOS_WITH_CUDA
+#endif  // HYPNOS_WITH_CUDA_KERNELS
 
 }  // namespace hypnos::bench

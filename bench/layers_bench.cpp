@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_KERNELS
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/cuda.h>
 
@@ -14,17 +14,17 @@
 #include <vector>
 
 #include "bench/timing.h"
+#include "cuda/gdn_fused_cuda.h"
+#include "cuda/rope_cuda.h"
+#include "cuda/swiglu_cuda.h"
 #include "hypnos/nn/rope.h"
 #include "nn/rope_composition.h"
-#include "nn/rope_cuda.h"
-#include "nn/swiglu_cuda.h"
 #include "ops/gdn_fused.h"
-#include "ops/gdn_fused_cuda.h"
 #include "train/autocast_guard.h"
-#endif  // HYPNOS_WITH_CUDA
+#endif  // HYPNOS_WITH_CUDA_KERNELS
 
 namespace hypnos::bench {
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_KERNELS
 namespace {
 
 using Outputs = std::vector<at::Tensor>;
@@ -214,6 +214,6 @@ int run_layers_bench(const std::map<std::string, std::string>&) {
   std::fprintf(stderr, "bench layers: hypnos was built without its CUDA kernels (HYPNOS_CUDA)\n");
   return 1;
 }
-#endif  // HYPNOS_WITH_CUDA
+#endif  // HYPNOS_WITH_CUDA_KERNELS
 
 }  // namespace hypnos::bench

@@ -18,10 +18,11 @@
 #include <string>
 #include <vector>
 
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_TORCH
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "bench/ops_overrides.h"
 #include "bench/profile.h"
 #include "hypnos/tasks/batch.h"
 #include "hypnos/train/micro_batch_step.h"
@@ -66,9 +67,10 @@ int64_t parse_positive(const std::string& flag, const std::string& value) {
 // MicroBatchStep (graphed or eager) for forward + backward, then clipping and the Muon + AdamW
 // update, with one host read of the loss as the trainer does.
 Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_t repeats,
-               bool graph, bool profile) {
+               bool graph, bool profile, const ops::OpsOptions& ops) {
   train::RunConfig config;  // the paper model: AGAG, width 256, 4 heads, Rule 110 window 24
   config.model.vocab_size = 6;
+  config.model.ops = ops;
   config.sleep.n_passes = n_passes;
   config.sleep.window = 24;
   torch::manual_seed(0);
@@ -107,7 +109,7 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
   r.n_passes = n_passes;
   r.step_ms = median * 1e3;
   r.tokens_per_s = static_cast<double>(batch * task->seq_len()) / median;
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_TORCH
   if (device.is_cuda()) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
     const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
@@ -124,7 +126,8 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
 
 // Runs this program again for one N and reads its one-line result.
 Result measure_in_child(int64_t n, const std::string& mode,
-                        const std::map<std::string, std::string>& flags) {
+                        const std::map<std::string, std::string>& flags,
+                        const ops::OpsOptions& ops) {
   std::vector<std::string> args{"/proc/self/exe",  "bench",   "train", "--passes",
                                 std::to_string(n), "--modes", mode};
   for (const auto& [k, v] : flags) {
@@ -132,6 +135,7 @@ Result measure_in_child(int64_t n, const std::string& mode,
     args.push_back(k);
     if (!v.empty()) args.push_back(v);
   }
+  for (const std::string& o : ops_overrides(ops)) args.push_back(o);
   args.push_back("--child");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -170,7 +174,9 @@ Result measure_in_child(int64_t n, const std::string& mode,
 
 }  // namespace
 
-int run_train_bench(const std::map<std::string, std::string>& flags) {
+int run_train_bench(const std::map<std::string, std::string>& flags,
+                    const std::vector<std::string>& overrides) {
+  const ops::OpsOptions ops = ops_from_overrides(overrides);
   auto get = [&](const std::string& k, const std::string& d) {
     auto it = flags.find(k);
     return it == flags.end() ? d : it->second;
@@ -201,7 +207,7 @@ int run_train_bench(const std::map<std::string, std::string>& flags) {
   }
   if (flags.count("--child")) {
     const Result r = measure(passes.at(0), batch, device, repeats, modes.at(0) == "graph",
-                             flags.count("--profile") > 0);
+                             flags.count("--profile") > 0, ops);
     std::printf("RESULT %lld %.17g %.17g %.17g\n", static_cast<long long>(r.n_passes), r.step_ms,
                 r.tokens_per_s, r.peak_mb);
     return 0;
@@ -216,7 +222,7 @@ int run_train_bench(const std::map<std::string, std::string>& flags) {
   for (const auto& mode : modes) {
     double base = 0;
     for (int64_t n : passes) {
-      const Result r = measure_in_child(n, mode, flags);
+      const Result r = measure_in_child(n, mode, flags, ops);
       if (n == passes.front()) base = r.tokens_per_s * static_cast<double>(n);
       std::printf("%6s %4lld %12.2f %14.4g %12.1f %22.3f\n", mode.c_str(),
                   static_cast<long long>(n), r.step_ms, r.tokens_per_s, r.peak_mb,

@@ -3,10 +3,14 @@
 #pragma once
 #include <map>
 #include <string>
+#include <vector>
 
 namespace hypnos::bench {
 
 /// flags: "--passes" (e.g. "1,2,4"), "--batch", "--device", "--repeats", "--quick".
-int run_train_bench(const std::map<std::string, std::string>& flags);
+/// overrides: the model.* ops keys (bench/ops_overrides.h), e.g. model.fused_ops=false for the
+/// ATen compositions of the fused layer ops; each child process gets them too.
+int run_train_bench(const std::map<std::string, std::string>& flags,
+                    const std::vector<std::string>& overrides);
 
 }  // namespace hypnos::bench

@@ -77,14 +77,16 @@ for s in $stages; do
         stage build 300 ninja -C build-gpu -j "$(nproc)" hypnos_cli hypnos_tests || exit 1 ;;
     tests)
       stage tests 150 build-gpu/tests/hypnos_tests --gtest_filter='*Cuda*:GdnMmaLayout*' ;;
-    tests_fp32)  # the CUDA-core kernels, kept as the fallback of the tensor-core path
-      HYPNOS_GDN_KERNEL=fp32 stage tests_fp32 90 build-gpu/tests/hypnos_tests --gtest_filter='*Cuda*' ;;
+    tests_fp32)  # the CUDA-core kernels, kept as the fallback of the tensor-core path (the tests
+      # stage runs these too: the sweep has every bf16 case on both kernel families)
+      stage tests_fp32 90 build-gpu/tests/hypnos_tests \
+        --gtest_filter='Shapes/*_fp32kernels*:*TensorCoreScansMatchFp32Kernels*' ;;
     train_bench)
       stage train_bench 120 "$bin" bench train --device cuda --batch 512 --passes 1,2,4 --repeats 10 \
         --profile ;;
     train_bench_unfused)  # the same step with the layer ops as ATen compositions: the A/B baseline
-      HYPNOS_FUSED_OPS=0 stage train_bench_unfused 120 "$bin" bench train --device cuda --batch 512 \
-        --passes 1,2,4 --repeats 10 --modes graph ;;
+      stage train_bench_unfused 120 "$bin" bench train --device cuda --batch 512 \
+        --passes 1,2,4 --repeats 10 --modes graph model.fused_ops=false ;;
     reference)
       stage reference 90 python3 bench/reference/train_bench.py --device cuda --batch 512 \
         --passes 1,2,4 --repeats 10 --profile ;;
@@ -95,15 +97,15 @@ for s in $stages; do
       stage kernels_ab 120 build-gpu/hypnos_base bench kernels --no-baseline ;;
     slices128)  # racecheck / memcheck of the whole-head scans on a two-chunk D = 128 shape (the
       # tests stage runs every width: GatedDeltaRuleCuda.EveryScanSliceWidthMatches)
-      HYPNOS_GDN_SCAN_SLICE=128 stage racecheck_slice128 90 compute-sanitizer --tool racecheck \
-        --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16*'
-      HYPNOS_GDN_SCAN_SLICE=128 stage memcheck_slice128 60 compute-sanitizer --tool memcheck \
-        --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16*' ;;
-    kernels_slices)  # the scans' CTA widths forced (HYPNOS_GDN_SCAN_SLICE), against the
+      stage racecheck_slice128 90 compute-sanitizer --tool racecheck \
+        --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16*_slice128'
+      stage memcheck_slice128 60 compute-sanitizer --tool memcheck \
+        --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16*_slice128' ;;
+    kernels_slices)  # the scans' CTA widths forced (model.gdn_scan_slice), against the
       # automatic choice of kernels_bench
       for width in 32 64 128; do
-        HYPNOS_GDN_SCAN_SLICE=$width stage "kernels_slice$width" 120 "$bin" bench kernels \
-          --no-baseline --profile
+        stage "kernels_slice$width" 120 "$bin" bench kernels --no-baseline --profile \
+          "model.gdn_scan_slice=$width"
       done ;;
     kernels_alt)  # the kernel bench of further builds (.gpu-bin/hypnos_alt*: variants of the change)
       for alt in build-gpu/hypnos_alt*; do
@@ -157,8 +159,8 @@ for s in $stages; do
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_*:Shapes/*T37_D128_bf16*'
       stage racecheck 60 compute-sanitizer --tool racecheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_D64_bf16_h0*:Shapes/*T65_D64_bf16_h0*'
-      HYPNOS_GDN_SCAN_SLICE=64 stage racecheck_slice64 90 compute-sanitizer --tool racecheck \
-        --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16_h0*'
+      stage racecheck_slice64 90 compute-sanitizer --tool racecheck \
+        --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16_h0*_slice64'
       stage memcheck_fused 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='GdnFusedCuda.*:RopeCuda.*:SwiGluCuda.*' ;;
     sweep)  # the Rule 110 sweep of the default config (t = 12, 600 steps of 512) at N = 1, 2, 4

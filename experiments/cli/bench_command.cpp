@@ -32,7 +32,7 @@ const CommandSpec& bench_spec() {
         "train: also profile one step per N (Kineto) and print where the time goes;\n"
         "kernels: also profile one forward and one forward+backward per shape (time per kernel)"},
        {"--child", "", "internal: measure one N in this process"}},
-      /*takes_overrides=*/false,
+      /*takes_overrides=*/true,
       "kernels: forward and forward+backward time per shape of every gated-delta-rule backend\n"
       "  available on this machine, with tokens/s, TFLOP/s and GB/s (docs/delta_rule.md section 4 "
       "counts).\n"
@@ -40,15 +40,23 @@ const CommandSpec& bench_spec() {
       "RoPE,\n"
       "  SwiGLU, RMSNorm) beside the ATen composition it replaces, forward and forward+backward.\n"
       "train:   tokens/s and peak memory of the Rule 110 paper model (AGAG, width 256, window 24)\n"
-      "  per number of sleep passes N, and tokens/s(N) * N / tokens/s(1)."};
+      "  per number of sleep passes N, and tokens/s(N) * N / tokens/s(1).\n"
+      "kernels and train take the ops keys of a config as overrides (configs/README.md):\n"
+      "  model.gdn_kernel=fp32, model.gdn_scan_slice=32|64|128, model.fused_ops=false, ..."};
   return spec;
 }
 
 int run_bench(const ParsedArgs& args) {
   const std::string what = args.positionals[0];
-  if (what == "kernels") return bench::run_kernels_bench(args.flags);
-  if (what == "layers") return bench::run_layers_bench(args.flags);
-  if (what == "train") return bench::run_train_bench(args.flags);
+  if (what == "kernels") return bench::run_kernels_bench(args.flags, args.overrides);
+  if (what == "layers") {
+    // Every row runs both the fused kernel and its composition: no choice to override.
+    if (!args.overrides.empty()) {
+      throw UsageError("bench layers takes no overrides, got '" + args.overrides[0] + "'");
+    }
+    return bench::run_layers_bench(args.flags);
+  }
+  if (what == "train") return bench::run_train_bench(args.flags, args.overrides);
   throw UsageError("unknown benchmark '" + what + "' (expected kernels, layers or train)");
 }
 

@@ -5,12 +5,15 @@
 // checkpoints it skipped).
 #include <cstdio>
 #include <iostream>
+#include <set>
 
 #include "commands.h"
 #include "hypnos/config/error.h"
+#include "hypnos/config/visitors.h"
 #include "hypnos/io/durable.h"
 #include "hypnos/io/jsonl.h"
 #include "hypnos/log.h"
+#include "hypnos/ops/ops_options.h"
 #include "hypnos/tasks/task_options.h"
 #include "hypnos/train/checkpoint.h"
 #include "hypnos/train/device.h"
@@ -31,8 +34,8 @@ const CommandSpec& eval_spec() {
       "Prints one line per bucket and a final JSON object. Corrupt checkpoints are reported\n"
       "(\"checksum mismatch: <file>\") on stderr and in RUN_DIR/events.jsonl, and skipped.\n"
       "Overrides may change the task, sleep and evaluation keys, not the model (model.*, except\n"
-      "model.gdn_backend): that is a config error (exit 2), and so is --device cuda without a\n"
-      "GPU."};
+      "the ops keys model.gdn_backend, model.gdn_kernel, model.gdn_scan_slice, model.fused_ops):\n"
+      "that is a config error (exit 2), and so is --device cuda without a GPU."};
   return spec;
 }
 
@@ -64,14 +67,16 @@ int run_eval(const ParsedArgs& args) {
               << run_dir.string() << "\n";
     return 1;
   }
-  // The model must be the one trained: its keys may not change (the backend may).
+  // The model must be the one trained: its keys may not change (how its ops compute may).
+  std::set<std::string> ops_keys;
+  for (const auto& key : config::list_keys<ops::OpsOptions>()) ops_keys.insert("model." + key.key);
   const auto saved = std::filesystem::exists(*checkpoint / "config.yaml")
                          ? *checkpoint / "config.yaml"
                          : config_path;
   std::string refused;
   for (const auto& c : train::config_changes(io::read_file(saved), train::run_config_yaml(config),
                                              saved.string())) {
-    if (c.key.rfind("model.", 0) == 0 && c.key != "model.gdn_backend") {
+    if (c.key.rfind("model.", 0) == 0 && ops_keys.count(c.key) == 0) {
       refused += (refused.empty() ? "" : ", ") + c.str();
     }
   }

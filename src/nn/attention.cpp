@@ -79,8 +79,8 @@ MixerOutput AttentionImpl::forward(const at::Tensor& x, const memory::LayerMemor
   // Keys sit at positions 0..R+T-1 and queries at R..R+T-1: one table serves both.
   const RopeTable table = rope_rows(R + T, Dh, x.options());
   const RopeStyle style = options.rope_style();
-  const at::Tensor q_rot = apply_rope(q, table.rows(R, T), style);
-  at::Tensor k_rot = apply_rope(k, table, style), v_all = v;
+  const at::Tensor q_rot = apply_rope(q, table.rows(R, T), style, options.ops());
+  at::Tensor k_rot = apply_rope(k, table, style, options.ops()), v_all = v;
   if (Hkv != H) {  // grouped-query attention: each kv head serves H / H_kv consecutive query heads
     k_rot = k_rot.repeat_interleave(H / Hkv, 1);
     v_all = v.repeat_interleave(H / Hkv, 1);

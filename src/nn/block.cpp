@@ -20,7 +20,7 @@ void BlockImpl::reset() {
                                         m.resolved_head_dim_v())
                        .conv_size(m.conv_size)
                        .norm_eps(m.resolved_ssm_norm_eps())
-                       .backend(m.gdn_backend)
+                       .ops(m.ops)
                        .generator_reduction(m.generator_reduction)
                        .hf_names(hf);
   const auto attn = AttentionOptions(D, m.n_heads)
@@ -28,7 +28,8 @@ void BlockImpl::reset() {
                         .rope_style(m.rope_style)
                         .n_kv_heads(m.n_kv_heads)
                         .head_dim(m.head_dim)
-                        .bias(m.attn_bias);
+                        .bias(m.attn_bias)
+                        .ops(m.ops);
   switch (options.kind()) {
     case 'A':
       attention = register_module(mixer_name, Attention(attn));
@@ -53,7 +54,7 @@ void BlockImpl::reset() {
   }
   if (!options.mlp()) return;
   mlp_norm = register_module(hf ? "post_attention_layernorm" : "mlp_norm", norm());
-  const auto mlp = MlpOptions(D).ratio(m.mlp_ratio).hidden(m.mlp_hidden);
+  const auto mlp = MlpOptions(D).ratio(m.mlp_ratio).hidden(m.mlp_hidden).ops(m.ops);
   if (m.mlp == MlpKind::kGelu) {
     gelu_mlp = register_module("mlp", GeluMlp(mlp));
   } else {

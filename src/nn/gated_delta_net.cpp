@@ -19,18 +19,18 @@ std::pair<at::Tensor, at::Tensor> gated_delta_core(const DeltaRuleInputs& in,
                                                    const at::Tensor& A_log,
                                                    const at::Tensor& dt_bias,
                                                    const at::Tensor& initial_state, RMSNorm& o_norm,
-                                                   ops::GdnBackend backend) {
+                                                   const ops::OpsOptions& ops) {
   const int64_t B = in.v.size(0), T = in.v.size(1), K = in.q.size(3);
   // The op takes one dtype: the projections' (bf16 under autocast, the tensor-core path on a GPU).
   // v can be fp32 there (JetBlock's dynamic-conv sum), so it is cast to q's.
   const at::Tensor v = in.v.to(in.q.scalar_type());
-  auto [g, beta] = ops::fused::gdn_gates(in.a, in.b, A_log, dt_bias);  // [B, T, H]
+  auto [g, beta] = ops::fused::gdn_gates(in.a, in.b, A_log, dt_bias, ops);  // [B, T, H]
   const std::optional<at::Tensor> s0 =
       initial_state.defined() ? std::optional<at::Tensor>(initial_state) : std::nullopt;
   auto [o, state] =
-      ops::gated_delta_rule(in.q, in.k, v, g, beta, s0, std::pow(double(K), -0.5), backend);
+      ops::gated_delta_rule(in.q, in.k, v, g, beta, s0, std::pow(double(K), -0.5), ops);
   // o: [B, T, H, V] -> [B, T, H*V]
-  o = ops::fused::gated_rms_norm(o, in.gate, o_norm->weight, o_norm->options.eps());
+  o = ops::fused::gated_rms_norm(o, in.gate, o_norm->weight, o_norm->options.eps(), ops);
   return {o.view({B, T, -1}), state};
 }
 
@@ -82,17 +82,17 @@ MixerOutput GatedDeltaNetImpl::forward(const at::Tensor& x, const memory::LayerM
   // SiLU(conv) of q, k and v in one op; q and k then L2-normalised per head. One split (not three
   // slices): its backward is one concatenation, where slices would each build a zero-filled
   // gradient of the whole tensor.
-  auto [qkv, new_conv] = ops::fused::causal_conv_silu(parts[0], conv_weight, memory.conv);
+  const ops::OpsOptions& ops = options.ops();
+  auto [qkv, new_conv] = ops::fused::causal_conv_silu(parts[0], conv_weight, memory.conv, ops);
   const auto qkv_parts = qkv.split_with_sizes({H * K, H * K, H * V}, -1);
   detail::DeltaRuleInputs in;
-  in.q = ops::fused::l2_normalize_heads(qkv_parts[0], H, /*silu=*/false);
-  in.k = ops::fused::l2_normalize_heads(qkv_parts[1], H, /*silu=*/false);
+  in.q = ops::fused::l2_normalize_heads(qkv_parts[0], H, /*silu=*/false, ops);
+  in.k = ops::fused::l2_normalize_heads(qkv_parts[1], H, /*silu=*/false, ops);
   in.v = qkv_parts[2].view({B, T, H, V});
   in.gate = parts[1];
   in.a = parts[2];
   in.b = parts[3];
-  auto [o, state] =
-      detail::gated_delta_core(in, A_log, dt_bias, memory.state, o_norm, options.backend());
+  auto [o, state] = detail::gated_delta_core(in, A_log, dt_bias, memory.state, o_norm, ops);
   MixerOutput out;
   out.y = o_proj(o);
   out.written.state = state;

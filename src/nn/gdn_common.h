@@ -31,6 +31,6 @@ std::pair<at::Tensor, at::Tensor> gated_delta_core(const DeltaRuleInputs& in,
                                                    const at::Tensor& A_log,
                                                    const at::Tensor& dt_bias,
                                                    const at::Tensor& initial_state, RMSNorm& o_norm,
-                                                   ops::GdnBackend backend);
+                                                   const ops::OpsOptions& ops);
 
 }  // namespace hypnos::nn::detail

@@ -239,7 +239,7 @@ PretrainedModel load_pretrained(const fs::path& dir, at::ScalarType dtype,
   PretrainedModel out;
   out.config = read_hf_config(dir);
   ModelOptions options = out.config.options;
-  options.gdn_backend = backend;
+  options.ops.gdn_backend = backend;
   out.model = HybridLM(options);
   out.model->to(dtype);
   out.report = load_hf_weights(out.model, dir, out.config.optional_keys);

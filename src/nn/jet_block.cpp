@@ -100,16 +100,16 @@ MixerOutput JetBlockImpl::forward(const at::Tensor& x, const memory::LayerMemory
       {H * K, H * K, H * V, H * V, H, H, kernel_down->weight.size(0)}, -1);
   // Dynamic conv: kernel[b, t, c, j] weights v_in[t - (W-1) + j, c]; kernel: [B, T, H*V, W]
   const at::Tensor kernel = kernel_up(at::silu(parts[6])).view({B, T, H * V, W});
-  auto [v, new_conv] = ops::fused::dynamic_conv_silu(parts[2], kernel, memory.conv);
+  const ops::OpsOptions& ops = options.ops();
+  auto [v, new_conv] = ops::fused::dynamic_conv_silu(parts[2], kernel, memory.conv, ops);
   detail::DeltaRuleInputs in;
-  in.q = ops::fused::l2_normalize_heads(parts[0], H, /*silu=*/true);
-  in.k = ops::fused::l2_normalize_heads(parts[1], H, /*silu=*/true);
+  in.q = ops::fused::l2_normalize_heads(parts[0], H, /*silu=*/true, ops);
+  in.k = ops::fused::l2_normalize_heads(parts[1], H, /*silu=*/true, ops);
   in.v = v.view({B, T, H, V});
   in.gate = parts[3];
   in.a = parts[4];
   in.b = parts[5];
-  auto [o, state] =
-      detail::gated_delta_core(in, A_log, dt_bias, memory.state, o_norm, options.backend());
+  auto [o, state] = detail::gated_delta_core(in, A_log, dt_bias, memory.state, o_norm, ops);
   MixerOutput out;
   out.y = o_proj(o);
   out.written.state = state;

@@ -1,10 +1,8 @@
 // GELU and SwiGLU MLPs of the pre-norm block.
 #include "hypnos/nn/mlp.h"
 
-#ifdef HYPNOS_WITH_CUDA
-#include "nn/swiglu_cuda.h"
-#include "ops/fused_switch.h"
-#endif
+#include "cuda/swiglu_cuda.h"
+#include "ops/fused_dispatch.h"
 
 namespace hypnos::nn {
 namespace {
@@ -50,13 +48,12 @@ at::Tensor SwiGluMlpImpl::forward(const at::Tensor& x) {
   // GPU.
   const int64_t f = hidden();
   const at::Tensor h = at::linear(x, at::cat({gate_proj->weight, up_proj->weight}));  // [.., 2f]
-#ifdef HYPNOS_WITH_CUDA
-  if (ops::fused::use_fused_cuda(h)) {
-    if (auto gated = detail::silu_mul_cuda(h)) return down_proj(*gated);
-  }
-#endif
-  const auto gate_up = h.split(f, -1);  // one split: one concatenation in backward
-  return down_proj(at::silu(gate_up[0]) * gate_up[1]);
+  return down_proj(ops::fused_or_composition(
+      options.ops(), h, [&] { return detail::silu_mul_cuda(h); },
+      [&] {
+        const auto gate_up = h.split(f, -1);  // one split: one concatenation in backward
+        return at::silu(gate_up[0]) * gate_up[1];
+      }));
 }
 
 }  // namespace hypnos::nn

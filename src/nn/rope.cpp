@@ -1,12 +1,9 @@
 // RoPE: the reference's `rope` with a position offset (retained tokens come first in sliding mode).
 #include "hypnos/nn/rope.h"
 
+#include "cuda/rope_cuda.h"
 #include "nn/rope_composition.h"
-
-#ifdef HYPNOS_WITH_CUDA
-#include "nn/rope_cuda.h"
-#include "ops/fused_switch.h"
-#endif
+#include "ops/fused_dispatch.h"
 
 namespace hypnos::nn {
 
@@ -42,7 +39,8 @@ at::Tensor detail::apply_rope_half_composition(const at::Tensor& x, const RopeTa
   return at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1).to(x.scalar_type());
 }
 
-at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table, RopeStyle style) {
+at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table, RopeStyle style,
+                      const ops::OpsOptions& ops) {
   TORCH_CHECK(x.dim() == 4 && x.size(3) % 2 == 0,
               "apply_rope: x must be [B, H, T, D] with even D, got ", x.sizes());
   const int64_t T = x.size(2), D = x.size(3);
@@ -50,12 +48,9 @@ at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table, RopeStyle sty
               table.cos.sizes(), ", x needs [", T, ", ", D / 2, "]");
   // The fused kernel pairs interleaved dimensions; half pairing runs as ATen operations.
   if (style == RopeStyle::kHalf) return detail::apply_rope_half_composition(x, table);
-#ifdef HYPNOS_WITH_CUDA
-  if (ops::fused::use_fused_cuda(x)) {
-    if (auto y = detail::apply_rope_cuda(x, table)) return *y;
-  }
-#endif
-  return detail::apply_rope_composition(x, table);
+  return ops::fused_or_composition(
+      ops, x, [&] { return detail::apply_rope_cuda(x, table); },
+      [&] { return detail::apply_rope_composition(x, table); });
 }
 
 at::Tensor apply_rope(const at::Tensor& x, int64_t offset, double base) {

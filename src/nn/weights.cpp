@@ -56,8 +56,8 @@ std::string weights_sha256(const HybridLM& model) {
 
 std::string architecture_yaml(const ModelOptions& options) {
   ModelOptions o = options;
-  o.gdn_backend = ops::GdnBackend::kAuto;
-  o.from.clear();  // where the weights came from is not what the layers compute
+  o.ops = ops::OpsOptions{};  // how the ops compute is not what the layers compute
+  o.from.clear();             // where the weights came from is not what the layers compute
   return config::to_yaml(o);
 }
 

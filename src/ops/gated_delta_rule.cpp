@@ -1,12 +1,16 @@
-// Entry point of the gated delta rule: validates the arguments once, casts to the compute dtype
-// (fp32, or double for double inputs) and hands over to the chosen backend.
+// Entry point of the gated delta rule: validates the arguments once (the one validation: the
+// backends and the CUDA wrapper take what passed here), chooses the backend
+// (ops/gdn_backend_choice.h), casts to the compute dtype (fp32, or double for double inputs) and
+// hands over.
 #include "hypnos/ops/gated_delta_rule.h"
 
-#include "ops/gated_delta_rule_backends.h"
+#include <array>
+#include <atomic>
 
-#ifdef HYPNOS_WITH_CUDA
-#include "ops/gated_delta_rule_cuda.h"
-#endif
+#include "cuda/gated_delta_rule_cuda.h"
+#include "ops/fused_dispatch.h"
+#include "ops/gated_delta_rule_backends.h"
+#include "ops/gdn_backend_choice.h"
 
 namespace hypnos::ops {
 namespace {
@@ -94,46 +98,34 @@ void validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, con
   if (has_state) check_device(*initial_state, "initial_state", device);
 }
 
+std::array<std::atomic<int64_t>, 4> backend_runs{};
+
 }  // namespace
+
+int64_t detail::gdn_backend_runs(GdnBackend backend) {
+  return backend_runs.at(static_cast<size_t>(backend)).load();
+}
 
 GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       const at::Tensor& g, const at::Tensor& beta,
                                       const std::optional<at::Tensor>& initial_state, double scale,
-                                      GdnBackend backend) {
+                                      const OpsOptions& ops) {
   validate(q, k, v, g, beta, initial_state);
+  const GdnProblem problem{q.size(0), q.size(2),       q.size(3),
+                           v.size(3), q.scalar_type(), q.is_cuda()};
+  const GdnBackendChoice choice = choose_gdn_backend(ops.gdn_backend, problem, kCudaKernelsBuilt);
+  if (!choice.fallback_reason.empty()) log_gdn_fallback_once(problem, choice.fallback_reason);
+  backend_runs.at(static_cast<size_t>(choice.backend)).fetch_add(1);
   // The op chooses its own precision (fp32 state and accumulation): autocast must not recast the
   // matmuls inside it (the chunked form writes into fp32 buffers with out= variants).
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   if (!(scale > 0.0)) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   const bool has_state = initial_state.has_value() && initial_state->defined();
 
-  if (backend == GdnBackend::kAuto) {
-#ifdef HYPNOS_WITH_CUDA
-    // The kernels cover K = V in {64, 128} in bf16/fp32; anything else (double, other head sizes)
-    // takes the chunked ATen path on the same device rather than failing.
-    const auto dt = v.scalar_type();
-    const bool kernel_shape = q.size(3) == v.size(3) && (q.size(3) == 64 || q.size(3) == 128) &&
-                              q.size(0) * q.size(2) <= 65535;  // B*H: the kernels' grid.y
-    const bool kernel_dtype = dt == at::kFloat || dt == at::kBFloat16;
-    backend = q.is_cuda() && kernel_shape && kernel_dtype && q.scalar_type() == dt
-                  ? GdnBackend::kCuda
-                  : GdnBackend::kChunked;
-#else
-    backend = GdnBackend::kChunked;
-#endif
-  }
-  if (backend == GdnBackend::kCuda) {
-#ifdef HYPNOS_WITH_CUDA
-    if (!q.is_cuda()) {
-      throw std::invalid_argument("gated_delta_rule: backend cuda needs CUDA tensors, got q on " +
-                                  q.device().str() + " (use chunked or reference on the CPU)");
+  if constexpr (kCudaKernelsBuilt) {
+    if (choice.backend == GdnBackend::kCuda) {
+      return gated_delta_rule_cuda(q, k, v, g, beta, initial_state, scale, ops);
     }
-    return gated_delta_rule_cuda(q, k, v, g, beta, initial_state, scale);
-#else
-    throw std::invalid_argument(
-        "gated_delta_rule: backend cuda requested but hypnos was built without its CUDA kernels "
-        "(configure with HYPNOS_CUDA=ON on a machine with nvcc, or use chunked or reference)");
-#endif
   }
 
   // fp32 arithmetic for fp32/bf16/half inputs: the chunked form's inverse and the state are not
@@ -144,7 +136,7 @@ GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, 
   const at::Tensor h0 = has_state ? initial_state->to(compute) : at::Tensor();
 
   GatedDeltaRuleOutput out;
-  if (backend == GdnBackend::kReference) {
+  if (choice.backend == GdnBackend::kReference) {
     out = detail::gated_delta_rule_reference(qc, kc, vc, gc, bc, h0, scale);
   } else {
     out = detail::gated_delta_rule_chunked(qc, kc, vc, gc, bc, h0, scale, kGdnChunk);

@@ -29,4 +29,8 @@ GatedDeltaRuleOutput gated_delta_rule_chunked(const at::Tensor& q, const at::Ten
                                               const at::Tensor& initial_state, double scale,
                                               int64_t chunk = kGdnChunk);
 
+/// How many calls of gated_delta_rule each backend has run in this process (the resolved backend,
+/// never kAuto): lets a test see that a model's `gdn_backend` reaches the op.
+int64_t gdn_backend_runs(GdnBackend backend);
+
 }  // namespace hypnos::ops::detail

@@ -1,11 +1,8 @@
 // The dispatcher of ops/gdn_fused.h and the ATen compositions that define each op.
 #include "ops/gdn_fused.h"
 
-#include "ops/fused_switch.h"
-
-#ifdef HYPNOS_WITH_CUDA
-#include "ops/gdn_fused_cuda.h"
-#endif
+#include "cuda/gdn_fused_cuda.h"
+#include "ops/fused_dispatch.h"
 
 namespace hypnos::ops::fused {
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
@@ -18,52 +15,40 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 std::pair<at::Tensor, at::Tensor> causal_conv_silu(const at::Tensor& x, const at::Tensor& weight,
-                                                   const at::Tensor& cache) {
-#ifdef HYPNOS_WITH_CUDA
-  if (use_fused_cuda(x)) {
-    if (auto out = cuda::causal_conv_silu(x, weight, cache)) return *out;
-  }
-#endif
-  return reference::causal_conv_silu(x, weight, cache);
+                                                   const at::Tensor& cache, const OpsOptions& ops) {
+  return fused_or_composition(
+      ops, x, [&] { return cuda::causal_conv_silu(x, weight, cache); },
+      [&] { return reference::causal_conv_silu(x, weight, cache); });
 }
 
 std::pair<at::Tensor, at::Tensor> dynamic_conv_silu(const at::Tensor& x, const at::Tensor& kernel,
-                                                    const at::Tensor& cache) {
-#ifdef HYPNOS_WITH_CUDA
-  if (use_fused_cuda(x)) {
-    if (auto out = cuda::dynamic_conv_silu(x, kernel, cache)) return *out;
-  }
-#endif
-  return reference::dynamic_conv_silu(x, kernel, cache);
+                                                    const at::Tensor& cache,
+                                                    const OpsOptions& ops) {
+  return fused_or_composition(
+      ops, x, [&] { return cuda::dynamic_conv_silu(x, kernel, cache); },
+      [&] { return reference::dynamic_conv_silu(x, kernel, cache); });
 }
 
-at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu) {
-#ifdef HYPNOS_WITH_CUDA
-  if (use_fused_cuda(x)) {
-    if (auto out = cuda::l2_normalize_heads(x, heads, silu)) return *out;
-  }
-#endif
-  return reference::l2_normalize_heads(x, heads, silu);
+at::Tensor l2_normalize_heads(const at::Tensor& x, int64_t heads, bool silu,
+                              const OpsOptions& ops) {
+  return fused_or_composition(
+      ops, x, [&] { return cuda::l2_normalize_heads(x, heads, silu); },
+      [&] { return reference::l2_normalize_heads(x, heads, silu); });
 }
 
 std::pair<at::Tensor, at::Tensor> gdn_gates(const at::Tensor& a, const at::Tensor& b,
-                                            const at::Tensor& A_log, const at::Tensor& dt_bias) {
-#ifdef HYPNOS_WITH_CUDA
-  if (use_fused_cuda(a)) {
-    if (auto out = cuda::gdn_gates(a, b, A_log, dt_bias)) return *out;
-  }
-#endif
-  return reference::gdn_gates(a, b, A_log, dt_bias);
+                                            const at::Tensor& A_log, const at::Tensor& dt_bias,
+                                            const OpsOptions& ops) {
+  return fused_or_composition(
+      ops, a, [&] { return cuda::gdn_gates(a, b, A_log, dt_bias); },
+      [&] { return reference::gdn_gates(a, b, A_log, dt_bias); });
 }
 
 at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& weight,
-                          double eps) {
-#ifdef HYPNOS_WITH_CUDA
-  if (use_fused_cuda(x)) {
-    if (auto out = cuda::gated_rms_norm(x, gate, weight, eps)) return *out;
-  }
-#endif
-  return reference::gated_rms_norm(x, gate, weight, eps);
+                          double eps, const OpsOptions& ops) {
+  return fused_or_composition(
+      ops, x, [&] { return cuda::gated_rms_norm(x, gate, weight, eps); },
+      [&] { return reference::gated_rms_norm(x, gate, weight, eps); });
 }
 
 namespace reference {

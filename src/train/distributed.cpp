@@ -14,7 +14,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_TORCH
 #include "train/distributed_nccl.h"
 #endif
 
@@ -192,11 +192,11 @@ DistributedContext::DistributedContext(const DistributedEnvironment& env,
     throw std::invalid_argument("DistributedContext: device must be cpu or cuda, got " +
                                 device.str());
   }
-#ifndef HYPNOS_WITH_CUDA
+#ifndef HYPNOS_WITH_CUDA_TORCH
   if (device.is_cuda()) {
     throw std::invalid_argument(
         "DistributedContext: device cuda needs NCCL, and this build has no CUDA "
-        "(HYPNOS_WITH_CUDA is not defined)");
+        "(LibTorch was built without CUDA: HYPNOS_WITH_CUDA_TORCH is not defined)");
   }
 #endif
   if (env.world_size == 1 && !env.launched) return;
@@ -214,7 +214,7 @@ DistributedContext::DistributedContext(const DistributedEnvironment& env,
     store_options.timeout = group->timeout;
     group->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, store_options);
     if (device.is_cuda()) {
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_TORCH
       group->backend = detail::make_nccl_backend(group->store, rank, size, group->timeout,
                                                  static_cast<int>(env.local_rank));
 #endif

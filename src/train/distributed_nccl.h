@@ -1,5 +1,5 @@
-// The NCCL backend factory, defined in distributed_nccl_cuda.cpp (built only with HYPNOS_WITH_CUDA)
-// so that CPU builds never need nccl.h.
+// The NCCL backend factory, defined in distributed_nccl_cuda.cpp (built only with
+// HYPNOS_WITH_CUDA_TORCH) so that CPU builds never need nccl.h.
 #pragma once
 #include <chrono>
 #include <torch/csrc/distributed/c10d/Backend.hpp>

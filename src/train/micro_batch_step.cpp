@@ -3,7 +3,7 @@
 // stays out, so the non-finite policies and the learning-rate schedule work as in eager mode).
 #include "hypnos/train/micro_batch_step.h"
 
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_TORCH
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
@@ -61,7 +61,7 @@ void add_interrupt_hooks(const at::Tensor& loss, bool (*interrupt)()) {
 }  // namespace
 
 struct MicroBatchStep::Graph {
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_TORCH
   at::cuda::CUDAGraph graph;
 #endif
   std::vector<int64_t> shape;            // the batch's [B, T]
@@ -112,7 +112,7 @@ at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor&
   return loss.detach();
 }
 
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_TORCH
 void MicroBatchStep::capture(const tasks::Batch& batch,
                              const std::vector<sleep::WindowPlan>& plans) {
   const auto params = model_->parameters();
@@ -184,7 +184,7 @@ at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
                      batch.loss_mask.to(device_), plans, poison,
                      /*graph_safe_loss=*/false, /*interruptible=*/options_.interrupt != nullptr);
   }
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_TORCH
   TORCH_CHECK(batch.loss_mask.to(at::kBool).any().item<bool>(),
               "MicroBatchStep: the micro-batch has no loss positions");
   const auto params = model_->parameters();

@@ -23,7 +23,7 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
         throw std::invalid_argument(std::string("model.from: ") + e.what());
       }
       model.from = config.model.from;
-      model.gdn_backend = config.model.gdn_backend;
+      model.ops = config.model.ops;
       config.model = model;
       const int64_t task_vocab = tasks::make_task(config.task, config.run.seed)->vocab_size();
       if (task_vocab > config.model.vocab_size) {

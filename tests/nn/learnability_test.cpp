@@ -21,7 +21,7 @@ HybridLM fresh_model(const std::string& pattern, uint64_t seed) {
   o.d_model = 32;
   o.n_heads = 2;
   o.pattern = pattern;
-  o.gdn_backend = ops::GdnBackend::kChunked;
+  o.ops.gdn_backend = ops::GdnBackend::kChunked;
   return HybridLM(o);
 }
 

@@ -1,14 +1,14 @@
 // RoPE's fused CUDA kernel against the composition on the CPU (same values, fp32 and bf16, the
 // transposed head view of a wider projection as input, a table narrowed to an offset), and an
 // attention layer with retained keys on the GPU against its CPU copy. Skip without a GPU.
-#ifdef HYPNOS_WITH_CUDA  // the fused kernels are built only with HYPNOS_CUDA
+#ifdef HYPNOS_WITH_CUDA_KERNELS  // the fused kernels are built only with HYPNOS_CUDA
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include "cuda/rope_cuda.h"
 #include "hypnos/nn/attention.h"
 #include "hypnos/nn/rope.h"
-#include "nn/rope_cuda.h"
 #include "testing/cuda.h"
 #include "testing/numeric.h"
 
@@ -77,4 +77,4 @@ TEST(RopeCuda, AttentionWithRetainedKeysMatchesItsCpuCopy) {
 
 }  // namespace
 }  // namespace hypnos::nn
-#endif  // HYPNOS_WITH_CUDA
+#endif  // HYPNOS_WITH_CUDA_KERNELS

@@ -1,7 +1,7 @@
 // SwiGLU's fused gate on the GPU: the MLP against its CPU copy (fp32, outputs and weight
 // gradients), and the kernel in bf16 against the fp32 composition. Skip without a GPU.
-#ifdef HYPNOS_WITH_CUDA  // the fused kernels are built only with HYPNOS_CUDA
-#include "nn/swiglu_cuda.h"
+#ifdef HYPNOS_WITH_CUDA_KERNELS  // the fused kernels are built only with HYPNOS_CUDA
+#include "cuda/swiglu_cuda.h"
 
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
@@ -59,4 +59,4 @@ TEST(SwiGluCuda, Bf16KernelMatchesTheFp32Composition) {
 
 }  // namespace
 }  // namespace hypnos::nn
-#endif  // HYPNOS_WITH_CUDA
+#endif  // HYPNOS_WITH_CUDA_KERNELS

@@ -1,8 +1,8 @@
 // The CUDA kernels against the float64 per-step recurrence (GdnBackend::kReference) on upcast
 // copies of the same inputs, docs/delta_rule.md section 6 items 3-6. Compiled only with the
-// kernels; skips without a GPU, except the CPU-tensor validation test.
-#ifdef HYPNOS_WITH_CUDA  // the CUDA op is built only with the kernels (HYPNOS_CUDA)
-#include "ops/gated_delta_rule_cuda.h"
+// kernels; skips without a GPU, except the host-side layout tests.
+#ifdef HYPNOS_WITH_CUDA_KERNELS  // the CUDA op is built only with the kernels (HYPNOS_CUDA)
+#include "cuda/gated_delta_rule_cuda.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,6 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <functional>
 #include <string>
 #include <utility>
@@ -38,6 +37,8 @@ struct Case {
   double gate_div = 1.0;  // g = logsigmoid(randn) / gate_div
   Gate gate = Gate::kLogSigmoid;
   uint64_t seed = 1;
+  GdnKernel kernel = GdnKernel::kTensorCore;  // bf16 inputs only: fp32 inputs take the fp32 kernels
+  GdnScanSlice slice = GdnScanSlice::kAuto;
 };
 
 struct Inputs {
@@ -80,8 +81,11 @@ struct Result {
   at::Tensor o, final_state, dq, dk, dv, dg, dbeta, dh0;
 };
 
-/// Forward and backward of one backend on copies of the inputs cast to `compute` (nullopt: as is).
-Result run(const Inputs& in, GdnBackend backend, std::optional<at::ScalarType> compute) {
+/// Forward and backward of one backend (with `ops`' kernel choices) on copies of the inputs cast to
+/// `compute` (nullopt: as is).
+Result run(const Inputs& in, GdnBackend backend, std::optional<at::ScalarType> compute,
+           OpsOptions ops = {}) {
+  ops.gdn_backend = backend;
   auto leaf = [&](const at::Tensor& t) {
     at::Tensor x = compute ? t.to(*compute) : t.clone();
     return x.detach().requires_grad_(true);
@@ -90,7 +94,7 @@ Result run(const Inputs& in, GdnBackend backend, std::optional<at::ScalarType> c
                    beta = leaf(in.beta);
   const at::Tensor h0 = in.h0.defined() ? leaf(in.h0) : at::Tensor();
   const GatedDeltaRuleOutput out = gated_delta_rule(
-      q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, -1.0, backend);
+      q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, -1.0, ops);
   std::vector<at::Tensor> leaves{q, k, v, g, beta};
   if (h0.defined()) leaves.push_back(h0);
   const at::Tensor go = compute ? in.grad_o.to(*compute) : in.grad_o;
@@ -102,30 +106,6 @@ Result run(const Inputs& in, GdnBackend backend, std::optional<at::ScalarType> c
            grads[4],       h0.defined() ? grads[5] : at::Tensor()};
   return r;
 }
-
-/// Sets an environment variable (or unsets it, for a null value) for one scope and restores it.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    if (old) saved_ = old;
-    had_ = old != nullptr;
-    set(value);
-  }
-  ~ScopedEnv() { set(had_ ? saved_.c_str() : nullptr); }
-  void set(const char* value) const {
-    if (value) {
-      ::setenv(name_, value, 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::string saved_;
-  bool had_ = false;
-};
 
 struct Tolerances {
   double o, state, dqkv, dgb;
@@ -139,7 +119,10 @@ Tolerances tolerances(at::ScalarType dtype) {
 
 void expect_close_to_reference(const Case& c) {
   const Inputs in = make_inputs(c);
-  const Result got = run(in, GdnBackend::kCuda, std::nullopt);
+  OpsOptions kernels;
+  kernels.gdn_kernel = c.kernel;
+  kernels.gdn_scan_slice = c.slice;
+  const Result got = run(in, GdnBackend::kCuda, std::nullopt, kernels);
   const Result ref = run(in, GdnBackend::kReference, at::kDouble);
   const Tolerances tol = tolerances(c.dtype);
   auto check = [&](const char* name, const at::Tensor& x, const at::Tensor& r, double limit) {
@@ -182,6 +165,19 @@ std::vector<Case> sweep_cases() {
           c.gate_div = divs[d_index++ % 3];
           c.seed = seed++;
           cases.push_back(c);
+          if (dtype != at::kBFloat16) continue;
+          // Two chunks of a D = 128 head with the scans' widths forced (model.gdn_scan_slice),
+          // short enough for compute-sanitizer (scripts/gpu_check.sh filters on the suffix).
+          if (T == 65 && dim == 128) {
+            for (GdnScanSlice slice : {GdnScanSlice::k64, GdnScanSlice::k128}) {
+              Case sliced = c;
+              sliced.slice = slice;
+              cases.push_back(sliced);
+            }
+          }
+          // bf16 inputs also on the CUDA-core kernels (model.gdn_kernel: fp32), the fallback.
+          c.kernel = GdnKernel::kFp32;
+          cases.push_back(c);
         }
       }
     }
@@ -193,7 +189,11 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   const Case& c = info.param;
   return "T" + std::to_string(c.seq_len) + "_D" + std::to_string(c.dim) +
          (c.dtype == at::kBFloat16 ? "_bf16" : "_fp32") + (c.with_initial_state ? "_h0" : "_noh0") +
-         "_gdiv" + std::to_string(int(c.gate_div));
+         "_gdiv" + std::to_string(int(c.gate_div)) +
+         (c.kernel == GdnKernel::kFp32 ? "_fp32kernels" : "") +
+         (c.slice == GdnScanSlice::k64    ? "_slice64"
+          : c.slice == GdnScanSlice::k128 ? "_slice128"
+                                          : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, GatedDeltaRuleCudaSweep, ::testing::ValuesIn(sweep_cases()),
@@ -216,14 +216,15 @@ TEST(GatedDeltaRuleCuda, StrongDecayDownToMinus20StaysFiniteAndAccurate) {
 // the next chunk's copies fly.
 TEST(GatedDeltaRuleCuda, EveryScanSliceWidthMatches) {
   HYPNOS_REQUIRE_CUDA();
-  for (const char* slice : {"32", "64", "128"}) {
-    const ScopedEnv env("HYPNOS_GDN_SCAN_SLICE", slice);
+  for (GdnScanSlice slice : {GdnScanSlice::k32, GdnScanSlice::k64, GdnScanSlice::k128}) {
     for (int dim : {64, 128}) {
-      SCOPED_TRACE(std::string("slice ") + slice + ", dim " + std::to_string(dim));
+      SCOPED_TRACE("slice " + std::to_string(static_cast<int>(slice)) + ", dim " +
+                   std::to_string(dim));
       Case c;
       c.seq_len = 200;
       c.dim = dim;
       c.seed = 300 + dim;
+      c.slice = slice;
       expect_close_to_reference(c);
     }
   }
@@ -291,7 +292,8 @@ TEST(GatedDeltaRuleCuda, ContiguousViewsOffA16ByteBoundaryMatchFreshTensors) {
   const at::Tensor g = in.g.clone().requires_grad_(true),
                    beta = in.beta.clone().requires_grad_(true);
   const at::Tensor h0 = in.h0.clone().requires_grad_(true);
-  const GatedDeltaRuleOutput out = gated_delta_rule(q, k, v, g, beta, h0, -1.0, GdnBackend::kCuda);
+  const GatedDeltaRuleOutput out =
+      gated_delta_rule(q, k, v, g, beta, h0, -1.0, {.gdn_backend = GdnBackend::kCuda});
   const at::Tensor grad_o = shifted_leaf(in.grad_o).detach();
   const auto grads = torch::autograd::grad({out.o, out.final_state}, {q, k, v, g, beta, h0},
                                            {grad_o, in.grad_final});
@@ -403,12 +405,13 @@ TEST(GatedDeltaRuleCuda, TensorCoreScansMatchFp32KernelsAndFloat64Reference) {
     const Inputs in = make_inputs(c);
     const double scale = 1.0 / std::sqrt(double(dim));
     const at::Tensor beta32 = in.beta.to(at::kFloat);
-    auto forward = [&](GdnCudaKernel kernel) {
+    auto forward = [&](GdnKernel kernel) {
       return gated_delta_rule_cuda_forward(in.q, in.k, in.v, in.g, beta32, in.h0, scale,
-                                           /*save_for_backward=*/true, GdnOutputInit::kNaN, kernel);
+                                           /*save_for_backward=*/true, GdnOutputInit::kNaN,
+                                           {.gdn_kernel = kernel});
     };
-    const GdnCudaForward tc = forward(GdnCudaKernel::kTensorCore);
-    const GdnCudaForward fp32 = forward(GdnCudaKernel::kFp32);
+    const GdnCudaForward tc = forward(GdnKernel::kTensorCore);
+    const GdnCudaForward fp32 = forward(GdnKernel::kFp32);
     const Result ref = run(in, GdnBackend::kReference, at::kDouble);
     EXPECT_LT(relative_error(tc.o, ref.o), 5e-3) << "dim " << dim;
     EXPECT_LT(relative_error(tc.final_state, ref.final_state), 5e-3) << "dim " << dim;
@@ -422,13 +425,13 @@ TEST(GatedDeltaRuleCuda, TensorCoreScansMatchFp32KernelsAndFloat64Reference) {
     EXPECT_LT(relative_error(tc.saved.u, fp32.saved.u), 4e-3) << "dim " << dim;
     EXPECT_LT(relative_error(tc.saved.chunk_states, fp32.saved.chunk_states), 4e-3)
         << "dim " << dim;
-    auto backward = [&](const GdnCudaForward& fwd, GdnCudaKernel kernel) {
+    auto backward = [&](const GdnCudaForward& fwd, GdnKernel kernel) {
       return gated_delta_rule_cuda_backward(in.q, in.k, in.v, beta32, /*has_initial_state=*/true,
                                             scale, fwd.saved, in.grad_o, in.grad_final,
-                                            GdnOutputInit::kNaN, kernel);
+                                            GdnOutputInit::kNaN, {.gdn_kernel = kernel});
     };
-    const GdnCudaGrads tc_grads = backward(tc, GdnCudaKernel::kTensorCore);
-    const GdnCudaGrads fp32_grads = backward(fp32, GdnCudaKernel::kFp32);
+    const GdnCudaGrads tc_grads = backward(tc, GdnKernel::kTensorCore);
+    const GdnCudaGrads fp32_grads = backward(fp32, GdnKernel::kFp32);
     const std::array<std::pair<const char*, std::array<const at::Tensor*, 3>>, 6> grads{{
         {"dq", {&tc_grads.q, &fp32_grads.q, &ref.dq}},
         {"dk", {&tc_grads.k, &fp32_grads.k, &ref.dk}},
@@ -458,22 +461,17 @@ std::string message_of(const std::function<void()>& f) {
   return "";
 }
 
-TEST(GatedDeltaRuleCudaValidation, RejectsCpuTensorsNamingTheArgument) {
-  const at::Tensor q = at::zeros({1, 4, 2, 64});
-  const at::Tensor gb = at::zeros({1, 4, 2});
-  const std::string msg =
-      message_of([&] { gated_delta_rule_cuda(q, q, q, gb, gb, std::nullopt, -1.0); });
-  EXPECT_NE(msg.find("q is on cpu"), std::string::npos) << msg;
-}
-
-TEST(GatedDeltaRuleCudaValidation, RejectsUnsupportedHeadDimNamingTheValue) {
+// The op validates once, at its public entry (gated_delta_rule); these go through it.
+TEST(GatedDeltaRuleCudaValidation, RejectsUnsupportedHeadDimNamingTheShape) {
   HYPNOS_REQUIRE_CUDA();
   const auto opts = at::TensorOptions().device(at::kCUDA);
-  const at::Tensor q = at::zeros({1, 4, 2, 96}, opts);
+  const at::Tensor q = at::zeros({1, 4, 2, 96}, opts), v = at::zeros({1, 4, 2, 256}, opts);
   const at::Tensor gb = at::zeros({1, 4, 2}, opts);
-  const std::string msg =
-      message_of([&] { gated_delta_rule_cuda(q, q, q, gb, gb, std::nullopt, -1.0); });
-  EXPECT_NE(msg.find("K = 96"), std::string::npos) << msg;
+  const std::string msg = message_of([&] {
+    gated_delta_rule(q, q, v, gb, gb, std::nullopt, -1.0, {.gdn_backend = GdnBackend::kCuda});
+  });
+  EXPECT_NE(msg.find("K = 96, V = 256"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("K = V in {64, 128}"), std::string::npos) << msg;
 }
 
 TEST(GatedDeltaRuleCudaValidation, RejectsMismatchedBetaShape) {
@@ -481,37 +479,36 @@ TEST(GatedDeltaRuleCudaValidation, RejectsMismatchedBetaShape) {
   const auto opts = at::TensorOptions().device(at::kCUDA);
   const at::Tensor q = at::zeros({1, 4, 2, 64}, opts);
   const at::Tensor g = at::zeros({1, 4, 2}, opts), beta = at::zeros({1, 5, 2}, opts);
-  const std::string msg =
-      message_of([&] { gated_delta_rule_cuda(q, q, q, g, beta, std::nullopt, -1.0); });
+  const std::string msg = message_of([&] {
+    gated_delta_rule(q, q, q, g, beta, std::nullopt, -1.0, {.gdn_backend = GdnBackend::kCuda});
+  });
   EXPECT_NE(msg.find("beta has shape"), std::string::npos) << msg;
 }
 
-TEST(GatedDeltaRuleCudaValidation, KernelSwitchReadsHypnosGdnKernelAndRejectsUnknownNames) {
-  const ScopedEnv env("HYPNOS_GDN_KERNEL", nullptr);
-  EXPECT_EQ(gdn_cuda_kernel_from_env(), GdnCudaKernel::kTensorCore);
-  env.set("fp32");
-  EXPECT_EQ(gdn_cuda_kernel_from_env(), GdnCudaKernel::kFp32);
-  env.set("tc");
-  EXPECT_EQ(gdn_cuda_kernel_from_env(), GdnCudaKernel::kTensorCore);
-  env.set("wgmma");
-  const std::string msg = message_of([] { gdn_cuda_kernel_from_env(); });
-  EXPECT_NE(msg.find("HYPNOS_GDN_KERNEL"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("'wgmma'"), std::string::npos) << msg;
-}
-
-TEST(GatedDeltaRuleCudaValidation, ScanSliceReadsHypnosGdnScanSliceAndRejectsOtherWidths) {
-  const ScopedEnv env("HYPNOS_GDN_SCAN_SLICE", nullptr);
-  EXPECT_EQ(gdn_scan_slice_from_env(), 0);
-  env.set("64");
-  EXPECT_EQ(gdn_scan_slice_from_env(), 64);
-  env.set("32");
-  EXPECT_EQ(gdn_scan_slice_from_env(), 32);
-  env.set("128");
-  EXPECT_EQ(gdn_scan_slice_from_env(), 128);
-  env.set("48");
-  const std::string msg = message_of([] { gdn_scan_slice_from_env(); });
-  EXPECT_NE(msg.find("HYPNOS_GDN_SCAN_SLICE"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("'48'"), std::string::npos) << msg;
+// Jet-Nemotron's JetBlock shape (K = 96, V = 256), which the kernels do not take: auto runs the
+// chunked backend on the GPU, equal to the float64 recurrence, with gradients.
+TEST(GatedDeltaRuleCuda, AutoRunsUnsupportedHeadDimsOnTheChunkedBackend) {
+  HYPNOS_REQUIRE_CUDA();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{96});
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const int64_t B = 2, T = 70, H = 2, K = 96, V = 256;
+  auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+  const std::vector<at::Tensor> x64{
+      unit_rows(at::randn({B, T, H, K}, gen, f64)), unit_rows(at::randn({B, T, H, K}, gen, f64)),
+      at::randn({B, T, H, V}, gen, f64), at::log_sigmoid(at::randn({B, T, H}, gen, f64)),
+      at::sigmoid(at::randn({B, T, H}, gen, f64))};
+  std::vector<at::Tensor> xg;
+  for (const at::Tensor& t : x64) xg.push_back(t.to(at::kCUDA, at::kFloat).requires_grad_(true));
+  const GatedDeltaRuleOutput got =
+      gated_delta_rule(xg[0], xg[1], xg[2], xg[3], xg[4], std::nullopt, -1.0, {});
+  const GatedDeltaRuleOutput ref =
+      gated_delta_rule(x64[0], x64[1], x64[2], x64[3], x64[4], std::nullopt, -1.0,
+                       {.gdn_backend = GdnBackend::kReference});
+  EXPECT_TRUE(got.o.is_cuda());
+  EXPECT_LT(relative_error(got.o, ref.o), 1e-4);
+  EXPECT_LT(relative_error(got.final_state, ref.final_state), 1e-4);
+  const at::Tensor dq = torch::autograd::grad({got.o.sum()}, {xg[0]})[0];
+  EXPECT_TRUE(dq.isfinite().all().item<bool>());
 }
 
 TEST(GatedDeltaRuleCudaValidation, BackwardRejectsWorkspacesSavedForTheOtherKernels) {
@@ -523,13 +520,13 @@ TEST(GatedDeltaRuleCudaValidation, BackwardRejectsWorkspacesSavedForTheOtherKern
   const at::Tensor beta32 = in.beta.to(at::kFloat);
   const GdnCudaForward tc = gated_delta_rule_cuda_forward(
       in.q, in.k, in.v, in.g, beta32, in.h0, 0.125, /*save_for_backward=*/true,
-      GdnOutputInit::kUninitialized, GdnCudaKernel::kTensorCore);
+      GdnOutputInit::kUninitialized, {.gdn_kernel = GdnKernel::kTensorCore});
   const std::string msg = message_of([&] {
     gated_delta_rule_cuda_backward(in.q, in.k, in.v, beta32, /*has_initial_state=*/true, 0.125,
                                    tc.saved, in.grad_o, in.grad_final,
-                                   GdnOutputInit::kUninitialized, GdnCudaKernel::kFp32);
+                                   GdnOutputInit::kUninitialized, {.gdn_kernel = GdnKernel::kFp32});
   });
-  EXPECT_NE(msg.find("HYPNOS_GDN_KERNEL"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("gdn_kernel"), std::string::npos) << msg;
 }
 
 // ---- host model of the tensor-core fragment layouts and ldmatrix addressing (kernels/gdn_mma.cuh)
@@ -692,4 +689,4 @@ TEST(GdnMmaLayout, ChunkKernelBlockTilingGivesEveryElementAndRowSumSlotOneOwner)
 
 }  // namespace
 }  // namespace hypnos::ops
-#endif  // HYPNOS_WITH_CUDA
+#endif  // HYPNOS_WITH_CUDA_KERNELS

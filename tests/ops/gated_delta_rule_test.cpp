@@ -164,12 +164,13 @@ TEST(GatedDeltaRule, StateCarriedAcrossTwoCallsEqualsOneCall) {
   const Shape s{2, 90, 2, 8, 5};
   const Inputs in = make_inputs(s, 7);
   for (GdnBackend backend : {GdnBackend::kReference, GdnBackend::kChunked}) {
-    const auto whole = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, backend);
+    const auto whole =
+        gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, {.gdn_backend = backend});
     const int64_t cut = 37;  // not a chunk boundary
     auto part = [&](int64_t start, int64_t len, const at::Tensor& state) {
       return gated_delta_rule(in[0].narrow(1, start, len), in[1].narrow(1, start, len),
                               in[2].narrow(1, start, len), in[3].narrow(1, start, len),
-                              in[4].narrow(1, start, len), state, -1.0, backend);
+                              in[4].narrow(1, start, len), state, -1.0, {.gdn_backend = backend});
     };
     const auto first = part(0, cut, in[5]);
     const auto second = part(cut, s.T - cut, first.final_state);
@@ -198,7 +199,8 @@ TEST(GatedDeltaRule, StronglyDecayingGatesStayFiniteAndExact) {
   Inputs in32;
   for (const at::Tensor& x : in) in32.push_back(x.to(at::kFloat));
   const auto entry = [](const Inputs& x) {
-    return gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], 0.35, GdnBackend::kChunked);
+    return gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], 0.35,
+                            {.gdn_backend = GdnBackend::kChunked});
   };
   const auto got32 = outputs_and_grads(entry, in32, d_o.to(at::kFloat), d_state.to(at::kFloat));
   for (size_t i = 0; i < got32.size(); ++i) {
@@ -214,7 +216,7 @@ TEST(GatedDeltaRule, Float32ChunkedMatchesDoubleReference) {
   const auto [d_o, d_state] = cotangents(s, 22);
   const auto entry = [](GdnBackend backend) {
     return [backend](const Inputs& x) {
-      return gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, backend);
+      return gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, {.gdn_backend = backend});
     };
   };
   const auto ref = outputs_and_grads(entry(GdnBackend::kReference), in, d_o, d_state);
@@ -235,14 +237,15 @@ TEST_P(GatedDeltaRuleSixteenBit, InputsComputeInFloatAndReturnVDtype) {
   Inputs in = ref_in;
   for (size_t i = 0; i < 5; ++i) in[i] = in[i].to(dtype).requires_grad_(true);
   for (GdnBackend backend : {GdnBackend::kAuto, GdnBackend::kReference, GdnBackend::kChunked}) {
-    const auto out = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, backend);
+    const auto out =
+        gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, {.gdn_backend = backend});
     EXPECT_EQ(out.o.scalar_type(), dtype);
     EXPECT_EQ(out.final_state.scalar_type(), at::kFloat);
     // Against the double result on the same 16-bit-rounded values: only the rounding of o remains.
     Inputs rounded = ref_in;
     for (size_t i = 0; i < 5; ++i) rounded[i] = in[i].detach().to(at::kDouble);
     const auto exact = gated_delta_rule(rounded[0], rounded[1], rounded[2], rounded[3], rounded[4],
-                                        rounded[5], -1.0, GdnBackend::kReference);
+                                        rounded[5], -1.0, {.gdn_backend = GdnBackend::kReference});
     EXPECT_LT(relative_error(out.o, exact.o), 1e-2) << gdn_backend_name(backend);
     EXPECT_LT(relative_error(out.final_state, exact.final_state), 1e-5)
         << gdn_backend_name(backend);
@@ -260,10 +263,10 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, GatedDeltaRuleSixteenBit,
 
 TEST(GatedDeltaRule, AutoOnCpuIsTheChunkedBackend) {
   const Inputs in = make_inputs({2, 70, 2, 8, 4}, 41);
-  const auto a =
-      gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, GdnBackend::kAuto);
-  const auto c =
-      gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, GdnBackend::kChunked);
+  const auto a = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0,
+                                  {.gdn_backend = GdnBackend::kAuto});
+  const auto c = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0,
+                                  {.gdn_backend = GdnBackend::kChunked});
   EXPECT_TRUE(at::equal(a.o, c.o));
   EXPECT_TRUE(at::equal(a.final_state, c.final_state));
 }
@@ -280,10 +283,11 @@ TEST(GatedDeltaRule, NonPositiveScaleMeansInverseSqrtK) {
 TEST(GatedDeltaRule, AbsentInitialStateMeansZeros) {
   const Inputs in = make_inputs({1, 20, 2, 8, 4}, 47, at::kDouble, 4.0, /*with_state=*/false);
   for (GdnBackend backend : {GdnBackend::kReference, GdnBackend::kChunked}) {
-    const auto none =
-        gated_delta_rule(in[0], in[1], in[2], in[3], in[4], std::nullopt, -1.0, backend);
-    const auto zeros = gated_delta_rule(in[0], in[1], in[2], in[3], in[4],
-                                        at::zeros({1, 2, 8, 4}, at::kDouble), -1.0, backend);
+    const auto none = gated_delta_rule(in[0], in[1], in[2], in[3], in[4], std::nullopt, -1.0,
+                                       {.gdn_backend = backend});
+    const auto zeros =
+        gated_delta_rule(in[0], in[1], in[2], in[3], in[4], at::zeros({1, 2, 8, 4}, at::kDouble),
+                         -1.0, {.gdn_backend = backend});
     EXPECT_TRUE(at::equal(none.o, zeros.o)) << gdn_backend_name(backend);
     EXPECT_TRUE(at::equal(none.final_state, zeros.final_state)) << gdn_backend_name(backend);
   }
@@ -352,8 +356,10 @@ TEST(GatedDeltaRule, ValidationErrorsNameDtypesAndDevices) {
 
 TEST(GatedDeltaRule, CudaBackendOnCpuTensorsIsRefused) {
   const Inputs in = make_inputs({1, 5, 2, 4, 3}, 71);
-  const std::string m = error_of(
-      [&] { gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, GdnBackend::kCuda); });
+  const std::string m = error_of([&] {
+    gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0,
+                     {.gdn_backend = GdnBackend::kCuda});
+  });
   EXPECT_NE(m.find("backend cuda"), std::string::npos) << m;
 }
 
@@ -388,7 +394,8 @@ TEST(GatedDeltaRuleBench, ChunkedAndReferenceTimesOnCpu) {
       const auto fwd = median_ms(
           [&] {
             at::NoGradGuard no_grad;
-            gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0, backend);
+            gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0,
+                             {.gdn_backend = backend});
           },
           5);
       Inputs leaves;
@@ -396,7 +403,7 @@ TEST(GatedDeltaRuleBench, ChunkedAndReferenceTimesOnCpu) {
       const auto fwd_bwd = median_ms(
           [&] {
             const auto out = gated_delta_rule(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4],
-                                              leaves[5], -1.0, backend);
+                                              leaves[5], -1.0, {.gdn_backend = backend});
             torch::autograd::grad({loss(out, d_o32, d_state32)}, leaves);
           },
           5);

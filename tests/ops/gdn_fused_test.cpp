@@ -5,8 +5,8 @@
 // the convolution's context. The GPU tests skip without a device.
 #include "ops/gdn_fused.h"
 
-#ifdef HYPNOS_WITH_CUDA
-#include "ops/gdn_fused_cuda.h"
+#ifdef HYPNOS_WITH_CUDA_KERNELS
+#include "cuda/gdn_fused_cuda.h"
 #endif
 
 #include <ATen/autocast_mode.h>
@@ -91,7 +91,7 @@ TEST(GdnFused, CpuTensorsTakeTheCompositions) {
 }
 
 // ---------------------------------------------------------------- GPU
-#ifdef HYPNOS_WITH_CUDA
+#ifdef HYPNOS_WITH_CUDA_KERNELS
 
 /// The fused op's result; a nullopt (the kernels refused the inputs and the dispatcher would have
 /// fallen back to the composition) fails the test instead of comparing the composition to itself.
@@ -354,7 +354,7 @@ TEST(GdnFusedCuda, JetBlockOnTheGpuMatchesItsCpuCopy) {
   }
 }
 
-#endif  // HYPNOS_WITH_CUDA
+#endif  // HYPNOS_WITH_CUDA_KERNELS
 
 }  // namespace
 }  // namespace hypnos::ops::fused

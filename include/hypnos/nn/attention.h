@@ -35,6 +35,9 @@ struct AttentionOptions {
   /// Sliding-window attention: a query sees at most this many keys, itself included, in every
   /// call (combined with the caller's span). Default: 0 = unlimited.
   TORCH_ARG(int64_t, window) = 0;
+  /// The ops' implementation choices (here: whether RoPE runs its fused CUDA kernel). Default:
+  /// OpsOptions{}.
+  TORCH_ARG(ops::OpsOptions, ops);
 
  public:
   int64_t kv_heads() const { return n_kv_heads_ > 0 ? n_kv_heads_ : n_heads_; }

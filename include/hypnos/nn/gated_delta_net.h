@@ -10,7 +10,7 @@
 
 #include "hypnos/nn/mixer.h"
 #include "hypnos/nn/rms_norm.h"
-#include "hypnos/ops/gated_delta_rule.h"
+#include "hypnos/ops/ops_options.h"
 
 namespace hypnos::nn {
 
@@ -25,8 +25,16 @@ struct GatedDeltaNetOptions {
   TORCH_ARG(int64_t, conv_size) = 4;
   /// Epsilon of the per-head output RMSNorm. Default: 1e-6.
   TORCH_ARG(double, norm_eps) = 1e-6;
-  /// Gated delta rule implementation. Default: auto.
-  TORCH_ARG(ops::GdnBackend, backend) = ops::GdnBackend::kAuto;
+  /// The ops' implementation choices (the delta rule's backend and kernels, fused small ops).
+  /// Default: OpsOptions{} (auto backend, fused kernels on CUDA).
+  TORCH_ARG(ops::OpsOptions, ops);
+
+ public:
+  /// Shorthand for setting ops().gdn_backend alone.
+  GatedDeltaNetOptions& backend(ops::GdnBackend backend) {
+    ops_.gdn_backend = backend;
+    return *this;
+  }
   /// JetBlock only: the kernel generator's hidden width is H*V / generator_reduction. Default: 8.
   TORCH_ARG(int64_t, generator_reduction) = 8;
   /// JetBlock only: register the generator under Jet-Nemotron's names

@@ -4,6 +4,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "hypnos/ops/ops_options.h"
+
 namespace hypnos::nn {
 
 struct MlpOptions {
@@ -14,6 +16,9 @@ struct MlpOptions {
   /// SwiGLU hidden width F, as a checkpoint states it (intermediate_size). Default: 0 = derived
   /// from the ratio.
   TORCH_ARG(int64_t, hidden) = 0;
+  /// The ops' implementation choices (here: whether SwiGLU's gate runs its fused CUDA kernel).
+  /// Default: OpsOptions{}.
+  TORCH_ARG(ops::OpsOptions, ops);
 };
 
 /// down_proj(gelu(up_proj(x))), exact (erf) GELU, hidden r*D. Parameters: up_proj [rD, D],

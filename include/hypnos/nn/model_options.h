@@ -9,7 +9,7 @@
 
 #include "hypnos/config/fields.h"
 #include "hypnos/nn/rope.h"
-#include "hypnos/ops/gated_delta_rule.h"
+#include "hypnos/ops/ops_options.h"
 
 namespace hypnos::nn {
 
@@ -45,8 +45,10 @@ struct ModelOptions {
   int64_t mlp_ratio = 4;
   /// Short (static or dynamic) convolution kernel size. Default: 4.
   int64_t conv_size = 4;
-  /// Gated delta rule implementation. Default: auto.
-  ops::GdnBackend gdn_backend = ops::GdnBackend::kAuto;
+  /// How the ops compute (model.gdn_backend, model.gdn_kernel, model.gdn_scan_slice,
+  /// model.fused_ops: keys of this section, listed in OpsOptions::visit). Not architecture: a
+  /// checkpoint's model takes the run's, and `hypnos eval` may change them.
+  ops::OpsOptions ops;
   /// RoPE base frequency. Default: 10000.
   double rope_base = 10000.0;
   /// Epsilon of every RMSNorm. Default: 1e-6.
@@ -130,7 +132,7 @@ struct ModelOptions {
     v.field("mlp", mlp, "block MLP: gelu | swiglu");
     v.field("mlp_ratio", mlp_ratio, "MLP expansion ratio", config::Range{1, 64});
     v.field("conv_size", conv_size, "short convolution kernel size", config::Range{1, 64});
-    v.field("gdn_backend", gdn_backend, "gated delta rule: auto | reference | chunked | cuda");
+    ops.visit(v);  // flat keys beside the architecture: model.gdn_backend, ...
     v.field("rope_base", rope_base, "RoPE base frequency", config::Range{1, 1e12});
     v.field("norm_eps", norm_eps, "RMSNorm epsilon", config::Range{0, 1});
     v.field("from", from, "Hugging Face checkpoint directory to build and load (\"\" = none)");
@@ -176,11 +178,4 @@ struct hypnos::config::EnumNames<hypnos::nn::RopeStyle> {
 template <>
 struct hypnos::config::EnumNames<hypnos::nn::ParameterNames> {
   static constexpr std::array<std::string_view, 2> names{"hypnos", "hf"};
-};
-
-// The backend enum belongs to ops/, whose header does not name it for configs; the model is the
-// first config section that holds one, so its YAML names are declared here.
-template <>
-struct hypnos::config::EnumNames<hypnos::ops::GdnBackend> {
-  static constexpr std::array<std::string_view, 4> names{"auto", "reference", "chunked", "cuda"};
 };

@@ -2,6 +2,8 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include "hypnos/ops/ops_options.h"
+
 namespace hypnos::nn {
 
 /// How RoPE pairs a head's dimensions: interleaved (x[2i], x[2i+1]), hypnos's own models, or
@@ -20,9 +22,10 @@ struct RopeTable {
 RopeTable rope_table(int64_t offset, int64_t T, int64_t D, double base,
                      const at::TensorOptions& options);
 
-/// Rotates x: [B, H, T, D] (D even) by a table of T rows and D/2 columns.
+/// Rotates x: [B, H, T, D] (D even) by a table of T rows and D/2 columns; interleaved pairs run the
+/// fused CUDA kernel on CUDA tensors unless ops.fused_ops is off.
 at::Tensor apply_rope(const at::Tensor& x, const RopeTable& table,
-                      RopeStyle style = RopeStyle::kInterleaved);
+                      RopeStyle style = RopeStyle::kInterleaved, const ops::OpsOptions& ops = {});
 
 /// Rotates x: [B, H, T, D] (D even) by angles (offset + t) * base^(-2i/D) for t in [0, T).
 at::Tensor apply_rope(const at::Tensor& x, int64_t offset, double base);

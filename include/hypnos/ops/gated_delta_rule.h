@@ -6,15 +6,9 @@
 #include <optional>
 #include <string_view>
 
-namespace hypnos::ops {
+#include "hypnos/ops/ops_options.h"
 
-/// Which implementation computes the op.
-enum class GdnBackend {
-  kAuto,       ///< kCuda for CUDA tensors when the kernels are built, else kChunked
-  kReference,  ///< per-step recurrence: the definition (slow; the oracle)
-  kChunked,    ///< WY/UT chunked form in ATen with a hand-derived backward (the CPU path)
-  kCuda,       ///< the custom CUDA kernels of kernels/ (docs/delta_rule.md section 5)
-};
+namespace hypnos::ops {
 
 /// Parses "auto" | "reference" | "chunked" | "cuda"; throws naming the value otherwise.
 GdnBackend gdn_backend_from_name(std::string_view name);
@@ -31,11 +25,14 @@ struct GatedDeltaRuleOutput {
 /// q, k: [B, T, H, K]; v: [B, T, H, V]; g (log decay, <= 0), beta: [B, T, H];
 /// initial_state: [B, H, K, V] or nullopt (zeros). scale defaults to K^-0.5 when <= 0.
 /// Differentiable in q, k, v, g, beta and initial_state, and takes the gradient of final_state.
-/// Validates shapes, dtypes and devices once and throws naming the argument.
+/// Validates shapes, dtypes and devices once, here (the backends and the CUDA kernels take what
+/// passed), and throws naming the argument. ops.gdn_backend picks the backend (auto: the CUDA
+/// kernels where they take the inputs, else chunked; an explicit cuda on inputs they do not take
+/// throws naming the shape), ops.gdn_kernel and ops.gdn_scan_slice the CUDA kernels.
 GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       const at::Tensor& g, const at::Tensor& beta,
                                       const std::optional<at::Tensor>& initial_state,
-                                      double scale = -1.0, GdnBackend backend = GdnBackend::kAuto);
+                                      double scale = -1.0, const OpsOptions& ops = {});
 
 /// Chunk length of the chunked backends (fla's default).
 inline constexpr int64_t kGdnChunk = 64;

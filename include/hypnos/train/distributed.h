@@ -59,8 +59,9 @@ class DistributedContext {
   DistributedContext();
   /// Joins the group: rank 0 hosts the c10d TCPStore at master_addr:master_port, every rank
   /// connects (waiting up to timeout_s for all of them). CPU device: ProcessGroupGloo; CUDA device:
-  /// ProcessGroupNCCL on device local_rank (only in builds with HYPNOS_WITH_CUDA; otherwise
-  /// std::invalid_argument). A world of one creates no group unless it was launched.
+  /// ProcessGroupNCCL on device local_rank (only in builds with HYPNOS_WITH_CUDA_TORCH, a CUDA
+  /// LibTorch; otherwise std::invalid_argument). A world of one creates no group unless it was
+  /// launched.
   DistributedContext(const DistributedEnvironment& env, const DistributedOptions& options,
                      at::Device device);
   /// DistributedContext(DistributedEnvironment::from_process(), options, device).

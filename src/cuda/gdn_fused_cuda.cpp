@@ -1,7 +1,7 @@
 // The fused CUDA ops of ops/gdn_fused.h as torch::autograd::Functions: they check what the kernels
 // take (else the dispatcher runs the composition), allocate outputs and workspaces with ATen on the
 // current stream (CUDA-graph safe: no host synchronisation), and call kernels/gdn_layer_ops.h.
-#include "ops/gdn_fused_cuda.h"
+#include "cuda/gdn_fused_cuda.h"
 
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -11,8 +11,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "cuda/kernel_status.h"
 #include "gdn_layer_ops.h"
-#include "ops/kernel_status.h"
 
 namespace hypnos::ops::fused::cuda {
 namespace {

@@ -1,6 +1,6 @@
 // RoPE's fused CUDA kernel as a torch::autograd::Function: the output and the gradient are written
 // contiguous [B, H, T, D] in x's dtype, as the composition's .to(x.scalar_type()) gives.
-#include "nn/rope_cuda.h"
+#include "cuda/rope_cuda.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ops/kernel_status.h"
+#include "cuda/kernel_status.h"
 #include "rope.h"
 
 namespace hypnos::nn::detail {

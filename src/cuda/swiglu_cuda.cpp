@@ -1,5 +1,5 @@
 // SwiGLU's fused gate kernel as a torch::autograd::Function.
-#include "nn/swiglu_cuda.h"
+#include "cuda/swiglu_cuda.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "ops/kernel_status.h"
+#include "cuda/kernel_status.h"
 #include "swiglu.h"
 
 namespace hypnos::nn::detail {

@@ -1,33 +1,27 @@
-// The CUDA gated delta rule as a torch::autograd::Function: validates once, allocates the fp32
-// workspaces with ATen on the current stream, calls the framework-free launchers of kernels/gdn.h
-// and turns a bad status into an exception naming the kernel.
-#include "ops/gated_delta_rule_cuda.h"
+// The CUDA gated delta rule as a torch::autograd::Function: allocates the fp32 workspaces with
+// ATen on the current stream, calls the framework-free launchers of kernels/gdn.h and turns a bad
+// status into an exception naming the kernel. The public op validated the inputs and chose this
+// backend (ops/gated_delta_rule.cpp); nothing is checked twice here.
+#include "cuda/gated_delta_rule_cuda.h"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <initializer_list>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
+#include "cuda/kernel_status.h"
 #include "gdn.h"
-#include "ops/kernel_status.h"
 
 namespace hypnos::ops {
 namespace {
 
 using kernels::GdnDtype;
 using kernels::GdnParams;
-
-std::string shape_of(const at::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
-}
 
 [[noreturn]] void fail(const std::string& what) {
   throw std::invalid_argument("gated_delta_rule_cuda: " + what);
@@ -62,8 +56,29 @@ at::Tensor make_output(at::IntArrayRef sizes, const at::TensorOptions& options,
              : at::empty(sizes, options);
 }
 
+// kernels/ stays framework-free and cannot include the ops headers, so it has its own plain enum
+// and an int for the scan width: this is the one place that converts OpsOptions into them.
+void set_kernel_choice(GdnParams& p, const OpsOptions& ops) {
+  p.kernel = ops.gdn_kernel == GdnKernel::kFp32 ? kernels::GdnKernel::kFp32
+                                                : kernels::GdnKernel::kTensorCore;
+  switch (ops.gdn_scan_slice) {
+    case GdnScanSlice::kAuto:
+      p.scan_slice = 0;
+      break;
+    case GdnScanSlice::k32:
+      p.scan_slice = 32;
+      break;
+    case GdnScanSlice::k64:
+      p.scan_slice = 64;
+      break;
+    case GdnScanSlice::k128:
+      p.scan_slice = 128;
+      break;
+  }
+}
+
 GdnParams base_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                      const at::Tensor& beta, double scale) {
+                      const at::Tensor& beta, double scale, const OpsOptions& ops) {
   GdnParams p;
   p.q = q.data_ptr();
   p.k = k.data_ptr();
@@ -76,6 +91,7 @@ GdnParams base_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   p.head_dim_v = int(v.size(3));
   p.scale = float(scale);
   p.dtype = q.scalar_type() == at::kBFloat16 ? GdnDtype::kBFloat16 : GdnDtype::kFloat32;
+  set_kernel_choice(p, ops);
   return p;
 }
 
@@ -87,16 +103,25 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
                                                 const at::Tensor& v, const at::Tensor& g,
                                                 const at::Tensor& beta,
                                                 const std::optional<at::Tensor>& initial_state,
-                                                double scale) {
+                                                double scale, int64_t gdn_kernel,
+                                                int64_t gdn_scan_slice) {
+    // The kernel choice travels as two ints (autograd::Function arguments are IValues) and is
+    // saved, so that the backward runs the kernels whose workspaces the forward wrote.
+    OpsOptions ops;
+    ops.gdn_kernel = static_cast<GdnKernel>(gdn_kernel);
+    ops.gdn_scan_slice = static_cast<GdnScanSlice>(gdn_scan_slice);
     const bool has_h0 = initial_state.has_value() && initial_state->defined();
     const at::Tensor g32 = g.to(at::kFloat).contiguous();
     const at::Tensor beta32 = beta.to(at::kFloat).contiguous();
     const at::Tensor h0 = has_h0 ? initial_state->to(at::kFloat).contiguous() : at::Tensor();
-    GdnCudaForward fwd = gated_delta_rule_cuda_forward(q, k, v, g32, beta32, h0, scale,
-                                                       /*save_for_backward=*/true);
+    GdnCudaForward fwd =
+        gated_delta_rule_cuda_forward(q, k, v, g32, beta32, h0, scale, /*save_for_backward=*/true,
+                                      GdnOutputInit::kUninitialized, ops);
     const GdnCudaSaved& s = fwd.saved;
     ctx->save_for_backward({q, k, v, beta32, s.g_cum, s.w, s.attn, s.a_inv, s.u, s.chunk_states});
     ctx->saved_data["scale"] = scale;
+    ctx->saved_data["gdn_kernel"] = gdn_kernel;
+    ctx->saved_data["gdn_scan_slice"] = gdn_scan_slice;
     ctx->saved_data["has_h0"] = has_h0;
     ctx->saved_data["g_dtype"] = g.scalar_type();
     ctx->saved_data["beta_dtype"] = beta.scalar_type();
@@ -114,110 +139,37 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
                                            : at::zeros(v.sizes(), v.options());
     at::Tensor grad_final =
         grads[1].defined() ? grads[1].to(at::kFloat).contiguous() : at::Tensor();
-    GdnCudaGrads gr = gated_delta_rule_cuda_backward(
-        q, k, v, beta32, has_h0, ctx->saved_data["scale"].toDouble(), ws, grad_o, grad_final);
+    OpsOptions ops;
+    ops.gdn_kernel = static_cast<GdnKernel>(ctx->saved_data["gdn_kernel"].toInt());
+    ops.gdn_scan_slice = static_cast<GdnScanSlice>(ctx->saved_data["gdn_scan_slice"].toInt());
+    GdnCudaGrads gr =
+        gated_delta_rule_cuda_backward(q, k, v, beta32, has_h0, ctx->saved_data["scale"].toDouble(),
+                                       ws, grad_o, grad_final, GdnOutputInit::kUninitialized, ops);
     return {gr.q,
             gr.k,
             gr.v,
             gr.g.to(ctx->saved_data["g_dtype"].toScalarType()),
             gr.beta.to(ctx->saved_data["beta_dtype"].toScalarType()),
             has_h0 ? gr.initial_state.to(ctx->saved_data["h0_dtype"].toScalarType()) : at::Tensor(),
+            at::Tensor(),
+            at::Tensor(),
             at::Tensor()};
   }
 };
 
-void validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
-              const at::Tensor& beta, const std::optional<at::Tensor>& initial_state) {
-  const std::pair<const char*, const at::Tensor*> all[] = {
-      {"q", &q}, {"k", &k}, {"v", &v}, {"g", &g}, {"beta", &beta}};
-  for (const auto& [name, t] : all) {
-    if (!t->defined()) fail(std::string(name) + " is undefined");
-    if (!t->is_cuda()) fail(std::string(name) + " is on " + t->device().str() + ", expected CUDA");
-    if (t->device() != q.device()) {
-      fail(std::string(name) + " is on " + t->device().str() + ", expected " + q.device().str() +
-           " like q");
-    }
-  }
-  if (q.dim() != 4) fail("q has shape " + shape_of(q) + ", expected [B, T, H, K]");
-  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3);
-  if (k.sizes() != q.sizes()) fail("k has shape " + shape_of(k) + ", expected " + shape_of(q));
-  if (v.dim() != 4 || v.size(0) != B || v.size(1) != T || v.size(2) != H) {
-    fail("v has shape " + shape_of(v) + ", expected [B, T, H, V] = [" + std::to_string(B) + ", " +
-         std::to_string(T) + ", " + std::to_string(H) + ", V]");
-  }
-  if (K != 64 && K != 128) fail("head dim K = " + std::to_string(K) + ", expected 64 or 128");
-  if (v.size(3) != K) {
-    fail("head dim V = " + std::to_string(v.size(3)) + ", expected V = K = " + std::to_string(K));
-  }
-  if (T < 1) fail("sequence length T = " + std::to_string(T) + ", expected >= 1");
-  if (B * H > 65535) fail("B * H = " + std::to_string(B * H) + ", expected <= 65535");
-  for (const auto& [name, t] : {std::pair{"g", &g}, std::pair{"beta", &beta}}) {
-    if (t->dim() != 3 || t->size(0) != B || t->size(1) != T || t->size(2) != H) {
-      fail(std::string(name) + " has shape " + shape_of(*t) + ", expected [B, T, H]");
-    }
-    if (!at::isFloatingType(t->scalar_type())) {
-      fail(std::string(name) + " has dtype " + std::string(c10::toString(t->scalar_type())) +
-           ", expected a floating dtype");
-    }
-  }
-  for (const auto& [name, t] : {std::pair{"q", &q}, std::pair{"k", &k}, std::pair{"v", &v}}) {
-    if (t->scalar_type() != at::kBFloat16 && t->scalar_type() != at::kFloat) {
-      fail(std::string(name) + " has dtype " + std::string(c10::toString(t->scalar_type())) +
-           ", expected bfloat16 or float32");
-    }
-    if (t->scalar_type() != q.scalar_type()) {
-      fail(std::string(name) + " has dtype " + std::string(c10::toString(t->scalar_type())) +
-           ", expected the dtype of q");
-    }
-  }
-  if (initial_state && initial_state->defined()) {
-    const at::Tensor& s = *initial_state;
-    if (s.dim() != 4 || s.size(0) != B || s.size(1) != H || s.size(2) != K || s.size(3) != K) {
-      fail("initial_state has shape " + shape_of(s) + ", expected [B, H, K, V]");
-    }
-    if (s.device() != q.device())
-      fail("initial_state is on " + s.device().str() + ", expected CUDA");
-    if (!at::isFloatingType(s.scalar_type())) fail("initial_state must be floating point");
-  }
-}
-
 }  // namespace
-
-GdnCudaKernel gdn_cuda_kernel_from_env() {
-  const char* value = std::getenv("HYPNOS_GDN_KERNEL");
-  const std::string name = value ? value : "";
-  if (name.empty() || name == "tc") return GdnCudaKernel::kTensorCore;
-  if (name == "fp32") return GdnCudaKernel::kFp32;
-  throw std::invalid_argument("gated_delta_rule_cuda: HYPNOS_GDN_KERNEL is '" + name +
-                              "', expected 'tc' (tensor cores, the default) or 'fp32'");
-}
-
-int gdn_scan_slice_from_env() {
-  const char* value = std::getenv("HYPNOS_GDN_SCAN_SLICE");
-  const std::string name = value ? value : "";
-  if (name.empty()) return 0;
-  if (name == "32") return 32;
-  if (name == "64") return 64;
-  if (name == "128") return 128;
-  throw std::invalid_argument(
-      "gated_delta_rule_cuda: HYPNOS_GDN_SCAN_SLICE is '" + name +
-      "', expected 32, 64 or 128 (state columns per CTA of the scans) or unset");
-}
 
 GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tensor& k,
                                              const at::Tensor& v, const at::Tensor& g,
                                              const at::Tensor& beta,
                                              const at::Tensor& initial_state, double scale,
                                              bool save_for_backward, GdnOutputInit init,
-                                             GdnCudaKernel kernel) {
+                                             const OpsOptions& ops) {
   require_aligned_rows({{"q", &q}, {"k", &k}, {"v", &v}});
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
   const int64_t NC = (T + kernels::kGdnChunk - 1) / kernels::kGdnChunk, C = kernels::kGdnChunk;
-  GdnParams p = base_params(q, k, v, beta, scale);
-  p.kernel =
-      kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32 : kernels::GdnKernel::kTensorCore;
-  p.scan_slice = gdn_scan_slice_from_env();
+  GdnParams p = base_params(q, k, v, beta, scale, ops);
   const auto f32 = q.options().dtype(at::kFloat);
   const auto typed = q.options().dtype(p.bf16_workspaces() ? at::kBFloat16 : at::kFloat);
   GdnCudaForward out;
@@ -256,7 +208,7 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
                                             bool has_initial_state, double scale,
                                             const GdnCudaSaved& saved, const at::Tensor& grad_o,
                                             const at::Tensor& grad_final_state, GdnOutputInit init,
-                                            GdnCudaKernel kernel) {
+                                            const OpsOptions& ops) {
   require_aligned_rows({{"q", &q}, {"k", &k}, {"v", &v}, {"grad_o", &grad_o}});
   const c10::cuda::CUDAGuard guard(q.device());
   const int64_t B = q.size(0), H = q.size(2), K = q.size(3), V = v.size(3);
@@ -270,18 +222,15 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   if (has_initial_state) gr.initial_state = make_output({B, H, K, V}, f32, init);
   const at::Tensor grad_u = at::empty_like(saved.u);
   const at::Tensor grad_states = at::empty_like(saved.chunk_states);
-  GdnParams p = base_params(q, k, v, beta, scale);
-  p.kernel =
-      kernel == GdnCudaKernel::kFp32 ? kernels::GdnKernel::kFp32 : kernels::GdnKernel::kTensorCore;
-  p.scan_slice = gdn_scan_slice_from_env();
+  GdnParams p = base_params(q, k, v, beta, scale, ops);
   const at::ScalarType typed = p.bf16_workspaces() ? at::kBFloat16 : at::kFloat;
   for (const at::Tensor* t : {&saved.w, &saved.attn, &saved.a_inv, &saved.u, &saved.chunk_states}) {
     if (t->scalar_type() != typed) {
       throw std::invalid_argument(
           std::string("gated_delta_rule_cuda: the forward saved its workspaces as ") +
-          c10::toString(t->scalar_type()) + " but the backward's kernels (" +
-          (kernel == GdnCudaKernel::kFp32 ? "fp32" : "tc") + ") need " + c10::toString(typed) +
-          ": was HYPNOS_GDN_KERNEL changed between forward and backward?");
+          c10::toString(t->scalar_type()) + " but the backward's kernels (gdn_kernel " +
+          (ops.gdn_kernel == GdnKernel::kFp32 ? "fp32" : "tc") + ") need " + c10::toString(typed) +
+          ": the backward must run the forward's gdn_kernel");
     }
   }
   p.g_cum = saved.g_cum.data_ptr<float>();
@@ -310,8 +259,7 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q_in, const at::Ten
                                            const at::Tensor& v_in, const at::Tensor& g,
                                            const at::Tensor& beta,
                                            const std::optional<at::Tensor>& initial_state,
-                                           double scale) {
-  validate(q_in, k_in, v_in, g, beta, initial_state);
+                                           double scale, const OpsOptions& ops) {
   if (scale <= 0) scale = 1.0 / std::sqrt(double(q_in.size(3)));
   // The kernels read [B, T, H, D] rows, in 16-byte pieces: a strided view or a contiguous one that
   // starts off a 16-byte boundary is copied here (an autograd op) rather than refused, so the
@@ -326,11 +274,12 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q_in, const at::Ten
     GdnCudaForward fwd = gated_delta_rule_cuda_forward(
         q, k, v, g.to(at::kFloat).contiguous(), beta.to(at::kFloat).contiguous(),
         h0.defined() ? h0.to(at::kFloat).contiguous() : at::Tensor(), scale,
-        /*save_for_backward=*/false);
+        /*save_for_backward=*/false, GdnOutputInit::kUninitialized, ops);
     return {fwd.o, fwd.final_state};
   }
   auto outs = GatedDeltaRuleCudaFunction::apply(
-      q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, scale);
+      q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, scale,
+      static_cast<int64_t>(ops.gdn_kernel), static_cast<int64_t>(ops.gdn_scan_slice));
   return {outs[0], outs[1]};
 }
 
