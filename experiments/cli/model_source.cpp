@@ -23,27 +23,53 @@ struct SleepConfig {
   }
 };
 
-ModelSource load_run(const std::filesystem::path& run_dir,
-                     const std::vector<std::string>& overrides) {
-  const auto config = train::load_run_config((run_dir / "config.yaml").string(), overrides);
-  // Corrupt checkpoints are skipped (and named): the newest valid one is used.
+/// `base` with `overrides` (sleep.* only) applied, validated like every config key.
+sleep::SleepOptions with_overrides(const sleep::SleepOptions& base,
+                                   const std::vector<std::string>& overrides) {
+  config::Document doc =
+      config::Document::from_string(config::to_yaml(SleepConfig{base}), "the sleep keys");
+  for (const auto& o : overrides) doc.apply_override(o);
+  SleepConfig out;
+  config::Reader reader(doc);
+  out.visit(reader);
+  doc.check_all_used(reader.visited());
+  return out.sleep;
+}
+
+/// A run's newest verified checkpoint, built from that checkpoint's config.yaml (else the run's)
+/// as the run resolved it: a run started with model.from does not need that directory again.
+ModelSource load_run(const std::filesystem::path& run_dir) {
   auto report = [](const std::filesystem::path& dir, const std::string& problem) {
-    std::fprintf(stderr, "skipping %s: %s\n", dir.string().c_str(), problem.c_str());
+    std::fprintf(stderr, "skipped %s (%s)\n", dir.string().c_str(), problem.c_str());
   };
-  const auto checkpoint = train::find_latest_valid_checkpoint(run_dir, report, std::nullopt);
+  const auto checkpoint = train::find_latest_valid_checkpoint(run_dir, report);
   if (!checkpoint) {
     throw std::runtime_error("no valid checkpoint in the run directory " + run_dir.string());
   }
+  const std::filesystem::path saved = std::filesystem::exists(*checkpoint / "config.yaml")
+                                          ? *checkpoint / "config.yaml"
+                                          : run_dir / "config.yaml";
+  const auto config = config::load<train::RunConfig>(saved.string(), {});
+  try {
+    config.model.validate();
+  } catch (const std::invalid_argument& e) {
+    throw config::ConfigError("config error: " + saved.string() + ": " + e.what());
+  }
   nn::HybridLM model(config.model);
-  const auto state = train::load_checkpoint(*checkpoint, model, nullptr, nullptr);
+  std::vector<std::string> nonfinite;
+  const auto state = train::load_checkpoint(*checkpoint, model, nullptr, &nonfinite);
+  for (const auto& tensor : nonfinite) {
+    std::fprintf(stderr, "warning: %s holds non-finite weights: %s\n", checkpoint->string().c_str(),
+                 tensor.c_str());
+  }
   return {model, config.sleep,
-          "run " + run_dir.string() + ", checkpoint of step " + std::to_string(state.step)};
+          "run " + run_dir.string() + ": checkpoint " + checkpoint->filename().string() +
+              " (step " + std::to_string(state.step) + "), model " + config.model.pattern};
 }
 
-ModelSource load_hf(const std::filesystem::path& dir, const std::vector<std::string>& overrides) {
-  const auto config = config::load<SleepConfig>("", overrides);
+ModelSource load_hf(const std::filesystem::path& dir) {
   nn::PretrainedModel pretrained = nn::load_pretrained(dir, at::kFloat);
-  return {pretrained.model, config.sleep, pretrained.report.text()};
+  return {pretrained.model, sleep::SleepOptions(), pretrained.report.text()};
 }
 
 }  // namespace
@@ -55,13 +81,15 @@ ModelSource load_model_source(const std::filesystem::path& dir,
       throw UsageError("'" + o + "': only sleep.* keys can be overridden here");
     }
   }
-  const bool is_run = std::filesystem::exists(dir / "config.yaml");
-  if (!is_run && !std::filesystem::exists(dir / "config.json")) {
+  const bool is_hf = std::filesystem::exists(dir / "config.json");
+  if (!is_hf && !std::filesystem::exists(dir / "config.yaml")) {
     throw UsageError(dir.string() +
                      " is neither a run directory (config.yaml) nor a Hugging Face checkpoint "
                      "(config.json)");
   }
-  ModelSource source = is_run ? load_run(dir, overrides) : load_hf(dir, overrides);
+  with_overrides(sleep::SleepOptions(), overrides);  // bad overrides fail before a long load
+  ModelSource source = is_hf ? load_hf(dir) : load_run(dir);
+  source.sleep = with_overrides(source.sleep, overrides);
   try {
     source.sleep.validate(source.model->n_layers());
   } catch (const std::invalid_argument& e) {

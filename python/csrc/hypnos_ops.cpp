@@ -55,7 +55,8 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   check(H > 0 && HV % H == 0, "v's heads (" + std::to_string(HV) +
                                   ") must be a multiple of q's and k's (" + std::to_string(H) +
                                   ")");
-  const ops::GdnBackend chosen = ops::gdn_backend_from_name(std::string(backend));
+  ops::OpsOptions chosen;
+  chosen.gdn_backend = ops::gdn_backend_from_name(std::string(backend));
   at::Tensor qq = use_qk_l2norm ? l2_normalised(q) : q;
   at::Tensor kk = use_qk_l2norm ? l2_normalised(k) : k;
   if (HV != H) {  // grouped value heads: each q/k head serves HV / H consecutive value heads
