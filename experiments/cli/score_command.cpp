@@ -1,6 +1,7 @@
-// `hypnos score MODEL_DIR --tokens FILE [--out FILE] [--plain] [sleep.key=value ...]`: runs token
-// sequences through a pretrained checkpoint (a Hugging Face directory) and prints the mean negative
-// log-likelihood per token and per window; --out writes the logits.
+// `hypnos score MODEL_OR_RUN_DIR --tokens FILE [--out FILE] [--plain] [sleep.key=value ...]`: runs
+// token sequences through a pretrained checkpoint (a Hugging Face directory) or a hypnos run's
+// newest verified checkpoint and prints the mean negative log-likelihood per token and per window;
+// --out writes the logits.
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -11,6 +12,8 @@
 #include "hypnos/io/safetensors.h"
 #include "hypnos/nn/hf_checkpoint.h"
 #include "hypnos/sleep/window_loop.h"
+#include "hypnos/train/checkpoint.h"
+#include "hypnos/train/run_config.h"
 
 namespace hypnos::cli {
 namespace {
@@ -23,6 +26,66 @@ struct ScoreConfig {
     v.section("sleep", sleep);
   }
 };
+
+namespace fs = std::filesystem;
+
+/// The model to score and the sleep keys the overrides start from.
+struct ScoredModel {
+  nn::HybridLM model{nullptr};
+  sleep::SleepOptions sleep;  ///< a run's sleep section; defaults for a checkpoint directory
+};
+
+/// A Hugging Face checkpoint directory: the model its config.json describes, loaded (fp32).
+ScoredModel load_hf_directory(const fs::path& dir) {
+  nn::PretrainedModel pretrained = nn::load_pretrained(dir, at::kFloat);
+  std::printf("%s\n", pretrained.report.text().c_str());
+  return {pretrained.model, sleep::SleepOptions()};
+}
+
+/// A hypnos run directory: the model of its newest verified checkpoint (built from that
+/// checkpoint's config.yaml, else the run's) and the run's sleep section. The model keys are read
+/// as the run resolved them, so a run started with model.from does not need that directory again.
+ScoredModel load_run_directory(const fs::path& run_dir) {
+  auto report = [](const fs::path& dir, const std::string& problem) {
+    std::fprintf(stderr, "hypnos score: skipped %s (%s)\n", dir.string().c_str(), problem.c_str());
+  };
+  const auto checkpoint = train::find_latest_valid_checkpoint(run_dir, report);
+  if (!checkpoint) {
+    throw std::runtime_error("no valid checkpoint in run directory " + run_dir.string());
+  }
+  const fs::path saved = fs::exists(*checkpoint / "config.yaml") ? *checkpoint / "config.yaml"
+                                                                 : run_dir / "config.yaml";
+  const auto config = config::load<train::RunConfig>(saved.string(), {});
+  try {
+    config.model.validate();
+  } catch (const std::invalid_argument& e) {
+    throw config::ConfigError("config error: " + saved.string() + ": " + e.what());
+  }
+  ScoredModel out{nn::HybridLM(config.model), config.sleep};
+  std::vector<std::string> nonfinite;
+  const train::TrainingState state =
+      train::load_checkpoint(*checkpoint, out.model, nullptr, &nonfinite);
+  for (const auto& tensor : nonfinite) {
+    std::fprintf(stderr, "hypnos score: warning: %s holds non-finite weights: %s\n",
+                 checkpoint->string().c_str(), tensor.c_str());
+  }
+  std::printf("run %s: checkpoint %s (step %lld), model %s\n", run_dir.string().c_str(),
+              checkpoint->filename().string().c_str(), static_cast<long long>(state.step),
+              config.model.pattern.c_str());
+  return out;
+}
+
+/// The sleep keys: `base` with the command line's overrides applied (only sleep.* exists).
+sleep::SleepOptions sleep_options(const sleep::SleepOptions& base,
+                                  const std::vector<std::string>& overrides) {
+  auto doc = config::Document::from_string(config::to_yaml(ScoreConfig{base}), "the sleep keys");
+  for (const auto& o : overrides) doc.apply_override(o);
+  ScoreConfig out;
+  config::Reader reader(doc);
+  out.visit(reader);
+  doc.check_all_used(reader.visited());
+  return out.sleep;
+}
 
 /// Whitespace-separated token ids, one sequence per line, all of one length: [B, T] int64.
 at::Tensor read_token_file(const std::string& path, int64_t vocab) {
@@ -69,7 +132,7 @@ const CommandSpec& score_spec() {
   static const CommandSpec spec{
       "score",
       "negative log-likelihood (and logits) of token sequences under a pretrained checkpoint",
-      {"MODEL_DIR"},
+      {"MODEL_OR_RUN_DIR"},
       {{"--tokens", "FILE",
         "token ids: whitespace-separated, one sequence per line, equal lengths"},
        {"--out", "FILE", "write the logits [B, T, vocab] fp32 as `logits` in a safetensors file"},
@@ -77,23 +140,31 @@ const CommandSpec& score_spec() {
         "the checkpoint's ordinary forward (one causal pass; Ouro's loops) instead "
         "of the sleep window loop"}},
       /*takes_overrides=*/true,
-      "MODEL_DIR holds config.json and model.safetensors (or a sharded index). Without --plain "
-      "the\n"
-      "tokens run through the sleep window loop with the sleep.* keys (sleep.n_passes,\n"
-      "sleep.window, sleep.loop_layers, sleep.eviction, ...); every window's wake logits are\n"
-      "scored. Token t's loss is that of predicting token t+1; a window's mean covers the\n"
-      "predictions made from its positions. Runs on the CPU in fp32."};
+      "MODEL_OR_RUN_DIR holds config.json and model.safetensors (or a sharded index), or is a\n"
+      "hypnos run directory (config.yaml; its newest verified checkpoint is scored and its sleep\n"
+      "section is the default). Without --plain the tokens run through the sleep window loop\n"
+      "with the sleep.* keys (sleep.n_passes, sleep.window, sleep.loop_layers, sleep.eviction,\n"
+      "...); every window's wake logits are scored. Token t's loss is that of predicting token\n"
+      "t+1; a window's mean covers the predictions made from its positions. Runs on the CPU in\n"
+      "fp32."};
   return spec;
 }
 
 int run_score(const ParsedArgs& args) {
   if (!args.has("--tokens")) throw UsageError("--tokens FILE is required");
-  const auto config = config::load<ScoreConfig>("", args.overrides);
-  nn::PretrainedModel pretrained = nn::load_pretrained(args.positionals[0], at::kFloat);
-  std::printf("%s\n", pretrained.report.text().c_str());
-  nn::HybridLM& model = pretrained.model;
+  const fs::path dir = args.positionals[0];
+  const bool run_dir = fs::exists(dir / "config.yaml") && !fs::exists(dir / "config.json");
+  if (!run_dir && !fs::exists(dir / "config.json")) {
+    throw UsageError(dir.string() +
+                     " is neither a checkpoint directory (config.json) nor a run directory "
+                     "(config.yaml)");
+  }
+  // Overrides are checked before the (possibly long) load.
+  sleep_options(sleep::SleepOptions(), args.overrides);
+  ScoredModel scored = run_dir ? load_run_directory(dir) : load_hf_directory(dir);
+  nn::HybridLM& model = scored.model;
   const at::Tensor tokens = read_token_file(args.get("--tokens"), model->options.vocab_size);
-  sleep::SleepOptions opts = config.sleep;
+  const sleep::SleepOptions opts = sleep_options(scored.sleep, args.overrides);
   const bool plain = args.has("--plain");
   if (!plain) {
     try {
