@@ -281,6 +281,7 @@ int run_pretrained_bench(const std::map<std::string, std::string>& flags) {
     }
     io::remove_tree(dir);
   }
+  ::rmdir(root.c_str());  // when this run made it and it is empty now
   return 0;
 }
 

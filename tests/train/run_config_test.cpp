@@ -16,6 +16,7 @@
 #include "hypnos/config/error.h"
 #include "hypnos/config/visitors.h"
 #include "hypnos/nn/hf_checkpoint.h"
+#include "io/scratch_dir.h"
 #include "testing/paths.h"
 
 namespace hypnos::train {
@@ -42,8 +43,7 @@ std::vector<fs::path> config_files() {
 // Tiny checkpoints at the real depths (Jet-Nemotron-2B's 28 layer types, Ouro-1.4B's 24 layers) for
 // the configs that need model.from, written once per test process by hypnos's own export.
 fs::path tiny_checkpoint(const std::string& family) {
-  static const fs::path root =
-      fs::temp_directory_path() / ("hypnos_run_config_ckpt_" + std::to_string(::getpid()));
+  static const io::testing::ScratchDir root;  // removed when the test process exits
   const fs::path dir = root / family;
   if (fs::exists(dir / "config.json")) return dir;
   nlohmann::json c = {
