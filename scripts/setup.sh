@@ -40,6 +40,9 @@ fi
 # reads its checkpoints with it (the parity tests run it).
 .venv/bin/python -c "import numpy, yaml, matplotlib, safetensors" 2>/dev/null ||
   .venv/bin/pip install -q numpy pyyaml matplotlib "safetensors==0.8.0"
+# transformers: its Qwen2ForCausalLM is the oracle of an all-attention Jet-Nemotron (the parity tests).
+.venv/bin/python -c "import transformers, sys; sys.exit(transformers.__version__ != '5.25.0')" 2>/dev/null ||
+  .venv/bin/pip install -q "transformers==5.25.0"
 
 # pytest runs the Python tests of the delta-rule op (tests/python/test_hypnos_ops.py); a .pth file
 # makes python/hypnos_ops importable from the venv (it loads the op from this checkout's build).

@@ -1,9 +1,10 @@
-// `hypnos bench kernels|layers|train`: throughput benchmarks (bench/), printed as tables for
-// bench/RESULTS.md.
+// `hypnos bench kernels|layers|train|pretrained`: throughput benchmarks (bench/), printed as tables
+// for bench/RESULTS.md.
 #include <iostream>
 
 #include "bench/kernels_bench.h"
 #include "bench/layers_bench.h"
+#include "bench/pretrained_bench.h"
 #include "bench/train_bench.h"
 #include "commands.h"
 
@@ -13,7 +14,8 @@ const CommandSpec& bench_spec() {
   static const CommandSpec spec{
       "bench",
       "benchmarks: `kernels` (gated delta rule backends), `layers` (fused layer kernels vs ATen)\n"
-      "or `train` (training tokens/s vs N)",
+      "`train` (training tokens/s vs N) or `pretrained` (real-size checkpoint load time and "
+      "memory)",
       {"WHAT"},
       {{"--repeats", "R", "train: timed steps per N (median reported; default 10)"},
        {"--reps", "R", "kernels, layers: timed runs per case (median reported; default 20, 50)"},
@@ -31,7 +33,13 @@ const CommandSpec& bench_spec() {
        {"--profile", "",
         "train: also profile one step per N (Kineto) and print where the time goes;\n"
         "kernels: also profile one forward and one forward+backward per shape (time per kernel)"},
-       {"--child", "", "internal: measure one N in this process"}},
+       {"--family", "NAME",
+        "pretrained: jet_nemotron_2b | ouro_1p4b | ouro_1p4b_jet | all (default all)"},
+       {"--dir", "DIR", "pretrained: scratch folder for the checkpoints (removed afterwards)"},
+       {"--shards", "N", "pretrained: safetensors files per checkpoint (default 2)"},
+       {"--fp32-first", "", "pretrained: also the baseline that builds in fp32 before loading"},
+       {"--child", "", "internal: measure one N (one phase) in this process"},
+       {"--phase", "NAME", "internal: the phase of `pretrained` a child runs"}},
       /*takes_overrides=*/true,
       "kernels: forward and forward+backward time per shape of every gated-delta-rule backend\n"
       "  available on this machine, with tokens/s, TFLOP/s and GB/s (docs/delta_rule.md section 4 "
@@ -42,22 +50,24 @@ const CommandSpec& bench_spec() {
       "train:   tokens/s and peak memory of the Rule 110 paper model (AGAG, width 256, window 24)\n"
       "  per number of sleep passes N, and tokens/s(N) * N / tokens/s(1).\n"
       "kernels and train take the ops keys of a config as overrides (configs/README.md):\n"
-      "  model.gdn_kernel=fp32, model.gdn_scan_slice=32|64|128, model.fused_ops=false, ..."};
+      "  model.gdn_kernel=fp32, model.gdn_scan_slice=32|64|128, model.fused_ops=false, ...\n"
+      "pretrained: a real-size random bf16 checkpoint in the Hugging Face layout written, loaded\n"
+      "  and exported (compared byte for byte), with the time and peak RSS of each phase."};
   return spec;
 }
 
 int run_bench(const ParsedArgs& args) {
   const std::string what = args.positionals[0];
   if (what == "kernels") return bench::run_kernels_bench(args.flags, args.overrides);
-  if (what == "layers") {
-    // Every row runs both the fused kernel and its composition: no choice to override.
-    if (!args.overrides.empty()) {
-      throw UsageError("bench layers takes no overrides, got '" + args.overrides[0] + "'");
-    }
-    return bench::run_layers_bench(args.flags);
-  }
   if (what == "train") return bench::run_train_bench(args.flags, args.overrides);
-  throw UsageError("unknown benchmark '" + what + "' (expected kernels, layers or train)");
+  // layers runs both the fused kernel and its composition per row; pretrained has no op choice.
+  if (!args.overrides.empty()) {
+    throw UsageError("bench " + what + " takes no overrides, got '" + args.overrides[0] + "'");
+  }
+  if (what == "layers") return bench::run_layers_bench(args.flags);
+  if (what == "pretrained") return bench::run_pretrained_bench(args.flags);
+  throw UsageError("unknown benchmark '" + what +
+                   "' (expected kernels, layers, train or pretrained)");
 }
 
 }  // namespace hypnos::cli

@@ -176,8 +176,8 @@ LoadReport load_hf_weights(HybridLM& model, const fs::path& dir,
     const auto it = found.find(p.key());
     if (it == found.end()) {
       bool allowed = is_optional(p.key());
-      if (p.key().rfind("model.jet_layers.", 0) == 0) {
-        allowed = allowed && inserted[p.key().substr(0, p.key().find('.', 17) + 1)].first == 0;
+      if (p.key().rfind("model.jet_layers.", 0) == 0) {  // being inserted (perhaps by the run)
+        allowed = inserted[p.key().substr(0, p.key().find('.', 17) + 1)].first == 0;
       }
       (allowed ? report.absent_allowed : report.missing).push_back(p.key());
       continue;
@@ -234,14 +234,32 @@ LoadReport load_hf_weights(HybridLM& model, const fs::path& dir,
   return report;
 }
 
+HybridLM build_in_dtype(const ModelOptions& options, at::ScalarType dtype) {
+  // Modules create their parameters in the default dtype; it is process-wide, so it is restored
+  // however the build ends.
+  struct DefaultDtype {
+    caffe2::TypeMeta saved = at::get_default_dtype();
+    explicit DefaultDtype(at::ScalarType t) {
+      at::set_default_dtype(caffe2::TypeMeta::fromScalarType(t));
+    }
+    ~DefaultDtype() { at::set_default_dtype(saved); }
+  };
+  HybridLM model{nullptr};
+  {
+    const DefaultDtype scope(dtype);
+    model = HybridLM(options);
+  }
+  model->to(dtype);  // any tensor created with an explicit dtype
+  return model;
+}
+
 PretrainedModel load_pretrained(const fs::path& dir, at::ScalarType dtype,
                                 ops::GdnBackend backend) {
   PretrainedModel out;
   out.config = read_hf_config(dir);
   ModelOptions options = out.config.options;
   options.ops.gdn_backend = backend;
-  out.model = HybridLM(options);
-  out.model->to(dtype);
+  out.model = build_in_dtype(options, dtype);
   out.report = load_hf_weights(out.model, dir, out.config.optional_keys);
   return out;
 }

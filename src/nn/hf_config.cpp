@@ -251,4 +251,28 @@ HfConfig read_hf_config(const std::filesystem::path& dir) {
   return parse_hf_config(text.str(), path.string());
 }
 
+ModelOptions pretrained_run_options(const ModelOptions& run) {
+  const HfConfig config = read_hf_config(run.from);
+  ModelOptions o = config.options;
+  o.from = run.from;
+  o.ops = run.ops;
+  if (!run.inserted_jet_after.empty() && run.inserted_jet_after != o.inserted_jet_after) {
+    if (config.family != "ouro" || !o.inserted_jet_after.empty()) {
+      throw std::invalid_argument(
+          "model.inserted_jet_after: JetBlocks are inserted only into an Ouro checkpoint whose "
+          "config.json inserts none (" +
+          run.from + "/config.json: model_type " + config.family +
+          (o.inserted_jet_after.empty() ? "" : ", jet_layers_after set") + ")");
+    }
+    o.inserted_jet_after = run.inserted_jet_after;
+    o.ssm_heads = run.ssm_heads;
+    o.head_dim_k = run.head_dim_k;
+    o.head_dim_v = run.head_dim_v;
+    o.conv_size = run.conv_size;
+    o.generator_reduction = run.generator_reduction;
+    o.ssm_norm_eps = run.ssm_norm_eps;
+  }
+  return o;
+}
+
 }  // namespace hypnos::nn

@@ -15,28 +15,16 @@ void save_weights(HybridLM& model, const std::filesystem::path& path) {
 }
 
 void load_weights(HybridLM& model, const std::filesystem::path& path) {
-  const auto file = io::load_safetensors(path).as_map();
+  const io::SafetensorsContents contents = io::load_safetensors(path);
   auto params = model->named_parameters();
-  auto fail = [&](const std::string& what) {
-    throw std::runtime_error("load_weights(" + path.string() + "): " + what);
-  };
-  if (file.size() != params.size()) {
-    for (const auto& [name, t] : file) {
-      if (params.find(name) == nullptr) fail("unexpected tensor '" + name + "'");
-    }
-  }
+  io::NamedTensors expected;
+  for (const auto& p : params) expected.emplace_back(p.key(), p.value().detach());
+  // Names, shapes and dtypes all match before anything is copied (another dtype is refused, as a
+  // checkpoint's is, never cast).
+  io::check_tensors_match(contents, expected, "load_weights(" + path.string() + ")");
+  const auto file = contents.as_map();
   torch::NoGradGuard no_grad;
-  for (auto& p : params) {
-    const auto it = file.find(p.key());
-    if (it == file.end()) fail("missing tensor '" + p.key() + "'");
-    if (it->second.sizes() != p.value().sizes()) {
-      std::ostringstream msg;
-      msg << "tensor '" << p.key() << "' has shape " << it->second.sizes() << ", the model expects "
-          << p.value().sizes();
-      fail(msg.str());
-    }
-    p.value().copy_(it->second);
-  }
+  for (auto& p : params) p.value().copy_(file.at(p.key()));
 }
 
 std::string weights_sha256(const HybridLM& model) {

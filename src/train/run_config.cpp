@@ -12,19 +12,15 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   RunConfig config = config::load<RunConfig>(path, overrides);
   try {
     if (!config.model.from.empty()) {
-      // A pretrained checkpoint: its config.json decides the architecture; only where it lies and
-      // the delta-rule backend are the run's.
-      nn::ModelOptions model;
+      // A pretrained checkpoint: its config.json decides the architecture (where it lies, the
+      // delta-rule backend and JetBlocks inserted into Ouro are the run's).
       try {
-        model = nn::read_hf_config(config.model.from).options;
+        config.model = nn::pretrained_run_options(config.model);
       } catch (const std::invalid_argument&) {
         throw;
       } catch (const std::runtime_error& e) {  // config.json cannot be read
         throw std::invalid_argument(std::string("model.from: ") + e.what());
       }
-      model.from = config.model.from;
-      model.ops = config.model.ops;
-      config.model = model;
       const int64_t task_vocab = tasks::make_task(config.task, config.run.seed)->vocab_size();
       if (task_vocab > config.model.vocab_size) {
         throw std::invalid_argument("model.from = " + config.model.from + ": its vocabulary (" +

@@ -4,6 +4,10 @@
 # the run trains; a config.json with a missing field stops with exit code 2 naming it, and a
 # checkpoint lacking a shard stops naming the shard. `hypnos score` on the single-file and the
 # sharded checkpoint, plain and with sleep, gives the reference's logits (relative error <= 1e-5).
+# `hypnos score` on the run directory scores its newest checkpoint with the run's sleep keys: the
+# reference, given the checkpoint's weights under the source config.json, computes the same logits;
+# on a run of hypnos's own model, sleep with one pass over one window scores as the plain forward.
+# The paper's pretrained configs train a step from a tiny checkpoint (see below).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -64,4 +68,79 @@ rc=0
 "$HYPNOS" score "$SCRATCH/jet" --tokens "$SCRATCH/tokens.txt" sleep.n_pases=2 >/dev/null 2>"$SCRATCH/typo.err" || rc=$?
 [[ $rc -eq 2 ]] && grep -q "did you mean sleep.n_passes" "$SCRATCH/typo.err" ||
   fail "a mistyped sleep key is not refused: $(cat "$SCRATCH/typo.err")"
+
+# A run directory: its newest checkpoint (step 2) and its sleep section (loop_layers [1, 5]).
+"$HYPNOS" score "$SCRATCH/run" --tokens "$SCRATCH/tokens.txt" --plain \
+  --out "$SCRATCH/run_plain.safetensors" >"$SCRATCH/score_run_plain.out"
+grep -q "checkpoint step_00000002 (step 2)" "$SCRATCH/score_run_plain.out" ||
+  fail "score does not name the run's checkpoint: $(cat "$SCRATCH/score_run_plain.out")"
+"$HYPNOS" score "$SCRATCH/run" --tokens "$SCRATCH/tokens.txt" sleep.n_passes=2 sleep.window=8 \
+  --out "$SCRATCH/run_n2.safetensors" >"$SCRATCH/score_run_n2.out"
+grep -q "sleep N = 2, window 8" "$SCRATCH/score_run_n2.out" || fail "score ignores the overrides"
+mkdir "$SCRATCH/finetuned"
+cp "$SCRATCH/jet/config.json" "$SCRATCH/finetuned/"
+cp "$SCRATCH/run/checkpoints/step_00000002/model.safetensors" "$SCRATCH/finetuned/"
+cat >"$SCRATCH/run_runs.txt" <<EOF2
+--logits $SCRATCH/finetuned $SCRATCH/tokens.txt $SCRATCH/ref_run_plain.safetensors
+--logits $SCRATCH/finetuned $SCRATCH/tokens.txt $SCRATCH/ref_run_n2.safetensors --sleep 2 --window 8 --loop 1,5
+EOF2
+"$PYTHON" "$SOURCE_DIR/tests/python/reference_runs.py" "$REF" "$SCRATCH/run_runs.txt" >/dev/null
+"$PYTHON" - "$SCRATCH" <<'EOF2' || fail "score's logits of the run differ from the reference's"
+import sys
+from safetensors.torch import load_file
+d = sys.argv[1]
+for mine, ref in (("run_plain", "ref_run_plain"), ("run_n2", "ref_run_n2")):
+    a = load_file(f"{d}/{mine}.safetensors")["logits"].double()
+    b = load_file(f"{d}/{ref}.safetensors")["logits"].double()
+    err = ((a - b).norm() / b.norm()).item()
+    print(f"score {mine}: relative error {err:.3g} against the reference")
+    assert err <= 1e-5, err
+# two training steps moved the weights: what was scored is the run's model, not the pretrained one
+tuned = load_file(f"{d}/run_plain.safetensors")["logits"]
+assert (tuned - load_file(f"{d}/plain.safetensors")["logits"]).abs().max() > 0
+EOF2
+
+# A run of hypnos's own model (AGAG, rule110): one sleep pass over one window is the plain forward.
+train "$SCRATCH/own" train.steps=2
+printf '%s\n' "0 1 1 0 1 0 0 1 1 1 0 1" "1 1 0 0 1 0 1 1 0 0 0 1" >"$SCRATCH/own_tokens.txt"
+"$HYPNOS" score "$SCRATCH/own" --tokens "$SCRATCH/own_tokens.txt" --plain >"$SCRATCH/own_plain.out"
+"$HYPNOS" score "$SCRATCH/own" --tokens "$SCRATCH/own_tokens.txt" sleep.n_passes=1 \
+  sleep.window=12 >"$SCRATCH/own_n1.out"
+grep -q "model AGAG" "$SCRATCH/own_plain.out" || fail "no AGAG run scored: $(cat "$SCRATCH/own_plain.out")"
+plain_nll=$(sed -n 's/.*mean nll per token //p' "$SCRATCH/own_plain.out")
+n1_nll=$(sed -n 's/.*mean nll per token //p' "$SCRATCH/own_n1.out")
+[[ -n $plain_nll && $plain_nll == "$n1_nll" ]] ||
+  fail "plain nll '$plain_nll' differs from one sleep pass's '$n1_nll'"
+rc=0
+"$HYPNOS" score "$SCRATCH" --tokens "$SCRATCH/own_tokens.txt" >/dev/null 2>"$SCRATCH/nodir.err" || rc=$?
+[[ $rc -ne 0 ]] && grep -q "is neither a run directory" "$SCRATCH/nodir.err" ||
+  fail "a directory that is neither is not refused: $(cat "$SCRATCH/nodir.err")"
+# The paper's pretrained configs (configs/gsm_infinite/jet_nemotron_2b.yaml, ouro_1p4b.yaml) with a tiny
+# checkpoint: the sizes come from config.json, the rest are small overrides (one step, short problems,
+# window 128; the tiny models' loop range and insertion points). Each builds its model, prints the load
+# report and trains one step on the CPU; a model vocabulary below the task's is refused.
+SMALL=(train.steps=1 train.batch_size=2 train.grad_accum=1 train.eval_every=0 train.eval_examples=2
+  train.eval_batch_size=2 train.checkpoint_every=1 run.device=cpu task.d=2 task.op_max=4
+  task.length=noise task.length_min=200 task.length_max=300 task.max_len=512 sleep.window=128)
+"$PYTHON" "$REF" --make-tiny jet_nemotron "$SCRATCH/jet_words" --vocab 4096 >/dev/null
+"$PYTHON" "$REF" --make-tiny ouro "$SCRATCH/ouro_words" --vocab 4096 >/dev/null
+"$HYPNOS" train "$SOURCE_DIR/configs/gsm_infinite/jet_nemotron_2b.yaml" --out "$SCRATCH/jet2b" \
+  model.from="$SCRATCH/jet_words" sleep.loop_layers=[1,5] "${SMALL[@]}" >"$SCRATCH/jet2b.out" 2>&1 ||
+  fail "jet_nemotron_2b.yaml did not train: $(tail -5 "$SCRATCH/jet2b.out")"
+grep -q "load report for $SCRATCH/jet_words: ok, 98 tensors loaded" "$SCRATCH/jet2b.out" ||
+  fail "jet_nemotron_2b.yaml: no load report: $(cat "$SCRATCH/jet2b.out")"
+grep -q '"kind":"train","step":1' "$SCRATCH/jet2b/metrics.jsonl" || fail "jet_nemotron_2b.yaml: no step"
+"$HYPNOS" train "$SOURCE_DIR/configs/gsm_infinite/ouro_1p4b.yaml" --out "$SCRATCH/ouro14" \
+  model.from="$SCRATCH/ouro_words" model.inserted_jet_after=[0,2] "${SMALL[@]}" \
+  >"$SCRATCH/ouro14.out" 2>&1 || fail "ouro_1p4b.yaml did not train: $(tail -5 "$SCRATCH/ouro14.out")"
+grep -q "load report for $SCRATCH/ouro_words: ok" "$SCRATCH/ouro14.out" &&
+  grep -q "absent, allowed by the family" "$SCRATCH/ouro14.out" &&
+  grep -q "model.jet_layers.1.self_attn.o_proj.weight" "$SCRATCH/ouro14.out" ||
+  fail "ouro_1p4b.yaml: no load report with the inserted JetBlocks: $(cat "$SCRATCH/ouro14.out")"
+grep -q '"kind":"train","step":1' "$SCRATCH/ouro14/metrics.jsonl" || fail "ouro_1p4b.yaml: no step"
+expect_status 2 "$HYPNOS" train "$SOURCE_DIR/configs/gsm_infinite/jet_nemotron_2b.yaml" \
+  --out "$SCRATCH/small_vocab" model.from="$SCRATCH/jet" sleep.loop_layers=[1,5] "${SMALL[@]}" \
+  2>"$SCRATCH/small_vocab.err"
+grep -q "its vocabulary (256) is smaller than the task's" "$SCRATCH/small_vocab.err" ||
+  fail "a vocabulary below the task's is not refused: $(cat "$SCRATCH/small_vocab.err")"
 echo "pretrained model.from and score: ok"

@@ -168,6 +168,26 @@ TEST(HfCheckpoint, Bf16AndFp16FilesLoadIntoFp32Parameters) {
   }
 }
 
+// A bf16 load builds the model in bf16 (no fp32 copy first) and leaves the process's default dtype
+// as it was, also when the build throws; the weights are the bf16 file's, bit for bit.
+TEST(HfCheckpoint, Bf16LoadBuildsInBf16AndRestoresTheDefaultDtype) {
+  io::testing::ScratchDir dir;
+  const HfConfig config = parse_hf_config(tiny_jet_config().dump());
+  HybridLM m = random_model(config, 3);
+  save_hf_checkpoint(m, dir.path() / "bf16", config.json, 1, at::kBFloat16);
+  const PretrainedModel loaded = load_pretrained(dir.path() / "bf16", at::kBFloat16);
+  EXPECT_EQ(at::get_default_dtype(), caffe2::TypeMeta::Make<float>());
+  for (const auto& p : m->named_parameters()) {
+    const at::Tensor got = loaded.model->named_parameters()[p.key()];
+    EXPECT_EQ(got.scalar_type(), at::kBFloat16) << p.key();
+    EXPECT_TRUE(at::equal(got, p.value().to(at::kBFloat16))) << p.key();
+  }
+  ModelOptions bad = config.options;
+  bad.pattern = "JQ";  // no such block letter
+  EXPECT_ANY_THROW(build_in_dtype(bad, at::kBFloat16));
+  EXPECT_EQ(at::get_default_dtype(), caffe2::TypeMeta::Make<float>());
+}
+
 TEST(HfCheckpoint, TheLoadReportNamesEveryMissingUnexpectedAndMisshapedTensor) {
   io::testing::ScratchDir dir;
   const HfConfig config = parse_hf_config(tiny_jet_config().dump());

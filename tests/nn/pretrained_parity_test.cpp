@@ -9,6 +9,7 @@
 // Positions: the reference's sleep loop numbers tokens absolutely (window c starts at c * L);
 // hypnos restarts them at 0 in every window. RoPE is relative, so the two agree up to rounding;
 // the test compares against both the reference's default and its --window-positions.
+// And an all-attention Jet-Nemotron against transformers' own Qwen2ForCausalLM.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -179,6 +180,55 @@ TEST(PretrainedParity, OuroWithInsertedJetBlocksLogitsMatchTheReference) {
                     {"n3_sharded", "sharded", 3},
                     {"n2_window_positions", "single", 2, 0, 0, true},
                 });
+}
+
+// A Jet-Nemotron whose layers are all `attn` is the Qwen2 decoder: transformers' own
+// Qwen2ForCausalLM (eager, fp32; tests/python/qwen2_logits.py maps config.json to a Qwen2Config and
+// requires the checkpoint's names to be its parameter names) on the same weights, single file and
+// two shards, gives hypnos's plain-forward logits.
+TEST(PretrainedParity, AllAttentionJetNemotronMatchesTransformersQwen2) {
+  const std::string python = hypnos::testing::python();
+  if (python.empty() || !std::filesystem::exists(python)) GTEST_SKIP() << "no HYPNOS_PYTHON";
+  ASSERT_EQ(std::system((python + " -c 'import safetensors, transformers' 2>/dev/null").c_str()), 0)
+      << python << " lacks safetensors or transformers: rerun scripts/setup.sh";
+  const std::string src = hypnos::testing::source_dir();
+  io::testing::ScratchDir dir;
+  const auto d = dir.path();
+  torch::manual_seed(11);
+  const at::Tensor tokens = torch::randint(0, 256, {2, 29}, torch::kLong);
+  {
+    std::ofstream out(d / "tokens.txt");
+    for (int64_t b = 0; b < 2; ++b) {
+      for (int64_t t = 0; t < 29; ++t) out << tokens[b][t].item<int64_t>() << (t < 28 ? " " : "\n");
+    }
+  }
+  std::ofstream(d / "runs.txt") << "--make-tiny jet_nemotron_attn " + (d / "single").string() +
+                                       "\n--make-tiny jet_nemotron_attn " +
+                                       (d / "sharded").string() + " --shards 2\n";
+  const std::string make = python + " " + src + "/tests/python/reference_runs.py " + src +
+                           "/bench/reference/pretrained_reference.py " + (d / "runs.txt").string() +
+                           " >/dev/null";
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  torch::NoGradGuard no_grad;
+  for (const char* ckpt : {"single", "sharded"}) {
+    const std::string out = (d / (std::string(ckpt) + "_qwen2.safetensors")).string();
+    const std::string run = python + " " + src + "/tests/python/qwen2_logits.py " +
+                            (d / ckpt).string() + " " + (d / "tokens.txt").string() + " " + out +
+                            " >/dev/null";
+    ASSERT_EQ(std::system(run.c_str()), 0) << run;
+    PretrainedModel m = load_pretrained(d / ckpt, at::kFloat);
+    ASSERT_TRUE(m.report.ok()) << m.report.text();
+    EXPECT_EQ(m.config.options.pattern, "AAAAAA");
+    const at::Tensor want = io::load_safetensors(out).at("logits");
+    const at::Tensor logits = m.model->forward(tokens);
+    ASSERT_EQ(logits.sizes(), want.sizes());
+    const double err = testing::relative_error(logits, want);
+    std::printf(
+        "[ parity ] all-attn jet_nemotron vs transformers Qwen2ForCausalLM (%s): relative "
+        "error %.3g\n",
+        ckpt, err);
+    EXPECT_LE(err, 1e-5) << ckpt;
+  }
 }
 
 }  // namespace hypnos::nn

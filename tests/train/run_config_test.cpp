@@ -11,8 +11,12 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "hypnos/config/error.h"
 #include "hypnos/config/visitors.h"
+#include "hypnos/nn/hf_checkpoint.h"
+#include "io/scratch_dir.h"
 #include "testing/paths.h"
 
 namespace hypnos::train {
@@ -34,6 +38,60 @@ std::vector<fs::path> config_files() {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// Tiny checkpoints at the real depths (Jet-Nemotron-2B's 28 layer types, Ouro-1.4B's 24 layers) for
+// the configs that need model.from, written once per test process by hypnos's own export.
+fs::path tiny_checkpoint(const std::string& family) {
+  static const io::testing::ScratchDir root;  // removed when the test process exits
+  const fs::path dir = root / family;
+  if (fs::exists(dir / "config.json")) return dir;
+  nlohmann::json c = {
+      {"hidden_size", 32},        {"intermediate_size", 64}, {"num_attention_heads", 4},
+      {"num_key_value_heads", 2}, {"vocab_size", 8192},      {"rope_theta", 1e6},
+      {"rms_norm_eps", 1e-6},     {"hidden_act", "silu"},    {"max_position_embeddings", 4096}};
+  if (family == "jet_nemotron") {
+    c["model_type"] = "jet_nemotron";
+    c["num_hidden_layers"] = 28;
+    c["tie_word_embeddings"] = true;
+    std::vector<std::string> types(28, "jet");
+    types[14] = types[19] = "attn";
+    types[20] = types[21] = "swa";
+    c["layer_types"] = types;
+    c["efficient_attention_config"] = {{"swa", {{"window_size", 8}}},
+                                       {"jet",
+                                        {{"num_heads", 2},
+                                         {"head_dim", 8},
+                                         {"expand_v", 2.0},
+                                         {"conv_size", 4},
+                                         {"dconv_generator_reduction", 8},
+                                         {"norm_eps", "1e-5"}}}};
+  } else {
+    c["model_type"] = "ouro";
+    c["num_hidden_layers"] = 24;
+    c["head_dim"] = 8;
+    c["total_ut_steps"] = 4;
+    c["tie_word_embeddings"] = false;
+  }
+  const nn::HfConfig config = nn::parse_hf_config(c.dump(), family);
+  nn::HybridLM model(config.options);
+  nn::save_hf_checkpoint(model, dir, config.json);
+  return dir;
+}
+
+// A config naming a placeholder model.from gets the tiny checkpoint of its family.
+std::vector<std::string> checkpoint_overrides(const fs::path& file) {
+  const auto raw = config::load<RunConfig>(file.string(), {});
+  if (raw.model.from.empty()) return {};
+  const std::string stem = file.stem().string();
+  const std::string family = stem.rfind("jet_nemotron", 0) == 0 ? "jet_nemotron"
+                             : stem.rfind("ouro", 0) == 0       ? "ouro"
+                                                                : "";
+  if (family.empty()) {
+    ADD_FAILURE() << file << " needs model.from: name its family in checkpoint_overrides";
+    return {};
+  }
+  return {"model.from=" + tiny_checkpoint(family).string()};
 }
 
 // Every key for every task (the task section's keys depend on task.name).
@@ -66,7 +124,7 @@ TEST(RunConfig, EveryConfigFileLoads) {
   const auto files = config_files();
   ASSERT_FALSE(files.empty());
   for (const auto& f : files) {
-    EXPECT_NO_THROW(load_run_config(f.string(), {})) << f;
+    EXPECT_NO_THROW(load_run_config(f.string(), checkpoint_overrides(f))) << f;
   }
 }
 
@@ -91,7 +149,9 @@ TEST(RunConfig, ReadmeDocumentsEveryKey) {
 
 TEST(RunConfig, ResolvedConfigReloadsByteForByte) {
   for (const auto& f : config_files()) {
-    const auto first = run_config_yaml(load_run_config(f.string(), {"optim.muon_lr=0.0021"}));
+    auto overrides = checkpoint_overrides(f);
+    overrides.push_back("optim.muon_lr=0.0021");
+    const auto first = run_config_yaml(load_run_config(f.string(), overrides));
     const auto tmp =
         fs::temp_directory_path() / ("hypnos_resolved_" + std::to_string(::getpid()) + ".yaml");
     std::ofstream(tmp) << first;
@@ -117,6 +177,39 @@ TEST(RunConfig, PyYamlReadsFloatsAsFloats) {
       tmp.string();
   EXPECT_EQ(std::system(cmd.c_str()), 0) << "PyYAML read a float as something else:\n"
                                          << run_config_yaml(c);
+}
+
+// The pretrained configs stop, naming what is missing, until model.from names a checkpoint; Ouro's
+// takes the run's inserted JetBlocks, Jet-Nemotron refuses them.
+TEST(RunConfig, PretrainedConfigsNeedModelFrom) {
+  const fs::path dir = fs::path(hypnos::testing::source_dir()) / "configs" / "gsm_infinite";
+  for (const char* name : {"jet_nemotron_2b.yaml", "ouro_1p4b.yaml"}) {
+    try {
+      load_run_config((dir / name).string(), {});
+      ADD_FAILURE() << name << " loaded without model.from";
+    } catch (const config::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("model.from: cannot read /path/to/"), std::string::npos)
+          << e.what();
+    }
+  }
+  const RunConfig ouro = load_run_config((dir / "ouro_1p4b.yaml").string(),
+                                         checkpoint_overrides(dir / "ouro_1p4b.yaml"));
+  EXPECT_EQ(ouro.model.inserted_jet_after, (std::vector<int64_t>{3, 7, 11, 15, 19, 23}));
+  EXPECT_EQ(ouro.model.n_blocks(), 30);
+  EXPECT_EQ(ouro.model.d_model, 32) << "the width comes from config.json";
+  const RunConfig jet = load_run_config((dir / "jet_nemotron_2b.yaml").string(),
+                                        checkpoint_overrides(dir / "jet_nemotron_2b.yaml"));
+  EXPECT_EQ(jet.model.pattern, "JJJJJJJJJJJJJJAJJJJASSJJJJJJ");
+  auto overrides = checkpoint_overrides(dir / "jet_nemotron_2b.yaml");
+  overrides.push_back("model.inserted_jet_after=[3]");
+  try {
+    load_run_config((dir / "jet_nemotron_2b.yaml").string(), overrides);
+    ADD_FAILURE() << "JetBlocks inserted into Jet-Nemotron";
+  } catch (const config::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("inserted only into an Ouro checkpoint"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(RunConfig, CrossSectionErrorsNameTheKeys) {

@@ -51,6 +51,11 @@ std::vector<std::filesystem::path> hf_checkpoint_files(const std::filesystem::pa
 LoadReport load_hf_weights(HybridLM& model, const std::filesystem::path& dir,
                            const std::vector<std::string>& optional_keys = {});
 
+/// HybridLM(options) with every parameter created in `dtype` (the default dtype is `dtype` while
+/// the modules are built): a 2B model in bf16 never exists in fp32 first, so building and loading
+/// it needs about one copy of its weights in host memory.
+HybridLM build_in_dtype(const ModelOptions& options, at::ScalarType dtype);
+
 /// A model built from `dir`/config.json with its weights loaded, and the load's report.
 struct PretrainedModel {
   HfConfig config;
@@ -58,8 +63,9 @@ struct PretrainedModel {
   LoadReport report;
 };
 
-/// Builds the model `dir`/config.json describes (parameters in `dtype`, on the CPU; the gated delta
-/// rule backend `backend`) and loads its weights. Throws on any config error or load mismatch.
+/// Builds the model `dir`/config.json describes (parameters created in `dtype`, build_in_dtype, on
+/// the CPU; the gated delta rule backend `backend`) and loads its weights tensor by tensor. Throws
+/// on any config error or load mismatch.
 PretrainedModel load_pretrained(const std::filesystem::path& dir, at::ScalarType dtype = at::kFloat,
                                 ops::GdnBackend backend = ops::GdnBackend::kAuto);
 

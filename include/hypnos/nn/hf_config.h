@@ -43,4 +43,13 @@ HfConfig parse_hf_config(const std::string& json, const std::string& source = "c
 /// Reads `dir`/config.json (std::runtime_error when it cannot be read).
 HfConfig read_hf_config(const std::filesystem::path& dir);
 
+/// The model of a run whose model.from names a checkpoint directory: every architecture key from
+/// its config.json, and the run's own from and gdn_backend. One addition is the run's to make: into
+/// an Ouro checkpoint that inserts no JetBlocks, the run's model.inserted_jet_after inserts them,
+/// with the run's JetBlock keys (ssm_heads, head_dim_k, head_dim_v, conv_size,
+/// generator_reduction, ssm_norm_eps); they start as no-ops (o_proj zeroed, load_hf_weights).
+/// Throws std::invalid_argument for a config error (inserted_jet_after on another family, or other
+/// than config.json's jet_layers_after), std::runtime_error when config.json cannot be read.
+ModelOptions pretrained_run_options(const ModelOptions& run);
+
 }  // namespace hypnos::nn

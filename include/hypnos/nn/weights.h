@@ -10,9 +10,9 @@ namespace hypnos::nn {
 /// Writes every parameter (name -> tensor, as named_parameters() lists them) to `path`.
 void save_weights(HybridLM& model, const std::filesystem::path& path);
 
-/// Copies the tensors of `path` into the model's parameters (converted to each parameter's dtype
-/// and device). Throws std::runtime_error naming the file and the first missing, unexpected or
-/// mis-shaped tensor.
+/// Copies the tensors of `path` into the model's parameters (onto each parameter's device). Every
+/// name, shape and dtype must match first (io::check_tensors_match: another dtype is refused, never
+/// cast); else throws std::runtime_error naming the file and the tensor at fault.
 void load_weights(HybridLM& model, const std::filesystem::path& path);
 
 /// SHA-256 (lowercase hex) of every parameter's name, dtype, shape and bytes, in parameter order:
