@@ -14,7 +14,7 @@ say() { echo "[setup] $*"; }
 
 # 1. Debian packages (docs/design.md section 4), installed only when one is missing.
 packages=(build-essential cmake ninja-build ccache git python3-venv libyaml-cpp-dev libspdlog-dev
-          nlohmann-json3-dev libgtest-dev libgloo-dev)
+          nlohmann-json3-dev libgtest-dev libgloo-dev clang-format)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ] && [ "${HYPNOS_SKIP_APT:-0}" != 1 ]; then
