@@ -40,6 +40,10 @@ fi
 # reads its checkpoints with it (the parity tests run it).
 .venv/bin/python -c "import numpy, yaml, matplotlib, safetensors" 2>/dev/null ||
   .venv/bin/pip install -q numpy pyyaml matplotlib "safetensors==0.8.0"
+# tokenizers: scripts/tokenize_gsm.py tokenises text with a pretrained model's own tokenizer, and its
+# tests (pytest) build small tokenizers with it offline.
+.venv/bin/python -c "import tokenizers, pytest" 2>/dev/null ||
+  .venv/bin/pip install -q "tokenizers==0.23.3" "pytest==9.2.0"
 
 # 3. Configure and build (Release, ccache, CUDA when nvcc is found).
 if [ ! -f "$build_dir/build.ninja" ]; then
