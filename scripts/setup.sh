@@ -50,6 +50,11 @@ fi
 site_packages=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo "$root/python" >"$site_packages/hypnos_ops.pth"
 
+# tokenizers: scripts/tokenize_gsm.py tokenises text with a pretrained model's own tokenizer, and its
+# tests (pytest) build small tokenizers with it offline.
+.venv/bin/python -c "import tokenizers, sys; sys.exit(tokenizers.__version__ != '0.23.3')" 2>/dev/null ||
+  .venv/bin/pip install -q "tokenizers==0.23.3"
+
 # 3. Configure and build (Release, ccache, CUDA when nvcc is found).
 if [ ! -f "$build_dir/build.ninja" ]; then
   say "configuring $build_dir"

@@ -14,13 +14,16 @@ Batch make_batch(const Task& task, Split split, uint64_t first_index, int64_t ba
   at::parallel_for(0, batch_size, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) examples[b] = task.example(split, first_index + b);
   });
-  return collate(std::move(examples));
+  return collate(std::move(examples), task.pad_id());
 }
 
-Batch collate(std::vector<Example> examples) {
+Batch collate(std::vector<Example> examples, int64_t pad_id) {
   if (examples.empty()) throw std::invalid_argument("collate: no examples");
   const int64_t b_size = static_cast<int64_t>(examples.size());
-  const int64_t t_size = static_cast<int64_t>(examples[0].tokens.size());
+  int64_t t_size = 0;
+  for (const Example& ex : examples) {
+    t_size = std::max(t_size, static_cast<int64_t>(ex.tokens.size()));
+  }
   Batch batch;
   batch.tokens = at::empty({b_size, t_size}, at::kLong);
   batch.targets = at::empty({b_size, t_size}, at::kLong);
@@ -30,18 +33,19 @@ Batch collate(std::vector<Example> examples) {
   bool* mask = batch.loss_mask.data_ptr<bool>();
   for (int64_t b = 0; b < b_size; ++b) {
     const Example& ex = examples[b];
-    if (static_cast<int64_t>(ex.tokens.size()) != t_size ||
-        static_cast<int64_t>(ex.targets.size()) != t_size ||
-        static_cast<int64_t>(ex.loss_mask.size()) != t_size) {
+    const int64_t n = static_cast<int64_t>(ex.tokens.size());
+    if (static_cast<int64_t>(ex.targets.size()) != n ||
+        static_cast<int64_t>(ex.loss_mask.size()) != n) {
       throw std::invalid_argument(
           "collate: example " + std::to_string(b) + " has lengths " +
           std::to_string(ex.tokens.size()) + "/" + std::to_string(ex.targets.size()) + "/" +
-          std::to_string(ex.loss_mask.size()) + " (tokens/targets/loss_mask), expected " +
-          std::to_string(t_size));
+          std::to_string(ex.loss_mask.size()) + " (tokens/targets/loss_mask), expected one length");
     }
     std::copy(ex.tokens.begin(), ex.tokens.end(), tokens + b * t_size);
     std::copy(ex.targets.begin(), ex.targets.end(), targets + b * t_size);
-    for (int64_t i = 0; i < t_size; ++i) mask[b * t_size + i] = ex.loss_mask[i] != 0;
+    std::fill(tokens + b * t_size + n, tokens + (b + 1) * t_size, pad_id);
+    std::fill(targets + b * t_size + n, targets + (b + 1) * t_size, pad_id);
+    for (int64_t i = 0; i < t_size; ++i) mask[b * t_size + i] = i < n && ex.loss_mask[i] != 0;
   }
   batch.examples = std::move(examples);
   return batch;
@@ -73,8 +77,9 @@ void add_batch(MetricAccumulator& metrics, const Batch& batch, const at::Tensor&
   for (size_t b = 0; b < batch.examples.size(); ++b) {
     const int64_t* pp = p.data_ptr<int64_t>() + b * t_size;
     const double* lp = l.data_ptr<double>() + b * t_size;
-    metrics.add(batch.examples[b], std::vector<int64_t>(pp, pp + t_size),
-                std::vector<double>(lp, lp + t_size));
+    const int64_t n = static_cast<int64_t>(batch.examples[b].targets.size());  // before padding
+    metrics.add(batch.examples[b], std::vector<int64_t>(pp, pp + n),
+                std::vector<double>(lp, lp + n));
   }
 }
 

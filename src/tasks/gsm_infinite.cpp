@@ -52,6 +52,39 @@ Example gsm_layout(const GsmProblem& p, const GsmTokenizer& tokenizer, int64_t m
 
 namespace {
 
+std::string trimmed(const std::string& s) {
+  const size_t first = s.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return "";
+  return s.substr(first, s.find_last_not_of(" \t\r\n") - first + 1);
+}
+
+}  // namespace
+
+std::string gsm_prompt_text(const GsmProblem& p) {
+  return trimmed(p.question) + "\n" + trimmed(p.problem) + "\nAnswer:";
+}
+
+std::string gsm_completion_text(const GsmProblem& p) {
+  return " " + std::to_string(p.answer);
+}
+
+std::string gsm_text_jsonl(const GsmProblem& p, const std::string& id) {
+  nlohmann::ordered_json line;
+  line["id"] = id;
+  line["question"] = p.question;
+  line["problem"] = p.problem;
+  line["answer"] = p.answer;
+  line["op"] = p.op;
+  line["mode"] = p.mode;
+  line["template"] = p.template_name;
+  line["d"] = p.d;
+  line["prompt"] = gsm_prompt_text(p);
+  line["completion"] = gsm_completion_text(p);
+  return line.dump();
+}
+
+namespace {
+
 /// The integer after the last "Answer: " if it is a plain integer in 0..1000 (a trailing "." and
 /// spaces are allowed), else -1.
 int64_t official_answer(const std::string& solution) {
@@ -134,12 +167,19 @@ GsmOfficialData read_gsm_official_jsonl(const std::string& path) {
     GsmProblem p;
     p.problem = string_field("problem", true);
     p.question = string_field("question", true);
-    const std::string solution = string_field("solution", true);
+    // hypnos's own text records (gsm_text_jsonl) carry the answer instead of a solution.
+    const bool has_solution = obj.contains("solution") || !obj.contains("answer");
+    const std::string solution = has_solution ? string_field("solution", true) : "";
     p.op = int_field("op", true);
     p.mode = canonical_mode(string_field("mode", false));
     p.template_name = canonical_template(string_field("template", false));
     p.d = int_field("d", false);
-    p.answer = official_answer(solution);
+    if (has_solution) {
+      p.answer = official_answer(solution);
+    } else {
+      p.answer = int_field("answer", true);
+      if (p.answer > GsmTokenizer::kMaxNumber) p.answer = -1;
+    }
     if (p.answer < 0) {
       ++data.dropped;
       continue;

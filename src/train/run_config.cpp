@@ -10,6 +10,10 @@ namespace hypnos::train {
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   RunConfig config = config::load<RunConfig>(path, overrides);
+  // A token file is checked against the tokenizer of the model it feeds (docs/tasks.md 3.5).
+  if (!config.task.gsm.token_file.empty() && config.task.gsm.tokenizer.empty()) {
+    config.task.gsm.tokenizer = config.model.from;
+  }
   try {
     if (!config.model.from.empty()) {
       // A pretrained checkpoint: its config.json decides the architecture (where it lies, the

@@ -126,4 +126,16 @@ TEST(Batch, CollateRefusesRaggedExamples) {
   EXPECT_THROW(make_batch(*task, Split::kTest, 0, 0), std::invalid_argument);
 }
 
+TEST(Batch, CollatePadsShorterExamplesToTheLongestWithThePadIdAndNoLoss) {
+  Example a{{5, 6, 7}, {6, 7, 9}, {0, 1, 1}, {{"all", {1, 2}, {}}}, ""};
+  Example b{{5, 6}, {6, 9}, {1, 0}, {{"all", {0}, {}}}, ""};
+  const Batch batch = collate({a, b}, /*pad_id=*/9);
+  EXPECT_EQ(batch.tokens.sizes(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(batch.tokens[1][2].item<int64_t>(), 9);
+  EXPECT_EQ(batch.targets[1][2].item<int64_t>(), 9);
+  EXPECT_FALSE(batch.loss_mask[1][2].item<bool>());
+  EXPECT_TRUE(batch.loss_mask[1][0].item<bool>());
+  EXPECT_EQ(batch.loss_mask.sum().item<int64_t>(), 3);
+}
+
 }  // namespace hypnos::tasks

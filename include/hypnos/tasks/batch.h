@@ -20,11 +20,15 @@ struct Batch {
 };
 
 /// Examples first_index .. first_index + batch_size - 1 of `split`, generated in parallel (each one
-/// a pure function of its index, so the result does not depend on the thread count).
+/// a pure function of its index, so the result does not depend on the thread count), padded with
+/// task.pad_id() to the longest.
 Batch make_batch(const Task& task, Split split, uint64_t first_index, int64_t batch_size);
 
-/// Stacks examples of equal length (from a generator or a JSONL file) into a Batch.
-Batch collate(std::vector<Example> examples);
+/// Stacks examples into a Batch [B, T_max]: an example shorter than the longest gets `pad_id` as
+/// token and target and loss_mask 0 after its end (right padding: under a causal model the
+/// padding never reaches an earlier position). tokens, targets and loss_mask of one example must
+/// have one length.
+Batch collate(std::vector<Example> examples, int64_t pad_id = 0);
 
 /// First example index of `rank` at training step `step`: step * (local_batch * world_size) +
 /// rank * local_batch (docs/tasks.md 0: training example (s, b) is index s * B + b of split 1).

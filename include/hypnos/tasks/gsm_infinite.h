@@ -29,6 +29,17 @@ struct GsmProblem {
 Example gsm_layout(const GsmProblem& p, const GsmTokenizer& tokenizer, int64_t max_len,
                    int64_t* unknown = nullptr);
 
+/// The problem as text for a pretrained model's tokenizer (docs/tasks.md 3.5): the prompt is the
+/// question, a newline, the problem, a newline and "Answer:" (no chain of thought); the completion
+/// is " N". Surrounding whitespace of question and problem is dropped.
+std::string gsm_prompt_text(const GsmProblem& p);
+std::string gsm_completion_text(const GsmProblem& p);
+
+/// One `hypnos generate gsm_infinite --text` line (no newline): {"id", "question", "problem",
+/// "answer", "op", "mode", "template", "d", "prompt", "completion"}. read_gsm_official_jsonl and
+/// scripts/tokenize_gsm.py read it back.
+std::string gsm_text_jsonl(const GsmProblem& p, const std::string& id);
+
 /// Official data (docs/tasks.md 3.4 "Official data"): one JSON object per line with problem,
 /// question, solution (ending "Answer: N."), op, and optionally template, mode, d.
 struct GsmOfficialData {
@@ -36,7 +47,8 @@ struct GsmOfficialData {
   int64_t dropped = 0;  ///< lines whose answer is not an integer in 0..1000
 };
 
-/// Reads official GSM-Infinite JSONL. Modes normalforward / forwardreverse become forward /
+/// Reads official GSM-Infinite JSONL (and gsm_text_jsonl lines: without a solution, the integer
+/// answer is taken). Modes normalforward / forwardreverse become forward /
 /// reverse and the published template names become zoo / teachers / movies. Throws
 /// std::runtime_error naming path:line for a line that is not a JSON object or lacks a field.
 GsmOfficialData read_gsm_official_jsonl(const std::string& path);

@@ -21,7 +21,9 @@ struct ScoreGroup {
   std::vector<std::string> tags;   ///< further buckets it also counts toward, e.g. "mode=reverse"
 };
 
-/// One sequence (docs/tasks.md section 0). All vectors have length T = Task::seq_len().
+/// One sequence (docs/tasks.md section 0). All vectors have the same length: T = Task::seq_len()
+/// for generated tasks, the record's own length (at most seq_len) for token files, whose batches
+/// are padded to their longest example (collate).
 struct Example {
   std::vector<int64_t> tokens;
   std::vector<int64_t> targets;    ///< scored where loss_mask = 1
@@ -36,8 +38,11 @@ class Task {
   /// "rule110" | "depo" | "gsm_infinite" (also the RNG's task name).
   virtual std::string_view name() const = 0;
   virtual int64_t vocab_size() const = 0;
-  /// T: every example of this task has exactly this many tokens (padded).
+  /// T: every example of this task has exactly this many tokens (padded), or at most this many
+  /// (token files: examples of their own lengths).
   virtual int64_t seq_len() const = 0;
+  /// The token that pads a batch of shorter examples to its longest (never scored).
+  virtual int64_t pad_id() const { return 0; }
   /// Deterministic in (seed, split, index); thread-safe.
   virtual Example example(Split split, uint64_t index) const = 0;
   /// Human-readable form of one token id (for `generate` and debugging).

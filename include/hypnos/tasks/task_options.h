@@ -82,6 +82,15 @@ struct GsmInfiniteOptions {
   /// Folder of the distractor lists; empty: $HYPNOS_DATA_DIR/gsm_infinite, else the source
   /// tree's data/gsm_infinite. Default: ""
   std::string data_dir;
+  /// Problems from a file instead of the generator (docs/tasks.md 3.5), in the word-level layout:
+  /// official GSM-Infinite JSONL or `hypnos generate gsm_infinite --text`. Default: ""
+  std::string data_file;
+  /// Problems tokenised by a pretrained model's tokenizer (NAME.tokens with NAME.index.jsonl
+  /// beside it, from scripts/tokenize_gsm.py). Default: ""
+  std::string token_file;
+  /// Folder of the tokenizer the token file must have been written with (its SHA-256 is checked);
+  /// empty: model.from. Default: ""
+  std::string tokenizer;
 
   template <class V>
   void visit(V& v) {
@@ -105,6 +114,15 @@ struct GsmInfiniteOptions {
     v.field("data_dir", data_dir,
             "folder of <template>_{tops,items}.txt; empty: $HYPNOS_DATA_DIR/gsm_infinite or the "
             "source tree's data/gsm_infinite");
+    v.field("data_file", data_file,
+            "problems from a JSONL file (official GSM-Infinite or `hypnos generate --text`) in the "
+            "word-level layout; empty: generated");
+    v.field(
+        "token_file", token_file,
+        "problems tokenised by the model's tokenizer: NAME.tokens (index NAME.index.jsonl) from "
+        "scripts/tokenize_gsm.py; empty: none");
+    v.field("tokenizer", tokenizer,
+            "folder of the tokenizer.json the token file was written with; empty: model.from");
   }
 };
 
