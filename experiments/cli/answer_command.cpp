@@ -2,10 +2,13 @@
 // `hypnos sleep` and decodes greedily after the question, one wake pass per new token (the
 // document is never read again).
 #include <cstdio>
+#include <filesystem>
+#include <optional>
 
 #include "commands.h"
 #include "hypnos/io/safetensors.h"
 #include "hypnos/sleep/session.h"
+#include "hypnos/tasks/tokenizer_vocab.h"
 #include "model_source.h"
 
 namespace hypnos::cli {
@@ -27,7 +30,8 @@ const CommandSpec& answer_spec() {
       "pending tokens, the question and the tokens generated so far, starting at the memory:\n"
       "the same logits as one `hypnos score` pass over the document, the question and the\n"
       "answer. Pending tokens + question + new tokens must fit one window. Prints the new\n"
-      "tokens' ids, one line per sequence."};
+      "tokens, one line per sequence: as text when the directory holds the model's tokenizer\n"
+      "(tokenizer.json or vocab.json), else as ids."};
   return spec;
 }
 
@@ -71,8 +75,19 @@ int run_answer(const ParsedArgs& args) {
   }
   const at::Tensor answer = sequence.narrow(1, question, max_new).contiguous();
   auto a = answer.accessor<int64_t, 2>();
+  // Text when the directory holds the model's tokenizer, else the ids.
+  const std::filesystem::path dir = args.positionals[0];
+  const bool has_tokenizer = std::filesystem::exists(dir / "tokenizer.json") ||
+                             std::filesystem::exists(dir / "vocab.json");
+  const std::optional<tasks::TokenizerVocab> vocab =
+      has_tokenizer ? std::optional(tasks::TokenizerVocab::load(dir.string())) : std::nullopt;
   for (int64_t b = 0; b < B; ++b) {
-    for (int64_t i = 0; i < max_new; ++i) std::printf(i ? " %lld" : "%lld", (long long)a[b][i]);
+    std::vector<int64_t> ids(&a[b][0], &a[b][0] + max_new);
+    if (vocab) {
+      std::printf("%s\n", vocab->decode(ids).c_str());
+      continue;
+    }
+    for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %lld" : "%lld", (long long)ids[i]);
     std::printf("\n");
   }
   return 0;

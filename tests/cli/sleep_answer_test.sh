@@ -73,4 +73,30 @@ rc=0
   --question "$SCRATCH/question.txt" >/dev/null 2>"$SCRATCH/notmem.err" || rc=$?
 [[ $rc == 1 ]] && grep -q "is not a hypnos memory file" "$SCRATCH/notmem.err" ||
   fail "a logits file was taken for a memory (exit $rc): $(cat "$SCRATCH/notmem.err")"
+# A Hugging Face checkpoint with its tokenizer: answer prints text, the tokenizers library's decoding
+# of the ids the same checkpoint answers without its tokenizer.
+"$PYTHON" "$SOURCE_DIR/bench/reference/pretrained_reference.py" --make-tiny jet_nemotron \
+  "$SCRATCH/jet" --vocab 300 >/dev/null
+cp -r "$SCRATCH/jet" "$SCRATCH/jet_ids"
+"$PYTHON" "$SOURCE_DIR/tests/python/tiny_tokenizer.py" "$SCRATCH/jet" --vocab-size 300 >/dev/null
+printf '%s\n' "5 17 200 3 99 42 7 7 130 64 1 250 18 77 3 0 9 31 45 120 6 222" >"$SCRATCH/jet_context.txt"
+printf '%s\n' "8 8 100" >"$SCRATCH/jet_question.txt"
+for dir in jet jet_ids; do
+  "$HYPNOS" sleep "$SCRATCH/$dir" --context "$SCRATCH/jet_context.txt" \
+    --out "$SCRATCH/$dir.memory" sleep.window=16 sleep.loop_layers=[1,5] >/dev/null ||
+    fail "sleep on $dir failed"
+  "$HYPNOS" answer "$SCRATCH/$dir" --memory "$SCRATCH/$dir.memory" \
+    --question "$SCRATCH/jet_question.txt" --max-new 4 >"$SCRATCH/$dir.answer" 2>/dev/null ||
+    fail "answer on $dir failed"
+done
+"$PYTHON" - "$SCRATCH" <<'PY' || fail "the text answer is not the decoding of the ids"
+import sys
+from tokenizers import Tokenizer
+scratch = sys.argv[1]
+ids = list(map(int, open(f"{scratch}/jet_ids.answer").read().split()))
+text = open(f"{scratch}/jet.answer").read()[:-1]  # the line's own newline
+expected = Tokenizer.from_file(f"{scratch}/jet/tokenizer.json").decode(ids)
+print("ids", ids, "text", repr(text), "tokenizers", repr(expected))
+sys.exit(0 if len(ids) == 4 and text == expected else 1)
+PY
 echo "sleep_answer: ok"
