@@ -61,7 +61,7 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
 
   if (!plan.sleeps) {  // a plain single pass: wake logits and its memory
     auto [h, written] = model->forward_blocks(h0, start, 0, n, span);
-    if (plan.wants_logits) result.logits = model->logits(h);
+    if (plan.wants_logits) result.hidden = h;
     result.memory = memory::evict(written, opts.eviction, opts.window);
     return result;
   }
@@ -74,14 +74,14 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
     // state writes are dropped; consolidation below starts again from the window-start memory. The
     // prefix is that pass's first part too (`written` holds `start` at layers [a, n)).
     auto [h_wake, wake_written] = model->forward_blocks(h, written, a, n, span);
-    result.logits = model->logits(h_wake);
+    result.hidden = h_wake;
     if (plan.per_row) single = std::move(wake_written);
   }
   for (int64_t pass = 1; pass <= opts.n_passes; ++pass) {
     const memory::ModelMemory in = pass_input(written, start, a, b, opts.state_between_passes);
     std::tie(h, written) = model->forward_blocks(h, in, a, b, span);
     if (pass == 1 && full_range) {  // the wake pass: its logits, and the one-pass memory
-      if (plan.wants_logits) result.logits = model->logits(h);
+      if (plan.wants_logits) result.hidden = h;
       if (plan.per_row) single = written;
     }
   }
@@ -92,8 +92,8 @@ WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
     // rows without loss tokens have no wake logits, as when they are alone in their batch.
     result.memory = memory::select_rows(
         loss_rows, memory::evict(single, opts.eviction, opts.window), result.memory);
-    result.logits = at::where(loss_rows.view({-1, 1, 1}), result.logits,
-                              at::zeros({}, result.logits.options()));
+    result.hidden = at::where(loss_rows.view({-1, 1, 1}), result.hidden,
+                              at::zeros({}, result.hidden.options()));
   }
   return result;
 }
@@ -181,7 +181,7 @@ memory::ModelMemory rebuild(const WindowCall& call, const std::vector<std::strin
 
 torch::autograd::variable_list flatten(const WindowResult& r, std::vector<std::string>* names) {
   torch::autograd::variable_list out;
-  if (r.logits.defined()) out.push_back(r.logits);
+  if (r.hidden.defined()) out.push_back(r.hidden);
   names->clear();
   for (auto& [name, t] : r.memory.named_tensors()) {
     names->push_back(name);
@@ -247,12 +247,27 @@ struct WindowRecompute : torch::autograd::Function<WindowRecompute> {
   }
 };
 
+/// Per window outputs ([B, L_w, C], undefined for windows without loss tokens) into one [B, T, C]
+/// tensor, zeros where undefined, in the dtype of the computed ones (bf16 under autocast: fp32
+/// zeros would promote the whole output to fp32).
+at::Tensor concat_windows(std::vector<at::Tensor>& windows, int64_t B, int64_t T, int64_t L,
+                          int64_t C, at::TensorOptions options) {
+  for (const auto& x : windows) {
+    if (x.defined()) options = x.options();
+  }
+  for (size_t w = 0; w < windows.size(); ++w) {
+    if (windows[w].defined()) continue;
+    windows[w] = at::zeros({B, std::min(L, T - static_cast<int64_t>(w) * L), C}, options);
+  }
+  return at::cat(windows, 1);
+}
+
 }  // namespace
 
 WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
                              const at::Tensor& loss_mask, memory::ModelMemory memory,
                              const SleepOptions& sleep, const BackpropOptions& backprop,
-                             const std::vector<WindowPlan>& given_plans) {
+                             const std::vector<WindowPlan>& given_plans, WakeOutput wake) {
   sleep.validate(model->n_layers());
   TORCH_CHECK(tokens.dim() == 2, "run_windows: tokens must be [B, T], got ", tokens.sizes());
   TORCH_CHECK(!loss_mask.defined() || loss_mask.sizes() == tokens.sizes(),
@@ -278,7 +293,8 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
       !given_plans.empty()
           ? given_plans
           : plan_windows(loss_mask.defined() ? loss_mask.cpu() : at::Tensor(), T, sleep);
-  std::vector<at::Tensor> logits;  // per window: [B, L_w, vocab]; undefined without loss tokens
+  // Per window: [B, L_w, D] and [B, L_w, vocab]; undefined without loss tokens.
+  std::vector<at::Tensor> hidden, logits;
   // The window checkpoint passes the parameters explicitly; other runs never need the list.
   const std::vector<at::Tensor> params =
       backprop.recompute == Recompute::kWindow ? model->parameters() : std::vector<at::Tensor>{};
@@ -313,7 +329,7 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
       const auto outputs =
           WindowRecompute::apply(at::TensorList(memory_in), at::TensorList(params), call);
       const size_t offset = plan.wants_logits ? 1 : 0;
-      if (plan.wants_logits) result.logits = outputs[0];
+      if (plan.wants_logits) result.hidden = outputs[0];
       result.memory = rebuild(*call, call->out_names, outputs, offset);
     } else {
       result = sleep_window(model, window_tokens, memory, plan, sleep, loss_rows);
@@ -323,21 +339,25 @@ WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
     if (backprop.truncate_every > 0 && (w + 1) % backprop.truncate_every == 0) {
       memory = memory.detached();
     }
-    logits.push_back(result.logits);
-  }
-  // Windows without loss tokens get zero logits, in the dtype of the computed ones (bf16 under
-  // autocast: fp32 zeros would promote the whole [B, T, vocab] output to fp32).
-  at::TensorOptions options = model->head_weight().options();
-  for (const auto& l : logits) {
-    if (l.defined()) options = l.options();
-  }
-  for (int64_t w = 0; w < n_windows; ++w) {
-    if (!logits[w].defined()) {
-      const int64_t len = std::min(L, T - w * L);
-      logits[w] = at::zeros({tokens.size(0), len, model->options.vocab_size}, options);
+    // 4. The head, per window (only windows with loss tokens pay for it), unless the caller runs
+    // it itself where it needs logits.
+    if (wake == WakeOutput::kLogits && result.hidden.defined()) {
+      at::Tensor l = model->logits(result.hidden);
+      if (plan.per_row) l = at::where(loss_rows.view({-1, 1, 1}), l, at::zeros({}, l.options()));
+      logits.push_back(l);
+    } else {
+      logits.emplace_back();
     }
+    hidden.push_back(result.hidden);
   }
-  return {at::cat(logits, 1), std::move(memory)};
+  const at::TensorOptions options = model->head_weight().options();
+  WindowLoopOutput out;
+  if (wake == WakeOutput::kLogits) {
+    out.logits = concat_windows(logits, tokens.size(0), T, L, model->options.vocab_size, options);
+  }
+  out.hidden = concat_windows(hidden, tokens.size(0), T, L, model->options.d_model, options);
+  out.memory = std::move(memory);
+  return out;
 }
 
 }  // namespace hypnos::sleep
