@@ -18,6 +18,7 @@
 #include "hypnos/train/distributed.h"
 #include "hypnos/train/evaluate.h"
 #include "hypnos/train/micro_batch_step.h"
+#include "hypnos/train/optimizer_sharding.h"
 #include "hypnos/train/run_directory.h"
 #include "train/fault_injection.h"
 #include "train/out_of_memory.h"
@@ -100,6 +101,7 @@ class Trainer {
   std::unique_ptr<tasks::Task> task_;
   nn::HybridLM model_{nullptr};
   std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<OptimizerSharding> sharding_;  // train.shard_optimizer in a data parallel run
   std::unique_ptr<Schedule> schedule_;
   std::unique_ptr<MicroBatchStep> micro_step_;
   std::optional<std::pair<uint64_t, tasks::Batch>> prefetched_;  // the next micro-batch, made early
@@ -261,12 +263,17 @@ int Trainer::run_unguarded() {
     }
   }
   dist_.broadcast_from_main(model_->parameters());  // every rank starts from rank 0's weights
+  // Each rank keeps the state of its own parameters (the checkpoint loaded all of it).
+  if (config_.train.shard_optimizer && dist_.is_distributed()) {
+    sharding_ = std::make_unique<OptimizerSharding>(*optimizer_, dist_);
+  }
   if (dist_.is_main()) {
     event(io::JsonRecord()
               .add("event", request_.resume ? "resume" : "start")
               .add("step", state_.step)
               .add("device", device_.str())
               .add("world_size", dist_.world_size())
+              .add("shard_optimizer", sharding_ != nullptr)
               .add("parameter_tensors", static_cast<int64_t>(model_->parameters().size())));
   }
   log::info("training " + config_summary() + " on " + device_.str());
@@ -426,6 +433,7 @@ Trainer::StepResult Trainer::step() {
     return StepResult::kSkipped;
   }
   optimizer_->step();
+  if (sharding_) sharding_->broadcast_parameters();  // each parameter from the rank that owns it
   state_.consecutive_skips = 0;
   ++state_.step;
   const int64_t tokens = config_.train.batch_size * task_->seq_len();
@@ -511,6 +519,8 @@ void Trainer::evaluate_and_log() {
 
 void Trainer::save_checkpoint_now() {
   last_saved_step_ = state_.step;
+  // A checkpoint holds the whole optimizer state, whoever owns it: it resumes at any world size.
+  if (sharding_) sharding_->gather_state_to_main();
   if (dist_.is_main()) {
     phase_ = "saving the checkpoint of step " + std::to_string(state_.step);
     const auto path = save_checkpoint(request_.run_dir, state_, model_, *optimizer_, config_yaml_,
@@ -520,6 +530,7 @@ void Trainer::save_checkpoint_now() {
               .add("step", state_.step)
               .add("path", path.string()));
   }
+  if (sharding_) sharding_->drop_gathered_state();
   dist_.barrier();
 }
 
@@ -549,7 +560,8 @@ bool is_resumable_key(const std::string& key) {
                                       "train.keep_checkpoints",
                                       "run.out_dir",
                                       "train.max_skips",
-                                      "train.cuda_graph"};
+                                      "train.cuda_graph",
+                                      "train.shard_optimizer"};
   for (const char* k : kKeys) {
     if (key == k) return true;
   }
