@@ -57,9 +57,12 @@ struct WindowResult {
 /// run_windows calls it per window; Session calls it for each window it reads and for queries.
 /// `loss_rows` [B] bool (on the model's device) is required by a per-row plan: the rows that hold
 /// loss tokens in this window.
+/// `checkpoint_blocks` (train.recompute = block, inside the window replay): in grad mode, each
+/// block call keeps only its inputs and runs again in backward.
 WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
                           const memory::ModelMemory& start, const WindowPlan& plan,
-                          const SleepOptions& opts, const at::Tensor& loss_rows = {});
+                          const SleepOptions& opts, const at::Tensor& loss_rows = {},
+                          bool checkpoint_blocks = false);
 
 /// The plan of every window of a sequence of `seq_len` tokens under `sleep`'s schedule.
 /// `loss_mask` [B, T] on the CPU (bool or 0/1), or undefined: every window then has loss tokens
