@@ -89,7 +89,7 @@ at::Tensor Session::predict(const at::Tensor& query) {
               ") tokens exceed the window (", options_.window, ")");
   torch::NoGradGuard no_grad;
   const WindowResult r = sleep_window(model_, window, memory_, WindowPlan{}, options_);
-  return r.logits.narrow(1, window.size(1) - query.size(1), query.size(1));
+  return model_->logits(r.hidden).narrow(1, window.size(1) - query.size(1), query.size(1));
 }
 
 void Session::save(const std::filesystem::path& path) const {

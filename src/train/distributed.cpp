@@ -247,14 +247,23 @@ DistributedContext DistributedContext::from_environment(const DistributedOptions
 // ---- collectives ------------------------------------------------------------------------------
 
 void DistributedContext::broadcast_from_main(const std::vector<at::Tensor>& tensors) const {
+  broadcast_from(0, tensors);
+}
+
+void DistributedContext::broadcast_from(int64_t root,
+                                        const std::vector<at::Tensor>& tensors) const {
   if (!group_) return;
+  if (root < 0 || root >= env_.world_size) {
+    throw std::invalid_argument("DistributedContext::broadcast_from: rank " + std::to_string(root) +
+                                " is outside the world of size " + std::to_string(env_.world_size));
+  }
   at::NoGradGuard no_grad;
   const auto buckets =
       make_buckets(tensors, static_cast<int64_t>(options_.bucket_mb * 1024 * 1024));
   std::vector<at::Tensor> flats;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   c10d::BroadcastOptions opts;
-  opts.rootRank = 0;
+  opts.rootRank = root;
   opts.timeout = group_->timeout;
   for (const auto& bucket : buckets) {
     flats.push_back(flatten(bucket));
@@ -262,9 +271,9 @@ void DistributedContext::broadcast_from_main(const std::vector<at::Tensor>& tens
     works.push_back(group_->backend->broadcast(io, opts));
   }
   for (size_t i = 0; i < buckets.size(); ++i) {
-    group_->wait(works[i], "broadcast of bucket " + std::to_string(i) + " of " +
-                               std::to_string(buckets.size()));
-    if (!is_main()) unflatten_into(flats[i], buckets[i]);
+    group_->wait(works[i], "broadcast from rank " + std::to_string(root) + " of bucket " +
+                               std::to_string(i) + " of " + std::to_string(buckets.size()));
+    if (rank() != root) unflatten_into(flats[i], buckets[i]);
   }
 }
 

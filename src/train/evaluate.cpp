@@ -17,13 +17,36 @@ at::Tensor masked_cross_entropy(const at::Tensor& logits, const at::Tensor& targ
   return at::nll_loss(at::log_softmax(scored, -1), labels);
 }
 
-at::Tensor masked_cross_entropy_graph_safe(const at::Tensor& logits, const at::Tensor& targets,
-                                           const at::Tensor& loss_mask) {
-  constexpr int64_t kIgnore = -100;
-  const auto labels = at::where(loss_mask.to(at::kBool), targets, kIgnore).reshape({-1});
-  const auto scored = logits.reshape({-1, logits.size(-1)}).to(at::kFloat);
+LossPositions loss_positions(const at::Tensor& targets, const at::Tensor& loss_mask,
+                             int64_t capacity) {
+  TORCH_CHECK(targets.is_cpu() && loss_mask.is_cpu() && targets.sizes() == loss_mask.sizes() &&
+                  targets.dim() == 2,
+              "loss_positions: targets and loss_mask must be [B, T] on the CPU, got ",
+              targets.sizes(), " and ", loss_mask.sizes());
+  LossPositions p;
+  p.index = loss_mask.to(at::kBool).reshape({-1}).nonzero().squeeze(1);
+  p.count = p.index.size(0);
+  TORCH_CHECK(p.count > 0, "loss_positions: the batch has no loss positions");
+  TORCH_CHECK(capacity == 0 || p.count <= capacity, "loss_positions: ", p.count,
+              " loss positions exceed the capacity ", capacity);
+  p.labels = targets.reshape({-1}).index_select(0, p.index).to(at::kLong);
+  if (capacity > p.count) {
+    p.index = at::cat({p.index, at::zeros({capacity - p.count}, p.index.options())});
+    p.labels = at::cat({p.labels, at::full({capacity - p.count}, LossPositions::kIgnoreLabel,
+                                           p.labels.options())});
+  }
+  return p;
+}
+
+at::Tensor head_cross_entropy(nn::HybridLM& model, const at::Tensor& hidden,
+                              const at::Tensor& index, const at::Tensor& labels) {
+  TORCH_CHECK(hidden.dim() == 3 && index.dim() == 1 && labels.sizes() == index.sizes(),
+              "head_cross_entropy: hidden must be [B, T, D] and index, labels [P], got ",
+              hidden.sizes(), ", ", index.sizes(), ", ", labels.sizes());
+  const auto rows = hidden.reshape({-1, hidden.size(2)}).index_select(0, index);  // [P, D]
+  const auto scored = model->logits(rows).to(at::kFloat);                         // [P, vocab]
   return at::nll_loss(at::log_softmax(scored, -1), labels, /*weight=*/{}, at::Reduction::Mean,
-                      kIgnore);
+                      LossPositions::kIgnoreLabel);
 }
 
 at::Tensor argmax_over(const at::Tensor& scores, const at::Tensor& ids) {
@@ -47,17 +70,18 @@ tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
         tasks::make_batch(task, tasks::Split::kTest, static_cast<uint64_t>(first), n);
     const auto tokens = batch.tokens.to(device);
     const auto mask = batch.loss_mask.to(device);
-    at::Tensor logits;
+    // Only the loss positions get logits: the head runs on their hidden states alone, never on
+    // [B, T, vocab] (docs/design.md 1.1).
+    const auto bool_mask = mask.to(at::kBool);
+    at::Tensor scored;  // [P, vocab]
     {
       AutocastGuard autocast(options.bf16_autocast, device);
-      logits = sleep::run_windows(model, tokens, mask,
-                                  memory::ModelMemory::empty(model->n_layers()), sleep)
-                   .logits;
+      const at::Tensor hidden =
+          sleep::run_windows(model, tokens, mask, memory::ModelMemory::empty(model->n_layers()),
+                             sleep, {}, {}, sleep::WakeOutput::kHidden)
+              .hidden;
+      scored = model->logits(hidden.index({bool_mask})).to(at::kFloat);
     }
-    // Only the loss positions are scored: softmax over them alone, not over [B, T, vocab] (a GSM
-    // batch would otherwise hold a second copy of its logits in fp32).
-    const auto bool_mask = mask.to(at::kBool);
-    const auto scored = logits.index({bool_mask}).to(at::kFloat);  // [P, vocab]
     const auto targets = batch.targets.to(device).index({bool_mask});
     auto nll = at::zeros(mask.sizes(), scored.options());
     auto predictions = at::zeros(mask.sizes(), targets.options());

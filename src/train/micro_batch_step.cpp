@@ -64,11 +64,12 @@ struct MicroBatchStep::Graph {
 #ifdef HYPNOS_WITH_CUDA_TORCH
   at::cuda::CUDAGraph graph;
 #endif
-  std::vector<int64_t> shape;            // the batch's [B, T]
-  std::vector<sleep::WindowPlan> plans;  // with shape, the layout the graph holds
-  at::Tensor tokens, targets, mask;      // captured inputs (device)
-  at::Tensor loss;                       // captured output (device scalar)
-  std::vector<const void*> grads;        // the gradient storage the graph accumulates into
+  std::vector<int64_t> shape;              // the batch's [B, T]
+  std::vector<sleep::WindowPlan> plans;    // with shape, the layout the graph holds
+  int64_t capacity = 0;                    // loss positions the graph has room for (padded)
+  at::Tensor tokens, mask, index, labels;  // captured inputs (device)
+  at::Tensor loss;                         // captured output (device scalar)
+  std::vector<const void*> grads;          // the gradient storage the graph accumulates into
 };
 
 MicroBatchStepOptions MicroBatchStepOptions::from(const RunConfig& config) {
@@ -88,19 +89,19 @@ MicroBatchStep::MicroBatchStep(MicroBatchStep&&) noexcept = default;
 MicroBatchStep& MicroBatchStep::operator=(MicroBatchStep&&) noexcept = default;
 MicroBatchStep::~MicroBatchStep() = default;
 
-at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor& targets,
-                                     const at::Tensor& mask,
+at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor& mask,
+                                     const at::Tensor& index, const at::Tensor& labels,
                                      const std::vector<sleep::WindowPlan>& plans, bool poison,
-                                     bool graph_safe_loss, bool interruptible) {
+                                     bool interruptible) {
   at::Tensor loss;
   {
+    // The head and the loss at the loss positions only (docs/design.md 1.1): the positions come
+    // from the host, so the same ops run eagerly and in a captured graph.
     AutocastGuard autocast(options_.bf16_autocast, device_);
     const auto out =
         sleep::run_windows(model_, tokens, mask, memory::ModelMemory::empty(model_->n_layers()),
-                           options_.sleep, options_.backprop, plans);
-    loss = (graph_safe_loss ? masked_cross_entropy_graph_safe(out.logits, targets, mask)
-                            : masked_cross_entropy(out.logits, targets, mask)) *
-           options_.loss_scale;
+                           options_.sleep, options_.backprop, plans, sleep::WakeOutput::kHidden);
+    loss = head_cross_entropy(model_, out.hidden, index, labels) * options_.loss_scale;
   }
   if (poison) loss = loss * std::numeric_limits<double>::quiet_NaN();
   if (interruptible) {
@@ -113,16 +114,19 @@ at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor&
 }
 
 #ifdef HYPNOS_WITH_CUDA_TORCH
-void MicroBatchStep::capture(const tasks::Batch& batch,
-                             const std::vector<sleep::WindowPlan>& plans) {
+void MicroBatchStep::capture(const tasks::Batch& batch, const std::vector<sleep::WindowPlan>& plans,
+                             int64_t capacity) {
   const auto params = model_->parameters();
   graph_.reset();  // frees the previous graph's memory pool first
   auto g = std::make_unique<Graph>();
   g->shape = batch.tokens.sizes().vec();
   g->plans = plans;
+  g->capacity = capacity;
   g->tokens = batch.tokens.to(device_);
-  g->targets = batch.targets.to(device_);
   g->mask = batch.loss_mask.to(device_);
+  const LossPositions positions = loss_positions(batch.targets, batch.loss_mask, capacity);
+  g->index = positions.index.to(device_);
+  g->labels = positions.labels.to(device_);
   std::vector<at::Tensor> saved;  // the gradients so far (earlier micro-batches of this step)
   {
     at::NoGradGuard no_grad;
@@ -143,14 +147,13 @@ void MicroBatchStep::capture(const tasks::Batch& batch,
   at::autocast::set_autocast_cache_enabled(false);
   try {
     c10::cuda::CUDAStreamGuard on_side(side_stream);
-    run_eager(g->tokens, g->targets, g->mask, plans, false, /*graph_safe_loss=*/true,
-              /*interruptible=*/false);
+    run_eager(g->tokens, g->mask, g->index, g->labels, plans, false, /*interruptible=*/false);
     {
       at::NoGradGuard no_grad;
       for (size_t i = 0; i < params.size(); ++i) params[i].grad().copy_(saved[i]);
     }
     g->graph.capture_begin();
-    g->loss = run_eager(g->tokens, g->targets, g->mask, plans, false, true, false);
+    g->loss = run_eager(g->tokens, g->mask, g->index, g->labels, plans, false, false);
     g->graph.capture_end();
   } catch (const c10::OutOfMemoryError&) {
     at::autocast::set_autocast_cache_enabled(cache);
@@ -180,16 +183,18 @@ at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
   const auto plans = sleep::plan_windows(batch.loss_mask, batch.loss_mask.size(1), options_.sleep);
   const bool graphed = device_.is_cuda() && options_.cuda_graph && !graphs_disabled_ && !poison;
   if (!graphed) {
-    return run_eager(batch.tokens.to(device_), batch.targets.to(device_),
-                     batch.loss_mask.to(device_), plans, poison,
-                     /*graph_safe_loss=*/false, /*interruptible=*/options_.interrupt != nullptr);
+    const LossPositions positions = loss_positions(batch.targets, batch.loss_mask);
+    return run_eager(batch.tokens.to(device_), batch.loss_mask.to(device_),
+                     positions.index.to(device_), positions.labels.to(device_), plans, poison,
+                     /*interruptible=*/options_.interrupt != nullptr);
   }
 #ifdef HYPNOS_WITH_CUDA_TORCH
-  TORCH_CHECK(batch.loss_mask.to(at::kBool).any().item<bool>(),
-              "MicroBatchStep: the micro-batch has no loss positions");
+  // A graph holds the loss positions padded to a capacity: a power of two, so that a batch with a
+  // few more positions than the captured one is rare and a new capture grows it at least twofold.
+  const int64_t count = loss_positions(batch.targets, batch.loss_mask).count;
   const auto params = model_->parameters();
   bool valid = graph_ && graph_->shape == batch.tokens.sizes().vec() && graph_->plans == plans &&
-               graph_->grads.size() == params.size();
+               graph_->capacity >= count && graph_->grads.size() == params.size();
   for (size_t i = 0; valid && i < params.size(); ++i) {
     valid = params[i].grad().defined() && params[i].grad().data_ptr() == graph_->grads[i];
   }
@@ -201,11 +206,16 @@ at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
                 std::to_string(captures_) + " captures; running eagerly");
       return run(batch, poison);
     }
-    capture(batch, plans);
+    int64_t capacity = 1;
+    while (capacity < count) capacity *= 2;
+    capture(batch, plans, std::min(capacity, batch.tokens.numel()));
   } else {
+    const LossPositions positions =
+        loss_positions(batch.targets, batch.loss_mask, graph_->capacity);
     graph_->tokens.copy_(batch.tokens);
-    graph_->targets.copy_(batch.targets);
     graph_->mask.copy_(batch.loss_mask);
+    graph_->index.copy_(positions.index);
+    graph_->labels.copy_(positions.labels);
   }
   graph_->graph.replay();
   last_run_graphed_ = true;

@@ -143,8 +143,81 @@ Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
 Optimizer::~Optimizer() = default;
 
 void Optimizer::step() {
+  // Both optimizers skip a parameter without a gradient: the unowned ones lend theirs for the
+  // step and get them back (the same tensors, which a replayed CUDA graph accumulates into).
+  std::vector<std::pair<at::Tensor, at::Tensor>> lent;
+  if (!owned_.empty()) {
+    const auto params = parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (owned_[i] || !params[i].grad().defined()) continue;
+      lent.emplace_back(params[i], params[i].grad());
+      params[i].mutable_grad() = at::Tensor();
+    }
+  }
   if (muon_) muon_->step();
   if (adamw_) fused_adamw_step(*adamw_);
+  for (auto& [param, grad] : lent) param.mutable_grad() = grad;
+}
+
+void Optimizer::set_owned(std::vector<bool> owned) {
+  if (!owned.empty() && owned.size() != muon_params_.size() + adamw_params_.size()) {
+    throw std::invalid_argument(
+        "Optimizer::set_owned: " + std::to_string(owned.size()) + " flags for " +
+        std::to_string(muon_params_.size() + adamw_params_.size()) + " parameters");
+  }
+  owned_ = std::move(owned);
+}
+
+std::vector<at::Tensor> Optimizer::state_of(size_t i) const {
+  if (i < muon_params_.size()) {
+    const auto it = muon_->state().find(muon_params_[i].unsafeGetTensorImpl());
+    if (it == muon_->state().end()) return {};
+    return {static_cast<MuonParamState&>(*it->second).momentum_buffer()};
+  }
+  const at::Tensor& p = adamw_params_.at(i - muon_params_.size());
+  const auto it = adamw_->state().find(p.unsafeGetTensorImpl());
+  if (it == adamw_->state().end()) return {};
+  const auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+  return {s.exp_avg(), s.exp_avg_sq(), at::scalar_tensor(s.step(), at::kLong)};
+}
+
+std::vector<at::Tensor> Optimizer::empty_state_like(size_t i) const {
+  if (i < muon_params_.size())
+    return {at::empty_like(muon_params_[i], at::MemoryFormat::Contiguous)};
+  const at::Tensor& p = adamw_params_.at(i - muon_params_.size());
+  return {at::empty_like(p, at::MemoryFormat::Preserve),
+          at::empty_like(p, at::MemoryFormat::Preserve), at::scalar_tensor(0, at::kLong)};
+}
+
+void Optimizer::set_state_of(size_t i, const std::vector<at::Tensor>& state) {
+  if (i < muon_params_.size()) {
+    TORCH_CHECK(state.size() == 1, "Optimizer::set_state_of: Muon parameter ", i,
+                " takes 1 state tensor, got ", state.size());
+    auto fresh = std::make_unique<MuonParamState>();
+    fresh->momentum_buffer(state[0]);
+    muon_->state()[muon_params_[i].unsafeGetTensorImpl()] = std::move(fresh);
+    return;
+  }
+  const at::Tensor& p = adamw_params_.at(i - muon_params_.size());
+  TORCH_CHECK(state.size() == 3, "Optimizer::set_state_of: AdamW parameter ", i,
+              " takes 3 state tensors, got ", state.size());
+  auto fresh = std::make_unique<torch::optim::AdamWParamState>();
+  fresh->exp_avg(state[0]);
+  fresh->exp_avg_sq(state[1]);
+  fresh->step(state[2].item<int64_t>());
+  adamw_->state()[p.unsafeGetTensorImpl()] = std::move(fresh);
+}
+
+void Optimizer::drop_unowned_state() {
+  if (owned_.empty()) return;
+  for (size_t i = 0; i < owned_.size(); ++i) {
+    if (owned_[i]) continue;
+    if (i < muon_params_.size()) {
+      muon_->state().erase(muon_params_[i].unsafeGetTensorImpl());
+    } else {
+      adamw_->state().erase(adamw_params_[i - muon_params_.size()].unsafeGetTensorImpl());
+    }
+  }
 }
 
 void Optimizer::zero_grad(bool set_to_none) {

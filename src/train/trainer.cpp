@@ -18,6 +18,7 @@
 #include "hypnos/train/distributed.h"
 #include "hypnos/train/evaluate.h"
 #include "hypnos/train/micro_batch_step.h"
+#include "hypnos/train/optimizer_sharding.h"
 #include "hypnos/train/run_directory.h"
 #include "train/fault_injection.h"
 #include "train/out_of_memory.h"
@@ -70,7 +71,31 @@ class Trainer {
   int run();
 
  private:
+  /// Set up, resume, then the loop: each named step below, in this order.
   int run_unguarded();
+  /// The device and the process group (a bad RANK or WORLD_SIZE is a usage error).
+  void join_group();
+  /// What a resume starts from: the newest checkpoint that verifies (none: step 0), the corrupt
+  /// ones newer than it, and the resumable config changes. Rank 0 takes the run directory's lock.
+  struct ResumePoint {
+    std::optional<fs::path> checkpoint;
+    std::vector<std::pair<fs::path, std::string>> rejected;  // newest first
+    std::vector<ConfigChange> changes;
+  };
+  ResumePoint find_resume_point();
+  void build_model_and_optimizer();
+  void resume_from(const ResumePoint& point);
+  void drop_metrics_after_resumed_step();
+  /// Rank 0's weights everywhere, the optimizer sharded if asked, the start or resume event.
+  void synchronise_ranks();
+  /// Steps until train.steps, a stop signal or a non-finite stop; the exit code.
+  int train_loop();
+  bool ranks_agree_to_stop() const;
+  /// After a non-finite loss or gradient under train.nonfinite=stop.
+  int stop_before_update();
+  void evaluate_and_checkpoint_when_due();
+  /// The last evaluation and checkpoint, the finish event.
+  int finish();
   int report_out_of_memory(const std::string& what);
   /// Writes config.yaml, command.txt, git_commit.txt and opens the logs (rank 0). A new run whose
   /// start fails there leaves nothing behind, so that starting it again is not refused.
@@ -100,6 +125,7 @@ class Trainer {
   std::unique_ptr<tasks::Task> task_;
   nn::HybridLM model_{nullptr};
   std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<OptimizerSharding> sharding_;  // train.shard_optimizer in a data parallel run
   std::unique_ptr<Schedule> schedule_;
   std::unique_ptr<MicroBatchStep> micro_step_;
   std::optional<std::pair<uint64_t, tasks::Batch>> prefetched_;  // the next micro-batch, made early
@@ -141,6 +167,32 @@ int Trainer::report_out_of_memory(const std::string& what) {
 }
 
 int Trainer::run_unguarded() {
+  join_group();
+  const ResumePoint resume = find_resume_point();
+  if (dist_.is_main()) start_run_directory(resume.changes, resume.rejected);
+  build_model_and_optimizer();
+  if (request_.resume) resume_from(resume);
+  synchronise_ranks();
+  return train_loop();
+}
+
+int Trainer::train_loop() {
+  g_stop_signal = 0;
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+  start_ = log_start_ = last_line_ = Clock::now();
+  while (state_.step < config_.train.steps) {
+    if (ranks_agree_to_stop()) return stop_after_signal();
+    phase_ = "training step " + std::to_string(state_.step + 1);
+    const StepResult result = step();
+    if (result == StepResult::kInterrupted) return stop_after_signal();
+    if (result == StepResult::kStop) return stop_before_update();
+    evaluate_and_checkpoint_when_due();  // a skipped step counts: they are due as usual
+  }
+  return finish();
+}
+
+void Trainer::join_group() {
   // Config -> device and process group. A bad RANK or WORLD_SIZE is a usage error, like a bad key.
   DistributedEnvironment env;
   try {
@@ -159,7 +211,9 @@ int Trainer::run_unguarded() {
         "config error: train.batch_size (" + std::to_string(config_.train.batch_size) +
         ") must be divisible by world size x train.grad_accum (" + std::to_string(per_step) + ")");
   }
+}
 
+Trainer::ResumePoint Trainer::find_resume_point() {
   // The run directory: one writer at a time (a second one stops here, exit 2), a new run never
   // lands on an old one, and a resume starts from the newest checkpoint that verifies, with the
   // config that checkpoint was trained with; all of it decided before anything is written.
@@ -168,25 +222,25 @@ int Trainer::run_unguarded() {
     lock_.emplace(request_.run_dir);
     check_run_directory(request_.run_dir, request_.resume);
   }
-  std::optional<fs::path> resume_from;
-  std::vector<std::pair<fs::path, std::string>> rejected;  // corrupt checkpoints, newest first
-  std::vector<ConfigChange> changes;
-  if (request_.resume) {
-    resume_from = find_latest_valid_checkpoint(
-        request_.run_dir, [&](const fs::path& dir, const std::string& problem) {
-          rejected.emplace_back(dir, problem);
-        });
-    const fs::path saved = resume_from && fs::exists(*resume_from / "config.yaml")
-                               ? *resume_from / "config.yaml"
-                               : request_.run_dir / "config.yaml";
-    const std::string what = resume_from && saved.parent_path() == *resume_from
-                                 ? "the config of checkpoint " + resume_from->filename().string()
-                                 : saved.string();
-    changes = check_resume_config(request_.run_dir, io::read_file(saved), what, config_yaml_,
-                                  &is_resumable_key);
-  }
-  if (dist_.is_main()) start_run_directory(changes, rejected);
+  ResumePoint point;
+  if (!request_.resume) return point;
+  point.checkpoint = find_latest_valid_checkpoint(
+      request_.run_dir, [&](const fs::path& dir, const std::string& problem) {
+        point.rejected.emplace_back(dir, problem);
+      });
+  const std::optional<fs::path>& from = point.checkpoint;
+  const fs::path saved = from && fs::exists(*from / "config.yaml")
+                             ? *from / "config.yaml"
+                             : request_.run_dir / "config.yaml";
+  const std::string what = from && saved.parent_path() == *from
+                               ? "the config of checkpoint " + from->filename().string()
+                               : saved.string();
+  point.changes = check_resume_config(request_.run_dir, io::read_file(saved), what, config_yaml_,
+                                      &is_resumable_key);
+  return point;
+}
 
+void Trainer::build_model_and_optimizer() {
   // Model and task. The seed fixes the initialisation; the data is a pure function of (seed,
   // index).
   phase_ = "building the model";
@@ -209,96 +263,106 @@ int Trainer::run_unguarded() {
   micro_step_ = std::make_unique<MicroBatchStep>(model_, step_options, device_);
   schedule_ =
       std::make_unique<Schedule>(config_.schedule, std::max<int64_t>(config_.train.steps, 1));
+}
 
-  // Resume. A checkpoint that verifies but does not fit throws CheckpointMismatch (never skipped:
+void Trainer::resume_from(const ResumePoint& point) {
+  // A checkpoint that verifies but does not fit throws CheckpointMismatch (never skipped:
   // training on from an older one would replace it); the corrupt ones newer than the one resumed
   // from are set aside, never deleted or overwritten by the saves of the steps that run again.
-  if (request_.resume) {
-    phase_ = "loading a checkpoint";
-    if (resume_from) {
-      std::vector<std::string> nonfinite;
-      state_ = load_checkpoint(*resume_from, model_, optimizer_.get(), &nonfinite);
-      last_saved_step_ = state_.step;
-      for (const auto& tensor : nonfinite) {
-        log::warn("checkpoint " + resume_from->string() + " holds non-finite weights: " + tensor);
-        if (dist_.is_main()) {
-          event(io::JsonRecord()
-                    .add("event", "checkpoint_nonfinite")
-                    .add("checkpoint", resume_from->string())
-                    .add("tensor", tensor));
-        }
-      }
-      log::info("resumed from step " + std::to_string(state_.step));
-    } else {
-      log::warn("no valid checkpoint in " + request_.run_dir.string() + ": starting from step 0");
-    }
-    if (dist_.is_main()) {
-      for (const auto& [dir, problem] : rejected) {
-        const fs::path to = set_aside_checkpoint(dir);
+  phase_ = "loading a checkpoint";
+  if (point.checkpoint) {
+    std::vector<std::string> nonfinite;
+    state_ = load_checkpoint(*point.checkpoint, model_, optimizer_.get(), &nonfinite);
+    last_saved_step_ = state_.step;
+    for (const auto& tensor : nonfinite) {
+      log::warn("checkpoint " + point.checkpoint->string() +
+                " holds non-finite weights: " + tensor);
+      if (dist_.is_main()) {
         event(io::JsonRecord()
-                  .add("event", "checkpoint_set_aside")
-                  .add("checkpoint", dir.string())
-                  .add("to", to.string()));
-      }
-      // One history: the records after the step resumed from (step 0 when no checkpoint was
-      // valid) were made by steps that run again (R5). They move to metrics.dropped.jsonl. The
-      // file is rewritten (a new inode): reopen the writer, or the records of the resumed steps
-      // would go to the replaced file and be lost.
-      metrics_.reset();
-      const fs::path archive = request_.run_dir / "metrics.dropped.jsonl";
-      const size_t dropped = io::drop_jsonl_records_after(request_.run_dir / "metrics.jsonl",
-                                                          "step", state_.step, archive);
-      metrics_.emplace(request_.run_dir / "metrics.jsonl");
-      if (dropped > 0) {
-        log::info("moved " + std::to_string(dropped) + " metrics records after step " +
-                  std::to_string(state_.step) + " to " + archive.string());
-        event(io::JsonRecord()
-                  .add("event", "metrics_dropped")
-                  .add("after_step", state_.step)
-                  .add("records", static_cast<int64_t>(dropped))
-                  .add("archive", archive.string()));
+                  .add("event", "checkpoint_nonfinite")
+                  .add("checkpoint", point.checkpoint->string())
+                  .add("tensor", tensor));
       }
     }
+    log::info("resumed from step " + std::to_string(state_.step));
+  } else {
+    log::warn("no valid checkpoint in " + request_.run_dir.string() + ": starting from step 0");
   }
+  if (!dist_.is_main()) return;
+  for (const auto& [dir, problem] : point.rejected) {
+    const fs::path to = set_aside_checkpoint(dir);
+    event(io::JsonRecord()
+              .add("event", "checkpoint_set_aside")
+              .add("checkpoint", dir.string())
+              .add("to", to.string()));
+  }
+  drop_metrics_after_resumed_step();
+}
+
+void Trainer::drop_metrics_after_resumed_step() {
+  // One history: the records after the step resumed from (step 0 when no checkpoint was valid)
+  // were made by steps that run again (R5). They move to metrics.dropped.jsonl. The file is
+  // rewritten (a new inode): reopen the writer, or the records of the resumed steps would go to
+  // the replaced file and be lost.
+  metrics_.reset();
+  const fs::path archive = request_.run_dir / "metrics.dropped.jsonl";
+  const size_t dropped = io::drop_jsonl_records_after(request_.run_dir / "metrics.jsonl", "step",
+                                                      state_.step, archive);
+  metrics_.emplace(request_.run_dir / "metrics.jsonl");
+  if (dropped > 0) {
+    log::info("moved " + std::to_string(dropped) + " metrics records after step " +
+              std::to_string(state_.step) + " to " + archive.string());
+    event(io::JsonRecord()
+              .add("event", "metrics_dropped")
+              .add("after_step", state_.step)
+              .add("records", static_cast<int64_t>(dropped))
+              .add("archive", archive.string()));
+  }
+}
+
+void Trainer::synchronise_ranks() {
   dist_.broadcast_from_main(model_->parameters());  // every rank starts from rank 0's weights
+  // Each rank keeps the state of its own parameters (the checkpoint loaded all of it).
+  if (config_.train.shard_optimizer && dist_.is_distributed()) {
+    sharding_ = std::make_unique<OptimizerSharding>(*optimizer_, dist_);
+  }
   if (dist_.is_main()) {
     event(io::JsonRecord()
               .add("event", request_.resume ? "resume" : "start")
               .add("step", state_.step)
               .add("device", device_.str())
               .add("world_size", dist_.world_size())
+              .add("shard_optimizer", sharding_ != nullptr)
               .add("parameter_tensors", static_cast<int64_t>(model_->parameters().size())));
   }
   log::info("training " + config_summary() + " on " + device_.str());
+}
 
-  // The loop.
-  g_stop_signal = 0;
-  std::signal(SIGTERM, on_stop_signal);
-  std::signal(SIGINT, on_stop_signal);
-  start_ = log_start_ = last_line_ = Clock::now();
-  while (state_.step < config_.train.steps) {
-    // Ranks receive a signal between different steps; they must agree on the step they stop at,
-    // or one would wait in the checkpoint's barrier while another waits in the next allreduce.
-    bool stop = g_stop_signal != 0;
-    if (dist_.is_distributed()) stop = dist_.average(stop ? 1.0 : 0.0) > 0.0;
-    if (stop) return stop_after_signal();
-    phase_ = "training step " + std::to_string(state_.step + 1);
-    const StepResult result = step();
-    if (result == StepResult::kInterrupted) return stop_after_signal();
-    if (result == StepResult::kStop) {
-      // The weights and optimizer state are still those of the last good step: keep them, so the
-      // run can be resumed (e.g. with train.nonfinite=skip) without losing the steps since the
-      // last checkpoint, and so the stop is provably before the update (R8).
-      if (state_.step != last_saved_step_) save_checkpoint_now();
-      return kExitNonFinite;
-    }
-    // A skipped step still counts as a step: its evaluation and checkpoint are due as usual.
-    const int64_t s = state_.step;
-    if (config_.train.eval_every > 0 && s % config_.train.eval_every == 0) evaluate_and_log();
-    if (config_.train.checkpoint_every > 0 && s % config_.train.checkpoint_every == 0) {
-      save_checkpoint_now();
-    }
+bool Trainer::ranks_agree_to_stop() const {
+  // Ranks receive a signal between different steps; they must agree on the step they stop at,
+  // or one would wait in the checkpoint's barrier while another waits in the next allreduce.
+  const bool stop = g_stop_signal != 0;
+  if (!dist_.is_distributed()) return stop;
+  return dist_.average(stop ? 1.0 : 0.0) > 0.0;
+}
+
+int Trainer::stop_before_update() {
+  // The weights and optimizer state are still those of the last good step: keep them, so the run
+  // can be resumed (e.g. with train.nonfinite=skip) without losing the steps since the last
+  // checkpoint, and so the stop is provably before the update (R8).
+  if (state_.step != last_saved_step_) save_checkpoint_now();
+  return kExitNonFinite;
+}
+
+void Trainer::evaluate_and_checkpoint_when_due() {
+  const int64_t s = state_.step;
+  if (config_.train.eval_every > 0 && s % config_.train.eval_every == 0) evaluate_and_log();
+  if (config_.train.checkpoint_every > 0 && s % config_.train.checkpoint_every == 0) {
+    save_checkpoint_now();
   }
+}
+
+int Trainer::finish() {
   log::progress_done();
   if (last_eval_step_ != state_.step && config_.train.eval_examples > 0) evaluate_and_log();
   if (last_saved_step_ != state_.step) save_checkpoint_now();
@@ -426,6 +490,7 @@ Trainer::StepResult Trainer::step() {
     return StepResult::kSkipped;
   }
   optimizer_->step();
+  if (sharding_) sharding_->broadcast_parameters();  // each parameter from the rank that owns it
   state_.consecutive_skips = 0;
   ++state_.step;
   const int64_t tokens = config_.train.batch_size * task_->seq_len();
@@ -511,6 +576,8 @@ void Trainer::evaluate_and_log() {
 
 void Trainer::save_checkpoint_now() {
   last_saved_step_ = state_.step;
+  // A checkpoint holds the whole optimizer state, whoever owns it: it resumes at any world size.
+  if (sharding_) sharding_->gather_state_to_main();
   if (dist_.is_main()) {
     phase_ = "saving the checkpoint of step " + std::to_string(state_.step);
     const auto path = save_checkpoint(request_.run_dir, state_, model_, *optimizer_, config_yaml_,
@@ -520,6 +587,7 @@ void Trainer::save_checkpoint_now() {
               .add("step", state_.step)
               .add("path", path.string()));
   }
+  if (sharding_) sharding_->drop_gathered_state();
   dist_.barrier();
 }
 
@@ -549,7 +617,8 @@ bool is_resumable_key(const std::string& key) {
                                       "train.keep_checkpoints",
                                       "run.out_dir",
                                       "train.max_skips",
-                                      "train.cuda_graph"};
+                                      "train.cuda_graph",
+                                      "train.shard_optimizer"};
   for (const char* k : kKeys) {
     if (key == k) return true;
   }

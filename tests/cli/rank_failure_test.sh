@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
-# R12, the failure half: in a 2-rank Gloo run, a rank killed with -9 or frozen (SIGSTOP) makes the
-# other exit non-zero with an error naming the collective, not hang; scripts/launch.sh stops the
-# remaining ranks when one fails and exits non-zero.
+# R12, the failure half: in a 2-rank Gloo run (optimizer state sharded or not), a rank killed with
+# -9 or frozen (SIGSTOP) makes the other exit non-zero with an error naming the collective, not
+# hang; scripts/launch.sh stops the remaining ranks when one fails and exits non-zero.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 LAUNCH="$SOURCE_DIR/scripts/launch.sh"
 
-# start_rank RANK PORT DIR: one rank of a 2-rank run in the background; sets RANK_PID.
+# start_rank RANK PORT DIR [overrides...]: one rank of a 2-rank run in the background; sets
+# RANK_PID.
 start_rank() {
-  RANK=$1 WORLD_SIZE=2 LOCAL_RANK=$1 MASTER_ADDR=127.0.0.1 MASTER_PORT=$2 \
-    "$HYPNOS" train "$TINY" --out "$3" train.steps=100000 train.checkpoint_every=0 \
-    train.eval_examples=0 distributed.timeout_s=3 >"$3.rank$1.out" 2>"$3.rank$1.err" &
+  local rank=$1 port=$2 dir=$3
+  shift 3
+  RANK=$rank WORLD_SIZE=2 LOCAL_RANK=$rank MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$HYPNOS" train "$TINY" --out "$dir" train.steps=100000 train.checkpoint_every=0 \
+    train.eval_examples=0 distributed.timeout_s=3 "$@" >"$dir.rank$rank.out" \
+    2>"$dir.rank$rank.err" &
   RANK_PID=$!
   BACKGROUND_PIDS+=("$RANK_PID")
 }
 
-# failure_case NAME SIGNAL: rank 1 gets SIGNAL once step 3 is logged; rank 0 must exit 1 with a
-# distributed error within 30 s.
+# failure_case NAME SIGNAL [overrides...]: rank 1 gets SIGNAL once step 3 is logged; rank 0 must
+# exit 1 with a distributed error within 30 s.
 failure_case() {
   local name=$1 signal=$2 dir="$SCRATCH/$1" port
+  shift 2
   port=$(free_port)
-  start_rank 0 "$port" "$dir"
+  start_rank 0 "$port" "$dir" "$@"
   local rank0=$RANK_PID
-  start_rank 1 "$port" "$dir"
+  start_rank 1 "$port" "$dir" "$@"
   local rank1=$RANK_PID
   step_reached() { (($(last_train_step "$dir/metrics.jsonl") >= 3)); }
   wait_for 120 "step 3 of the 2-rank run ($name)" step_reached
@@ -46,6 +51,22 @@ failure_case killed KILL
 failure_case frozen STOP
 grep -q "no peer answered within the timeout" "$SCRATCH/frozen.rank0.err" ||
   fail "the frozen rank's peer did not report a timeout: $(tail -3 "$SCRATCH/frozen.rank0.err")"
+
+# With the optimizer state sharded (train.shard_optimizer, docs/design.md 2.1) the same, and the
+# run resumes from its last checkpoint on 2 ranks.
+failure_case sharded KILL train.shard_optimizer=true train.checkpoint_every=2
+saved=$(checkpoint_steps "$SCRATCH/sharded" | tail -n 1)
+[[ -n $saved ]] || fail "the sharded run left no checkpoint"
+HYPNOS_BINARY="$HYPNOS" bash "$LAUNCH" --nproc 2 train "$TINY" --out "$SCRATCH/sharded" \
+  train.steps=$((saved + 2)) train.checkpoint_every=2 train.eval_examples=0 \
+  train.shard_optimizer=true distributed.timeout_s=3 --resume \
+  >"$SCRATCH/sharded.resume.out" 2>"$SCRATCH/sharded.resume.err" ||
+  fail "the sharded run did not resume: $(tail -3 "$SCRATCH/sharded.resume.err")"
+grep -q "\"event\":\"resume\",\"step\":$saved," "$SCRATCH/sharded/events.jsonl" ||
+  fail "the sharded run did not resume from step $saved"
+[[ $(checkpoint_steps "$SCRATCH/sharded" | tail -n 1) == $((saved + 2)) ]] ||
+  fail "the resumed sharded run did not reach step $((saved + 2))"
+echo "sharded: resumed from step $saved after the kill"
 
 # launch.sh: rank 1 of a launched run is killed; launch.sh ends the other rank and fails.
 HYPNOS_BINARY="$HYPNOS" bash "$LAUNCH" --nproc 2 train "$TINY" --out "$SCRATCH/launched" \

@@ -64,6 +64,9 @@ struct SleepOptions {
 enum class Recompute {
   kNone,    ///< keep every window's activations for backward
   kWindow,  ///< keep only each window's inputs; recompute its forward in backward
+  /// kWindow, and inside the window's replay keep only each block call's inputs (h and the block's
+  /// memory); each block runs a third time in its own backward
+  kBlock,
 };
 
 struct BackpropOptions {
@@ -76,7 +79,7 @@ struct BackpropOptions {
   void visit(V& v) {
     v.field("truncate_every", truncate_every, "detach the memory every K windows (0 = never)",
             config::Range{0, 1e9});
-    v.field("recompute", recompute, "activation checkpointing: none | window");
+    v.field("recompute", recompute, "activation checkpointing: none | window | block");
   }
 };
 
@@ -92,5 +95,5 @@ struct hypnos::config::EnumNames<hypnos::sleep::StateBetweenPasses> {
 };
 template <>
 struct hypnos::config::EnumNames<hypnos::sleep::Recompute> {
-  static constexpr std::array<std::string_view, 2> names{"none", "window"};
+  static constexpr std::array<std::string_view, 3> names{"none", "window", "block"};
 };

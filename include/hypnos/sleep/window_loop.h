@@ -11,11 +11,24 @@
 
 namespace hypnos::sleep {
 
+/// What run_windows computes of the wake pass's output (docs/design.md 1.1).
+enum class WakeOutput {
+  kLogits,  ///< the logits [B, T, vocab] and the hidden states
+  /// Only the hidden states: the caller runs the head (final norm + lm_head) where it needs logits,
+  /// e.g. at the loss positions alone (full logits of a large vocabulary cost more memory than the
+  /// rest of a window's activations).
+  kHidden,
+};
+
 struct WindowLoopOutput {
-  /// Wake logits [B, T, vocab]. Only windows that produce wake logits are filled (all windows when
-  /// no loss mask is given; otherwise the windows holding a loss token, and under loss_free only
-  /// the rows holding one there); the others are zeros.
+  /// Wake logits [B, T, vocab] (WakeOutput::kLogits; undefined with kHidden). Only windows that
+  /// produce wake logits are filled (all windows when no loss mask is given; otherwise the windows
+  /// holding a loss token, and under loss_free only the rows holding one there); the others are
+  /// zeros.
   at::Tensor logits;
+  /// The wake pass's last hidden states [B, T, D], what the head reads (HybridLM::logits turns
+  /// them into logits). Zeros wherever the logits are zeros.
+  at::Tensor hidden;
   /// The memory after the last window's eviction (what the next call continues from).
   memory::ModelMemory memory;
 };
@@ -34,7 +47,9 @@ struct WindowPlan {
 };
 
 struct WindowResult {
-  at::Tensor logits;           ///< [B, L_w, vocab], undefined when !plan.wants_logits
+  /// The wake pass's last hidden states [B, L_w, D] (model->logits(hidden) are the wake logits),
+  /// undefined when !plan.wants_logits; under a per-row plan zeros in the rows without loss tokens.
+  at::Tensor hidden;
   memory::ModelMemory memory;  ///< after eviction: what the next window starts from
 };
 
@@ -42,9 +57,12 @@ struct WindowResult {
 /// run_windows calls it per window; Session calls it for each window it reads and for queries.
 /// `loss_rows` [B] bool (on the model's device) is required by a per-row plan: the rows that hold
 /// loss tokens in this window.
+/// `checkpoint_blocks` (train.recompute = block, inside the window replay): in grad mode, each
+/// block call keeps only its inputs and runs again in backward.
 WindowResult sleep_window(nn::HybridLM& model, const at::Tensor& tokens,
                           const memory::ModelMemory& start, const WindowPlan& plan,
-                          const SleepOptions& opts, const at::Tensor& loss_rows = {});
+                          const SleepOptions& opts, const at::Tensor& loss_rows = {},
+                          bool checkpoint_blocks = false);
 
 /// The plan of every window of a sequence of `seq_len` tokens under `sleep`'s schedule.
 /// `loss_mask` [B, T] on the CPU (bool or 0/1), or undefined: every window then has loss tokens
@@ -59,10 +77,12 @@ std::vector<WindowPlan> plan_windows(const at::Tensor& loss_mask, int64_t seq_le
 /// loss_free schedule requires it. Gradients flow through every pass and window unless
 /// `backprop.truncate_every` says otherwise. `plans`, when given, are plan_windows of the same
 /// mask made on the host already: the loop then never reads the device (a CUDA graph capture may
-/// not); otherwise the mask is read back once.
+/// not); otherwise the mask is read back once. `wake` says whether the logits are computed or only
+/// the hidden states the head reads.
 WindowLoopOutput run_windows(nn::HybridLM& model, const at::Tensor& tokens,
                              const at::Tensor& loss_mask, memory::ModelMemory memory,
                              const SleepOptions& sleep, const BackpropOptions& backprop = {},
-                             const std::vector<WindowPlan>& plans = {});
+                             const std::vector<WindowPlan>& plans = {},
+                             WakeOutput wake = WakeOutput::kLogits);
 
 }  // namespace hypnos::sleep

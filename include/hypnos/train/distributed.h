@@ -82,6 +82,8 @@ class DistributedContext {
   /// Overwrites `tensors` in place with rank 0's values, bitwise (parameters and buffers before
   /// step 1 and after a resume). Coalesced into buckets per dtype; autograd is off inside.
   void broadcast_from_main(const std::vector<at::Tensor>& tensors) const;
+  /// The same from rank `root` (optimizer-state sharding: each parameter from its owner).
+  void broadcast_from(int64_t root, const std::vector<at::Tensor>& tensors) const;
 
   /// Replaces the gradient of every parameter that requires grad by its mean over the ranks:
   /// flattened into buckets of about bucket_mb per dtype, summed by allreduce, divided by

@@ -59,10 +59,13 @@ class MicroBatchStep {
   /// the loss NaN before backward (docs/reliability.md R8 fault injection; such a micro-batch runs
   /// eagerly).
   ///
-  /// Graphed (CUDA and options.cuda_graph): the first call for a layout (the batch shape and the
-  /// window plans of its loss mask: which windows sleep, want logits, decide per row) runs one
-  /// eager warm-up, restores the gradients, captures the step on a side stream and replays it;
-  /// later calls copy the batch into the captured input tensors and replay. Gradients are
+  /// The head (final norm + lm_head) and the cross entropy run at the loss positions only.
+  ///
+  /// Graphed (CUDA and options.cuda_graph): the first call for a layout (the batch shape, the
+  /// window plans of its loss mask: which windows sleep, want logits, decide per row, and room for
+  /// its number of loss positions, rounded up to a power of two) runs one eager warm-up, restores
+  /// the gradients, captures the step on a side stream and replays it; later calls copy the batch
+  /// (its loss positions padded to the captured room) into the captured input tensors and replay. Gradients are
   /// accumulated in place, so they must stay the same tensors between calls (zero them in place;
   /// a gradient set to none or replaced makes the next call capture again). After a third layout
   /// the step stops capturing and runs eagerly (a task whose layout changes every batch would
@@ -80,11 +83,14 @@ class MicroBatchStep {
   int captures() const { return captures_; }
 
  private:
-  at::Tensor run_eager(const at::Tensor& tokens, const at::Tensor& targets, const at::Tensor& mask,
-                       const std::vector<sleep::WindowPlan>& plans, bool poison,
-                       bool graph_safe_loss, bool interruptible);
-  /// Replaces the graph by one of this batch's layout (CUDA builds).
-  void capture(const tasks::Batch& batch, const std::vector<sleep::WindowPlan>& plans);
+  /// `index` and `labels`: the micro-batch's LossPositions on the device.
+  at::Tensor run_eager(const at::Tensor& tokens, const at::Tensor& mask, const at::Tensor& index,
+                       const at::Tensor& labels, const std::vector<sleep::WindowPlan>& plans,
+                       bool poison, bool interruptible);
+  /// Replaces the graph by one of this batch's layout, with room for `capacity` loss positions
+  /// (CUDA builds).
+  void capture(const tasks::Batch& batch, const std::vector<sleep::WindowPlan>& plans,
+               int64_t capacity);
 
   struct Graph;  // the captured graph and its static tensors (CUDA builds)
   nn::HybridLM model_;

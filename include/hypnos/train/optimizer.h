@@ -91,7 +91,23 @@ class Optimizer {
   ~Optimizer();
 
   /// One update of both groups with the gradients as they are (clip first: clip_gradients()).
+  /// Under set_owned, only the owned parameters are updated (and get state).
   void step();
+
+  /// Optimizer-state sharding (docs/design.md 2.1): `owned[i]` says whether this process updates
+  /// parameters()[i] and keeps its state; empty (the default) = every parameter. Throws
+  /// std::invalid_argument when the size is not parameters().size().
+  void set_owned(std::vector<bool> owned);
+  bool owns(size_t i) const { return owned_.empty() || owned_[i]; }
+  /// The state of parameters()[i], empty when it has none yet: Muon {momentum_buffer}; AdamW
+  /// {exp_avg, exp_avg_sq, step (an int64 scalar)}. The tensors are the live ones.
+  std::vector<at::Tensor> state_of(size_t i) const;
+  /// Shapes and dtypes of what state_of(i) returns once the parameter has state (to receive it).
+  std::vector<at::Tensor> empty_state_like(size_t i) const;
+  /// Installs `state` (as state_of returns it) as the state of parameters()[i].
+  void set_state_of(size_t i, const std::vector<at::Tensor>& state);
+  /// Frees the state of the parameters this process does not own.
+  void drop_unowned_state();
   /// Sets every gradient to none (undefined), as torch::optim does by default; or, with
   /// set_to_none = false, zeroes the defined ones in place (one fused kernel), keeping the tensors
   /// that a replayed CUDA graph accumulates into (MicroBatchStep).
@@ -121,6 +137,7 @@ class Optimizer {
   OptimizerOptions options_;
   double lr_multiplier_ = 1.0;
   std::vector<at::Tensor> muon_params_, adamw_params_;
+  std::vector<bool> owned_;  // empty: all
   std::unique_ptr<Muon> muon_;
   std::unique_ptr<torch::optim::AdamW> adamw_;
 };

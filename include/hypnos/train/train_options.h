@@ -48,6 +48,10 @@ struct TrainOptions {
   /// CUDA only: capture each micro-batch's forward + backward as a CUDA graph and replay it
   /// (train::MicroBatchStep). Default: true
   bool cuda_graph = true;
+  /// Data parallel runs: each rank keeps and updates the optimizer state of its share of the
+  /// parameters (whole parameters, balanced by size), then broadcasts them (ZeRO-1,
+  /// docs/design.md 2.1). No effect in a single process. Default: false
+  bool shard_optimizer = false;
   NonFinitePolicy nonfinite = NonFinitePolicy::kStop;  ///< on a NaN/Inf loss or grad. Default: stop
   int64_t max_skips = 5;  ///< consecutive skipped steps before stopping. Default: 5
 
@@ -71,6 +75,8 @@ struct TrainOptions {
     v.field("precision", precision, "fp32 | bf16 (autocast dtype on CUDA; CPU runs fp32)");
     v.field("cuda_graph", cuda_graph,
             "CUDA: replay each micro-batch's forward + backward as a captured CUDA graph");
+    v.field("shard_optimizer", shard_optimizer,
+            "data parallel: each rank keeps the optimizer state of its share of the parameters");
     v.field("nonfinite", nonfinite, "on a non-finite loss or gradient: stop | skip");
     v.field("max_skips", max_skips, "consecutive skipped steps that stop the run",
             config::Range{1, 1e9});

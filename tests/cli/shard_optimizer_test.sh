@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# train.shard_optimizer (ZeRO-1 over whole parameters, docs/design.md 2.1) on 2 Gloo ranks: the
+# sharded run's weights equal the unsharded run's after 6 steps (to fp32 round-off: Muon batches
+# the Newton-Schulz of same-shaped matrices, and a rank batches only its own); its checkpoint holds
+# the whole optimizer state, so a resume on 2 ranks continues bitwise and a resume on 1 rank (and a
+# single process's checkpoint resumed on 2 sharded ranks) continues to round-off (the gradient is
+# then a mean over one rank's batch instead of the mean of two half-batch means).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+LAUNCH="$SOURCE_DIR/scripts/launch.sh"
+PYTHON="$SOURCE_DIR/.venv/bin/python"
+if [[ ! -x $PYTHON ]] || ! "$PYTHON" -c 'import torch, safetensors' 2>/dev/null; then
+  echo "shard_optimizer: skipped (no project venv with torch and safetensors: run scripts/setup.sh)"
+  exit 0
+fi
+
+COMMON=(train.steps=6 train.checkpoint_every=3 train.eval_examples=0 distributed.timeout_s=60)
+
+# launched NPROC DIR [overrides...]: a NPROC-rank run into DIR (exit status returned).
+launched() {
+  local nproc=$1 dir=$2
+  shift 2
+  local rc=0
+  HYPNOS_BINARY="$HYPNOS" bash "$LAUNCH" --nproc "$nproc" train "$TINY" --out "$dir" "${COMMON[@]}" \
+    "$@" >"$dir.out" 2>"$dir.err" || rc=$?
+  return "$rc"
+}
+
+# close_weights A_CKPT B_CKPT TOLERANCE: every tensor of the two model.safetensors agrees to
+# max |a - b| <= TOLERANCE * max |b|, and prints the worst relative difference.
+close_weights() {
+  "$PYTHON" - "$1/model.safetensors" "$2/model.safetensors" "$3" <<'PY' || fail "weights differ: $1 vs $2"
+import sys
+from safetensors.torch import load_file
+a, b, tol = load_file(sys.argv[1]), load_file(sys.argv[2]), float(sys.argv[3])
+assert a.keys() == b.keys(), "different tensors"
+worst = max(float((a[k] - b[k]).abs().max() / b[k].abs().max().clamp_min(1e-30)) for k in a)
+print(f"  worst relative difference {worst:.3g} (tolerance {tol:g})")
+sys.exit(0 if worst <= tol else 1)
+PY
+}
+
+# resume_copy FROM TO STEP: TO is FROM with the checkpoints after STEP removed (the run then
+# resumes from STEP).
+resume_copy() {
+  cp -r "$1" "$2"
+  local s
+  for s in $(checkpoint_steps "$2"); do
+    ((s <= $3)) || rm -rf "$(checkpoint "$2" "$s")"
+  done
+}
+
+expect_status 0 launched 2 "$SCRATCH/plain"
+expect_status 0 launched 2 "$SCRATCH/sharded" train.shard_optimizer=true
+grep -q '"shard_optimizer":true' "$SCRATCH/sharded/events.jsonl" || fail "the run did not shard"
+echo "sharded vs unsharded, 2 ranks, 6 steps:"
+close_weights "$(checkpoint "$SCRATCH/sharded" 6)" "$(checkpoint "$SCRATCH/plain" 6)" 1e-5
+
+# The checkpoint of step 3 holds the whole state: 2 sharded ranks resume from it bitwise.
+resume_copy "$SCRATCH/sharded" "$SCRATCH/again" 3
+expect_status 0 launched 2 "$SCRATCH/again" train.shard_optimizer=true --resume
+# Steps 4-6 read the restored Muon and AdamW state: equal weights after them need all of it.
+same_weights "$(checkpoint "$SCRATCH/again" 6)" "$(checkpoint "$SCRATCH/sharded" 6)"
+echo "2 -> 2 sharded resume: bitwise"
+
+# 2 -> 1: one process resumes the sharded checkpoint.
+resume_copy "$SCRATCH/sharded" "$SCRATCH/to_one" 3
+expect_status 0 train "$SCRATCH/to_one" "${COMMON[@]}" train.shard_optimizer=true --resume
+echo "2 -> 1 resume vs the 2-rank sharded run:"
+close_weights "$(checkpoint "$SCRATCH/to_one" 6)" "$(checkpoint "$SCRATCH/sharded" 6)" 1e-4
+
+# 1 -> 2: a single process's checkpoint, resumed by 2 sharded ranks.
+expect_status 0 train "$SCRATCH/single" "${COMMON[@]}" train.shard_optimizer=true
+resume_copy "$SCRATCH/single" "$SCRATCH/to_two" 3
+expect_status 0 launched 2 "$SCRATCH/to_two" train.shard_optimizer=true --resume
+echo "1 -> 2 resume vs the single process:"
+close_weights "$(checkpoint "$SCRATCH/to_two" 6)" "$(checkpoint "$SCRATCH/single" 6)" 1e-4
+echo "shard_optimizer: ok"
