@@ -1,4 +1,5 @@
-// GoogleTest entry point of hypnos_tests: seeds nothing globally (each test passes its own generator).
+// GoogleTest entry point of hypnos_tests: seeds nothing globally (each test passes its own
+// generator).
 #include <gtest/gtest.h>
 
 int main(int argc, char** argv) {

@@ -47,7 +47,8 @@ ParsedArgs parse_args(const CommandSpec& spec, int argc, char** argv, int first)
     }
     if (arg.find('=') != std::string::npos && out.positionals.size() >= spec.positionals.size()) {
       if (!spec.takes_overrides) {
-        throw UsageError("'hypnos " + spec.name + "' takes no key.path=value overrides: '" + arg + "'");
+        throw UsageError("'hypnos " + spec.name + "' takes no key.path=value overrides: '" + arg +
+                         "'");
       }
       out.overrides.push_back(arg);
       continue;
@@ -58,7 +59,8 @@ ParsedArgs parse_args(const CommandSpec& spec, int argc, char** argv, int first)
     out.positionals.push_back(arg);
   }
   if (!out.help && out.positionals.size() < spec.positionals.size()) {
-    throw UsageError("'hypnos " + spec.name + "' needs " + spec.positionals[out.positionals.size()]);
+    throw UsageError("'hypnos " + spec.name + "' needs " +
+                     spec.positionals[out.positionals.size()]);
   }
   return out;
 }

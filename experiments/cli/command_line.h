@@ -14,7 +14,7 @@ class UsageError : public std::runtime_error {
 };
 
 struct FlagSpec {
-  std::string name;  ///< "--out"
+  std::string name;        ///< "--out"
   std::string value_name;  ///< "DIR"; empty for a switch
   std::string help;
 };
@@ -24,8 +24,8 @@ struct CommandSpec {
   std::string summary;                   ///< one line for `hypnos --help`
   std::vector<std::string> positionals;  ///< required, in order: {"CONFIG.yaml"}
   std::vector<FlagSpec> flags;
-  bool takes_overrides = true;           ///< accepts key.path=value arguments
-  std::string details;                   ///< extra paragraphs for `hypnos NAME --help`
+  bool takes_overrides = true;  ///< accepts key.path=value arguments
+  std::string details;          ///< extra paragraphs for `hypnos NAME --help`
 };
 
 struct ParsedArgs {
@@ -44,7 +44,8 @@ struct ParsedArgs {
   long long get_int(const std::string& flag, long long fallback) const;
 };
 
-/// Parses argv[first..argc) against `spec`. "--help"/"-h" sets help (and skips the positional check).
+/// Parses argv[first..argc) against `spec`. "--help"/"-h" sets help (and skips the positional
+/// check).
 ParsedArgs parse_args(const CommandSpec& spec, int argc, char** argv, int first);
 
 /// "usage: hypnos train CONFIG.yaml [key.path=value ...] [--out DIR] [--resume]" plus flag help.

@@ -1,5 +1,6 @@
-// A tiny outside experiment: runs hypnos's gated delta rule over a sequence in two halves, carrying the
-// fast-weight state, and checks it equals one pass over the whole sequence (the property sleep relies on).
+// A tiny outside experiment: runs hypnos's gated delta rule over a sequence in two halves, carrying
+// the fast-weight state, and checks it equals one pass over the whole sequence (the property sleep
+// relies on).
 #include <hypnos/ops/gated_delta_rule.h>
 #include <hypnos/version.h>
 #include <torch/torch.h>

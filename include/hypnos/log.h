@@ -18,7 +18,8 @@ void info(std::string_view message);
 void warn(std::string_view message);
 void error(std::string_view message);
 
-/// True when stderr is a terminal: progress lines are redrawn in place there, plain log lines elsewhere.
+/// True when stderr is a terminal: progress lines are redrawn in place there, plain log lines
+/// elsewhere.
 bool stderr_is_terminal();
 /// Redraws one progress line in place on a terminal ("\r...\x1b[K"); a plain info line otherwise.
 void progress(std::string_view line);

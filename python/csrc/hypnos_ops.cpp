@@ -18,7 +18,9 @@ void check(bool ok, const std::string& message) {
   TORCH_CHECK(ok, "hypnos::chunk_gated_delta_rule: ", message);
 }
 
-std::string shape_of(const at::Tensor& t) { return c10::str(t.sizes()); }
+std::string shape_of(const at::Tensor& t) {
+  return c10::str(t.sizes());
+}
 
 // fla's l2norm: x * rsqrt(sum(x^2) + 1e-6) over the head dimension, in fp32.
 at::Tensor l2_normalised(const at::Tensor& x) {

@@ -1,5 +1,5 @@
-// Document: YAML (yaml-cpp) flattened to full key paths, with origins, duplicate-key detection, typed
-// reads that check ranges, and the unknown-key report with a "did you mean" suggestion.
+// Document: YAML (yaml-cpp) flattened to full key paths, with origins, duplicate-key detection,
+// typed reads that check ranges, and the unknown-key report with a "did you mean" suggestion.
 #include "hypnos/config/document.h"
 
 #include <yaml-cpp/yaml.h>
@@ -64,15 +64,17 @@ namespace {
 std::string scalar_of(const YAML::Node& node, const std::string& key, const std::string& origin,
                       const char* expected) {
   if (node.IsNull()) fail(key, std::string("expected ") + expected + ", got no value", origin);
-  if (!node.IsScalar()) fail(key, std::string("expected ") + expected + ", got a list or a map", origin);
+  if (!node.IsScalar())
+    fail(key, std::string("expected ") + expected + ", got a list or a map", origin);
   return node.Scalar();
 }
 
 void check_range(const std::string& key, double x, const Range& range, const std::string& text,
                  const std::string& origin) {
   if (!(x >= range.min && x <= range.max)) {  // also catches NaN
-    fail(key, text + " is out of range [" + format_bound(range.min) + ", " + format_bound(range.max) +
-                  "]",
+    fail(key,
+         text + " is out of range [" + format_bound(range.min) + ", " + format_bound(range.max) +
+             "]",
          origin);
   }
 }
@@ -158,7 +160,8 @@ void Document::apply_override(std::string_view assignment) {
   }
   if (node.IsNull()) node = YAML::Node(value);  // "key=" sets an empty string
   if (node.IsMap()) {
-    throw ConfigError("config error: " + key + ": override a single key, not a section (command line)");
+    throw ConfigError("config error: " + key +
+                      ": override a single key, not a section (command line)");
   }
   impl_->put(key, node, "command line");
 }

@@ -1,5 +1,6 @@
-// Number and string formatting for the resolved config: shortest round-trip doubles that PyYAML still
-// reads as floats (YAML 1.1 needs a '.' and a signed exponent), and escaped double-quoted strings.
+// Number and string formatting for the resolved config: shortest round-trip doubles that PyYAML
+// still reads as floats (YAML 1.1 needs a '.' and a signed exponent), and escaped double-quoted
+// strings.
 #include <charconv>
 #include <cmath>
 
@@ -32,11 +33,20 @@ std::string quote(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default: out += c;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        out += c;
     }
   }
   return out + "\"";

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iterator>
-#include <cstring>
 #include <system_error>
 
 #include "hypnos/log.h"
@@ -119,7 +119,9 @@ bool process_alive(long pid) {
 
 }  // namespace
 
-bool is_temporary_name(std::string_view name) { return temporary_pid(name) >= 0; }
+bool is_temporary_name(std::string_view name) {
+  return temporary_pid(name) >= 0;
+}
 
 FileWriter::~FileWriter() {
   if (fd_ >= 0) ::close(fd_);
@@ -331,7 +333,8 @@ std::string read_file(const std::filesystem::path& path) {
   }
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) {
-    throw std::system_error(errno, std::generic_category(), "error reading '" + path.string() + "'");
+    throw std::system_error(errno, std::generic_category(),
+                            "error reading '" + path.string() + "'");
   }
   return text;
 }

@@ -92,7 +92,8 @@ std::optional<std::string> find_manifest_problem(const std::filesystem::path& di
   }
   const nlohmann::json& files = manifest["files"];
   const std::string files_text = files.dump();
-  if (sha256_hex(files_text.data(), files_text.size()) != manifest["files_sha256"].get<std::string>()) {
+  if (sha256_hex(files_text.data(), files_text.size()) !=
+      manifest["files_sha256"].get<std::string>()) {
     return mismatch(manifest_path);
   }
   struct Listed {

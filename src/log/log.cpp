@@ -1,4 +1,5 @@
-// The only translation unit that sees spdlog (and Debian's fmt 9): no torch header may be included here.
+// The only translation unit that sees spdlog (and Debian's fmt 9): no torch header may be included
+// here.
 #include "hypnos/log.h"
 
 #include <spdlog/sinks/basic_file_sink.h>
@@ -35,10 +36,14 @@ Logger& instance() {
 
 spdlog::level::level_enum to_spdlog(Level level) {
   switch (level) {
-    case Level::kDebug: return spdlog::level::debug;
-    case Level::kInfo: return spdlog::level::info;
-    case Level::kWarn: return spdlog::level::warn;
-    case Level::kError: return spdlog::level::err;
+    case Level::kDebug:
+      return spdlog::level::debug;
+    case Level::kInfo:
+      return spdlog::level::info;
+    case Level::kWarn:
+      return spdlog::level::warn;
+    case Level::kError:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
@@ -75,12 +80,22 @@ void set_file(const std::string& path) {
   }
 }
 
-void debug(std::string_view message) { write(Level::kDebug, message); }
-void info(std::string_view message) { write(Level::kInfo, message); }
-void warn(std::string_view message) { write(Level::kWarn, message); }
-void error(std::string_view message) { write(Level::kError, message); }
+void debug(std::string_view message) {
+  write(Level::kDebug, message);
+}
+void info(std::string_view message) {
+  write(Level::kInfo, message);
+}
+void warn(std::string_view message) {
+  write(Level::kWarn, message);
+}
+void error(std::string_view message) {
+  write(Level::kError, message);
+}
 
-bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+bool stderr_is_terminal() {
+  return ::isatty(STDERR_FILENO) == 1;
+}
 
 void progress(std::string_view line) {
   if (!stderr_is_terminal()) {

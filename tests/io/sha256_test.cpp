@@ -12,7 +12,9 @@
 namespace hypnos::io {
 namespace {
 
-std::string hex_of(const std::string& s) { return sha256_hex(s.data(), s.size()); }
+std::string hex_of(const std::string& s) {
+  return sha256_hex(s.data(), s.size());
+}
 
 TEST(Sha256, MatchesFipsVectorAbc) {
   EXPECT_EQ(hex_of("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

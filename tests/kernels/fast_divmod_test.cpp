@@ -22,8 +22,14 @@ void expect_exact(uint32_t d, uint32_t n) {
 }
 
 TEST(FastDivmod, MatchesIntegerDivisionOverTheDividendRange) {
-  std::vector<uint32_t> divisors = {1u, 2u, 3u, 7u, 24u, 27u, 64u, 100u, 768u, 1000u, 65535u,
-                                    65536u, 65537u, (1u << 30) - 1u, 1u << 30, (1u << 31) - 1u};
+  std::vector<uint32_t> divisors = {1u,       2u,
+                                    3u,       7u,
+                                    24u,      27u,
+                                    64u,      100u,
+                                    768u,     1000u,
+                                    65535u,   65536u,
+                                    65537u,   (1u << 30) - 1u,
+                                    1u << 30, (1u << 31) - 1u};
   std::mt19937 rng(7);
   for (int i = 0; i < 200; ++i) divisors.push_back(1u + rng() % ((1u << 31) - 1u));
   for (int i = 0; i < 200; ++i) divisors.push_back(1u + rng() % 5000u);

@@ -14,9 +14,9 @@
 #include <set>
 #include <sstream>
 
-#include "testing/gsm_infinite_solver.h"
 #include "hypnos/tasks/gsm_infinite_templates.h"
 #include "hypnos/tasks/jsonl.h"
+#include "testing/gsm_infinite_solver.h"
 
 namespace hypnos::tasks {
 namespace {

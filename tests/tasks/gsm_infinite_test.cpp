@@ -10,8 +10,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "testing/gsm_infinite_solver.h"
 #include "hypnos/tasks/gsm_infinite_templates.h"
+#include "testing/gsm_infinite_solver.h"
 
 namespace hypnos::tasks {
 namespace {

@@ -1,5 +1,5 @@
-// Test code: the independent GSM-Infinite solver of docs/tasks.md 3.4: parses only a problem's text and
-// question (never generator internals) and returns the answer and the op count, to test the
+// Test code: the independent GSM-Infinite solver of docs/tasks.md 3.4: parses only a problem's text
+// and question (never generator internals) and returns the answer and the op count, to test the
 // generator.
 #pragma once
 #include <cstdint>

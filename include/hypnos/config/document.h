@@ -1,6 +1,6 @@
-// A configuration document: the YAML file flattened to `a.b.c -> value` with the origin of every value
-// (file:line or "command line"), overrides applied on top, and typed reads that record which keys were
-// used so that anything left over is reported as unknown, with the nearest known key.
+// A configuration document: the YAML file flattened to `a.b.c -> value` with the origin of every
+// value (file:line or "command line"), overrides applied on top, and typed reads that record which
+// keys were used so that anything left over is reported as unknown, with the nearest known key.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -20,8 +20,8 @@ class Document {
   Document(Document&&) noexcept;
   Document& operator=(Document&&) noexcept;
 
-  /// Parses a YAML file (a mapping of mappings). Throws ConfigError naming file:line for syntax errors,
-  /// duplicate keys and non-mapping sections.
+  /// Parses a YAML file (a mapping of mappings). Throws ConfigError naming file:line for syntax
+  /// errors, duplicate keys and non-mapping sections.
   static Document from_file(const std::string& path);
   /// Same, from text; `origin` names it in messages.
   static Document from_string(const std::string& text, const std::string& origin);
@@ -37,9 +37,11 @@ class Document {
   bool read(const std::string& key, std::string& value);
   bool read(const std::string& key, std::vector<int64_t>& value, const Range& range);
   /// Enum: the value must be one of `names`; returns its index.
-  bool read_choice(const std::string& key, const std::vector<std::string_view>& names, size_t& index);
+  bool read_choice(const std::string& key, const std::vector<std::string_view>& names,
+                   size_t& index);
 
-  /// Throws ConfigError for the first key that no read asked for, suggesting the nearest of `known`.
+  /// Throws ConfigError for the first key that no read asked for, suggesting the nearest of
+  /// `known`.
   void check_all_used(const std::vector<std::string>& known) const;
 
  private:

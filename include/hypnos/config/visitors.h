@@ -1,6 +1,7 @@
-// The visitors that walk an options struct's `visit` list (fields.h): Reader fills it from a Document,
-// Writer prints it as YAML that reads back to the same struct byte for byte, KeyLister lists every key
-// with its type, default and documentation (configs/README.md and "did you mean" come from it).
+// The visitors that walk an options struct's `visit` list (fields.h): Reader fills it from a
+// Document, Writer prints it as YAML that reads back to the same struct byte for byte, KeyLister
+// lists every key with its type, default and documentation (configs/README.md and "did you mean"
+// come from it).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -157,7 +158,8 @@ class KeyLister : detail::PathStack {
 /// Loads `Root` from a YAML file plus `key.path=value` overrides; every error is a ConfigError.
 template <class Root>
 Root load(const std::string& file, const std::vector<std::string>& overrides) {
-  Document doc = file.empty() ? Document::from_string("{}", "<defaults>") : Document::from_file(file);
+  Document doc =
+      file.empty() ? Document::from_string("{}", "<defaults>") : Document::from_file(file);
   for (const auto& o : overrides) doc.apply_override(o);
   Root root;
   Reader reader(doc);

@@ -53,7 +53,8 @@ void write_file_atomic(const std::filesystem::path& path,
 /// write_file_atomic for bytes already in memory.
 void write_file_atomic(const std::filesystem::path& path, std::string_view bytes);
 
-/// Whether `name` is a temporary of write_file_atomic or of a staged directory (`<name>.tmp-<pid>`).
+/// Whether `name` is a temporary of write_file_atomic or of a staged directory
+/// (`<name>.tmp-<pid>`).
 bool is_temporary_name(std::string_view name);
 
 /// The whole contents of the regular file `path`. Throws std::system_error naming the path and the

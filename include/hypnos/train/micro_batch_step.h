@@ -65,11 +65,11 @@ class MicroBatchStep {
   /// window plans of its loss mask: which windows sleep, want logits, decide per row, and room for
   /// its number of loss positions, rounded up to a power of two) runs one eager warm-up, restores
   /// the gradients, captures the step on a side stream and replays it; later calls copy the batch
-  /// (its loss positions padded to the captured room) into the captured input tensors and replay. Gradients are
-  /// accumulated in place, so they must stay the same tensors between calls (zero them in place;
-  /// a gradient set to none or replaced makes the next call capture again). After a third layout
-  /// the step stops capturing and runs eagerly (a task whose layout changes every batch would
-  /// otherwise capture every time).
+  /// (its loss positions padded to the captured room) into the captured input tensors and replay.
+  /// Gradients are accumulated in place, so they must stay the same tensors between calls (zero
+  /// them in place; a gradient set to none or replaced makes the next call capture again). After a
+  /// third layout the step stops capturing and runs eagerly (a task whose layout changes every
+  /// batch would otherwise capture every time).
   at::Tensor run(const tasks::Batch& batch, bool poison = false);
 
   /// Whether run() accumulates into gradient tensors that must stay the same between calls (CUDA

@@ -1,5 +1,6 @@
 // The whole configuration of a training run: one section per component, in the order a reader meets
-// them (run -> task -> model -> sleep -> train -> optim -> schedule). configs/README.md documents it.
+// them (run -> task -> model -> sleep -> train -> optim -> schedule). configs/README.md documents
+// it.
 #pragma once
 #include <string>
 #include <vector>
@@ -37,10 +38,10 @@ struct RunConfig {
   }
 };
 
-/// Loads a config file (empty path: defaults) with `key.path=value` overrides, fills what follows from
-/// other sections (model.vocab_size 0 -> the task's vocabulary) and checks the cross-section rules
-/// (a valid model, sleep.loop_layers within the model, batch_size divisible by grad_accum, ...).
-/// Every problem is a config::ConfigError naming the key.
+/// Loads a config file (empty path: defaults) with `key.path=value` overrides, fills what follows
+/// from other sections (model.vocab_size 0 -> the task's vocabulary) and checks the cross-section
+/// rules (a valid model, sleep.loop_layers within the model, batch_size divisible by grad_accum,
+/// ...). Every problem is a config::ConfigError naming the key.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
 
 /// The resolved config as YAML; load_run_config of it gives the same text byte for byte.
