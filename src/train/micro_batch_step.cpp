@@ -21,7 +21,7 @@
 #include "hypnos/memory/model_memory.h"
 #include "hypnos/sleep/window_loop.h"
 #include "hypnos/tasks/batch.h"
-#include "hypnos/train/evaluate.h"
+#include "hypnos/train/loss.h"
 #include "hypnos/train/run_config.h"
 #include "train/autocast_guard.h"
 

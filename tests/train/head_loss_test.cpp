@@ -7,7 +7,7 @@
 
 #include "hypnos/memory/model_memory.h"
 #include "hypnos/sleep/window_loop.h"
-#include "hypnos/train/evaluate.h"
+#include "hypnos/train/loss.h"
 #include "hypnos/train/micro_batch_step.h"
 
 namespace hypnos::train {

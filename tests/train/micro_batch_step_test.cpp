@@ -10,7 +10,7 @@
 #include "hypnos/tasks/batch.h"
 #include "hypnos/tasks/task.h"
 #include "hypnos/tasks/task_options.h"
-#include "hypnos/train/evaluate.h"
+#include "hypnos/train/loss.h"
 #include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/optimizer.h"
 #include "testing/cuda.h"
