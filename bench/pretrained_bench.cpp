@@ -11,9 +11,7 @@
 // six JetBlocks 16 x 128, expand_v 1, after every fourth layer as its check() builds it).
 #include "bench/pretrained_bench.h"
 
-#include <spawn.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,11 +23,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bench/child_process.h"
 #include "hypnos/io/durable.h"
 #include "hypnos/nn/hf_checkpoint.h"
 #include "hypnos/nn/hf_config.h"
-
-extern char** environ;
 
 namespace hypnos::bench {
 namespace {
@@ -176,35 +173,13 @@ std::vector<std::string> phase_in_child(const std::string& phase, const std::str
       "/proc/self/exe", "bench",    "pretrained",           "--family", family,    "--dir",
       dir.string(),     "--shards", std::to_string(shards), "--child",  "--phase", phase};
   if (quick) args.push_back("--quick");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) throw std::runtime_error("bench pretrained: pipe() failed");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-  if (rc != 0) {
-    close(pipe_fds[0]);
-    throw std::runtime_error("bench pretrained: cannot start a child process");
-  }
-  std::string output;
-  char buf[4096];
-  for (ssize_t k; (k = read(pipe_fds[0], buf, sizeof(buf))) > 0;) output.append(buf, k);
-  close(pipe_fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  const ChildResult child = run_self(args, "bench pretrained");
+  if (!child.ok) {
     throw std::runtime_error("bench pretrained: the " + phase + " phase of " + family +
-                             " failed:\n" + output);
+                             " failed:\n" + child.output);
   }
   std::vector<std::string> lines;
-  std::istringstream in(output);
+  std::istringstream in(child.output);
   for (std::string line; std::getline(in, line);) {
     if (line.rfind("RESULT ", 0) == 0) lines.push_back(line.substr(7));
   }

@@ -3,9 +3,7 @@
 // (CUDA allocator peak, or the CPU process's max RSS) belongs to that N alone.
 #include "bench/train_bench.h"
 
-#include <spawn.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,14 +20,13 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "bench/child_process.h"
 #include "bench/ops_overrides.h"
 #include "bench/profile.h"
 #include "hypnos/tasks/batch.h"
 #include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/optimizer.h"
 #include "hypnos/train/run_config.h"
-
-extern char** environ;
 
 namespace hypnos::bench {
 namespace {
@@ -137,36 +134,13 @@ Result measure_in_child(int64_t n, const std::string& mode,
   }
   for (const std::string& o : ops_overrides(ops)) args.push_back(o);
   args.push_back("--child");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) throw std::runtime_error("bench train: pipe() failed");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, pipe_fds[0]);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(pipe_fds[1]);
-  if (rc != 0) {
-    close(pipe_fds[0]);
-    throw std::runtime_error("bench train: cannot start a child process");
-  }
-  std::string output;
-  char buf[4096];
-  for (ssize_t k; (k = read(pipe_fds[0], buf, sizeof(buf))) > 0;) output.append(buf, k);
-  close(pipe_fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const ChildResult child = run_self(args, "bench train");
   Result r;
   long long passes = 0;
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-      std::sscanf(output.c_str(), "RESULT %lld %lf %lf %lf", &passes, &r.step_ms, &r.tokens_per_s,
-                  &r.peak_mb) != 4) {
+  if (!child.ok || std::sscanf(child.output.c_str(), "RESULT %lld %lf %lf %lf", &passes, &r.step_ms,
+                               &r.tokens_per_s, &r.peak_mb) != 4) {
     throw std::runtime_error("bench train: the child for N = " + std::to_string(n) + " (" + mode +
-                             ") failed:\n" + output);
+                             ") failed:\n" + child.output);
   }
   r.n_passes = passes;
   return r;

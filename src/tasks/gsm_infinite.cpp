@@ -127,15 +127,7 @@ GsmOfficialData read_gsm_official_jsonl(const std::string& path) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     ++lines;
     const std::string where = path + ":" + std::to_string(line_no);
-    nlohmann::json obj;
-    try {
-      obj = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      // The parser quotes what it read last, which can be the whole line.
-      throw std::runtime_error(where + ": not JSON (" + detail::clip(e.what(), 160) +
-                               "), line starting " + detail::shorten(text, 60));
-    }
-    if (!obj.is_object()) throw std::runtime_error(where + ": not a JSON object");
+    const nlohmann::json obj = detail::parse_object_line(text, where);
     auto string_field = [&](const char* key, bool required) -> std::string {
       if (!obj.contains(key)) {
         if (required) throw std::runtime_error(where + ": missing field '" + key + "'");

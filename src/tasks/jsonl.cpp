@@ -120,15 +120,7 @@ std::vector<Example> read_examples_jsonl(const std::string& path, int64_t vocab_
        ++line_no) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(line_no);
-    Json obj;
-    try {
-      obj = Json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      // The parser quotes what it read last, which can be the whole line.
-      throw std::runtime_error(where + ": not JSON (" + detail::clip(e.what(), 160) +
-                               "), line starting " + detail::shorten(text, 60));
-    }
-    if (!obj.is_object()) throw std::runtime_error(where + ": not a JSON object");
+    const Json obj = detail::parse_object_line<Json>(text, where);
     Example ex;
     ex.tokens = int_array(obj, "tokens", seq_len, where);
     ex.targets = int_array(obj, "targets", seq_len, where);

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstddef>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -26,5 +28,21 @@ bool read_line(std::istream& in, std::string& line, const std::string& where);
 std::string shorten(std::string_view text, size_t max_bytes = 80);
 /// The same without the quotes, for text that carries its own (a JSON value, a parser's message).
 std::string clip(std::string_view text, size_t max_bytes = 80);
+
+/// One JSONL line as a JSON object (Json: nlohmann::json or ordered_json); std::runtime_error
+/// "<where>: not JSON (...)" quoting a short prefix of the line, or "<where>: not a JSON object".
+template <class Json = nlohmann::json>
+Json parse_object_line(const std::string& text, const std::string& where) {
+  Json obj;
+  try {
+    obj = Json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    // The parser quotes what it read last, which can be the whole line.
+    throw std::runtime_error(where + ": not JSON (" + clip(e.what(), 160) + "), line starting " +
+                             shorten(text, 60));
+  }
+  if (!obj.is_object()) throw std::runtime_error(where + ": not a JSON object");
+  return obj;
+}
 
 }  // namespace hypnos::tasks::detail

@@ -58,14 +58,7 @@ TokenFile::TokenFile(const std::string& token_path, int64_t vocab_size)
        ++line_no) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     std::string where = index_ + ":" + std::to_string(line_no);
-    nlohmann::json obj;
-    try {
-      obj = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw std::runtime_error(where + ": not JSON (" + detail::clip(e.what(), 160) +
-                               "), line starting " + detail::shorten(text, 60));
-    }
-    if (!obj.is_object()) throw std::runtime_error(where + ": not a JSON object");
+    const nlohmann::json obj = detail::parse_object_line(text, where);
     if (header_records < 0) {  // the first line is the header
       if (!obj.contains("format") || obj["format"] != kFormat) {
         throw std::runtime_error(where + ": not a token-file header (expected \"format\": \"" +
