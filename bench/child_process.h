@@ -1,5 +1,6 @@
 // The benches measure each configuration in a fresh process (a clean allocator and peak-memory
-// count): this runs the `hypnos` binary itself with `args` and captures its standard output.
+// count): this runs the `hypnos_bench` program itself again with `args` and captures its standard
+// output.
 #pragma once
 #include <string>
 #include <vector>

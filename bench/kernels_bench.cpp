@@ -144,7 +144,7 @@ int run_kernels_bench(const std::map<std::string, std::string>& flags,
   if (quick) shapes = {{512, 24, 4, 64}, {128, 75, 8, 64}};
   if (const auto it = flags.find("--shape"); it != flags.end()) shapes = {parse_shape(it->second)};
   if (!torch::cuda::is_available()) {
-    std::fprintf(stderr, "bench kernels: no CUDA device\n");
+    std::fprintf(stderr, "hypnos_bench kernels: no CUDA device\n");
     return 1;
   }
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
@@ -172,7 +172,7 @@ int run_kernels_bench(const std::map<std::string, std::string>& flags,
 int run_kernels_bench(const std::map<std::string, std::string>&,
                       const std::vector<std::string>& overrides) {
   ops_from_overrides(overrides);  // a bad key is still a usage error
-  std::fprintf(stderr, "bench kernels: hypnos was built without its CUDA kernels (HYPNOS_CUDA)\n");
+  std::fprintf(stderr, "hypnos_bench kernels: built without the CUDA kernels (HYPNOS_CUDA)\n");
   return 1;
 }
 #endif  // HYPNOS_WITH_CUDA_KERNELS

@@ -1,4 +1,4 @@
-// `hypnos bench kernels`: times the CUDA gated delta rule next to the ATen chunked backend on the
+// `hypnos_bench kernels`: times the CUDA gated delta rule next to the ATen chunked backend on the
 // same GPU in the same run (docs/delta_rule.md section 6 item 7).
 #pragma once
 #include <map>

@@ -184,7 +184,7 @@ std::vector<OpCase> cases() {
 int run_layers_bench(const std::map<std::string, std::string>& flags) {
   const int reps = reps_flag(flags, 50);
   if (!torch::cuda::is_available()) {
-    std::fprintf(stderr, "bench layers: no CUDA device\n");
+    std::fprintf(stderr, "hypnos_bench layers: no CUDA device\n");
     return 1;
   }
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
@@ -211,7 +211,7 @@ int run_layers_bench(const std::map<std::string, std::string>& flags) {
 
 #else
 int run_layers_bench(const std::map<std::string, std::string>&) {
-  std::fprintf(stderr, "bench layers: hypnos was built without its CUDA kernels (HYPNOS_CUDA)\n");
+  std::fprintf(stderr, "hypnos_bench layers: built without the CUDA kernels (HYPNOS_CUDA)\n");
   return 1;
 }
 #endif  // HYPNOS_WITH_CUDA_KERNELS

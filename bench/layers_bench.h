@@ -1,4 +1,4 @@
-// `hypnos bench layers`: times each fused layer kernel next to the ATen composition it replaces, on
+// `hypnos_bench layers`: times each fused layer kernel next to the ATen composition it replaces, on
 // the same GPU in the same run, at the shapes of a sleep-training step of the Rule 110 paper model.
 #pragma once
 #include <map>

@@ -1,4 +1,4 @@
-// `hypnos bench pretrained`: real-size pretrained checkpoints through the loader. Each phase runs
+// `hypnos_bench pretrained`: real-size pretrained checkpoints through the loader. Each phase runs
 // in a fresh child process (this program again, with --child --phase PHASE), so that its ru_maxrss
 // is the peak of that phase alone:
 //   write       build the model in bf16 from the real config.json (random weights: the modules'
@@ -169,14 +169,14 @@ void run_phase(const std::string& phase, const std::string& family, const fs::pa
 /// Runs this program again for one phase; returns its RESULT lines (throws when it fails).
 std::vector<std::string> phase_in_child(const std::string& phase, const std::string& family,
                                         const fs::path& dir, int64_t shards, bool quick) {
-  std::vector<std::string> args{
-      "/proc/self/exe", "bench",    "pretrained",           "--family", family,    "--dir",
-      dir.string(),     "--shards", std::to_string(shards), "--child",  "--phase", phase};
+  std::vector<std::string> args{"/proc/self/exe", "pretrained", "--family", family,
+                                "--dir",          dir.string(), "--shards", std::to_string(shards),
+                                "--child",        "--phase",    phase};
   if (quick) args.push_back("--quick");
-  const ChildResult child = run_self(args, "bench pretrained");
+  const ChildResult child = run_self(args, "pretrained");
   if (!child.ok) {
-    throw std::runtime_error("bench pretrained: the " + phase + " phase of " + family +
-                             " failed:\n" + child.output);
+    throw std::runtime_error("pretrained: the " + phase + " phase of " + family + " failed:\n" +
+                             child.output);
   }
   std::vector<std::string> lines;
   std::istringstream in(child.output);
@@ -249,8 +249,7 @@ int run_pretrained_bench(const std::map<std::string, std::string>& flags) {
         std::fflush(stdout);
         if (name == "export" && what == "FILES DIFFER") {
           io::remove_tree(dir);
-          throw std::runtime_error("bench pretrained: " + f +
-                                   ": the export differs from the checkpoint");
+          throw std::runtime_error("pretrained: " + f + ": the export differs from the checkpoint");
         }
       }
     }

@@ -1,4 +1,4 @@
-// `hypnos bench pretrained`: a real-size checkpoint (Jet-Nemotron-2B, Ouro-1.4B, Ouro-1.4B with six
+// `hypnos_bench pretrained`: a real-size checkpoint (Jet-Nemotron-2B, Ouro-1.4B, Ouro-1.4B with six
 // JetBlocks; random bf16 weights in the Hugging Face layout) written, loaded and exported, with the
 // time and peak host memory (getrusage ru_maxrss) of each phase, each phase in a fresh process.
 #pragma once

@@ -1,6 +1,7 @@
 // Times full training steps (window loop forward with N passes, masked CE, backward, Muon/AdamW
-// update) of the Rule 110 paper model. Each N runs in a fresh child process so that its peak memory
-// (CUDA allocator peak, or the CPU process's max RSS) belongs to that N alone.
+// update; --no-update stops after the backward) of the Rule 110 paper model. Each N runs in a fresh
+// child process so that its peak memory (CUDA allocator peak, or the CPU process's max RSS) belongs
+// to that N alone.
 #include "bench/train_bench.h"
 
 #include <sys/resource.h>
@@ -62,9 +63,9 @@ int64_t parse_positive(const std::string& flag, const std::string& value) {
 
 // One N in this process: warm-up steps, then the median of timed steps. The step is the trainer's:
 // MicroBatchStep (graphed or eager) for forward + backward, then clipping and the Muon + AdamW
-// update, with one host read of the loss as the trainer does.
+// update (unless `update` is false), with one host read of the loss as the trainer does.
 Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_t repeats,
-               bool graph, bool profile, const ops::OpsOptions& ops) {
+               bool graph, bool update, bool profile, const ops::OpsOptions& ops) {
   train::RunConfig config;  // the paper model: AGAG, width 256, 4 heads, Rule 110 window 24
   config.model.vocab_size = 6;
   config.model.ops = ops;
@@ -83,14 +84,16 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
   auto step = [&] {
     optimizer.zero_grad(/*set_to_none=*/!micro_step.keeps_gradient_tensors());
     const double loss = micro_step.run(batch_data).item<double>();
-    if (!std::isfinite(loss)) throw std::runtime_error("bench train: non-finite loss");
-    optimizer.clip_gradients();
-    optimizer.step();
+    if (!std::isfinite(loss)) throw std::runtime_error("train: non-finite loss");
+    if (update) {
+      optimizer.clip_gradients();
+      optimizer.step();
+    }
     if (device.is_cuda()) torch::cuda::synchronize();
   };
   for (int i = 0; i < 3; ++i) step();
   if (graph && micro_step.captures() != 1) {
-    throw std::runtime_error("bench train: expected one CUDA graph capture, got " +
+    throw std::runtime_error("train: expected one CUDA graph capture, got " +
                              std::to_string(micro_step.captures()));
   }
   if (profile) print_profile("one step", step);
@@ -125,7 +128,7 @@ Result measure(int64_t n_passes, int64_t batch, const at::Device& device, int64_
 Result measure_in_child(int64_t n, const std::string& mode,
                         const std::map<std::string, std::string>& flags,
                         const ops::OpsOptions& ops) {
-  std::vector<std::string> args{"/proc/self/exe",  "bench",   "train", "--passes",
+  std::vector<std::string> args{"/proc/self/exe",  "train",   "--passes",
                                 std::to_string(n), "--modes", mode};
   for (const auto& [k, v] : flags) {
     if (k == "--passes" || k == "--modes") continue;
@@ -134,12 +137,12 @@ Result measure_in_child(int64_t n, const std::string& mode,
   }
   for (const std::string& o : ops_overrides(ops)) args.push_back(o);
   args.push_back("--child");
-  const ChildResult child = run_self(args, "bench train");
+  const ChildResult child = run_self(args, "train");
   Result r;
   long long passes = 0;
   if (!child.ok || std::sscanf(child.output.c_str(), "RESULT %lld %lf %lf %lf", &passes, &r.step_ms,
                                &r.tokens_per_s, &r.peak_mb) != 4) {
-    throw std::runtime_error("bench train: the child for N = " + std::to_string(n) + " (" + mode +
+    throw std::runtime_error("train: the child for N = " + std::to_string(n) + " (" + mode +
                              ") failed:\n" + child.output);
   }
   r.n_passes = passes;
@@ -180,16 +183,18 @@ int run_train_bench(const std::map<std::string, std::string>& flags,
     if (modes.empty()) throw std::invalid_argument("--modes: empty list");
   }
   if (flags.count("--child")) {
-    const Result r = measure(passes.at(0), batch, device, repeats, modes.at(0) == "graph",
-                             flags.count("--profile") > 0, ops);
+    const Result r =
+        measure(passes.at(0), batch, device, repeats, modes.at(0) == "graph",
+                /*update=*/flags.count("--no-update") == 0, flags.count("--profile") > 0, ops);
     std::printf("RESULT %lld %.17g %.17g %.17g\n", static_cast<long long>(r.n_passes), r.step_ms,
                 r.tokens_per_s, r.peak_mb);
     return 0;
   }
   std::printf(
       "Rule 110 paper model (AGAG, d_model 256, 4 heads, window 24, T 100), batch %lld, %s (%s), "
-      "median of %lld steps; one process per N\n",
+      "%s, median of %lld steps; one process per N\n",
       static_cast<long long>(batch), dev.c_str(), dev == "cuda" ? "bf16 autocast" : "fp32",
+      flags.count("--no-update") ? "forward + backward only" : "full training steps",
       static_cast<long long>(repeats));
   std::printf("%6s %4s %12s %14s %12s %22s\n", "mode", "N", "step ms", "tokens/s", "peak MiB",
               "tok/s(N)*N/tok/s(1)");

@@ -10,8 +10,9 @@
 #         kernels_alt kernels_slices kernels_profile ncu ncu_stalls ncu_layers layers_bench
 #         layers_ab train_bench train_bench_unfused reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
-# and sm_90) carried in .gpu-bin/ (hypnos, hypnos_tests), against the GPU machine's own LibTorch, and
-# falls back to `build` when they cannot load there: it saves the two-minute CUDA build per call.
+# and sm_90) carried in .gpu-bin/ (hypnos, hypnos_bench, hypnos_tests), against the GPU machine's own
+# LibTorch, and falls back to `build` when they cannot load there: it saves the two-minute CUDA build
+# per call. The benchmarks are the `hypnos_bench` program (bench/main.cpp).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # Every log goes to $out/all, which is packed into logs.tgz at the end (one file to bring back), and
@@ -35,6 +36,7 @@ stages=${*:-build tests kernels_bench train_bench reference tests_fp32 train}
 source .gpu-kit/prepare.sh > "$out/prepare.log" 2>&1 || { cat "$out/prepare.log"; exit 1; }
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
 bin=build-gpu/hypnos
+bench=build-gpu/hypnos_bench
 
 stage() {  # name, limit in seconds, command...
   local name=$1 limit=$2
@@ -51,11 +53,11 @@ for s in $stages; do
   case $s in
     prebuilt)
       mkdir -p build-gpu/tests
-      # hypnos is needed; hypnos_tests (test stages), hypnos_base (the _ab stages) and hypnos_alt*
-      # (kernels_alt: any number of variants) when carried, each as is or gzipped (NAME.gz, to keep
-      # what is copied to the GPU machine small).
-      alts=$(cd .gpu-bin && ls hypnos_alt* 2> /dev/null | sed 's/\.gz$//' | sort -u)
-      for f in hypnos tests/hypnos_tests hypnos_base $alts; do
+      # hypnos is needed; hypnos_bench (bench stages), hypnos_tests (test stages), hypnos_bench_base
+      # (the _ab stages) and hypnos_bench_alt* (kernels_alt: any number of variants) when carried,
+      # each as is or gzipped (NAME.gz, to keep what is copied to the GPU machine small).
+      alts=$(cd .gpu-bin && ls hypnos_bench_alt* 2> /dev/null | sed 's/\.gz$//' | sort -u)
+      for f in hypnos hypnos_bench tests/hypnos_tests hypnos_bench_base $alts; do
         name=$(basename "$f")
         if [[ -f .gpu-bin/$name.gz ]]; then gunzip -c ".gpu-bin/$name.gz" > "build-gpu/$f"; fi
         if [[ -f .gpu-bin/$name ]]; then cp ".gpu-bin/$name" "build-gpu/$f"; fi
@@ -74,7 +76,7 @@ for s in $stages; do
     build)
       stage configure 120 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DHYPNOS_CUDA=ON \
         -DHYPNOS_HEADER_CHECK=OFF -DHYPNOS_PYTHON="$(command -v python3)" &&
-        stage build 300 ninja -C build-gpu -j "$(nproc)" hypnos_cli hypnos_tests || exit 1 ;;
+        stage build 300 ninja -C build-gpu -j "$(nproc)" hypnos_cli hypnos_bench hypnos_tests || exit 1 ;;
     tests)
       stage tests 150 build-gpu/tests/hypnos_tests --gtest_filter='*Cuda*:GdnMmaLayout*' ;;
     tests_fp32)  # the CUDA-core kernels, kept as the fallback of the tensor-core path (the tests
@@ -82,19 +84,19 @@ for s in $stages; do
       stage tests_fp32 90 build-gpu/tests/hypnos_tests \
         --gtest_filter='Shapes/*_fp32kernels*:*TensorCoreScansMatchFp32Kernels*' ;;
     train_bench)
-      stage train_bench 120 "$bin" bench train --device cuda --batch 512 --passes 1,2,4 --repeats 10 \
+      stage train_bench 120 "$bench" train --device cuda --batch 512 --passes 1,2,4 --repeats 10 \
         --profile ;;
     train_bench_unfused)  # the same step with the layer ops as ATen compositions: the A/B baseline
-      stage train_bench_unfused 120 "$bin" bench train --device cuda --batch 512 \
+      stage train_bench_unfused 120 "$bench" train --device cuda --batch 512 \
         --passes 1,2,4 --repeats 10 --modes graph model.fused_ops=false ;;
     reference)
       stage reference 90 python3 bench/reference/train_bench.py --device cuda --batch 512 \
         --passes 1,2,4 --repeats 10 --profile ;;
     kernels_bench)
-      stage kernels_bench 120 "$bin" bench kernels --fp32-too ;;
-    kernels_ab)  # the kernel bench of a second build carried as .gpu-bin/hypnos_base (e.g. the parent
-      # commit): an A/B of a kernel change on the same card in the same call
-      stage kernels_ab 120 build-gpu/hypnos_base bench kernels --no-baseline ;;
+      stage kernels_bench 120 "$bench" kernels --fp32-too ;;
+    kernels_ab)  # the kernel bench of a second build carried as .gpu-bin/hypnos_bench_base (e.g. the
+      # parent commit): an A/B of a kernel change on the same card in the same call
+      stage kernels_ab 120 build-gpu/hypnos_bench_base kernels --no-baseline ;;
     slices128)  # racecheck / memcheck of the whole-head scans on a two-chunk D = 128 shape (the
       # tests stage runs every width: GatedDeltaRuleCuda.EveryScanSliceWidthMatches)
       stage racecheck_slice128 90 compute-sanitizer --tool racecheck \
@@ -104,16 +106,17 @@ for s in $stages; do
     kernels_slices)  # the scans' CTA widths forced (model.gdn_scan_slice), against the
       # automatic choice of kernels_bench
       for width in 32 64 128; do
-        stage "kernels_slice$width" 120 "$bin" bench kernels --no-baseline --profile \
+        stage "kernels_slice$width" 120 "$bench" kernels --no-baseline --profile \
           "model.gdn_scan_slice=$width"
       done ;;
-    kernels_alt)  # the kernel bench of further builds (.gpu-bin/hypnos_alt*: variants of the change)
-      for alt in build-gpu/hypnos_alt*; do
-        stage "kernels_$(basename "$alt" | sed 's/^hypnos_//')" 120 "$alt" bench kernels \
+    kernels_alt)  # the kernel bench of further builds (.gpu-bin/hypnos_bench_alt*: variants of the
+      # change)
+      for alt in build-gpu/hypnos_bench_alt*; do
+        stage "kernels_$(basename "$alt" | sed 's/^hypnos_bench_//')" 120 "$alt" kernels \
           --no-baseline --profile
       done ;;
-    layers_ab)  # the layers bench of the second build (.gpu-bin/hypnos_base), same call
-      stage layers_ab 60 build-gpu/hypnos_base bench layers ;;
+    layers_ab)  # the layers bench of the second build (.gpu-bin/hypnos_bench_base), same call
+      stage layers_ab 60 build-gpu/hypnos_bench_base layers ;;
     ncu)  # hardware counters (Nsight Compute) of the delta-rule kernels, one launch each, at
       # NCU_SHAPE (B,T,H,D; default 8,1024,16,128)
       for k in gdn_chunk_prep_tc_kernel gdn_chunk_fwd_scan_tc_kernel gdn_chunk_bwd_scan_tc_kernel \
@@ -121,7 +124,7 @@ for s in $stages; do
         stage "ncu_$k" 60 ncu --kernel-name "regex:$k" --launch-count 1 --section SpeedOfLight \
           --section Occupancy --section LaunchStats --section WarpStateStats \
           --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-          "$bin" bench kernels --shape "${NCU_SHAPE:-8,1024,16,128}" --no-baseline --reps 1
+          "$bench" kernels --shape "${NCU_SHAPE:-8,1024,16,128}" --no-baseline --reps 1
       done ;;
     ncu_stalls)  # why the delta-rule kernels' warps wait (stall reasons per issued instruction),
       # one launch each at NCU_SHAPE
@@ -132,19 +135,19 @@ for s in $stages; do
       for k in gdn_chunk_prep_tc_kernel gdn_chunk_fwd_scan_tc_kernel gdn_chunk_bwd_scan_tc_kernel \
         gdn_chunk_bwd_tc_kernel; do
         stage "ncu_stalls_$k" 60 ncu --kernel-name "regex:$k" --launch-count 1 --metrics "$metrics" \
-          "$bin" bench kernels --shape "${NCU_SHAPE:-8,1024,16,128}" --no-baseline --reps 1
+          "$bench" kernels --shape "${NCU_SHAPE:-8,1024,16,128}" --no-baseline --reps 1
       done ;;
     ncu_layers)  # the same counters for the fused layer kernels (conv + SiLU) at one window's shapes
       for k in conv_silu_fwd_kernel conv_silu_bwd_pre_kernel conv_silu_bwd_input_kernel; do
         stage "ncu_$k" 60 ncu --kernel-name "regex:$k" --launch-count 1 --section SpeedOfLight \
           --section Occupancy --section LaunchStats --section WarpStateStats \
           --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-          --section InstructionStats "$bin" bench layers --reps 1
+          --section InstructionStats "$bench" layers --reps 1
       done ;;
     kernels_profile)  # time per kernel (Kineto) of one forward and one forward+backward per shape
-      stage kernels_profile 90 "$bin" bench kernels --no-baseline --reps 10 --profile ;;
+      stage kernels_profile 90 "$bench" kernels --no-baseline --reps 10 --profile ;;
     layers_bench)  # each fused layer kernel beside the ATen composition it replaces
-      stage layers_bench 60 "$bin" bench layers ;;
+      stage layers_bench 60 "$bench" layers ;;
     train)
       stage train 90 "$bin" train configs/rule110/default.yaml --out "$out/rule110_gpu" \
         train.steps=100 train.eval_every=50 train.checkpoint_every=50 ;;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Baseline for `hypnos bench train`: training tokens/s of bench/reference/sleep_reference.py (copied
+"""Baseline for `hypnos_bench train`: training tokens/s of bench/reference/sleep_reference.py (copied
 beside this file unchanged) on the same configuration: Rule 110, AGAG, width 256, 4 heads, window 24,
 T = 100, batch B, its Muon + AdamW and gradient clipping, N in a list. Eager PyTorch, TF32 matmuls as the
 reference sets them; median of R steps after 3 warm-up steps.
@@ -18,7 +18,7 @@ import sleep_reference as ref  # noqa: E402
 
 
 def profile(step, dev):
-    """One step under torch.profiler, summarised like `hypnos bench train --profile` (on stderr)."""
+    """One step under torch.profiler, summarised like `hypnos_bench train --profile` (on stderr)."""
     acts = [torch.profiler.ProfilerActivity.CPU]
     if dev.type == "cuda":
         acts.append(torch.profiler.ProfilerActivity.CUDA)

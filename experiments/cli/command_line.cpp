@@ -5,6 +5,10 @@
 
 namespace hypnos::cli {
 
+std::string command_of(const CommandSpec& spec) {
+  return spec.name.empty() ? spec.program : spec.program + " " + spec.name;
+}
+
 long long ParsedArgs::get_int(const std::string& flag, long long fallback) const {
   auto it = flags.find(flag);
   if (it == flags.end()) return fallback;
@@ -35,7 +39,7 @@ ParsedArgs parse_args(const CommandSpec& spec, int argc, char** argv, int first)
       for (const auto& f : spec.flags) {
         if (f.name == name) flag = &f;
       }
-      if (!flag) throw UsageError("unknown option '" + name + "' for 'hypnos " + spec.name + "'");
+      if (!flag) throw UsageError("unknown option '" + name + "' for '" + command_of(spec) + "'");
       if (flag->value_name.empty()) {
         if (inline_value) throw UsageError(name + " takes no value");
       } else if (!inline_value) {
@@ -47,26 +51,26 @@ ParsedArgs parse_args(const CommandSpec& spec, int argc, char** argv, int first)
     }
     if (arg.find('=') != std::string::npos && out.positionals.size() >= spec.positionals.size()) {
       if (!spec.takes_overrides) {
-        throw UsageError("'hypnos " + spec.name + "' takes no key.path=value overrides: '" + arg +
+        throw UsageError("'" + command_of(spec) + "' takes no key.path=value overrides: '" + arg +
                          "'");
       }
       out.overrides.push_back(arg);
       continue;
     }
     if (out.positionals.size() >= spec.positionals.size()) {
-      throw UsageError("unexpected argument '" + arg + "' for 'hypnos " + spec.name + "'");
+      throw UsageError("unexpected argument '" + arg + "' for '" + command_of(spec) + "'");
     }
     out.positionals.push_back(arg);
   }
   if (!out.help && out.positionals.size() < spec.positionals.size()) {
-    throw UsageError("'hypnos " + spec.name + "' needs " +
+    throw UsageError("'" + command_of(spec) + "' needs " +
                      spec.positionals[out.positionals.size()]);
   }
   return out;
 }
 
 std::string usage(const CommandSpec& spec) {
-  std::string s = "usage: hypnos " + spec.name;
+  std::string s = "usage: " + command_of(spec);
   for (const auto& p : spec.positionals) s += " " + p;
   if (spec.takes_overrides) s += " [key.path=value ...]";
   for (const auto& f : spec.flags) {

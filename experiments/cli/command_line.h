@@ -1,5 +1,6 @@
-// Argument parsing for the `hypnos` subcommands: positionals, --flags (with or without a value) and
-// Hydra-style key.path=value overrides. Anything unknown is a UsageError (exit 2 with the usage).
+// Argument parsing for the `hypnos` subcommands and the `hypnos_bench` program: positionals,
+// --flags (with or without a value) and Hydra-style key.path=value overrides. Anything unknown is a
+// UsageError (exit 2 with the usage).
 #pragma once
 #include <map>
 #include <stdexcept>
@@ -20,13 +21,19 @@ struct FlagSpec {
 };
 
 struct CommandSpec {
-  std::string name;                      ///< "train"
+  std::string name;                      ///< "train"; empty for a program of one command
   std::string summary;                   ///< one line for `hypnos --help`
   std::vector<std::string> positionals;  ///< required, in order: {"CONFIG.yaml"}
   std::vector<FlagSpec> flags;
   bool takes_overrides = true;  ///< accepts key.path=value arguments
   std::string details;          ///< extra paragraphs for `hypnos NAME --help`
+  /// The program that runs the command: "hypnos_bench" has one command, with an empty name.
+  /// Default: "hypnos".
+  std::string program = "hypnos";
 };
+
+/// "hypnos train", or the program alone for a spec without a name ("hypnos_bench").
+std::string command_of(const CommandSpec& spec);
 
 struct ParsedArgs {
   std::vector<std::string> positionals;

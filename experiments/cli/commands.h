@@ -8,7 +8,6 @@ namespace hypnos::cli {
 const CommandSpec& train_spec();
 const CommandSpec& eval_spec();
 const CommandSpec& generate_spec();
-const CommandSpec& bench_spec();
 const CommandSpec& score_spec();
 const CommandSpec& sleep_spec();
 const CommandSpec& answer_spec();
@@ -16,7 +15,6 @@ const CommandSpec& answer_spec();
 int run_train(const ParsedArgs& args);
 int run_eval(const ParsedArgs& args);
 int run_generate(const ParsedArgs& args);
-int run_bench(const ParsedArgs& args);
 int run_score(const ParsedArgs& args);
 int run_sleep(const ParsedArgs& args);
 int run_answer(const ParsedArgs& args);

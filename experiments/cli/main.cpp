@@ -1,6 +1,7 @@
-// `hypnos`: train, eval, generate, bench, score, sleep and answer from the command line
-// (docs/design.md section 3). main turns exceptions into exit codes: 2 for usage and configuration
-// errors, 1 for everything else.
+// `hypnos`: train, eval, generate, score, sleep and answer from the command line
+// (docs/design.md section 3); the benchmarks are a program of their own, `hypnos_bench`
+// (bench/main.cpp). main turns exceptions into exit codes: 2 for usage and configuration errors, 1
+// for everything else.
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -21,7 +22,6 @@ const Subcommand kSubcommands[] = {
     {hypnos::cli::train_spec, hypnos::cli::run_train},
     {hypnos::cli::eval_spec, hypnos::cli::run_eval},
     {hypnos::cli::generate_spec, hypnos::cli::run_generate},
-    {hypnos::cli::bench_spec, hypnos::cli::run_bench},
     {hypnos::cli::score_spec, hypnos::cli::run_score},
     {hypnos::cli::sleep_spec, hypnos::cli::run_sleep},
     {hypnos::cli::answer_spec, hypnos::cli::run_answer},
@@ -78,6 +78,12 @@ int main(int argc, char** argv) {
       std::cerr << "hypnos " << name << ": error: " << e.what() << "\n";
       return 1;
     }
+  }
+  if (name == "bench") {  // the command of earlier versions
+    std::cerr << "hypnos: unknown command 'bench': the benchmarks are their own program, "
+                 "hypnos_bench (built beside hypnos, not installed): hypnos_bench "
+                 "kernels|layers|train|pretrained|ops [options]\n";
+    return hypnos::config::kConfigErrorExitCode;
   }
   std::cerr << "hypnos: unknown command '" << name << "'\n\n" << top_usage();
   return hypnos::config::kConfigErrorExitCode;

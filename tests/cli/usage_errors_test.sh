@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The command line refuses bad input with exit 2 and writes nothing (docs/reliability.md R1, R23): a
 # mistyped key names itself and the nearest known key; a wrong type, an out-of-range value, a
-# duplicate YAML key (with file:line), an unknown command and an unknown flag are refused, and so are
-# a bad RANK or WORLD_SIZE in the environment (naming the variable); --help exits 0.
+# duplicate YAML key (with file:line), an unknown command (`bench` pointing to hypnos_bench) and an
+# unknown flag are refused, and so are a bad RANK or WORLD_SIZE in the environment (naming the
+# variable); --help exits 0.
 set -euo pipefail
 # Absolute paths: the cases run from a temporary directory.
 hypnos=$(realpath "$1") src=$(realpath "$2")
@@ -30,6 +31,7 @@ printf 'sleep:\n  n_pases: 2\n' > "$tmp/typo.yaml"
 expect 2 "unknown key 'sleep.n_pases' ($tmp/typo.yaml:2); did you mean sleep.n_passes?" \
   train "$tmp/typo.yaml" --out "$tmp/run"
 expect 2 "unknown command 'trian'" trian "$cfg"
+expect 2 "the benchmarks are their own program, hypnos_bench" bench train --device cpu
 expect 2 "unknown option '--outt'" train "$cfg" --outt "$tmp/run"
 expect 2 "unknown key 'task.bogus'" generate rule110 task.bogus=1
 for env in "RANK=x WORLD_SIZE=2" "RANK=0 WORLD_SIZE=0" "RANK=3 WORLD_SIZE=2"; do

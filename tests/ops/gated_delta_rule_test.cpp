@@ -5,10 +5,6 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <ctime>
 #include <tuple>
 
 #include "ops/gated_delta_rule_backends.h"
@@ -361,59 +357,6 @@ TEST(GatedDeltaRule, CudaBackendOnCpuTensorsIsRefused) {
                      {.gdn_backend = GdnBackend::kCuda});
   });
   EXPECT_NE(m.find("backend cuda"), std::string::npos) << m;
-}
-
-// ---- speed (HYPNOS_BENCH=1) -------------------------------------------------------------------
-
-// Median over reps of {wall ms, process CPU ms}. On the shared development machine the CPU time is
-// the steadier figure: other developers' builds stretch wall time, not the work done.
-std::pair<double, double> median_ms(const std::function<void()>& body, int reps) {
-  body();  // warm-up
-  std::vector<double> wall, cpu;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const std::clock_t c0 = std::clock();
-    body();
-    cpu.push_back(1e3 * static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
-    wall.push_back(
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(wall.begin(), wall.end());
-  std::sort(cpu.begin(), cpu.end());
-  return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
-}
-
-TEST(GatedDeltaRuleBench, ChunkedAndReferenceTimesOnCpu) {
-  const char* flag = std::getenv("HYPNOS_BENCH");
-  if (flag == nullptr || std::string(flag) != "1") GTEST_SKIP() << "set HYPNOS_BENCH=1 to time";
-  for (const Shape s : {Shape{64, 24, 4, 64, 64}, Shape{4, 1024, 4, 64, 64}}) {
-    const Inputs in = make_inputs(s, 81, at::kFloat);
-    const auto [d_o, d_state] = cotangents(s, 82);
-    const at::Tensor d_o32 = d_o.to(at::kFloat), d_state32 = d_state.to(at::kFloat);
-    for (GdnBackend backend : {GdnBackend::kChunked, GdnBackend::kReference}) {
-      const auto fwd = median_ms(
-          [&] {
-            at::NoGradGuard no_grad;
-            gated_delta_rule(in[0], in[1], in[2], in[3], in[4], in[5], -1.0,
-                             {.gdn_backend = backend});
-          },
-          5);
-      Inputs leaves;
-      for (const at::Tensor& x : in) leaves.push_back(x.detach().clone().requires_grad_(true));
-      const auto fwd_bwd = median_ms(
-          [&] {
-            const auto out = gated_delta_rule(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4],
-                                              leaves[5], -1.0, {.gdn_backend = backend});
-            torch::autograd::grad({loss(out, d_o32, d_state32)}, leaves);
-          },
-          5);
-      std::printf(
-          "gdn cpu %-9s B=%ld T=%ld H=%ld K=V=%ld fp32 threads=%d: fwd %.1f ms (cpu %.1f), "
-          "fwd+bwd %.1f ms (cpu %.1f)\n",
-          std::string(gdn_backend_name(backend)).c_str(), s.B, s.T, s.H, s.K, at::get_num_threads(),
-          fwd.first, fwd.second, fwd_bwd.first, fwd_bwd.second);
-    }
-  }
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""CPU training-step time of the sleep_reference.py model (its copy in sleep_parity.py) in the
-configuration of hypnos's SleepBench test: AGAG, width 256, 4 heads, batch 64, T = 100, window 24,
-N in {1, 2, 4}; forward + backward of the query-position loss, mean of 3 after a warm-up.
+"""CPU forward + backward time of the sleep_reference.py model (its copy in sleep_parity.py), the
+reference of `hypnos_bench train --device cpu --batch 64 --passes 1,2,4 --repeats 3 --no-update`:
+AGAG, width 256, 4 heads, batch 64, T = 100, window 24, N in {1, 2, 4}; forward + backward of the
+query-position loss without an optimizer step, mean of 3 after a warm-up (hypnos_bench: median of 3
+after 3). bench/reference/train_bench.py is the reference of the full training step.
     python3 bench_reference.py"""
 import os, sys, time
 import torch, torch.nn.functional as F

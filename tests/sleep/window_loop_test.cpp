@@ -7,16 +7,14 @@
 #include <c10/core/impl/alloc_cpu.h>
 
 #include <atomic>
-#include <chrono>
-#include <cstdlib>
 #include <cstring>
-#include <ctime>
 
 #include "hypnos/sleep/window_loop.h"
 #include "hypnos/tasks/batch.h"
 #include "hypnos/tasks/depo.h"
 #include "nn/tiny_model.h"
 #include "sleep/algorithm_port.h"
+#include "testing/cuda.h"
 #include "testing/numeric.h"
 
 namespace hypnos::sleep {
@@ -601,60 +599,26 @@ TEST(SleepLoop, LossFreeScheduleRequiresALossMask) {
                c10::Error);
 }
 
-// ---- benchmark (HYPNOS_BENCH=1): the Rule 110 paper model's CPU training step ------------------
+// ---- on the GPU (skips without one) -------------------------------------------------------------
 
-TEST(SleepBench, Rule110PaperModelTrainingStep) {
-  const char* bench = std::getenv("HYPNOS_BENCH");
-  if (bench == nullptr || std::string(bench) != "1") GTEST_SKIP() << "set HYPNOS_BENCH=1";
-  const char* device_env = std::getenv("HYPNOS_BENCH_DEVICE");  // "cpu" (default) or "cuda"
-  const at::Device device(device_env ? device_env : "cpu");
+// The Rule 110 paper model's window loop (AGAG, width 256, N = 2) on the GPU gives its CPU copy's
+// query logits: the CUDA kernels of every layer together, in fp32 without TF32.
+TEST(SleepLoopCuda, PaperModelOnTheGpuMatchesItsCpuCopy) {
+  HYPNOS_REQUIRE_CUDA();
+  const testing::ExactFp32 exact;
   torch::manual_seed(0);
   nn::ModelOptions mo;
-  mo.vocab_size = 6;  // AGAG, width 256, 4 heads
-  nn::HybridLM m(mo);
-  const auto tokens = testing::rule110_tokens(64, 11);
-  const auto mask = testing::rule110_loss_mask(64);
-  const auto targets = at::randint(0, 2, {64, 100}, at::TensorOptions().dtype(at::kLong));
-  if (device.is_cuda()) {  // the same step on the GPU must give the CPU's logits
-    torch::NoGradGuard no_grad;
-    const auto cpu = run_windows(m, tokens, mask, ModelMemory::empty(4), sleep_opts(2)).logits;
-    nn::HybridLM g = std::dynamic_pointer_cast<nn::HybridLMImpl>(m->clone(device));
-    const auto gpu =
-        run_windows(g, tokens.to(device), mask.to(device), ModelMemory::empty(4), sleep_opts(2))
-            .logits;
-    const double err = relative_error(gpu.narrow(1, 96, 4), cpu.narrow(1, 96, 4));
-    std::printf("[ bench ] %s vs cpu query logits, N=2: relative error %.3g\n",
-                device.str().c_str(), err);
-    EXPECT_LT(err, 1e-3);  // TF32 may be on for CUDA matmuls
-    m = g;
-  }
-  auto sync = [&] {
-    if (device.is_cuda()) torch::cuda::synchronize();
-  };
-  const auto dev_tokens = tokens.to(device), dev_mask = mask.to(device);
-  const auto dev_targets = targets.to(device);
-  for (int64_t n : {1, 2, 4}) {
-    auto step = [&] {
-      const auto out = run_windows(m, dev_tokens, dev_mask, ModelMemory::empty(4), sleep_opts(n));
-      masked_loss(out.logits, dev_targets, dev_mask).backward();
-    };
-    step();  // warm-up
-    sync();
-    const int reps = 3;
-    const auto t0 = std::chrono::steady_clock::now();
-    const std::clock_t c0 =
-        std::clock();  // process CPU time: the shared machine stretches wall time
-    for (int r = 0; r < reps; ++r) step();
-    sync();
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
-        reps;
-    const double cpu_ms = 1000.0 * double(std::clock() - c0) / CLOCKS_PER_SEC / reps;
-    std::printf(
-        "[ bench ] rule110 AGAG d=256 B=64 T=100 L=24 N=%ld on %s: %.1f ms wall, %.1f ms "
-        "CPU per forward+backward (%d threads)\n",
-        static_cast<long>(n), device.str().c_str(), ms, cpu_ms, at::get_num_threads());
-  }
+  mo.vocab_size = 6;
+  nn::HybridLM cpu(mo);
+  nn::HybridLM gpu = std::dynamic_pointer_cast<nn::HybridLMImpl>(cpu->clone(at::kCUDA));
+  const auto tokens = testing::rule110_tokens(8, 11);
+  const auto mask = testing::rule110_loss_mask(8);
+  torch::NoGradGuard no_grad;
+  const auto want = run_windows(cpu, tokens, mask, ModelMemory::empty(4), sleep_opts(2)).logits;
+  const auto got = run_windows(gpu, tokens.to(at::kCUDA), mask.to(at::kCUDA), ModelMemory::empty(4),
+                               sleep_opts(2))
+                       .logits;
+  EXPECT_LT(relative_error(got.narrow(1, 96, 4), want.narrow(1, 96, 4)), 1e-3);
 }
 
 }  // namespace hypnos::sleep

@@ -1,24 +1,35 @@
-// `hypnos bench kernels|layers|train|pretrained`: throughput benchmarks (bench/), printed as tables
-// for bench/RESULTS.md.
+// `hypnos_bench kernels|layers|train|pretrained|ops`: the throughput benchmarks, printed as tables
+// for bench/RESULTS.md. A program of its own beside `hypnos` in the build tree, not installed: it
+// times the library's internals. main turns exceptions into exit codes: 2 for usage errors (a bad
+// flag value or override included), 1 for everything else.
+#include <exception>
 #include <iostream>
+#include <stdexcept>
+#include <string>
 
 #include "bench/kernels_bench.h"
 #include "bench/layers_bench.h"
+#include "bench/ops_bench.h"
 #include "bench/pretrained_bench.h"
 #include "bench/train_bench.h"
-#include "commands.h"
+#include "experiments/cli/command_line.h"
+#include "hypnos/config/error.h"
 
-namespace hypnos::cli {
+namespace {
 
-const CommandSpec& bench_spec() {
-  static const CommandSpec spec{
-      "bench",
+using hypnos::cli::UsageError;
+
+const hypnos::cli::CommandSpec& bench_spec() {
+  static const hypnos::cli::CommandSpec spec{
+      "",
       "benchmarks: `kernels` (gated delta rule backends), `layers` (fused layer kernels vs ATen)\n"
-      "`train` (training tokens/s vs N) or `pretrained` (real-size checkpoint load time and "
-      "memory)",
+      "`train` (training tokens/s vs N), `pretrained` (real-size checkpoint load time and "
+      "memory)\n"
+      "or `ops` (the gated delta rule's CPU backends)",
       {"WHAT"},
       {{"--repeats", "R", "train: timed steps per N (median reported; default 10)"},
-       {"--reps", "R", "kernels, layers: timed runs per case (median reported; default 20, 50)"},
+       {"--reps", "R",
+        "kernels, layers, ops: timed runs per case (median reported; default 20, 50, 5)"},
        {"--no-baseline", "", "kernels: skip the ATen chunked baseline"},
        {"--fp32-too", "",
         "kernels: also time the CUDA-core (fp32) kernels beside the tensor-core ones"},
@@ -30,6 +41,7 @@ const CommandSpec& bench_spec() {
        {"--device", "DEV", "train: cpu | cuda (default: cuda when available)"},
        {"--modes", "LIST",
         "train: graph (CUDA graph replay) and/or eager (default: graph,eager on CUDA)"},
+       {"--no-update", "", "train: forward + backward only (no clipping, no optimizer step)"},
        {"--profile", "",
         "train: also profile one step per N (Kineto) and print where the time goes;\n"
         "kernels: also profile one forward and one forward+backward per shape (time per kernel)"},
@@ -52,22 +64,57 @@ const CommandSpec& bench_spec() {
       "kernels and train take the ops keys of a config as overrides (configs/README.md):\n"
       "  model.gdn_kernel=fp32, model.gdn_scan_slice=32|64|128, model.fused_ops=false, ...\n"
       "pretrained: a real-size random bf16 checkpoint in the Hugging Face layout written, loaded\n"
-      "  and exported (compared byte for byte), with the time and peak RSS of each phase."};
+      "  and exported (compared byte for byte), with the time and peak RSS of each phase.\n"
+      "ops:     the gated delta rule's CPU backends (chunked, and the per-step reference), fp32,\n"
+      "  forward and forward+backward, wall and process CPU time.",
+      "hypnos_bench"};
   return spec;
 }
 
-int run_bench(const ParsedArgs& args) {
+int run(const hypnos::cli::ParsedArgs& args) {
+  namespace bench = hypnos::bench;
   const std::string what = args.positionals[0];
   if (what == "kernels") return bench::run_kernels_bench(args.flags, args.overrides);
   if (what == "train") return bench::run_train_bench(args.flags, args.overrides);
-  // layers runs both the fused kernel and its composition per row; pretrained has no op choice.
+  // layers runs both the fused kernel and its composition per row; pretrained and ops have no op
+  // choice (ops names its backends itself).
   if (!args.overrides.empty()) {
-    throw UsageError("bench " + what + " takes no overrides, got '" + args.overrides[0] + "'");
+    throw UsageError(what + " takes no overrides, got '" + args.overrides[0] + "'");
   }
   if (what == "layers") return bench::run_layers_bench(args.flags);
   if (what == "pretrained") return bench::run_pretrained_bench(args.flags);
+  if (what == "ops") return bench::run_ops_bench(args.flags);
   throw UsageError("unknown benchmark '" + what +
-                   "' (expected kernels, layers, train or pretrained)");
+                   "' (expected kernels, layers, train, pretrained or ops)");
 }
 
-}  // namespace hypnos::cli
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto& spec = bench_spec();
+  const int usage_error = hypnos::config::kConfigErrorExitCode;
+  if (argc < 2) {
+    std::cerr << hypnos::cli::usage(spec);
+    return usage_error;
+  }
+  try {
+    const auto args = hypnos::cli::parse_args(spec, argc, argv, 1);
+    if (args.help) {
+      std::cout << hypnos::cli::usage(spec);
+      return 0;
+    }
+    return run(args);
+  } catch (const UsageError& e) {
+    std::cerr << "hypnos_bench: " << e.what() << "\n\n" << hypnos::cli::usage(spec);
+    return usage_error;
+  } catch (const hypnos::config::ConfigError& e) {  // a bad override
+    std::cerr << "hypnos_bench: " << e.what() << "\n";
+    return usage_error;
+  } catch (const std::invalid_argument& e) {  // a bad flag value, checked by the bench itself
+    std::cerr << "hypnos_bench: " << e.what() << "\n";
+    return usage_error;
+  } catch (const std::exception& e) {
+    std::cerr << "hypnos_bench: error: " << e.what() << "\n";
+    return 1;
+  }
+}
