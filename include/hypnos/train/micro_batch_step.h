@@ -2,7 +2,7 @@
 // masked cross entropy, and loss.backward() into the parameters' .grad. On a CUDA device it is
 // captured once as a CUDA graph and replayed on every later micro-batch of the same layout, so the
 // thousands of small kernels of a window loop (a few per op, per layer, per pass, per window) cost
-// one launch instead of one host dispatch each. The trainer and `hypnos bench train` both use it.
+// one launch instead of one host dispatch each. The trainer and `hypnos_bench train` both use it.
 #pragma once
 #include <ATen/core/Tensor.h>
 
