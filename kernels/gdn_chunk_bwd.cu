@@ -11,6 +11,7 @@
 
 #include "gdn.h"
 #include "gdn_common.cuh"
+#include "gdn_dispatch.cuh"
 #include "gdn_tc.h"
 
 namespace hypnos::kernels {
@@ -375,49 +376,37 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_kernel(GdnParams p) {
 
 constexpr int kBwdSlice = 32;
 
-template <typename T, int D>
-cudaError_t launch_bwd_chunk(const GdnParams& p, cudaStream_t stream) {
-  return detail::launch_with_smem(gdn_chunk_bwd_kernel<T, D>,
-                                  dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
+/// The CUDA-core reverse scan and chunk kernel in fp32 (fp32 inputs, or bf16 with
+/// GdnKernel::kFp32).
+template <int D, typename T>
+cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream, detail::CudaCoreKernels) {
+  const unsigned bh = unsigned(p.batch * p.heads);
+  const cudaError_t err =
+      detail::launch_with_smem(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>, dim3(D / kBwdSlice, bh),
+                               kThreads, bwd_scan_smem_bytes<D, kBwdSlice>(), stream, p);
+  if (err != cudaSuccess) return err;
+  return detail::launch_with_smem(gdn_chunk_bwd_kernel<T, D>, dim3(unsigned(p.n_chunks()), bh),
                                   kThreads, bwd_chunk_smem_bytes<D>(), stream, p);
 }
 
-template <typename T, int D>
-cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream) {
-  const unsigned bh = unsigned(p.batch * p.heads);
-  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
-  const bool tc = kBf16 && p.kernel == GdnKernel::kTensorCore;
-  const cudaError_t err =
-      tc ? detail::launch_gdn_chunk_bwd_scan_tc(p, stream)
-         : detail::launch_with_smem(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>,
-                                    dim3(D / kBwdSlice, bh), kThreads,
-                                    bwd_scan_smem_bytes<D, kBwdSlice>(), stream, p);
+/// The tensor-core reverse scan and chunk kernel (bf16 inputs).
+template <int D, typename T>
+cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream, detail::TensorCoreKernels) {
+  static_assert(std::is_same_v<T, __nv_bfloat16>, "the tensor-core kernels take bf16 inputs");
+  const cudaError_t err = detail::launch_gdn_chunk_bwd_scan_tc(p, stream);
   if (err != cudaSuccess) return err;
-  return tc ? detail::launch_gdn_chunk_bwd_tc(p, stream) : launch_bwd_chunk<T, D>(p, stream);
+  return detail::launch_gdn_chunk_bwd_tc(p, stream);
 }
 
 }  // namespace
 
 cudaError_t gdn_chunk_bwd(const GdnParams& p, cudaStream_t stream) {
-  if (p.head_dim_k != p.head_dim_v || (p.head_dim_k != 64 && p.head_dim_k != 128)) {
+  if (!detail::sizes_supported(p) || !detail::backward_pointers_set(p)) {
     return cudaErrorInvalidValue;
   }
-  if (p.batch <= 0 || p.seq_len <= 0 || p.heads <= 0 || p.batch * p.heads > 65535) {
-    return cudaErrorInvalidValue;
-  }
-  if (p.scan_slice != 0 && p.scan_slice != 32 && p.scan_slice != 64 && p.scan_slice != 128) {
-    return cudaErrorInvalidValue;
-  }
-  if (!p.q || !p.k || !p.v || !p.beta || !p.g_cum || !p.w || !p.attn || !p.a_inv || !p.u ||
-      !p.chunk_states || !p.grad_o || !p.grad_q || !p.grad_k || !p.grad_v || !p.grad_g ||
-      !p.grad_beta || !p.grad_u || !p.grad_chunk_states) {
-    return cudaErrorInvalidValue;
-  }
-  const bool bf16 = p.dtype == GdnDtype::kBFloat16;
-  if (p.head_dim_k == 64) {
-    return bf16 ? launch_bwd<__nv_bfloat16, 64>(p, stream) : launch_bwd<float, 64>(p, stream);
-  }
-  return bf16 ? launch_bwd<__nv_bfloat16, 128>(p, stream) : launch_bwd<float, 128>(p, stream);
+  return detail::dispatch(p, [&](auto dims, auto element, auto family) {
+    return launch_bwd<detail::square_dim<decltype(dims)>(), decltype(element)>(p, stream, family);
+  });
 }
 
 }  // namespace hypnos::kernels

@@ -11,6 +11,7 @@
 
 #include "gdn.h"
 #include "gdn_common.cuh"
+#include "gdn_dispatch.cuh"
 #include "gdn_mma.cuh"
 #include "gdn_stage.cuh"
 #include "gdn_tc.h"
@@ -339,7 +340,8 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
 
 namespace detail {
 cudaError_t launch_gdn_chunk_bwd_tc(const GdnParams& p, cudaStream_t stream) {
-  return p.head_dim_k == 64 ? launch<64>(p, stream) : launch<128>(p, stream);
+  return with_head_dims(p,
+                        [&](auto dims) { return launch<square_dim<decltype(dims)>()>(p, stream); });
 }
 }  // namespace detail
 

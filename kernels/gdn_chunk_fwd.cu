@@ -10,6 +10,7 @@
 
 #include "gdn.h"
 #include "gdn_common.cuh"
+#include "gdn_dispatch.cuh"
 #include "gdn_mma.cuh"
 #include "gdn_stage.cuh"
 #include "gdn_tc.h"
@@ -465,44 +466,38 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
 
 constexpr int kFwdSlice = 32;
 
-template <typename T, int D>
-cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
+/// The CUDA-core prep and scan in fp32 (fp32 inputs, or bf16 with GdnKernel::kFp32).
+template <int D, typename T>
+cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::CudaCoreKernels) {
   const unsigned bh = unsigned(p.batch * p.heads);
-  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
-  const bool tc = kBf16 && p.kernel == GdnKernel::kTensorCore;
-  const dim3 prep_grid(unsigned(p.n_chunks()), bh);
-  cudaError_t err = tc ? detail::launch_with_smem(gdn_chunk_prep_tc_kernel<D>, prep_grid, kThreads,
-                                                  PrepTcLayout<D>::kBytes, stream, p)
-                       : detail::launch_with_smem(gdn_chunk_prep_kernel<T, D>, prep_grid, kThreads,
-                                                  prep_smem_bytes<D>(), stream, p);
+  const cudaError_t err =
+      detail::launch_with_smem(gdn_chunk_prep_kernel<T, D>, dim3(unsigned(p.n_chunks()), bh),
+                               kThreads, prep_smem_bytes<D>(), stream, p);
   if (err != cudaSuccess) return err;
-  if (tc) return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
   return detail::launch_with_smem(gdn_chunk_fwd_kernel<T, D, kFwdSlice>, dim3(D / kFwdSlice, bh),
                                   kThreads, scan_smem_bytes<D, kFwdSlice>(), stream, p);
+}
+
+/// The tensor-core prep and scan (bf16 inputs).
+template <int D, typename T>
+cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::TensorCoreKernels) {
+  static_assert(std::is_same_v<T, __nv_bfloat16>, "the tensor-core kernels take bf16 inputs");
+  const cudaError_t err = detail::launch_with_smem(
+      gdn_chunk_prep_tc_kernel<D>, dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
+      kThreads, PrepTcLayout<D>::kBytes, stream, p);
+  if (err != cudaSuccess) return err;
+  return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
 }
 
 }  // namespace
 
 cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {
-  if (p.head_dim_k != p.head_dim_v || (p.head_dim_k != 64 && p.head_dim_k != 128)) {
+  if (!detail::sizes_supported(p) || !detail::forward_pointers_set(p)) {
     return cudaErrorInvalidValue;
   }
-  if (p.batch <= 0 || p.seq_len <= 0 || p.heads <= 0 || p.batch * p.heads > 65535) {
-    return cudaErrorInvalidValue;
-  }
-  if (p.scan_slice != 0 && p.scan_slice != 32 && p.scan_slice != 64 && p.scan_slice != 128) {
-    return cudaErrorInvalidValue;
-  }
-  if (!p.q || !p.k || !p.v || !p.g || !p.beta || !p.o || !p.g_cum || !p.w || !p.u_tilde ||
-      !p.attn || (p.u == nullptr) != (p.chunk_states == nullptr) ||
-      (p.u != nullptr && p.a_inv == nullptr)) {
-    return cudaErrorInvalidValue;
-  }
-  const bool bf16 = p.dtype == GdnDtype::kBFloat16;
-  if (p.head_dim_k == 64) {
-    return bf16 ? launch_fwd<__nv_bfloat16, 64>(p, stream) : launch_fwd<float, 64>(p, stream);
-  }
-  return bf16 ? launch_fwd<__nv_bfloat16, 128>(p, stream) : launch_fwd<float, 128>(p, stream);
+  return detail::dispatch(p, [&](auto dims, auto element, auto family) {
+    return launch_fwd<detail::square_dim<decltype(dims)>(), decltype(element)>(p, stream, family);
+  });
 }
 
 }  // namespace hypnos::kernels
