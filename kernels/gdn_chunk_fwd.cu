@@ -10,6 +10,7 @@
 
 #include "gdn.h"
 #include "gdn_common.cuh"
+#include "gdn_dispatch.cuh"
 #include "gdn_mma.cuh"
 #include "gdn_stage.cuh"
 #include "gdn_tc.h"
@@ -33,16 +34,37 @@ constexpr size_t prep_smem_bytes() {
   return sizeof(float) * (2 * kC * kPrepLd<D> + 2 * kC * kPrepLc + 3 * kC);
 }
 
-/// g and beta of the chunk's tokens (zero past them) into s_g, s_beta; s_g becomes the inclusive
-/// cumsum G (one warp scans 64 values, two per lane), written to g_cum; s_zs = beta exp(G).
-/// Every thread calls it; it synchronises (the caller's shared writes before it are ordered too).
-__device__ void load_gates_and_cumsum(const GdnParams& p, int64_t b, int64_t h, int64_t t0,
-                                      int n_valid, int64_t chunk, float* s_g, float* s_beta,
-                                      float* s_zs) {
+/// The per-token gates of a prep CTA, [C] fp32 each in shared memory, one after another from the
+/// base pointer: G (g, then its inclusive cumsum within the chunk), beta, and beta exp(G) (the row
+/// scale of Z = diag(beta gamma) K).
+struct PrepGates {
+  float *g, *beta, *zs;
+  __device__ explicit PrepGates(float* base) : g(base), beta(g + kC), zs(beta + kC) {}
+};
+
+/// The chunk's rows of q, k, v (row stride H D) as a prep kernel reads them.
+template <typename T, int D>
+struct PrepInputs {
+  int64_t row_stride;
+  const T *q, *k, *v;
+  __device__ PrepInputs(const GdnParams& p, int64_t tok)
+      : row_stride(p.heads * D),
+        q(static_cast<const T*>(p.q) + tok),
+        k(static_cast<const T*>(p.k) + tok),
+        v(static_cast<const T*>(p.v) + tok) {}
+};
+
+/// g and beta of the chunk's tokens (zero past them) into gates.g, gates.beta; gates.g becomes the
+/// inclusive cumsum G (one warp scans 64 values, two per lane), written to g_cum; gates.zs =
+/// beta exp(G). Every thread calls it; it synchronises (the caller's shared writes before it are
+/// ordered too).
+__device__ void load_gates_and_cumsum(const GdnParams& p, const detail::ChunkCta& c,
+                                      const PrepGates& gates) {
+  float *s_g = gates.g, *s_beta = gates.beta, *s_zs = gates.zs;
   const int tid = threadIdx.x;
   if (tid < kC) {
-    const bool ok = tid < n_valid;
-    const int64_t gi = (b * p.seq_len + t0 + tid) * p.heads + h;
+    const bool ok = tid < c.n_valid;
+    const int64_t gi = (c.b * p.seq_len + c.t0 + tid) * p.heads + c.h;
     s_g[tid] = ok ? p.g[gi] : 0.f;
     s_beta[tid] = ok ? p.beta[gi] : 0.f;
   }
@@ -60,10 +82,19 @@ __device__ void load_gates_and_cumsum(const GdnParams& p, int64_t b, int64_t h, 
   }
   __syncthreads();
   if (tid < kC) {
-    p.g_cum[chunk * kC + tid] = s_g[tid];
+    p.g_cum[c.chunk * kC + tid] = s_g[tid];
     s_zs[tid] = s_beta[tid] * __expf(s_g[tid]);
   }
   __syncthreads();
+}
+
+/// a = I, a C x C fp32 tile of row stride LC.
+template <int LC>
+__device__ __forceinline__ void fill_identity(float* a) {
+  for (int idx = threadIdx.x; idx < kC * kC; idx += kThreads) {
+    const int i = idx / kC, j = idx % kC;
+    a[i * LC + j] = i == j ? 1.f : 0.f;
+  }
 }
 
 /// s_a = (I + L)^-1 for the strictly lower s_l (both [C][LC], s_a holding I on entry), by 16 x 16
@@ -139,73 +170,93 @@ __device__ void invert_unit_lower(const float* s_l, float* s_a, int n_valid, int
   }
 }
 
-// grid (NC, B*H). Writes g_cum, w, u_tilde, attn and (for a backward) a_inv of one chunk, on CUDA
-// cores in fp32 (the fallback and the fp32-input path; bf16 inputs take gdn_chunk_prep_tc_kernel):
-// (I + L) X = [Z | Y | I] by forward substitution, one column per thread.
+// ---- The CUDA-core prep kernel (fp32)
+
+/// The CUDA-core prep kernel's shared memory by what it holds, one name per meaning; names of one
+/// space are grouped, in the order prep_smem_bytes<D> counts the spaces.
+template <int D>
+struct PrepTiles {
+  static constexpr int kLd = kPrepLd<D>, kLc = kPrepLc;
+  // ---- [C][LD]: K, then Z = diag(beta gamma) K in place, then W = A Z (solved in place)
+  float *k, *z, *w;
+  // ---- [C][LD]: V, then Y = diag(beta) V in place, then Ut = A Y (solved in place)
+  float *v, *y, *ut;
+  // ---- [C][LC]: I, then A = (I + L)^-1 (solved in place)
+  float* a;
+  // ---- [C][LC]: L
+  float* l;
+  PrepGates gates;  // G, beta, beta exp(G)
+
+  __device__ explicit PrepTiles(float* smem)
+      : k(smem),
+        z(k),
+        w(k),
+        v(k + kC * kLd),
+        y(v),
+        ut(v),
+        a(v + kC * kLd),
+        l(a + kC * kLc),
+        gates(l + kC * kLc) {}
+};
+
+/// K and V (rows past the tokens zero) into their tiles, and A = I.
 template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
-  constexpr int LD = kPrepLd<D>, LC = kPrepLc;
-  extern __shared__ float smem[];
-  float* s_k = smem;           // [C][LD]  k, then Z = diag(beta gamma) K, then W
-  float* s_v = s_k + kC * LD;  // [C][LD]  v, then Y = diag(beta) V, then Ut
-  float* s_a = s_v + kC * LD;  // [C][LC]  I, then A = (I + L)^-1
-  float* s_l = s_a + kC * LC;  // [C][LC]  L
-  float* s_g = s_l + kC * LC;  // [C]      G (within-chunk cumsum of g)
-  float* s_beta = s_g + kC;    // [C]
-  float* s_zs = s_beta + kC;   // [C]      beta exp(G): the row scale of Z
-
-  const int n = blockIdx.x;
-  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC, chunk = bh * n_chunks + n;
-  const int n_valid = detail::valid_rows(p, t0);
-  const int64_t row_stride = p.heads * D;
-  const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
-  const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
-  const T* v = static_cast<const T*>(p.v) + detail::token_offset(p, b, t0, h, D);
-  const int tid = threadIdx.x;
-
-  for (int idx = tid; idx < kC * D; idx += kThreads) {
+__device__ __forceinline__ void stage_prep_inputs(const PrepInputs<T, D>& in, int n_valid,
+                                                  const PrepTiles<D>& t) {
+  constexpr int LD = PrepTiles<D>::kLd;
+  for (int idx = threadIdx.x; idx < kC * D; idx += kThreads) {
     const int i = idx / D, d = idx % D;
     const bool ok = i < n_valid;
-    s_k[i * LD + d] = ok ? load(k + i * row_stride + d) : 0.f;
-    s_v[i * LD + d] = ok ? load(v + i * row_stride + d) : 0.f;
+    t.k[i * LD + d] = ok ? load(in.k + i * in.row_stride + d) : 0.f;
+    t.v[i * LD + d] = ok ? load(in.v + i * in.row_stride + d) : 0.f;
   }
-  for (int idx = tid; idx < kC * kC; idx += kThreads) {
-    const int i = idx / kC, j = idx % kC;
-    s_a[i * LC + j] = i == j ? 1.f : 0.f;
-  }
-  load_gates_and_cumsum(p, b, h, t0, n_valid, chunk, s_g, s_beta, s_zs);
+  fill_identity<PrepTiles<D>::kLc>(t.a);
+}
 
-  // K K^T -> L (strictly lower, beta_i exp(G_i - G_j) row/decay scaled); Q K^T -> P.
-  {
-    Frag<kC, kC> kk, qk;
-    kk.fill(0.f);
-    qk.fill(0.f);
-    auto kt = [&](int d, int j) { return s_k[j * LD + d]; };
-    kk.mma(
-        D, [&](int i, int d) { return s_k[i * LD + d]; }, kt);
-    qk.mma(
-        D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, kt);
+/// L = strict_lower(diag(beta) K K^T * R) into its tile and P = scale (Q K^T * R) (R_ij =
+/// exp(G_i - G_j) on and below the diagonal, 0 above) to attn, both from one pass over K.
+template <typename T, int D>
+__device__ __forceinline__ void kk_qk_stage(const GdnParams& p, const PrepInputs<T, D>& in,
+                                            const detail::ChunkCta& c, const PrepTiles<D>& t) {
+  constexpr int LD = PrepTiles<D>::kLd, LC = PrepTiles<D>::kLc;
+  const int n_valid = c.n_valid;
+  Frag<kC, kC> kk, qk;
+  kk.fill(0.f);
+  qk.fill(0.f);
+  auto kt = [&](int d, int j) { return t.k[j * LD + d]; };
+  kk.mma(
+      D, [&](int i, int d) { return t.k[i * LD + d]; }, kt);
+  qk.mma(
+      D, [&](int i, int d) { return i < n_valid ? load(in.q + i * in.row_stride + d) : 0.f; }, kt);
 #pragma unroll
-    for (int r = 0; r < kk.kRegs; ++r) {
-      const int i = kk.row(r), j = kk.col();
-      const float decay = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
-      s_l[i * LC + j] = i > j ? s_beta[i] * kk.x[r] * decay : 0.f;
-      detail::as_f32(p.attn)[(chunk * kC + i) * kC + j] = p.scale * qk.x[r] * decay;
-    }
+  for (int r = 0; r < kk.kRegs; ++r) {
+    const int i = kk.row(r), j = kk.col();
+    const float decay = i >= j ? __expf(t.gates.g[i] - t.gates.g[j]) : 0.f;
+    t.l[i * LC + j] = i > j ? t.gates.beta[i] * kk.x[r] * decay : 0.f;
+    detail::as_f32(p.attn)[(c.chunk * kC + i) * kC + j] = p.scale * qk.x[r] * decay;
   }
-  __syncthreads();
-  for (int idx = tid; idx < kC * D; idx += kThreads) {  // Z and Y in place
+}
+
+/// Z = diag(beta gamma) K and Y = diag(beta) V, in place of K and V.
+template <int D>
+__device__ __forceinline__ void scale_rows_stage(const PrepTiles<D>& t) {
+  constexpr int LD = PrepTiles<D>::kLd;
+  for (int idx = threadIdx.x; idx < kC * D; idx += kThreads) {
     const int i = idx / D, d = idx % D;
-    s_k[i * LD + d] *= s_zs[i];
-    s_v[i * LD + d] *= s_beta[i];
+    t.z[i * LD + d] *= t.gates.zs[i];
+    t.y[i * LD + d] *= t.gates.beta[i];
   }
-  __syncthreads();
-  // Past the tokens L's rows are zero: those rows of X are the right-hand side's, and an identity
-  // column e_c with c past the tokens solves itself.
-  for (int c = tid; c < 2 * D + kC; c += kThreads) {
+}
+
+/// (I + L) X = [Z | Y | I] by forward substitution, one column per thread: X = [W | Ut | A] in
+/// place. Past the tokens L's rows are zero: those rows of X are the right-hand side's, and an
+/// identity column e_c with c past the tokens solves itself.
+template <int D>
+__device__ __forceinline__ void solve_unit_lower_stage(int n_valid, const PrepTiles<D>& t) {
+  constexpr int LD = PrepTiles<D>::kLd, LC = PrepTiles<D>::kLc;
+  for (int c = threadIdx.x; c < 2 * D + kC; c += kThreads) {
     if (c >= 2 * D + n_valid) continue;
-    float* col = c < D ? s_k + c : c < 2 * D ? s_v + (c - D) : s_a + (c - 2 * D);
+    float* col = c < D ? t.z + c : c < 2 * D ? t.y + (c - D) : t.a + (c - 2 * D);
     const int ld = c < 2 * D ? LD : LC;
     float x[kC];
 #pragma unroll
@@ -215,24 +266,54 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
       if (i >= n_valid) break;
       float s = x[i];
 #pragma unroll
-      for (int j = 0; j < i; ++j) s = fmaf(-s_l[i * LC + j], x[j], s);
+      for (int j = 0; j < i; ++j) s = fmaf(-t.l[i * LC + j], x[j], s);
       x[i] = s;
     }
 #pragma unroll
     for (int i = 0; i < kC; ++i) col[i * ld] = x[i];
   }
-  __syncthreads();
+}
+
+/// W and Ut to their workspaces, and A to a_inv when a backward follows (a_inv set).
+template <int D>
+__device__ __forceinline__ void store_prep_outputs(const GdnParams& p, int64_t chunk,
+                                                   const PrepTiles<D>& t) {
+  constexpr int LD = PrepTiles<D>::kLd, LC = PrepTiles<D>::kLc;
+  const int tid = threadIdx.x;
   for (int idx = tid; idx < kC * D; idx += kThreads) {
     const int i = idx / D, d = idx % D;
-    detail::as_f32(p.w)[(chunk * kC + i) * D + d] = s_k[i * LD + d];
-    detail::as_f32(p.u_tilde)[(chunk * kC + i) * D + d] = s_v[i * LD + d];
+    detail::as_f32(p.w)[(chunk * kC + i) * D + d] = t.w[i * LD + d];
+    detail::as_f32(p.u_tilde)[(chunk * kC + i) * D + d] = t.ut[i * LD + d];
   }
   if (p.a_inv == nullptr) return;  // no backward follows: A is not needed again
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
     const int i = idx / kC, j = idx % kC;
-    detail::as_f32(p.a_inv)[(chunk * kC + i) * kC + j] = s_a[i * LC + j];
+    detail::as_f32(p.a_inv)[(chunk * kC + i) * kC + j] = t.a[i * LC + j];
   }
 }
+
+// grid (NC, B*H). Writes g_cum, w, u_tilde, attn and (for a backward) a_inv of one chunk, on CUDA
+// cores in fp32 (the fallback and the fp32-input path; bf16 inputs take gdn_chunk_prep_tc_kernel):
+// (I + L) X = [Z | Y | I] by forward substitution, one column per thread.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
+  extern __shared__ float smem[];
+  const PrepTiles<D> t(smem);
+  const detail::ChunkCta c(p);
+  const PrepInputs<T, D> in(p, detail::token_offset(p, c.b, c.t0, c.h, D));
+
+  stage_prep_inputs<T, D>(in, c.n_valid, t);
+  load_gates_and_cumsum(p, c, t.gates);  // synchronises
+  kk_qk_stage<T, D>(p, in, c, t);
+  __syncthreads();
+  scale_rows_stage<D>(t);
+  __syncthreads();
+  solve_unit_lower_stage<D>(c.n_valid, t);
+  __syncthreads();
+  store_prep_outputs<D>(p, c.chunk, t);
+}
+
+// ---- The tensor-core prep kernel (bf16 inputs)
 
 /// Shared memory of the tensor-core prep kernel: fp32 A and L ([C][C + 8]: the float2 stores of a
 /// half-warp's fragment hit distinct banks), G, beta, beta gamma; bf16 K, V, Q ([C][D + 8]). After
@@ -250,6 +331,140 @@ struct PrepTcLayout {
   static constexpr int kMinBlocks = D == 64 ? 3 : 2;
 };
 
+/// The tensor-core prep kernel's shared memory by what it holds, one name per meaning, in the
+/// order PrepTcLayout<D> lays the spaces out.
+template <int D>
+struct PrepTcTiles {
+  using bf16 = __nv_bfloat16;
+  static constexpr int kLd = PrepTcLayout<D>::kLd, kLc = PrepTcLayout<D>::kLc;
+  // ---- fp32 [C][LC]: I, then A = (I + L)^-1 until every thread holds its pieces of it; then
+  // bf16 [C][LC] x 2: A diag(beta), split hi + lo
+  float* a;
+  bf16 *u_hi, *u_lo;
+  // ---- fp32 [C][LC]: L until the inverse; then bf16 [C][LC] x 2: A diag(beta gamma), hi + lo
+  float* l;
+  bf16 *w_hi, *w_lo;
+  PrepGates gates;  // G, beta, beta exp(G)
+  // ---- bf16 [C][LD]
+  bf16 *k, *v, *q;
+
+  __device__ explicit PrepTcTiles(float* smem)
+      : a(smem),
+        u_hi(reinterpret_cast<bf16*>(a)),
+        u_lo(u_hi + kC * kLc),
+        l(a + kC * kLc),
+        w_hi(reinterpret_cast<bf16*>(l)),
+        w_lo(w_hi + kC * kLc),
+        gates(l + kC * kLc),
+        k(reinterpret_cast<bf16*>(gates.zs + kC)),
+        v(k + kC * kLd),
+        q(v + kC * kLd) {}
+};
+
+/// L = strict_lower(diag(beta) K K^T * R) into its tile and P = scale (Q K^T * R) to attn (bf16),
+/// by one pass of mma.sync over K^T shared by both products.
+template <int D>
+__device__ __forceinline__ void kk_qk_tc_stage(const GdnParams& p, const detail::ChunkCta& c,
+                                               const PrepTcTiles<D>& t) {
+  using SqFrag = mma::Bf16Frag<kC, kC, kThreads>;
+  constexpr int LD = PrepTcTiles<D>::kLd, LC = PrepTcTiles<D>::kLc;
+  SqFrag kk, qk;
+  kk.fill(0.f);
+  qk.fill(0.f);
+  kk.mma_rows_shared_b(qk, c.n_valid, D, mma::rows_of(t.k, LD), mma::rows_of(t.q, LD),
+                       mma::transpose_of(t.k, LD));
+  const float *s_g = t.gates.g, *s_beta = t.gates.beta;
+#pragma unroll
+  for (int r = 0; r < SqFrag::kRegs; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
+    const int i = kk.row(r), j = kk.col(r);
+    const float decay0 = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
+    const float decay1 = i >= j + 1 ? __expf(s_g[i] - s_g[j + 1]) : 0.f;
+    store_pair(t.l + i * LC + j, i > j ? s_beta[i] * kk.x[r] * decay0 : 0.f,
+               i > j + 1 ? s_beta[i] * kk.x[r + 1] * decay1 : 0.f);
+    detail::store_bf16_pair(detail::as_bf16(p.attn) + (c.chunk * kC + i) * kC + j,
+                            p.scale * qk.x[r] * decay0, p.scale * qk.x[r + 1] * decay1);
+  }
+}
+
+/// This thread's pieces of A: kPieces row pieces of 8 elements, held in registers while A's and
+/// L's spaces are rewritten with the splits of A diag(.).
+struct APieces {
+  static constexpr int kPieces = kC * kC / 8 / kThreads;
+  static_assert(kPieces * kThreads * 8 == kC * kC, "A splits into whole pieces per thread");
+  float x[kPieces][8];
+  /// Row and first column of piece n.
+  __device__ __forceinline__ static int row(int n) {
+    return (threadIdx.x + n * kThreads) / (kC / 8);
+  }
+  __device__ __forceinline__ static int col(int n) {
+    return 8 * ((threadIdx.x + n * kThreads) % (kC / 8));
+  }
+};
+
+/// One pass over A: this thread's pieces into registers, and A's bf16 copy to a_inv when a
+/// backward follows (a_inv set).
+template <int D>
+__device__ __forceinline__ APieces load_a_pieces(const GdnParams& p, int64_t chunk,
+                                                 const PrepTcTiles<D>& t) {
+  constexpr int LC = PrepTcTiles<D>::kLc;
+  APieces a;
+#pragma unroll
+  for (int n = 0; n < APieces::kPieces; ++n) {
+    const int i = APieces::row(n), j = APieces::col(n);
+    *reinterpret_cast<float4*>(a.x[n]) = *reinterpret_cast<const float4*>(t.a + i * LC + j);
+    *reinterpret_cast<float4*>(a.x[n] + 4) = *reinterpret_cast<const float4*>(t.a + i * LC + j + 4);
+    if (p.a_inv != nullptr) {  // null: no backward follows, A is not needed again
+      *reinterpret_cast<uint4*>(detail::as_bf16(p.a_inv) + (chunk * kC + i) * kC + j) =
+          detail::pack8(a.x[n]);
+    }
+  }
+  return a;
+}
+
+/// A diag(beta gamma) into w_hi + w_lo (L's space) and A diag(beta) into u_hi + u_lo (A's space),
+/// each split into bf16 hi = bf16(x) and lo = bf16(x - hi); once every thread holds its pieces.
+template <int D>
+__device__ __forceinline__ void split_a_stage(const APieces& a, const PrepTcTiles<D>& t) {
+  using bf16 = __nv_bfloat16;
+  constexpr int LC = PrepTcTiles<D>::kLc;
+#pragma unroll
+  for (int n = 0; n < APieces::kPieces; ++n) {
+    const int i = APieces::row(n), j = APieces::col(n);
+    auto split = [&](const float* scale, bf16* hi, bf16* lo) {
+      float x[8], rest[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) x[e] = a.x[n][e] * scale[j + e];
+      const uint4 hi_bits = detail::pack8(x);
+      float hi_x[8];
+      detail::unpack8(hi_bits, hi_x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) rest[e] = x[e] - hi_x[e];
+      *reinterpret_cast<uint4*>(hi + i * LC + j) = hi_bits;
+      *reinterpret_cast<uint4*>(lo + i * LC + j) = detail::pack8(rest);
+    };
+    split(t.gates.zs, t.w_hi, t.w_lo);
+    split(t.gates.beta, t.u_hi, t.u_lo);
+  }
+}
+
+/// out = (hi + lo) X (bf16, [C][D] of the chunk): W = A diag(beta gamma) K, Ut = A diag(beta) V.
+/// Rows of A past the tokens are identity rows against zero rows of X and zero scales: zero rows.
+template <int D>
+__device__ __forceinline__ void split_product(const __nv_bfloat16* hi, const __nv_bfloat16* lo,
+                                              const __nv_bfloat16* x, int n_valid, int depth,
+                                              int64_t chunk, void* out) {
+  using RowFrag = mma::Bf16Frag<kC, D, kThreads>;
+  RowFrag f;
+  f.fill(0.f);
+  f.mma_rows_shared_b(f, n_valid, depth, mma::rows_of(hi, PrepTcTiles<D>::kLc),
+                      mma::rows_of(lo, PrepTcTiles<D>::kLc), mma::rows_of(x, PrepTcTiles<D>::kLd));
+#pragma unroll
+  for (int r = 0; r < RowFrag::kRegs; r += 2) {
+    detail::store_bf16_pair(detail::as_bf16(out) + (chunk * kC + f.row(r)) * D + f.col(r), f.x[r],
+                            f.x[r + 1]);
+  }
+}
+
 // grid (NC, B*H), 256 threads. The prep kernel on bf16 tensor cores: K K^T and Q K^T by mma.sync
 // m16n8k16 from bf16 tiles (exact inputs, fp32 accumulation); the inverse A = (I + L)^-1 in fp32
 // by 16 x 16 blocks; W = A diag(beta gamma) K and Ut = A diag(beta) V with A diag(.) split into
@@ -261,115 +476,31 @@ template <int D>
 __global__ void __launch_bounds__(kThreads, PrepTcLayout<D>::kMinBlocks)
     gdn_chunk_prep_tc_kernel(GdnParams p) {
   using bf16 = __nv_bfloat16;
-  using L = PrepTcLayout<D>;
-  constexpr int LD = L::kLd, LC = L::kLc;
-  using SqFrag = mma::Bf16Frag<kC, kC, kThreads>;
-  using RowFrag = mma::Bf16Frag<kC, D, kThreads>;
-  using mma::rows_of;
-  using mma::transpose_of;
+  constexpr int LD = PrepTcTiles<D>::kLd;
   extern __shared__ float smem[];
-  float* s_a = smem;           // [C][LC] I, then A = (I + L)^-1
-  float* s_l = s_a + kC * LC;  // [C][LC] L
-  float* s_g = s_l + kC * LC;  // [C]     G
-  float* s_beta = s_g + kC;    // [C]
-  float* s_zs = s_beta + kC;   // [C]     beta exp(G)
-  bf16* s_k = reinterpret_cast<bf16*>(s_zs + kC);
-  bf16* s_v = s_k + kC * LD;
-  bf16* s_q = s_v + kC * LD;
-
-  const int n = blockIdx.x;
-  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), t0 = int64_t(n) * kC, chunk = bh * n_chunks + n;
-  const int n_valid = detail::valid_rows(p, t0);
+  const PrepTcTiles<D> t(smem);
+  const detail::ChunkCta c(p);
+  const int n_valid = c.n_valid;
   const int depth = detail::row_depth<16>(n_valid);
-  const int64_t row_stride = p.heads * D, tok = detail::token_offset(p, b, t0, h, D);
-  const int tid = threadIdx.x;
+  const int64_t row_stride = p.heads * D, tok = detail::token_offset(p, c.b, c.t0, c.h, D);
 
-  detail::stage_bf16<kC, D, kThreads>(s_k, LD, static_cast<const bf16*>(p.k) + tok, row_stride,
+  detail::stage_bf16<kC, D, kThreads>(t.k, LD, static_cast<const bf16*>(p.k) + tok, row_stride,
                                       n_valid);
-  detail::stage_bf16<kC, D, kThreads>(s_v, LD, static_cast<const bf16*>(p.v) + tok, row_stride,
+  detail::stage_bf16<kC, D, kThreads>(t.v, LD, static_cast<const bf16*>(p.v) + tok, row_stride,
                                       n_valid);
-  detail::stage_bf16<kC, D, kThreads>(s_q, LD, static_cast<const bf16*>(p.q) + tok, row_stride,
+  detail::stage_bf16<kC, D, kThreads>(t.q, LD, static_cast<const bf16*>(p.q) + tok, row_stride,
                                       n_valid);
-  for (int idx = tid; idx < kC * kC; idx += kThreads) {
-    const int i = idx / kC, j = idx % kC;
-    s_a[i * LC + j] = i == j ? 1.f : 0.f;
-  }
-  load_gates_and_cumsum(p, b, h, t0, n_valid, chunk, s_g, s_beta, s_zs);
-
-  {  // K K^T -> L (strictly lower, beta_i exp(G_i - G_j) scaled); Q K^T -> P
-    SqFrag kk, qk;
-    kk.fill(0.f);
-    qk.fill(0.f);
-    kk.mma_rows_shared_b(qk, n_valid, D, rows_of(s_k, LD), rows_of(s_q, LD), transpose_of(s_k, LD));
-#pragma unroll
-    for (int r = 0; r < SqFrag::kRegs; r += 2) {  // registers r, r + 1: columns j, j + 1 of row i
-      const int i = kk.row(r), j = kk.col(r);
-      const float decay0 = i >= j ? __expf(s_g[i] - s_g[j]) : 0.f;
-      const float decay1 = i >= j + 1 ? __expf(s_g[i] - s_g[j + 1]) : 0.f;
-      store_pair(s_l + i * LC + j, i > j ? s_beta[i] * kk.x[r] * decay0 : 0.f,
-                 i > j + 1 ? s_beta[i] * kk.x[r + 1] * decay1 : 0.f);
-      detail::store_bf16_pair(detail::as_bf16(p.attn) + (chunk * kC + i) * kC + j,
-                              p.scale * qk.x[r] * decay0, p.scale * qk.x[r + 1] * decay1);
-    }
-  }
+  fill_identity<PrepTcTiles<D>::kLc>(t.a);
+  load_gates_and_cumsum(p, c, t.gates);  // synchronises
+  kk_qk_tc_stage<D>(p, c, t);
   __syncthreads();
-  invert_unit_lower<LC>(s_l, s_a, n_valid, tid);  // ends synchronised; L is no longer needed
-
-  // One pass over A: each thread takes two 8-element row pieces into registers (and A's bf16 copy
-  // to a_inv for a backward); once every thread has them, A's space and L's hold the bf16 hi + lo
-  // splits of A diag(beta gamma) (for W) and A diag(beta) (for Ut).
-  constexpr int kPieces = kC * kC / 8 / kThreads;
-  static_assert(kPieces * kThreads * 8 == kC * kC, "A splits into whole pieces per thread");
-  float a[kPieces][8];
-#pragma unroll
-  for (int n = 0; n < kPieces; ++n) {
-    const int idx = tid + n * kThreads, i = idx / (kC / 8), j = 8 * (idx % (kC / 8));
-    *reinterpret_cast<float4*>(a[n]) = *reinterpret_cast<const float4*>(s_a + i * LC + j);
-    *reinterpret_cast<float4*>(a[n] + 4) = *reinterpret_cast<const float4*>(s_a + i * LC + j + 4);
-    if (p.a_inv != nullptr) {  // null: no backward follows, A is not needed again
-      *reinterpret_cast<uint4*>(detail::as_bf16(p.a_inv) + (chunk * kC + i) * kC + j) =
-          detail::pack8(a[n]);
-    }
-  }
-  __syncthreads();                              // every thread holds its pieces: A's space is free
-  bf16* s_w_hi = reinterpret_cast<bf16*>(s_l);  // A diag(beta gamma), in L's space
-  bf16* s_w_lo = s_w_hi + kC * LC;
-  bf16* s_u_hi = reinterpret_cast<bf16*>(s_a);  // A diag(beta), in A's space
-  bf16* s_u_lo = s_u_hi + kC * LC;
-#pragma unroll
-  for (int n = 0; n < kPieces; ++n) {
-    const int idx = tid + n * kThreads, i = idx / (kC / 8), j = 8 * (idx % (kC / 8));
-    auto split = [&](const float* scale, bf16* hi, bf16* lo) {
-      float x[8], rest[8];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) x[e] = a[n][e] * scale[j + e];
-      const uint4 hi_bits = detail::pack8(x);
-      float hi_x[8];
-      detail::unpack8(hi_bits, hi_x);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) rest[e] = x[e] - hi_x[e];
-      *reinterpret_cast<uint4*>(hi + i * LC + j) = hi_bits;
-      *reinterpret_cast<uint4*>(lo + i * LC + j) = detail::pack8(rest);
-    };
-    split(s_zs, s_w_hi, s_w_lo);
-    split(s_beta, s_u_hi, s_u_lo);
-  }
+  invert_unit_lower<PrepTcTiles<D>::kLc>(t.l, t.a, n_valid, threadIdx.x);  // ends synchronised
+  const APieces a = load_a_pieces<D>(p, c.chunk, t);
+  __syncthreads();  // every thread holds its pieces: A's space is free
+  split_a_stage<D>(a, t);
   __syncthreads();
-  // out = (hi + lo) X, rows of A past the tokens being identity rows against zero rows of X and
-  // zero scales: zero rows.
-  auto product = [&](const bf16* hi, const bf16* lo, const bf16* x, void* out) {
-    RowFrag f;
-    f.fill(0.f);
-    f.mma_rows_shared_b(f, n_valid, depth, rows_of(hi, LC), rows_of(lo, LC), rows_of(x, LD));
-#pragma unroll
-    for (int r = 0; r < RowFrag::kRegs; r += 2) {
-      detail::store_bf16_pair(detail::as_bf16(out) + (chunk * kC + f.row(r)) * D + f.col(r), f.x[r],
-                              f.x[r + 1]);
-    }
-  };
-  product(s_w_hi, s_w_lo, s_k, p.w);        // W = A diag(beta gamma) K
-  product(s_u_hi, s_u_lo, s_v, p.u_tilde);  // Ut = A diag(beta) V
+  split_product<D>(t.w_hi, t.w_lo, t.k, n_valid, depth, c.chunk, p.w);        // W
+  split_product<D>(t.u_hi, t.u_lo, t.v, n_valid, depth, c.chunk, p.u_tilde);  // Ut
 }
 
 template <int D, int BV>
@@ -465,44 +596,38 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
 
 constexpr int kFwdSlice = 32;
 
-template <typename T, int D>
-cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream) {
+/// The CUDA-core prep and scan in fp32 (fp32 inputs, or bf16 with GdnKernel::kFp32).
+template <int D, typename T>
+cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::CudaCoreKernels) {
   const unsigned bh = unsigned(p.batch * p.heads);
-  constexpr bool kBf16 = std::is_same_v<T, __nv_bfloat16>;
-  const bool tc = kBf16 && p.kernel == GdnKernel::kTensorCore;
-  const dim3 prep_grid(unsigned(p.n_chunks()), bh);
-  cudaError_t err = tc ? detail::launch_with_smem(gdn_chunk_prep_tc_kernel<D>, prep_grid, kThreads,
-                                                  PrepTcLayout<D>::kBytes, stream, p)
-                       : detail::launch_with_smem(gdn_chunk_prep_kernel<T, D>, prep_grid, kThreads,
-                                                  prep_smem_bytes<D>(), stream, p);
+  const cudaError_t err =
+      detail::launch_with_smem(gdn_chunk_prep_kernel<T, D>, dim3(unsigned(p.n_chunks()), bh),
+                               kThreads, prep_smem_bytes<D>(), stream, p);
   if (err != cudaSuccess) return err;
-  if (tc) return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
   return detail::launch_with_smem(gdn_chunk_fwd_kernel<T, D, kFwdSlice>, dim3(D / kFwdSlice, bh),
                                   kThreads, scan_smem_bytes<D, kFwdSlice>(), stream, p);
+}
+
+/// The tensor-core prep and scan (bf16 inputs).
+template <int D, typename T>
+cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::TensorCoreKernels) {
+  static_assert(std::is_same_v<T, __nv_bfloat16>, "the tensor-core kernels take bf16 inputs");
+  const cudaError_t err = detail::launch_with_smem(
+      gdn_chunk_prep_tc_kernel<D>, dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
+      kThreads, PrepTcLayout<D>::kBytes, stream, p);
+  if (err != cudaSuccess) return err;
+  return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
 }
 
 }  // namespace
 
 cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {
-  if (p.head_dim_k != p.head_dim_v || (p.head_dim_k != 64 && p.head_dim_k != 128)) {
+  if (!detail::sizes_supported(p) || !detail::forward_pointers_set(p)) {
     return cudaErrorInvalidValue;
   }
-  if (p.batch <= 0 || p.seq_len <= 0 || p.heads <= 0 || p.batch * p.heads > 65535) {
-    return cudaErrorInvalidValue;
-  }
-  if (p.scan_slice != 0 && p.scan_slice != 32 && p.scan_slice != 64 && p.scan_slice != 128) {
-    return cudaErrorInvalidValue;
-  }
-  if (!p.q || !p.k || !p.v || !p.g || !p.beta || !p.o || !p.g_cum || !p.w || !p.u_tilde ||
-      !p.attn || (p.u == nullptr) != (p.chunk_states == nullptr) ||
-      (p.u != nullptr && p.a_inv == nullptr)) {
-    return cudaErrorInvalidValue;
-  }
-  const bool bf16 = p.dtype == GdnDtype::kBFloat16;
-  if (p.head_dim_k == 64) {
-    return bf16 ? launch_fwd<__nv_bfloat16, 64>(p, stream) : launch_fwd<float, 64>(p, stream);
-  }
-  return bf16 ? launch_fwd<__nv_bfloat16, 128>(p, stream) : launch_fwd<float, 128>(p, stream);
+  return detail::dispatch(p, [&](auto dims, auto element, auto family) {
+    return launch_fwd<detail::square_dim<decltype(dims)>(), decltype(element)>(p, stream, family);
+  });
 }
 
 }  // namespace hypnos::kernels

@@ -11,6 +11,7 @@
 
 #include "gdn.h"
 #include "gdn_common.cuh"
+#include "gdn_dispatch.cuh"
 #include "gdn_mma.cuh"
 #include "gdn_stage.cuh"
 #include "gdn_tc.h"
@@ -407,16 +408,19 @@ cudaError_t launch_scan(const GdnParams& p, cudaStream_t stream) {
                                   ScanLayout<D, BV, kBackward>::kBytes, stream, p);
 }
 
+/// The scan for p's head dims (gdn_dispatch.cuh) and slice width: 32 or 64 columns, or 128 where
+/// the head has them.
 template <bool kBackward>
 cudaError_t launch_scan(const GdnParams& p, cudaStream_t stream) {
-  const int slice = scan_slice(p);
-  if (p.head_dim_k == 64) {
-    return slice == 32 ? launch_scan<kBackward, 64, 32>(p, stream)
-                       : launch_scan<kBackward, 64, 64>(p, stream);
-  }
-  if (slice == 32) return launch_scan<kBackward, 128, 32>(p, stream);
-  if (slice == 64) return launch_scan<kBackward, 128, 64>(p, stream);
-  return launch_scan<kBackward, 128, 128>(p, stream);
+  return detail::with_head_dims(p, [&](auto dims) {
+    constexpr int D = detail::square_dim<decltype(dims)>();
+    const int slice = scan_slice(p);
+    if (slice == 32) return launch_scan<kBackward, D, 32>(p, stream);
+    if constexpr (D >= 128) {
+      if (slice == 128) return launch_scan<kBackward, D, 128>(p, stream);
+    }
+    return launch_scan<kBackward, D, 64>(p, stream);
+  });
 }
 
 }  // namespace

@@ -152,6 +152,22 @@ __device__ float block_sum(float v, float* scratch /* NT / 32 floats + 1 */) {
   return s;
 }
 
+/// The chunk of one CTA of a chunk-parallel kernel (grid (NC, B*H)): its sequence b and head h,
+/// its first token t0, its index in the chunk-major workspaces, and how many tokens it holds.
+struct ChunkCta {
+  int64_t b, h, t0, chunk;
+  int n_valid;
+  __device__ explicit ChunkCta(const GdnParams& p) : ChunkCta(p, blockIdx.x, blockIdx.y) {}
+
+ private:
+  __device__ ChunkCta(const GdnParams& p, int n, int64_t bh)
+      : b(bh / p.heads),
+        h(bh % p.heads),
+        t0(int64_t(n) * kC),
+        chunk(bh * p.n_chunks() + n),
+        n_valid(valid_rows(p, t0)) {}
+};
+
 /// exp(G_i) and exp(G_C - G_i) of token i of chunk `chunk` (G: the within-chunk cumsum of g,
 /// g_cum) into gamma[i] and decay[i]; returns G_i. Called by thread i < C.
 __device__ __forceinline__ float store_chunk_decays(const GdnParams& p, int64_t chunk, int i,
@@ -178,6 +194,10 @@ struct ChunkBwdScalars {
         e(dg + kC),
         db(e + kC),
         rs(db + kC) {}
+  /// R_ij = exp(G_i - G_j) on and below the diagonal, 0 above: the decay between tokens j <= i.
+  __device__ __forceinline__ float decay_ratio(int i, int j) const {
+    return i >= j ? __expf(g[i] - g[j]) : 0.f;
+  }
   /// G, gamma, decay and beta (zero past the tokens) of token i; called by thread i < C.
   __device__ void load_gates(const GdnParams& p, int64_t b, int64_t h, int64_t t0, int n_valid,
                              int64_t chunk, int i) const {

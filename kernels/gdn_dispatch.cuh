@@ -1,0 +1,94 @@
+// The one size check and the one dispatch of the gated-delta-rule launchers (gdn_chunk_fwd,
+// gdn_chunk_bwd, and the tensor-core launchers behind them): which head dims the kernels are built
+// for, whether a GdnParams is one they handle, and the head dims x element type x kernel family
+// switch that picks the template instantiation.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "gdn.h"
+
+namespace hypnos::kernels::detail {
+
+/// The head dims of q, k (K) and of v, o (V) of one instantiation of the kernels.
+template <int K, int V>
+struct HeadDims {
+  static constexpr int kK = K, kV = V;
+};
+template <class... Dims>
+struct HeadDimList {};
+
+/// Every (K, V) the kernels are instantiated for: the size check accepts exactly these, and
+/// with_head_dims (so every launcher) instantiates exactly these. The kernels are written for
+/// K = V (their one template parameter D is both).
+using GdnHeadDims = HeadDimList<HeadDims<64, 64>, HeadDims<128, 128>>;
+
+/// The one head dim D of an instantiation, for kernels written for K = V.
+template <class Dims>
+constexpr int square_dim() {
+  static_assert(Dims::kK == Dims::kV, "these kernels are written for K = V");
+  return Dims::kK;
+}
+
+template <class... Dims>
+constexpr bool listed_head_dims(HeadDimList<Dims...>, int k, int v) {
+  return ((k == Dims::kK && v == Dims::kV) || ...);
+}
+
+/// Calls launch(Dims{}) for the entry of GdnHeadDims that is p's (K, V) and returns its status;
+/// cudaErrorInvalidValue for dims not in the list.
+template <class Launch, class... Dims>
+cudaError_t with_head_dims(const GdnParams& p, Launch&& launch, HeadDimList<Dims...>) {
+  cudaError_t status = cudaErrorInvalidValue;
+  (void)((p.head_dim_k == Dims::kK && p.head_dim_v == Dims::kV ? (status = launch(Dims{}), true)
+                                                               : false) ||
+         ...);
+  return status;
+}
+template <class Launch>
+cudaError_t with_head_dims(const GdnParams& p, Launch&& launch) {
+  return with_head_dims(p, launch, GdnHeadDims{});
+}
+
+/// The kernel families of GdnKernel, as types: the bf16 tensor-core kernels, or the CUDA-core fp32
+/// ones (for fp32 inputs always, for bf16 inputs with GdnKernel::kFp32).
+struct TensorCoreKernels {};
+struct CudaCoreKernels {};
+
+/// Calls launch(Dims{}, T{}, Family{}) for p's head dims, element type T (float or __nv_bfloat16)
+/// and kernel family, and returns its status: the one place that maps GdnParams to an
+/// instantiation. Instantiated: every listed Dims with (bf16, TensorCoreKernels), (bf16,
+/// CudaCoreKernels) and (float, CudaCoreKernels).
+template <class Launch>
+cudaError_t dispatch(const GdnParams& p, Launch&& launch) {
+  return with_head_dims(p, [&](auto dims) {
+    if (p.dtype != GdnDtype::kBFloat16) return launch(dims, float{}, CudaCoreKernels{});
+    return p.kernel == GdnKernel::kTensorCore ? launch(dims, __nv_bfloat16{}, TensorCoreKernels{})
+                                              : launch(dims, __nv_bfloat16{}, CudaCoreKernels{});
+  });
+}
+
+/// Sizes both passes handle: (K, V) in GdnHeadDims, B, T, H positive, B * H within a grid's y
+/// (65535), and a scan slice of 0 (the default), 32, 64 or 128.
+inline bool sizes_supported(const GdnParams& p) {
+  return listed_head_dims(GdnHeadDims{}, p.head_dim_k, p.head_dim_v) && p.batch > 0 &&
+         p.seq_len > 0 && p.heads > 0 && p.batch * p.heads <= 65535 &&
+         (p.scan_slice == 0 || p.scan_slice == 32 || p.scan_slice == 64 || p.scan_slice == 128);
+}
+
+/// What gdn_chunk_fwd reads and writes is set: the inputs, o and the workspaces; u and
+/// chunk_states both or neither (a backward follows or not), and a_inv when they are.
+inline bool forward_pointers_set(const GdnParams& p) {
+  return p.q && p.k && p.v && p.g && p.beta && p.o && p.g_cum && p.w && p.u_tilde && p.attn &&
+         (p.u == nullptr) == (p.chunk_states == nullptr) && (p.u == nullptr || p.a_inv != nullptr);
+}
+
+/// What gdn_chunk_bwd reads and writes is set: the forward's inputs and workspaces, grad_o, the
+/// gradients (grad_initial_state may be null) and the backward's workspaces.
+inline bool backward_pointers_set(const GdnParams& p) {
+  return p.q && p.k && p.v && p.beta && p.g_cum && p.w && p.attn && p.a_inv && p.u &&
+         p.chunk_states && p.grad_o && p.grad_q && p.grad_k && p.grad_v && p.grad_g &&
+         p.grad_beta && p.grad_u && p.grad_chunk_states;
+}
+
+}  // namespace hypnos::kernels::detail
