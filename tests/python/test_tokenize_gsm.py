@@ -1,8 +1,7 @@
 """scripts/tokenize_gsm.py on a tiny byte-level BPE tokenizer built offline (tiny_tokenizer.py):
 records decode back to the rendered text (encoded a chunk at a time as in one batch), the index
-describes the token file exactly, the hash is
-the tokenizer files', official and hypnos text records are both read, and bad input names file
-and line. With HYPNOS_CLI set, the C++ rendering (`hypnos generate gsm_infinite --text`) is
+describes the token file exactly, the hash is the tokenizer files', official and hypnos text
+records are both read, and bad input names file and line. With HYPNOS_CLI set, the C++ rendering (`hypnos generate gsm_infinite --text`) is
 compared with the script's rendering of the same problems."""
 import array
 import hashlib
