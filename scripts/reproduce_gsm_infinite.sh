@@ -26,10 +26,12 @@ usage: scripts/reproduce_gsm_infinite.sh --model-dir DIR [--config NAME|FILE] [O
   --passes         N values (default 1,2,4,6; 1,2,4 for ouro*: the paper's)
   --problems       training problems (default 128000; the configs train train.epochs over them)
   --eval-problems  held-out problems, all evaluated (default 1600, the paper's)
-OUT_DIR (default runs/gsm_infinite-<config>) gets data/ (train.jsonl, test.jsonl and their token
-files, made once per generator keys and tokenizer), one run directory per N (<config>-n<N>; stage 1
-of a two-stage config in <config>-n<N>-stage1), and gsm_infinite-<config>.png and .md: the final
-evaluation's exact-match accuracy per op (the answer tokens, read in one wake pass), one row per N.
+OUT_DIR (default runs/gsm_infinite-<config>) gets data/ (train.tokens and test.tokens with their
+indexes, made once per generator keys and tokenizer; "hypnos generate gsm_infinite --text
+task.token_file=F task.tokenizer=DIR" shows their problems), one run directory per N
+(<config>-n<N>; stage 1 of a two-stage config in <config>-n<N>-stage1), and gsm_infinite-<config>.png
+and .md: the final evaluation's exact-match accuracy per op (the answer tokens, read in one wake
+pass), one row per N.
 Overrides apply to every run; task.* generator keys (d, op_max, length_min, ...) also to the data.
 Rerunning skips finished runs and made data, and resumes unfinished runs.
 EOF
@@ -52,8 +54,9 @@ generator_keys() {
   done
 }
 
-# make_token_file NAME SPLIT N: data/NAME.jsonl (N problems of SPLIT as text) and data/NAME.tokens
-# (with DIR's tokenizer), unless the stamp data/NAME.made says they were made by the same command.
+# make_token_file NAME SPLIT N: data/NAME.tokens, N problems of SPLIT written as text (data/NAME.jsonl,
+# removed once tokenised: about 4 GB for 128,000 problems) and tokenised with DIR's tokenizer, unless
+# the stamp data/NAME.made says that the same command and tokenizer made them.
 make_token_file() {
   local name=$1 split=$2 n=$3
   local jsonl="$data/$name.jsonl" tokens="$data/$name.tokens" stamp="$data/$name.made"
@@ -70,6 +73,7 @@ make_token_file() {
   "$hypnos" "${generate[@]}" >"$jsonl.tmp" || return
   mv "$jsonl.tmp" "$jsonl"
   "$python" "$root/scripts/tokenize_gsm.py" --tokenizer "$model_dir" --out "$tokens" "$jsonl" || return
+  rm -f "$jsonl"
   echo "$want" >"$stamp"
 }
 
