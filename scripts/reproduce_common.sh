@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Shared sweep driver of scripts/reproduce_{rule110,depo,gsm_infinite}.sh (sourced, not run): one run
-# directory per number of sleep passes N, resumable, then scripts/plot.py over the finished runs.
+# directory per number of sleep passes N, resumable, then scripts/plot.py over the finished runs. Its
+# pieces (reproduce_setup, reproduce_run, reproduce_plot) also drive the pretrained GSM-Infinite
+# sweep of scripts/reproduce_gsm_infinite.sh --model-dir.
 # A run counts as finished when its events.jsonl has a "finish" event at the config's train.steps.
 # A run that stops early (Ctrl-C or a scheduler's SIGTERM: it checkpoints and exits 130 or 143; or
 # any error) stops the sweep with its exit code; rerunning the same command resumes it.
@@ -11,7 +13,7 @@ reproduce_sweep() {
   shift 3
   local root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  local small=0 out="" hypnos="" setup=1 metric="" buckets=""
+  local small=0 out="" hypnos="" python="" setup=1 metric="" buckets=""
   local -a overrides=()
   while [ $# -gt 0 ]; do
     case "$1" in
@@ -47,9 +49,28 @@ reproduce_sweep() {
   config_name=$(basename "$config_file" .yaml)
   [ -n "$out" ] || out="$root/runs/$task-sweep"
 
+  reproduce_setup "$task" "$root" "$setup" || return
+  mkdir -p "$out"
+  local -a run_dirs=()
+  local n run_dir
+  for n in ${passes//,/ }; do
+    run_dir="$out/$config_name-n$n"
+    run_dirs+=("$run_dir")
+    reproduce_run "$task" "N=$n" "$run_dir" "$config_file" "${overrides[@]}" "sleep.n_passes=$n" ||
+      return
+  done
+  reproduce_plot "$task" "$root" "$out/$task-$config_name" "$task, $config_name: sleep passes N" \
+    "$metric" "$buckets" "${run_dirs[@]}"
+}
+
+# reproduce_setup TASK ROOT SETUP: sets `hypnos` (scripts/setup.sh builds build/hypnos when SETUP is
+# 1, else the --hypnos binary already in $hypnos) and `python` (plot.py's), and points
+# HYPNOS_DATA_DIR at this source tree's data. Returns 2 when there is no hypnos binary.
+reproduce_setup() {
+  local task=$1 root=$2 setup=$3
   # Set-up like the README commands: scripts/setup.sh builds build/hypnos (skipped with --hypnos).
   if [ "$setup" = 1 ]; then
-    "$root/scripts/setup.sh"
+    "$root/scripts/setup.sh" || return
     hypnos=${HYPNOS_BUILD_DIR:-build}/hypnos
     [ "${hypnos:0:1}" = / ] || hypnos=$root/$hypnos  # setup.sh reads it from the root
   fi
@@ -58,53 +79,58 @@ reproduce_sweep() {
     return 2
   fi
   # plot.py needs matplotlib and PyYAML: setup.sh puts them into .venv; HYPNOS_PYTHON names another.
-  local python=${HYPNOS_PYTHON:-$root/.venv/bin/python}
+  python=${HYPNOS_PYTHON:-$root/.venv/bin/python}
   [ -x "$python" ] || python=python3
-
   # Task data (GSM-Infinite name lists) from this source tree, whatever the working directory.
   export HYPNOS_DATA_DIR=${HYPNOS_DATA_DIR:-$root/data}
-  mkdir -p "$out"
-  local -a run_dirs=()
-  local n run_dir steps finished
-  for n in ${passes//,/ }; do
-    run_dir="$out/$config_name-n$n"
-    run_dirs+=("$run_dir")
-    local -a args=("$config_file" "${overrides[@]}" "sleep.n_passes=$n")
-    # The resolved config names the steps a finished run must have reached (a bad override stops here).
-    steps=$("$hypnos" train "${args[@]}" --dry-run |
-            awk '/^[a-z]/ {section = $1} section == "train:" && $1 == "steps:" {print $2}')
-    finished=$({ grep -o '"event":"finish","step":[0-9]*' "$run_dir/events.jsonl" 2>/dev/null || true; } |
-               tail -n 1 | sed 's/.*://')
-    local -a resume=()
-    if [ -n "$finished" ] && [ "$finished" = "$steps" ]; then
-      echo "[reproduce_$task] N=$n: finished ($run_dir), skipped"
-      continue
-    elif [ -f "$run_dir/config.yaml" ]; then
-      echo "[reproduce_$task] N=$n: resuming $run_dir"
-      resume=(--resume)
-    else
-      echo "[reproduce_$task] N=$n: training into $run_dir"
-    fi
-    local rc=0
-    "$hypnos" train "${args[@]}" --out "$run_dir" "${resume[@]}" || rc=$?
-    if [ "$rc" != 0 ]; then
-      if [ "$rc" = 130 ] || [ "$rc" = 143 ]; then
-        echo "[reproduce_$task] N=$n: stopped by a signal after a checkpoint (exit $rc);" \
-             "rerun the same command to resume" >&2
-      else
-        echo "[reproduce_$task] N=$n: hypnos train exited $rc; the sweep stops here" >&2
-      fi
-      return "$rc"
-    fi
-  done
+}
 
-  local fig="$out/$task-$config_name.png" table="$out/$task-$config_name.md"
-  local -a plot_args=("${run_dirs[@]}" --out "$fig" --table "$table"
-                      --title "$task, $config_name: sleep passes N")
+# reproduce_run TASK LABEL RUN_DIR CONFIG [key=value ...]: one resumable run of $hypnos: skipped when
+# its events.jsonl has a "finish" event at the resolved train.steps, resumed when RUN_DIR holds a
+# config.yaml, else trained from the start. Returns hypnos's exit code (after saying why it stopped).
+reproduce_run() {
+  local task=$1 label=$2 run_dir=$3
+  shift 3
+  local steps finished
+  # The resolved config names the steps a finished run must have reached (a bad override stops here).
+  steps=$("$hypnos" train "$@" --dry-run |
+          awk '/^[a-z]/ {section = $1} section == "train:" && $1 == "steps:" {print $2}') || return
+  finished=$({ grep -o '"event":"finish","step":[0-9]*' "$run_dir/events.jsonl" 2>/dev/null || true; } |
+             tail -n 1 | sed 's/.*://')
+  local -a resume=()
+  if [ -n "$finished" ] && [ "$finished" = "$steps" ]; then
+    echo "[reproduce_$task] $label: finished ($run_dir), skipped"
+    return 0
+  elif [ -f "$run_dir/config.yaml" ]; then
+    echo "[reproduce_$task] $label: resuming $run_dir"
+    resume=(--resume)
+  else
+    echo "[reproduce_$task] $label: training into $run_dir"
+  fi
+  local rc=0
+  "$hypnos" train "$@" --out "$run_dir" "${resume[@]}" || rc=$?
+  if [ "$rc" != 0 ]; then
+    if [ "$rc" = 130 ] || [ "$rc" = 143 ]; then
+      echo "[reproduce_$task] $label: stopped by a signal after a checkpoint (exit $rc);" \
+           "rerun the same command to resume" >&2
+    else
+      echo "[reproduce_$task] $label: hypnos train exited $rc; the sweep stops here" >&2
+    fi
+  fi
+  return "$rc"
+}
+
+# reproduce_plot TASK ROOT STEM TITLE METRIC BUCKETS RUN_DIR...: STEM.png and STEM.md (the final
+# evaluation per bucket, one row per run) from scripts/plot.py with $python.
+reproduce_plot() {
+  local task=$1 root=$2 stem=$3 title=$4 metric=$5 buckets=$6
+  shift 6
+  local fig="$stem.png" table="$stem.md"
+  local -a plot_args=("$@" --out "$fig" --table "$table" --title "$title")
   [ -n "$metric" ] && plot_args+=(--metric "$metric")
   [ -n "$buckets" ] && plot_args+=(--buckets "$buckets")
-  "$python" "$root/scripts/plot.py" "${plot_args[@]}"
-  echo "[reproduce_$task] runs: ${run_dirs[*]}"
+  "$python" "$root/scripts/plot.py" "${plot_args[@]}" || return
+  echo "[reproduce_$task] runs: $*"
   echo "[reproduce_$task] figure: $fig"
   echo "[reproduce_$task] table: $table"
 }

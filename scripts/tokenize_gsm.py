@@ -181,6 +181,16 @@ def special_id(tok, token, what):
     return i
 
 
+def encoded(tok, records, chunk=2048):
+    """(record, prompt encoding, completion encoding), encoded a chunk at a time: the encodings of
+    128,000 problems of 3,000 tokens at once would take tens of GB (offsets and token strings)."""
+    for start in range(0, len(records), chunk):
+        part = records[start : start + chunk]
+        prompts = tok.encode_batch([r["prompt"] for r in part], add_special_tokens=False)
+        completions = tok.encode_batch([r["completion"] for r in part], add_special_tokens=False)
+        yield from zip(part, prompts, completions)
+
+
 def tokenize(model_dir, inputs, out, bos=None, pad_token=None):
     """Writes OUT (NAME.tokens) and NAME.index.jsonl; returns the header written."""
     if not out.endswith(".tokens") or len(out) <= len(".tokens"):
@@ -196,12 +206,10 @@ def tokenize(model_dir, inputs, out, bos=None, pad_token=None):
         dropped += d
     if not records:
         raise InputError(f"no problems in {', '.join(inputs)} ({dropped} dropped)")
-    prompts = tok.encode_batch([r["prompt"] for r in records], add_special_tokens=False)
-    completions = tok.encode_batch([r["completion"] for r in records], add_special_tokens=False)
     ids = array.array("I")
     assert ids.itemsize == 4
     lines = []
-    for r, p, c in zip(records, prompts, completions):
+    for r, p, c in encoded(tok, records):
         prompt_ids = ([bos_id] if bos_id is not None else []) + p.ids
         if not prompt_ids or not c.ids:
             raise InputError(f"{r['id']}: the prompt or the completion tokenises to nothing")

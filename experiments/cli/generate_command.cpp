@@ -39,7 +39,8 @@ void write_text(const tasks::Task& task, tasks::Split split, uint64_t first, int
                 << '\n';
     } else if (const auto* tokens = dynamic_cast<const tasks::TokenFileTask*>(&task)) {
       const tasks::TokenRecord& r = tokens->record(split, index);
-      const std::vector<int64_t> ids = tokens->file().tokens(&r - tokens->file().records().data());
+      const tasks::TokenFile& file = tokens->file(split);
+      const std::vector<int64_t> ids = file.tokens(&r - file.records().data());
       const auto answer_begin = ids.begin() + r.answer_start;
       nlohmann::ordered_json line;
       line["id"] = r.id;

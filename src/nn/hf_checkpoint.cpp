@@ -268,7 +268,7 @@ void save_hf_checkpoint(HybridLM& model, const fs::path& dir, const std::string&
                         int64_t shards, at::ScalarType dtype) {
   if (shards < 1) throw std::invalid_argument("save_hf_checkpoint: shards must be >= 1");
   fs::create_directories(dir);
-  io::write_file_atomic(dir / "config.json", config_json);
+  io::write_file_atomic(dir / "config.json", hf_config_json(config_json, model->options));
   io::NamedTensors all;
   for (const auto& p : model->named_parameters()) {
     at::Tensor t = p.value().detach();

@@ -251,6 +251,43 @@ HfConfig read_hf_config(const std::filesystem::path& dir) {
   return parse_hf_config(text.str(), path.string());
 }
 
+std::string hf_config_json(const std::string& source_json, const ModelOptions& model) {
+  const HfConfig source = parse_hf_config(source_json);
+  if (source.options.inserted_jet_after == model.inserted_jet_after) return source_json;
+  if (!source.options.inserted_jet_after.empty()) {
+    throw std::invalid_argument(
+        "hf_config_json: the source config.json inserts JetBlocks after other layers than the "
+        "model (model.inserted_jet_after)");
+  }
+  if (source.family != "ouro") {
+    throw std::invalid_argument(
+        "hf_config_json: JetBlocks are inserted into Ouro only, the source "
+        "config.json is " +
+        source.family);
+  }
+  // ordered_json keeps the source's keys in their order; the new ones follow.
+  nlohmann::ordered_json c = nlohmann::ordered_json::parse(source_json);
+  c["jet_layers_after"] = model.inserted_jet_after;
+  const int64_t k = model.resolved_head_dim_k(), v = model.resolved_head_dim_v();
+  // read_jet computes V = trunc(K * expand_v): the smallest double at or above V / K gives V back.
+  double expand_v = static_cast<double>(v) / static_cast<double>(k);
+  while (static_cast<int64_t>(std::trunc(static_cast<double>(k) * expand_v)) < v) {
+    expand_v = std::nextafter(expand_v, 2.0 * expand_v);
+  }
+  nlohmann::ordered_json jet;
+  jet["num_heads"] = model.resolved_ssm_heads();
+  jet["head_dim"] = k;
+  jet["expand_v"] = expand_v;
+  jet["conv_size"] = model.conv_size;
+  jet["dconv_generator_reduction"] = model.generator_reduction;
+  jet["norm_eps"] = model.resolved_ssm_norm_eps();
+  if (!c.contains("efficient_attention_config") || !c["efficient_attention_config"].is_object()) {
+    c["efficient_attention_config"] = nlohmann::ordered_json::object();
+  }
+  c["efficient_attention_config"]["jet"] = jet;
+  return c.dump(2) + "\n";
+}
+
 ModelOptions pretrained_run_options(const ModelOptions& run) {
   const HfConfig config = read_hf_config(run.from);
   ModelOptions o = config.options;

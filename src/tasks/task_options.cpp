@@ -23,6 +23,10 @@ std::unique_ptr<Task> make_task(const TaskOptions& options, uint64_t seed) {
                                     " and task.token_file = " + options.gsm.token_file +
                                     ": set one of them");
       }
+      if (!options.gsm.eval_token_file.empty() && options.gsm.token_file.empty()) {
+        throw std::invalid_argument("task.eval_token_file = " + options.gsm.eval_token_file +
+                                    " needs task.token_file (the training problems)");
+      }
       if (!options.gsm.token_file.empty()) {
         return std::make_unique<TokenFileTask>(options.gsm, seed);
       }

@@ -30,6 +30,18 @@ namespace {
 
 constexpr int kMaxCaptures = 3;  // layouts captured before the step gives up on graphs
 
+#ifdef HYPNOS_WITH_CUDA_TORCH
+// The parameters a captured step accumulates gradients into: frozen ones (train.trainable) get
+// none, so the graph neither allocates nor tracks a gradient for them.
+std::vector<at::Tensor> trained_parameters(nn::HybridLM& model) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : model->parameters()) {
+    if (p.requires_grad()) out.push_back(p);
+  }
+  return out;
+}
+#endif
+
 // Asks the interrupt before a backward node runs; throwing there unwinds out of loss.backward().
 struct InterruptHook : torch::autograd::FunctionPreHook {
   explicit InterruptHook(bool (*interrupt)()) : interrupt(interrupt) {}
@@ -116,7 +128,7 @@ at::Tensor MicroBatchStep::run_eager(const at::Tensor& tokens, const at::Tensor&
 #ifdef HYPNOS_WITH_CUDA_TORCH
 void MicroBatchStep::capture(const tasks::Batch& batch, const std::vector<sleep::WindowPlan>& plans,
                              int64_t capacity) {
-  const auto params = model_->parameters();
+  const auto params = trained_parameters(model_);
   graph_.reset();  // frees the previous graph's memory pool first
   auto g = std::make_unique<Graph>();
   g->shape = batch.tokens.sizes().vec();
@@ -192,7 +204,7 @@ at::Tensor MicroBatchStep::run(const tasks::Batch& batch, bool poison) {
   // A graph holds the loss positions padded to a capacity: a power of two, so that a batch with a
   // few more positions than the captured one is rare and a new capture grows it at least twofold.
   const int64_t count = loss_positions(batch.targets, batch.loss_mask).count;
-  const auto params = model_->parameters();
+  const auto params = trained_parameters(model_);
   bool valid = graph_ && graph_->shape == batch.tokens.sizes().vec() && graph_->plans == plans &&
                graph_->capacity >= count && graph_->grads.size() == params.size();
   for (size_t i = 0; valid && i < params.size(); ++i) {

@@ -20,6 +20,7 @@
 #include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/optimizer_sharding.h"
 #include "hypnos/train/run_directory.h"
+#include "hypnos/train/trainable.h"
 #include "train/fault_injection.h"
 #include "train/out_of_memory.h"
 
@@ -83,7 +84,11 @@ class Trainer {
     std::vector<ConfigChange> changes;
   };
   ResumePoint find_resume_point();
-  void build_model_and_optimizer();
+  /// The model (model.from's weights, then train.init_from's unless a checkpoint of this run will
+  /// replace them), the frozen parameters of train.trainable, the optimizer over the rest.
+  void build_model_and_optimizer(const ResumePoint& resume);
+  /// train.init_from: the weights of that run's newest verified checkpoint (weights only).
+  void load_initial_weights();
   void resume_from(const ResumePoint& point);
   void drop_metrics_after_resumed_step();
   /// Rank 0's weights everywhere, the optimizer sharded if asked, the start or resume event.
@@ -137,6 +142,8 @@ class Trainer {
   int64_t log_tokens_ = 0;
   int64_t last_saved_step_ = -1;
   int64_t last_eval_step_ = -1;
+  std::string initial_checkpoint_;  // train.init_from's checkpoint the weights came from
+  int64_t trainable_parameters_ = 0;
 };
 
 Trainer::Trainer(const RunConfig& config, const TrainRequest& request)
@@ -170,7 +177,7 @@ int Trainer::run_unguarded() {
   join_group();
   const ResumePoint resume = find_resume_point();
   if (dist_.is_main()) start_run_directory(resume.changes, resume.rejected);
-  build_model_and_optimizer();
+  build_model_and_optimizer(resume);
   if (request_.resume) resume_from(resume);
   synchronise_ranks();
   return train_loop();
@@ -240,7 +247,7 @@ Trainer::ResumePoint Trainer::find_resume_point() {
   return point;
 }
 
-void Trainer::build_model_and_optimizer() {
+void Trainer::build_model_and_optimizer(const ResumePoint& resume) {
   // Model and task. The seed fixes the initialisation; the data is a pure function of (seed,
   // index).
   phase_ = "building the model";
@@ -254,6 +261,15 @@ void Trainer::build_model_and_optimizer() {
     if (dist_.is_main()) std::printf("%s\n", report.text().c_str());
     log::info(report.text());
   }
+  if (!config_.train.init_from.empty() && !resume.checkpoint) load_initial_weights();
+  // Frozen before the optimizer is built: it then holds (and checkpoints) the trainable ones only.
+  trainable_parameters_ = apply_trainable(model_, config_.train.trainable);
+  if (config_.train.trainable != Trainable::kAll) {
+    int64_t total = 0;
+    for (const auto& p : model_->parameters()) total += p.numel();
+    log::info("train.trainable = inserted: " + std::to_string(trainable_parameters_) + " of " +
+              std::to_string(total) + " parameters are trained, the rest frozen");
+  }
   model_->to(device_);
   model_->train();
   optimizer_ = std::make_unique<Optimizer>(split_parameters(*model_), config_.optim);
@@ -263,6 +279,25 @@ void Trainer::build_model_and_optimizer() {
   micro_step_ = std::make_unique<MicroBatchStep>(model_, step_options, device_);
   schedule_ =
       std::make_unique<Schedule>(config_.schedule, std::max<int64_t>(config_.train.steps, 1));
+}
+
+void Trainer::load_initial_weights() {
+  phase_ = "loading train.init_from's weights";
+  const fs::path run = config_.train.init_from;
+  const auto checkpoint =
+      find_latest_valid_checkpoint(run, [](const fs::path& dir, const std::string& problem) {
+        log::warn("train.init_from: skipped " + dir.string() + " (" + problem + ")");
+      });
+  if (!checkpoint) {
+    throw config::ConfigError("config error: train.init_from = " + run.string() +
+                              ": no verified checkpoint in that run directory");
+  }
+  const TrainingState source = load_checkpoint(*checkpoint, model_, nullptr);
+  initial_checkpoint_ = checkpoint->string();
+  const std::string what = "initial weights from " + initial_checkpoint_ + " (step " +
+                           std::to_string(source.step) + "), fresh optimizer";
+  if (dist_.is_main()) std::printf("%s\n", what.c_str());
+  log::info(what);
 }
 
 void Trainer::resume_from(const ResumePoint& point) {
@@ -327,13 +362,16 @@ void Trainer::synchronise_ranks() {
     sharding_ = std::make_unique<OptimizerSharding>(*optimizer_, dist_);
   }
   if (dist_.is_main()) {
-    event(io::JsonRecord()
-              .add("event", request_.resume ? "resume" : "start")
-              .add("step", state_.step)
-              .add("device", device_.str())
-              .add("world_size", dist_.world_size())
-              .add("shard_optimizer", sharding_ != nullptr)
-              .add("parameter_tensors", static_cast<int64_t>(model_->parameters().size())));
+    io::JsonRecord record;
+    record.add("event", request_.resume ? "resume" : "start")
+        .add("step", state_.step)
+        .add("device", device_.str())
+        .add("world_size", dist_.world_size())
+        .add("shard_optimizer", sharding_ != nullptr)
+        .add("parameter_tensors", static_cast<int64_t>(model_->parameters().size()))
+        .add("trainable_parameters", trainable_parameters_);
+    if (!initial_checkpoint_.empty()) record.add("init_from", initial_checkpoint_);
+    event(std::move(record));
   }
   log::info("training " + config_summary() + " on " + device_.str());
 }
@@ -609,6 +647,7 @@ std::string Trainer::config_summary() const {
 
 bool is_resumable_key(const std::string& key) {
   static const char* const kKeys[] = {"train.steps",
+                                      "train.epochs",
                                       "train.eval_every",
                                       "train.eval_examples",
                                       "train.eval_batch_size",

@@ -7,7 +7,7 @@
 # `hypnos score` on the run directory scores its newest checkpoint with the run's sleep keys: the
 # reference, given the checkpoint's weights under the source config.json, computes the same logits;
 # on a run of hypnos's own model, sleep with one pass over one window scores as the plain forward.
-# The paper's pretrained configs train a step from a tiny checkpoint (see below).
+# The paper's pretrained configs are run end to end by tests/cli/reproduce_pretrained_test.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -115,32 +115,4 @@ rc=0
 "$HYPNOS" score "$SCRATCH" --tokens "$SCRATCH/own_tokens.txt" >/dev/null 2>"$SCRATCH/nodir.err" || rc=$?
 [[ $rc -ne 0 ]] && grep -q "is neither a run directory" "$SCRATCH/nodir.err" ||
   fail "a directory that is neither is not refused: $(cat "$SCRATCH/nodir.err")"
-# The paper's pretrained configs (configs/gsm_infinite/jet_nemotron_2b.yaml, ouro_1p4b.yaml) with a tiny
-# checkpoint: the sizes come from config.json, the rest are small overrides (one step, short problems,
-# window 128; the tiny models' loop range and insertion points). Each builds its model, prints the load
-# report and trains one step on the CPU; a model vocabulary below the task's is refused.
-SMALL=(train.steps=1 train.batch_size=2 train.grad_accum=1 train.eval_every=0 train.eval_examples=2
-  train.eval_batch_size=2 train.checkpoint_every=1 run.device=cpu task.d=2 task.op_max=4
-  task.length=noise task.length_min=200 task.length_max=300 task.max_len=512 sleep.window=128)
-"$PYTHON" "$REF" --make-tiny jet_nemotron "$SCRATCH/jet_words" --vocab 4096 >/dev/null
-"$PYTHON" "$REF" --make-tiny ouro "$SCRATCH/ouro_words" --vocab 4096 >/dev/null
-"$HYPNOS" train "$SOURCE_DIR/configs/gsm_infinite/jet_nemotron_2b.yaml" --out "$SCRATCH/jet2b" \
-  model.from="$SCRATCH/jet_words" sleep.loop_layers=[1,5] "${SMALL[@]}" >"$SCRATCH/jet2b.out" 2>&1 ||
-  fail "jet_nemotron_2b.yaml did not train: $(tail -5 "$SCRATCH/jet2b.out")"
-grep -q "load report for $SCRATCH/jet_words: ok, 98 tensors loaded" "$SCRATCH/jet2b.out" ||
-  fail "jet_nemotron_2b.yaml: no load report: $(cat "$SCRATCH/jet2b.out")"
-grep -q '"kind":"train","step":1' "$SCRATCH/jet2b/metrics.jsonl" || fail "jet_nemotron_2b.yaml: no step"
-"$HYPNOS" train "$SOURCE_DIR/configs/gsm_infinite/ouro_1p4b.yaml" --out "$SCRATCH/ouro14" \
-  model.from="$SCRATCH/ouro_words" model.inserted_jet_after=[0,2] "${SMALL[@]}" \
-  >"$SCRATCH/ouro14.out" 2>&1 || fail "ouro_1p4b.yaml did not train: $(tail -5 "$SCRATCH/ouro14.out")"
-grep -q "load report for $SCRATCH/ouro_words: ok" "$SCRATCH/ouro14.out" &&
-  grep -q "absent, allowed by the family" "$SCRATCH/ouro14.out" &&
-  grep -q "model.jet_layers.1.self_attn.o_proj.weight" "$SCRATCH/ouro14.out" ||
-  fail "ouro_1p4b.yaml: no load report with the inserted JetBlocks: $(cat "$SCRATCH/ouro14.out")"
-grep -q '"kind":"train","step":1' "$SCRATCH/ouro14/metrics.jsonl" || fail "ouro_1p4b.yaml: no step"
-expect_status 2 "$HYPNOS" train "$SOURCE_DIR/configs/gsm_infinite/jet_nemotron_2b.yaml" \
-  --out "$SCRATCH/small_vocab" model.from="$SCRATCH/jet" sleep.loop_layers=[1,5] "${SMALL[@]}" \
-  2>"$SCRATCH/small_vocab.err"
-grep -q "its vocabulary (256) is smaller than the task's" "$SCRATCH/small_vocab.err" ||
-  fail "a vocabulary below the task's is not refused: $(cat "$SCRATCH/small_vocab.err")"
 echo "pretrained model.from and score: ok"

@@ -345,4 +345,62 @@ TEST(HfCheckpoint, JetBlocksInsertedIntoAStockOuroCheckpointStartAsNoOps) {
   }
 }
 
+// A run that inserted JetBlocks into a stock Ouro checkpoint exports a config.json describing them
+// (jet_layers_after and efficient_attention_config.jet added to the source's), so that the export
+// loads back as the same model: every tensor loaded, none absent, the same logits bit for bit. A
+// model without insertions still writes its source config.json byte for byte.
+TEST(HfCheckpoint, AnOuroExportWithInsertedJetBlocksReloadsAsTheSameModel) {
+  io::testing::ScratchDir dir;
+  const std::string stock_json = R"({"model_type": "ouro", "hidden_size": 32,
+    "intermediate_size": 48, "num_attention_heads": 2, "num_key_value_heads": 2,
+    "vocab_size": 50, "rope_theta": 10000.0, "rms_norm_eps": 1e-06, "num_hidden_layers": 3,
+    "total_ut_steps": 2, "tie_word_embeddings": false})";
+  const HfConfig stock = parse_hf_config(stock_json);
+  HybridLM plain = random_model(stock, 11);
+  save_hf_checkpoint(plain, dir.path() / "stock", stock.json);
+  EXPECT_EQ(file_bytes(dir.path() / "stock" / "config.json"), stock_json);
+
+  // The run's model (pretrained_run_options: the run's inserted blocks and JetBlock keys), with
+  // every weight random so that the inserted blocks are not no-ops.
+  ModelOptions grown = stock.options;
+  grown.inserted_jet_after = {2, 0};
+  grown.ssm_heads = 2;
+  grown.head_dim_k = 11;
+  grown.head_dim_v = 15;  // 11 * (15.0 / 11) truncates to 14: expand_v must be a hair above it
+  grown.conv_size = 3;
+  grown.generator_reduction = 5;
+  grown.ssm_norm_eps = 3e-5;
+  torch::manual_seed(12);
+  HybridLM tuned(grown);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : tuned->parameters()) p.normal_(0, 0.5);
+  }
+  save_hf_checkpoint(tuned, dir.path() / "export", stock.json, 2);
+  const auto written = nlohmann::json::parse(file_bytes(dir.path() / "export" / "config.json"));
+  EXPECT_EQ(written["jet_layers_after"], nlohmann::json({2, 0}));
+  EXPECT_EQ(written["total_ut_steps"], 2) << "the source's keys are kept";
+
+  PretrainedModel back = load_pretrained(dir.path() / "export");
+  EXPECT_EQ(back.config.options.inserted_jet_after, grown.inserted_jet_after);
+  EXPECT_EQ(back.config.options.resolved_head_dim_k(), 11);
+  EXPECT_EQ(back.config.options.resolved_head_dim_v(), 15);
+  EXPECT_EQ(back.config.options.conv_size, 3);
+  EXPECT_EQ(back.config.options.generator_reduction, 5);
+  EXPECT_EQ(back.config.options.ssm_norm_eps, 3e-5);
+  EXPECT_TRUE(back.report.ok()) << back.report.text();
+  EXPECT_EQ(back.report.absent_allowed, std::vector<std::string>{}) << back.report.text();
+  EXPECT_EQ(back.report.loaded, static_cast<int64_t>(tuned->parameters().size()));
+  const auto tokens = torch::randint(0, 50, {2, 9});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(back.model->forward(tokens), tuned->forward(tokens)));
+
+  // The reloaded model exports its own config.json verbatim; a source that inserts other blocks
+  // describes another model and is refused.
+  save_hf_checkpoint(back.model, dir.path() / "again", back.config.json);
+  EXPECT_EQ(file_bytes(dir.path() / "again" / "config.json"), back.config.json);
+  grown.inserted_jet_after = {1};
+  EXPECT_THROW(hf_config_json(back.config.json, grown), std::invalid_argument);
+}
+
 }  // namespace hypnos::nn

@@ -1,7 +1,7 @@
 """scripts/tokenize_gsm.py on a tiny byte-level BPE tokenizer built offline (tiny_tokenizer.py):
-records decode back to the rendered text, the index describes the token file exactly, the hash is
-the tokenizer files', official and hypnos text records are both read, and bad input names file
-and line. With HYPNOS_CLI set, the C++ rendering (`hypnos generate gsm_infinite --text`) is
+records decode back to the rendered text (encoded a chunk at a time as in one batch), the index
+describes the token file exactly, the hash is the tokenizer files', official and hypnos text
+records are both read, and bad input names file and line. With HYPNOS_CLI set, the C++ rendering (`hypnos generate gsm_infinite --text`) is
 compared with the script's rendering of the same problems."""
 import array
 import hashlib
@@ -99,6 +99,20 @@ def test_official_records_round_trip(tok_dir, tmp_path):
     assert [r["mode"] for r in records] == ["forward", "reverse"]
     assert records[0]["template"] == "zoo" and records[0]["d"] == 2
     assert records[0]["id"] == "official.jsonl:1"
+
+
+def test_chunked_encoding_is_the_whole_batchs(tok_dir, tmp_path):
+    """Records are encoded a chunk at a time (memory): chunks of 1 and 2 give the ids, in the order,
+    that one batch of all gives."""
+    src = tmp_path / "official.jsonl"
+    write_jsonl(src, OFFICIAL[:2] * 3)
+    records, _ = tokenize_gsm.read_problems(str(src))
+    tok = tokenize_gsm.load_tokenizer(tok_dir)
+    whole = [(p.ids, c.ids) for _, p, c in tokenize_gsm.encoded(tok, records, chunk=len(records))]
+    assert len(whole) == 6 and whole[0] != whole[1]
+    for chunk in (1, 2, 4):
+        parts = [(p.ids, c.ids) for _, p, c in tokenize_gsm.encoded(tok, records, chunk=chunk)]
+        assert parts == whole, chunk
 
 
 def test_vocab_and_merges_hash_is_the_concatenation(tmp_path):

@@ -219,6 +219,46 @@ TEST(TokenFileTask, ScoresTheAnswerSpanAndPadsBatchesToTheLongest) {
   EXPECT_DOUBLE_EQ(metrics.overall().exact_accuracy(), 1.0);
 }
 
+// task.eval_token_file: the test split reads the held-out file, training the training file; the
+// longest record of either sets seq_len; missing files and an eval file alone are refused naming
+// their key.
+TEST(TokenFileTask, HeldOutProblemsComeFromTheEvalTokenFile) {
+  ScratchDir dir;
+  const std::string tok = tokenizer_dir(dir);
+  TaskOptions options;
+  options.name = TaskName::kGsmInfinite;
+  options.gsm.tokenizer = tok;
+  options.gsm.token_file = write_token_file(dir, "train", kRecs, tok);
+  options.gsm.eval_token_file =
+      write_token_file(dir, "test", {{{2, 2, 1, 0, 6, 7, 3, 4}, 6, 2}}, tok);
+  const auto task = make_task(options, 0);
+  EXPECT_EQ(task->seq_len(), 8);
+  EXPECT_EQ(task->example(Split::kTest, 0).tokens, (std::vector<int64_t>{2, 2, 1, 0, 6, 7, 3, 4}));
+  EXPECT_EQ(task->example(Split::kTest, 0).loss_mask,
+            (std::vector<uint8_t>{0, 0, 0, 0, 0, 1, 1, 0}));
+  EXPECT_EQ(task->example(Split::kTrain, 1).tokens, (std::vector<int64_t>{9, 2, 6, 7, 3, 4}));
+  const std::string past = error_of([&] { task->example(Split::kTest, 1); });
+  EXPECT_NE(past.find("test example 1 of " + options.gsm.eval_token_file + ": the file holds 1"),
+            std::string::npos)
+      << past;
+
+  TaskOptions missing = options;
+  missing.gsm.eval_token_file = (dir / "nowhere.tokens").string();
+  const std::string e = error_of([&] { make_task(missing, 0); });
+  EXPECT_NE(e.find("task.eval_token_file = " + missing.gsm.eval_token_file + ": no such file"),
+            std::string::npos)
+      << e;
+  missing.gsm.token_file = "/path/to/train.tokens";
+  EXPECT_NE(error_of([&] {
+              make_task(missing, 0);
+            }).find("task.token_file = /path/to/train.tokens: no such file"),
+            std::string::npos);
+  TaskOptions alone = options;
+  alone.gsm.token_file.clear();
+  EXPECT_NE(error_of([&] { make_task(alone, 0); }).find("needs task.token_file"),
+            std::string::npos);
+}
+
 TEST(TokenFileTask, DataFileAndTokenFileTogetherAreRefused) {
   TaskOptions options;
   options.name = TaskName::kGsmInfinite;

@@ -79,10 +79,17 @@ fs::path tiny_checkpoint(const std::string& family) {
   return dir;
 }
 
-// A config naming a placeholder model.from gets the tiny checkpoint of its family.
+// A config naming a placeholder model.from gets the tiny checkpoint of its family; its placeholder
+// token files and stage-1 run give way to the generated word-level task (trained by train.steps)
+// and no starting run: what these tests check is the rest of the config.
 std::vector<std::string> checkpoint_overrides(const fs::path& file) {
   const auto raw = config::load<RunConfig>(file.string(), {});
   if (raw.model.from.empty()) return {};
+  std::vector<std::string> out;
+  if (!raw.task.gsm.token_file.empty()) {
+    out = {"task.token_file=", "task.eval_token_file=", "train.epochs=0"};
+  }
+  if (!raw.train.init_from.empty()) out.push_back("train.init_from=");
   const std::string stem = file.stem().string();
   const std::string family = stem.rfind("jet_nemotron", 0) == 0 ? "jet_nemotron"
                              : stem.rfind("ouro", 0) == 0       ? "ouro"
@@ -91,7 +98,8 @@ std::vector<std::string> checkpoint_overrides(const fs::path& file) {
     ADD_FAILURE() << file << " needs model.from: name its family in checkpoint_overrides";
     return {};
   }
-  return {"model.from=" + tiny_checkpoint(family).string()};
+  out.push_back("model.from=" + tiny_checkpoint(family).string());
+  return out;
 }
 
 // Every key for every task (the task section's keys depend on task.name).
@@ -179,19 +187,43 @@ TEST(RunConfig, PyYamlReadsFloatsAsFloats) {
                                          << run_config_yaml(c);
 }
 
-// The pretrained configs stop, naming what is missing, until model.from names a checkpoint; Ouro's
-// takes the run's inserted JetBlocks, Jet-Nemotron refuses them.
-TEST(RunConfig, PretrainedConfigsNeedModelFrom) {
+// The pretrained configs stop, naming what is missing, until model.from names a checkpoint and
+// task.token_file a token file (stage 2 also train.init_from a run); Ouro's takes the run's
+// inserted JetBlocks, Jet-Nemotron refuses them.
+TEST(RunConfig, PretrainedConfigsNeedModelFromAndTheirData) {
   const fs::path dir = fs::path(hypnos::testing::source_dir()) / "configs" / "gsm_infinite";
-  for (const char* name : {"jet_nemotron_2b.yaml", "ouro_1p4b.yaml"}) {
+  auto error_of = [&](const char* name, const std::vector<std::string>& overrides) {
     try {
-      load_run_config((dir / name).string(), {});
-      ADD_FAILURE() << name << " loaded without model.from";
+      load_run_config((dir / name).string(), overrides);
     } catch (const config::ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find("model.from: cannot read /path/to/"), std::string::npos)
-          << e.what();
+      return std::string(e.what());
     }
+    return std::string("(loaded)");
+  };
+  for (const char* name : {"jet_nemotron_2b.yaml", "ouro_1p4b.yaml", "ouro_1p4b_sliding.yaml",
+                           "ouro_1p4b_sliding_stage2.yaml"}) {
+    const std::string family = name[0] == 'j' ? "jet_nemotron" : "ouro";
+    const std::string from = "model.from=" + tiny_checkpoint(family).string();
+    EXPECT_NE(error_of(name, {}).find("model.from: cannot read /path/to/"), std::string::npos)
+        << name << ": " << error_of(name, {});
+    EXPECT_NE(error_of(name, {from})
+                  .find("task.token_file = /path/to/gsm_train.tokens: no such "
+                        "file (write it with scripts/tokenize_gsm.py"),
+              std::string::npos)
+        << name << ": " << error_of(name, {from});
   }
+  const std::string stage2 =
+      error_of("ouro_1p4b_sliding_stage2.yaml",
+               {"model.from=" + tiny_checkpoint("ouro").string(),
+                "task.token_file=", "task.eval_token_file=", "train.epochs=0"});
+  EXPECT_NE(stage2.find("train.init_from = /path/to/ouro_1p4b_sliding-stage1-run: not a hypnos "
+                        "run directory"),
+            std::string::npos)
+      << stage2;
+  EXPECT_NE(error_of("ouro_1p4b_sliding.yaml", {"model.from=" + tiny_checkpoint("ouro").string(),
+                                                "task.token_file=", "task.eval_token_file="})
+                .find("train.epochs = 1: the task's training data is generated, not a file"),
+            std::string::npos);
   const RunConfig ouro = load_run_config((dir / "ouro_1p4b.yaml").string(),
                                          checkpoint_overrides(dir / "ouro_1p4b.yaml"));
   EXPECT_EQ(ouro.model.inserted_jet_after, (std::vector<int64_t>{3, 7, 11, 15, 19, 23}));
@@ -228,6 +260,48 @@ TEST(RunConfig, CrossSectionErrorsNameTheKeys) {
   EXPECT_NE(error_of({"task.n_max=5"}).find("unknown key 'task.n_max'"), std::string::npos)
       << "Depo's key is unknown when the task is rule110";
   EXPECT_EQ(error_of({"task.name=depo", "task.n_max=40"}), "");
+}
+
+// train.epochs over a file of 5 problems in batches of 2: train.steps = ceil(epochs x 5 / 2); an
+// evaluation asking for more problems than the file holds is refused before training.
+TEST(RunConfig, EpochsSetTheStepsFromTheFilesProblems) {
+  io::testing::ScratchDir dir;
+  std::string lines;
+  for (int i = 0; i < 5; ++i) {
+    lines += R"({"question": "What is the number of adult owls in Hamilton?", "problem": "The )"
+             R"(number of adult owls in Hamilton equals )" +
+             std::to_string(i) + R"(.", "solution": "Answer: )" + std::to_string(i) +
+             R"(.", "op": 1})" + "\n";
+  }
+  std::ofstream(dir / "gsm.jsonl") << lines;
+  const std::vector<std::string> base{"task.name=gsm_infinite",
+                                      "task.data_file=" + (dir / "gsm.jsonl").string(),
+                                      "train.batch_size=2", "train.eval_examples=5"};
+  auto with = [&](const std::string& extra) {
+    auto v = base;
+    v.push_back(extra);
+    return v;
+  };
+  EXPECT_EQ(load_run_config("", with("train.epochs=1")).train.steps, 3);
+  EXPECT_EQ(load_run_config("", with("train.epochs=3")).train.steps, 8);
+  EXPECT_EQ(load_run_config("", with("train.steps=7")).train.steps, 7) << "epochs 0: steps";
+  try {
+    load_run_config("", with("train.eval_examples=6"));
+    ADD_FAILURE() << "an evaluation of 6 problems out of 5";
+  } catch (const config::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.eval_examples = 6: the task's test file holds 5 "
+                                         "problems (task.data_file)"),
+              std::string::npos)
+        << e.what();
+  }
+  try {
+    load_run_config("", {"train.epochs=1"});
+    ADD_FAILURE() << "epochs of a generated task";
+  } catch (const config::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.epochs = 1: the task's training data is generated"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(RunConfig, VocabularyComesFromTheTask) {

@@ -2,20 +2,26 @@
 // CPU too, end the run with one line naming the phase and the config, the out-of-memory exit code
 // and no checkpoint; a 2-rank Gloo run started by scripts/launch.sh ends with the weights of a
 // 1-rank run of the same global batch; on a GPU, training with CUDA graphs follows training without
-// them step for step.
+// them step for step; train.trainable = inserted trains the inserted JetBlocks alone and
+// train.init_from starts a run from another run's weights.
 #include "hypnos/train/trainer.h"
 
 #include <gtest/gtest.h>
 
 #include <torch/cuda.h>
 
+#include <torch/serialize.h>
+
 #include <csignal>
 #include <regex>
+#include <set>
 
+#include "hypnos/config/error.h"
 #include "hypnos/io/safetensors.h"
 #include "hypnos/log.h"
 #include "hypnos/train/checkpoint.h"
 #include "hypnos/train/run_directory.h"
+#include "hypnos/train/trainable.h"
 #include "io/scratch_dir.h"
 #include "testing/cuda.h"
 #include "testing/paths.h"
@@ -184,6 +190,101 @@ TEST(TrainerResume, TheDocumentedResumableKeysAreTheAcceptedOnes) {
     if (key.empty()) continue;
     EXPECT_EQ(listed.find("`" + key + "`") != std::string::npos, is_resumable_key(key)) << key;
   }
+}
+
+// The message of the config::ConfigError load_run_config(kTiny, overrides) throws ("" if none).
+std::string config_error(const std::vector<std::string>& overrides) {
+  try {
+    load_run_config(kTiny, overrides);
+  } catch (const config::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// train.trainable = inserted: after two steps every parameter outside the inserted JetBlocks is
+// bit for bit its initial value (the trainer's seed-fixed initialisation, rebuilt here), every
+// inserted one has moved, and the optimizer holds exactly the inserted blocks' parameters (no
+// state for frozen ones). A model without inserted blocks refuses the key.
+TEST(TrainerTrainable, OnlyTheInsertedJetBlocksTrainAndHoldOptimizerState) {
+  ScratchDir scratch;
+  const std::vector<std::string> overrides{"model.inserted_jet_after=[1,3]",
+                                           "train.trainable=inserted", "train.steps=2",
+                                           "train.checkpoint_every=2", "train.eval_examples=0"};
+  ASSERT_EQ(train_here(scratch / "run", overrides), 0);
+  const RunConfig config = load_run_config(kTiny, overrides);
+  torch::manual_seed(static_cast<uint64_t>(config.run.seed));
+  nn::HybridLM initial(config.model);
+  std::set<std::string> inserted;
+  for (int64_t i : inserted_block_indices(config.model)) {
+    for (const auto& p : initial->block(i).named_parameters()) {
+      inserted.insert("blocks." + std::to_string(i) + "." + p.key());
+    }
+  }
+  ASSERT_EQ(inserted_block_indices(config.model), (std::vector<int64_t>{2, 5}));
+  const auto saved =
+      io::load_safetensors(scratch / "run/checkpoints/step_00000002/model.safetensors").as_map();
+  int64_t frozen = 0, moved = 0;
+  for (const auto& p : initial->named_parameters()) {
+    ASSERT_TRUE(saved.count(p.key())) << p.key();
+    if (inserted.count(p.key())) {
+      moved += !at::equal(saved.at(p.key()), p.value()) ? 1 : 0;
+    } else {
+      EXPECT_TRUE(at::equal(saved.at(p.key()), p.value())) << p.key() << " changed";
+      ++frozen;
+    }
+  }
+  EXPECT_GT(frozen, 10);
+  EXPECT_EQ(moved, static_cast<int64_t>(inserted.size())) << "an inserted parameter did not move";
+
+  apply_trainable(initial, Trainable::kInserted);
+  const ParameterSplit split = split_parameters(*initial);
+  EXPECT_EQ(split.muon.size() + split.adamw.size(), inserted.size());
+  torch::serialize::InputArchive archive;
+  archive.load_from((scratch / "run/checkpoints/step_00000002/optimizer.pt").string());
+  c10::IValue n;
+  archive.read("n_muon", n);
+  EXPECT_EQ(n.toInt(), static_cast<int64_t>(split.muon.size()));
+  archive.read("n_adamw", n);
+  EXPECT_EQ(n.toInt(), static_cast<int64_t>(split.adamw.size()));
+
+  EXPECT_NE(config_error({"train.trainable=inserted"})
+                .find("train.trainable = inserted: the model has no inserted JetBlocks"),
+            std::string::npos);
+}
+
+// train.init_from: a run's step 0 holds the weights of the other run's newest checkpoint bit for
+// bit, with an optimizer that has no state yet; another model, or a directory that is not a run,
+// is a config error naming the key.
+TEST(TrainerInitFrom, StartsFromTheOtherRunsWeightsWithAFreshOptimizer) {
+  ScratchDir scratch;
+  ASSERT_EQ(train_here(scratch / "first", {"train.steps=3", "train.eval_examples=0"}), 0);
+  const std::string from = "train.init_from=" + (scratch / "first").string();
+  ASSERT_EQ(train_here(scratch / "second", {from, "train.steps=0", "train.eval_examples=0"}), 0);
+  const auto a =
+      io::load_safetensors(scratch / "first/checkpoints/step_00000003/model.safetensors").as_map();
+  const auto b =
+      io::load_safetensors(scratch / "second/checkpoints/step_00000000/model.safetensors").as_map();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, x] : a) EXPECT_TRUE(at::equal(x, b.at(name))) << name;
+  EXPECT_NE(io::testing::read_all(scratch / "second/events.jsonl")
+                .find("\"init_from\":\"" + (scratch / "first/checkpoints/step_00000003").string()),
+            std::string::npos);
+
+  const RunConfig config = load_run_config(kTiny, {from});
+  nn::HybridLM model(config.model);
+  Optimizer optimizer(split_parameters(*model), config.optim);
+  load_checkpoint(scratch / "second/checkpoints/step_00000000", model, &optimizer);
+  for (size_t i = 0; i < optimizer.parameters().size(); ++i) {
+    EXPECT_TRUE(optimizer.state_of(i).empty()) << "parameter " << i << " has optimizer state";
+  }
+
+  const std::string other = config_error({from, "model.d_model=64"});
+  EXPECT_NE(other.find("its model is not this run's"), std::string::npos) << other;
+  EXPECT_NE(other.find("d_model: 64"), std::string::npos) << other;
+  EXPECT_NE(config_error({"train.init_from=" + scratch.path().string()})
+                .find("not a hypnos run directory (no config.yaml)"),
+            std::string::npos);
 }
 
 }  // namespace

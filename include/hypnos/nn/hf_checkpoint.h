@@ -69,10 +69,12 @@ struct PretrainedModel {
 PretrainedModel load_pretrained(const std::filesystem::path& dir, at::ScalarType dtype = at::kFloat,
                                 ops::GdnBackend backend = ops::GdnBackend::kAuto);
 
-/// Writes `model`'s parameters to `dir` in the Hugging Face layout with `config_json` as
-/// config.json: model.safetensors when shards == 1, else model-0000k-of-0000n.safetensors and
-/// model.safetensors.index.json. `dtype` undefined keeps each parameter's dtype (a bit-exact round
-/// trip), otherwise the tensors are converted (e.g. bf16 for release).
+/// Writes `model`'s parameters to `dir` in the Hugging Face layout with the config.json that
+/// describes the model (hf_config_json of `config_json`, the config.json it was built from:
+/// verbatim, or with the JetBlocks a run inserted into Ouro added): model.safetensors when shards
+/// == 1, else model-0000k-of-0000n.safetensors and model.safetensors.index.json. `dtype` undefined
+/// keeps each parameter's dtype (a bit-exact round trip), otherwise the tensors are converted (e.g.
+/// bf16 for release).
 void save_hf_checkpoint(HybridLM& model, const std::filesystem::path& dir,
                         const std::string& config_json, int64_t shards = 1,
                         at::ScalarType dtype = at::ScalarType::Undefined);

@@ -43,6 +43,16 @@ HfConfig parse_hf_config(const std::string& json, const std::string& source = "c
 /// Reads `dir`/config.json (std::runtime_error when it cannot be read).
 HfConfig read_hf_config(const std::filesystem::path& dir);
 
+/// The config.json that describes `model` when its weights are saved in the Hugging Face layout:
+/// `source_json` (the config.json the model was built from) verbatim when it describes the same
+/// inserted JetBlocks; for an Ouro model into which a run inserted JetBlocks
+/// (model.inserted_jet_after, absent from the source), the source with jet_layers_after and
+/// efficient_attention_config.jet (num_heads, head_dim, expand_v, conv_size,
+/// dconv_generator_reduction, norm_eps) added in the form parse_hf_config reads, so that loading
+/// the export builds the same model. Throws std::invalid_argument when the source inserts other
+/// JetBlocks than the model (it describes another model).
+std::string hf_config_json(const std::string& source_json, const ModelOptions& model);
+
 /// The model of a run whose model.from names a checkpoint directory: every architecture key from
 /// its config.json, and the run's own from and gdn_backend. One addition is the run's to make: into
 /// an Ouro checkpoint that inserts no JetBlocks, the run's model.inserted_jet_after inserts them,

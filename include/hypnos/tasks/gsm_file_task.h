@@ -26,6 +26,9 @@ class GsmFileTask : public Task {
   std::string_view name() const override { return "gsm_infinite"; }
   int64_t vocab_size() const override { return tokenizer_.vocab_size(); }
   int64_t seq_len() const override { return options_.max_len; }
+  /// The problems of task.data_file (those dropped aside).
+  int64_t train_size() const override { return static_cast<int64_t>(problems_.size()); }
+  int64_t test_size() const override { return static_cast<int64_t>(problems_.size()); }
   Example example(Split split, uint64_t index) const override;
   std::string token_name(int64_t id) const override { return tokenizer_.token(id); }
 

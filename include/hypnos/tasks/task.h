@@ -43,6 +43,12 @@ class Task {
   virtual int64_t seq_len() const = 0;
   /// The token that pads a batch of shorter examples to its longest (never scored).
   virtual int64_t pad_id() const { return 0; }
+  /// Distinct training examples: a file's count (training cycles through it, so one epoch is this
+  /// many examples); 0 for generated tasks, whose training data never repeats.
+  virtual int64_t train_size() const { return 0; }
+  /// Distinct test examples: a file's count (an evaluation reads at most that many); 0 for
+  /// generated tasks.
+  virtual int64_t test_size() const { return 0; }
   /// Deterministic in (seed, split, index); thread-safe.
   virtual Example example(Split split, uint64_t index) const = 0;
   /// Human-readable form of one token id (for `generate` and debugging).

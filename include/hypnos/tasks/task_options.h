@@ -88,6 +88,9 @@ struct GsmInfiniteOptions {
   /// Problems tokenised by a pretrained model's tokenizer (NAME.tokens with NAME.index.jsonl
   /// beside it, from scripts/tokenize_gsm.py). Default: ""
   std::string token_file;
+  /// Held-out problems for evaluation (the test split), tokenised like token_file; empty: the
+  /// test split reads token_file too. Needs token_file. Default: ""
+  std::string eval_token_file;
   /// Folder of the tokenizer the token file must have been written with (its SHA-256 is checked);
   /// empty: model.from. Default: ""
   std::string tokenizer;
@@ -121,6 +124,9 @@ struct GsmInfiniteOptions {
         "token_file", token_file,
         "problems tokenised by the model's tokenizer: NAME.tokens (index NAME.index.jsonl) from "
         "scripts/tokenize_gsm.py; empty: none");
+    v.field("eval_token_file", eval_token_file,
+            "held-out problems the evaluation reads (a token file like task.token_file); empty: "
+            "task.token_file");
     v.field("tokenizer", tokenizer,
             "folder of the tokenizer.json the token file was written with; empty: model.from");
   }

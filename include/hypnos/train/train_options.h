@@ -14,6 +14,8 @@ namespace hypnos::train {
 enum class Device { kAuto, kCpu, kCuda };
 enum class Precision { kFp32, kBf16 };
 enum class NonFinitePolicy { kStop, kSkip };
+/// Which parameters the optimizer trains (the rest are frozen: no gradient, no optimizer state).
+enum class Trainable { kAll, kInserted };
 
 struct RunOptions {
   int64_t seed = 0;  ///< model init and data order. Default: 0
@@ -31,7 +33,10 @@ struct RunOptions {
 };
 
 struct TrainOptions {
-  int64_t steps = 600;             ///< optimizer steps. Default: 600
+  int64_t steps = 600;  ///< optimizer steps (set by epochs when > 0). Default: 600
+  /// Passes over a finite training set (task.token_file or task.data_file): train.steps becomes
+  /// ceil(epochs x the file's problems / batch_size); 0 = train.steps as given. Default: 0
+  int64_t epochs = 0;
   int64_t batch_size = 512;        ///< global sequences per step (all ranks). Default: 512
   int64_t grad_accum = 1;          ///< micro-batches per step (batch_size must divide). Default: 1
   int64_t eval_every = 100;        ///< steps between evaluations; 0 = only at the end. Default: 100
@@ -54,10 +59,21 @@ struct TrainOptions {
   bool shard_optimizer = false;
   NonFinitePolicy nonfinite = NonFinitePolicy::kStop;  ///< on a NaN/Inf loss or grad. Default: stop
   int64_t max_skips = 5;  ///< consecutive skipped steps before stopping. Default: 5
+  /// all: every parameter; inserted: only the JetBlocks inserted into a pretrained model
+  /// (model.inserted_jet_after), the rest frozen (the first stage of the paper's sliding-window
+  /// Ouro recipe). Default: all
+  Trainable trainable = Trainable::kAll;
+  /// A hypnos run directory whose newest verified checkpoint gives the starting weights (weights
+  /// only: the optimizer, step count and data order start fresh), after model.from's. Its model
+  /// must be this run's. A resumed run loads its own checkpoint instead. Default: ""
+  std::string init_from;
 
   template <class V>
   void visit(V& v) {
     v.field("steps", steps, "optimizer steps", config::Range{0, 1e12});
+    v.field("epochs", epochs,
+            "passes over a file's training problems; > 0 sets train.steps (0: train.steps)",
+            config::Range{0, 1e6});
     v.field("batch_size", batch_size, "global sequences per optimizer step", config::Range{1, 1e9});
     v.field("grad_accum", grad_accum, "micro-batches per step (divides batch_size)",
             config::Range{1, 1e6});
@@ -80,6 +96,11 @@ struct TrainOptions {
     v.field("nonfinite", nonfinite, "on a non-finite loss or gradient: stop | skip");
     v.field("max_skips", max_skips, "consecutive skipped steps that stop the run",
             config::Range{1, 1e9});
+    v.field("trainable", trainable,
+            "parameters trained: all | inserted (only model.inserted_jet_after's JetBlocks)");
+    v.field("init_from", init_from,
+            "run directory whose newest checkpoint gives the starting weights, fresh optimizer "
+            "(\"\" = none)");
   }
 };
 
@@ -97,5 +118,9 @@ struct EnumNames<train::Precision> {
 template <>
 struct EnumNames<train::NonFinitePolicy> {
   static constexpr std::array<std::string_view, 2> names{"stop", "skip"};
+};
+template <>
+struct EnumNames<train::Trainable> {
+  static constexpr std::array<std::string_view, 2> names{"all", "inserted"};
 };
 }  // namespace hypnos::config
