@@ -20,6 +20,7 @@
 #include "hypnos/train/micro_batch_step.h"
 #include "hypnos/train/optimizer_sharding.h"
 #include "hypnos/train/run_directory.h"
+#include "hypnos/train/training_model.h"
 #include "train/fault_injection.h"
 #include "train/out_of_memory.h"
 
@@ -246,7 +247,10 @@ void Trainer::build_model_and_optimizer() {
   phase_ = "building the model";
   torch::manual_seed(static_cast<uint64_t>(config_.run.seed));
   task_ = tasks::make_task(config_.task, static_cast<uint64_t>(config_.run.seed));
-  model_ = nn::HybridLM(config_.model);
+  // In train.param_dtype; pretrained weights load into it directly (no fp32 copy of a bf16 model).
+  model_ = build_training_model(
+      config_.model, config_.train.param_dtype,
+      config_.model.from.empty() ? InitialWeights::kInitialise : InitialWeights::kLoadedNext);
   if (!config_.model.from.empty()) {  // pretrained weights (a resumed run then loads its own)
     phase_ = "loading the pretrained weights";
     const nn::LoadReport report = nn::load_hf_weights(
@@ -326,6 +330,9 @@ void Trainer::synchronise_ranks() {
   if (config_.train.shard_optimizer && dist_.is_distributed()) {
     sharding_ = std::make_unique<OptimizerSharding>(*optimizer_, dist_);
   }
+  // What the step's weights, gradients, masters and optimizer state take on this rank (the
+  // activations come on top): the figure that chooses train.param_dtype and shard_optimizer.
+  const MemoryFootprint memory = optimizer_->planned_footprint();
   if (dist_.is_main()) {
     event(io::JsonRecord()
               .add("event", request_.resume ? "resume" : "start")
@@ -333,9 +340,17 @@ void Trainer::synchronise_ranks() {
               .add("device", device_.str())
               .add("world_size", dist_.world_size())
               .add("shard_optimizer", sharding_ != nullptr)
-              .add("parameter_tensors", static_cast<int64_t>(model_->parameters().size())));
+              .add("parameter_tensors", static_cast<int64_t>(model_->parameters().size()))
+              .add("parameters", memory.parameters)
+              .add("weights_bytes", memory.weights)
+              .add("gradients_bytes", memory.gradients)
+              .add("masters_bytes", memory.masters)
+              .add("optimizer_state_bytes", memory.optimizer_state));
   }
   log::info("training " + config_summary() + " on " + device_.str());
+  log::info(std::string("memory") +
+            (dist_.is_distributed() ? " of rank " + std::to_string(dist_.rank()) : "") + ": " +
+            memory.text());
 }
 
 bool Trainer::ranks_agree_to_stop() const {
@@ -461,9 +476,11 @@ Trainer::StepResult Trainer::step() {
       prefetched_.emplace(next, tasks::make_batch(*task_, tasks::Split::kTrain, next, micro));
     }
     loss_sum = a == 0 ? loss : loss_sum + loss;
+    // bf16 parameters: this micro-batch's gradients join the fp32 sum (no-op for fp32 ones).
+    optimizer_->accumulate_gradients(micro_step_->keeps_gradient_tensors());
   }
   double loss_value = loss_sum.item<double>();
-  dist_.average_gradients(optimizer_->parameters());
+  dist_.average_gradients(optimizer_->masters());  // the fp32 gradients (the parameters' for fp32)
   loss_value = dist_.average(loss_value);
   const double grad_norm = optimizer_->clip_gradients();  // the norm before clipping
 
