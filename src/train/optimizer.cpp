@@ -273,8 +273,8 @@ std::vector<at::Tensor> Optimizer::state_of(size_t i) const {
 }
 
 std::vector<at::Tensor> Optimizer::empty_state_like(size_t i) const {
-  if (with_master_.at(i)) {  // the master, then fp32 state
-    const at::Tensor& p = parameters()[i];
+  if (with_master_.at(i)) {                // the master, then fp32 state
+    const at::Tensor p = parameters()[i];  // a handle: parameters() is a temporary
     const auto fp32 = p.options().dtype(at::kFloat);
     if (i < muon_params_.size()) return {at::empty(p.sizes(), fp32), at::empty(p.sizes(), fp32)};
     return {at::empty(p.sizes(), fp32), at::empty(p.sizes(), fp32), at::empty(p.sizes(), fp32),

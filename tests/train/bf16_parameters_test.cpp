@@ -307,6 +307,67 @@ TEST(Bf16Parameters, CheckpointResumeIsBitwiseWithTheMasters) {
   expect_bitwise(all_state(second.optimizer), all_state(whole.optimizer), "masters and state");
 }
 
+// What the gather before a sharded checkpoint does, parameter by parameter: receive into
+// empty_state_like (master first), install with set_state_of; the receiver continues bitwise.
+// Dropping what it does not own frees those masters.
+TEST(Bf16Parameters, StateAndMastersMovedParameterByParameterContinueBitwise) {
+  auto make = [] {
+    torch::manual_seed(4);
+    auto m = std::make_shared<torch::nn::Module>();
+    m->register_parameter("a", torch::randn({6, 4}).to(torch::kBFloat16));
+    m->register_parameter("b", torch::randn({3, 5}).to(torch::kBFloat16));
+    m->register_parameter("scale", torch::randn({7}).to(torch::kBFloat16));
+    return m;
+  };
+  auto set_grads = [](torch::nn::Module& m, int seed) {
+    torch::manual_seed(seed);
+    for (auto& p : m.parameters()) p.mutable_grad() = torch::randn_like(p);
+  };
+  auto first = make(), second = make();
+  Optimizer source(split_parameters(*first), OptimizerOptions{});
+  Optimizer target(split_parameters(*second), OptimizerOptions{});
+  for (int step = 0; step < 2; ++step) {
+    source.zero_grad();
+    set_grads(*first, 20 + step);
+    source.accumulate_gradients();
+    source.step();
+  }
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < first->parameters().size(); ++i) {
+      second->parameters()[i].copy_(first->parameters()[i]);
+    }
+  }
+  for (size_t i = 0; i < source.parameters().size(); ++i) {
+    const auto sent = source.state_of(i);
+    auto received = target.empty_state_like(i);
+    ASSERT_EQ(received.size(), sent.size()) << i;
+    for (size_t k = 0; k < sent.size(); ++k) {
+      EXPECT_EQ(received[k].sizes(), sent[k].sizes()) << i << " " << k;
+      EXPECT_EQ(received[k].scalar_type(), sent[k].scalar_type()) << i << " " << k;
+      received[k].copy_(sent[k]);
+    }
+    target.set_state_of(i, received);
+  }
+  expect_bitwise(all_state(target), all_state(source), "moved state");
+  source.zero_grad();
+  set_grads(*first, 30);
+  set_grads(*second, 30);
+  for (auto* o : {&source, &target}) {
+    o->accumulate_gradients();
+    o->step();
+  }
+  expect_bitwise(all_state(target), all_state(source), "state after a step");
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(at::equal(second->parameters()[i], first->parameters()[i])) << i;
+  }
+  const int64_t all_masters = target.current_footprint().masters;
+  target.set_owned({true, false, true});  // Muon's a, b, then AdamW's scale
+  target.drop_unowned_state();
+  EXPECT_TRUE(target.state_of(1).empty());
+  EXPECT_EQ(target.current_footprint().masters, all_masters - 15 * 4);
+}
+
 // A checkpoint of fp32 parameters does not load into bf16 ones (nor the reverse): named, never
 // cast (the masters would be missing or left over).
 TEST(Bf16Parameters, AnArchiveOfTheOtherParameterDtypeIsRefused) {
