@@ -7,7 +7,8 @@
 # then a mean over one rank's batch instead of the mean of two half-batch means). With bf16 weights
 # (train.param_dtype: bf16, docs/design.md 2.2) each rank keeps the fp32 masters of its share: the
 # sharded run's masters equal the unsharded run's to fp32 round-off, and a 2-rank resume (the
-# masters gathered into the checkpoint and handed back to their owners) continues bitwise.
+# masters gathered into the checkpoint and handed back to their owners) continues bitwise, and
+# `hypnos score` reads the run.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 LAUNCH="$SOURCE_DIR/scripts/launch.sh"
@@ -110,4 +111,9 @@ expect_status 0 launched 2 "$SCRATCH/again_bf16" "${BF16[@]}" train.shard_optimi
 same_weights "$(checkpoint "$SCRATCH/again_bf16" 6)" "$(checkpoint "$SCRATCH/sharded_bf16" 6)"
 close_masters "$(checkpoint "$SCRATCH/again_bf16" 6)" "$(checkpoint "$SCRATCH/sharded_bf16" 6)" 0
 echo "bf16 2 -> 2 sharded resume: bitwise (weights and masters)"
+# A bf16 run is read like any other: score builds its model in bf16, loads, computes in fp32.
+printf '0 1 1 0 1 0 2 3\n' >"$SCRATCH/tokens.txt"
+"$HYPNOS" score "$SCRATCH/sharded_bf16" --tokens "$SCRATCH/tokens.txt" >"$SCRATCH/score.out" ||
+  fail "score of the bf16 run failed"
+grep -q "mean nll per token" "$SCRATCH/score.out" || fail "score prints no nll"
 echo "shard_optimizer: ok"
