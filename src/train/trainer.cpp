@@ -7,6 +7,10 @@
 #include <chrono>
 #include <csignal>
 
+#ifdef HYPNOS_WITH_CUDA_TORCH
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include "hypnos/config/error.h"
 #include "hypnos/io/durable.h"
 #include "hypnos/io/jsonl.h"
@@ -54,6 +58,20 @@ std::string format_duration(double s) {
   std::snprintf(buf, sizeof(buf), "%02lld:%02lld:%02lld", static_cast<long long>(total / 3600),
                 static_cast<long long>(total / 60 % 60), static_cast<long long>(total % 60));
   return buf;
+}
+
+// The CUDA caching allocator's peak of allocated bytes since the process started, in GB (1e9):
+// weights, gradients, masters, optimizer state and activations at their largest. Negative off CUDA.
+double cuda_peak_gb(const at::Device& device) {
+#ifdef HYPNOS_WITH_CUDA_TORCH
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    return static_cast<double>(stats.allocated_bytes[aggregate].peak) / 1e9;
+  }
+#endif
+  (void)device;
+  return -1.0;
 }
 
 io::JsonRecord metrics_record(const tasks::BucketMetrics& m) {
@@ -543,16 +561,19 @@ void Trainer::log_train(double loss, double grad_norm) {
   log_start_ = last_line_ = Clock::now();
   log_tokens_ = 0;
   if (!dist_.is_main()) return;
-  metrics_->write(io::JsonRecord()
-                      .add("kind", "train")
-                      .add("step", state_.step)
-                      .add("tokens", state_.tokens)
-                      .add("loss", loss)
-                      .add("grad_norm", grad_norm)
-                      .add("lr", optimizer_->muon_lr())
-                      .add("adamw_lr", optimizer_->adamw_lr())
-                      .add("tokens_per_s", tokens_per_s)
-                      .add("elapsed_s", state_.elapsed_s));
+  io::JsonRecord record;
+  record.add("kind", "train")
+      .add("step", state_.step)
+      .add("tokens", state_.tokens)
+      .add("loss", loss)
+      .add("grad_norm", grad_norm)
+      .add("lr", optimizer_->muon_lr())
+      .add("adamw_lr", optimizer_->adamw_lr())
+      .add("tokens_per_s", tokens_per_s)
+      .add("elapsed_s", state_.elapsed_s);
+  // What train.param_dtype and the memory keys are chosen by (docs/design.md 2.2).
+  if (const double peak = cuda_peak_gb(device_); peak >= 0) record.add("cuda_peak_gb", peak);
+  metrics_->write(record);
   const double remaining = static_cast<double>(config_.train.steps - state_.step) *
                            state_.elapsed_s / std::max<int64_t>(state_.step, 1);
   char line[256];
