@@ -82,8 +82,7 @@ MemoryFootprint Optimizer::planned_footprint() const {
     const int64_t fp32 = 4;
     f.parameters += n;
     f.weights += n * size;
-    // The gradient in the parameter's dtype (during a backward), and a 16-bit parameter's fp32 sum.
-    f.gradients += n * size + (with_master_[i] ? n * fp32 : 0);
+    f.gradients += n * (with_master_[i] ? fp32 : size);  // a 16-bit parameter's gradient is fp32
     if (!owns(i)) continue;
     const int64_t state_size = with_master_[i] ? fp32 : size;
     if (with_master_[i]) f.masters += n * fp32;
@@ -102,8 +101,6 @@ MemoryFootprint Optimizer::current_footprint() const {
     f.weights += static_cast<int64_t>(params[i].nbytes());
     if (params[i].grad().defined()) f.gradients += static_cast<int64_t>(params[i].grad().nbytes());
     if (!with_master_[i]) continue;
-    if (masters_[i].grad().defined())
-      f.gradients += static_cast<int64_t>(masters_[i].grad().nbytes());
     if (master_filled_[i]) f.masters += static_cast<int64_t>(masters_[i].nbytes());
   }
   for (size_t i = 0; i < params.size(); ++i) {

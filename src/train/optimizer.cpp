@@ -149,6 +149,9 @@ Optimizer::Optimizer(const ParameterSplit& split, const OptimizerOptions& option
   adamw_params_ = tensors_of(split.adamw);
   for (const auto& p : parameters()) {
     const bool sixteen_bit = at::isReducedFloatingType(p.scalar_type());
+    // Autograd converts each gradient of the weight to fp32 before it sums them (over the uses in
+    // one backward and over the micro-batches): the bits a 16-bit sum would drop stay.
+    if (sixteen_bit) p.set_grad_dtype(at::kFloat);
     with_master_.push_back(sixteen_bit);
     master_filled_.push_back(!sixteen_bit);
     masters_.push_back(sixteen_bit ? placeholder_master(p) : p);
@@ -170,24 +173,23 @@ Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
 Optimizer::~Optimizer() = default;
 
 void Optimizer::step() {
+  const auto params = parameters();
   // Both optimizers skip a parameter without a gradient: the unowned ones lend theirs for the
   // step and get them back (the same tensors, which a replayed CUDA graph accumulates into).
   std::vector<std::pair<at::Tensor, at::Tensor>> lent;
-  if (!owned_.empty()) {
-    for (size_t i = 0; i < masters_.size(); ++i) {
-      if (owned_[i] || !masters_[i].grad().defined()) continue;
-      lent.emplace_back(masters_[i], masters_[i].grad());
-      masters_[i].mutable_grad() = at::Tensor();
-    }
-  }
   // A 16-bit parameter's master starts from the parameter at its first update here (exact: every
-  // bf16 value is an fp32 value), and the updated master comes back rounded.
+  // bf16 value is an fp32 value), borrows the parameter's fp32 gradient for the step, and the
+  // updated master comes back rounded.
   std::vector<size_t> updated;
-  if (has_masters()) {
-    const auto params = parameters();
-    for (size_t i = 0; i < masters_.size(); ++i) {
-      if (!with_master_[i] || !masters_[i].grad().defined()) continue;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].grad().defined()) continue;
+    if (!with_master_[i]) {
+      if (owns(i)) continue;
+      lent.emplace_back(params[i], params[i].grad());
+      params[i].mutable_grad() = at::Tensor();
+    } else if (owns(i)) {
       if (!master_filled_[i]) set_master(i, params[i].detach().to(at::kFloat));
+      masters_[i].mutable_grad() = params[i].grad();
       updated.push_back(i);
     }
   }
@@ -195,32 +197,12 @@ void Optimizer::step() {
   if (adamw_) fused_adamw_step(*adamw_);
   if (!updated.empty()) {
     at::NoGradGuard no_grad;
-    const auto params = parameters();
-    for (size_t i : updated) params[i].copy_(masters_[i]);  // round to nearest even
-  }
-  for (auto& [master, grad] : lent) master.mutable_grad() = grad;
-}
-
-void Optimizer::accumulate_gradients(bool keep_tensors) {
-  if (!has_masters()) return;
-  at::NoGradGuard no_grad;
-  const auto params = parameters();
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (!with_master_[i]) continue;
-    at::Tensor& grad = params[i].mutable_grad();
-    if (!grad.defined()) continue;
-    at::Tensor& sum = masters_[i].mutable_grad();
-    if (sum.defined()) {
-      sum.add_(grad);  // in fp32: the bf16 gradient converts exactly
-    } else {
-      sum = grad.to(at::kFloat);
-    }
-    if (keep_tensors) {
-      grad.zero_();
-    } else {
-      grad = at::Tensor();
+    for (size_t i : updated) {
+      params[i].copy_(masters_[i]);  // round to nearest even
+      masters_[i].mutable_grad() = at::Tensor();
     }
   }
+  for (auto& [param, grad] : lent) param.mutable_grad() = grad;
 }
 
 bool Optimizer::has_inner_state(size_t i) const {
@@ -325,24 +307,18 @@ void Optimizer::zero_grad(bool set_to_none) {
   if (set_to_none) {
     if (muon_) muon_->zero_grad(/*set_to_none=*/true);
     if (adamw_) adamw_->zero_grad(/*set_to_none=*/true);
-    if (has_masters()) {  // the 16-bit parameters' own gradients (the masters' are cleared above)
+    if (has_masters()) {  // Muon and AdamW hold the masters: the 16-bit parameters' own gradients
       for (const auto& p : parameters()) p.mutable_grad() = at::Tensor();
     }
     return;
   }
-  std::vector<at::Tensor> grads = defined_grads(masters_);
-  if (has_masters()) {
-    const auto params = parameters();
-    for (size_t i = 0; i < params.size(); ++i) {
-      if (with_master_[i] && params[i].grad().defined()) grads.push_back(params[i].grad());
-    }
-  }
+  std::vector<at::Tensor> grads = defined_grads(parameters());
   at::NoGradGuard no_grad;
   if (!grads.empty()) at::_foreach_zero_(grads);
 }
 
 double Optimizer::clip_gradients() {
-  return clip_grad_norm(masters_, options_.grad_clip);
+  return clip_grad_norm(parameters(), options_.grad_clip);
 }
 
 void Optimizer::set_lr_multiplier(double multiplier) {

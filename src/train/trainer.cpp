@@ -494,11 +494,9 @@ Trainer::StepResult Trainer::step() {
       prefetched_.emplace(next, tasks::make_batch(*task_, tasks::Split::kTrain, next, micro));
     }
     loss_sum = a == 0 ? loss : loss_sum + loss;
-    // bf16 parameters: this micro-batch's gradients join the fp32 sum (no-op for fp32 ones).
-    optimizer_->accumulate_gradients(micro_step_->keeps_gradient_tensors());
   }
   double loss_value = loss_sum.item<double>();
-  dist_.average_gradients(optimizer_->masters());  // the fp32 gradients (the parameters' for fp32)
+  dist_.average_gradients(optimizer_->parameters());
   loss_value = dist_.average(loss_value);
   const double grad_norm = optimizer_->clip_gradients();  // the norm before clipping
 

@@ -1,10 +1,10 @@
 // bf16 parameters with fp32 masters (train.param_dtype: bf16, docs/design.md 2.2) on the CPU: the
 // training step of a bf16 model follows the fp32 one to bf16 precision and learns; an update too
 // small for bf16 accumulates in the master and moves the weight when the hand computation says it
-// must; micro-batch gradients sum in fp32; a checkpoint resumes bitwise, masters included; an
-// archive of the other parameter dtype is refused; the counted bytes of weights, gradients, masters
-// and optimizer state match the live tensors. The 2-rank sharded runs are in
-// tests/cli/shard_optimizer_test.sh.
+// must; gradients sum in fp32 (within a backward and over micro-batches); a checkpoint resumes
+// bitwise, masters included; an archive of the other parameter dtype is refused; the counted bytes
+// of weights, gradients, masters and optimizer state match the live tensors. The 2-rank sharded
+// runs are in tests/cli/shard_optimizer_test.sh.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -59,7 +59,7 @@ struct Training {
         micro(model, step_options(grad_accum), at::kCPU),
         grad_accum(grad_accum) {}
 
-  // Trainer::step: micro-batches (gradients folded into the fp32 sums after each), clip, update.
+  // Trainer::step: micro-batches (their gradients summed in fp32), clip, update.
   double step(const tasks::Task& task, int64_t index, int64_t batch) {
     const double loss = backward(task, index, batch);
     optimizer.clip_gradients();
@@ -75,18 +75,22 @@ struct Training {
       const auto b = tasks::make_batch(task, tasks::Split::kTrain,
                                        static_cast<uint64_t>(index * batch + a * size), size);
       loss += micro.run(b).item<double>();
-      optimizer.accumulate_gradients();
     }
     return loss;
   }
 
-  // The fp32 tensors the optimizer updates (the masters; fp32 weights are their own), or their
-  // gradients, in the optimizer's order.
-  std::vector<at::Tensor> masters(bool gradients = false) const {
+  // The fp32 tensors the optimizer updates (the masters; fp32 weights are their own), in the
+  // optimizer's order.
+  std::vector<at::Tensor> masters() const {
     std::vector<at::Tensor> out;
-    for (const auto& m : optimizer.masters()) {
-      out.push_back((gradients ? m.grad() : m).detach().clone());
-    }
+    for (const auto& m : optimizer.masters()) out.push_back(m.detach().clone());
+    return out;
+  }
+
+  // The parameters' gradients (fp32 for bf16 parameters too), in the optimizer's order.
+  std::vector<at::Tensor> gradients() const {
+    std::vector<at::Tensor> out;
+    for (const auto& p : optimizer.parameters()) out.push_back(p.grad().detach().clone());
     return out;
   }
 
@@ -155,14 +159,15 @@ TEST(Bf16Parameters, TheModelIsTheFp32InitialisationRoundedAndHasNoFp32Weight) {
   EXPECT_EQ(scalar_type_of(ParamDtype::kFp32), at::kFloat);
 }
 
-// (a) From the same weights, bf16 weights follow fp32 ones: the first gradient (fp32 sums of 2
-// micro-batches computed in bf16) agrees to bf16 precision (measured 0.9 %), and after eight steps
-// the held-out loss agrees to 1e-4 and both runs learn. The path the weights took (masters minus
-// the start) differs by 17 %: Muon's orthogonalisation amplifies a gradient's small singular
-// directions, so eight steps turn a small gradient difference into a larger one of the updates. An
-// fp32 run whose gradients get 0.9 % of random noise per step differs from the plain fp32 run by
-// 40 % on the same measure (measured when this test was written): the bf16 run is within what its
-// gradient precision allows.
+// (a) From the same weights, bf16 weights follow fp32 ones: the first gradient (summed in fp32 over
+// the uses and 2 micro-batches, computed in bf16) agrees to bf16 precision (measured 0.84 %), and
+// after eight steps the held-out loss agrees to 1e-3 and both runs learn. The path the weights
+// took (masters minus the start) differs by 8.7 %: Muon's orthogonalisation amplifies a gradient's
+// small singular directions, so eight steps turn a small gradient difference into a larger one of
+// the updates. An fp32 run whose gradients get 0.9 % of random noise per step differs from the
+// plain fp32 run by 40 % on the same measure (measured when this test was written): the bf16 run
+// is well within what its gradient precision allows. (Summing the uses of a weight in bf16 within
+// each backward, and only the micro-batches in fp32, measured 17 % here.)
 TEST(Bf16Parameters, StepsFollowTheFp32RunToBf16PrecisionAndTheLossDecreases) {
   const auto task = rule110();
   torch::manual_seed(5);
@@ -174,7 +179,8 @@ TEST(Bf16Parameters, StepsFollowTheFp32RunToBf16PrecisionAndTheLossDecreases) {
   const double before_bf16 = bf16.loss_on(held_out), before_fp32 = fp32.loss_on(held_out);
   bf16.backward(*task, 0, 8);
   fp32.backward(*task, 0, 8);
-  const double gradient = norm_relative_difference(bf16.masters(true), fp32.masters(true));
+  for (const auto& g : bf16.gradients()) ASSERT_EQ(g.scalar_type(), at::kFloat);
+  const double gradient = norm_relative_difference(bf16.gradients(), fp32.gradients());
   constexpr int kSteps = 8;
   for (int s = 0; s < kSteps; ++s) {
     bf16.step(*task, s, 8);
@@ -190,8 +196,8 @@ TEST(Bf16Parameters, StepsFollowTheFp32RunToBf16PrecisionAndTheLossDecreases) {
       "(relative, Frobenius); held-out loss %.4f -> %.4f (bf16), %.4f -> %.4f (fp32)\n",
       gradient, kSteps, path, weights, before_bf16, after_bf16, before_fp32, after_fp32);
   EXPECT_LT(gradient, 2e-2);
-  EXPECT_LT(path, 0.3);
-  EXPECT_LT(weights, 0.05);
+  EXPECT_LT(path, 0.2);
+  EXPECT_LT(weights, 0.03);
   EXPECT_LT(after_bf16, before_bf16 - 0.5);
   EXPECT_LT(after_fp32, before_fp32 - 0.5);
   EXPECT_NEAR(after_bf16, after_fp32, 5e-3 * after_fp32);
@@ -219,8 +225,7 @@ TEST(Bf16Parameters, UpdatesBelowBf16ResolutionAccumulateInTheMaster) {
   at::Tensor without_master = torch::ones({4}, torch::kBFloat16);
   for (int k = 1; k <= 8; ++k) {
     optimizer.zero_grad();
-    model.scale.mutable_grad() = torch::ones({4}, torch::kBFloat16);
-    optimizer.accumulate_gradients();
+    model.scale.mutable_grad() = torch::ones({4});  // fp32, as autograd makes it
     optimizer.step();
     without_master -= options.adamw_lr;  // the same update on the bf16 weight itself
     const double expected_master = 1.0 - k * options.adamw_lr;
@@ -234,26 +239,23 @@ TEST(Bf16Parameters, UpdatesBelowBf16ResolutionAccumulateInTheMaster) {
   EXPECT_EQ(model.scale[0].item<float>(), 1.0f - 2.0f / 256.0f);  // 0.99219: moved two bf16 steps
 }
 
-// Micro-batch gradients sum in fp32: 1 + 2^-9 is an fp32 value and not a bf16 one (a bf16 sum
-// would give 1), so the master's gradient must hold it exactly; the parameter's own gradient is
-// cleared after each fold (or zeroed in place for a CUDA graph).
-TEST(Bf16Parameters, MicroBatchGradientsSumInFp32) {
+// Gradients sum in fp32: 1 + 2^-9 is an fp32 value and not a bf16 one (a bf16 sum gives 1). Two
+// uses of the weight in one backward (as a weight reused over windows and passes), and two
+// backwards (micro-batches), keep it in the bf16 parameter's gradient, which the optimizer made
+// fp32.
+TEST(Bf16Parameters, GradientsSumInFp32WithinABackwardAndOverMicroBatches) {
   Scale model(at::kBFloat16);
   Optimizer optimizer(split_parameters(model), OptimizerOptions{});
-  model.scale.mutable_grad() = torch::ones({4}, torch::kBFloat16);
-  optimizer.accumulate_gradients();
-  EXPECT_FALSE(model.scale.grad().defined());
-  model.scale.mutable_grad() = torch::full({4}, 1.0 / 512, torch::kBFloat16);
-  const void* kept = model.scale.grad().data_ptr();
-  optimizer.accumulate_gradients(/*keep_tensors=*/true);
-  ASSERT_TRUE(model.scale.grad().defined());
-  EXPECT_EQ(model.scale.grad().data_ptr(), kept);
-  EXPECT_EQ(model.scale.grad().abs().max().item<float>(), 0.0f);
-  const at::Tensor sum = optimizer.masters()[0].grad();
-  EXPECT_EQ(sum.scalar_type(), at::kFloat);
-  EXPECT_EQ(sum[0].item<double>(), 1.0 + 1.0 / 512);
-  EXPECT_EQ((torch::ones({1}, torch::kBFloat16) + 1.0 / 512).item<float>(), 1.0f);  // bf16 loses it
-  // fp32 parameters are their own masters: nothing to fold, nothing copied.
+  ((model.scale * 1.0).sum() + (model.scale * (1.0 / 512)).sum()).backward();
+  ASSERT_EQ(model.scale.grad().scalar_type(), at::kFloat);
+  EXPECT_EQ(model.scale.grad()[0].item<double>(), 1.0 + 1.0 / 512);
+  (model.scale * (1.0 / 512)).sum().backward();  // the next micro-batch
+  EXPECT_EQ(model.scale.grad()[0].item<double>(), 1.0 + 2.0 / 512);
+  Scale plain16(at::kBFloat16);  // without the optimizer: a bf16 gradient, the bits lost
+  ((plain16.scale * 1.0).sum() + (plain16.scale * (1.0 / 512)).sum()).backward();
+  EXPECT_EQ(plain16.scale.grad().scalar_type(), at::kBFloat16);
+  EXPECT_EQ(plain16.scale.grad()[0].item<double>(), 1.0);
+  // fp32 parameters are their own masters: nothing is copied or changed.
   Scale plain(at::kFloat);
   Optimizer fp32(split_parameters(plain), OptimizerOptions{});
   EXPECT_FALSE(fp32.has_masters());
@@ -321,7 +323,7 @@ TEST(Bf16Parameters, StateAndMastersMovedParameterByParameterContinueBitwise) {
   };
   auto set_grads = [](torch::nn::Module& m, int seed) {
     torch::manual_seed(seed);
-    for (auto& p : m.parameters()) p.mutable_grad() = torch::randn_like(p);
+    for (auto& p : m.parameters()) p.mutable_grad() = torch::randn(p.sizes());  // fp32
   };
   auto first = make(), second = make();
   Optimizer source(split_parameters(*first), OptimizerOptions{});
@@ -329,7 +331,6 @@ TEST(Bf16Parameters, StateAndMastersMovedParameterByParameterContinueBitwise) {
   for (int step = 0; step < 2; ++step) {
     source.zero_grad();
     set_grads(*first, 20 + step);
-    source.accumulate_gradients();
     source.step();
   }
   {
@@ -353,10 +354,8 @@ TEST(Bf16Parameters, StateAndMastersMovedParameterByParameterContinueBitwise) {
   source.zero_grad();
   set_grads(*first, 30);
   set_grads(*second, 30);
-  for (auto* o : {&source, &target}) {
-    o->accumulate_gradients();
-    o->step();
-  }
+  source.step();
+  target.step();
   expect_bitwise(all_state(target), all_state(source), "state after a step");
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_TRUE(at::equal(second->parameters()[i], first->parameters()[i])) << i;
@@ -375,8 +374,7 @@ TEST(Bf16Parameters, AnArchiveOfTheOtherParameterDtypeIsRefused) {
   Optimizer with(split_parameters(bf16), OptimizerOptions{});
   Optimizer without(split_parameters(fp32), OptimizerOptions{});
   for (auto* o : {&with, &without}) {
-    o->parameters()[0].mutable_grad() = at::ones_like(o->parameters()[0]);
-    o->accumulate_gradients();
+    o->parameters()[0].mutable_grad() = at::ones({4});
     o->step();
   }
   auto round_trip = [](const Optimizer& from, Optimizer& into) {
@@ -403,8 +401,8 @@ TEST(Bf16Parameters, AnArchiveOfTheOtherParameterDtypeIsRefused) {
 }
 
 // The counted bytes: planned from the shapes, they equal the live tensors' sum at the peak of a
-// step (after an update created the masters and state, with a micro-batch's bf16 gradients beside
-// the fp32 sums); under sharding, masters and state count for the owned parameters only.
+// step (after an update created the masters and state, with the next step's gradients); under
+// sharding, masters and state count for the owned parameters only.
 TEST(Bf16Parameters, PlannedFootprintIsWhatTheTensorsTakeAtTheStepsPeak) {
   const auto task = rule110();
   for (const ParamDtype dtype : {ParamDtype::kFp32, ParamDtype::kBf16}) {
@@ -414,7 +412,6 @@ TEST(Bf16Parameters, PlannedFootprintIsWhatTheTensorsTakeAtTheStepsPeak) {
     run.step(*task, 0, 4);
     run.optimizer.zero_grad();
     run.micro.run(tasks::make_batch(*task, tasks::Split::kTrain, 4, 4));
-    run.optimizer.accumulate_gradients(/*keep_tensors=*/true);
     const MemoryFootprint planned = run.optimizer.planned_footprint();
     const MemoryFootprint counted = run.optimizer.current_footprint();
     EXPECT_EQ(counted.weights, planned.weights);
@@ -424,14 +421,14 @@ TEST(Bf16Parameters, PlannedFootprintIsWhatTheTensorsTakeAtTheStepsPeak) {
     EXPECT_EQ(counted.parameters, planned.parameters);
     EXPECT_EQ(planned.weights_dtype, dtype == ParamDtype::kBf16 ? "bf16" : "fp32");
     // By hand: P parameters, of which Pm go to Muon; bytes per parameter fp32 4 + 4 + state,
-    // bf16 2 + (2 + 4) + 4 + state, state Muon 4, AdamW 8.
+    // bf16 2 + 4 + 4 + state, state Muon 4, AdamW 8.
     const ParameterSplit split = split_parameters(*run.model);
     int64_t muon = 0, adamw = 0;
     for (const auto& [name, p] : split.muon) muon += p.numel();
     for (const auto& [name, p] : split.adamw) adamw += p.numel();
     const bool half = dtype == ParamDtype::kBf16;
     EXPECT_EQ(planned.weights, (muon + adamw) * (half ? 2 : 4));
-    EXPECT_EQ(planned.gradients, (muon + adamw) * (half ? 6 : 4));
+    EXPECT_EQ(planned.gradients, (muon + adamw) * 4);
     EXPECT_EQ(planned.masters, half ? (muon + adamw) * 4 : 0);
     EXPECT_EQ(planned.optimizer_state, muon * 4 + adamw * 8);
   }
@@ -491,11 +488,15 @@ TEST(Bf16Parameters, EveryMixerTrainsInBf16OnTheCpu) {
     torch::manual_seed(1);
     Training run(build_training_model(options, ParamDtype::kBf16, InitialWeights::kInitialise),
                  fast_lr(), 1);
-    const double loss = run.step(*task, 0, 4);
+    const double loss = run.backward(*task, 0, 4);
     EXPECT_TRUE(std::isfinite(loss));
+    for (const auto& g : run.gradients()) {
+      EXPECT_EQ(g.scalar_type(), at::kFloat);
+      EXPECT_TRUE(g.isfinite().all().item<bool>());
+    }
+    run.optimizer.step();
     for (const auto& m : run.optimizer.masters()) {
-      ASSERT_TRUE(m.grad().defined());
-      EXPECT_TRUE(m.grad().isfinite().all().item<bool>());
+      EXPECT_TRUE(m.isfinite().all().item<bool>());
     }
   }
 }

@@ -86,14 +86,14 @@ ParameterSplit split_parameters(const torch::nn::Module& module);
 struct MemoryFootprint {
   int64_t parameters = 0;       ///< elements of the model's parameters
   int64_t weights = 0;          ///< the model's parameters
-  int64_t gradients = 0;        ///< their gradients, and the fp32 accumulators of bf16 parameters
+  int64_t gradients = 0;        ///< their gradients (fp32 for bf16 parameters)
   int64_t masters = 0;          ///< fp32 master weights of bf16 parameters
   int64_t optimizer_state = 0;  ///< Muon momentum buffers, AdamW moments
   std::string weights_dtype;    ///< "fp32", "bf16" or "mixed"
 
   int64_t total() const { return weights + gradients + masters + optimizer_state; }
-  /// "parameters 1.96B: weights 3.93 GB (bf16), gradients 11.8 GB, masters 7.86 GB, optimizer state
-  /// 11.8 GB, total 35.4 GB" (GB = 1e9 bytes).
+  /// "parameters 1.96B: weights 3.93 GB (bf16), gradients 7.86 GB, masters 7.86 GB, optimizer state
+  /// 8.79 GB, total 28.4 GB" (GB = 1e9 bytes).
   std::string text() const;
 };
 
@@ -101,14 +101,15 @@ struct MemoryFootprint {
 /// optimizer. The lr multiplier starts at 1.
 ///
 /// A parameter stored in a 16-bit float type (train.param_dtype: bf16, docs/design.md 2.2) gets an
-/// fp32 master: the optimizer updates the master (its state is fp32 too) and writes the master,
-/// rounded to nearest, back into the parameter, so that an update smaller than half a bf16 step
-/// accumulates in the master instead of being lost. The master's gradient is fp32 as well: the
-/// parameter's gradient of each micro-batch is added into it (accumulate_gradients), and averaging,
-/// clipping and the update read it (masters()). A master is created at the parameter's first
-/// update, only for the parameters this process owns (set_owned): under optimizer-state sharding
-/// each rank holds the masters of its share. fp32 parameters are their own masters: nothing is
-/// copied and everything is as without this feature.
+/// fp32 gradient and an fp32 master. The constructor sets the parameter's grad_dtype to fp32, so
+/// that autograd converts each incoming gradient to fp32 before summing it (over the uses of the
+/// weight in one backward and over the micro-batches of a step): averaging, clipping and the update
+/// read fp32 gradients. The optimizer updates the master (its state is fp32 too) and writes the
+/// master, rounded to nearest, back into the parameter, so that an update smaller than half a bf16
+/// step accumulates in the master instead of being lost. A master is created at the parameter's
+/// first update, only for the parameters this process owns (set_owned): under optimizer-state
+/// sharding each rank holds the masters of its share. fp32 parameters are their own masters:
+/// nothing is copied and everything is as without this feature.
 class Optimizer {
  public:
   Optimizer(const ParameterSplit& split, const OptimizerOptions& options);
@@ -116,19 +117,14 @@ class Optimizer {
   Optimizer& operator=(Optimizer&&) noexcept;
   ~Optimizer();
 
-  /// One update of both groups with the gradients of masters() as they are (clip first:
-  /// clip_gradients()). Under set_owned, only the owned parameters are updated (and get state);
-  /// a bf16 parameter receives its updated master rounded to bf16.
+  /// One update of both groups with the gradients as they are (clip first: clip_gradients()).
+  /// Under set_owned, only the owned parameters are updated (and get state); a bf16 parameter
+  /// receives its updated master rounded to bf16.
   void step();
 
-  /// After each micro-batch's backward: adds the gradient of every 16-bit parameter into its
-  /// master's fp32 gradient, then sets the parameter's gradient to none, or zeroes it in place when
-  /// `keep_tensors` (a replayed CUDA graph accumulates into it: MicroBatchStep). No-op when every
-  /// parameter is fp32. Summing micro-batches in fp32 keeps the bits a bf16 sum would drop.
-  void accumulate_gradients(bool keep_tensors = false);
-  /// Per parameters()[i], the fp32 tensor the update reads the gradient of and writes: the
-  /// parameter itself when it is fp32, else its master (a placeholder without data until the
-  /// parameter's first update on this process). Average and clip these gradients.
+  /// Per parameters()[i], the fp32 tensor the update writes: the parameter itself when it is
+  /// fp32, else its master (a placeholder without data until the parameter's first update on this
+  /// process; during step() it borrows the parameter's gradient).
   std::vector<at::Tensor> masters() const { return masters_; }
   /// Whether some parameter has an fp32 master (is stored in a 16-bit float type).
   bool has_masters() const { return n_with_master_ > 0; }
@@ -148,17 +144,17 @@ class Optimizer {
   void set_state_of(size_t i, const std::vector<at::Tensor>& state);
   /// Frees the state (and masters) of the parameters this process does not own.
   void drop_unowned_state();
-  /// Sets every gradient (the parameters' and the masters') to none (undefined), as torch::optim
-  /// does by default; or, with set_to_none = false, zeroes the defined ones in place (one fused
-  /// kernel), keeping the tensors that a replayed CUDA graph accumulates into (MicroBatchStep).
+  /// Sets every gradient to none (undefined), as torch::optim does by default; or, with
+  /// set_to_none = false, zeroes the defined ones in place (one fused kernel), keeping the tensors
+  /// that a replayed CUDA graph accumulates into (MicroBatchStep).
   void zero_grad(bool set_to_none = true);
-  /// Clips the global norm of the gradients of masters() to options.grad_clip; returns the norm
-  /// before clipping (see clip_grad_norm in grad.h).
+  /// Clips the global gradient norm of both groups to options.grad_clip; returns the norm before
+  /// clipping (see clip_grad_norm in grad.h).
   double clip_gradients();
 
   /// What a training step holds at its peak on this process, from the shapes and the ownership:
-  /// every weight, every gradient (in the parameter's dtype during a backward, plus the fp32
-  /// accumulator of a 16-bit parameter), and the masters and state of the owned parameters.
+  /// every weight and its gradient (fp32 for a 16-bit parameter), and the masters and state of the
+  /// owned parameters.
   MemoryFootprint planned_footprint() const;
   /// The same, summed over the tensors that exist now (weights, defined gradients, created masters
   /// and state).
