@@ -58,7 +58,7 @@ void make_placeholder(at::Tensor& master, at::IntArrayRef sizes) {
 at::Tensor placeholder_master(const at::Tensor& param) {
   at::Tensor master = at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(param.device()));
   make_placeholder(master, param.sizes());
-  master.set_requires_grad(true);  // a leaf whose gradient is averaged and clipped like a weight's
+  master.set_requires_grad(true);  // a leaf like the weights Muon and AdamW otherwise update
   return master;
 }
 
