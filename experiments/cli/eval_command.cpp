@@ -20,6 +20,7 @@
 #include "hypnos/train/evaluate.h"
 #include "hypnos/train/run_config.h"
 #include "hypnos/train/run_directory.h"
+#include "hypnos/train/training_model.h"
 
 namespace hypnos::cli {
 
@@ -76,7 +77,9 @@ int run_eval(const ParsedArgs& args) {
   std::string refused;
   for (const auto& c : train::config_changes(io::read_file(saved), train::run_config_yaml(config),
                                              saved.string())) {
-    if (c.key.rfind("model.", 0) == 0 && ops_keys.count(c.key) == 0) {
+    // The weights' dtype is the trained model's too: the checkpoint holds them in it.
+    if ((c.key.rfind("model.", 0) == 0 && ops_keys.count(c.key) == 0) ||
+        c.key == "train.param_dtype") {
       refused += (refused.empty() ? "" : ", ") + c.str();
     }
   }
@@ -86,7 +89,10 @@ int run_eval(const ParsedArgs& args) {
   }
 
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
-  nn::HybridLM model(config.model);
+  // As the run trained it (train.param_dtype), so that it evaluates as the trainer's evaluation
+  // did.
+  nn::HybridLM model = train::build_training_model(config.model, config.train.param_dtype,
+                                                   train::InitialWeights::kLoadedNext);
   model->to(device);
   std::vector<std::string> nonfinite;
   const auto state = train::load_checkpoint(*checkpoint, model, nullptr, &nonfinite);

@@ -10,6 +10,7 @@
 #include "hypnos/nn/hf_checkpoint.h"
 #include "hypnos/train/checkpoint.h"
 #include "hypnos/train/run_config.h"
+#include "hypnos/train/training_model.h"
 
 namespace hypnos::cli {
 namespace {
@@ -55,7 +56,10 @@ ModelSource load_run(const std::filesystem::path& run_dir) {
   } catch (const std::invalid_argument& e) {
     throw config::ConfigError("config error: " + saved.string() + ": " + e.what());
   }
-  nn::HybridLM model(config.model);
+  // In the dtype the run trained (train.param_dtype), as its checkpoint holds the weights; the
+  // inference commands then compute in fp32 (load_model_source).
+  nn::HybridLM model = train::build_training_model(config.model, config.train.param_dtype,
+                                                   train::InitialWeights::kLoadedNext);
   std::vector<std::string> nonfinite;
   const auto state = train::load_checkpoint(*checkpoint, model, nullptr, &nonfinite);
   for (const auto& tensor : nonfinite) {

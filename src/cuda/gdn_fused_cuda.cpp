@@ -36,9 +36,16 @@ bool row_viewable(const at::Tensor& t) {
   return t.is_cuda() && t.dim() == 3 && t.stride(2) == 1;
 }
 
-/// An fp32 parameter on `x`'s device.
-bool fp32_on_device_of(const at::Tensor& t, const at::Tensor& x) {
-  return t.scalar_type() == at::kFloat && t.device() == x.device();
+/// An fp32 or bf16 parameter on `x`'s device. The kernels read fp32 parameters: a bf16 one
+/// (train.param_dtype: bf16) enters as_fp32, a small vector or filter whose cast's backward returns
+/// its gradient in bf16.
+bool parameter_on_device_of(const at::Tensor& t, const at::Tensor& x) {
+  return (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16) &&
+         t.device() == x.device();
+}
+
+at::Tensor as_fp32(const at::Tensor& t) {
+  return t.to(at::kFloat);  // the tensor itself when it is fp32
 }
 
 RowView row_view(const at::Tensor& t) {
@@ -328,14 +335,15 @@ std::optional<std::pair<at::Tensor, at::Tensor>> causal_conv_silu(const at::Tens
                                                                   const at::Tensor& weight,
                                                                   const at::Tensor& cache) {
   const int64_t W = weight.dim() == 3 ? weight.size(2) : 0;
-  if (!row_viewable(x) || !kernel_dtype(x) || !fp32_on_device_of(weight, x) || weight.dim() != 3 ||
-      weight.size(0) != x.size(2) || weight.size(1) != 1 || W < 1 || W > kernels::kMaxConvWidth) {
+  if (!row_viewable(x) || !kernel_dtype(x) || !parameter_on_device_of(weight, x) ||
+      weight.dim() != 3 || weight.size(0) != x.size(2) || weight.size(1) != 1 || W < 1 ||
+      W > kernels::kMaxConvWidth) {
     return std::nullopt;
   }
   if (!cache_fits(cache, x, W) || !conv_index_fits(x, W)) return std::nullopt;
   const c10::cuda::CUDAGuard guard(x.device());
   const auto out = ConvSiluFunction::apply(
-      x, weight, cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);
+      x, as_fp32(weight), cache.defined() ? std::optional<at::Tensor>(cache) : std::nullopt);
   return std::pair{out[0], out[1]};
 }
 
@@ -370,7 +378,8 @@ std::optional<std::pair<at::Tensor, at::Tensor>> gdn_gates(const at::Tensor& a, 
                                                            const at::Tensor& A_log,
                                                            const at::Tensor& dt_bias) {
   const auto is_head_vector = [&](const at::Tensor& t) {
-    return fp32_on_device_of(t, a) && t.dim() == 1 && t.size(0) == a.size(2) && t.is_contiguous();
+    return parameter_on_device_of(t, a) && t.dim() == 1 && t.size(0) == a.size(2) &&
+           t.is_contiguous();
   };
   if (!row_viewable(a) || !row_viewable(b) || !kernel_dtype(a) ||
       b.scalar_type() != a.scalar_type() || b.sizes() != a.sizes() || b.device() != a.device() ||
@@ -378,7 +387,7 @@ std::optional<std::pair<at::Tensor, at::Tensor>> gdn_gates(const at::Tensor& a, 
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(a.device());
-  const auto out = GatesFunction::apply(a, b, A_log, dt_bias);
+  const auto out = GatesFunction::apply(a, b, as_fp32(A_log), as_fp32(dt_bias));
   return std::pair{out[0], out[1]};
 }
 
@@ -392,12 +401,12 @@ std::optional<at::Tensor> gated_rms_norm(const at::Tensor& x, const at::Tensor& 
   if (!x.is_cuda() || x.dim() != 4 || !dtype_ok || !row_viewable(gate) ||
       gate.scalar_type() != x.scalar_type() || gate.size(0) != x.size(0) ||
       gate.size(1) != x.size(1) || gate.size(2) != x.size(2) * x.size(3) ||
-      gate.device() != x.device() || !fp32_on_device_of(weight, x) || weight.dim() != 1 ||
+      gate.device() != x.device() || !parameter_on_device_of(weight, x) || weight.dim() != 1 ||
       weight.size(0) != x.size(3) || !weight.is_contiguous() || !head_rows_fit(x.size(3))) {
     return std::nullopt;
   }
   const c10::cuda::CUDAGuard guard(x.device());
-  return GatedNormFunction::apply(x.contiguous(), gate, weight, eps);
+  return GatedNormFunction::apply(x.contiguous(), gate, as_fp32(weight), eps);
 }
 
 }  // namespace hypnos::ops::fused::cuda

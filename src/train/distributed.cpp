@@ -14,6 +14,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "hypnos/train/grad.h"
+
 #ifdef HYPNOS_WITH_CUDA_TORCH
 #include "train/distributed_nccl.h"
 #endif
@@ -284,7 +286,7 @@ void DistributedContext::average_gradients(const std::vector<at::Tensor>& params
   grads.reserve(params.size());
   for (const auto& p : params) {
     if (!p.requires_grad()) continue;
-    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    if (!p.grad().defined()) p.mutable_grad() = zero_gradient_for(p);
     grads.push_back(p.grad());
   }
   const auto buckets = make_buckets(grads, static_cast<int64_t>(options_.bucket_mb * 1024 * 1024));

@@ -12,6 +12,11 @@ std::vector<at::Tensor> defined_grads(const std::vector<at::Tensor>& params) {
   return grads;
 }
 
+at::Tensor zero_gradient_for(const at::Tensor& param) {
+  const at::ScalarType dtype = param.grad_dtype().value_or(param.scalar_type());
+  return at::zeros_like(param, param.options().dtype(dtype));
+}
+
 double grad_norm(const std::vector<at::Tensor>& params) {
   const auto grads = defined_grads(params);
   if (grads.empty()) return 0.0;

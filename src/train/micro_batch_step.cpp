@@ -21,6 +21,7 @@
 #include "hypnos/memory/model_memory.h"
 #include "hypnos/sleep/window_loop.h"
 #include "hypnos/tasks/batch.h"
+#include "hypnos/train/grad.h"
 #include "hypnos/train/loss.h"
 #include "hypnos/train/run_config.h"
 #include "train/autocast_guard.h"
@@ -143,7 +144,7 @@ void MicroBatchStep::capture(const tasks::Batch& batch, const std::vector<sleep:
   {
     at::NoGradGuard no_grad;
     for (const auto& p : params) {
-      if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+      if (!p.grad().defined()) p.mutable_grad() = zero_gradient_for(p);
       saved.push_back(p.grad().clone());
     }
   }

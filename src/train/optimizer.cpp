@@ -1,4 +1,5 @@
-// Muon + AdamW behind one step / zero_grad / lr multiplier / archive, with the reference's split.
+// Muon + AdamW behind one step / zero_grad / lr multiplier / archive, with the reference's split,
+// and the fp32 masters of 16-bit parameters.
 #include "hypnos/train/optimizer.h"
 
 #include <torch/nn/module.h>
@@ -43,6 +44,22 @@ void check_and_place(at::Tensor& state, const at::Tensor& param, const char* wha
                                 ", the parameter has " + c10::str(param.sizes()));
   }
   if (state.device() != param.device()) state = state.to(param.device());
+}
+
+// A master that holds no data yet: an fp32 leaf with the parameter's shape over one element (zero
+// strides). Muon and AdamW key their state by this tensor, so it is filled in place (set_) when
+// the parameter is first updated, and emptied in place when another rank takes it over.
+void make_placeholder(at::Tensor& master, at::IntArrayRef sizes) {
+  at::NoGradGuard no_grad;
+  const at::Tensor one = at::zeros({1}, master.options());
+  master.set_(one.storage(), /*storage_offset=*/0, sizes, std::vector<int64_t>(sizes.size(), 0));
+}
+
+at::Tensor placeholder_master(const at::Tensor& param) {
+  at::Tensor master = at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(param.device()));
+  make_placeholder(master, param.sizes());
+  master.set_requires_grad(true);  // a leaf like the weights Muon and AdamW otherwise update
+  return master;
 }
 
 // torch::optim::AdamW's update (decoupled decay, bias corrections) through ATen's fused
@@ -130,11 +147,24 @@ Optimizer::Optimizer(const ParameterSplit& split, const OptimizerOptions& option
   }
   muon_params_ = tensors_of(split.muon);
   adamw_params_ = tensors_of(split.adamw);
+  for (const auto& p : parameters()) {
+    const bool sixteen_bit = at::isReducedFloatingType(p.scalar_type());
+    // Autograd converts each gradient of the weight to fp32 before it sums them (over the uses in
+    // one backward and over the micro-batches): the bits a 16-bit sum would drop stay.
+    if (sixteen_bit) p.set_grad_dtype(at::kFloat);
+    with_master_.push_back(sixteen_bit);
+    master_filled_.push_back(!sixteen_bit);
+    masters_.push_back(sixteen_bit ? placeholder_master(p) : p);
+    n_with_master_ += sixteen_bit ? 1 : 0;
+  }
+  const auto muon_end = masters_.begin() + static_cast<std::ptrdiff_t>(muon_params_.size());
   if (!muon_params_.empty()) {
-    muon_ = std::make_unique<Muon>(muon_params_, muon_options(options, 1.0));
+    muon_ = std::make_unique<Muon>(std::vector<at::Tensor>(masters_.begin(), muon_end),
+                                   muon_options(options, 1.0));
   }
   if (!adamw_params_.empty()) {
-    adamw_ = std::make_unique<torch::optim::AdamW>(adamw_params_, adamw_options(options, 1.0));
+    adamw_ = std::make_unique<torch::optim::AdamW>(
+        std::vector<at::Tensor>(muon_end, masters_.end()), adamw_options(options, 1.0));
   }
 }
 
@@ -143,20 +173,60 @@ Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
 Optimizer::~Optimizer() = default;
 
 void Optimizer::step() {
+  const auto params = parameters();
   // Both optimizers skip a parameter without a gradient: the unowned ones lend theirs for the
   // step and get them back (the same tensors, which a replayed CUDA graph accumulates into).
   std::vector<std::pair<at::Tensor, at::Tensor>> lent;
-  if (!owned_.empty()) {
-    const auto params = parameters();
-    for (size_t i = 0; i < params.size(); ++i) {
-      if (owned_[i] || !params[i].grad().defined()) continue;
+  // A 16-bit parameter's master starts from the parameter at its first update here (exact: every
+  // bf16 value is an fp32 value), borrows the parameter's fp32 gradient for the step, and the
+  // updated master comes back rounded.
+  std::vector<size_t> updated;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i].grad().defined()) continue;
+    if (!with_master_[i]) {
+      if (owns(i)) continue;
       lent.emplace_back(params[i], params[i].grad());
       params[i].mutable_grad() = at::Tensor();
+    } else if (owns(i)) {
+      if (!master_filled_[i]) set_master(i, params[i].detach().to(at::kFloat));
+      masters_[i].mutable_grad() = params[i].grad();
+      updated.push_back(i);
     }
   }
   if (muon_) muon_->step();
   if (adamw_) fused_adamw_step(*adamw_);
+  if (!updated.empty()) {
+    at::NoGradGuard no_grad;
+    for (size_t i : updated) {
+      params[i].copy_(masters_[i]);  // round to nearest even
+      masters_[i].mutable_grad() = at::Tensor();
+    }
+  }
   for (auto& [param, grad] : lent) param.mutable_grad() = grad;
+}
+
+bool Optimizer::has_inner_state(size_t i) const {
+  auto* key = masters_.at(i).unsafeGetTensorImpl();
+  if (i < muon_params_.size()) return muon_->state().count(key) > 0;
+  return adamw_->state().count(key) > 0;
+}
+
+void Optimizer::set_master(size_t i, const at::Tensor& value) {
+  const auto params = parameters();
+  const at::Tensor& p = params.at(i);
+  TORCH_CHECK(with_master_[i], "Optimizer: parameter ", i, " is fp32 and has no master");
+  TORCH_CHECK(value.sizes() == p.sizes() && value.scalar_type() == at::kFloat,
+              "Optimizer: the master of parameter ", i, " must be float32 of shape ", p.sizes(),
+              ", got ", value.scalar_type(), " of shape ", value.sizes());
+  at::NoGradGuard no_grad;
+  masters_[i].set_(value.to(p.device()).contiguous());
+  master_filled_[i] = true;
+}
+
+void Optimizer::release_master(size_t i) {
+  if (!with_master_[i]) return;
+  make_placeholder(masters_[i], masters_[i].sizes());
+  master_filled_[i] = false;
 }
 
 void Optimizer::set_owned(std::vector<bool> owned) {
@@ -169,19 +239,29 @@ void Optimizer::set_owned(std::vector<bool> owned) {
 }
 
 std::vector<at::Tensor> Optimizer::state_of(size_t i) const {
+  std::vector<at::Tensor> out;
   if (i < muon_params_.size()) {
-    const auto it = muon_->state().find(muon_params_[i].unsafeGetTensorImpl());
+    const auto it = muon_->state().find(masters_[i].unsafeGetTensorImpl());
     if (it == muon_->state().end()) return {};
-    return {static_cast<MuonParamState&>(*it->second).momentum_buffer()};
+    out = {static_cast<MuonParamState&>(*it->second).momentum_buffer()};
+  } else {
+    const auto it = adamw_->state().find(masters_.at(i).unsafeGetTensorImpl());
+    if (it == adamw_->state().end()) return {};
+    const auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    out = {s.exp_avg(), s.exp_avg_sq(), at::scalar_tensor(s.step(), at::kLong)};
   }
-  const at::Tensor& p = adamw_params_.at(i - muon_params_.size());
-  const auto it = adamw_->state().find(p.unsafeGetTensorImpl());
-  if (it == adamw_->state().end()) return {};
-  const auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-  return {s.exp_avg(), s.exp_avg_sq(), at::scalar_tensor(s.step(), at::kLong)};
+  if (with_master_[i]) out.insert(out.begin(), masters_[i]);
+  return out;
 }
 
 std::vector<at::Tensor> Optimizer::empty_state_like(size_t i) const {
+  if (with_master_.at(i)) {                // the master, then fp32 state
+    const at::Tensor p = parameters()[i];  // a handle: parameters() is a temporary
+    const auto fp32 = p.options().dtype(at::kFloat);
+    if (i < muon_params_.size()) return {at::empty(p.sizes(), fp32), at::empty(p.sizes(), fp32)};
+    return {at::empty(p.sizes(), fp32), at::empty(p.sizes(), fp32), at::empty(p.sizes(), fp32),
+            at::scalar_tensor(0, at::kLong)};
+  }
   if (i < muon_params_.size())
     return {at::empty_like(muon_params_[i], at::MemoryFormat::Contiguous)};
   const at::Tensor& p = adamw_params_.at(i - muon_params_.size());
@@ -190,22 +270,24 @@ std::vector<at::Tensor> Optimizer::empty_state_like(size_t i) const {
 }
 
 void Optimizer::set_state_of(size_t i, const std::vector<at::Tensor>& state) {
+  const size_t first = with_master_.at(i) ? 1 : 0;  // the master comes first
   if (i < muon_params_.size()) {
-    TORCH_CHECK(state.size() == 1, "Optimizer::set_state_of: Muon parameter ", i,
-                " takes 1 state tensor, got ", state.size());
+    TORCH_CHECK(state.size() == first + 1, "Optimizer::set_state_of: Muon parameter ", i, " takes ",
+                first + 1, " state tensors, got ", state.size());
+    if (first == 1) set_master(i, state[0]);
     auto fresh = std::make_unique<MuonParamState>();
-    fresh->momentum_buffer(state[0]);
-    muon_->state()[muon_params_[i].unsafeGetTensorImpl()] = std::move(fresh);
+    fresh->momentum_buffer(state[first]);
+    muon_->state()[masters_[i].unsafeGetTensorImpl()] = std::move(fresh);
     return;
   }
-  const at::Tensor& p = adamw_params_.at(i - muon_params_.size());
-  TORCH_CHECK(state.size() == 3, "Optimizer::set_state_of: AdamW parameter ", i,
-              " takes 3 state tensors, got ", state.size());
+  TORCH_CHECK(state.size() == first + 3, "Optimizer::set_state_of: AdamW parameter ", i, " takes ",
+              first + 3, " state tensors, got ", state.size());
+  if (first == 1) set_master(i, state[0]);
   auto fresh = std::make_unique<torch::optim::AdamWParamState>();
-  fresh->exp_avg(state[0]);
-  fresh->exp_avg_sq(state[1]);
-  fresh->step(state[2].item<int64_t>());
-  adamw_->state()[p.unsafeGetTensorImpl()] = std::move(fresh);
+  fresh->exp_avg(state[first]);
+  fresh->exp_avg_sq(state[first + 1]);
+  fresh->step(state[first + 2].item<int64_t>());
+  adamw_->state()[masters_[i].unsafeGetTensorImpl()] = std::move(fresh);
 }
 
 void Optimizer::drop_unowned_state() {
@@ -213,10 +295,11 @@ void Optimizer::drop_unowned_state() {
   for (size_t i = 0; i < owned_.size(); ++i) {
     if (owned_[i]) continue;
     if (i < muon_params_.size()) {
-      muon_->state().erase(muon_params_[i].unsafeGetTensorImpl());
+      muon_->state().erase(masters_[i].unsafeGetTensorImpl());
     } else {
-      adamw_->state().erase(adamw_params_[i - muon_params_.size()].unsafeGetTensorImpl());
+      adamw_->state().erase(masters_[i].unsafeGetTensorImpl());
     }
+    release_master(i);
   }
 }
 
@@ -224,6 +307,9 @@ void Optimizer::zero_grad(bool set_to_none) {
   if (set_to_none) {
     if (muon_) muon_->zero_grad(/*set_to_none=*/true);
     if (adamw_) adamw_->zero_grad(/*set_to_none=*/true);
+    if (has_masters()) {  // Muon and AdamW hold the masters: the 16-bit parameters' own gradients
+      for (const auto& p : parameters()) p.mutable_grad() = at::Tensor();
+    }
     return;
   }
   std::vector<at::Tensor> grads = defined_grads(parameters());
@@ -277,6 +363,16 @@ void Optimizer::save(torch::serialize::OutputArchive& archive) const {
     adamw_->save(sub);
     archive.write("adamw", sub);
   }
+  if (has_masters()) {  // by parameter index, those created so far (with the state)
+    archive.write("n_with_master", c10::IValue(static_cast<int64_t>(n_with_master_)));
+    torch::serialize::OutputArchive sub(archive.compilation_unit());
+    for (size_t i = 0; i < masters_.size(); ++i) {
+      if (with_master_[i] && master_filled_[i]) {
+        sub.write(std::to_string(i), masters_[i].detach(), /*is_buffer=*/true);
+      }
+    }
+    archive.write("masters", sub);
+  }
 }
 
 void Optimizer::load(torch::serialize::InputArchive& archive) {
@@ -293,6 +389,34 @@ void Optimizer::load(torch::serialize::InputArchive& archive) {
                                 " AdamW parameters, this optimizer has " +
                                 std::to_string(have_muon) + " and " + std::to_string(have_adamw));
   }
+  // fp32 parameters write no masters (their archives are as before this existed).
+  const int64_t saved_with_master =
+      archive.try_read("n_with_master", value) ? value.toInt() : int64_t{0};
+  if (saved_with_master != static_cast<int64_t>(n_with_master_)) {
+    throw std::invalid_argument(
+        "Optimizer::load: the archive holds the state of " + std::to_string(saved_with_master) +
+        " parameters with fp32 masters (16-bit parameters), this optimizer has " +
+        std::to_string(n_with_master_) + ": was it saved with another train.param_dtype?");
+  }
+  std::map<size_t, at::Tensor> masters;  // read and checked before anything is installed
+  if (has_masters()) {
+    torch::serialize::InputArchive sub;
+    archive.read("masters", sub);
+    const auto params = parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      at::Tensor master;
+      if (!with_master_[i] || !sub.try_read(std::to_string(i), master, /*is_buffer=*/true)) {
+        continue;
+      }
+      if (master.scalar_type() != at::kFloat) {
+        throw std::invalid_argument(
+            "Optimizer::load: the master of parameter " + std::to_string(i) + " is " +
+            std::string(c10::toString(master.scalar_type())) + ", expected Float");
+      }
+      check_and_place(master, params[i], "the master", i);
+      masters.emplace(i, master);
+    }
+  }
   archive.read("lr_multiplier", value);
   const double multiplier = value.toDouble();
   if (muon_) {
@@ -301,7 +425,7 @@ void Optimizer::load(torch::serialize::InputArchive& archive) {
     muon_->load(sub);
     const auto& params = muon_params_;
     for (size_t i = 0; i < params.size(); ++i) {
-      auto it = muon_->state().find(params[i].unsafeGetTensorImpl());
+      auto it = muon_->state().find(masters_[i].unsafeGetTensorImpl());
       if (it == muon_->state().end()) continue;
       auto& s = static_cast<MuonParamState&>(*it->second);
       check_and_place(s.momentum_buffer(), params[i], "Muon momentum_buffer", i);
@@ -313,11 +437,21 @@ void Optimizer::load(torch::serialize::InputArchive& archive) {
     adamw_->load(sub);
     const auto& params = adamw_params_;
     for (size_t i = 0; i < params.size(); ++i) {
-      auto it = adamw_->state().find(params[i].unsafeGetTensorImpl());
+      auto it = adamw_->state().find(masters_[muon_params_.size() + i].unsafeGetTensorImpl());
       if (it == adamw_->state().end()) continue;
       auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
       check_and_place(s.exp_avg(), params[i], "AdamW exp_avg", i);
       check_and_place(s.exp_avg_sq(), params[i], "AdamW exp_avg_sq", i);
+    }
+  }
+  for (size_t i = 0; i < masters_.size(); ++i) {
+    if (!with_master_[i]) continue;
+    const auto found = masters.find(i);
+    if (found != masters.end()) {
+      set_master(i, found->second);
+    } else if (has_inner_state(i)) {  // the state would update a master that lost its fp32 bits
+      throw std::invalid_argument("Optimizer::load: parameter " + std::to_string(i) +
+                                  " has optimizer state but no fp32 master in the archive");
     }
   }
   // The archive also carried each group's hyperparameters; the configured ones win, so the object

@@ -91,7 +91,9 @@ void OptimizerSharding::gather_state_to_main() const {
     if (!dist_.is_main() || root == dist_.rank()) continue;
     for (size_t k = 0; k < which.size(); ++k) {
       auto& s = states[k];
-      if (s.size() == 3) s[2] = s[2].cpu();  // AdamW's step count
+      for (auto& t : s) {
+        if (t.scalar_type() == at::kLong) t = t.cpu();  // AdamW's step count
+      }
       optimizer_.set_state_of(which[k], s);
     }
   }

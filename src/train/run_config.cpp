@@ -125,6 +125,14 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
   } catch (const std::invalid_argument& e) {
     throw config::ConfigError(std::string("config error: ") + e.what());
   }
+  // bf16 weights compute in bf16: fp32 compute (precision: fp32) cannot be had with them.
+  if (config.train.param_dtype == ParamDtype::kBf16 && config.train.precision != Precision::kBf16) {
+    throw config::ConfigError(
+        "config error: train.param_dtype = bf16 needs train.precision = bf16 (the weights are "
+        "bf16, "
+        "so the matmuls run in bf16; precision fp32 would promise fp32 compute), got "
+        "train.precision = fp32");
+  }
   if (config.train.batch_size % config.train.grad_accum != 0) {
     throw config::ConfigError("config error: train.batch_size (" +
                               std::to_string(config.train.batch_size) +

@@ -7,6 +7,10 @@
 #include <chrono>
 #include <csignal>
 
+#ifdef HYPNOS_WITH_CUDA_TORCH
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include "hypnos/config/error.h"
 #include "hypnos/io/durable.h"
 #include "hypnos/io/jsonl.h"
@@ -21,6 +25,7 @@
 #include "hypnos/train/optimizer_sharding.h"
 #include "hypnos/train/run_directory.h"
 #include "hypnos/train/trainable.h"
+#include "hypnos/train/training_model.h"
 #include "train/fault_injection.h"
 #include "train/out_of_memory.h"
 
@@ -54,6 +59,20 @@ std::string format_duration(double s) {
   std::snprintf(buf, sizeof(buf), "%02lld:%02lld:%02lld", static_cast<long long>(total / 3600),
                 static_cast<long long>(total / 60 % 60), static_cast<long long>(total % 60));
   return buf;
+}
+
+// The CUDA caching allocator's peak of allocated bytes since the process started, in GB (1e9):
+// weights, gradients, masters, optimizer state and activations at their largest. Negative off CUDA.
+double cuda_peak_gb(const at::Device& device) {
+#ifdef HYPNOS_WITH_CUDA_TORCH
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    const auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    return static_cast<double>(stats.allocated_bytes[aggregate].peak) / 1e9;
+  }
+#endif
+  (void)device;
+  return -1.0;
 }
 
 io::JsonRecord metrics_record(const tasks::BucketMetrics& m) {
@@ -253,7 +272,10 @@ void Trainer::build_model_and_optimizer(const ResumePoint& resume) {
   phase_ = "building the model";
   torch::manual_seed(static_cast<uint64_t>(config_.run.seed));
   task_ = tasks::make_task(config_.task, static_cast<uint64_t>(config_.run.seed));
-  model_ = nn::HybridLM(config_.model);
+  // In train.param_dtype; pretrained weights load into it directly (no fp32 copy of a bf16 model).
+  model_ = build_training_model(
+      config_.model, config_.train.param_dtype,
+      config_.model.from.empty() ? InitialWeights::kInitialise : InitialWeights::kLoadedNext);
   if (!config_.model.from.empty()) {  // pretrained weights (a resumed run then loads its own)
     phase_ = "loading the pretrained weights";
     const nn::LoadReport report = nn::load_hf_weights(
@@ -361,6 +383,14 @@ void Trainer::synchronise_ranks() {
   if (config_.train.shard_optimizer && dist_.is_distributed()) {
     sharding_ = std::make_unique<OptimizerSharding>(*optimizer_, dist_);
   }
+  // What the step's weights, gradients, masters and optimizer state take on this rank (the
+  // activations come on top): the figure that chooses train.param_dtype and shard_optimizer.
+  MemoryFootprint memory = optimizer_->planned_footprint();
+  for (const auto& p : model_->parameters()) {  // frozen (train.trainable): weights, nothing more
+    if (p.requires_grad()) continue;
+    memory.parameters += p.numel();
+    memory.weights += p.numel() * static_cast<int64_t>(p.element_size());
+  }
   if (dist_.is_main()) {
     io::JsonRecord record;
     record.add("event", request_.resume ? "resume" : "start")
@@ -369,11 +399,19 @@ void Trainer::synchronise_ranks() {
         .add("world_size", dist_.world_size())
         .add("shard_optimizer", sharding_ != nullptr)
         .add("parameter_tensors", static_cast<int64_t>(model_->parameters().size()))
-        .add("trainable_parameters", trainable_parameters_);
+        .add("trainable_parameters", trainable_parameters_)
+        .add("parameters", memory.parameters)
+        .add("weights_bytes", memory.weights)
+        .add("gradients_bytes", memory.gradients)
+        .add("masters_bytes", memory.masters)
+        .add("optimizer_state_bytes", memory.optimizer_state);
     if (!initial_checkpoint_.empty()) record.add("init_from", initial_checkpoint_);
     event(std::move(record));
   }
   log::info("training " + config_summary() + " on " + device_.str());
+  log::info(std::string("memory") +
+            (dist_.is_distributed() ? " of rank " + std::to_string(dist_.rank()) : "") + ": " +
+            memory.text());
 }
 
 bool Trainer::ranks_agree_to_stop() const {
@@ -564,16 +602,19 @@ void Trainer::log_train(double loss, double grad_norm) {
   log_start_ = last_line_ = Clock::now();
   log_tokens_ = 0;
   if (!dist_.is_main()) return;
-  metrics_->write(io::JsonRecord()
-                      .add("kind", "train")
-                      .add("step", state_.step)
-                      .add("tokens", state_.tokens)
-                      .add("loss", loss)
-                      .add("grad_norm", grad_norm)
-                      .add("lr", optimizer_->muon_lr())
-                      .add("adamw_lr", optimizer_->adamw_lr())
-                      .add("tokens_per_s", tokens_per_s)
-                      .add("elapsed_s", state_.elapsed_s));
+  io::JsonRecord record;
+  record.add("kind", "train")
+      .add("step", state_.step)
+      .add("tokens", state_.tokens)
+      .add("loss", loss)
+      .add("grad_norm", grad_norm)
+      .add("lr", optimizer_->muon_lr())
+      .add("adamw_lr", optimizer_->adamw_lr())
+      .add("tokens_per_s", tokens_per_s)
+      .add("elapsed_s", state_.elapsed_s);
+  // What train.param_dtype and the memory keys are chosen by (docs/design.md 2.2).
+  if (const double peak = cuda_peak_gb(device_); peak >= 0) record.add("cuda_peak_gb", peak);
+  metrics_->write(record);
   const double remaining = static_cast<double>(config_.train.steps - state_.step) *
                            state_.elapsed_s / std::max<int64_t>(state_.step, 1);
   char line[256];

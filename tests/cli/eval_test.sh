@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `hypnos eval` follows train's rules and writes nothing into the run but its own findings:
 # run.device=cuda on a machine without a GPU exits 2 (train does too) instead of running on the
-# CPU; an override that changes the trained model (model.d_model) exits 2 naming the key with both
-# values, and leaves events.jsonl as it was (no checkpoint_rejected records for its own mistake).
+# CPU; an override that changes the trained model (model.d_model, train.param_dtype) exits 2 naming
+# the key with both values, and leaves events.jsonl as it was (no checkpoint_rejected records for
+# its own mistake).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -31,6 +32,13 @@ rc=0
 [[ $rc == 2 ]] || fail "eval model.d_model=64 exited $rc, expected 2: $(cat "$SCRATCH/wide.err")"
 grep -q "eval cannot change the trained model: model.d_model: 32 -> 64" "$SCRATCH/wide.err" ||
   fail "the refusal does not name model.d_model: $(cat "$SCRATCH/wide.err")"
+# The weights' dtype is the trained model's too (the checkpoint holds them in it).
+rc=0
+"$HYPNOS" eval "$run" train.param_dtype=bf16 train.precision=bf16 >"$SCRATCH/bf16.out" \
+  2>"$SCRATCH/bf16.err" || rc=$?
+[[ $rc == 2 ]] || fail "eval train.param_dtype=bf16 exited $rc, expected 2"
+grep -q "eval cannot change the trained model: train.param_dtype: fp32 -> bf16" \
+  "$SCRATCH/bf16.err" || fail "the refusal does not name train.param_dtype: $(cat "$SCRATCH/bf16.err")"
 [[ $(sha256sum <"$run/events.jsonl") == "$events" ]] || fail "eval wrote into events.jsonl"
 
 # What eval may change: the evaluation (more sleep passes at test time).

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `hypnos train CONFIG model.from=DIR` on a tiny Jet-Nemotron checkpoint written by the reference of
 # the pretrained families: the model config.json describes is built, the load report printed, and
-# the run trains; a config.json with a missing field stops with exit code 2 naming it, and a
-# checkpoint lacking a shard stops naming the shard. `hypnos score` on the single-file and the
-# sharded checkpoint, plain and with sleep, gives the reference's logits (relative error <= 1e-5).
+# the run trains (with fp32 weights, and with bf16 ones loaded into a bf16 model); a config.json
+# with a missing field stops with exit code 2 naming it, and a checkpoint lacking a shard stops
+# naming the shard. `hypnos score` on the single-file and the sharded checkpoint, plain and with
+# sleep, gives the reference's logits (relative error <= 1e-5).
 # `hypnos score` on the run directory scores its newest checkpoint with the run's sleep keys: the
 # reference, given the checkpoint's weights under the source config.json, computes the same logits;
 # on a run of hypnos's own model, sleep with one pass over one window scores as the plain forward.
@@ -27,6 +28,19 @@ grep -q "lm_head.weight" "$SCRATCH/run.out" || fail "the report does not list th
 [[ $(wc -l <"$SCRATCH/run/metrics.jsonl") -ge 2 ]] || fail "the run did not train two steps"
 grep -q "pattern: \"JJASJJ\"" "$SCRATCH/run/config.yaml" || fail "config.yaml lacks the pattern"
 grep -q "names: hf" "$SCRATCH/run/config.yaml" || fail "config.yaml lacks names: hf"
+# bf16 weights (train.param_dtype): the checkpoint loads into a model built in bf16; the loss of
+# step 1 (before any update) is the fp32 run's to bf16 precision.
+expect_status 0 train "$SCRATCH/run_bf16" model.from="$SCRATCH/jet" train.steps=2 \
+  sleep.loop_layers=[1,5] train.param_dtype=bf16 train.precision=bf16
+grep -q "load report for $SCRATCH/jet: ok, 98 tensors loaded" "$SCRATCH/run_bf16.out" ||
+  fail "no load report in bf16: $(cat "$SCRATCH/run_bf16.out")"
+"$PYTHON" - "$SCRATCH/run/metrics.jsonl" "$SCRATCH/run_bf16/metrics.jsonl" <<'EOF2' ||
+import json, sys
+first = [json.loads(open(f).readline())["loss"] for f in sys.argv[1:]]
+print(f"  step-1 loss fp32 {first[0]:.5f}, bf16 weights {first[1]:.5f}")
+sys.exit(0 if abs(first[1] - first[0]) <= 0.02 * abs(first[0]) else 1)
+EOF2
+  fail "the bf16 run's first loss is not the fp32 run's"
 
 sed -i '/"hidden_size"/d' "$SCRATCH/sharded/config.json"
 expect_status 2 train "$SCRATCH/bad" model.from="$SCRATCH/sharded"

@@ -304,6 +304,26 @@ TEST(RunConfig, EpochsSetTheStepsFromTheFilesProblems) {
   }
 }
 
+TEST(RunConfig, ParamDtypeIsFp32OrBf16AndBf16NeedsBf16Precision) {
+  auto error_of = [](std::vector<std::string> overrides) -> std::string {
+    try {
+      load_run_config("", overrides);
+    } catch (const config::ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(load_run_config("", {}).train.param_dtype, ParamDtype::kFp32);
+  EXPECT_EQ(error_of({"train.param_dtype=bf16"}), "");  // precision is bf16 by default
+  const std::string bad = error_of({"train.param_dtype=fp16"});
+  EXPECT_NE(bad.find("train.param_dtype"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("fp32 | bf16"), std::string::npos) << bad;
+  const std::string both = error_of({"train.param_dtype=bf16", "train.precision=fp32"});
+  EXPECT_NE(both.find("train.param_dtype = bf16 needs train.precision = bf16"), std::string::npos)
+      << both;
+  EXPECT_EQ(error_of({"train.param_dtype=fp32", "train.precision=fp32"}), "");
+}
+
 TEST(RunConfig, VocabularyComesFromTheTask) {
   EXPECT_EQ(load_run_config("", {}).model.vocab_size, 6);
   EXPECT_EQ(load_run_config("", {"task.name=depo"}).model.vocab_size, 118);

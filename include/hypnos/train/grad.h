@@ -10,6 +10,10 @@ namespace hypnos::train {
 /// The defined gradients of `params`, in order.
 std::vector<at::Tensor> defined_grads(const std::vector<at::Tensor>& params);
 
+/// A zero gradient for `param`: its shape and device, in its grad dtype (fp32 for the bf16
+/// parameters of train.param_dtype: bf16, whose grad_dtype the Optimizer sets).
+at::Tensor zero_gradient_for(const at::Tensor& param);
+
 /// Global L2 norm of the gradients of `params` (those with a defined grad), accumulated in
 /// float64 so large finite gradients do not overflow to inf. NaN or inf when a gradient is.
 double grad_norm(const std::vector<at::Tensor>& params);

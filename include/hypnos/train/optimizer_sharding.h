@@ -1,6 +1,7 @@
 // Optimizer-state sharding (ZeRO-1, docs/design.md 2.1) on top of data parallelism: gradients are
-// averaged on every rank as before, each rank updates and keeps the Muon / AdamW state of the
-// parameters it owns, then every parameter is broadcast from its owner. Muon orthogonalises whole
+// averaged on every rank as before, each rank updates and keeps the Muon / AdamW state (and the
+// fp32 masters of bf16 parameters) of the parameters it owns, then every parameter is broadcast
+// from its owner (in its own dtype: bf16 parameters travel as bf16). Muon orthogonalises whole
 // matrices, so a parameter is never split: ranks own whole parameters, balanced by size.
 #pragma once
 #include <ATen/core/Tensor.h>

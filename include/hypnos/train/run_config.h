@@ -41,7 +41,8 @@ struct RunConfig {
 /// Loads a config file (empty path: defaults) with `key.path=value` overrides, fills what follows
 /// from other sections (model.vocab_size 0 -> the task's vocabulary) and checks the cross-section
 /// rules (a valid model, sleep.loop_layers within the model, batch_size divisible by grad_accum,
-/// ...). Every problem is a config::ConfigError naming the key.
+/// param_dtype bf16 only with precision bf16, ...). Every problem is a config::ConfigError naming
+/// the key.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
 
 /// The resolved config as YAML; load_run_config of it gives the same text byte for byte.

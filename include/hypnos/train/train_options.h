@@ -13,6 +13,7 @@ namespace hypnos::train {
 
 enum class Device { kAuto, kCpu, kCuda };
 enum class Precision { kFp32, kBf16 };
+enum class ParamDtype { kFp32, kBf16 };
 enum class NonFinitePolicy { kStop, kSkip };
 /// Which parameters the optimizer trains (the rest are frozen: no gradient, no optimizer state).
 enum class Trainable { kAll, kInserted };
@@ -50,6 +51,10 @@ struct TrainOptions {
   sleep::BackpropOptions backprop;
   Precision precision =
       Precision::kBf16;  ///< autocast dtype on CUDA (CPU always fp32). Default: bf16
+  /// How the model's parameters are stored (docs/design.md 2.2): fp32, or bf16 with fp32 gradients
+  /// accumulated over the micro-batches and fp32 master weights in the optimizer (this rank's share
+  /// under shard_optimizer). bf16 needs precision: bf16. Default: fp32
+  ParamDtype param_dtype = ParamDtype::kFp32;
   /// CUDA only: capture each micro-batch's forward + backward as a CUDA graph and replay it
   /// (train::MicroBatchStep). Default: true
   bool cuda_graph = true;
@@ -89,6 +94,8 @@ struct TrainOptions {
     v.field("keep_checkpoints", keep_checkpoints, "newest checkpoints kept", config::Range{1, 1e6});
     backprop.visit(v);  // flat: train.truncate_every, train.recompute
     v.field("precision", precision, "fp32 | bf16 (autocast dtype on CUDA; CPU runs fp32)");
+    v.field("param_dtype", param_dtype,
+            "fp32 | bf16 (bf16 weights, fp32 gradients and master weights in the optimizer)");
     v.field("cuda_graph", cuda_graph,
             "CUDA: replay each micro-batch's forward + backward as a captured CUDA graph");
     v.field("shard_optimizer", shard_optimizer,
@@ -113,6 +120,10 @@ struct EnumNames<train::Device> {
 };
 template <>
 struct EnumNames<train::Precision> {
+  static constexpr std::array<std::string_view, 2> names{"fp32", "bf16"};
+};
+template <>
+struct EnumNames<train::ParamDtype> {
   static constexpr std::array<std::string_view, 2> names{"fp32", "bf16"};
 };
 template <>
