@@ -11,6 +11,7 @@ const CommandSpec& generate_spec();
 const CommandSpec& score_spec();
 const CommandSpec& sleep_spec();
 const CommandSpec& answer_spec();
+const CommandSpec& export_spec();
 
 int run_train(const ParsedArgs& args);
 int run_eval(const ParsedArgs& args);
@@ -18,5 +19,6 @@ int run_generate(const ParsedArgs& args);
 int run_score(const ParsedArgs& args);
 int run_sleep(const ParsedArgs& args);
 int run_answer(const ParsedArgs& args);
+int run_export(const ParsedArgs& args);
 
 }  // namespace hypnos::cli

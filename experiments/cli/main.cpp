@@ -1,4 +1,4 @@
-// `hypnos`: train, eval, generate, score, sleep and answer from the command line
+// `hypnos`: train, eval, generate, score, sleep, answer and export from the command line
 // (docs/design.md section 3); the benchmarks are a program of their own, `hypnos_bench`
 // (bench/main.cpp). main turns exceptions into exit codes: 2 for usage and configuration errors, 1
 // for everything else.
@@ -25,6 +25,7 @@ const Subcommand kSubcommands[] = {
     {hypnos::cli::score_spec, hypnos::cli::run_score},
     {hypnos::cli::sleep_spec, hypnos::cli::run_sleep},
     {hypnos::cli::answer_spec, hypnos::cli::run_answer},
+    {hypnos::cli::export_spec, hypnos::cli::run_export},
 };
 
 std::string top_usage() {

@@ -8,6 +8,7 @@
 # `hypnos score` on the run directory scores its newest checkpoint with the run's sleep keys: the
 # reference, given the checkpoint's weights under the source config.json, computes the same logits;
 # on a run of hypnos's own model, sleep with one pass over one window scores as the plain forward.
+# `hypnos export` writes a run as a Hugging Face directory that scores as the run (fp32 and bf16).
 # The paper's pretrained configs are run end to end by tests/cli/reproduce_pretrained_test.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -114,6 +115,37 @@ tuned = load_file(f"{d}/run_plain.safetensors")["logits"]
 assert (tuned - load_file(f"{d}/plain.safetensors")["logits"]).abs().max() > 0
 EOF2
 
+# `hypnos export`: the run's newest checkpoint as a Hugging Face directory (fp32, two shards) is
+# the source's config.json, the weights and the source's other files, and scores as the run did;
+# a bf16 run exported in bf16 (the default) scores as the run, bit for bit.
+echo '{"max_new_tokens": 4}' >"$SCRATCH/jet/generation_config.json"
+"$HYPNOS" export "$SCRATCH/run" --out "$SCRATCH/exported" --dtype fp32 --shards 2 \
+  >"$SCRATCH/export.out"
+cmp -s "$SCRATCH/jet/config.json" "$SCRATCH/exported/config.json" ||
+  fail "the export's config.json is not the source's"
+cmp -s "$SCRATCH/jet/generation_config.json" "$SCRATCH/exported/generation_config.json" ||
+  fail "the export lacks the source's other files: $(ls "$SCRATCH/exported")"
+[[ -f $SCRATCH/exported/model-00002-of-00002.safetensors &&
+  -f $SCRATCH/exported/model.safetensors.index.json ]] || fail "no two shards: $(ls "$SCRATCH/exported")"
+"$HYPNOS" score "$SCRATCH/exported" --tokens "$SCRATCH/tokens.txt" --plain \
+  --out "$SCRATCH/exported_plain.safetensors" >/dev/null
+expect_status 0 "$HYPNOS" export "$SCRATCH/run_bf16" --out "$SCRATCH/exported_bf16"
+for d in run_bf16 exported_bf16; do
+  "$HYPNOS" score "$SCRATCH/$d" --tokens "$SCRATCH/tokens.txt" --plain \
+    --out "$SCRATCH/${d}_plain.safetensors" >/dev/null
+done
+"$PYTHON" - "$SCRATCH" <<'EOF2' || fail "an export does not score as its run"
+import sys
+from safetensors.torch import load_file
+d = sys.argv[1]
+for run, exported in (("run_plain", "exported_plain"), ("run_bf16_plain", "exported_bf16_plain")):
+    a, b = (load_file(f"{d}/{x}.safetensors")["logits"] for x in (run, exported))
+    assert a.equal(b), (run, (a - b).abs().max().item())
+print("export: the fp32 and the bf16 exports score as their runs, bit for bit")
+EOF2
+expect_status 2 "$HYPNOS" export "$SCRATCH/run" --out "$SCRATCH/exported" 2>"$SCRATCH/exists.err"
+grep -q "exists already" "$SCRATCH/exists.err" || fail "an existing --out is not refused"
+
 # A run of hypnos's own model (AGAG, rule110): one sleep pass over one window is the plain forward.
 train "$SCRATCH/own" train.steps=2
 printf '%s\n' "0 1 1 0 1 0 0 1 1 1 0 1" "1 1 0 0 1 0 1 1 0 0 0 1" >"$SCRATCH/own_tokens.txt"
@@ -125,6 +157,11 @@ plain_nll=$(sed -n 's/.*mean nll per token //p' "$SCRATCH/own_plain.out")
 n1_nll=$(sed -n 's/.*mean nll per token //p' "$SCRATCH/own_n1.out")
 [[ -n $plain_nll && $plain_nll == "$n1_nll" ]] ||
   fail "plain nll '$plain_nll' differs from one sleep pass's '$n1_nll'"
+rc=0
+"$HYPNOS" export "$SCRATCH/own" --out "$SCRATCH/own_exported" 2>"$SCRATCH/own_export.err" || rc=$?
+[[ $rc -eq 2 ]] && grep -q "trained from scratch" "$SCRATCH/own_export.err" &&
+  [[ ! -e $SCRATCH/own_exported ]] ||
+  fail "a from-scratch run's export is not refused: $(cat "$SCRATCH/own_export.err")"
 rc=0
 "$HYPNOS" score "$SCRATCH" --tokens "$SCRATCH/own_tokens.txt" >/dev/null 2>"$SCRATCH/nodir.err" || rc=$?
 [[ $rc -ne 0 ]] && grep -q "is neither a run directory" "$SCRATCH/nodir.err" ||
