@@ -69,10 +69,9 @@ const hypnos::cli::CommandSpec& bench_spec() {
       "pretrained: a real-size random bf16 checkpoint in the Hugging Face layout written, loaded\n"
       "  and exported (compared byte for byte), with the time and peak RSS of each phase.\n"
       "ops:     the gated delta rule's CPU backends (chunked, and the per-step reference), fp32,\n"
-      "  forward and forward+backward, wall and process CPU time; --packed adds 8 packed "
-      "sequences\n"
-      "  of 2,000 to 3,300 tokens: one cu_seqlens call vs padded to the longest vs one per "
-      "sequence.",
+      "  forward and forward+backward, wall and process CPU time; --packed adds packed sequences\n"
+      "  (8 of 2,000 to 3,300 tokens, 64 of 16 to 300): one cu_seqlens call vs padded to the\n"
+      "  longest vs one call per sequence.",
       "hypnos_bench"};
   return spec;
 }
