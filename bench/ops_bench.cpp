@@ -59,6 +59,10 @@ std::vector<at::Tensor> make_inputs(const Shape& s) {
 // Packed variable-length sequences through the chunked backend, three ways on the same tokens:
 // packed (B = 1, cu_seqlens, one pass), padded to the longest (B = N, zeros after each sequence:
 // g = 0, beta = 0 there is exact) and one call per sequence. H = 4, K = V = 64, fp32.
+// The one-pass ways allocate temporaries of tens of MB, which glibc may hand back to the system
+// after each run and fault in again on the next (measured: packed forward+backward 902 ms against
+// 557 ms with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ set high); per-sequence calls
+// reuse smaller blocks. Compare the ways under the same allocator settings.
 void run_packed(const std::vector<int64_t>& lengths, int reps) {
   const int64_t N = static_cast<int64_t>(lengths.size()), H = 4, K = 64, V = 64;
   std::vector<int64_t> cu = {0};
