@@ -1,11 +1,13 @@
-// Entry point of the gated delta rule: validates the arguments once (the one validation: the
-// backends and the CUDA wrapper take what passed here), chooses the backend
+// Entry point of the gated delta rule: validates the arguments once, cu_seqlens included (the one
+// validation: the backends and the CUDA wrapper take what passed here), chooses the backend
 // (ops/gdn_backend_choice.h), casts to the compute dtype (fp32, or double for double inputs) and
 // hands over.
 #include "hypnos/ops/gated_delta_rule.h"
 
 #include <array>
 #include <atomic>
+#include <string>
+#include <vector>
 
 #include "cuda/gated_delta_rule_cuda.h"
 #include "ops/fused_dispatch.h"
@@ -54,8 +56,53 @@ void check_defined(const at::Tensor& x, std::string_view name) {
   }
 }
 
-void validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
-              const at::Tensor& beta, const std::optional<at::Tensor>& initial_state) {
+// cu_seqlens as host offsets [0, ..., T], strictly increasing, for q of shape [1, T, ...].
+std::vector<int64_t> sequence_offsets(const at::Tensor& cu_seqlens, const at::Tensor& q) {
+  if (!cu_seqlens.defined()) {
+    throw std::invalid_argument("gated_delta_rule: cu_seqlens is an undefined tensor");
+  }
+  if (cu_seqlens.dim() != 1 || cu_seqlens.numel() < 2) {
+    throw std::invalid_argument("gated_delta_rule: cu_seqlens has shape " +
+                                shape_str(cu_seqlens.sizes()) +
+                                ", expected 1-D [N + 1] offsets of N >= 1 sequences");
+  }
+  const auto t = cu_seqlens.scalar_type();
+  if (t != at::kLong && t != at::kInt) {
+    throw std::invalid_argument("gated_delta_rule: cu_seqlens has dtype " +
+                                std::string(c10::toString(t)) + ", expected int32 or int64");
+  }
+  if (q.size(0) != 1) {
+    throw std::invalid_argument(
+        "gated_delta_rule: with cu_seqlens the batch must be 1 (sequences packed along T), got "
+        "B = " +
+        std::to_string(q.size(0)) + " (q has shape " + shape_str(q.sizes()) + ")");
+  }
+  const at::Tensor host = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
+  std::vector<int64_t> offsets(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
+  const int64_t T = q.size(1);
+  if (offsets.front() != 0 || offsets.back() != T) {
+    throw std::invalid_argument(
+        "gated_delta_rule: cu_seqlens must start at 0 and end at T = " + std::to_string(T) +
+        " (q's length), got " + std::to_string(offsets.front()) + " ... " +
+        std::to_string(offsets.back()));
+  }
+  for (size_t i = 1; i < offsets.size(); ++i) {
+    if (offsets[i] <= offsets[i - 1]) {
+      throw std::invalid_argument(
+          "gated_delta_rule: cu_seqlens must be strictly increasing, but cu_seqlens[" +
+          std::to_string(i - 1) + "] = " + std::to_string(offsets[i - 1]) + " and cu_seqlens[" +
+          std::to_string(i) + "] = " + std::to_string(offsets[i]) + ": sequence " +
+          std::to_string(i - 1) + (offsets[i] == offsets[i - 1] ? " is empty" : " is negative"));
+    }
+  }
+  return offsets;
+}
+
+// Returns cu_seqlens as host offsets (empty without it).
+std::vector<int64_t> validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& g, const at::Tensor& beta,
+                              const std::optional<at::Tensor>& initial_state,
+                              const std::optional<at::Tensor>& cu_seqlens) {
   check_defined(q, "q");
   check_defined(k, "k");
   check_defined(v, "v");
@@ -75,8 +122,16 @@ void validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, con
   const int64_t V = v.size(3);
   check_shape(g, "g", {B, T, H}, "[B, T, H]");
   check_shape(beta, "beta", {B, T, H}, "[B, T, H]");
+  std::vector<int64_t> offsets;
+  if (cu_seqlens.has_value()) offsets = sequence_offsets(*cu_seqlens, q);
   const bool has_state = initial_state.has_value() && initial_state->defined();
-  if (has_state) check_shape(*initial_state, "initial_state", {B, H, K, V}, "[B, H, K, V]");
+  if (has_state && offsets.empty()) {
+    check_shape(*initial_state, "initial_state", {B, H, K, V}, "[B, H, K, V]");
+  } else if (has_state) {
+    const auto N = static_cast<int64_t>(offsets.size()) - 1;
+    check_shape(*initial_state, "initial_state", {N, H, K, V},
+                "[N, H, K, V] (N = " + std::to_string(N) + " sequences in cu_seqlens)");
+  }
 
   check_dtype(q, "q");
   check_dtype(k, "k");
@@ -96,6 +151,7 @@ void validate(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, con
   check_device(g, "g", device);
   check_device(beta, "beta", device);
   if (has_state) check_device(*initial_state, "initial_state", device);
+  return offsets;
 }
 
 std::array<std::atomic<int64_t>, 4> backend_runs{};
@@ -109,10 +165,11 @@ int64_t detail::gdn_backend_runs(GdnBackend backend) {
 GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       const at::Tensor& g, const at::Tensor& beta,
                                       const std::optional<at::Tensor>& initial_state, double scale,
-                                      const OpsOptions& ops) {
-  validate(q, k, v, g, beta, initial_state);
-  const GdnProblem problem{q.size(0), q.size(2),       q.size(3),
-                           v.size(3), q.scalar_type(), q.is_cuda()};
+                                      const OpsOptions& ops,
+                                      const std::optional<at::Tensor>& cu_seqlens) {
+  const std::vector<int64_t> offsets = validate(q, k, v, g, beta, initial_state, cu_seqlens);
+  const GdnProblem problem{q.size(0),       q.size(2),   q.size(3),       v.size(3),
+                           q.scalar_type(), q.is_cuda(), !offsets.empty()};
   const GdnBackendChoice choice = choose_gdn_backend(ops.gdn_backend, problem, kCudaKernelsBuilt);
   if (!choice.fallback_reason.empty()) log_gdn_fallback_once(problem, choice.fallback_reason);
   backend_runs.at(static_cast<size_t>(choice.backend)).fetch_add(1);
@@ -137,9 +194,9 @@ GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, 
 
   GatedDeltaRuleOutput out;
   if (choice.backend == GdnBackend::kReference) {
-    out = detail::gated_delta_rule_reference(qc, kc, vc, gc, bc, h0, scale);
+    out = detail::gated_delta_rule_reference(qc, kc, vc, gc, bc, h0, scale, offsets);
   } else {
-    out = detail::gated_delta_rule_chunked(qc, kc, vc, gc, bc, h0, scale, kGdnChunk);
+    out = detail::gated_delta_rule_chunked(qc, kc, vc, gc, bc, h0, scale, kGdnChunk, offsets);
   }
   out.o = out.o.to(v.scalar_type());
   return out;

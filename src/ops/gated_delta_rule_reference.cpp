@@ -1,13 +1,15 @@
 // The gated delta rule as its definition: one state update per token, differentiated by autograd.
 // Slow (T sequential small ops) but obviously right; every other backend is tested against it.
+// Packed sequences (cu_seqlens) run one after another, each from its own initial state.
 #include "ops/gated_delta_rule_backends.h"
 
 namespace hypnos::ops::detail {
+namespace {
 
-GatedDeltaRuleOutput gated_delta_rule_reference(const at::Tensor& q, const at::Tensor& k,
-                                                const at::Tensor& v, const at::Tensor& g,
-                                                const at::Tensor& beta,
-                                                const at::Tensor& initial_state, double scale) {
+// B sequences of T tokens.
+GatedDeltaRuleOutput recurrence(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& g, const at::Tensor& beta,
+                                const at::Tensor& initial_state, double scale) {
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
   // S: [B, H, K, V]
   at::Tensor S = initial_state.defined() ? initial_state : at::zeros({B, H, K, V}, q.options());
@@ -25,6 +27,30 @@ GatedDeltaRuleOutput gated_delta_rule_reference(const at::Tensor& q, const at::T
     outs.push_back(at::matmul(q_t, S).squeeze(-2));  // [B, H, V]
   }
   return {at::stack(outs, /*dim=*/1), S};
+}
+
+}  // namespace
+
+GatedDeltaRuleOutput gated_delta_rule_reference(const at::Tensor& q, const at::Tensor& k,
+                                                const at::Tensor& v, const at::Tensor& g,
+                                                const at::Tensor& beta,
+                                                const at::Tensor& initial_state, double scale,
+                                                const std::vector<int64_t>& cu_seqlens) {
+  if (cu_seqlens.empty()) return recurrence(q, k, v, g, beta, initial_state, scale);
+  // The recurrence restarts at each offset from that sequence's initial state.
+  std::vector<at::Tensor> outs, finals;
+  for (size_t i = 0; i + 1 < cu_seqlens.size(); ++i) {
+    const int64_t start = cu_seqlens[i], length = cu_seqlens[i + 1] - cu_seqlens[i];
+    const auto piece = [&](const at::Tensor& x) { return x.narrow(1, start, length); };
+    const at::Tensor h0 = initial_state.defined()
+                              ? initial_state.narrow(0, static_cast<int64_t>(i), 1)
+                              : at::Tensor();
+    GatedDeltaRuleOutput out =
+        recurrence(piece(q), piece(k), piece(v), piece(g), piece(beta), h0, scale);
+    outs.push_back(out.o);
+    finals.push_back(out.final_state);
+  }
+  return {at::cat(outs, /*dim=*/1), at::cat(finals, /*dim=*/0)};
 }
 
 }  // namespace hypnos::ops::detail

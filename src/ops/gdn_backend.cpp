@@ -28,12 +28,16 @@ std::string_view gdn_backend_name(GdnBackend backend) {
 std::string describe(const GdnProblem& p) {
   return "B = " + std::to_string(p.batch) + ", H = " + std::to_string(p.heads) +
          ", K = " + std::to_string(p.head_dim_k) + ", V = " + std::to_string(p.head_dim_v) + ", " +
-         c10::toString(p.dtype) + (p.on_cuda ? " on CUDA" : " on the CPU");
+         c10::toString(p.dtype) + (p.on_cuda ? " on CUDA" : " on the CPU") +
+         (p.packed ? ", packed (cu_seqlens)" : "");
 }
 
 std::string cuda_kernels_refuse(const GdnProblem& p, bool cuda_kernels_built) {
   if (!p.on_cuda) return "the inputs are not CUDA tensors";
   if (!cuda_kernels_built) return "hypnos was built without its CUDA kernels (HYPNOS_CUDA)";
+  // An explicit cuda refuses rather than looping one kernel call per sequence: the loop would
+  // serialise the sequences and hide the cost, while chunked runs them all in one pass.
+  if (p.packed) return "the CUDA kernels do not take packed sequences (cu_seqlens) yet";
   if (p.head_dim_k != p.head_dim_v || (p.head_dim_k != 64 && p.head_dim_k != 128)) {
     return "the CUDA kernels take K = V in {64, 128}, not K = " + std::to_string(p.head_dim_k) +
            ", V = " + std::to_string(p.head_dim_v);
@@ -68,11 +72,11 @@ GdnBackendChoice choose_gdn_backend(GdnBackend requested, const GdnProblem& prob
 
 bool log_gdn_fallback_once(const GdnProblem& p, std::string_view reason) {
   static std::mutex mutex;
-  static std::set<std::tuple<int64_t, int64_t, int64_t, int64_t, int, bool>> seen;
+  static std::set<std::tuple<int64_t, int64_t, int64_t, int64_t, int, bool, bool>> seen;
   {
     const std::lock_guard<std::mutex> lock(mutex);
     const auto key = std::make_tuple(p.batch, p.heads, p.head_dim_k, p.head_dim_v,
-                                     static_cast<int>(p.dtype), p.on_cuda);
+                                     static_cast<int>(p.dtype), p.on_cuda, p.packed);
     if (!seen.insert(key).second) return false;
   }
   log::warn("gated_delta_rule: gdn_backend auto runs the chunked ATen backend for " + describe(p) +

@@ -18,6 +18,7 @@
 
 #include "../../kernels/gdn_mma.cuh"  // host-side layout functions only: no CUDA needed
 #include "hypnos/ops/gated_delta_rule.h"
+#include "ops/gated_delta_rule_backends.h"
 #include "testing/cuda.h"
 #include "testing/numeric.h"
 
@@ -509,6 +510,57 @@ TEST(GatedDeltaRuleCuda, AutoRunsUnsupportedHeadDimsOnTheChunkedBackend) {
   EXPECT_LT(relative_error(got.final_state, ref.final_state), 1e-4);
   const at::Tensor dq = torch::autograd::grad({got.o.sum()}, {xg[0]})[0];
   EXPECT_TRUE(dq.isfinite().all().item<bool>());
+}
+
+// Packed sequences (cu_seqlens) on the GPU: the kernels take none yet, so auto runs the chunked
+// backend there (one pass), equal to the float64 recurrence with gradients; offsets may live on
+// either device; an explicit cuda refuses naming cu_seqlens.
+TEST(GatedDeltaRuleCuda, AutoRunsPackedSequencesOnTheChunkedBackend) {
+  HYPNOS_REQUIRE_CUDA();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{65});
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const std::vector<int64_t> cu = {0, 1, 64, 129, 259};  // 1, 63, 65 and 130 tokens
+  const int64_t N = 4, T = cu.back(), H = 2, D = 64;
+  auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+  const std::vector<at::Tensor> x64{unit_rows(at::randn({1, T, H, D}, gen, f64)),
+                                    unit_rows(at::randn({1, T, H, D}, gen, f64)),
+                                    at::randn({1, T, H, D}, gen, f64),
+                                    at::log_sigmoid(at::randn({1, T, H}, gen, f64)),
+                                    at::sigmoid(at::randn({1, T, H}, gen, f64)),
+                                    0.3 * at::randn({N, H, D, D}, gen, f64)};
+  const at::Tensor cu_cpu = at::tensor(cu, at::TensorOptions().dtype(at::kLong));
+  std::vector<at::Tensor> x64_leaves, xg;
+  for (const at::Tensor& t : x64) {
+    x64_leaves.push_back(t.clone().requires_grad_(true));
+    xg.push_back(t.to(at::kCUDA, at::kFloat).requires_grad_(true));
+  }
+  const GatedDeltaRuleOutput ref =
+      gated_delta_rule(x64_leaves[0], x64_leaves[1], x64_leaves[2], x64_leaves[3], x64_leaves[4],
+                       x64_leaves[5], -1.0, {.gdn_backend = GdnBackend::kReference}, cu_cpu);
+  const int64_t chunked_runs = detail::gdn_backend_runs(GdnBackend::kChunked);
+  for (const at::Tensor& offsets : {cu_cpu, cu_cpu.to(at::kCUDA, at::kInt)}) {
+    const GatedDeltaRuleOutput got =
+        gated_delta_rule(xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0, {}, offsets);
+    EXPECT_TRUE(got.o.is_cuda());
+    EXPECT_LT(relative_error(got.o, ref.o), 1e-4);
+    EXPECT_LT(relative_error(got.final_state, ref.final_state), 1e-4);
+  }
+  EXPECT_EQ(detail::gdn_backend_runs(GdnBackend::kChunked), chunked_runs + 2);
+  const GatedDeltaRuleOutput got =
+      gated_delta_rule(xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0, {}, cu_cpu);
+  const auto loss = [](const GatedDeltaRuleOutput& out) {
+    return out.o.to(at::kDouble).sum() + out.final_state.to(at::kDouble).pow(2).sum();
+  };
+  const auto grads = torch::autograd::grad({loss(got)}, xg);
+  const auto grads64 = torch::autograd::grad({loss(ref)}, x64_leaves);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    EXPECT_LT(relative_error(grads[i], grads64[i]), 1e-3) << "gradient " << i;
+  }
+  const std::string msg = message_of([&] {
+    gated_delta_rule(xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0,
+                     {.gdn_backend = GdnBackend::kCuda}, cu_cpu);
+  });
+  EXPECT_NE(msg.find("do not take packed sequences (cu_seqlens)"), std::string::npos) << msg;
 }
 
 TEST(GatedDeltaRuleCudaValidation, BackwardRejectsWorkspacesSavedForTheOtherKernels) {

@@ -103,6 +103,38 @@ TEST(GdnBackendChoice, ExplicitCudaOnAnUnsupportedShapeNamesTheShapeAndTheSuppor
             GdnBackend::kCuda);
 }
 
+// Packed sequences (cu_seqlens): the kernels take none yet, so auto runs chunked (one pass over all
+// sequences) with a reason on a GPU, and an explicit cuda throws saying why rather than looping one
+// kernel call per sequence.
+GdnProblem packed(GdnProblem p) {
+  p.packed = true;
+  return p;
+}
+
+TEST(GdnBackendChoice, PackedSequencesRunChunkedUnderAutoAndAreRefusedByAnExplicitCuda) {
+  const GdnBackendChoice gpu = choose_gdn_backend(GdnBackend::kAuto, packed(problem(64, 64)), true);
+  EXPECT_EQ(gpu.backend, GdnBackend::kChunked);
+  EXPECT_NE(gpu.fallback_reason.find("packed sequences (cu_seqlens)"), std::string::npos)
+      << gpu.fallback_reason;
+  const GdnBackendChoice cpu = choose_gdn_backend(
+      GdnBackend::kAuto, packed(problem(64, 64, c10::ScalarType::Float, false)), true);
+  EXPECT_EQ(cpu.backend, GdnBackend::kChunked);
+  EXPECT_EQ(cpu.fallback_reason, "");
+
+  const std::string m = refusal_of(GdnBackend::kCuda, packed(problem(128, 128)), true);
+  EXPECT_NE(m.find("backend cuda"), std::string::npos) << m;
+  EXPECT_NE(m.find("do not take packed sequences (cu_seqlens)"), std::string::npos) << m;
+  EXPECT_NE(m.find("B = 2, H = 4, K = 128, V = 128, BFloat16 on CUDA, packed (cu_seqlens)"),
+            std::string::npos)
+      << m;
+  // The same shape unpacked still runs the kernels.
+  EXPECT_EQ(choose_gdn_backend(GdnBackend::kCuda, problem(128, 128), true).backend,
+            GdnBackend::kCuda);
+  for (auto b : {GdnBackend::kReference, GdnBackend::kChunked}) {
+    EXPECT_EQ(choose_gdn_backend(b, packed(problem(64, 64)), true).backend, b);
+  }
+}
+
 TEST(GdnBackendChoice, ReferenceAndChunkedAreTakenAsTheyAre) {
   for (auto b : {GdnBackend::kReference, GdnBackend::kChunked}) {
     EXPECT_EQ(choose_gdn_backend(b, problem(96, 256), true).backend, b);
@@ -121,6 +153,10 @@ TEST(GdnBackendChoice, FallbackIsLoggedOncePerShape) {
   EXPECT_FALSE(log_gdn_fallback_once(p, "reason one"));
   EXPECT_FALSE(log_gdn_fallback_once(p, "reason one"));
   EXPECT_TRUE(log_gdn_fallback_once(problem(96, 256, c10::ScalarType::BFloat16, true, 4, 7), "x"));
+  const GdnProblem other = problem(96, 256, c10::ScalarType::BFloat16, true, 5, 7);
+  EXPECT_TRUE(log_gdn_fallback_once(other, "y"));
+  EXPECT_TRUE(log_gdn_fallback_once(packed(other), "y")) << "packed is a problem of its own";
+  EXPECT_FALSE(log_gdn_fallback_once(packed(other), "y"));
   log::set_file("");
   std::ifstream in(file);
   int lines = 0;

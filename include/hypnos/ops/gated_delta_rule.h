@@ -16,23 +16,37 @@ std::string_view gdn_backend_name(GdnBackend backend);
 
 struct GatedDeltaRuleOutput {
   at::Tensor o;            ///< o: [B, T, H, V], dtype of v
-  at::Tensor final_state;  ///< S_T: [B, H, K, V], fp32 (double when the inputs are double)
+  at::Tensor final_state;  ///< S_T: [N, H, K, V] (N = B, or the packed sequences), fp32 (double
+                           ///< when the inputs are double)
 };
 
 /// S_t = a_t S_{t-1} + k_t u_t^T,  u_t = beta_t (v_t - (a_t S_{t-1})^T k_t),  a_t = exp(g_t),
 /// o_t = scale * S_t^T q_t.
 ///
 /// q, k: [B, T, H, K]; v: [B, T, H, V]; g (log decay, <= 0), beta: [B, T, H];
-/// initial_state: [B, H, K, V] or nullopt (zeros). scale defaults to K^-0.5 when <= 0.
+/// initial_state: [N, H, K, V] or nullopt (zeros), N = B without cu_seqlens. scale defaults to
+/// K^-0.5 when <= 0.
 /// Differentiable in q, k, v, g, beta and initial_state, and takes the gradient of final_state.
-/// Validates shapes, dtypes and devices once, here (the backends and the CUDA kernels take what
-/// passed), and throws naming the argument. ops.gdn_backend picks the backend (auto: the CUDA
-/// kernels where they take the inputs, else chunked; an explicit cuda on inputs they do not take
-/// throws naming the shape), ops.gdn_kernel and ops.gdn_scan_slice the CUDA kernels.
+///
+/// cu_seqlens packs variable-length sequences along T (fla's convention): B = 1 and cu_seqlens
+/// holds the N + 1 offsets [0, ..., T], strictly increasing (no empty sequence), int32 or int64,
+/// 1-D, on any device (it is read on the host). Sequence i is tokens [cu_seqlens[i],
+/// cu_seqlens[i + 1]); it starts from initial_state[i] and ends in final_state[i], and nothing
+/// crosses a boundary: the result equals each sequence run alone, with no padding to the longest
+/// (chunked pads only each sequence's last chunk). The reference and chunked backends take it
+/// (chunked in one pass over all sequences); the CUDA kernels do not yet: auto runs chunked, and
+/// an explicit cuda throws saying so.
+///
+/// Validates shapes, dtypes, devices and cu_seqlens once, here (the backends and the CUDA kernels
+/// take what passed), and throws std::invalid_argument naming the argument. ops.gdn_backend picks
+/// the backend (auto: the CUDA kernels where they take the inputs, else chunked; an explicit cuda
+/// on inputs they do not take throws naming the shape), ops.gdn_kernel and ops.gdn_scan_slice the
+/// CUDA kernels.
 GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       const at::Tensor& g, const at::Tensor& beta,
                                       const std::optional<at::Tensor>& initial_state,
-                                      double scale = -1.0, const OpsOptions& ops = {});
+                                      double scale = -1.0, const OpsOptions& ops = {},
+                                      const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 /// Chunk length of the chunked backends (fla's default).
 inline constexpr int64_t kGdnChunk = 64;
