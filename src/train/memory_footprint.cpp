@@ -2,6 +2,7 @@
 // from the shapes and counted from the live tensors: the start-of-run memory line.
 #include <ATen/ATen.h>
 
+#include <array>
 #include <cstdio>
 
 #include "hypnos/train/optimizer.h"
@@ -9,34 +10,29 @@
 namespace hypnos::train {
 namespace {
 
-std::string format_bytes(int64_t bytes) {
-  const double b = static_cast<double>(bytes);
+/// n to 3 significant digits in the largest of 1e9, 1e6, 1e3 that it reaches, with that unit's
+/// suffix (units: the suffixes of 1e9, 1e6, 1e3 and 1).
+std::string format_scaled(int64_t n, const std::array<const char*, 4>& units) {
+  const double x = static_cast<double>(n);
   char buf[32];
-  if (b >= 1e9) {
-    std::snprintf(buf, sizeof(buf), "%.3g GB", b / 1e9);
-  } else if (b >= 1e6) {
-    std::snprintf(buf, sizeof(buf), "%.3g MB", b / 1e6);
-  } else if (b >= 1e3) {
-    std::snprintf(buf, sizeof(buf), "%.3g kB", b / 1e3);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%lld B", static_cast<long long>(bytes));
+  int unit = 0;
+  for (const double scale : {1e9, 1e6, 1e3}) {
+    if (x >= scale) {
+      std::snprintf(buf, sizeof(buf), "%.3g%s", x / scale, units[unit]);
+      return buf;
+    }
+    ++unit;
   }
+  std::snprintf(buf, sizeof(buf), "%lld%s", static_cast<long long>(n), units[3]);
   return buf;
 }
 
+std::string format_bytes(int64_t bytes) {
+  return format_scaled(bytes, {" GB", " MB", " kB", " B"});
+}
+
 std::string format_count(int64_t n) {
-  const double x = static_cast<double>(n);
-  char buf[32];
-  if (x >= 1e9) {
-    std::snprintf(buf, sizeof(buf), "%.3gB", x / 1e9);
-  } else if (x >= 1e6) {
-    std::snprintf(buf, sizeof(buf), "%.3gM", x / 1e6);
-  } else if (x >= 1e3) {
-    std::snprintf(buf, sizeof(buf), "%.3gk", x / 1e3);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%lld", static_cast<long long>(n));
-  }
-  return buf;
+  return format_scaled(n, {"B", "M", "k", ""});
 }
 
 std::string dtype_name(at::ScalarType t) {

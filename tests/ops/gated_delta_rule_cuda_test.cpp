@@ -20,6 +20,7 @@
 #include "hypnos/ops/gated_delta_rule.h"
 #include "ops/gated_delta_rule_backends.h"
 #include "testing/cuda.h"
+#include "testing/errors.h"
 #include "testing/numeric.h"
 
 namespace hypnos::ops {
@@ -454,12 +455,7 @@ TEST(GatedDeltaRuleCuda, TensorCoreScansMatchFp32KernelsAndFloat64Reference) {
 // ---- validation: these run without a GPU --------------------------------------------------------
 
 std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "";
+  return testing::error_message<std::invalid_argument>(f);
 }
 
 // The op validates once, at its public entry (gated_delta_rule); these go through it.

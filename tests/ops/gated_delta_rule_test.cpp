@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "ops/gated_delta_rule_backends.h"
+#include "testing/errors.h"
 #include "testing/numeric.h"
 
 namespace hypnos::ops {
@@ -307,14 +308,9 @@ TEST(GatedDeltaRule, GradientOfFinalStateAloneFlowsThroughChunked) {
 
 // ---- validation ------------------------------------------------------------------------------
 
-// Runs the entry point and returns the exception message ("" when nothing was thrown).
+// The op's validation error ("" when nothing was thrown).
 std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "";
+  return testing::error_message<std::invalid_argument>(call);
 }
 
 TEST(GatedDeltaRule, ValidationErrorsNameTheArgumentAndShapes) {

@@ -13,6 +13,7 @@
 
 #include "hypnos/ops/gated_delta_rule.h"
 #include "ops/gated_delta_rule_backends.h"
+#include "testing/errors.h"
 #include "testing/numeric.h"
 
 namespace hypnos::ops {
@@ -262,13 +263,9 @@ TEST(GatedDeltaRuleVarlen, Int32AndInt64OffsetsAgreeAndOneSequenceIsTheUnpackedC
 
 // ---- validation ---------------------------------------------------------------------------------
 
+// The op's validation error ("" when nothing was thrown).
 std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "";
+  return testing::error_message<std::invalid_argument>(call);
 }
 
 TEST(GatedDeltaRuleVarlen, BadOffsetsAreRefusedNamingCuSeqlens) {

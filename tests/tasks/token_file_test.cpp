@@ -14,6 +14,7 @@
 #include "hypnos/tasks/task_options.h"
 #include "hypnos/tasks/token_file_task.h"
 #include "io/scratch_dir.h"
+#include "testing/errors.h"
 
 namespace hypnos::tasks {
 namespace {
@@ -79,15 +80,10 @@ std::string tokenizer_dir(const ScratchDir& dir) {
 
 const std::vector<Rec> kRecs{{{0, 1, 2, 6, 7, 5}, 5, 1}, {{9, 2, 6, 7, 3, 4}, 4, 2}};
 
-/// The message of the std::runtime_error `f` throws ("" when none).
+/// The message of the exception `f` throws ("" when none).
 template <class F>
 std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
+  return testing::error_message(std::forward<F>(f));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "hypnos/config/visitors.h"
 #include "hypnos/nn/hf_checkpoint.h"
 #include "io/scratch_dir.h"
+#include "testing/errors.h"
 #include "testing/paths.h"
 
 namespace hypnos::train {
@@ -244,15 +245,12 @@ TEST(RunConfig, PretrainedConfigsNeedModelFromAndTheirData) {
   }
 }
 
+/// The config error of a run config with these overrides ("" when it loads).
+std::string error_of(const std::vector<std::string>& overrides) {
+  return testing::error_message<config::ConfigError>([&] { load_run_config("", overrides); });
+}
+
 TEST(RunConfig, CrossSectionErrorsNameTheKeys) {
-  auto error_of = [](std::vector<std::string> overrides) -> std::string {
-    try {
-      load_run_config("", overrides);
-    } catch (const config::ConfigError& e) {
-      return e.what();
-    }
-    return "";
-  };
   EXPECT_NE(error_of({"train.batch_size=10", "train.grad_accum=3"}).find("train.grad_accum"),
             std::string::npos);
   EXPECT_NE(error_of({"sleep.loop_layers=[1, 9]"}).find("loop_layers"), std::string::npos);
@@ -305,14 +303,6 @@ TEST(RunConfig, EpochsSetTheStepsFromTheFilesProblems) {
 }
 
 TEST(RunConfig, ParamDtypeIsFp32OrBf16AndBf16NeedsBf16Precision) {
-  auto error_of = [](std::vector<std::string> overrides) -> std::string {
-    try {
-      load_run_config("", overrides);
-    } catch (const config::ConfigError& e) {
-      return e.what();
-    }
-    return "";
-  };
   EXPECT_EQ(load_run_config("", {}).train.param_dtype, ParamDtype::kFp32);
   EXPECT_EQ(error_of({"train.param_dtype=bf16"}), "");  // precision is bf16 by default
   const std::string bad = error_of({"train.param_dtype=fp16"});
