@@ -4,9 +4,23 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tasks/gsm_score_group.h"
 #include "tasks/text_lines.h"
 
 namespace hypnos::tasks {
+
+namespace {
+
+/// A problem's record fields (generated examples and `generate --text` lines share them).
+nlohmann::ordered_json problem_fields(const GsmProblem& p) {
+  nlohmann::ordered_json fields;
+  fields["question"] = p.question;
+  fields["problem"] = p.problem;
+  detail::add_gsm_fields(fields, p.answer, p.op, p.mode, p.template_name, p.d);
+  return fields;
+}
+
+}  // namespace
 
 Example gsm_layout(const GsmProblem& p, const GsmTokenizer& tokenizer, int64_t max_len,
                    int64_t* unknown) {
@@ -34,19 +48,8 @@ Example gsm_layout(const GsmProblem& p, const GsmTokenizer& tokenizer, int64_t m
   ex.targets.push_back(GsmTokenizer::kPad);
   ex.loss_mask.assign(max_len, 0);
   ex.loss_mask[colon] = 1;
-  ScoreGroup group{"op=" + std::to_string(p.op), {colon}, {}};
-  if (!p.mode.empty()) group.tags.push_back("mode=" + p.mode);
-  if (!p.template_name.empty()) group.tags.push_back("template=" + p.template_name);
-  ex.groups.push_back(std::move(group));
-  nlohmann::ordered_json fields;
-  fields["question"] = p.question;
-  fields["problem"] = p.problem;
-  fields["answer"] = p.answer;
-  fields["op"] = p.op;
-  fields["mode"] = p.mode;
-  fields["template"] = p.template_name;
-  fields["d"] = p.d;
-  ex.fields_json = fields.dump();
+  ex.groups.push_back(detail::gsm_score_group(p.op, p.mode, p.template_name, {colon}));
+  ex.fields_json = problem_fields(p).dump();
   return ex;
 }
 
@@ -71,13 +74,7 @@ std::string gsm_completion_text(const GsmProblem& p) {
 std::string gsm_text_jsonl(const GsmProblem& p, const std::string& id) {
   nlohmann::ordered_json line;
   line["id"] = id;
-  line["question"] = p.question;
-  line["problem"] = p.problem;
-  line["answer"] = p.answer;
-  line["op"] = p.op;
-  line["mode"] = p.mode;
-  line["template"] = p.template_name;
-  line["d"] = p.d;
+  line.update(problem_fields(p));
   line["prompt"] = gsm_prompt_text(p);
   line["completion"] = gsm_completion_text(p);
   return line.dump();

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "tasks/gsm_score_group.h"
+
 #include "hypnos/tasks/gsm_file_task.h"
 
 namespace hypnos::tasks {
@@ -72,22 +74,17 @@ Example TokenFileTask::example(Split split, uint64_t index) const {
   ex.targets.assign(ex.tokens.begin() + 1, ex.tokens.end());
   ex.targets.push_back(f.pad_id());
   ex.loss_mask.assign(rec.length, 0);
-  ScoreGroup group{"op=" + std::to_string(rec.op), {}, {}};
+  std::vector<int64_t> positions;
   // Position i predicts token i + 1: the answer tokens are the targets of the positions before.
   for (int64_t i = rec.answer_start - 1; i < rec.answer_start + rec.answer_length - 1; ++i) {
     ex.loss_mask[i] = 1;
-    group.positions.push_back(i);
+    positions.push_back(i);
   }
-  if (!rec.mode.empty()) group.tags.push_back("mode=" + rec.mode);
-  if (!rec.template_name.empty()) group.tags.push_back("template=" + rec.template_name);
-  ex.groups.push_back(std::move(group));
+  ex.groups.push_back(
+      detail::gsm_score_group(rec.op, rec.mode, rec.template_name, std::move(positions)));
   nlohmann::ordered_json fields;
   fields["id"] = rec.id;
-  fields["answer"] = rec.answer;
-  fields["op"] = rec.op;
-  fields["mode"] = rec.mode;
-  fields["template"] = rec.template_name;
-  fields["d"] = rec.d;
+  detail::add_gsm_fields(fields, rec.answer, rec.op, rec.mode, rec.template_name, rec.d);
   ex.fields_json = fields.dump();
   return ex;
 }
