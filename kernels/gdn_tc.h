@@ -8,6 +8,9 @@
 
 namespace hypnos::kernels::detail {
 
+/// The prep kernel (gdn_chunk_prep_tc.cu): g_cum, W, Ut, P and, for a backward, A, per chunk.
+cudaError_t launch_gdn_chunk_prep_tc(const GdnParams& params, cudaStream_t stream);
+
 /// The forward scan (gdn_chunk_scan_tc.cu): o, the final state and, for a backward, U and the
 /// state entering each chunk, from the prep kernel's W, Ut, P and g_cum.
 cudaError_t launch_gdn_chunk_fwd_scan_tc(const GdnParams& params, cudaStream_t stream);
