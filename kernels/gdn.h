@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace hypnos::kernels {
@@ -87,6 +88,16 @@ struct GdnParams {
 /// what the backward needs. Returns cudaSuccess or the first error (cudaErrorInvalidValue for bad
 /// sizes or missing pointers).
 cudaError_t gdn_chunk_fwd(const GdnParams& params, cudaStream_t stream);
+
+/// The most dynamic shared memory (bytes) one CTA of the forward's kernels (prep and scan) asks for
+/// at p's sizes, dtype, kernel family and scan slice; 0 when the kernels do not take p's sizes.
+/// The caller compares it with the device's limit per block
+/// (cudaDevAttrMaxSharedMemoryPerBlockOptin: 227 KB on sm_90, 163 KB on sm_80) before choosing the
+/// kernels.
+size_t gdn_chunk_fwd_smem_bytes(const GdnParams& params);
+
+/// The same for the backward's kernels (reverse scan and chunk backward).
+size_t gdn_chunk_bwd_smem_bytes(const GdnParams& params);
 
 /// Backward: needs the forward's workspaces (g_cum, w, attn, a_inv, u, chunk_states) and grad_o;
 /// writes grad_q, grad_k, grad_v, grad_g, grad_beta, grad_initial_state. Deterministic (no

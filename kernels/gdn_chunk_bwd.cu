@@ -6,6 +6,7 @@
 // tensor-core reverse scan (gdn_chunk_scan_tc.cu) and chunk kernel (gdn_chunk_bwd_tc.cu).
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -552,7 +553,27 @@ cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream, detail::TensorCo
   return detail::launch_gdn_chunk_bwd_tc(p, stream);
 }
 
+template <int D, typename T>
+size_t bwd_smem_bytes(const GdnParams&, detail::CudaCoreKernels) {
+  return std::max(bwd_scan_smem_bytes<D, kBwdSlice>(), bwd_chunk_smem_bytes<D>());
+}
+template <int D, typename T>
+size_t bwd_smem_bytes(const GdnParams& p, detail::TensorCoreKernels) {
+  return std::max(detail::gdn_chunk_scan_tc_smem_bytes(p, /*backward=*/true),
+                  detail::gdn_chunk_bwd_tc_smem_bytes(p));
+}
+
 }  // namespace
+
+size_t gdn_chunk_bwd_smem_bytes(const GdnParams& p) {
+  if (!detail::sizes_supported(p)) return 0;
+  size_t bytes = 0;
+  detail::dispatch(p, [&](auto dims, auto element, auto family) {
+    bytes = bwd_smem_bytes<detail::square_dim<decltype(dims)>(), decltype(element)>(p, family);
+    return cudaSuccess;
+  });
+  return bytes;
+}
 
 cudaError_t gdn_chunk_bwd(const GdnParams& p, cudaStream_t stream) {
   if (!detail::sizes_supported(p) || !detail::backward_pointers_set(p)) {

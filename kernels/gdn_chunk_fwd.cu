@@ -5,6 +5,7 @@
 // and scan of gdn_chunk_scan_tc.cu.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -302,7 +303,27 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::TensorCo
   return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
 }
 
+template <int D, typename T>
+size_t fwd_smem_bytes(const GdnParams&, detail::CudaCoreKernels) {
+  return std::max(prep_smem_bytes<D>(), scan_smem_bytes<D, kFwdSlice>());
+}
+template <int D, typename T>
+size_t fwd_smem_bytes(const GdnParams& p, detail::TensorCoreKernels) {
+  return std::max(detail::gdn_chunk_prep_tc_smem_bytes(p),
+                  detail::gdn_chunk_scan_tc_smem_bytes(p, /*backward=*/false));
+}
+
 }  // namespace
+
+size_t gdn_chunk_fwd_smem_bytes(const GdnParams& p) {
+  if (!detail::sizes_supported(p)) return 0;
+  size_t bytes = 0;
+  detail::dispatch(p, [&](auto dims, auto element, auto family) {
+    bytes = fwd_smem_bytes<detail::square_dim<decltype(dims)>(), decltype(element)>(p, family);
+    return cudaSuccess;
+  });
+  return bytes;
+}
 
 cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {
   if (!detail::sizes_supported(p) || !detail::forward_pointers_set(p)) {

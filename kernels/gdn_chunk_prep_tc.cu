@@ -294,8 +294,21 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
 
 namespace detail {
 cudaError_t launch_gdn_chunk_prep_tc(const GdnParams& p, cudaStream_t stream) {
-  return with_head_dims(p,
-                        [&](auto dims) { return launch<square_dim<decltype(dims)>()>(p, stream); });
+  return with_head_dims(
+      p, [&](auto dims) { return launch<square_dim<decltype(dims)>()>(p, stream); },
+      TensorCoreHeadDims{});
+}
+
+size_t gdn_chunk_prep_tc_smem_bytes(const GdnParams& p) {
+  size_t bytes = 0;
+  with_head_dims(
+      p,
+      [&](auto dims) {
+        bytes = PrepTcLayout<square_dim<decltype(dims)>()>::kBytes;
+        return cudaSuccess;
+      },
+      TensorCoreHeadDims{});
+  return bytes;
 }
 }  // namespace detail
 

@@ -408,18 +408,33 @@ cudaError_t launch_scan(const GdnParams& p, cudaStream_t stream) {
                                   ScanLayout<D, BV, kBackward>::kBytes, stream, p);
 }
 
-/// The scan for p's head dims (gdn_dispatch.cuh) and slice width: 32 or 64 columns, or 128 where
-/// the head has them.
+/// Calls f(ScanShape<D, BV>{}) for p's head dims (gdn_dispatch.cuh) and slice width (32 or 64
+/// columns, or 128 where the head has them) and returns its status.
+template <int D, int BV>
+struct ScanShape {
+  static constexpr int kD = D, kBV = BV;
+};
+template <class F>
+cudaError_t with_scan_shape(const GdnParams& p, F f) {
+  return detail::with_head_dims(
+      p,
+      [&](auto dims) {
+        constexpr int D = detail::square_dim<decltype(dims)>();
+        const int slice = scan_slice(p);
+        if (slice == 32) return f(ScanShape<D, 32>{});
+        if constexpr (D >= 128) {
+          if (slice == 128) return f(ScanShape<D, 128>{});
+        }
+        return f(ScanShape<D, 64>{});
+      },
+      detail::TensorCoreHeadDims{});
+}
+
 template <bool kBackward>
 cudaError_t launch_scan(const GdnParams& p, cudaStream_t stream) {
-  return detail::with_head_dims(p, [&](auto dims) {
-    constexpr int D = detail::square_dim<decltype(dims)>();
-    const int slice = scan_slice(p);
-    if (slice == 32) return launch_scan<kBackward, D, 32>(p, stream);
-    if constexpr (D >= 128) {
-      if (slice == 128) return launch_scan<kBackward, D, 128>(p, stream);
-    }
-    return launch_scan<kBackward, D, 64>(p, stream);
+  return with_scan_shape(p, [&](auto shape) {
+    using S = decltype(shape);
+    return launch_scan<kBackward, S::kD, S::kBV>(p, stream);
   });
 }
 
@@ -433,6 +448,17 @@ cudaError_t launch_gdn_chunk_fwd_scan_tc(const GdnParams& p, cudaStream_t stream
 
 cudaError_t launch_gdn_chunk_bwd_scan_tc(const GdnParams& p, cudaStream_t stream) {
   return launch_scan</*kBackward=*/true>(p, stream);
+}
+
+size_t gdn_chunk_scan_tc_smem_bytes(const GdnParams& p, bool backward) {
+  size_t bytes = 0;
+  with_scan_shape(p, [&](auto shape) {
+    using S = decltype(shape);
+    bytes = backward ? ScanLayout<S::kD, S::kBV, true>::kBytes
+                     : ScanLayout<S::kD, S::kBV, false>::kBytes;
+    return cudaSuccess;
+  });
+  return bytes;
 }
 
 }  // namespace detail

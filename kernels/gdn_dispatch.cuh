@@ -18,10 +18,11 @@ struct HeadDims {
 template <class... Dims>
 struct HeadDimList {};
 
-/// Every (K, V) the kernels are instantiated for: the size check accepts exactly these, and
-/// with_head_dims (so every launcher) instantiates exactly these. The kernels are written for
-/// K = V (their one template parameter D is both).
-using GdnHeadDims = HeadDimList<HeadDims<64, 64>, HeadDims<128, 128>>;
+/// Every (K, V) each kernel family is instantiated for: the size check accepts exactly these for
+/// the family p selects (GdnParams::bf16_workspaces: the tensor-core kernels, else the CUDA-core
+/// ones), and with_head_dims (so every launcher) instantiates exactly these.
+using TensorCoreHeadDims = HeadDimList<HeadDims<64, 64>, HeadDims<128, 128>>;
+using CudaCoreHeadDims = HeadDimList<HeadDims<64, 64>, HeadDims<128, 128>>;
 
 /// The one head dim D of an instantiation, for kernels written for K = V.
 template <class Dims>
@@ -35,7 +36,7 @@ constexpr bool listed_head_dims(HeadDimList<Dims...>, int k, int v) {
   return ((k == Dims::kK && v == Dims::kV) || ...);
 }
 
-/// Calls launch(Dims{}) for the entry of GdnHeadDims that is p's (K, V) and returns its status;
+/// Calls launch(Dims{}) for the entry of the list that is p's (K, V) and returns its status;
 /// cudaErrorInvalidValue for dims not in the list.
 template <class Launch, class... Dims>
 cudaError_t with_head_dims(const GdnParams& p, Launch&& launch, HeadDimList<Dims...>) {
@@ -45,10 +46,6 @@ cudaError_t with_head_dims(const GdnParams& p, Launch&& launch, HeadDimList<Dims
          ...);
   return status;
 }
-template <class Launch>
-cudaError_t with_head_dims(const GdnParams& p, Launch&& launch) {
-  return with_head_dims(p, launch, GdnHeadDims{});
-}
 
 /// The kernel families of GdnKernel, as types: the bf16 tensor-core kernels, or the CUDA-core fp32
 /// ones (for fp32 inputs always, for bf16 inputs with GdnKernel::kFp32).
@@ -57,22 +54,35 @@ struct CudaCoreKernels {};
 
 /// Calls launch(Dims{}, T{}, Family{}) for p's head dims, element type T (float or __nv_bfloat16)
 /// and kernel family, and returns its status: the one place that maps GdnParams to an
-/// instantiation. Instantiated: every listed Dims with (bf16, TensorCoreKernels), (bf16,
-/// CudaCoreKernels) and (float, CudaCoreKernels).
+/// instantiation. Instantiated: every TensorCoreHeadDims entry with (bf16, TensorCoreKernels),
+/// every CudaCoreHeadDims entry with (bf16, CudaCoreKernels) and (float, CudaCoreKernels).
 template <class Launch>
 cudaError_t dispatch(const GdnParams& p, Launch&& launch) {
-  return with_head_dims(p, [&](auto dims) {
-    if (p.dtype != GdnDtype::kBFloat16) return launch(dims, float{}, CudaCoreKernels{});
-    return p.kernel == GdnKernel::kTensorCore ? launch(dims, __nv_bfloat16{}, TensorCoreKernels{})
-                                              : launch(dims, __nv_bfloat16{}, CudaCoreKernels{});
-  });
+  if (p.bf16_workspaces()) {
+    return with_head_dims(
+        p, [&](auto dims) { return launch(dims, __nv_bfloat16{}, TensorCoreKernels{}); },
+        TensorCoreHeadDims{});
+  }
+  return with_head_dims(
+      p,
+      [&](auto dims) {
+        return p.dtype == GdnDtype::kBFloat16 ? launch(dims, __nv_bfloat16{}, CudaCoreKernels{})
+                                              : launch(dims, float{}, CudaCoreKernels{});
+      },
+      CudaCoreHeadDims{});
 }
 
-/// Sizes both passes handle: (K, V) in GdnHeadDims, B, T, H positive, B * H within a grid's y
-/// (65535), and a scan slice of 0 (the default), 32, 64 or 128.
+/// Whether p's (K, V) is one the family p selects is built for.
+inline bool head_dims_supported(const GdnParams& p) {
+  return p.bf16_workspaces() ? listed_head_dims(TensorCoreHeadDims{}, p.head_dim_k, p.head_dim_v)
+                             : listed_head_dims(CudaCoreHeadDims{}, p.head_dim_k, p.head_dim_v);
+}
+
+/// Sizes both passes handle: (K, V) in the family's list, B, T, H positive, B * H within a grid's
+/// y (65535), and a scan slice of 0 (the default), 32, 64 or 128.
 inline bool sizes_supported(const GdnParams& p) {
-  return listed_head_dims(GdnHeadDims{}, p.head_dim_k, p.head_dim_v) && p.batch > 0 &&
-         p.seq_len > 0 && p.heads > 0 && p.batch * p.heads <= 65535 &&
+  return head_dims_supported(p) && p.batch > 0 && p.seq_len > 0 && p.heads > 0 &&
+         p.batch * p.heads <= 65535 &&
          (p.scan_slice == 0 || p.scan_slice == 32 || p.scan_slice == 64 || p.scan_slice == 128);
 }
 

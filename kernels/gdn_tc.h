@@ -4,6 +4,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 #include "gdn.h"
 
 namespace hypnos::kernels::detail {
@@ -18,6 +20,12 @@ cudaError_t launch_gdn_chunk_fwd_scan_tc(const GdnParams& params, cudaStream_t s
 /// The backward's reverse scan (gdn_chunk_scan_tc.cu): dU, dS leaving each chunk, d(initial
 /// state).
 cudaError_t launch_gdn_chunk_bwd_scan_tc(const GdnParams& params, cudaStream_t stream);
+
+/// The dynamic shared memory one CTA of each tensor-core kernel asks for at p's sizes (head dims
+/// and scan slice), 0 for head dims they are not built for.
+size_t gdn_chunk_prep_tc_smem_bytes(const GdnParams& params);
+size_t gdn_chunk_scan_tc_smem_bytes(const GdnParams& params, bool backward);
+size_t gdn_chunk_bwd_tc_smem_bytes(const GdnParams& params);
 
 /// Every chunk-local gradient (dq, dk, dv, dg, dbeta) from the reverse scan's dU and dS per chunk
 /// (gdn_chunk_bwd_tc.cu).

@@ -28,44 +28,49 @@ struct Case {
   at::ScalarType dtype;
   bool with_initial_state;
   bool strong_gates = false;
-  bool backward = true;  ///< false: inference (no u, chunk_states, a_inv; forward only)
-  int scan_slice = 0;    ///< GdnParams::scan_slice: 0 automatic, 32, 64 or 128 forced
+  bool backward = true;    ///< false: inference (no u, chunk_states, a_inv; forward only)
+  int scan_slice = 0;      ///< GdnParams::scan_slice: 0 automatic, 32, 64 or 128 forced
+  int dim_v = 0;           ///< V when it differs from K (dim)
+  bool cuda_core = false;  ///< bf16 inputs on the CUDA-core kernels (GdnKernel::kFp32)
+  int v_dim() const { return dim_v ? dim_v : dim; }
 };
 
 std::string name_of(const Case& c) {
   return "B" + std::to_string(c.batch) + " T" + std::to_string(c.seq_len) + " H" +
-         std::to_string(c.heads) + " D" + std::to_string(c.dim) + " " +
-         (c.dtype == at::kBFloat16 ? "bf16" : "fp32") + (c.with_initial_state ? " h0" : "") +
+         std::to_string(c.heads) + " K" + std::to_string(c.dim) + " V" + std::to_string(c.v_dim()) +
+         " " + (c.dtype == at::kBFloat16 ? "bf16" : "fp32") + (c.with_initial_state ? " h0" : "") +
          (c.strong_gates ? " strong" : "") +
-         (c.scan_slice ? " slice" + std::to_string(c.scan_slice) : "");
+         (c.scan_slice ? " slice" + std::to_string(c.scan_slice) : "") +
+         (c.cuda_core ? " cuda-core" : "");
 }
 
 void expect_close_to_recurrence(const Case& c) {
   SCOPED_TRACE(name_of(c));
   torch::manual_seed(c.seq_len * 7 + c.dim);
-  const int64_t B = c.batch, T = c.seq_len, H = c.heads, D = c.dim;
+  const int64_t B = c.batch, T = c.seq_len, H = c.heads, Dk = c.dim, Dv = c.v_dim();
   const int64_t C = K::kGdnChunk, NC = (T + C - 1) / C;
   auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
-  const at::Tensor q = unit_rows(at::randn({B, T, H, D})).to(c.dtype);
-  const at::Tensor k = unit_rows(at::randn({B, T, H, D})).to(c.dtype);
-  const at::Tensor v = at::randn({B, T, H, D}).to(c.dtype);
+  const at::Tensor q = unit_rows(at::randn({B, T, H, Dk})).to(c.dtype);
+  const at::Tensor k = unit_rows(at::randn({B, T, H, Dk})).to(c.dtype);
+  const at::Tensor v = at::randn({B, T, H, Dv}).to(c.dtype);
   const at::Tensor g =
       c.strong_gates ? -20.0 * at::rand({B, T, H}) : at::log_sigmoid(at::randn({B, T, H}));
   const at::Tensor beta = at::sigmoid(at::randn({B, T, H}));
-  const at::Tensor h0 = c.with_initial_state ? 0.3 * at::randn({B, H, D, D}) : at::Tensor();
-  const at::Tensor grad_o = at::randn({B, T, H, D}).to(c.dtype);
-  const at::Tensor grad_final = at::randn({B, H, D, D});
-  const double scale = 1.0 / std::sqrt(double(D));
+  const at::Tensor h0 = c.with_initial_state ? 0.3 * at::randn({B, H, Dk, Dv}) : at::Tensor();
+  const at::Tensor grad_o = at::randn({B, T, H, Dv}).to(c.dtype);
+  const at::Tensor grad_final = at::randn({B, H, Dk, Dv});
+  const double scale = 1.0 / std::sqrt(double(Dk));
 
   // The kernels, with the workspaces the LibTorch wrapper allocates.
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   // The typed workspaces: bf16 on the tensor-core kernels (bf16 inputs), fp32 otherwise.
-  const auto typed = at::TensorOptions().dtype(c.dtype);
-  at::Tensor o = at::empty({B, T, H, D}, q.options()), final_state = at::empty({B, H, D, D}, f32);
-  at::Tensor g_cum = at::empty({B, H, NC, C}, f32), w = at::empty({B, H, NC, C, D}, typed);
-  at::Tensor u_tilde = at::empty({B, H, NC, C, D}, typed), u = at::empty({B, H, NC, C, D}, typed);
+  const auto typed = at::TensorOptions().dtype(c.cuda_core ? at::kFloat : c.dtype);
+  at::Tensor o = at::empty({B, T, H, Dv}, q.options());
+  at::Tensor final_state = at::empty({B, H, Dk, Dv}, f32);
+  at::Tensor g_cum = at::empty({B, H, NC, C}, f32), w = at::empty({B, H, NC, C, Dk}, typed);
+  at::Tensor u_tilde = at::empty({B, H, NC, C, Dv}, typed), u = at::empty({B, H, NC, C, Dv}, typed);
   at::Tensor attn = at::empty({B, H, NC, C, C}, typed), a_inv = at::empty({B, H, NC, C, C}, typed);
-  at::Tensor chunk_states = at::empty({B, H, NC, D, D}, typed);
+  at::Tensor chunk_states = at::empty({B, H, NC, Dk, Dv}, typed);
   K::GdnParams p;
   p.q = q.data_ptr();
   p.k = k.data_ptr();
@@ -85,10 +90,12 @@ void expect_close_to_recurrence(const Case& c) {
   p.batch = B;
   p.seq_len = T;
   p.heads = H;
-  p.head_dim_k = p.head_dim_v = c.dim;
+  p.head_dim_k = int(Dk);
+  p.head_dim_v = int(Dv);
   p.scale = float(scale);
   p.dtype = c.dtype == at::kBFloat16 ? K::GdnDtype::kBFloat16 : K::GdnDtype::kFloat32;
-  p.kernel = K::GdnKernel::kTensorCore;  // fp32 inputs take the CUDA-core kernels regardless
+  // fp32 inputs take the CUDA-core kernels regardless
+  p.kernel = c.cuda_core ? K::GdnKernel::kFp32 : K::GdnKernel::kTensorCore;
   p.scan_slice = c.scan_slice;
   ASSERT_EQ(K::gdn_chunk_fwd(p, nullptr), cudaSuccess);
   if (!c.backward) {
@@ -101,7 +108,7 @@ void expect_close_to_recurrence(const Case& c) {
   }
   at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   at::Tensor dg = at::empty({B, T, H}, f32), dbeta = at::empty({B, T, H}, f32);
-  at::Tensor dh0 = at::empty({B, H, D, D}, f32);
+  at::Tensor dh0 = at::empty({B, H, Dk, Dv}, f32);
   at::Tensor grad_u = at::empty_like(u), grad_states = at::empty_like(chunk_states);
   p.grad_o = grad_o.data_ptr();
   p.grad_final_state = grad_final.data_ptr<float>();
@@ -135,9 +142,9 @@ void expect_close_to_recurrence(const Case& c) {
     EXPECT_LT(error, tol) << name;
     std::printf("  %-11s relative RMS error %.2e (limit %.0e)\n", name, error, tol);
   };
-  std::printf("B %lld T %lld H %lld D %d %s%s%s, slice %d:\n", (long long)B, (long long)T,
-              (long long)H, c.dim, bf16 ? "bf16" : "fp32", c.with_initial_state ? ", h0" : "",
-              c.strong_gates ? ", g to -20" : "", c.scan_slice);
+  std::printf("B %lld T %lld H %lld K %lld V %lld %s%s%s, slice %d:\n", (long long)B, (long long)T,
+              (long long)H, (long long)Dk, (long long)Dv, bf16 ? "bf16" : "fp32",
+              c.with_initial_state ? ", h0" : "", c.strong_gates ? ", g to -20" : "", c.scan_slice);
   check("o", o, ref.o, tol_out);
   check("final_state", final_state, ref.final_state, tol_out);
   check("dq", dq, grads[0], tol_qkv);
@@ -181,6 +188,32 @@ TEST(GdnChunkEmulated, CudaCoreKernelsMatchTheRecurrence) {
   for (const Case& c :
        {Case{2, 24, 2, 64, at::kFloat, true}, Case{1, 130, 1, 64, at::kFloat, false}}) {
     expect_close_to_recurrence(c);
+  }
+}
+
+// Every (K, V) the kernels are built for (gdn_dispatch.cuh's GdnHeadDims), Jet-Nemotron's
+// 96 x 256 among them: two chunks with a tail and an initial state, forward and backward.
+constexpr int kHeadDimsK[] = {64, 96, 128, 256};
+constexpr int kHeadDimsV[] = {64, 128, 256};
+
+TEST(GdnChunkEmulated, TensorCoreKernelsMatchTheRecurrenceAtEveryHeadDimPair) {
+  for (const int dk : kHeadDimsK) {
+    for (const int dv : kHeadDimsV) {
+      Case c{1, 70, 1, dk, at::kBFloat16, true};
+      c.dim_v = dv;
+      expect_close_to_recurrence(c);
+    }
+  }
+}
+
+TEST(GdnChunkEmulated, CudaCoreKernelsMatchTheRecurrenceAtEveryHeadDimPair) {
+  for (const int dk : kHeadDimsK) {
+    for (const int dv : kHeadDimsV) {
+      Case c{1, 70, 1, dk, dk == dv ? at::kFloat : at::kBFloat16, true};
+      c.dim_v = dv;
+      c.cuda_core = c.dtype == at::kBFloat16;  // bf16 inputs on the fp32 kernels at half the pairs
+      expect_close_to_recurrence(c);
+    }
   }
 }
 
