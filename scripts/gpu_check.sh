@@ -164,6 +164,11 @@ for s in $stages; do
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T24_D64_bf16_h0*:Shapes/*T65_D64_bf16_h0*'
       stage racecheck_slice64 90 compute-sanitizer --tool racecheck \
         --error-exitcode 1 build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_D128_bf16_h0*_slice64'
+      # every head-dim pair other than K = V in {64, 128}, two chunks with a tail
+      stage memcheck_head_dims 240 compute-sanitizer --tool memcheck --error-exitcode 1 \
+        build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_K*'
+      stage racecheck_head_dims 300 compute-sanitizer --tool racecheck --error-exitcode 1 \
+        build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_K*_bf16*'
       stage memcheck_fused 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='GdnFusedCuda.*:RopeCuda.*:SwiGluCuda.*' ;;
     sweep)  # the Rule 110 sweep of the default config (t = 12, 600 steps of 512) at N = 1, 2, 4

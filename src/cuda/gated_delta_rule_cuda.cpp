@@ -7,6 +7,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
@@ -158,6 +159,28 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
 };
 
 }  // namespace
+
+int64_t gdn_kernel_smem_bytes(const GdnProblem& problem, bool needs_backward,
+                              const OpsOptions& ops) {
+  GdnParams p;
+  p.batch = problem.batch;
+  p.seq_len = 1;  // the kernels' shared memory does not depend on T
+  p.heads = problem.heads;
+  p.head_dim_k = int(problem.head_dim_k);
+  p.head_dim_v = int(problem.head_dim_v);
+  p.dtype = problem.dtype == at::kBFloat16 ? GdnDtype::kBFloat16 : GdnDtype::kFloat32;
+  set_kernel_choice(p, ops);
+  const size_t forward = kernels::gdn_chunk_fwd_smem_bytes(p);
+  const size_t backward = needs_backward ? kernels::gdn_chunk_bwd_smem_bytes(p) : forward;
+  return forward == 0 || backward == 0 ? 0 : int64_t(std::max(forward, backward));
+}
+
+void set_gdn_kernel_demand(GdnProblem& problem, bool needs_backward, const OpsOptions& ops,
+                           c10::DeviceIndex device) {
+  problem.kernel_smem_bytes = gdn_kernel_smem_bytes(problem, needs_backward, ops);
+  problem.device_smem_bytes =
+      int64_t(at::cuda::getDeviceProperties(device)->sharedMemPerBlockOptin);
+}
 
 GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tensor& k,
                                              const at::Tensor& v, const at::Tensor& g,

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "hypnos/ops/gated_delta_rule.h"
+#include "ops/gdn_backend_choice.h"
 
 namespace hypnos::ops {
 
@@ -22,6 +23,17 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q, const at::Tensor
                                            const at::Tensor& beta,
                                            const std::optional<at::Tensor>& initial_state,
                                            double scale, const OpsOptions& ops = {});
+
+/// The most dynamic shared memory per block the kernels that ops.gdn_kernel and ops.gdn_scan_slice
+/// select ask for at the problem's sizes and dtype (the forward's, and the backward's too when
+/// needs_backward), or 0 when they are not built for its head dims. Host code: no device needed.
+int64_t gdn_kernel_smem_bytes(const GdnProblem& problem, bool needs_backward,
+                              const OpsOptions& ops);
+
+/// Sets problem.kernel_smem_bytes (gdn_kernel_smem_bytes) and problem.device_smem_bytes (the opt-in
+/// limit per block of CUDA device `device`), for choose_gdn_backend.
+void set_gdn_kernel_demand(GdnProblem& problem, bool needs_backward, const OpsOptions& ops,
+                           c10::DeviceIndex device);
 
 /// Whether outputs are filled with NaN before the kernels run, so a test can prove every element is
 /// written.

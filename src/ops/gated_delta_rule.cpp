@@ -168,8 +168,19 @@ GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, 
                                       const OpsOptions& ops,
                                       const std::optional<at::Tensor>& cu_seqlens) {
   const std::vector<int64_t> offsets = validate(q, k, v, g, beta, initial_state, cu_seqlens);
-  const GdnProblem problem{q.size(0),       q.size(2),   q.size(3),       v.size(3),
-                           q.scalar_type(), q.is_cuda(), !offsets.empty()};
+  GdnProblem problem{q.size(0),       q.size(2),   q.size(3),       v.size(3),
+                     q.scalar_type(), q.is_cuda(), !offsets.empty()};
+  if constexpr (kCudaKernelsBuilt) {
+    if (problem.on_cuda) {
+      bool needs_backward = false;
+      if (at::GradMode::is_enabled()) {
+        for (const at::Tensor* t : {&q, &k, &v, &g, &beta}) needs_backward |= t->requires_grad();
+        needs_backward |=
+            initial_state.has_value() && initial_state->defined() && initial_state->requires_grad();
+      }
+      set_gdn_kernel_demand(problem, needs_backward, ops, q.device().index());
+    }
+  }
   const GdnBackendChoice choice = choose_gdn_backend(ops.gdn_backend, problem, kCudaKernelsBuilt);
   if (!choice.fallback_reason.empty()) log_gdn_fallback_once(problem, choice.fallback_reason);
   backend_runs.at(static_cast<size_t>(choice.backend)).fetch_add(1);

@@ -1,5 +1,6 @@
 // The gated-delta-rule backend: its names as written in configs (`model.gdn_backend`), and the one
 // decision of which backend runs a call (ops/gdn_backend_choice.h).
+#include <cstdio>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -32,22 +33,36 @@ std::string describe(const GdnProblem& p) {
          (p.packed ? ", packed (cu_seqlens)" : "");
 }
 
+namespace {
+std::string kib(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f KiB", double(bytes) / 1024.0);
+  return text;
+}
+}  // namespace
+
 std::string cuda_kernels_refuse(const GdnProblem& p, bool cuda_kernels_built) {
   if (!p.on_cuda) return "the inputs are not CUDA tensors";
   if (!cuda_kernels_built) return "hypnos was built without its CUDA kernels (HYPNOS_CUDA)";
   // An explicit cuda refuses rather than looping one kernel call per sequence: the loop would
   // serialise the sequences and hide the cost, while chunked runs them all in one pass.
   if (p.packed) return "the CUDA kernels do not take packed sequences (cu_seqlens) yet";
-  if (p.head_dim_k != p.head_dim_v || (p.head_dim_k != 64 && p.head_dim_k != 128)) {
-    return "the CUDA kernels take K = V in {64, 128}, not K = " + std::to_string(p.head_dim_k) +
-           ", V = " + std::to_string(p.head_dim_v);
+  if (p.dtype != c10::ScalarType::BFloat16 && p.dtype != c10::ScalarType::Float) {
+    return std::string("the CUDA kernels take bfloat16 or float32, not ") + c10::toString(p.dtype);
   }
   if (p.batch * p.heads > 65535) {
     return "the CUDA kernels take B * H <= 65535 (their grid's y), not " +
            std::to_string(p.batch * p.heads);
   }
-  if (p.dtype != c10::ScalarType::BFloat16 && p.dtype != c10::ScalarType::Float) {
-    return std::string("the CUDA kernels take bfloat16 or float32, not ") + c10::toString(p.dtype);
+  const std::string dims =
+      "K = " + std::to_string(p.head_dim_k) + ", V = " + std::to_string(p.head_dim_v);
+  if (p.kernel_smem_bytes == 0) {
+    return "the CUDA kernels are not built for " + dims +
+           " (kernels/gdn_dispatch.cuh lists the (K, V) pairs of each kernel family)";
+  }
+  if (p.kernel_smem_bytes > p.device_smem_bytes) {
+    return "the CUDA kernels for " + dims + " need " + kib(p.kernel_smem_bytes) +
+           " of shared memory per block, this device allows " + kib(p.device_smem_bytes);
   }
   return "";
 }

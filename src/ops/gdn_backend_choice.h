@@ -12,13 +12,21 @@
 
 namespace hypnos::ops {
 
-/// What the choice looks at: q's and v's sizes, q's dtype (= k's and v's) and device kind, and
-/// whether the sequences are packed (cu_seqlens).
+/// What the choice looks at: q's and v's sizes, q's dtype (= k's and v's) and device kind, whether
+/// the sequences are packed (cu_seqlens), and what the CUDA kernels would ask of the device.
 struct GdnProblem {
   int64_t batch = 0, heads = 0, head_dim_k = 0, head_dim_v = 0;
   c10::ScalarType dtype = c10::ScalarType::Float;
   bool on_cuda = false;
   bool packed = false;
+  /// The most dynamic shared memory one CTA of the kernels the call would run asks for (the
+  /// forward's, and the backward's when gradients are needed), as the kernels compute it
+  /// (kernels/gdn.h, gdn_chunk_fwd_smem_bytes): 0 when they are not built for these head dims
+  /// and this kernel family. And the device's limit per block (the opt-in one). Set by
+  /// set_gdn_kernel_demand (cuda/gated_delta_rule_cuda.h) for CUDA tensors where the kernels are
+  /// built; not looked at otherwise.
+  int64_t kernel_smem_bytes = 0;
+  int64_t device_smem_bytes = 0;
 };
 
 /// "B = 2, H = 4, K = 96, V = 256, BFloat16 on CUDA" (", packed (cu_seqlens)" when packed): the
@@ -26,8 +34,9 @@ struct GdnProblem {
 std::string describe(const GdnProblem& problem);
 
 /// Why the CUDA kernels do not take `problem` ("" when they do): a CPU tensor, kernels not built,
-/// packed sequences (the kernels take no cu_seqlens yet), K != V or not in {64, 128}, B * H over
-/// the grid's 65535, a dtype other than bf16 / fp32.
+/// packed sequences (the kernels take no cu_seqlens yet), a dtype other than bf16 / fp32, B * H
+/// over the grid's 65535, head dims the kernels are not built for (kernel_smem_bytes 0; the one
+/// list is kernels/gdn_dispatch.cuh's), or more shared memory per block than the device has.
 std::string cuda_kernels_refuse(const GdnProblem& problem, bool cuda_kernels_built);
 
 struct GdnBackendChoice {

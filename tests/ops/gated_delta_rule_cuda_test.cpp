@@ -33,7 +33,9 @@ enum class Gate { kLogSigmoid, kStrong, kZero };
 
 struct Case {
   int64_t batch = 2, seq_len = 64, heads = 2;
-  int dim = 64;  // K = V
+  int dim = 64;   // K
+  int dim_v = 0;  // V when it differs from K
+  int v_dim() const { return dim_v ? dim_v : dim; }
   at::ScalarType dtype = at::kBFloat16;
   bool with_initial_state = true;
   double gate_div = 1.0;  // g = logsigmoid(randn) / gate_div
@@ -50,15 +52,15 @@ struct Inputs {
 Inputs make_inputs(const Case& c) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(c.seed);
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  const int64_t B = c.batch, T = c.seq_len, H = c.heads, D = c.dim;
+  const int64_t B = c.batch, T = c.seq_len, H = c.heads, K = c.dim, V = c.v_dim();
   auto randn = [&](at::IntArrayRef s) { return at::randn(s, gen, f64); };
   Inputs in;
   const at::Device cuda(at::kCUDA);
   auto dev = [&](const at::Tensor& t, at::ScalarType s) { return t.to(cuda, s).contiguous(); };
   auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
-  in.q = dev(unit_rows(randn({B, T, H, D})), c.dtype);
-  in.k = dev(unit_rows(randn({B, T, H, D})), c.dtype);
-  in.v = dev(randn({B, T, H, D}), c.dtype);
+  in.q = dev(unit_rows(randn({B, T, H, K})), c.dtype);
+  in.k = dev(unit_rows(randn({B, T, H, K})), c.dtype);
+  in.v = dev(randn({B, T, H, V}), c.dtype);
   at::Tensor g;
   switch (c.gate) {
     case Gate::kLogSigmoid:
@@ -73,9 +75,9 @@ Inputs make_inputs(const Case& c) {
   }
   in.g = dev(g, at::kFloat);
   in.beta = dev(at::sigmoid(randn({B, T, H})), c.dtype);
-  if (c.with_initial_state) in.h0 = dev(0.3 * randn({B, H, D, D}), at::kFloat);
-  in.grad_o = dev(randn({B, T, H, D}), c.dtype);
-  in.grad_final = dev(randn({B, H, D, D}), at::kFloat);
+  if (c.with_initial_state) in.h0 = dev(0.3 * randn({B, H, K, V}), at::kFloat);
+  in.grad_o = dev(randn({B, T, H, V}), c.dtype);
+  in.grad_final = dev(randn({B, H, K, V}), at::kFloat);
   return in;
 }
 
@@ -184,14 +186,39 @@ std::vector<Case> sweep_cases() {
       }
     }
   }
+  // Every other (K, V) pair the kernels are built for (Jet-Nemotron's JetBlock is 96 x 256): a
+  // sleep window, two chunks with a tail (the sanitizer shapes) and three chunks, both dtypes,
+  // bf16 also on the CUDA-core kernels.
+  for (int dim_k : {64, 96, 128, 256}) {
+    for (int dim_v : {64, 128, 256}) {
+      if (dim_k == dim_v && dim_k != 256) continue;  // swept above
+      for (int64_t T : {24, 65, 130}) {
+        for (at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+          Case c;
+          c.seq_len = T;
+          c.dim = dim_k;
+          c.dim_v = dim_v;
+          c.dtype = dtype;
+          c.gate_div = divs[d_index++ % 3];
+          c.seed = seed++;
+          cases.push_back(c);
+          if (dtype != at::kBFloat16) continue;
+          c.kernel = GdnKernel::kFp32;
+          cases.push_back(c);
+        }
+      }
+    }
+  }
   return cases;
 }
 
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   const Case& c = info.param;
-  return "T" + std::to_string(c.seq_len) + "_D" + std::to_string(c.dim) +
-         (c.dtype == at::kBFloat16 ? "_bf16" : "_fp32") + (c.with_initial_state ? "_h0" : "_noh0") +
-         "_gdiv" + std::to_string(int(c.gate_div)) +
+  const std::string dims = c.v_dim() == c.dim && c.dim <= 128
+                               ? "_D" + std::to_string(c.dim)
+                               : "_K" + std::to_string(c.dim) + "_V" + std::to_string(c.v_dim());
+  return "T" + std::to_string(c.seq_len) + dims + (c.dtype == at::kBFloat16 ? "_bf16" : "_fp32") +
+         (c.with_initial_state ? "_h0" : "_noh0") + "_gdiv" + std::to_string(int(c.gate_div)) +
          (c.kernel == GdnKernel::kFp32 ? "_fp32kernels" : "") +
          (c.slice == GdnScanSlice::k64    ? "_slice64"
           : c.slice == GdnScanSlice::k128 ? "_slice128"
@@ -462,13 +489,13 @@ std::string message_of(const std::function<void()>& f) {
 TEST(GatedDeltaRuleCudaValidation, RejectsUnsupportedHeadDimNamingTheShape) {
   HYPNOS_REQUIRE_CUDA();
   const auto opts = at::TensorOptions().device(at::kCUDA);
-  const at::Tensor q = at::zeros({1, 4, 2, 96}, opts), v = at::zeros({1, 4, 2, 256}, opts);
+  const at::Tensor q = at::zeros({1, 4, 2, 96}, opts), v = at::zeros({1, 4, 2, 96}, opts);
   const at::Tensor gb = at::zeros({1, 4, 2}, opts);
   const std::string msg = message_of([&] {
     gated_delta_rule(q, q, v, gb, gb, std::nullopt, -1.0, {.gdn_backend = GdnBackend::kCuda});
   });
-  EXPECT_NE(msg.find("K = 96, V = 256"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("K = V in {64, 128}"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("K = 96, V = 96"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not built for"), std::string::npos) << msg;
 }
 
 TEST(GatedDeltaRuleCudaValidation, RejectsMismatchedBetaShape) {
@@ -482,13 +509,13 @@ TEST(GatedDeltaRuleCudaValidation, RejectsMismatchedBetaShape) {
   EXPECT_NE(msg.find("beta has shape"), std::string::npos) << msg;
 }
 
-// Jet-Nemotron's JetBlock shape (K = 96, V = 256), which the kernels do not take: auto runs the
-// chunked backend on the GPU, equal to the float64 recurrence, with gradients.
+// Head dims the kernels are not built for (K = 96, V = 80): auto runs the chunked backend on the
+// GPU, equal to the float64 recurrence, with gradients.
 TEST(GatedDeltaRuleCuda, AutoRunsUnsupportedHeadDimsOnTheChunkedBackend) {
   HYPNOS_REQUIRE_CUDA();
   auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{96});
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  const int64_t B = 2, T = 70, H = 2, K = 96, V = 256;
+  const int64_t B = 2, T = 70, H = 2, K = 96, V = 80;
   auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
   const std::vector<at::Tensor> x64{
       unit_rows(at::randn({B, T, H, K}, gen, f64)), unit_rows(at::randn({B, T, H, K}, gen, f64)),
@@ -506,6 +533,25 @@ TEST(GatedDeltaRuleCuda, AutoRunsUnsupportedHeadDimsOnTheChunkedBackend) {
   EXPECT_LT(relative_error(got.final_state, ref.final_state), 1e-4);
   const at::Tensor dq = torch::autograd::grad({got.o.sum()}, {xg[0]})[0];
   EXPECT_TRUE(dq.isfinite().all().item<bool>());
+}
+
+// Jet-Nemotron's JetBlock shape (K = 96, V = 256): auto runs the CUDA kernels where they fit the
+// device (an H100 or an A100 takes them; the fallback line names the shared memory otherwise).
+TEST(GatedDeltaRuleCuda, AutoRunsTheJetNemotronShapeOnTheKernels) {
+  HYPNOS_REQUIRE_CUDA();
+  Case c;
+  c.seq_len = 130;
+  c.dim = 96;
+  c.dim_v = 256;
+  const Inputs in = make_inputs(c);
+  const int64_t cuda_runs = detail::gdn_backend_runs(GdnBackend::kCuda);
+  const Result got = run(in, GdnBackend::kAuto, std::nullopt);
+  EXPECT_EQ(detail::gdn_backend_runs(GdnBackend::kCuda), cuda_runs + 1);
+  const Result ref = run(in, GdnBackend::kReference, at::kDouble);
+  const Tolerances tol = tolerances(c.dtype);
+  EXPECT_LT(relative_error(got.o, ref.o), tol.o);
+  EXPECT_LT(relative_error(got.dk, ref.dk), tol.dqkv);
+  EXPECT_LT(relative_error(got.dv, ref.dv), tol.dqkv);
 }
 
 // Packed sequences (cu_seqlens) on the GPU: the kernels take none yet, so auto runs the chunked
