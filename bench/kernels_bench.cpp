@@ -32,20 +32,21 @@ namespace hypnos::bench {
 namespace {
 
 struct Shape {
-  int64_t batch, seq_len, heads, dim;  // dim = K = V
+  int64_t batch, seq_len, heads, dim_k, dim_v;
 };
 
-// docs/delta_rule.md section 4, per token and head.
-double forward_flops(int64_t d) {
-  const double c = double(ops::kGdnChunk);
-  return 6 * c * d + 4 * c * d + 6.0 * d * d + c * c / 3;
+// docs/delta_rule.md section 4, per token and head: 6CK + 4CV + 6KV + C^2/3.
+double forward_flops(const Shape& s) {
+  const double c = double(ops::kGdnChunk), k = double(s.dim_k), v = double(s.dim_v);
+  return 6 * c * k + 4 * c * v + 6 * k * v + c * c / 3;
 }
-// Minimal bytes: bf16 q, k, v, o (and dO, dq, dk, dv), fp32 g (and dg), bf16 beta (and dbeta).
-double forward_bytes(int64_t d) {
-  return 4.0 * d * 2 + 4 + 2;
+// Minimal bytes: bf16 q, k (K), v, o (V) (and dO, dq, dk, dv), fp32 g (and dg), bf16 beta (and
+// dbeta).
+double forward_bytes(const Shape& s) {
+  return 2.0 * (2 * s.dim_k + 2 * s.dim_v) + 4 + 2;
 }
-double backward_bytes(int64_t d) {
-  return (4.0 * d * 2 + 4 + 2) + (3.0 * d * 2 + 4 + 2);
+double backward_bytes(const Shape& s) {
+  return forward_bytes(s) + 2.0 * (2 * s.dim_k + s.dim_v) + 4 + 2;
 }
 
 struct Timing {
@@ -59,15 +60,15 @@ Timing measure(const Shape& s, const ops::OpsOptions& ops, int reps, bool profil
   at::Generator gen = at::cuda::detail::createCUDAGenerator();
   gen.set_current_seed(1234);
   const auto cuda = at::TensorOptions().device(at::kCUDA);
-  const int64_t B = s.batch, T = s.seq_len, H = s.heads, D = s.dim;
+  const int64_t B = s.batch, T = s.seq_len, H = s.heads, K = s.dim_k, V = s.dim_v;
   auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
   auto leaf = [](const at::Tensor& x) { return x.detach().contiguous().requires_grad_(true); };
-  const at::Tensor q = leaf(unit_rows(at::randn({B, T, H, D}, gen, cuda)).to(at::kBFloat16));
-  const at::Tensor k = leaf(unit_rows(at::randn({B, T, H, D}, gen, cuda)).to(at::kBFloat16));
-  const at::Tensor v = leaf(at::randn({B, T, H, D}, gen, cuda).to(at::kBFloat16));
+  const at::Tensor q = leaf(unit_rows(at::randn({B, T, H, K}, gen, cuda)).to(at::kBFloat16));
+  const at::Tensor k = leaf(unit_rows(at::randn({B, T, H, K}, gen, cuda)).to(at::kBFloat16));
+  const at::Tensor v = leaf(at::randn({B, T, H, V}, gen, cuda).to(at::kBFloat16));
   const at::Tensor g = leaf(at::log_sigmoid(at::randn({B, T, H}, gen, cuda)));
   const at::Tensor beta = leaf(at::sigmoid(at::randn({B, T, H}, gen, cuda)).to(at::kBFloat16));
-  const at::Tensor grad_o = at::randn({B, T, H, D}, gen, cuda).to(at::kBFloat16);
+  const at::Tensor grad_o = at::randn({B, T, H, V}, gen, cuda).to(at::kBFloat16);
   auto forward = [&] {
     at::NoGradGuard no_grad;
     ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, ops);
@@ -82,7 +83,7 @@ Timing measure(const Shape& s, const ops::OpsOptions& ops, int reps, bool profil
   t.fwdbwd_ms = median_ms(forward_backward, reps, 3);
   if (profile) {
     const std::string shape = std::to_string(B) + "x" + std::to_string(T) + "x" +
-                              std::to_string(H) + "x" + std::to_string(D);
+                              std::to_string(H) + "x" + std::to_string(K) + "x" + std::to_string(V);
     const ProfileRows rows{/*device=*/12, /*host=*/0};
     print_profile(shape + " fwd", forward, rows);
     print_profile(shape + " fwd+bwd", forward_backward, rows);
@@ -90,8 +91,9 @@ Timing measure(const Shape& s, const ops::OpsOptions& ops, int reps, bool profil
   return t;
 }
 
-// "--shape B,T,H,D": one shape instead of the standard list (a profiler run of one shape, or a
-// shape of one's own model).
+// "--shape B,T,H,D" (K = V = D) or "B,T,H,K,V": one shape instead of the standard list (a profiler
+// run of one shape, or a shape of one's own model). Head dims the kernels are not built for run
+// the chunked backend under auto and fail under the cuda rows' explicit backend, naming them.
 Shape parse_shape(const std::string& text) {
   std::vector<int64_t> v;
   std::stringstream ss(text);
@@ -104,23 +106,27 @@ Shape parse_shape(const std::string& text) {
       v.push_back(-1);
     }
   }
-  const bool ok = v.size() == 4 && std::all_of(v.begin(), v.end(), [](int64_t x) { return x > 0; });
-  if (!ok || (v[3] != 64 && v[3] != 128)) {
-    throw std::invalid_argument("--shape expects B,T,H,D (positive, D = 64 or 128), got '" + text +
-                                "'");
+  const bool ok = (v.size() == 4 || v.size() == 5) &&
+                  std::all_of(v.begin(), v.end(), [](int64_t x) { return x > 0; });
+  if (!ok) {
+    throw std::invalid_argument("--shape expects B,T,H,D or B,T,H,K,V (positive integers), got '" +
+                                text + "'");
   }
-  return {v[0], v[1], v[2], v[3]};
+  return {v[0], v[1], v[2], v[3], v.size() == 5 ? v[4] : v[3]};
 }
 
 void print_row(const Shape& s, const char* name, const Timing& t) {
   const double tokens = double(s.batch) * s.seq_len, th = tokens * s.heads;
-  const double f = forward_flops(s.dim) * th;
-  const double fb = forward_bytes(s.dim) * th, bb = backward_bytes(s.dim) * th;
+  const double f = forward_flops(s) * th;
+  const double fb = forward_bytes(s) * th, bb = backward_bytes(s) * th;
+  const std::string dims = s.dim_k == s.dim_v
+                               ? std::to_string(s.dim_k)
+                               : std::to_string(s.dim_k) + "," + std::to_string(s.dim_v);
   std::printf(
-      "%5lld %6lld %3lld %4lld  %-9s | fwd %9.3f ms %8.2f Mtok/s %7.2f TFLOP/s %7.1f GB/s"
+      "%5lld %6lld %3lld %7s  %-9s | fwd %9.3f ms %8.2f Mtok/s %7.2f TFLOP/s %7.1f GB/s"
       " | fwd+bwd %9.3f ms %8.2f Mtok/s %7.2f TFLOP/s %7.1f GB/s\n",
-      (long long)s.batch, (long long)s.seq_len, (long long)s.heads, (long long)s.dim, name,
-      t.fwd_ms, tokens / t.fwd_ms * 1e-3, f / t.fwd_ms * 1e-9, fb / t.fwd_ms * 1e-6, t.fwdbwd_ms,
+      (long long)s.batch, (long long)s.seq_len, (long long)s.heads, dims.c_str(), name, t.fwd_ms,
+      tokens / t.fwd_ms * 1e-3, f / t.fwd_ms * 1e-9, fb / t.fwd_ms * 1e-6, t.fwdbwd_ms,
       tokens / t.fwdbwd_ms * 1e-3, 3 * f / t.fwdbwd_ms * 1e-9, (fb + bb) / t.fwdbwd_ms * 1e-6);
   std::fflush(stdout);
 }
@@ -136,12 +142,11 @@ int run_kernels_bench(const std::map<std::string, std::string>& flags,
   const int reps = reps_flag(flags, 20);
   const bool baseline = flags.count("--no-baseline") == 0, quick = flags.count("--quick") > 0;
   const bool fp32_too = flags.count("--fp32-too") > 0, profile = flags.count("--profile") > 0;
-  std::vector<Shape> shapes = {{8, 4096, 16, 128},
-                               {8, 1024, 16, 128},
-                               {1, 16384, 16, 128},
-                               {512, 24, 4, 64},
-                               {128, 75, 8, 64}};
-  if (quick) shapes = {{512, 24, 4, 64}, {128, 75, 8, 64}};
+  // The last row is Jet-Nemotron-2B's JetBlock over a 2,000-token window (K = 96, V = 256).
+  std::vector<Shape> shapes = {{8, 4096, 16, 128, 128},  {8, 1024, 16, 128, 128},
+                               {1, 16384, 16, 128, 128}, {512, 24, 4, 64, 64},
+                               {128, 75, 8, 64, 64},     {8, 2000, 12, 96, 256}};
+  if (quick) shapes = {{512, 24, 4, 64, 64}, {128, 75, 8, 64, 64}};
   if (const auto it = flags.find("--shape"); it != flags.end()) shapes = {parse_shape(it->second)};
   if (!torch::cuda::is_available()) {
     std::fprintf(stderr, "hypnos_bench kernels: no CUDA device\n");
@@ -152,7 +157,7 @@ int run_kernels_bench(const std::map<std::string, std::string>& flags,
       "bench kernels on %s: bf16 q, k, v, beta; fp32 g; median of %d after 3 warm-up; "
       "fwd without grad, fwd+bwd with .backward(dO)\n",
       prop->name, reps);
-  std::printf("    B      T   H    D  backend   |\n");
+  std::printf("    B      T   H     K,V  backend   |\n");
   // --fp32-too also times the CUDA-core kernels, with the same scan width.
   const char* cuda_name = cuda_ops.gdn_kernel == ops::GdnKernel::kFp32 ? "cuda-fp32" : "cuda-tc";
   ops::OpsOptions fp32_ops = cuda_ops;

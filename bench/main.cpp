@@ -37,8 +37,8 @@ const hypnos::cli::CommandSpec& bench_spec() {
        {"--packed", "",
         "ops: also packed variable-length sequences (cu_seqlens) against padded and per-sequence "
         "calls"},
-       {"--shape", "B,T,H,D",
-        "kernels: this one shape instead of the standard list (D = 64 or 128)"},
+       {"--shape", "B,T,H,K[,V]",
+        "kernels: this one shape instead of the standard list (V = K when left out)"},
        {"--passes", "LIST", "train: sleep passes to measure, e.g. 1,2,4 (default 1,2,4)"},
        {"--batch", "B", "train: batch size (default 512)"},
        {"--device", "DEV", "train: cpu | cuda (default: cuda when available)"},

@@ -6,7 +6,7 @@
 # A machine whose image lacks the Debian build dependencies (yaml-cpp, spdlog, gtest, gloo headers) needs
 # them in .gpu-kit/ (ignored by git): a prepare.sh that exports their prefix, and their .deb files.
 #   scripts/gpu_check.sh [stage ...]
-# stages: build | prebuilt, tests tests_fp32 sanitize slices128 kernels_bench kernels_ab
+# stages: build | prebuilt, tests tests_fp32 sanitize slices128 kernels_bench fla_compare kernels_ab
 #         kernels_alt kernels_slices kernels_profile ncu ncu_stalls ncu_layers layers_bench
 #         layers_ab train_bench train_bench_unfused reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
@@ -26,7 +26,7 @@ finish() {
   cat "$out/gpu.txt" >> "$out/stages.log"
   cat "$out/layers_bench.log" >> "$out/stages.log" 2> /dev/null
   for f in stages.log tests.log tests_fp32.log train_bench.log train_bench_unfused.log \
-    reference.log kernels_bench.log kernels_ab.log kernels_alt.log kernels_profile.log layers_ab.log; do
+    reference.log kernels_bench.log fla_compare.log kernels_ab.log kernels_alt.log kernels_profile.log layers_ab.log; do
     if [[ -f $out/$f ]]; then cp "$out/$f" "$top/"; fi
   done
   rm -rf "$out"
@@ -57,7 +57,8 @@ for s in $stages; do
       # (the _ab stages) and hypnos_bench_alt* (kernels_alt: any number of variants) when carried,
       # each as is or gzipped (NAME.gz, to keep what is copied to the GPU machine small).
       alts=$(cd .gpu-bin && ls hypnos_bench_alt* 2> /dev/null | sed 's/\.gz$//' | sort -u)
-      for f in hypnos hypnos_bench tests/hypnos_tests hypnos_bench_base $alts; do
+      for f in hypnos hypnos_bench tests/hypnos_tests hypnos_bench_base libhypnos_ops_python.so \
+        $alts; do
         name=$(basename "$f")
         if [[ -f .gpu-bin/$name.gz ]]; then gunzip -c ".gpu-bin/$name.gz" > "build-gpu/$f"; fi
         if [[ -f .gpu-bin/$name ]]; then cp ".gpu-bin/$name" "build-gpu/$f"; fi
@@ -76,7 +77,8 @@ for s in $stages; do
     build)
       stage configure 120 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DHYPNOS_CUDA=ON \
         -DHYPNOS_HEADER_CHECK=OFF -DHYPNOS_PYTHON="$(command -v python3)" &&
-        stage build 300 ninja -C build-gpu -j "$(nproc)" hypnos_cli hypnos_bench hypnos_tests || exit 1 ;;
+        stage build 300 ninja -C build-gpu -j "$(nproc)" hypnos_cli hypnos_bench hypnos_tests \
+          hypnos_ops_python || exit 1 ;;
     tests)
       stage tests 150 build-gpu/tests/hypnos_tests --gtest_filter='*Cuda*:GdnMmaLayout*' ;;
     tests_fp32)  # the CUDA-core kernels, kept as the fallback of the tensor-core path (the tests
@@ -171,6 +173,16 @@ for s in $stages; do
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_K*_bf16*'
       stage memcheck_fused 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='GdnFusedCuda.*:RopeCuda.*:SwiGluCuda.*' ;;
+    fla_compare)  # hypnos's op against fla's in one process, every row of the kernels issue
+      # (bench/fla_compare.py). fla's wheels (fla-core, flash-linear-attention: pure Python on the
+      # torch wheel's Triton) come carried in .gpu-wheels/; on Hopper fla's gated backward needs its
+      # TRITON_ABOVE_3_7_1 flag set (fla issue 640), which the table's header then states.
+      python3 -m pip install --no-deps --no-index .gpu-wheels/*.whl > "$out/fla_install.log" 2>&1 ||
+        echo "fla wheels did not install (see fla_install.log)" | tee -a "$out/stages.log"
+      hopper=$(python3 -c 'import torch; print(torch.cuda.get_device_capability()[0] == 9)')
+      export HYPNOS_OPS_LIBRARY=build-gpu/libhypnos_ops_python.so PYTHONPATH=python
+      stage fla_compare 420 python3 bench/fla_compare.py \
+        $([[ $hopper == True ]] && echo --fla-hopper-flag) ;;
     sweep)  # the Rule 110 sweep of the default config (t = 12, 600 steps of 512) at N = 1, 2, 4
       stage sweep 300 scripts/reproduce_rule110.sh --config default --passes 1,2,4 --hypnos "$bin" \
         "$out/rule110_sweep" ;;
