@@ -6,8 +6,9 @@
 
 namespace hypnos::tasks {
 
-size_t file_record(Split split, uint64_t index, size_t n, const std::string& path) {
-  if (split == Split::kTrain) return static_cast<size_t>(index % n);
+size_t file_record(Split split, uint64_t index, const EpochOrder& order, const std::string& path) {
+  if (split == Split::kTrain) return order.record(index);
+  const size_t n = order.size();
   if (index >= n) {
     throw std::out_of_range("test example " + std::to_string(index) + " of " + path +
                             ": the file " + "holds " + std::to_string(n) +
@@ -34,10 +35,11 @@ GsmFileTask::GsmFileTask(const GsmInfiniteOptions& options, uint64_t seed)
     }
     tokenizer_.extend(texts);
   }
+  train_order_ = std::make_unique<EpochOrder>(problems_.size(), seed, options.shuffle);
 }
 
 const GsmProblem& GsmFileTask::problem(Split split, uint64_t index) const {
-  return problems_[file_record(split, index, problems_.size(), options_.data_file)];
+  return problems_[file_record(split, index, *train_order_, options_.data_file)];
 }
 
 Example GsmFileTask::example(Split split, uint64_t index) const {
@@ -46,7 +48,7 @@ Example GsmFileTask::example(Split split, uint64_t index) const {
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(
         options_.data_file + ": problem " +
-        std::to_string(file_record(split, index, problems_.size(), options_.data_file)) + ": " +
+        std::to_string(file_record(split, index, *train_order_, options_.data_file)) + ": " +
         e.what());
   }
 }

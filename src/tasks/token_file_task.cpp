@@ -37,7 +37,7 @@ std::string checked_tokenizer(const GsmInfiniteOptions& options) {
 
 }  // namespace
 
-TokenFileTask::TokenFileTask(const GsmInfiniteOptions& options, uint64_t /*seed*/)
+TokenFileTask::TokenFileTask(const GsmInfiniteOptions& options, uint64_t seed)
     : options_(options),
       vocab_(TokenizerVocab::load(checked_tokenizer(options))),
       file_(options.token_file, vocab_.size()) {
@@ -46,6 +46,15 @@ TokenFileTask::TokenFileTask(const GsmInfiniteOptions& options, uint64_t /*seed*
     eval_file_.emplace(options.eval_token_file, vocab_.size());
     eval_file_->check_tokenizer(options.tokenizer);
   }
+  // A token file holds at least one record (TokenFile refuses an empty index).
+  train_order_ = std::make_unique<EpochOrder>(file_.records().size(), seed, options.shuffle);
+  if (eval_file_) {
+    eval_order_ = std::make_unique<EpochOrder>(eval_file_->records().size(), seed, false);
+  }
+}
+
+const EpochOrder& TokenFileTask::order(Split split) const {
+  return split == Split::kTest && eval_order_ ? *eval_order_ : *train_order_;
 }
 
 int64_t TokenFileTask::seq_len() const {
@@ -62,12 +71,12 @@ const std::string& TokenFileTask::path(Split split) const {
 
 const TokenRecord& TokenFileTask::record(Split split, uint64_t index) const {
   const TokenFile& f = file(split);
-  return f.records()[file_record(split, index, f.records().size(), path(split))];
+  return f.records()[file_record(split, index, order(split), path(split))];
 }
 
 Example TokenFileTask::example(Split split, uint64_t index) const {
   const TokenFile& f = file(split);
-  const size_t r = file_record(split, index, f.records().size(), path(split));
+  const size_t r = file_record(split, index, order(split), path(split));
   const TokenRecord& rec = f.records()[r];
   Example ex;
   ex.tokens = f.tokens(r);

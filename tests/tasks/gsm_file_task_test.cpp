@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "hypnos/tasks/gsm_infinite_generator.h"
@@ -62,7 +64,17 @@ TEST(GsmFileTask, TextLinesOfGeneratedProblemsReadBackToTheSameExamples) {
     EXPECT_EQ(a.loss_mask, b.loss_mask) << i;
     EXPECT_EQ(a.groups[0].bucket, b.groups[0].bucket) << i;
   }
-  EXPECT_EQ(file.example(Split::kTrain, 5).tokens, generated.example(Split::kTest, 1).tokens);
+  // Training reads every problem once per epoch (epoch 1 is indices 4..7), each epoch in its own
+  // seeded order (task.shuffle), or in the file's order without shuffle.
+  std::set<std::vector<int64_t>> epoch1, file_problems;
+  for (uint64_t i = 0; i < 4; ++i) {
+    epoch1.insert(file.example(Split::kTrain, 4 + i).tokens);
+    file_problems.insert(generated.example(Split::kTest, i).tokens);
+  }
+  EXPECT_EQ(epoch1, file_problems);
+  options.shuffle = false;
+  const GsmFileTask in_order(options, 5);
+  EXPECT_EQ(in_order.example(Split::kTrain, 5).tokens, generated.example(Split::kTest, 1).tokens);
   try {
     file.example(Split::kTest, 4);
     FAIL() << "test example 4 of a 4-problem file";

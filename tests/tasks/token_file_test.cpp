@@ -198,8 +198,18 @@ TEST(TokenFileTask, ScoresTheAnswerSpanAndPadsBatchesToTheLongest) {
   EXPECT_EQ(b.loss_mask, (std::vector<uint8_t>{0, 0, 1, 1, 0}));  // targets 3, 4: " 1", " 2"
   EXPECT_EQ(b.groups[0].positions, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(nlohmann::json::parse(b.fields_json)["id"], "src.jsonl:2");
-  // Training cycles through the file; a test index past its end is an error naming it.
-  EXPECT_EQ(task->example(Split::kTrain, 3).tokens, b.tokens);
+  // Training reads each record once per epoch (seeded order, task.shuffle; the file's order
+  // without); a test index past the file's end is an error naming it.
+  for (const uint64_t epoch : {0, 1, 2}) {
+    const auto first = task->example(Split::kTrain, 2 * epoch).tokens;
+    const auto second = task->example(Split::kTrain, 2 * epoch + 1).tokens;
+    EXPECT_TRUE((first == a.tokens && second == b.tokens) ||
+                (first == b.tokens && second == a.tokens))
+        << "epoch " << epoch;
+  }
+  TaskOptions in_order = options;
+  in_order.gsm.shuffle = false;
+  EXPECT_EQ(make_task(in_order, 0)->example(Split::kTrain, 3).tokens, b.tokens);
   EXPECT_THROW(task->example(Split::kTest, 2), std::out_of_range);
 
   const Batch batch = make_batch(*task, Split::kTest, 0, 2);
@@ -227,6 +237,7 @@ TEST(TokenFileTask, HeldOutProblemsComeFromTheEvalTokenFile) {
   options.gsm.token_file = write_token_file(dir, "train", kRecs, tok);
   options.gsm.eval_token_file =
       write_token_file(dir, "test", {{{2, 2, 1, 0, 6, 7, 3, 4}, 6, 2}}, tok);
+  options.gsm.shuffle = false;  // training index 1 is the training file's record 1
   const auto task = make_task(options, 0);
   EXPECT_EQ(task->seq_len(), 8);
   EXPECT_EQ(task->example(Split::kTest, 0).tokens, (std::vector<int64_t>{2, 2, 1, 0, 6, 7, 3, 4}));

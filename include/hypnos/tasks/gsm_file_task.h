@@ -3,9 +3,11 @@
 // words when task.vocab_extend), so models trained on either read the other.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "hypnos/tasks/epoch_order.h"
 #include "hypnos/tasks/gsm_infinite.h"
 #include "hypnos/tasks/gsm_infinite_tokenizer.h"
 #include "hypnos/tasks/task.h"
@@ -13,10 +15,11 @@
 
 namespace hypnos::tasks {
 
-/// The record of example (split, index) among `n` read from `path`: training cycles through the
-/// file in order (index mod n); test example i is record i, and i >= n is a std::out_of_range
-/// naming the file and n (an evaluation asking for more examples than the file holds).
-size_t file_record(Split split, uint64_t index, size_t n, const std::string& path);
+/// The record of example (split, index) of the file read from `path`: training reads the records
+/// epoch after epoch in `order` (task.shuffle: each epoch in its own seeded order, else the
+/// file's); test example i is record i, and i >= the file's records is a std::out_of_range naming
+/// the file and its size (an evaluation asking for more examples than the file holds).
+size_t file_record(Split split, uint64_t index, const EpochOrder& order, const std::string& path);
 
 class GsmFileTask : public Task {
  public:
@@ -41,6 +44,7 @@ class GsmFileTask : public Task {
   std::vector<GsmProblem> problems_;
   int64_t dropped_ = 0;
   GsmTokenizer tokenizer_;
+  std::unique_ptr<EpochOrder> train_order_;
 };
 
 }  // namespace hypnos::tasks

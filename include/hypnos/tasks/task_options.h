@@ -94,6 +94,9 @@ struct GsmInfiniteOptions {
   /// Folder of the tokenizer the token file must have been written with (its SHA-256 is checked);
   /// empty: model.from. Default: ""
   std::string tokenizer;
+  /// Training from a file (data_file, token_file): each epoch reads every problem once in its own
+  /// order, drawn from run.seed and the epoch; false: the file's order every epoch. Default: true
+  bool shuffle = true;
 
   template <class V>
   void visit(V& v) {
@@ -129,6 +132,8 @@ struct GsmInfiniteOptions {
             "task.token_file");
     v.field("tokenizer", tokenizer,
             "folder of the tokenizer.json the token file was written with; empty: model.from");
+    v.field("shuffle", shuffle,
+            "training from a file: each epoch in its own seeded order (false: the file's order)");
   }
 };
 

@@ -2,9 +2,11 @@
 // each record is one example of its own length, scored on its answer span.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "hypnos/tasks/epoch_order.h"
 #include "hypnos/tasks/task.h"
 #include "hypnos/tasks/task_options.h"
 #include "hypnos/tasks/token_file.h"
@@ -49,10 +51,15 @@ class TokenFileTask : public Task {
   /// The key that names file(split), for error messages.
   const std::string& path(Split split) const;
 
+  /// The order of file(split)'s records: the training file's epochs (task.shuffle), or the test
+  /// file's own order.
+  const EpochOrder& order(Split split) const;
+
   GsmInfiniteOptions options_;
   TokenizerVocab vocab_;
   TokenFile file_;
   std::optional<TokenFile> eval_file_;
+  std::unique_ptr<EpochOrder> train_order_, eval_order_;
 };
 
 }  // namespace hypnos::tasks
