@@ -17,6 +17,15 @@ Batch make_batch(const Task& task, Split split, uint64_t first_index, int64_t ba
   return collate(std::move(examples), task.pad_id());
 }
 
+Batch make_batch(const Task& task, Split split, const std::vector<uint64_t>& indices) {
+  if (indices.empty()) throw std::invalid_argument("make_batch: no indices");
+  std::vector<Example> examples(indices.size());
+  at::parallel_for(0, static_cast<int64_t>(indices.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) examples[b] = task.example(split, indices[b]);
+  });
+  return collate(std::move(examples), task.pad_id());
+}
+
 Batch collate(std::vector<Example> examples, int64_t pad_id) {
   if (examples.empty()) throw std::invalid_argument("collate: no examples");
   const int64_t b_size = static_cast<int64_t>(examples.size());

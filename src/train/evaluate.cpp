@@ -1,6 +1,11 @@
 // Evaluation through the window loop.
 #include "hypnos/train/evaluate.h"
 
+#include <algorithm>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
 #include "hypnos/memory/model_memory.h"
 #include "hypnos/sleep/window_loop.h"
 #include "hypnos/tasks/batch.h"
@@ -13,6 +18,33 @@ at::Tensor argmax_over(const at::Tensor& scores, const at::Tensor& ids) {
   return ids.index_select(0, scores.index_select(-1, ids).argmax(-1));
 }
 
+std::vector<std::vector<uint64_t>> eval_batches(const tasks::Task& task, int64_t examples,
+                                                int64_t batch_size) {
+  if (examples < 0 || batch_size < 1) {
+    throw std::invalid_argument("eval_batches: examples = " + std::to_string(examples) +
+                                ", batch_size = " + std::to_string(batch_size) +
+                                ": expected examples >= 0, batch_size >= 1");
+  }
+  std::vector<uint64_t> order(static_cast<size_t>(examples));
+  std::iota(order.begin(), order.end(), uint64_t{0});
+  std::vector<int64_t> length(order.size());
+  bool one_length = true;
+  for (size_t i = 0; i < order.size(); ++i) {
+    length[i] = task.example_length(tasks::Split::kTest, i);
+    one_length = one_length && length[i] == length[0];
+  }
+  if (!one_length) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint64_t a, uint64_t b) { return length[a] > length[b]; });
+  }
+  std::vector<std::vector<uint64_t>> batches;
+  for (size_t first = 0; first < order.size(); first += static_cast<size_t>(batch_size)) {
+    const size_t last = std::min(order.size(), first + static_cast<size_t>(batch_size));
+    batches.emplace_back(order.begin() + first, order.begin() + last);
+  }
+  return batches;
+}
+
 tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
                                   const sleep::SleepOptions& sleep, const EvalOptions& options) {
   const bool was_training = model->is_training();
@@ -23,10 +55,9 @@ tasks::MetricAccumulator evaluate(nn::HybridLM& model, const tasks::Task& task,
   const std::vector<int64_t> ids = task.answer_ids();
   const at::Tensor answer_ids =
       ids.empty() ? at::Tensor() : at::tensor(ids, at::TensorOptions().dtype(at::kLong)).to(device);
-  for (int64_t first = 0; first < options.examples; first += options.batch_size) {
-    const int64_t n = std::min(options.batch_size, options.examples - first);
-    const auto batch =
-        tasks::make_batch(task, tasks::Split::kTest, static_cast<uint64_t>(first), n);
+  for (const std::vector<uint64_t>& indices :
+       eval_batches(task, options.examples, options.batch_size)) {
+    const auto batch = tasks::make_batch(task, tasks::Split::kTest, indices);
     const auto tokens = batch.tokens.to(device);
     const auto mask = batch.loss_mask.to(device);
     // Only the loss positions get logits: the head runs on their hidden states alone, never on

@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "hypnos/tasks/rng.h"
 #include "hypnos/tasks/rule110.h"
 #include "hypnos/train/evaluate.h"
 
@@ -63,6 +68,101 @@ TEST(Evaluate, Rule110PredictionsAreBits) {
   EXPECT_EQ(metrics.overall().positions, 32 * 4);
   EXPECT_GT(ones, 0);
   EXPECT_EQ(metrics.overall().correct, ones);
+}
+
+}  // namespace hypnos::train
+
+// ---- evaluation batches of examples of their own lengths (token files)
+
+namespace hypnos::train {
+namespace {
+
+/// Examples of given lengths: random tokens below 16, the last two positions scored, one group
+/// per example.
+class LengthsTask : public tasks::Task {
+ public:
+  explicit LengthsTask(std::vector<int64_t> lengths) : lengths_(std::move(lengths)) {}
+  std::string_view name() const override { return "lengths"; }
+  int64_t vocab_size() const override { return 16; }
+  int64_t seq_len() const override { return *std::max_element(lengths_.begin(), lengths_.end()); }
+  int64_t pad_id() const override { return 15; }
+  int64_t test_size() const override { return static_cast<int64_t>(lengths_.size()); }
+  int64_t example_length(tasks::Split, uint64_t index) const override { return lengths_[index]; }
+  tasks::Example example(tasks::Split split, uint64_t index) const override {
+    tasks::Stream s(3, name(), split, index);
+    tasks::Example ex;
+    const int64_t n = lengths_[index];
+    for (int64_t i = 0; i < n; ++i) ex.tokens.push_back(static_cast<int64_t>(s.below(15)));
+    ex.targets.assign(ex.tokens.begin() + 1, ex.tokens.end());
+    ex.targets.push_back(15);
+    ex.loss_mask.assign(n, 0);
+    ex.loss_mask[n - 3] = ex.loss_mask[n - 2] = 1;
+    ex.groups.push_back({"n=" + std::to_string(n % 3), {n - 3, n - 2}, {}});
+    return ex;
+  }
+
+ private:
+  std::vector<int64_t> lengths_;
+};
+
+int64_t padded_tokens(const std::vector<std::vector<uint64_t>>& batches,
+                      const std::vector<int64_t>& lengths) {
+  int64_t pad = 0;
+  for (const auto& b : batches) {
+    int64_t longest = 0;
+    for (uint64_t i : b) longest = std::max(longest, lengths[i]);
+    for (uint64_t i : b) pad += longest - lengths[i];
+  }
+  return pad;
+}
+
+}  // namespace
+
+TEST(EvalBatches, ExamplesOfOneLengthKeepIndexOrder) {
+  const LengthsTask task(std::vector<int64_t>(7, 12));
+  const auto batches = eval_batches(task, 7, 3);
+  EXPECT_EQ(batches, (std::vector<std::vector<uint64_t>>{{0, 1, 2}, {3, 4, 5}, {6}}));
+}
+
+TEST(EvalBatches, ExamplesOfTheirOwnLengthsGoLongestFirstEachOnce) {
+  const std::vector<int64_t> lengths{5, 9, 6, 9, 3, 7, 8, 4};
+  const LengthsTask task(lengths);
+  const auto batches = eval_batches(task, 8, 3);
+  EXPECT_EQ(batches, (std::vector<std::vector<uint64_t>>{{1, 3, 6}, {5, 2, 0}, {7, 4}}));
+  // Padding against index order.
+  std::vector<std::vector<uint64_t>> in_order{{0, 1, 2}, {3, 4, 5}, {6, 7}};
+  EXPECT_EQ(padded_tokens(batches, lengths), 5);
+  EXPECT_EQ(padded_tokens(in_order, lengths), 19);
+  // Only the first `examples` indices take part.
+  EXPECT_EQ(eval_batches(task, 3, 2), (std::vector<std::vector<uint64_t>>{{1, 2}, {0}}));
+  EXPECT_THROW(eval_batches(task, 3, 0), std::invalid_argument);
+}
+
+// Sorted, padded batches score every example as it scores alone (batch of one, no padding): the
+// same predictions and the same NLL, through a sleep window that evicts mid-example.
+TEST(EvalBatches, SortedBatchesScoreEachExampleAsItScoresAlone) {
+  const LengthsTask task({13, 30, 17, 9, 30, 22, 11});
+  torch::manual_seed(1);
+  nn::ModelOptions mo;
+  mo.vocab_size = task.vocab_size();
+  mo.d_model = 16;
+  mo.n_heads = 2;
+  mo.pattern = "AG";
+  nn::HybridLM m(mo);
+  sleep::SleepOptions so;
+  so.n_passes = 2;
+  so.window = 8;
+  EvalOptions batched;
+  batched.examples = 7;
+  batched.batch_size = 3;
+  EvalOptions alone = batched;
+  alone.batch_size = 1;
+  const auto a = evaluate(m, task, so, batched).overall();
+  const auto b = evaluate(m, task, so, alone).overall();
+  EXPECT_EQ(a.positions, 14);
+  EXPECT_EQ(a.positions, b.positions);
+  EXPECT_EQ(a.correct, b.correct);
+  EXPECT_NEAR(a.nll_sum, b.nll_sum, 1e-4 * b.nll_sum);
 }
 
 }  // namespace hypnos::train

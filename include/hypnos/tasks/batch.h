@@ -23,6 +23,8 @@ struct Batch {
 /// a pure function of its index, so the result does not depend on the thread count), padded with
 /// task.pad_id() to the longest.
 Batch make_batch(const Task& task, Split split, uint64_t first_index, int64_t batch_size);
+/// The batch of examples (split, i) for i in `indices`, in that order.
+Batch make_batch(const Task& task, Split split, const std::vector<uint64_t>& indices);
 
 /// Stacks examples into a Batch [B, T_max]: an example shorter than the longest gets `pad_id` as
 /// token and target and loss_mask 0 after its end (right padding: under a causal model the

@@ -51,6 +51,9 @@ class Task {
   virtual int64_t test_size() const { return 0; }
   /// Deterministic in (seed, split, index); thread-safe.
   virtual Example example(Split split, uint64_t index) const = 0;
+  /// The tokens of example (split, index), known without building it: seq_len() for tasks whose
+  /// examples share one length; a token file's record length.
+  virtual int64_t example_length(Split /*split*/, uint64_t /*index*/) const { return seq_len(); }
   /// Human-readable form of one token id (for `generate` and debugging).
   virtual std::string token_name(int64_t id) const { return std::to_string(id); }
   /// The ids a prediction is chosen among at scored positions (the metric's argmax runs over

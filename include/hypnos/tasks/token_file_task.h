@@ -39,6 +39,9 @@ class TokenFileTask : public Task {
   /// loss_mask = 1 where the target is an answer token; one group "op=<op>" tagged with mode and
   /// template; fields id, answer, op, mode, template, d.
   Example example(Split split, uint64_t index) const override;
+  int64_t example_length(Split split, uint64_t index) const override {
+    return record(split, index).length;
+  }
   std::string token_name(int64_t id) const override { return vocab_.decode({id}, false); }
 
   const TokenRecord& record(Split split, uint64_t index) const;
