@@ -12,8 +12,9 @@ namespace hypnos::ops {
 
 /// Which implementation computes the gated delta rule (ops/gated_delta_rule.h).
 enum class GdnBackend {
-  kAuto,       ///< kCuda where the kernels take the inputs (CUDA tensors, K = V in {64, 128},
-               ///< bf16 / fp32), else kChunked, with one log line per shape that falls back
+  kAuto,       ///< kCuda where the kernels take the inputs (CUDA tensors, head dims they are
+               ///< built for, shared memory within the device's, bf16 / fp32), else kChunked,
+               ///< with one log line per shape that falls back
   kReference,  ///< per-step recurrence: the definition (slow; the oracle)
   kChunked,    ///< WY/UT chunked form in ATen with a hand-derived backward (the CPU path)
   kCuda,       ///< the custom CUDA kernels of kernels/ (docs/delta_rule.md section 5)
