@@ -24,38 +24,44 @@ using detail::kThreads;
 using detail::load;
 using detail::PrepGates;
 
-/// Row strides of the CUDA-core prep kernel's fp32 tiles: odd, so column walks hit distinct banks.
-template <int D>
-inline constexpr int kPrepLd = D + 1;
-inline constexpr int kPrepLc = kC + 1;
+/// The CUDA-core prep kernel's shared memory, in the order PrepTiles lays it out: K, then Z, then
+/// W ([C][K + 1]); V, then Y, then Ut ([C][V + 1]); A and L ([C][C + 1] each; odd row strides:
+/// column walks hit distinct banks); the gates (3 [C]). 165,632 bytes at K = V = 256: under
+/// sm_80's 166,912 per block too.
+template <int K, int V>
+struct PrepLayout {
+  static constexpr int kLk = K + 1, kLv = V + 1, kLc = kC + 1;
+  static constexpr int kKFloats = kC * kLk, kVFloats = kC * kLv, kCFloats = kC * kLc;
+  static constexpr size_t kBytes = sizeof(float) * (kKFloats + kVFloats + 2 * kCFloats + 3 * kC);
+  static constexpr int kMinBlocks = detail::min_blocks_for_smem(kBytes);
+  /// The wider of the two row tiles: the loops over both walk its columns.
+  static constexpr int kMaxDim = K > V ? K : V;
+};
 
-template <int D>
-constexpr size_t prep_smem_bytes() {
-  return sizeof(float) * (2 * kC * kPrepLd<D> + 2 * kC * kPrepLc + 3 * kC);
-}
-
-/// The chunk's rows of q, k, v (row stride H D) as a prep kernel reads them.
-template <typename T, int D>
+/// The chunk's rows of q, k ([B, T, H, K]) and v ([B, T, H, V]) as a prep kernel reads them.
+template <typename T, int K, int V>
 struct PrepInputs {
-  int64_t row_stride;
+  int64_t qk_stride, v_stride;
   const T *q, *k, *v;
-  __device__ PrepInputs(const GdnParams& p, int64_t tok)
-      : row_stride(p.heads * D),
-        q(static_cast<const T*>(p.q) + tok),
-        k(static_cast<const T*>(p.k) + tok),
-        v(static_cast<const T*>(p.v) + tok) {}
+  __device__ PrepInputs(const GdnParams& p, int64_t qk_tok, int64_t v_tok)
+      : qk_stride(p.heads * K),
+        v_stride(p.heads * V),
+        q(static_cast<const T*>(p.q) + qk_tok),
+        k(static_cast<const T*>(p.k) + qk_tok),
+        v(static_cast<const T*>(p.v) + v_tok) {}
 };
 
 // ---- The CUDA-core prep kernel (fp32)
 
 /// The CUDA-core prep kernel's shared memory by what it holds, one name per meaning; names of one
-/// space are grouped, in the order prep_smem_bytes<D> counts the spaces.
-template <int D>
+/// space are grouped, in the order PrepLayout<K, V> lays the spaces out.
+template <int K, int V>
 struct PrepTiles {
-  static constexpr int kLd = kPrepLd<D>, kLc = kPrepLc;
-  // ---- [C][LD]: K, then Z = diag(beta gamma) K in place, then W = A Z (solved in place)
+  using Layout = PrepLayout<K, V>;
+  static constexpr int kLk = Layout::kLk, kLv = Layout::kLv, kLc = Layout::kLc;
+  // ---- [C][LK]: K, then Z = diag(beta gamma) K in place, then W = A Z (solved in place)
   float *k, *z, *w;
-  // ---- [C][LD]: V, then Y = diag(beta) V in place, then Ut = A Y (solved in place)
+  // ---- [C][LV]: V, then Y = diag(beta) V in place, then Ut = A Y (solved in place)
   float *v, *y, *ut;
   // ---- [C][LC]: I, then A = (I + L)^-1 (solved in place)
   float* a;
@@ -67,43 +73,45 @@ struct PrepTiles {
       : k(smem),
         z(k),
         w(k),
-        v(k + kC * kLd),
+        v(k + Layout::kKFloats),
         y(v),
         ut(v),
-        a(v + kC * kLd),
-        l(a + kC * kLc),
-        gates(l + kC * kLc) {}
+        a(v + Layout::kVFloats),
+        l(a + Layout::kCFloats),
+        gates(l + Layout::kCFloats) {}
 };
 
-/// K and V (rows past the tokens zero) into their tiles, and A = I.
-template <typename T, int D>
-__device__ __forceinline__ void stage_prep_inputs(const PrepInputs<T, D>& in, int n_valid,
-                                                  const PrepTiles<D>& t) {
-  constexpr int LD = PrepTiles<D>::kLd;
-  for (int idx = threadIdx.x; idx < kC * D; idx += kThreads) {
-    const int i = idx / D, d = idx % D;
+/// K and V (rows past the tokens zero) into their tiles, and A = I. One loop walks the wider head
+/// dim for both (`K == kMaxDim ||` makes the narrower's guard vanish where K = V).
+template <typename T, int K, int V>
+__device__ __forceinline__ void stage_prep_inputs(const PrepInputs<T, K, V>& in, int n_valid,
+                                                  const PrepTiles<K, V>& t) {
+  constexpr int LK = PrepTiles<K, V>::kLk, LV = PrepTiles<K, V>::kLv;
+  constexpr int N = PrepLayout<K, V>::kMaxDim;
+  for (int idx = threadIdx.x; idx < kC * N; idx += kThreads) {
+    const int i = idx / N, d = idx % N;
     const bool ok = i < n_valid;
-    t.k[i * LD + d] = ok ? load(in.k + i * in.row_stride + d) : 0.f;
-    t.v[i * LD + d] = ok ? load(in.v + i * in.row_stride + d) : 0.f;
+    if (K == N || d < K) t.k[i * LK + d] = ok ? load(in.k + i * in.qk_stride + d) : 0.f;
+    if (V == N || d < V) t.v[i * LV + d] = ok ? load(in.v + i * in.v_stride + d) : 0.f;
   }
-  detail::fill_identity<PrepTiles<D>::kLc>(t.a);
+  detail::fill_identity<PrepTiles<K, V>::kLc>(t.a);
 }
 
 /// L = strict_lower(diag(beta) K K^T * R) into its tile and P = scale (Q K^T * R) (R_ij =
 /// exp(G_i - G_j) on and below the diagonal, 0 above) to attn, both from one pass over K.
-template <typename T, int D>
-__device__ __forceinline__ void kk_qk_stage(const GdnParams& p, const PrepInputs<T, D>& in,
-                                            const detail::ChunkCta& c, const PrepTiles<D>& t) {
-  constexpr int LD = PrepTiles<D>::kLd, LC = PrepTiles<D>::kLc;
+template <typename T, int K, int V>
+__device__ __forceinline__ void kk_qk_stage(const GdnParams& p, const PrepInputs<T, K, V>& in,
+                                            const detail::ChunkCta& c, const PrepTiles<K, V>& t) {
+  constexpr int LK = PrepTiles<K, V>::kLk, LC = PrepTiles<K, V>::kLc;
   const int n_valid = c.n_valid;
   Frag<kC, kC> kk, qk;
   kk.fill(0.f);
   qk.fill(0.f);
-  auto kt = [&](int d, int j) { return t.k[j * LD + d]; };
+  auto kt = [&](int d, int j) { return t.k[j * LK + d]; };
   kk.mma(
-      D, [&](int i, int d) { return t.k[i * LD + d]; }, kt);
+      K, [&](int i, int d) { return t.k[i * LK + d]; }, kt);
   qk.mma(
-      D, [&](int i, int d) { return i < n_valid ? load(in.q + i * in.row_stride + d) : 0.f; }, kt);
+      K, [&](int i, int d) { return i < n_valid ? load(in.q + i * in.qk_stride + d) : 0.f; }, kt);
 #pragma unroll
   for (int r = 0; r < kk.kRegs; ++r) {
     const int i = kk.row(r), j = kk.col();
@@ -114,26 +122,28 @@ __device__ __forceinline__ void kk_qk_stage(const GdnParams& p, const PrepInputs
 }
 
 /// Z = diag(beta gamma) K and Y = diag(beta) V, in place of K and V.
-template <int D>
-__device__ __forceinline__ void scale_rows_stage(const PrepTiles<D>& t) {
-  constexpr int LD = PrepTiles<D>::kLd;
-  for (int idx = threadIdx.x; idx < kC * D; idx += kThreads) {
-    const int i = idx / D, d = idx % D;
-    t.z[i * LD + d] *= t.gates.zs[i];
-    t.y[i * LD + d] *= t.gates.beta[i];
+template <int K, int V>
+__device__ __forceinline__ void scale_rows_stage(const PrepTiles<K, V>& t) {
+  constexpr int LK = PrepTiles<K, V>::kLk, LV = PrepTiles<K, V>::kLv;
+  constexpr int N = PrepLayout<K, V>::kMaxDim;
+  for (int idx = threadIdx.x; idx < kC * N; idx += kThreads) {
+    const int i = idx / N, d = idx % N;
+    if (K == N || d < K) t.z[i * LK + d] *= t.gates.zs[i];
+    if (V == N || d < V) t.y[i * LV + d] *= t.gates.beta[i];
   }
 }
 
 /// (I + L) X = [Z | Y | I] by forward substitution, one column per thread: X = [W | Ut | A] in
 /// place. Past the tokens L's rows are zero: those rows of X are the right-hand side's, and an
 /// identity column e_c with c past the tokens solves itself.
-template <int D>
-__device__ __forceinline__ void solve_unit_lower_stage(int n_valid, const PrepTiles<D>& t) {
-  constexpr int LD = PrepTiles<D>::kLd, LC = PrepTiles<D>::kLc;
-  for (int c = threadIdx.x; c < 2 * D + kC; c += kThreads) {
-    if (c >= 2 * D + n_valid) continue;
-    float* col = c < D ? t.z + c : c < 2 * D ? t.y + (c - D) : t.a + (c - 2 * D);
-    const int ld = c < 2 * D ? LD : LC;
+template <int K, int V>
+__device__ __forceinline__ void solve_unit_lower_stage(int n_valid, const PrepTiles<K, V>& t) {
+  constexpr int LK = PrepTiles<K, V>::kLk, LV = PrepTiles<K, V>::kLv;
+  constexpr int LC = PrepTiles<K, V>::kLc;
+  for (int c = threadIdx.x; c < K + V + kC; c += kThreads) {
+    if (c >= K + V + n_valid) continue;
+    float* col = c < K ? t.z + c : c < K + V ? t.y + (c - K) : t.a + (c - K - V);
+    const int ld = c < K + V ? (c < K ? LK : LV) : LC;
     float x[kC];
 #pragma unroll
     for (int i = 0; i < kC; ++i) x[i] = col[i * ld];
@@ -151,15 +161,16 @@ __device__ __forceinline__ void solve_unit_lower_stage(int n_valid, const PrepTi
 }
 
 /// W and Ut to their workspaces, and A to a_inv when a backward follows (a_inv set).
-template <int D>
+template <int K, int V>
 __device__ __forceinline__ void store_prep_outputs(const GdnParams& p, int64_t chunk,
-                                                   const PrepTiles<D>& t) {
-  constexpr int LD = PrepTiles<D>::kLd, LC = PrepTiles<D>::kLc;
+                                                   const PrepTiles<K, V>& t) {
+  constexpr int LK = PrepTiles<K, V>::kLk, LV = PrepTiles<K, V>::kLv;
+  constexpr int LC = PrepTiles<K, V>::kLc, N = PrepLayout<K, V>::kMaxDim;
   const int tid = threadIdx.x;
-  for (int idx = tid; idx < kC * D; idx += kThreads) {
-    const int i = idx / D, d = idx % D;
-    detail::as_f32(p.w)[(chunk * kC + i) * D + d] = t.w[i * LD + d];
-    detail::as_f32(p.u_tilde)[(chunk * kC + i) * D + d] = t.ut[i * LD + d];
+  for (int idx = tid; idx < kC * N; idx += kThreads) {
+    const int i = idx / N, d = idx % N;
+    if (K == N || d < K) detail::as_f32(p.w)[(chunk * kC + i) * K + d] = t.w[i * LK + d];
+    if (V == N || d < V) detail::as_f32(p.u_tilde)[(chunk * kC + i) * V + d] = t.ut[i * LV + d];
   }
   if (p.a_inv == nullptr) return;  // no backward follows: A is not needed again
   for (int idx = tid; idx < kC * kC; idx += kThreads) {
@@ -171,83 +182,82 @@ __device__ __forceinline__ void store_prep_outputs(const GdnParams& p, int64_t c
 // grid (NC, B*H). Writes g_cum, w, u_tilde, attn and (for a backward) a_inv of one chunk, on CUDA
 // cores in fp32 (the fallback and the fp32-input path; bf16 inputs take gdn_chunk_prep_tc_kernel):
 // (I + L) X = [Z | Y | I] by forward substitution, one column per thread.
-template <typename T, int D>
-__global__ void __launch_bounds__(kThreads) gdn_chunk_prep_kernel(GdnParams p) {
+template <typename T, int K, int V>
+__global__ void __launch_bounds__(kThreads, PrepLayout<K, V>::kMinBlocks)
+    gdn_chunk_prep_kernel(GdnParams p) {
   extern __shared__ float smem[];
-  const PrepTiles<D> t(smem);
+  const PrepTiles<K, V> t(smem);
   const detail::ChunkCta c(p);
-  const PrepInputs<T, D> in(p, detail::token_offset(p, c.b, c.t0, c.h, D));
+  const PrepInputs<T, K, V> in(p, detail::token_offset(p, c.b, c.t0, c.h, K),
+                               detail::token_offset(p, c.b, c.t0, c.h, V));
 
-  stage_prep_inputs<T, D>(in, c.n_valid, t);
+  stage_prep_inputs<T, K, V>(in, c.n_valid, t);
   detail::load_gates_and_cumsum(p, c, t.gates);  // synchronises
-  kk_qk_stage<T, D>(p, in, c, t);
+  kk_qk_stage<T, K, V>(p, in, c, t);
   __syncthreads();
-  scale_rows_stage<D>(t);
+  scale_rows_stage<K, V>(t);
   __syncthreads();
-  solve_unit_lower_stage<D>(c.n_valid, t);
+  solve_unit_lower_stage<K, V>(c.n_valid, t);
   __syncthreads();
-  store_prep_outputs<D>(p, c.chunk, t);
+  store_prep_outputs<K, V>(p, c.chunk, t);
 }
 
-template <int D, int BV>
-constexpr size_t scan_smem_bytes() {
-  return sizeof(float) * (D * (BV + 1) + kC * (BV + 1) + 2 * kC);
-}
-
-// grid (D / BV, B*H). The state slice S[:, v0:v0+BV] lives in shared memory across all chunks.
-template <typename T, int D, int BV>
+// grid (V / BV, B*H). The state slice S[:, v0:v0+BV] (all K rows) lives in shared memory across
+// all chunks.
+template <typename T, int K, int V, int BV>
 __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
-  constexpr int LS = BV + 1;
+  using Layout = detail::CudaCoreScanLayout<K, BV>;
+  constexpr int LS = Layout::kLs;
   extern __shared__ float smem[];
-  float* s_state = smem;           // [D][LS]  S (k rows, v columns of this slice)
-  float* s_u = s_state + D * LS;   // [C][LS]  U
-  float* s_gamma = s_u + kC * LS;  // [C]      exp(G_i)
-  float* s_decay = s_gamma + kC;   // [C]      exp(G_C - G_i)
+  float* s_state = smem;                        // [K][LS]  S (k rows, v columns of this slice)
+  float* s_u = s_state + Layout::kStateFloats;  // [C][LS]  U
+  float* s_gamma = s_u + Layout::kRowFloats;    // [C]      exp(G_i)
+  float* s_decay = s_gamma + kC;                // [C]      exp(G_C - G_i)
 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * D;
+  const int64_t n_chunks = p.n_chunks(), qk_stride = p.heads * K, v_stride = p.heads * V;
   const int tid = threadIdx.x;
 
-  for (int idx = tid; idx < D * BV; idx += kThreads) {
+  for (int idx = tid; idx < K * BV; idx += kThreads) {
     const int d = idx / BV, j = idx % BV;
-    s_state[d * LS + j] = p.initial_state ? p.initial_state[(bh * D + d) * D + v0 + j] : 0.f;
+    s_state[d * LS + j] = p.initial_state ? p.initial_state[(bh * K + d) * V + v0 + j] : 0.f;
   }
   __syncthreads();  // the chunk loop reads the whole slice, written by other threads
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
     const int n_valid = detail::valid_rows(p, t0);
-    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, D);
-    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, D);
-    T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, D);
-    const float* w = detail::as_f32(p.w) + chunk * kC * D;
-    const float* ut = detail::as_f32(p.u_tilde) + chunk * kC * D;
+    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, K);
+    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, K);
+    T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, V);
+    const float* w = detail::as_f32(p.w) + chunk * kC * K;
+    const float* ut = detail::as_f32(p.u_tilde) + chunk * kC * V;
     const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;
     if (tid < kC) detail::store_chunk_decays(p, chunk, tid, s_gamma, s_decay);
     if (p.chunk_states) {
-      float* st = detail::as_f32(p.chunk_states) + chunk * D * D;
-      for (int idx = tid; idx < D * BV; idx += kThreads) {
+      float* st = detail::as_f32(p.chunk_states) + chunk * K * V;
+      for (int idx = tid; idx < K * BV; idx += kThreads) {
         const int d = idx / BV, j = idx % BV;
-        st[d * D + v0 + j] = s_state[d * LS + j];
+        st[d * V + v0 + j] = s_state[d * LS + j];
       }
     }
     __syncthreads();
     auto state = [&](int d, int j) { return s_state[d * LS + j]; };
     Frag<kC, BV> fu;  // U = Ut - W S
 #pragma unroll
-    for (int r = 0; r < fu.kRegs; ++r) fu.x[r] = ut[fu.row(r) * D + v0 + fu.col()];
+    for (int r = 0; r < fu.kRegs; ++r) fu.x[r] = ut[fu.row(r) * V + v0 + fu.col()];
     fu.mma(
-        D, [&](int i, int d) { return -w[i * D + d]; }, state);
+        K, [&](int i, int d) { return -w[i * K + d]; }, state);
 #pragma unroll
     for (int r = 0; r < fu.kRegs; ++r) {
       s_u[fu.row(r) * LS + fu.col()] = fu.x[r];
-      if (p.u) detail::as_f32(p.u)[(chunk * kC + fu.row(r)) * D + v0 + fu.col()] = fu.x[r];
+      if (p.u) detail::as_f32(p.u)[(chunk * kC + fu.row(r)) * V + v0 + fu.col()] = fu.x[r];
     }
     __syncthreads();
     Frag<kC, BV> fo;  // O = scale diag(gamma) Q S + P U
     fo.fill(0.f);
     fo.mma(
-        D, [&](int i, int d) { return i < n_valid ? load(q + i * row_stride + d) : 0.f; }, state);
+        K, [&](int i, int d) { return i < n_valid ? load(q + i * qk_stride + d) : 0.f; }, state);
 #pragma unroll
     for (int r = 0; r < fo.kRegs; ++r) fo.x[r] *= p.scale * s_gamma[fo.row(r)];
     fo.mma(
@@ -256,16 +266,16 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
 #pragma unroll
     for (int r = 0; r < fo.kRegs; ++r) {
       if (fo.row(r) < n_valid) {
-        o[fo.row(r) * row_stride + v0 + fo.col()] = detail::from_float<T>(fo.x[r]);
+        o[fo.row(r) * v_stride + v0 + fo.col()] = detail::from_float<T>(fo.x[r]);
       }
     }
-    Frag<D, BV> fs;  // S <- gamma_C S + K^T diag(decay) U
+    Frag<K, BV> fs;  // S <- gamma_C S + K^T diag(decay) U
     const float gamma_last = s_gamma[kC - 1];
 #pragma unroll
     for (int r = 0; r < fs.kRegs; ++r) fs.x[r] = gamma_last * s_state[fs.row(r) * LS + fs.col()];
     fs.mma(
         kC,
-        [&](int d, int i) { return i < n_valid ? s_decay[i] * load(k + i * row_stride + d) : 0.f; },
+        [&](int d, int i) { return i < n_valid ? s_decay[i] * load(k + i * qk_stride + d) : 0.f; },
         [&](int i, int j) { return s_u[i * LS + j]; });
     __syncthreads();
 #pragma unroll
@@ -273,9 +283,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     __syncthreads();
   }
   if (p.final_state) {
-    for (int idx = tid; idx < D * BV; idx += kThreads) {
+    for (int idx = tid; idx < K * BV; idx += kThreads) {
       const int d = idx / BV, j = idx % BV;
-      p.final_state[(bh * D + d) * D + v0 + j] = s_state[d * LS + j];
+      p.final_state[(bh * K + d) * V + v0 + j] = s_state[d * LS + j];
     }
   }
 }
@@ -283,19 +293,20 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
 constexpr int kFwdSlice = 32;
 
 /// The CUDA-core prep and scan in fp32 (fp32 inputs, or bf16 with GdnKernel::kFp32).
-template <int D, typename T>
+template <int K, int V, typename T>
 cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::CudaCoreKernels) {
   const unsigned bh = unsigned(p.batch * p.heads);
   const cudaError_t err =
-      detail::launch_with_smem(gdn_chunk_prep_kernel<T, D>, dim3(unsigned(p.n_chunks()), bh),
-                               kThreads, prep_smem_bytes<D>(), stream, p);
+      detail::launch_with_smem(gdn_chunk_prep_kernel<T, K, V>, dim3(unsigned(p.n_chunks()), bh),
+                               kThreads, PrepLayout<K, V>::kBytes, stream, p);
   if (err != cudaSuccess) return err;
-  return detail::launch_with_smem(gdn_chunk_fwd_kernel<T, D, kFwdSlice>, dim3(D / kFwdSlice, bh),
-                                  kThreads, scan_smem_bytes<D, kFwdSlice>(), stream, p);
+  return detail::launch_with_smem(gdn_chunk_fwd_kernel<T, K, V, kFwdSlice>, dim3(V / kFwdSlice, bh),
+                                  kThreads, detail::CudaCoreScanLayout<K, kFwdSlice>::kBytes,
+                                  stream, p);
 }
 
 /// The tensor-core prep and scan (bf16 inputs).
-template <int D, typename T>
+template <int K, int V, typename T>
 cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::TensorCoreKernels) {
   static_assert(std::is_same_v<T, __nv_bfloat16>, "the tensor-core kernels take bf16 inputs");
   const cudaError_t err = detail::launch_gdn_chunk_prep_tc(p, stream);
@@ -303,11 +314,11 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::TensorCo
   return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
 }
 
-template <int D, typename T>
+template <int K, int V, typename T>
 size_t fwd_smem_bytes(const GdnParams&, detail::CudaCoreKernels) {
-  return std::max(prep_smem_bytes<D>(), scan_smem_bytes<D, kFwdSlice>());
+  return std::max(PrepLayout<K, V>::kBytes, detail::CudaCoreScanLayout<K, kFwdSlice>::kBytes);
 }
-template <int D, typename T>
+template <int K, int V, typename T>
 size_t fwd_smem_bytes(const GdnParams& p, detail::TensorCoreKernels) {
   return std::max(detail::gdn_chunk_prep_tc_smem_bytes(p),
                   detail::gdn_chunk_scan_tc_smem_bytes(p, /*backward=*/false));
@@ -319,7 +330,8 @@ size_t gdn_chunk_fwd_smem_bytes(const GdnParams& p) {
   if (!detail::sizes_supported(p)) return 0;
   size_t bytes = 0;
   detail::dispatch(p, [&](auto dims, auto element, auto family) {
-    bytes = fwd_smem_bytes<detail::square_dim<decltype(dims)>(), decltype(element)>(p, family);
+    using Dims = decltype(dims);
+    bytes = fwd_smem_bytes<Dims::kK, Dims::kV, decltype(element)>(p, family);
     return cudaSuccess;
   });
   return bytes;
@@ -330,7 +342,8 @@ cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   return detail::dispatch(p, [&](auto dims, auto element, auto family) {
-    return launch_fwd<detail::square_dim<decltype(dims)>(), decltype(element)>(p, stream, family);
+    using Dims = decltype(dims);
+    return launch_fwd<Dims::kK, Dims::kV, decltype(element)>(p, stream, family);
   });
 }
 

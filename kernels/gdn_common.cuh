@@ -1,9 +1,13 @@
-// Device helpers shared by the gated-delta-rule kernels: element loads/stores, and a block-wide
-// fp32 "fragment" matmul where each thread owns a fixed set of output elements (column j = tid % N,
-// rows tid / N + r * (NT / N)), so masks, row scales and row sums are applied in registers.
+// Device helpers shared by the gated-delta-rule kernels: element loads/stores, a block-wide fp32
+// "fragment" matmul where each thread owns a fixed set of output elements (register r holds element
+// tid + r * NT of the row-major tile), so masks, row scales and row sums are applied in registers,
+// and the minimum-blocks value of __launch_bounds__ that a kernel's shared memory implies.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#include <cstddef>
+#include <numeric>
 
 #include "gdn.h"
 
@@ -11,6 +15,46 @@ namespace hypnos::kernels::detail {
 
 inline constexpr int kThreads = 256;
 inline constexpr int kC = kGdnChunk;
+
+/// Shared memory of one SM in bytes on the architecture this pass compiles for (228 KB on sm_90
+/// and sm_100, 164 KB on sm_80 and sm_87, 100 KB on sm_86, sm_89 and sm_120; the host pass, where
+/// __launch_bounds__ means nothing, takes sm_90's), and what the driver reserves of it per CTA.
+inline constexpr size_t kSmemPerSm =
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ == 900 || __CUDA_ARCH__ == 1000 || \
+    __CUDA_ARCH__ == 1030
+    233472;
+#elif __CUDA_ARCH__ == 800 || __CUDA_ARCH__ == 870
+    167936;
+#else
+    102400;
+#endif
+inline constexpr size_t kSmemReservedPerCta = 1024;
+
+/// The minimum-blocks value of __launch_bounds__(kThreads, .) for a CUDA-core kernel whose CTA
+/// asks for `smem` bytes of dynamic shared memory (the prep and the chunk backward): the CTAs of
+/// that size one SM holds, so that ptxas never takes more registers than let them all fit, and
+/// where only one fits, all 255 registers a thread may have are the kernel's (no spill forced for
+/// nothing). At most 2: at 3 CTAs of 256 threads the cap (85 registers a thread) spills the prep's
+/// 64-row solve columns (K = V = 64 on sm_90: 80 registers, 100 bytes of spill stores).
+constexpr int min_blocks_for_smem(size_t smem) {
+  const size_t fit = kSmemPerSm / (smem + kSmemReservedPerCta);
+  return fit < 1 ? 1 : fit > 2 ? 2 : int(fit);
+}
+
+/// Shared memory of a CUDA-core scan CTA (gdn_chunk_fwd_kernel and gdn_chunk_bwd_scan_kernel), in
+/// the order laid out: a BV-column slice of the K x V state S or dS ([K][BV + 1]), the chunk's BV
+/// columns of U or dU ([C][BV + 1]; odd strides: column walks hit distinct banks), and the chunk's
+/// gamma = exp(G_i) and decay = exp(G_C - G_i) ([C] each). At most 43 KB (K = 256): room for 3
+/// (sm_80) to 8 CTAs per SM, more than the registers of 256 threads allow at what the scans need
+/// (64 to 128 a thread), so the shared memory implies no minimum blocks here: the scans keep
+/// __launch_bounds__(kThreads) and ptxas's own register choice (with a minimum of 2 ptxas gives
+/// them 128 registers: 2 CTAs per SM where the 64 it takes on sm_90 allow 4).
+template <int K, int BV>
+struct CudaCoreScanLayout {
+  static constexpr int kLs = BV + 1;
+  static constexpr int kStateFloats = K * kLs, kRowFloats = kC * kLs;
+  static constexpr size_t kBytes = sizeof(float) * (kStateFloats + kRowFloats + 2 * kC);
+};
 
 /// The tokens of the chunk starting at token t0: C, or fewer in the last chunk.
 __device__ __forceinline__ int valid_rows(const GdnParams& p, int64_t t0) {
@@ -75,16 +119,41 @@ __device__ __forceinline__ void store_pair(float* p, float a, float b) {
   *reinterpret_cast<float2*>(p) = v;
 }
 
-/// Output elements of an M x N tile owned by one thread of NT.
+/// Output elements of an M x N tile owned by one thread of NT: register r holds element
+/// e = tid + r * NT of the row-major tile (row e / N, column e % N). Where N divides NT
+/// (kFixedColumn: every head dim but 96) a thread's column is the same in every register, tid % N,
+/// and its rows step by NT / N. Otherwise its registers cycle through kColumns = N / gcd(N, NT)
+/// columns (3 for N = 96): register r = c + s kColumns is column col(c) of row row(c) + s kRowStep,
+/// kRowStep = lcm(N, NT) / N; a product loads its kColumns B values once per k-step. A warp's 32
+/// elements lie in one row either way (N and NT multiples of 32), as row_sum needs.
 template <int M, int N, int NT = kThreads>
 struct Frag {
-  static_assert(NT % N == 0 && (M * N) % NT == 0, "tile does not divide among the threads");
+  static_assert((M * N) % NT == 0, "tile does not divide among the threads");
+  static constexpr bool kFixedColumn = NT % N == 0;
+  static constexpr int kColumns = N / std::gcd(N, NT);
   static constexpr int kRegs = M * N / NT;
-  static constexpr int kRowStep = NT / N;
+  static constexpr int kRowStep = NT / std::gcd(N, NT);  // NT / N where kFixedColumn
+  static_assert(kRegs % kColumns == 0, "each column a thread owns must have the same rows");
   float x[kRegs];
-  __device__ __forceinline__ static int col() { return threadIdx.x % N; }
-  __device__ __forceinline__ static int col(int /*r*/) { return col(); }  // as mma::Bf16Frag
-  __device__ __forceinline__ static int row(int r) { return threadIdx.x / N + r * kRowStep; }
+  /// The one column of a thread (kFixedColumn only).
+  __device__ __forceinline__ static int col() {
+    static_assert(kFixedColumn, "this tile's columns differ between registers: use col(r)");
+    return threadIdx.x % N;
+  }
+  __device__ __forceinline__ static int col(int r) {  // as mma::Bf16Frag
+    if constexpr (kFixedColumn) {
+      return col();
+    } else {
+      return (threadIdx.x + (r % kColumns) * NT) % N;
+    }
+  }
+  __device__ __forceinline__ static int row(int r) {
+    if constexpr (kFixedColumn) {
+      return threadIdx.x / N + r * kRowStep;
+    } else {
+      return (threadIdx.x + (r % kColumns) * NT) / N + (r / kColumns) * kRowStep;
+    }
+  }
   __device__ __forceinline__ void fill(float value) {
 #pragma unroll
     for (int r = 0; r < kRegs; ++r) x[r] = value;
@@ -92,12 +161,23 @@ struct Frag {
   /// x[i][j] += sum_{d < depth} a(i, d) * b(d, j).
   template <class FA, class FB>
   __device__ __forceinline__ void mma(int depth, FA a, FB b) {
-    const int j = col();
+    if constexpr (kFixedColumn) {
+      const int j = col();
 #pragma unroll 4
-    for (int d = 0; d < depth; ++d) {
-      const float bv = b(d, j);
+      for (int d = 0; d < depth; ++d) {
+        const float bv = b(d, j);
 #pragma unroll
-      for (int r = 0; r < kRegs; ++r) x[r] = fmaf(a(row(r), d), bv, x[r]);
+        for (int r = 0; r < kRegs; ++r) x[r] = fmaf(a(row(r), d), bv, x[r]);
+      }
+    } else {
+#pragma unroll 4
+      for (int d = 0; d < depth; ++d) {
+        float bv[kColumns];
+#pragma unroll
+        for (int c = 0; c < kColumns; ++c) bv[c] = b(d, col(c));
+#pragma unroll
+        for (int r = 0; r < kRegs; ++r) x[r] = fmaf(a(row(r), d), bv[r % kColumns], x[r]);
+      }
     }
   }
   /// mma::Bf16Frag's interface: the CUDA-core fallback computes every row (its rows are spread over
@@ -118,13 +198,13 @@ __device__ __forceinline__ float warp_sum(float v) {
 /// Every thread of the block must call it; it synchronises.
 template <int M, int N, int NT>
 __device__ void row_sum(const Frag<M, N, NT>& f, float* scratch, float* out, bool accumulate) {
-  static_assert(N % 32 == 0, "a warp must lie inside one row");
+  static_assert(N % 32 == 0 && NT % 32 == 0, "a warp must lie inside one row");
   constexpr int kWarpsPerRow = N / 32;
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int r = 0; r < Frag<M, N, NT>::kRegs; ++r) {
     const float s = warp_sum(f.x[r]);
-    if (lane == 0) scratch[f.row(r) * kWarpsPerRow + f.col() / 32] = s;
+    if (lane == 0) scratch[f.row(r) * kWarpsPerRow + f.col(r) / 32] = s;
   }
   __syncthreads();
   for (int i = threadIdx.x; i < M; i += NT) {

@@ -22,7 +22,10 @@ struct HeadDimList {};
 /// the family p selects (GdnParams::bf16_workspaces: the tensor-core kernels, else the CUDA-core
 /// ones), and with_head_dims (so every launcher) instantiates exactly these.
 using TensorCoreHeadDims = HeadDimList<HeadDims<64, 64>, HeadDims<128, 128>>;
-using CudaCoreHeadDims = HeadDimList<HeadDims<64, 64>, HeadDims<128, 128>>;
+using CudaCoreHeadDims =
+    HeadDimList<HeadDims<64, 64>, HeadDims<64, 128>, HeadDims<64, 256>, HeadDims<96, 64>,
+                HeadDims<96, 128>, HeadDims<96, 256>, HeadDims<128, 64>, HeadDims<128, 128>,
+                HeadDims<128, 256>, HeadDims<256, 64>, HeadDims<256, 128>, HeadDims<256, 256>>;
 
 /// The one head dim D of an instantiation, for kernels written for K = V.
 template <class Dims>
