@@ -67,7 +67,7 @@ struct GdnParams {
   int64_t batch = 0;
   int64_t seq_len = 0;
   int64_t heads = 0;
-  int head_dim_k = 0;  ///< K, must equal V and be 64 or 128
+  int head_dim_k = 0;  ///< K: (K, V) one of the family's pairs (gdn_dispatch.cuh)
   int head_dim_v = 0;
   float scale = 0.f;
   GdnDtype dtype = GdnDtype::kBFloat16;

@@ -533,8 +533,9 @@ constexpr int kBwdSlice = 32;
 
 /// The CUDA-core reverse scan and chunk kernel in fp32 (fp32 inputs, or bf16 with
 /// GdnKernel::kFp32).
-template <int D, typename T>
+template <class Dims, typename T>
 cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream, detail::CudaCoreKernels) {
+  constexpr int D = detail::square_dim<Dims>();
   const unsigned bh = unsigned(p.batch * p.heads);
   const cudaError_t err =
       detail::launch_with_smem(gdn_chunk_bwd_scan_kernel<T, D, kBwdSlice>, dim3(D / kBwdSlice, bh),
@@ -545,7 +546,7 @@ cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream, detail::CudaCore
 }
 
 /// The tensor-core reverse scan and chunk kernel (bf16 inputs).
-template <int D, typename T>
+template <class Dims, typename T>
 cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream, detail::TensorCoreKernels) {
   static_assert(std::is_same_v<T, __nv_bfloat16>, "the tensor-core kernels take bf16 inputs");
   const cudaError_t err = detail::launch_gdn_chunk_bwd_scan_tc(p, stream);
@@ -553,11 +554,12 @@ cudaError_t launch_bwd(const GdnParams& p, cudaStream_t stream, detail::TensorCo
   return detail::launch_gdn_chunk_bwd_tc(p, stream);
 }
 
-template <int D, typename T>
+template <class Dims, typename T>
 size_t bwd_smem_bytes(const GdnParams&, detail::CudaCoreKernels) {
+  constexpr int D = detail::square_dim<Dims>();
   return std::max(bwd_scan_smem_bytes<D, kBwdSlice>(), bwd_chunk_smem_bytes<D>());
 }
-template <int D, typename T>
+template <class Dims, typename T>
 size_t bwd_smem_bytes(const GdnParams& p, detail::TensorCoreKernels) {
   return std::max(detail::gdn_chunk_scan_tc_smem_bytes(p, /*backward=*/true),
                   detail::gdn_chunk_bwd_tc_smem_bytes(p));
@@ -569,7 +571,7 @@ size_t gdn_chunk_bwd_smem_bytes(const GdnParams& p) {
   if (!detail::sizes_supported(p)) return 0;
   size_t bytes = 0;
   detail::dispatch(p, [&](auto dims, auto element, auto family) {
-    bytes = bwd_smem_bytes<detail::square_dim<decltype(dims)>(), decltype(element)>(p, family);
+    bytes = bwd_smem_bytes<decltype(dims), decltype(element)>(p, family);
     return cudaSuccess;
   });
   return bytes;
@@ -580,7 +582,7 @@ cudaError_t gdn_chunk_bwd(const GdnParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   return detail::dispatch(p, [&](auto dims, auto element, auto family) {
-    return launch_bwd<detail::square_dim<decltype(dims)>(), decltype(element)>(p, stream, family);
+    return launch_bwd<decltype(dims), decltype(element)>(p, stream, family);
   });
 }
 

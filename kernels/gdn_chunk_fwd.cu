@@ -283,8 +283,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
 constexpr int kFwdSlice = 32;
 
 /// The CUDA-core prep and scan in fp32 (fp32 inputs, or bf16 with GdnKernel::kFp32).
-template <int D, typename T>
+template <class Dims, typename T>
 cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::CudaCoreKernels) {
+  constexpr int D = detail::square_dim<Dims>();
   const unsigned bh = unsigned(p.batch * p.heads);
   const cudaError_t err =
       detail::launch_with_smem(gdn_chunk_prep_kernel<T, D>, dim3(unsigned(p.n_chunks()), bh),
@@ -295,7 +296,7 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::CudaCore
 }
 
 /// The tensor-core prep and scan (bf16 inputs).
-template <int D, typename T>
+template <class Dims, typename T>
 cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::TensorCoreKernels) {
   static_assert(std::is_same_v<T, __nv_bfloat16>, "the tensor-core kernels take bf16 inputs");
   const cudaError_t err = detail::launch_gdn_chunk_prep_tc(p, stream);
@@ -303,11 +304,12 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::TensorCo
   return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
 }
 
-template <int D, typename T>
+template <class Dims, typename T>
 size_t fwd_smem_bytes(const GdnParams&, detail::CudaCoreKernels) {
+  constexpr int D = detail::square_dim<Dims>();
   return std::max(prep_smem_bytes<D>(), scan_smem_bytes<D, kFwdSlice>());
 }
-template <int D, typename T>
+template <class Dims, typename T>
 size_t fwd_smem_bytes(const GdnParams& p, detail::TensorCoreKernels) {
   return std::max(detail::gdn_chunk_prep_tc_smem_bytes(p),
                   detail::gdn_chunk_scan_tc_smem_bytes(p, /*backward=*/false));
@@ -319,7 +321,7 @@ size_t gdn_chunk_fwd_smem_bytes(const GdnParams& p) {
   if (!detail::sizes_supported(p)) return 0;
   size_t bytes = 0;
   detail::dispatch(p, [&](auto dims, auto element, auto family) {
-    bytes = fwd_smem_bytes<detail::square_dim<decltype(dims)>(), decltype(element)>(p, family);
+    bytes = fwd_smem_bytes<decltype(dims), decltype(element)>(p, family);
     return cudaSuccess;
   });
   return bytes;
@@ -330,7 +332,7 @@ cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   return detail::dispatch(p, [&](auto dims, auto element, auto family) {
-    return launch_fwd<detail::square_dim<decltype(dims)>(), decltype(element)>(p, stream, family);
+    return launch_fwd<decltype(dims), decltype(element)>(p, stream, family);
   });
 }
 
