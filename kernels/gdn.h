@@ -72,9 +72,9 @@ struct GdnParams {
   float scale = 0.f;
   GdnDtype dtype = GdnDtype::kBFloat16;
   GdnKernel kernel = GdnKernel::kTensorCore;
-  /// State columns per CTA of the tensor-core scans: 32, 64 or 128 (a whole head; 64 for D = 64),
-  /// or 0 for the default (64, or 32 when 64 would give fewer than 128 CTAs). Tests and
-  /// benchmarks set it to cover or compare the widths.
+  /// State columns per CTA of the tensor-core scans: 32, 64 or 128 (built where V >= 128 and
+  /// K <= 128; elsewhere 128 runs 64), or 0 for the default (64, or 32 when 64 would give fewer
+  /// than 128 CTAs). Tests and benchmarks set it to cover or compare the widths.
   int scan_slice = 0;
 
   __host__ __device__ int64_t n_chunks() const { return (seq_len + kGdnChunk - 1) / kGdnChunk; }

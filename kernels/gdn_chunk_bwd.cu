@@ -122,7 +122,8 @@ struct BwdLayout {
   static constexpr size_t kBytes =
       sizeof(float) *
       (2 * kKFloats + 4 * kCFloats + detail::ChunkBwdScalars::kFloats + kRowSumFloats + 16);
-  static constexpr int kMinBlocks = detail::min_blocks_for_smem(kBytes);
+  // At least 128 registers a thread (at most 2 CTAs): at 85 the CUDA-core kernels spill.
+  static constexpr int kMinBlocks = detail::min_blocks_for_smem(kBytes, kThreads, 128);
 };
 
 /// The chunk kernel's shared memory by what it holds, one name per meaning; names of one space are

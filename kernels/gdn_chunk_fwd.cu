@@ -33,7 +33,9 @@ struct PrepLayout {
   static constexpr int kLk = K + 1, kLv = V + 1, kLc = kC + 1;
   static constexpr int kKFloats = kC * kLk, kVFloats = kC * kLv, kCFloats = kC * kLc;
   static constexpr size_t kBytes = sizeof(float) * (kKFloats + kVFloats + 2 * kCFloats + 3 * kC);
-  static constexpr int kMinBlocks = detail::min_blocks_for_smem(kBytes);
+  // At least 128 registers a thread (at most 2 CTAs): at 3 CTAs' 85 the solve columns spill
+  // (K = V = 64 on sm_90: 100 bytes of spill stores).
+  static constexpr int kMinBlocks = detail::min_blocks_for_smem(kBytes, kThreads, 128);
   /// The wider of the two row tiles: the loops over both walk its columns.
   static constexpr int kMaxDim = K > V ? K : V;
 };

@@ -96,27 +96,29 @@ __device__ void invert_unit_lower(const float* s_l, float* s_a, int n_valid, int
 }
 
 /// Shared memory of the tensor-core prep kernel: fp32 A and L ([C][C + 8]: the float2 stores of a
-/// half-warp's fragment hit distinct banks), G, beta, beta gamma; bf16 K, V, Q ([C][D + 8]). After
-/// the inverse, L's space and then A's hold the bf16 splits hi + lo of A diag(beta gamma) and
-/// A diag(beta) ([C][C + 8] each).
-template <int D>
+/// half-warp's fragment hit distinct banks), G, beta, beta gamma; bf16 K, V, Q ([C][K + 8],
+/// [C][V + 8], [C][K + 8]). After the inverse, L's space and then A's hold the bf16 splits hi + lo
+/// of A diag(beta gamma) and A diag(beta) ([C][C + 8] each).
+template <int K, int V>
 struct PrepTcLayout {
-  static constexpr int kLd = D + 8, kLc = kC + 8;
+  static constexpr int kLdK = K + 8, kLdV = V + 8, kLc = kC + 8;
   static constexpr size_t kBytes =
-      sizeof(float) * (2 * kC * kLc + 3 * kC) + sizeof(__nv_bfloat16) * 3 * kC * kLd;
+      sizeof(float) * (2 * kC * kLc + 3 * kC) + sizeof(__nv_bfloat16) * kC * (2 * kLdK + kLdV);
   static_assert(2 * sizeof(__nv_bfloat16) * kC * kLc == sizeof(float) * kC * kLc,
                 "a hi and lo pair of tiles fills L's or A's space");
-  /// CTAs per SM the registers must allow: as many as the shared memory does (3 of 64 KB for
-  /// D = 64, 2 of 88 KB for D = 128), so that the compiler's register use never lowers occupancy.
-  static constexpr int kMinBlocks = D == 64 ? 3 : 2;
+  /// CTAs per SM the registers must allow: as many as the shared memory does (3 of 64 KB at
+  /// (64, 64), 2 of 88 KB at (128, 128), 1 of 120-136 KB at K = 256 with V >= 128),
+  /// so that the compiler's register use never lowers occupancy.
+  static constexpr int kMinBlocks = detail::min_blocks_for_smem(kBytes, kThreads);
 };
 
 /// The tensor-core prep kernel's shared memory by what it holds, one name per meaning, in the
-/// order PrepTcLayout<D> lays the spaces out.
-template <int D>
+/// order PrepTcLayout<K, V> lays the spaces out.
+template <int K, int V>
 struct PrepTcTiles {
   using bf16 = __nv_bfloat16;
-  static constexpr int kLd = PrepTcLayout<D>::kLd, kLc = PrepTcLayout<D>::kLc;
+  static constexpr int kLdK = PrepTcLayout<K, V>::kLdK, kLdV = PrepTcLayout<K, V>::kLdV,
+                       kLc = PrepTcLayout<K, V>::kLc;
   // ---- fp32 [C][LC]: I, then A = (I + L)^-1 until every thread holds its pieces of it; then
   // bf16 [C][LC] x 2: A diag(beta), split hi + lo
   float* a;
@@ -125,7 +127,7 @@ struct PrepTcTiles {
   float* l;
   bf16 *w_hi, *w_lo;
   PrepGates gates;  // G, beta, beta exp(G)
-  // ---- bf16 [C][LD]
+  // ---- bf16 [C][K + 8], [C][V + 8], [C][K + 8]
   bf16 *k, *v, *q;
 
   __device__ explicit PrepTcTiles(float* smem)
@@ -137,21 +139,21 @@ struct PrepTcTiles {
         w_lo(w_hi + kC * kLc),
         gates(l + kC * kLc),
         k(reinterpret_cast<bf16*>(gates.zs + kC)),
-        v(k + kC * kLd),
-        q(v + kC * kLd) {}
+        v(k + kC * kLdK),
+        q(v + kC * kLdV) {}
 };
 
 /// L = strict_lower(diag(beta) K K^T * R) into its tile and P = scale (Q K^T * R) to attn (bf16),
 /// by one pass of mma.sync over K^T shared by both products.
-template <int D>
+template <int K, int V>
 __device__ __forceinline__ void kk_qk_tc_stage(const GdnParams& p, const detail::ChunkCta& c,
-                                               const PrepTcTiles<D>& t) {
+                                               const PrepTcTiles<K, V>& t) {
   using SqFrag = mma::Bf16Frag<kC, kC, kThreads>;
-  constexpr int LD = PrepTcTiles<D>::kLd, LC = PrepTcTiles<D>::kLc;
+  constexpr int LD = PrepTcTiles<K, V>::kLdK, LC = PrepTcTiles<K, V>::kLc;
   SqFrag kk, qk;
   kk.fill(0.f);
   qk.fill(0.f);
-  kk.mma_rows_shared_b(qk, c.n_valid, D, mma::rows_of(t.k, LD), mma::rows_of(t.q, LD),
+  kk.mma_rows_shared_b(qk, c.n_valid, K, mma::rows_of(t.k, LD), mma::rows_of(t.q, LD),
                        mma::transpose_of(t.k, LD));
   const float *s_g = t.gates.g, *s_beta = t.gates.beta;
 #pragma unroll
@@ -183,10 +185,10 @@ struct APieces {
 
 /// One pass over A: this thread's pieces into registers, and A's bf16 copy to a_inv when a
 /// backward follows (a_inv set).
-template <int D>
+template <int K, int V>
 __device__ __forceinline__ APieces load_a_pieces(const GdnParams& p, int64_t chunk,
-                                                 const PrepTcTiles<D>& t) {
-  constexpr int LC = PrepTcTiles<D>::kLc;
+                                                 const PrepTcTiles<K, V>& t) {
+  constexpr int LC = PrepTcTiles<K, V>::kLc;
   APieces a;
 #pragma unroll
   for (int n = 0; n < APieces::kPieces; ++n) {
@@ -203,10 +205,10 @@ __device__ __forceinline__ APieces load_a_pieces(const GdnParams& p, int64_t chu
 
 /// A diag(beta gamma) into w_hi + w_lo (L's space) and A diag(beta) into u_hi + u_lo (A's space),
 /// each split into bf16 hi = bf16(x) and lo = bf16(x - hi); once every thread holds its pieces.
-template <int D>
-__device__ __forceinline__ void split_a_stage(const APieces& a, const PrepTcTiles<D>& t) {
+template <int K, int V>
+__device__ __forceinline__ void split_a_stage(const APieces& a, const PrepTcTiles<K, V>& t) {
   using bf16 = __nv_bfloat16;
-  constexpr int LC = PrepTcTiles<D>::kLc;
+  constexpr int LC = PrepTcTiles<K, V>::kLc;
 #pragma unroll
   for (int n = 0; n < APieces::kPieces; ++n) {
     const int i = APieces::row(n), j = APieces::col(n);
@@ -227,21 +229,29 @@ __device__ __forceinline__ void split_a_stage(const APieces& a, const PrepTcTile
   }
 }
 
-/// out = (hi + lo) X (bf16, [C][D] of the chunk): W = A diag(beta gamma) K, Ut = A diag(beta) V.
-/// Rows of A past the tokens are identity rows against zero rows of X and zero scales: zero rows.
-template <int D>
+/// out = (hi + lo) X (X bf16 [C][N] at row stride LDX; out [C][N] of the chunk): W = A diag(beta
+/// gamma) K (N = K), Ut = A diag(beta) V (N = V). Rows of A past the tokens are identity rows
+/// against zero rows of X and zero scales: zero rows. At most 128 columns at a time (N = 256 in
+/// two passes: a warp's 16 x 128 accumulators are 64 registers, which with the two A fragments
+/// would spill at the 128 registers two CTAs per SM allow).
+template <int N, int LDX>
 __device__ __forceinline__ void split_product(const __nv_bfloat16* hi, const __nv_bfloat16* lo,
                                               const __nv_bfloat16* x, int n_valid, int depth,
                                               int64_t chunk, void* out) {
-  using RowFrag = mma::Bf16Frag<kC, D, kThreads>;
-  RowFrag f;
-  f.fill(0.f);
-  f.mma_rows_shared_b(f, n_valid, depth, mma::rows_of(hi, PrepTcTiles<D>::kLc),
-                      mma::rows_of(lo, PrepTcTiles<D>::kLc), mma::rows_of(x, PrepTcTiles<D>::kLd));
+  constexpr int kBlockN = N < 128 ? N : 128;
+  using RowFrag = mma::Bf16Frag<kC, kBlockN, kThreads>;
+  constexpr int LC = kC + 8;  // PrepTcLayout's kLc
+#pragma unroll 1
+  for (int c0 = 0; c0 < N; c0 += kBlockN) {
+    RowFrag f;
+    f.fill(0.f);
+    f.mma_rows_shared_b(f, n_valid, depth, mma::rows_of(hi, LC), mma::rows_of(lo, LC),
+                        mma::rows_of(x + c0, LDX));
 #pragma unroll
-  for (int r = 0; r < RowFrag::kRegs; r += 2) {
-    detail::store_bf16_pair(detail::as_bf16(out) + (chunk * kC + f.row(r)) * D + f.col(r), f.x[r],
-                            f.x[r + 1]);
+    for (int r = 0; r < RowFrag::kRegs; r += 2) {
+      detail::store_bf16_pair(detail::as_bf16(out) + (chunk * kC + f.row(r)) * N + c0 + f.col(r),
+                              f.x[r], f.x[r + 1]);
+    }
   }
 }
 
@@ -252,42 +262,43 @@ __device__ __forceinline__ void split_product(const __nv_bfloat16* hi, const __n
 // Writes W, Ut, P and A in bf16 (GdnParams::bf16_workspaces: W, P and A are the other kernels'
 // bf16 MMA operands; Ut enters U = Ut - W S, whose result is rounded to bf16 as the next operand,
 // as fla stores it) and g_cum in fp32.
-template <int D>
-__global__ void __launch_bounds__(kThreads, PrepTcLayout<D>::kMinBlocks)
+template <int K, int V>
+__global__ void __launch_bounds__(kThreads, PrepTcLayout<K, V>::kMinBlocks)
     gdn_chunk_prep_tc_kernel(GdnParams p) {
   using bf16 = __nv_bfloat16;
-  constexpr int LD = PrepTcTiles<D>::kLd;
+  using Tiles = PrepTcTiles<K, V>;
   extern __shared__ float smem[];
-  const PrepTcTiles<D> t(smem);
+  const Tiles t(smem);
   const detail::ChunkCta c(p);
   const int n_valid = c.n_valid;
   const int depth = detail::row_depth<16>(n_valid);
-  const int64_t row_stride = p.heads * D, tok = detail::token_offset(p, c.b, c.t0, c.h, D);
+  const int64_t tok_k = detail::token_offset(p, c.b, c.t0, c.h, K);
+  const int64_t tok_v = detail::token_offset(p, c.b, c.t0, c.h, V);
 
-  detail::stage_bf16<kC, D, kThreads>(t.k, LD, static_cast<const bf16*>(p.k) + tok, row_stride,
-                                      n_valid);
-  detail::stage_bf16<kC, D, kThreads>(t.v, LD, static_cast<const bf16*>(p.v) + tok, row_stride,
-                                      n_valid);
-  detail::stage_bf16<kC, D, kThreads>(t.q, LD, static_cast<const bf16*>(p.q) + tok, row_stride,
-                                      n_valid);
-  detail::fill_identity<PrepTcTiles<D>::kLc>(t.a);
+  detail::stage_bf16<kC, K, kThreads>(t.k, Tiles::kLdK, static_cast<const bf16*>(p.k) + tok_k,
+                                      p.heads * K, n_valid);
+  detail::stage_bf16<kC, V, kThreads>(t.v, Tiles::kLdV, static_cast<const bf16*>(p.v) + tok_v,
+                                      p.heads * V, n_valid);
+  detail::stage_bf16<kC, K, kThreads>(t.q, Tiles::kLdK, static_cast<const bf16*>(p.q) + tok_k,
+                                      p.heads * K, n_valid);
+  detail::fill_identity<Tiles::kLc>(t.a);
   detail::load_gates_and_cumsum(p, c, t.gates);  // synchronises
-  kk_qk_tc_stage<D>(p, c, t);
+  kk_qk_tc_stage<K, V>(p, c, t);
   __syncthreads();
-  invert_unit_lower<PrepTcTiles<D>::kLc>(t.l, t.a, n_valid, threadIdx.x);  // ends synchronised
-  const APieces a = load_a_pieces<D>(p, c.chunk, t);
+  invert_unit_lower<Tiles::kLc>(t.l, t.a, n_valid, threadIdx.x);  // ends synchronised
+  const APieces a = load_a_pieces<K, V>(p, c.chunk, t);
   __syncthreads();  // every thread holds its pieces: A's space is free
-  split_a_stage<D>(a, t);
+  split_a_stage<K, V>(a, t);
   __syncthreads();
-  split_product<D>(t.w_hi, t.w_lo, t.k, n_valid, depth, c.chunk, p.w);        // W
-  split_product<D>(t.u_hi, t.u_lo, t.v, n_valid, depth, c.chunk, p.u_tilde);  // Ut
+  split_product<K, Tiles::kLdK>(t.w_hi, t.w_lo, t.k, n_valid, depth, c.chunk, p.w);        // W
+  split_product<V, Tiles::kLdV>(t.u_hi, t.u_lo, t.v, n_valid, depth, c.chunk, p.u_tilde);  // Ut
 }
 
-template <int D>
+template <int K, int V>
 cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
-  return detail::launch_with_smem(gdn_chunk_prep_tc_kernel<D>,
+  return detail::launch_with_smem(gdn_chunk_prep_tc_kernel<K, V>,
                                   dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads)),
-                                  kThreads, PrepTcLayout<D>::kBytes, stream, p);
+                                  kThreads, PrepTcLayout<K, V>::kBytes, stream, p);
 }
 
 }  // namespace
@@ -295,7 +306,11 @@ cudaError_t launch(const GdnParams& p, cudaStream_t stream) {
 namespace detail {
 cudaError_t launch_gdn_chunk_prep_tc(const GdnParams& p, cudaStream_t stream) {
   return with_head_dims(
-      p, [&](auto dims) { return launch<square_dim<decltype(dims)>()>(p, stream); },
+      p,
+      [&](auto dims) {
+        using Dims = decltype(dims);
+        return launch<Dims::kK, Dims::kV>(p, stream);
+      },
       TensorCoreHeadDims{});
 }
 
@@ -304,7 +319,8 @@ size_t gdn_chunk_prep_tc_smem_bytes(const GdnParams& p) {
   with_head_dims(
       p,
       [&](auto dims) {
-        bytes = PrepTcLayout<square_dim<decltype(dims)>()>::kBytes;
+        using Dims = decltype(dims);
+        bytes = PrepTcLayout<Dims::kK, Dims::kV>::kBytes;
         return cudaSuccess;
       },
       TensorCoreHeadDims{});

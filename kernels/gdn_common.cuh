@@ -30,15 +30,20 @@ inline constexpr size_t kSmemPerSm =
 #endif
 inline constexpr size_t kSmemReservedPerCta = 1024;
 
-/// The minimum-blocks value of __launch_bounds__(kThreads, .) for a CUDA-core kernel whose CTA
-/// asks for `smem` bytes of dynamic shared memory (the prep and the chunk backward): the CTAs of
-/// that size one SM holds, so that ptxas never takes more registers than let them all fit, and
-/// where only one fits, all 255 registers a thread may have are the kernel's (no spill forced for
-/// nothing). At most 2: at 3 CTAs of 256 threads the cap (85 registers a thread) spills the prep's
-/// 64-row solve columns (K = V = 64 on sm_90: 80 registers, 100 bytes of spill stores).
-constexpr int min_blocks_for_smem(size_t smem) {
-  const size_t fit = kSmemPerSm / (smem + kSmemReservedPerCta);
-  return fit < 1 ? 1 : fit > 2 ? 2 : int(fit);
+/// The minimum-blocks value of __launch_bounds__(threads, .) for a kernel whose CTA asks for
+/// `smem` bytes of dynamic shared memory: the CTAs of that size one SM holds (kSmemPerSm, so per
+/// architecture), at most 2048 threads' worth, and at most what leaves each thread `min_registers`
+/// registers of the SM's 65,536; so that ptxas never takes more registers than let the CTAs that
+/// shared memory allows all fit, and where only one fits, a thread may use all the registers its
+/// block size allows (with no minimum at all ptxas picks its own target, and at (64, 128),
+/// (96, 128) and (128, 64) it chose 128 registers and spilled in the tensor-core chunk backward).
+constexpr int min_blocks_for_smem(size_t smem, int threads = kThreads, int min_registers = 0) {
+  int blocks = int(kSmemPerSm / (smem + kSmemReservedPerCta));
+  if (blocks > 2048 / threads) blocks = 2048 / threads;
+  if (min_registers > 0 && blocks > 65536 / (threads * min_registers)) {
+    blocks = 65536 / (threads * min_registers);
+  }
+  return blocks > 1 ? blocks : 1;
 }
 
 /// Shared memory of a CUDA-core scan CTA (gdn_chunk_fwd_kernel and gdn_chunk_bwd_scan_kernel), in

@@ -21,18 +21,14 @@ struct HeadDimList {};
 /// Every (K, V) each kernel family is instantiated for: the size check accepts exactly these for
 /// the family p selects (GdnParams::bf16_workspaces: the tensor-core kernels, else the CUDA-core
 /// ones), and with_head_dims (so every launcher) instantiates exactly these.
-using TensorCoreHeadDims = HeadDimList<HeadDims<64, 64>, HeadDims<128, 128>>;
-using CudaCoreHeadDims =
+/// Both families take every K in {64, 96, 128, 256} with every V in {64, 128, 256}; the lists
+/// stay separate so that one family can leave out a pair its resources do not allow.
+using GdnHeadDims =
     HeadDimList<HeadDims<64, 64>, HeadDims<64, 128>, HeadDims<64, 256>, HeadDims<96, 64>,
                 HeadDims<96, 128>, HeadDims<96, 256>, HeadDims<128, 64>, HeadDims<128, 128>,
                 HeadDims<128, 256>, HeadDims<256, 64>, HeadDims<256, 128>, HeadDims<256, 256>>;
-
-/// The one head dim D of an instantiation, for kernels written for K = V.
-template <class Dims>
-constexpr int square_dim() {
-  static_assert(Dims::kK == Dims::kV, "these kernels are written for K = V");
-  return Dims::kK;
-}
+using TensorCoreHeadDims = GdnHeadDims;
+using CudaCoreHeadDims = GdnHeadDims;
 
 template <class... Dims>
 constexpr bool listed_head_dims(HeadDimList<Dims...>, int k, int v) {

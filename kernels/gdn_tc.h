@@ -1,6 +1,6 @@
 // The bf16 tensor-core kernels of the gated delta rule (mma.sync m16n8k16 with ldmatrix operands
 // from bf16 shared-memory tiles), launched by gdn_chunk_fwd and gdn_chunk_bwd for bf16 inputs.
-// Head dims 64 or 128 (checked by the callers).
+// Head dims: the (K, V) pairs of gdn_dispatch.cuh's TensorCoreHeadDims (checked by the callers).
 #pragma once
 #include <cuda_runtime.h>
 

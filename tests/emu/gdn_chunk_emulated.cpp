@@ -1,9 +1,10 @@
-// The chunked gated-delta-rule kernels (kernels/gdn_chunk_fwd.cu, gdn_chunk_bwd.cu: prep, scans and
-// chunk backward, tensor-core and CUDA-core paths) run from their own source under the CPU
+// The chunked gated-delta-rule kernels (kernels/gdn_chunk_*.cu: prep, scans and chunk backward,
+// tensor-core and CUDA-core paths) run from their own source under the CPU
 // emulation of tests/emu/cuda_emu.h (mma.sync m16n8k16 bf16 and ldmatrix emulated on their fragment
 // layouts), against the float64 per-step recurrence: output, final state and all six gradients at
 // the tolerances of the GPU tests, for sleep windows (T = 24: padded rows), tail chunks, several
-// chunks, head dims 64 and 128, strong gates, with and without an initial state. The GPU tests
+// chunks, every (K, V) of K in {64, 96, 128, 256} x V in {64, 128, 256}, strong gates, with and
+// without an initial state. The GPU tests
 // remain the check on real hardware; this one runs on every machine.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -150,7 +151,30 @@ void expect_close_to_recurrence(const Case& c) {
   check("dq", dq, grads[0], tol_qkv);
   check("dk", dk, grads[1], tol_qkv);
   check("dv", dv, grads[2], tol_qkv);
-  check("dg", dg, grads[3], tol_gb);
+  if (!p.bf16_workspaces()) {
+    check("dg", dg, grads[3], tol_gb);
+  } else {
+    // The last token's dg holds gamma_C <S, dS> over the whole K x V state, S entering the last
+    // chunk and dS leaving it, read from their bf16 copies (the saved states, as fla saves them):
+    // its error is a sum of K V rounding errors, each a relative error of at most u = 2^-9 per
+    // copy, of standard deviation u / sqrt(3), so about sqrt(2 / 3) u ||S * dS|| for the two
+    // copies; at K x V = 32,768 with a unit-normal dS (T = 70, one head) it can outweigh every
+    // other token's dg together. That token is held to six of those standard deviations plus the
+    // error fla's tolerance allows the whole tensor, the others to fla's tolerance.
+    using at::indexing::Slice;
+    check("dg", dg.index({Slice(), Slice(0, T - 1)}), grads[3].index({Slice(), Slice(0, T - 1)}),
+          tol_gb);
+    const at::Tensor s_last = chunk_states.index({Slice(), Slice(), NC - 1}).to(at::kDouble);
+    const at::Tensor bound = 6 * std::sqrt(2.0 / 3.0) * std::ldexp(1.0, -9) *
+                             (s_last * grad_final.to(at::kDouble)).norm(2, {-2, -1});  // [B, H]
+    const at::Tensor last_error =
+        (dg.index({Slice(), T - 1}).to(at::kDouble) - grads[3].index({Slice(), T - 1})).abs();
+    const double budget = tol_gb * grads[3].norm().item<double>();
+    EXPECT_TRUE((last_error <= bound + budget).all().item<bool>())
+        << "dg at the last token: error " << last_error << " over the state rounding's " << bound;
+    std::printf("  %-11s error %.2e (bound from the bf16 state copies %.2e)\n", "dg[T - 1]",
+                last_error.max().item<double>(), bound.min().item<double>());
+  }
   check("dbeta", dbeta, grads[4], tol_gb);
   if (c.with_initial_state) check("dh0", dh0, grads[5], tol_qkv);
 }
