@@ -175,7 +175,9 @@ for s in $stages; do
         build-gpu/tests/hypnos_tests --gtest_filter='GdnFusedCuda.*:RopeCuda.*:SwiGluCuda.*' ;;
     fla_compare)  # hypnos's op against fla's in one process, every row of the kernels issue
       # (bench/fla_compare.py). fla's wheels (fla-core, flash-linear-attention: pure Python on the
-      # torch wheel's Triton) come carried in .gpu-wheels/; on Hopper fla's gated backward needs its
+      # torch wheel's Triton) and einops, which fla imports, come carried in .gpu-wheels/
+      # (`pip download --no-deps -d .gpu-wheels fla-core flash-linear-attention einops`, on the CPU
+      # machine); on Hopper fla's gated backward needs its
       # TRITON_ABOVE_3_7_1 flag set (fla issue 640), which the table's header then states.
       python3 -m pip install --no-deps --no-index .gpu-wheels/*.whl > "$out/fla_install.log" 2>&1 ||
         echo "fla wheels did not install (see fla_install.log)" | tee -a "$out/stages.log"
