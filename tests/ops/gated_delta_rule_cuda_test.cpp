@@ -121,6 +121,42 @@ Tolerances tolerances(at::ScalarType dtype) {
   return {1e-3, 1e-3, 1e-3, 2e-3};
 }
 
+/// dg of the tensor-core kernels (bf16 workspaces): every token but the last against fla's
+/// tolerance; the last token's dg holds gamma_C <S, dS> over the whole K x V state, read from the
+/// bf16 copies of S entering the last chunk and dS leaving it (as fla saves them), whose rounding,
+/// a sum of K V relative errors of at most u = 2^-9 per copy, has a standard deviation of about
+/// sqrt(2 / 3) u ||S * dS|| and at K V = 32,768 with a unit-normal dS can outweigh every other
+/// token's dg together (docs/delta_rule.md section 6): that token is held to six of those standard
+/// deviations plus the error fla's tolerance allows the whole tensor. S comes from the float64
+/// reference over the tokens before the last chunk.
+void expect_gate_gradient_within_state_rounding(const Case& c, const Inputs& in,
+                                                const at::Tensor& dg, const at::Tensor& dg_ref,
+                                                double tol) {
+  using at::indexing::Slice;
+  const int64_t T = c.seq_len, tail = (T - 1) % kGdnChunk + 1, before = T - tail;
+  const double head_error = relative_error(dg.index({Slice(), Slice(0, T - 1)}),
+                                           dg_ref.index({Slice(), Slice(0, T - 1)}));
+  EXPECT_LT(head_error, tol) << "dg before the last token, relative error " << head_error;
+  const auto f64 = [](const at::Tensor& t) { return t.to(at::kDouble); };
+  at::Tensor s_last = in.h0.defined() ? f64(in.h0) : at::zeros_like(f64(in.grad_final));
+  if (before > 0) {
+    auto first = [&](const at::Tensor& t) { return f64(t.index({Slice(), Slice(0, before)})); };
+    s_last =
+        gated_delta_rule(first(in.q), first(in.k), first(in.v), first(in.g), first(in.beta),
+                         in.h0.defined() ? std::optional<at::Tensor>(f64(in.h0)) : std::nullopt,
+                         -1.0, {.gdn_backend = GdnBackend::kReference})
+            .final_state;
+  }
+  const at::Tensor bound = 6 * std::sqrt(2.0 / 3.0) * std::ldexp(1.0, -9) *
+                           (s_last * f64(in.grad_final)).norm(2, {-2, -1});  // [B, H]
+  const at::Tensor last_error =
+      (f64(dg.index({Slice(), T - 1})) - dg_ref.index({Slice(), T - 1})).abs();
+  const double budget = tol * dg_ref.norm().item<double>();
+  EXPECT_TRUE((last_error <= bound + budget).all().item<bool>())
+      << "dg at the last token: error " << last_error << " over the state rounding's " << bound
+      << " plus " << budget;
+}
+
 void expect_close_to_reference(const Case& c) {
   const Inputs in = make_inputs(c);
   OpsOptions kernels;
@@ -140,7 +176,11 @@ void expect_close_to_reference(const Case& c) {
   check("dq", got.dq, ref.dq, tol.dqkv);
   check("dk", got.dk, ref.dk, tol.dqkv);
   check("dv", got.dv, ref.dv, tol.dqkv);
-  check("dg", got.dg, ref.dg, tol.dgb);
+  if (c.dtype == at::kBFloat16 && c.kernel == GdnKernel::kTensorCore && c.seq_len > 1) {
+    expect_gate_gradient_within_state_rounding(c, in, got.dg, ref.dg, tol.dgb);
+  } else {
+    check("dg", got.dg, ref.dg, tol.dgb);
+  }
   check("dbeta", got.dbeta, ref.dbeta, tol.dgb);
   if (c.with_initial_state) check("dh0", got.dh0, ref.dh0, tol.dqkv);
 }
