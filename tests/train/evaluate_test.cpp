@@ -12,6 +12,20 @@
 #include "hypnos/train/evaluate.h"
 
 namespace hypnos::train {
+namespace {
+
+/// A two-block hybrid (attention, GatedDeltaNet) of width 16 with random weights from `seed`.
+nn::HybridLM tiny_model(int64_t vocab_size, uint64_t seed) {
+  torch::manual_seed(seed);
+  nn::ModelOptions mo;
+  mo.vocab_size = vocab_size;
+  mo.d_model = 16;
+  mo.n_heads = 2;
+  mo.pattern = "AG";
+  return nn::HybridLM(mo);
+}
+
+}  // namespace
 
 TEST(Evaluate, ArgmaxOverAnswerIdsPicksAmongThemOnly) {
   const auto scores = torch::tensor({{0.1, 0.3, 5.0, 0.0}, {0.2, -1.0, 3.0, 4.0}});
@@ -29,13 +43,7 @@ TEST(Evaluate, Rule110PredictionsAreBits) {
   tasks::Rule110Options ro;
   ro.t = 3;
   const tasks::Rule110Task task(ro, 0);
-  torch::manual_seed(0);
-  nn::ModelOptions mo;
-  mo.vocab_size = task.vocab_size();
-  mo.d_model = 16;
-  mo.n_heads = 2;
-  mo.pattern = "AG";
-  nn::HybridLM m(mo);
+  nn::HybridLM m = tiny_model(task.vocab_size(), 0);
   {
     // Blocks that add nothing (zero output projections and MLPs) and an embedding that is e_0 for
     // every token: the final norm sees e_0 everywhere, so logit j is lm_head[j][0] (times a
@@ -142,13 +150,7 @@ TEST(EvalBatches, ExamplesOfTheirOwnLengthsGoLongestFirstEachOnce) {
 // same predictions and the same NLL, through a sleep window that evicts mid-example.
 TEST(EvalBatches, SortedBatchesScoreEachExampleAsItScoresAlone) {
   const LengthsTask task({13, 30, 17, 9, 30, 22, 11});
-  torch::manual_seed(1);
-  nn::ModelOptions mo;
-  mo.vocab_size = task.vocab_size();
-  mo.d_model = 16;
-  mo.n_heads = 2;
-  mo.pattern = "AG";
-  nn::HybridLM m(mo);
+  nn::HybridLM m = tiny_model(task.vocab_size(), 1);
   sleep::SleepOptions so;
   so.n_passes = 2;
   so.window = 8;
