@@ -577,14 +577,10 @@ size_t bwd_smem_bytes(const GdnParams& p, detail::TensorCoreKernels) {
 }  // namespace
 
 size_t gdn_chunk_bwd_smem_bytes(const GdnParams& p) {
-  if (!detail::sizes_supported(p)) return 0;
-  size_t bytes = 0;
-  detail::dispatch(p, [&](auto dims, auto element, auto family) {
+  return detail::dispatch_bytes(p, [&](auto dims, auto element, auto family) {
     using Dims = decltype(dims);
-    bytes = bwd_smem_bytes<Dims::kK, Dims::kV, decltype(element)>(p, family);
-    return cudaSuccess;
+    return bwd_smem_bytes<Dims::kK, Dims::kV, decltype(element)>(p, family);
   });
-  return bytes;
 }
 
 cudaError_t gdn_chunk_bwd(const GdnParams& p, cudaStream_t stream) {

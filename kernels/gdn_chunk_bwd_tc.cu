@@ -565,16 +565,13 @@ cudaError_t launch_gdn_chunk_bwd_tc(const GdnParams& p, cudaStream_t stream) {
 }
 
 size_t gdn_chunk_bwd_tc_smem_bytes(const GdnParams& p) {
-  size_t bytes = 0;
-  with_head_dims(
+  return head_dims_bytes(
       p,
-      [&](auto dims) {
+      [](auto dims) {
         using Dims = decltype(dims);
-        bytes = Layout<Dims::kK, Dims::kV>::kBytes;
-        return cudaSuccess;
+        return Layout<Dims::kK, Dims::kV>::kBytes;
       },
       TensorCoreHeadDims{});
-  return bytes;
 }
 }  // namespace detail
 

@@ -329,14 +329,10 @@ size_t fwd_smem_bytes(const GdnParams& p, detail::TensorCoreKernels) {
 }  // namespace
 
 size_t gdn_chunk_fwd_smem_bytes(const GdnParams& p) {
-  if (!detail::sizes_supported(p)) return 0;
-  size_t bytes = 0;
-  detail::dispatch(p, [&](auto dims, auto element, auto family) {
+  return detail::dispatch_bytes(p, [&](auto dims, auto element, auto family) {
     using Dims = decltype(dims);
-    bytes = fwd_smem_bytes<Dims::kK, Dims::kV, decltype(element)>(p, family);
-    return cudaSuccess;
+    return fwd_smem_bytes<Dims::kK, Dims::kV, decltype(element)>(p, family);
   });
-  return bytes;
 }
 
 cudaError_t gdn_chunk_fwd(const GdnParams& p, cudaStream_t stream) {

@@ -315,16 +315,13 @@ cudaError_t launch_gdn_chunk_prep_tc(const GdnParams& p, cudaStream_t stream) {
 }
 
 size_t gdn_chunk_prep_tc_smem_bytes(const GdnParams& p) {
-  size_t bytes = 0;
-  with_head_dims(
+  return head_dims_bytes(
       p,
-      [&](auto dims) {
+      [](auto dims) {
         using Dims = decltype(dims);
-        bytes = PrepTcLayout<Dims::kK, Dims::kV>::kBytes;
-        return cudaSuccess;
+        return PrepTcLayout<Dims::kK, Dims::kV>::kBytes;
       },
       TensorCoreHeadDims{});
-  return bytes;
 }
 }  // namespace detail
 

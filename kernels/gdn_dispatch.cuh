@@ -6,6 +6,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstddef>
+
 #include "gdn.h"
 
 namespace hypnos::kernels::detail {
@@ -46,6 +48,21 @@ cudaError_t with_head_dims(const GdnParams& p, Launch&& launch, HeadDimList<Dims
   return status;
 }
 
+/// bytes(Dims{}) for the entry of `list` that is p's (K, V), 0 for dims not in it: the shared
+/// memory queries read the same layouts the launchers do through the same list.
+template <class Bytes, class List>
+size_t head_dims_bytes(const GdnParams& p, Bytes&& bytes, List list) {
+  size_t out = 0;
+  with_head_dims(
+      p,
+      [&](auto dims) {
+        out = bytes(dims);
+        return cudaSuccess;
+      },
+      list);
+  return out;
+}
+
 /// The kernel families of GdnKernel, as types: the bf16 tensor-core kernels, or the CUDA-core fp32
 /// ones (for fp32 inputs always, for bf16 inputs with GdnKernel::kFp32).
 struct TensorCoreKernels {};
@@ -83,6 +100,19 @@ inline bool sizes_supported(const GdnParams& p) {
   return head_dims_supported(p) && p.batch > 0 && p.seq_len > 0 && p.heads > 0 &&
          p.batch * p.heads <= 65535 &&
          (p.scan_slice == 0 || p.scan_slice == 32 || p.scan_slice == 64 || p.scan_slice == 128);
+}
+
+/// bytes(Dims{}, T{}, Family{}) for p's instantiation (dispatch's), 0 for sizes the kernels do not
+/// take (sizes_supported): gdn_chunk_fwd_smem_bytes and gdn_chunk_bwd_smem_bytes.
+template <class Bytes>
+size_t dispatch_bytes(const GdnParams& p, Bytes&& bytes) {
+  if (!sizes_supported(p)) return 0;
+  size_t out = 0;
+  dispatch(p, [&](auto dims, auto element, auto family) {
+    out = bytes(dims, element, family);
+    return cudaSuccess;
+  });
+  return out;
 }
 
 /// What gdn_chunk_fwd reads and writes is set: the inputs, o and the workspaces; u and
