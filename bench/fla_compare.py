@@ -20,7 +20,6 @@ hypnos's op picks its backend per call ("auto": the CUDA kernels where they take
 the chunked ATen form, with one log line naming why); --hypnos-backend forces one.
 """
 import argparse
-import random
 import statistics
 import sys
 import time
@@ -40,6 +39,14 @@ STANDARD_SHAPES = [
 QUICK_SHAPES = STANDARD_SHAPES[3:5]
 # A packed batch (cu_seqlens, B = 1) of 8 GSM-Infinite-length sequences: (count, min, max, H, K, V).
 STANDARD_PACKED = (8, 2000, 3300, 16, 128, 128)
+
+
+def packed_lengths(count, lo, hi):
+    """`count` lengths evenly spaced from lo to hi (rounded): the packed batch `hypnos_bench
+    kernels` times too."""
+    if count == 1:
+        return [lo]
+    return [lo + ((hi - lo) * i + (count - 1) // 2) // (count - 1) for i in range(count)]
 
 
 def positive_ints(text, count, what):
@@ -94,11 +101,10 @@ def load_fla(args):
     return chunk_gated_delta_rule
 
 
-def make_inputs(lengths, heads, dk, dv, device, seed):
-    """q, k, v, g, beta, dO for sequences of `lengths` tokens: [B, T, H, .] when they are equal
-    (B = len(lengths)), else packed along T with B = 1 and cu_seqlens."""
+def make_inputs(lengths, packed, heads, dk, dv, device, seed):
+    """q, k, v, g, beta, dO for sequences of `lengths` tokens: packed along T with B = 1 and
+    cu_seqlens, or (all lengths equal) [B, T, H, .] with B = len(lengths)."""
     gen = torch.Generator().manual_seed(seed)
-    packed = len(set(lengths)) > 1
     batch, total = (1, sum(lengths)) if packed else (len(lengths), lengths[0])
 
     def randn(*shape):
@@ -178,23 +184,23 @@ def main(argv=None):
     def hypnos_op(*a, **kw):
         return hypnos_ops.chunk_gated_delta_rule(*a, backend=args.hypnos_backend, **kw)
 
-    cases = []  # (label, lengths, H, K, V)
+    cases = []  # (label, lengths, packed, H, K, V)
     for b, t, h, dk, dv in args.shape:
-        cases.append((f"{b}x{t}x{h}x({dk},{dv})", [t] * b, h, dk, dv))
+        cases.append((f"{b}x{t}x{h}x({dk},{dv})", [t] * b, False, h, dk, dv))
     for n, lo, hi, h, dk, dv in args.packed:
         if lo > hi:
             sys.exit(f"fla_compare: --packed wants MIN <= MAX, got {lo} > {hi}")
-        lengths = [random.Random(n * 7919 + lo).randint(lo, hi) for _ in range(n)]
+        lengths = packed_lengths(n, lo, hi)
         cases.append((f"packed {n} x {lo}-{hi} ({sum(lengths)} tokens) x{h}x({dk},{dv})",
-                      lengths, h, dk, dv))
+                      lengths, True, h, dk, dv))
     if not cases:
         for label, b, t, h, dk, dv in QUICK_SHAPES if args.quick else STANDARD_SHAPES:
-            cases.append((label, [t] * b, h, dk, dv))
+            cases.append((label, [t] * b, False, h, dk, dv))
         if not args.quick:
             n, lo, hi, h, dk, dv = STANDARD_PACKED
-            lengths = [random.Random(n * 7919 + lo).randint(lo, hi) for _ in range(n)]
-            cases.append((f"packed {n} x {lo}-{hi} ({sum(lengths)} tokens) x{h}x128", lengths, h,
-                          dk, dv))
+            lengths = packed_lengths(n, lo, hi)
+            cases.append((f"packed {n} x {lo}-{hi} ({sum(lengths)} tokens) x{h}x128", lengths,
+                          True, h, dk, dv))
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     fla_note = ("fla not measured (--no-fla)" if fla_op is None else
@@ -205,8 +211,8 @@ def main(argv=None):
     print("| shape | hypnos fwd ms | fla fwd ms | hypnos/fla | hypnos fwd+bwd ms | "
           "fla fwd+bwd ms | hypnos/fla |")
     print("|---|---|---|---|---|---|---|")
-    for seed, (label, lengths, h, dk, dv) in enumerate(cases):
-        x, d_o, cu = make_inputs(lengths, h, dk, dv, args.device, seed)
+    for seed, (label, lengths, packed, h, dk, dv) in enumerate(cases):
+        x, d_o, cu = make_inputs(lengths, packed, h, dk, dv, args.device, seed)
         ours = time_op(hypnos_op, x, d_o, cu, args.reps, args.device)
         theirs = (None, None)
         if fla_op is not None:

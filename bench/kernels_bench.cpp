@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -33,7 +34,21 @@ namespace {
 
 struct Shape {
   int64_t batch, seq_len, heads, dim_k, dim_v;
+  /// Packed sequences of these lengths (B = 1, seq_len their sum, cu_seqlens), or none.
+  std::vector<int64_t> packed = {};
 };
+
+/// `count` packed sequences of lengths evenly spaced from lo to hi (rounded), H heads of (K, V):
+/// the packed batch bench/fla_compare.py times too.
+Shape packed_shape(int64_t count, int64_t lo, int64_t hi, int64_t heads, int64_t dim_k,
+                   int64_t dim_v) {
+  Shape s{1, 0, heads, dim_k, dim_v};
+  for (int64_t i = 0; i < count; ++i) {
+    s.packed.push_back(count == 1 ? lo : lo + ((hi - lo) * i + (count - 1) / 2) / (count - 1));
+    s.seq_len += s.packed.back();
+  }
+  return s;
+}
 
 // docs/delta_rule.md section 4, per token and head: 6CK + 4CV + 6KV + C^2/3.
 double forward_flops(const Shape& s) {
@@ -69,13 +84,20 @@ Timing measure(const Shape& s, const ops::OpsOptions& ops, int reps, bool profil
   const at::Tensor g = leaf(at::log_sigmoid(at::randn({B, T, H}, gen, cuda)));
   const at::Tensor beta = leaf(at::sigmoid(at::randn({B, T, H}, gen, cuda)).to(at::kBFloat16));
   const at::Tensor grad_o = at::randn({B, T, H, V}, gen, cuda).to(at::kBFloat16);
+  // Offsets on the device, as a Python caller of fla passes them.
+  std::optional<at::Tensor> cu_seqlens;
+  if (!s.packed.empty()) {
+    std::vector<int64_t> offsets{0};
+    for (const int64_t n : s.packed) offsets.push_back(offsets.back() + n);
+    cu_seqlens = at::tensor(offsets, at::TensorOptions().dtype(at::kLong)).to(at::kCUDA);
+  }
   auto forward = [&] {
     at::NoGradGuard no_grad;
-    ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, ops);
+    ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, ops, cu_seqlens);
   };
   auto forward_backward = [&] {
     const ops::GatedDeltaRuleOutput out =
-        ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, ops);
+        ops::gated_delta_rule(q, k, v, g, beta, std::nullopt, -1.0, ops, cu_seqlens);
     torch::autograd::backward({out.o}, {grad_o});
   };
   Timing t;
@@ -142,10 +164,15 @@ int run_kernels_bench(const std::map<std::string, std::string>& flags,
   const int reps = reps_flag(flags, 20);
   const bool baseline = flags.count("--no-baseline") == 0, quick = flags.count("--quick") > 0;
   const bool fp32_too = flags.count("--fp32-too") > 0, profile = flags.count("--profile") > 0;
-  // The last row is Jet-Nemotron-2B's JetBlock over a 2,000-token window (K = 96, V = 256).
-  std::vector<Shape> shapes = {{8, 4096, 16, 128, 128},  {8, 1024, 16, 128, 128},
-                               {1, 16384, 16, 128, 128}, {512, 24, 4, 64, 64},
-                               {128, 75, 8, 64, 64},     {8, 2000, 12, 96, 256}};
+  // Then Jet-Nemotron-2B's JetBlock over a 2,000-token window (K = 96, V = 256), and a packed batch
+  // of 8 GSM-Infinite-length problems.
+  std::vector<Shape> shapes = {{8, 4096, 16, 128, 128},
+                               {8, 1024, 16, 128, 128},
+                               {1, 16384, 16, 128, 128},
+                               {512, 24, 4, 64, 64},
+                               {128, 75, 8, 64, 64},
+                               {8, 2000, 12, 96, 256},
+                               packed_shape(8, 2000, 3300, 16, 128, 128)};
   if (quick) shapes = {{512, 24, 4, 64, 64}, {128, 75, 8, 64, 64}};
   if (const auto it = flags.find("--shape"); it != flags.end()) shapes = {parse_shape(it->second)};
   if (!torch::cuda::is_available()) {
@@ -165,6 +192,10 @@ int run_kernels_bench(const std::map<std::string, std::string>& flags,
   ops::OpsOptions chunked_ops;
   chunked_ops.gdn_backend = ops::GdnBackend::kChunked;
   for (const Shape& s : shapes) {
+    if (!s.packed.empty()) {
+      std::printf("packed (B = 1, cu_seqlens): %zu sequences of %lld to %lld tokens\n",
+                  s.packed.size(), (long long)s.packed.front(), (long long)s.packed.back());
+    }
     print_row(s, cuda_name, measure(s, cuda_ops, reps, profile));
     if (fp32_too) print_row(s, "cuda-fp32", measure(s, fp32_ops, reps));
     if (baseline) print_row(s, "chunked", measure(s, chunked_ops, reps));

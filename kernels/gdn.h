@@ -27,6 +27,7 @@ enum class GdnKernel : int { kTensorCore = 0, kFp32 = 1 };
 ///   NC = ceil(T / C): g_cum [B, H, NC, C]; w, u_tilde, u, grad_u [B, H, NC, C, V or K];
 ///   attn, a_inv [B, H, NC, C, C]; chunk_states, grad_chunk_states [B, H, NC, K, V] (the state's
 ///   own layout).
+///   Packed sequences (cu_seqlens set) change only where rows are: see cu_seqlens below.
 ///   g_cum is fp32; the others ("typed workspaces", void*) are bf16 where
 ///   bf16_workspaces() (the tensor-core kernels, which use them only as bf16 MMA operands and so
 ///   lose nothing by storing them rounded) and fp32 otherwise.
@@ -63,8 +64,20 @@ struct GdnParams {
   // ---- backward workspaces
   void* grad_u = nullptr;             ///< dU
   void* grad_chunk_states = nullptr;  ///< gradient w.r.t. the state leaving each chunk
+  // ---- packed sequences (fla's cu_seqlens convention); both null for B sequences of T tokens
+  /// N + 1 token offsets [0, ..., total], strictly increasing, on the device: q, k, v, o, g, beta
+  /// and their gradients hold N = batch sequences one after another ([1, total, H, D]), sequence b
+  /// being rows [cu_seqlens[b], cu_seqlens[b + 1]); seq_len is then the longest sequence's length
+  /// (it sizes the chunk-parallel grids, whose CTAs past a shorter sequence's chunks return).
+  /// States (initial, final and their gradients) are [N, H, K, V].
+  const int64_t* cu_seqlens = nullptr;
+  /// N + 1 chunk offsets on the device: chunk_offsets[b] = the sum over sequences before b of
+  /// ceil(length / C). Every sequence has its own chunks (its last one partial), and the
+  /// chunk-major workspaces hold H * chunk_offsets[N] of them, sequence by sequence, then head by
+  /// head (the uniform batch's [B, H, NC] order when every sequence has NC chunks).
+  const int64_t* chunk_offsets = nullptr;
   // ---- sizes
-  int64_t batch = 0;
+  int64_t batch = 0;  ///< B, or N packed sequences
   int64_t seq_len = 0;
   int64_t heads = 0;
   int head_dim_k = 0;  ///< K and V: a pair of the kernel family's list (gdn_dispatch.cuh)
@@ -77,7 +90,9 @@ struct GdnParams {
   /// than 128 CTAs). Tests and benchmarks set it to cover or compare the widths.
   int scan_slice = 0;
 
+  /// Chunks per sequence (of the longest one, when packed).
   __host__ __device__ int64_t n_chunks() const { return (seq_len + kGdnChunk - 1) / kGdnChunk; }
+  __host__ __device__ bool packed() const { return cu_seqlens != nullptr; }
   /// Whether the typed workspaces are bf16 (bf16 inputs on the tensor-core kernels) or fp32.
   __host__ __device__ bool bf16_workspaces() const {
     return dtype == GdnDtype::kBFloat16 && kernel == GdnKernel::kTensorCore;

@@ -24,7 +24,6 @@ using detail::kThreads;
 using detail::load;
 using detail::row_depth;
 using detail::row_sum;
-using detail::valid_rows;
 
 // grid (V / BV, B*H). Reverse over chunks: dU = P^T dO + diag(decay) K dS;
 // dS <- gamma_C dS + scale (diag(gamma) Q)^T dO - W^T dU. Stores dS (leaving each chunk) and dU.
@@ -39,8 +38,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
   float* s_decay = s_gamma + kC;               // [C]
 
   const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), qk_stride = p.heads * K, v_stride = p.heads * V;
+  const int64_t bh = blockIdx.y, h = bh % p.heads;
+  const detail::Sequence seq(p, bh / p.heads);
+  const int64_t qk_stride = p.heads * K, v_stride = p.heads * V;
   const int tid = threadIdx.x;
 
   for (int idx = tid; idx < K * BV; idx += kThreads) {
@@ -48,12 +48,12 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
     s_ds[d * LS + j] = p.grad_final_state ? p.grad_final_state[(bh * K + d) * V + v0 + j] : 0.f;
   }
   __syncthreads();  // the chunk loop reads the whole slice, written by other threads
-  for (int64_t n = n_chunks - 1; n >= 0; --n) {
-    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
-    const int n_valid = valid_rows(p, t0);
-    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, K);
-    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, K);
-    const T* d_o = static_cast<const T*>(p.grad_o) + detail::token_offset(p, b, t0, h, V);
+  for (int64_t n = seq.n_chunks - 1; n >= 0; --n) {
+    const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n);
+    const int n_valid = seq.valid_rows(t0);
+    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, seq, t0, h, K);
+    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, seq, t0, h, K);
+    const T* d_o = static_cast<const T*>(p.grad_o) + detail::token_offset(p, seq, t0, h, V);
     const float* w = detail::as_f32(p.w) + chunk * kC * K;
     const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;
     if (tid < kC) detail::store_chunk_decays(p, chunk, tid, s_gamma, s_decay);
@@ -206,7 +206,7 @@ __device__ __forceinline__ void load_chunk(const GdnParams& p, const detail::Chu
     t.a[i * LC + j] = detail::as_f32(p.a_inv)[c.chunk * kC * kC + idx];
   }
   if (tid < kC) {
-    t.sc.load_gates(p, c.b, c.h, c.t0, c.n_valid, c.chunk, tid);
+    t.sc.load_gates(p, c, tid);
     t.sc.db[tid] = 0.f;
   }
 }
@@ -500,9 +500,10 @@ __global__ void __launch_bounds__(kThreads, BwdLayout<K, V>::kMinBlocks)
   extern __shared__ float smem[];
   const BwdTiles<K, V> t(smem);
   const detail::ChunkCta c(p);
+  if (c.beyond) return;
   const int n_valid = c.n_valid, depth = row_depth(n_valid);
-  const int64_t qk_tok = detail::token_offset(p, c.b, c.t0, c.h, K);
-  const int64_t v_tok = detail::token_offset(p, c.b, c.t0, c.h, V);
+  const int64_t qk_tok = c.row * K;
+  const int64_t v_tok = c.row * V;
   const BwdInputs<T, K, V> in(p, c, qk_tok, v_tok);
 
   load_chunk<T, K, V>(p, c, in, t);
@@ -537,7 +538,7 @@ __global__ void __launch_bounds__(kThreads, BwdLayout<K, V>::kMinBlocks)
   float part = 0.f;
   for (int idx = threadIdx.x; idx < K * V; idx += kThreads) part += in.st[idx] * in.dst[idx];
   const float state_dot = detail::block_sum<kThreads>(part, t.blk);
-  detail::finish_gate_grads(p, c.b, c.h, c.t0, n_valid, state_dot, t.sc);
+  detail::finish_gate_grads(p, c, state_dot, t.sc);
 }
 
 constexpr int kBwdSlice = 32;

@@ -232,7 +232,7 @@ __device__ __forceinline__ void stage_phase1(const GdnParams& p, const detail::C
   stage_states_async<K, V>(t.st, t.dst, in.st, in.dst, 0);
   detail::cp_async_commit();
   const int tid = threadIdx.x;
-  if (tid < kC) t.sc.load_gates(p, c.b, c.h, c.t0, c.n_valid, c.chunk, tid);
+  if (tid < kC) t.sc.load_gates(p, c, tid);
   detail::cp_async_wait<0>();
 }
 
@@ -506,10 +506,11 @@ __global__ void __launch_bounds__(kThreads, Layout<K, V>::kMinBlocks)
   extern __shared__ float smem[];
   const BwdTcTiles<K, V> t(smem);
   const detail::ChunkCta c(p);
+  if (c.beyond) return;
   const int n_valid = c.n_valid;
   const int depth = detail::row_depth<16>(n_valid);  // products summed over chunk rows
-  const int64_t tok_k = detail::token_offset(p, c.b, c.t0, c.h, K);
-  const int64_t tok_v = detail::token_offset(p, c.b, c.t0, c.h, V);
+  const int64_t tok_k = c.row * K;
+  const int64_t tok_v = c.row * V;
   const BwdTcInputs<K, V> in(p, c, tok_k, tok_v);
 
   // ---- phase 1: stage, K K^T, dP, and the products with the states
@@ -538,7 +539,7 @@ __global__ void __launch_bounds__(kThreads, Layout<K, V>::kMinBlocks)
   dy_stage<K, V>(static_cast<bf16*>(p.grad_v) + tok_v, in, n_valid, depth, t);
   store_token_rows<K>(static_cast<bf16*>(p.grad_k) + tok_k, in.row_stride_k, n_valid, dk);
   state_dot = detail::block_sum<kThreads>(state_dot, t.blk);
-  detail::finish_gate_grads(p, c.b, c.h, c.t0, n_valid, state_dot, t.sc);
+  detail::finish_gate_grads(p, c, state_dot, t.sc);
 }
 
 template <int K, int V>

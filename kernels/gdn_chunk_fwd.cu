@@ -190,8 +190,8 @@ __global__ void __launch_bounds__(kThreads, PrepLayout<K, V>::kMinBlocks)
   extern __shared__ float smem[];
   const PrepTiles<K, V> t(smem);
   const detail::ChunkCta c(p);
-  const PrepInputs<T, K, V> in(p, detail::token_offset(p, c.b, c.t0, c.h, K),
-                               detail::token_offset(p, c.b, c.t0, c.h, V));
+  if (c.beyond) return;
+  const PrepInputs<T, K, V> in(p, c.row * K, c.row * V);
 
   stage_prep_inputs<T, K, V>(in, c.n_valid, t);
   detail::load_gates_and_cumsum(p, c, t.gates);  // synchronises
@@ -217,8 +217,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   float* s_decay = s_gamma + kC;                // [C]      exp(G_C - G_i)
 
   const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), qk_stride = p.heads * K, v_stride = p.heads * V;
+  const int64_t bh = blockIdx.y, h = bh % p.heads;
+  const detail::Sequence seq(p, bh / p.heads);
+  const int64_t qk_stride = p.heads * K, v_stride = p.heads * V;
   const int tid = threadIdx.x;
 
   for (int idx = tid; idx < K * BV; idx += kThreads) {
@@ -226,12 +227,12 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     s_state[d * LS + j] = p.initial_state ? p.initial_state[(bh * K + d) * V + v0 + j] : 0.f;
   }
   __syncthreads();  // the chunk loop reads the whole slice, written by other threads
-  for (int64_t n = 0; n < n_chunks; ++n) {
-    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
-    const int n_valid = detail::valid_rows(p, t0);
-    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, b, t0, h, K);
-    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, b, t0, h, K);
-    T* o = static_cast<T*>(p.o) + detail::token_offset(p, b, t0, h, V);
+  for (int64_t n = 0; n < seq.n_chunks; ++n) {
+    const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n);
+    const int n_valid = seq.valid_rows(t0);
+    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, seq, t0, h, K);
+    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, seq, t0, h, K);
+    T* o = static_cast<T*>(p.o) + detail::token_offset(p, seq, t0, h, V);
     const float* w = detail::as_f32(p.w) + chunk * kC * K;
     const float* ut = detail::as_f32(p.u_tilde) + chunk * kC * V;
     const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;

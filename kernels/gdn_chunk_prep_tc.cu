@@ -270,10 +270,11 @@ __global__ void __launch_bounds__(kThreads, PrepTcLayout<K, V>::kMinBlocks)
   extern __shared__ float smem[];
   const Tiles t(smem);
   const detail::ChunkCta c(p);
+  if (c.beyond) return;
   const int n_valid = c.n_valid;
   const int depth = detail::row_depth<16>(n_valid);
-  const int64_t tok_k = detail::token_offset(p, c.b, c.t0, c.h, K);
-  const int64_t tok_v = detail::token_offset(p, c.b, c.t0, c.h, V);
+  const int64_t tok_k = c.row * K;
+  const int64_t tok_v = c.row * V;
 
   detail::stage_bf16<kC, K, kThreads>(t.k, Tiles::kLdK, static_cast<const bf16*>(p.k) + tok_k,
                                       p.heads * K, n_valid);

@@ -158,13 +158,14 @@ struct ScanWarp {
 /// computes the chunk's gamma and decay into t (plain stores, published by the same barriers).
 /// Rows past the tokens are zero.
 template <int K, int V, int BV, bool kBackward, int kGroup>
-__device__ __forceinline__ void load_group(const GdnParams& p, int64_t n, const ChunkTiles& t) {
+__device__ __forceinline__ void load_group(const GdnParams& p, const detail::Sequence& seq,
+                                           int64_t n, const ChunkTiles& t) {
   using L = ScanLayout<K, BV, kBackward>;
   constexpr int NT = BV * 4;
-  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t t0 = n * kC, chunk = bh * p.n_chunks() + n, row_stride = p.heads * K;
-  const int n_valid = detail::valid_rows(p, t0);
-  const int64_t tok = detail::token_offset(p, b, t0, h, K);
+  const int64_t h = blockIdx.y % p.heads;
+  const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n), row_stride = p.heads * K;
+  const int n_valid = seq.valid_rows(t0);
+  const int64_t tok = detail::token_offset(p, seq, t0, h, K);
   auto stage_w = [&] {
     detail::stage_bf16_async<kC, K, NT>(t.w, L::kLd, detail::as_bf16(p.w) + chunk * kC * K, K,
                                         n_valid);
@@ -187,7 +188,7 @@ __device__ __forceinline__ void load_group(const GdnParams& p, int64_t n, const 
       stage_p();
       detail::stage_bf16_async<kC, BV, NT>(t.d_o, L::kLs,
                                            static_cast<const bf16*>(p.grad_o) +
-                                               detail::token_offset(p, b, t0, h, V) +
+                                               detail::token_offset(p, seq, t0, h, V) +
                                                blockIdx.x * BV,
                                            p.heads * V, n_valid);
     } else {
@@ -222,13 +223,14 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
   bf16* s_ud = s_u + kC * LS;                         // [C][LS] diag(decay) U
 
   const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, b = bh / p.heads, h = bh % p.heads;
-  const int64_t n_chunks = p.n_chunks(), row_stride = p.heads * V;
+  const int64_t bh = blockIdx.y, h = bh % p.heads;
+  const detail::Sequence seq(p, bh / p.heads);
+  const int64_t n_chunks = seq.n_chunks, row_stride = p.heads * V;
   const Warp wp;
   // This warp's part of chunk n's Ut (zeros for a warp whose rows are all past the tokens).
   auto load_ut = [&](int64_t n, __nv_bfloat162(&x)[4][2]) {
-    const bf16* ut = detail::as_bf16(p.u_tilde) + (bh * n_chunks + n) * kC * V + v0;
-    const bool has_tokens = wp.r0 < detail::valid_rows(p, n * kC);
+    const bf16* ut = detail::as_bf16(p.u_tilde) + seq.chunk(p, h, n) * kC * V + v0;
+    const bool has_tokens = wp.r0 < seq.valid_rows(n * kC);
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt) {
 #pragma unroll
@@ -245,16 +247,16 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
   wp.load(st, p.initial_state ? p.initial_state + bh * K * V : nullptr, v0);
   wp.store_operand(st, s_s, LS);
   const ChunkTiles t = chunk_tiles<K, BV, false>(smem, 0);  // the tiles; gates by parity below
-  load_group<K, V, BV, false, 0>(p, 0, t);
-  load_group<K, V, BV, false, 1>(p, 0, t);
+  load_group<K, V, BV, false, 0>(p, seq, 0, t);
+  load_group<K, V, BV, false, 1>(p, seq, 0, t);
   __nv_bfloat162 ut[4][2];
   load_ut(0, ut);
   for (int64_t n = 0; n < n_chunks; ++n) {
-    const int64_t t0 = n * kC, chunk = bh * n_chunks + n;
-    const int n_valid = detail::valid_rows(p, t0);
+    const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n);
+    const int n_valid = seq.valid_rows(t0);
     const int depth = detail::row_depth<16>(n_valid);
     const bool has_tokens = wp.r0 < n_valid, has_next = n + 1 < n_chunks;
-    bf16* o = static_cast<bf16*>(p.o) + detail::token_offset(p, b, t0, h, V);
+    bf16* o = static_cast<bf16*>(p.o) + detail::token_offset(p, seq, t0, h, V);
     const ChunkTiles gates = chunk_tiles<K, BV, false>(smem, n);
     const float *s_gamma = gates.gamma, *s_decay = gates.decay;
     detail::cp_async_wait<1>();  // this chunk's group 0 (W, Q) is here; group 1 may still fly
@@ -287,7 +289,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
     detail::cp_async_wait<0>();  // group 1 (P, K) is here too
     __syncthreads();             // U is complete; every warp is done with W and Q
     if (has_next) {
-      load_group<K, V, BV, false, 0>(p, n + 1, chunk_tiles<K, BV, false>(smem, n + 1));
+      load_group<K, V, BV, false, 0>(p, seq, n + 1, chunk_tiles<K, BV, false>(smem, n + 1));
     }
     if (p.u) {
       detail::store_rows<kC, BV, NT>(detail::as_bf16(p.u) + chunk * kC * V + v0, V, s_u, LS,
@@ -312,7 +314,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
       }
     }
     __syncthreads();  // every warp is done with P, K, U and the state copy
-    if (has_next) load_group<K, V, BV, false, 1>(p, n + 1, t);
+    if (has_next) load_group<K, V, BV, false, 1>(p, seq, n + 1, t);
     wp.store_operand(st, s_s, LS);  // the next step's first barrier orders it before any read
   }
   if (p.final_state) wp.store(st, p.final_state + bh * K * V, v0);
@@ -333,20 +335,21 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, true>::kMinBlocks))
   bf16* s_dun = s_dog + kC * LS;                      // [C][LS] -dU
 
   const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y;
-  const int64_t n_chunks = p.n_chunks();
+  const int64_t bh = blockIdx.y, h = bh % p.heads;
+  const detail::Sequence seq(p, bh / p.heads);
+  const int64_t n_chunks = seq.n_chunks;
   const Warp wp;
 
   float ds[kMT][4][4];
   wp.load(ds, p.grad_final_state ? p.grad_final_state + bh * K * V : nullptr, v0);
   wp.store_operand(ds, s_ds, LS);
   const ChunkTiles t = chunk_tiles<K, BV, true>(smem, 0);  // the tiles; gates by parity below
-  load_group<K, V, BV, true, 0>(p, n_chunks - 1, t);
-  load_group<K, V, BV, true, 1>(p, n_chunks - 1, t);
+  load_group<K, V, BV, true, 0>(p, seq, n_chunks - 1, t);
+  load_group<K, V, BV, true, 1>(p, seq, n_chunks - 1, t);
   for (int64_t step = 0; step < n_chunks; ++step) {
     const int64_t n = n_chunks - 1 - step;
-    const int64_t chunk = bh * n_chunks + n;
-    const int n_valid = detail::valid_rows(p, n * kC);
+    const int64_t chunk = seq.chunk(p, h, n);
+    const int n_valid = seq.valid_rows(n * kC);
     const int depth = detail::row_depth<16>(n_valid);
     const bool has_next = n > 0;
     const ChunkTiles gates = chunk_tiles<K, BV, true>(smem, step);
@@ -388,7 +391,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, true>::kMinBlocks))
     detail::cp_async_wait<0>();  // group 1 (Q, W) is here too
     __syncthreads();  // -dU is complete; every warp is done with K, P, dO and the dS copy
     if (has_next) {
-      load_group<K, V, BV, true, 0>(p, n - 1, chunk_tiles<K, BV, true>(smem, step + 1));
+      load_group<K, V, BV, true, 0>(p, seq, n - 1, chunk_tiles<K, BV, true>(smem, step + 1));
     }
     detail::store_rows<kC, BV, NT>(detail::as_bf16(p.grad_u) + chunk * kC * V + v0, V, s_dun, LS,
                                    /*negate=*/true);
@@ -405,7 +408,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, true>::kMinBlocks))
       }
     }
     __syncthreads();  // every warp is done with Q, W and this chunk's dO and dU tiles
-    if (has_next) load_group<K, V, BV, true, 1>(p, n - 1, t);
+    if (has_next) load_group<K, V, BV, true, 1>(p, seq, n - 1, t);
     wp.store_operand(ds, s_ds, LS);
   }
   if (p.grad_initial_state) wp.store(ds, p.grad_initial_state + bh * K * V, v0);

@@ -61,10 +61,41 @@ struct CudaCoreScanLayout {
   static constexpr size_t kBytes = sizeof(float) * (kStateFloats + kRowFloats + 2 * kC);
 };
 
-/// The tokens of the chunk starting at token t0: C, or fewer in the last chunk.
-__device__ __forceinline__ int valid_rows(const GdnParams& p, int64_t t0) {
-  return int(p.seq_len - t0 < kC ? p.seq_len - t0 : kC);
-}
+/// Sequence b of a batch: where its tokens are in the [*, H, D] tensors, how many it has, and
+/// where its chunks are in the chunk-major workspaces. B rows of T tokens each, or (cu_seqlens
+/// set) packed sequences one after another (GdnParams::cu_seqlens).
+struct Sequence {
+  int64_t row0;      ///< its first token's row in [B * T or total, H, D]
+  int64_t length;    ///< its tokens
+  int64_t chunk0;    ///< the chunks of the sequences before it
+  int64_t n_chunks;  ///< its own: ceil(length / C)
+  __device__ Sequence(const GdnParams& p, int64_t b) {
+    if (!p.packed()) {
+      length = p.seq_len;
+      n_chunks = p.n_chunks();
+      row0 = b * length;
+      chunk0 = b * n_chunks;
+    } else {
+      row0 = p.cu_seqlens[b];
+      length = p.cu_seqlens[b + 1] - row0;
+      chunk0 = p.chunk_offsets[b];
+      n_chunks = p.chunk_offsets[b + 1] - chunk0;
+    }
+  }
+  /// Index of its chunk n of head h in the chunk-major workspaces ([B, H, NC] when uniform).
+  __device__ __forceinline__ int64_t chunk(const GdnParams& p, int64_t h, int64_t n) const {
+    return chunk0 * p.heads + h * n_chunks + n;
+  }
+  /// Row of its token t, head h, in the [*, H] tensors (g, beta); times D, its offset in the
+  /// [*, H, D] ones.
+  __device__ __forceinline__ int64_t row(const GdnParams& p, int64_t t, int64_t h) const {
+    return (row0 + t) * p.heads + h;
+  }
+  /// The tokens of its chunk starting at token t0: C, or fewer in the last chunk.
+  __device__ __forceinline__ int valid_rows(int64_t t0) const {
+    return int(length - t0 < kC ? length - t0 : kC);
+  }
+};
 
 /// The rows of a chunk that hold tokens, rounded up to a whole MMA k-step (kStep: 8 for the
 /// CUDA-core kernels' unrolling, 16 for m16n8k16): how deep a product summed over chunk rows must
@@ -237,20 +268,28 @@ __device__ float block_sum(float v, float* scratch /* NT / 32 floats + 1 */) {
   return s;
 }
 
-/// The chunk of one CTA of a chunk-parallel kernel (grid (NC, B*H)): its sequence b and head h,
-/// its first token t0, its index in the chunk-major workspaces, and how many tokens it holds.
+/// The chunk of one CTA of a chunk-parallel kernel (grid (NC, B*H), NC the longest sequence's
+/// chunks): where its first token is, its index in the chunk-major workspaces, and how many tokens
+/// it holds. A CTA past its sequence's chunks (packed sequences shorter than the longest) is
+/// `beyond` and returns at once.
 struct ChunkCta {
-  int64_t b, h, t0, chunk;
+  int64_t row;    ///< its first token's row in the [*, H] tensors (times D: in [*, H, D])
+  int64_t chunk;  ///< its index in the chunk-major workspaces
   int n_valid;
-  __device__ explicit ChunkCta(const GdnParams& p) : ChunkCta(p, blockIdx.x, blockIdx.y) {}
+  bool beyond;
+  __device__ explicit ChunkCta(const GdnParams& p)
+      : ChunkCta(p, blockIdx.x, blockIdx.y % p.heads, Sequence(p, blockIdx.y / p.heads)) {}
+  /// Row of its token i in the [*, H] tensors (g, beta and their gradients).
+  __device__ __forceinline__ int64_t gate_row(const GdnParams& p, int i) const {
+    return row + int64_t(i) * p.heads;
+  }
 
  private:
-  __device__ ChunkCta(const GdnParams& p, int n, int64_t bh)
-      : b(bh / p.heads),
-        h(bh % p.heads),
-        t0(int64_t(n) * kC),
-        chunk(bh * p.n_chunks() + n),
-        n_valid(valid_rows(p, t0)) {}
+  __device__ ChunkCta(const GdnParams& p, int n, int64_t h, const Sequence& seq)
+      : row(seq.row(p, int64_t(n) * kC, h)),
+        chunk(seq.chunk(p, h, n)),
+        n_valid(seq.valid_rows(int64_t(n) * kC)),
+        beyond(n >= seq.n_chunks) {}
 };
 
 /// exp(G_i) and exp(G_C - G_i) of token i of chunk `chunk` (G: the within-chunk cumsum of g,
@@ -284,10 +323,9 @@ struct ChunkBwdScalars {
     return i >= j ? __expf(g[i] - g[j]) : 0.f;
   }
   /// G, gamma, decay and beta (zero past the tokens) of token i; called by thread i < C.
-  __device__ void load_gates(const GdnParams& p, int64_t b, int64_t h, int64_t t0, int n_valid,
-                             int64_t chunk, int i) const {
-    g[i] = store_chunk_decays(p, chunk, i, gamma, decay);
-    beta[i] = i < n_valid ? p.beta[(b * p.seq_len + t0 + i) * p.heads + h] : 0.f;
+  __device__ void load_gates(const GdnParams& p, const ChunkCta& c, int i) const {
+    g[i] = store_chunk_decays(p, c.chunk, i, gamma, decay);
+    beta[i] = i < c.n_valid ? p.beta[c.gate_row(p, i)] : 0.f;
   }
 };
 
@@ -295,8 +333,8 @@ struct ChunkBwdScalars {
 /// sum_i e_i, then dg = the reverse cumsum of dG within the chunk (in sc.rs), and the writes of dg
 /// and dbeta for the chunk's tokens. Every thread calls it (state_dot summed over the block
 /// already); it synchronises.
-__device__ inline void finish_gate_grads(const GdnParams& p, int64_t b, int64_t h, int64_t t0,
-                                         int n_valid, float state_dot, const ChunkBwdScalars& sc) {
+__device__ inline void finish_gate_grads(const GdnParams& p, const ChunkCta& c, float state_dot,
+                                         const ChunkBwdScalars& sc) {
   if (threadIdx.x == 0) {
     float e_sum = 0.f;
     for (int i = 0; i < kC; ++i) e_sum += sc.e[i];
@@ -309,8 +347,8 @@ __device__ inline void finish_gate_grads(const GdnParams& p, int64_t b, int64_t 
     }
   }
   __syncthreads();
-  if (int(threadIdx.x) < n_valid) {
-    const int64_t gi = (b * p.seq_len + t0 + threadIdx.x) * p.heads + h;
+  if (int(threadIdx.x) < c.n_valid) {
+    const int64_t gi = c.gate_row(p, threadIdx.x);
     p.grad_g[gi] = sc.rs[threadIdx.x];
     p.grad_beta[gi] = sc.db[threadIdx.x];
   }
@@ -360,10 +398,11 @@ cudaError_t prefer_max_shared(Kernel kernel) {
                               cudaSharedmemCarveoutMaxShared);
 }
 
-/// Offset of token t of (batch b, head h) in a [B, T, H, D] tensor.
-__device__ __forceinline__ int64_t token_offset(const GdnParams& p, int64_t b, int64_t t, int64_t h,
-                                                int dim) {
-  return ((b * p.seq_len + t) * p.heads + h) * dim;
+/// Offset of token t of sequence `seq`, head h, in a [B, T, H, D] (or packed [1, total, H, D])
+/// tensor.
+__device__ __forceinline__ int64_t token_offset(const GdnParams& p, const Sequence& seq, int64_t t,
+                                                int64_t h, int dim) {
+  return seq.row(p, t, h) * dim;
 }
 
 }  // namespace hypnos::kernels::detail

@@ -27,7 +27,7 @@ __device__ inline void load_gates_and_cumsum(const GdnParams& p, const detail::C
   const int tid = threadIdx.x;
   if (tid < kC) {
     const bool ok = tid < c.n_valid;
-    const int64_t gi = (c.b * p.seq_len + c.t0 + tid) * p.heads + c.h;
+    const int64_t gi = c.gate_row(p, tid);
     s_g[tid] = ok ? p.g[gi] : 0.f;
     s_beta[tid] = ok ? p.beta[gi] : 0.f;
   }

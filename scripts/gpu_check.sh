@@ -171,6 +171,11 @@ for s in $stages; do
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_K*'
       stage racecheck_head_dims 300 compute-sanitizer --tool racecheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='Shapes/*T65_K*_bf16*'
+      # packed sequences (cu_seqlens): CTAs past a short sequence's chunks, sequences of 1 token
+      stage memcheck_packed 90 compute-sanitizer --tool memcheck --error-exitcode 1 \
+        build-gpu/tests/hypnos_tests --gtest_filter='GatedDeltaRuleCuda.AutoRunsPackedSequencesOnTheKernels'
+      stage racecheck_packed 150 compute-sanitizer --tool racecheck --error-exitcode 1 \
+        build-gpu/tests/hypnos_tests --gtest_filter='GatedDeltaRuleCuda.AutoRunsPackedSequencesOnTheKernels'
       stage memcheck_fused 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
         build-gpu/tests/hypnos_tests --gtest_filter='GdnFusedCuda.*:RopeCuda.*:SwiGluCuda.*' ;;
     fla_compare)  # hypnos's op against fla's in one process, every row of the kernels issue

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "cuda/kernel_status.h"
 #include "gdn.h"
@@ -78,8 +79,11 @@ void set_kernel_choice(GdnParams& p, const OpsOptions& ops) {
   }
 }
 
+/// B, T, H, K, V from the tensors; packed sequences (B = 1) replace B and T with the sequences
+/// and the longest one, and point the kernels at the offsets.
 GdnParams base_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                      const at::Tensor& beta, double scale, const OpsOptions& ops) {
+                      const at::Tensor& beta, double scale, const OpsOptions& ops,
+                      const GdnPacking& packing) {
   GdnParams p;
   p.q = q.data_ptr();
   p.k = k.data_ptr();
@@ -93,7 +97,46 @@ GdnParams base_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   p.scale = float(scale);
   p.dtype = q.scalar_type() == at::kBFloat16 ? GdnDtype::kBFloat16 : GdnDtype::kFloat32;
   set_kernel_choice(p, ops);
+  if (packing.packed()) {
+    p.cu_seqlens = packing.offsets.data_ptr<int64_t>();
+    p.chunk_offsets = p.cu_seqlens + packing.sequences + 1;
+    p.batch = packing.sequences;
+    p.seq_len = packing.longest;
+  }
   return p;
+}
+
+/// Sizes of a chunk-major workspace with `tail` per chunk: [B, H, NC, tail...], or
+/// [H * chunks, tail...] for packed sequences.
+std::vector<int64_t> chunk_major(const GdnParams& p, const GdnPacking& packing,
+                                 std::initializer_list<int64_t> tail) {
+  std::vector<int64_t> sizes;
+  if (packing.packed()) {
+    sizes = {p.heads * packing.chunks};
+  } else {
+    sizes = {p.batch, p.heads, p.n_chunks()};
+  }
+  sizes.insert(sizes.end(), tail);
+  return sizes;
+}
+
+/// The packing as the autograd function saves it (nothing when not packed), and back.
+void save_packing(torch::autograd::AutogradContext* ctx, const GdnPacking& packing) {
+  if (!packing.packed()) return;
+  ctx->saved_data["packing_offsets"] = packing.offsets;
+  ctx->saved_data["packing_sizes"] =
+      std::vector<int64_t>{packing.sequences, packing.longest, packing.chunks};
+}
+
+GdnPacking saved_packing(torch::autograd::AutogradContext* ctx) {
+  GdnPacking packing;
+  if (ctx->saved_data.find("packing_offsets") == ctx->saved_data.end()) return packing;
+  packing.offsets = ctx->saved_data["packing_offsets"].toTensor();
+  const std::vector<int64_t> sizes = ctx->saved_data["packing_sizes"].toIntVector();
+  packing.sequences = sizes.at(0);
+  packing.longest = sizes.at(1);
+  packing.chunks = sizes.at(2);
+  return packing;
 }
 
 class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRuleCudaFunction> {
@@ -105,7 +148,7 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
                                                 const at::Tensor& beta,
                                                 const std::optional<at::Tensor>& initial_state,
                                                 double scale, int64_t gdn_kernel,
-                                                int64_t gdn_scan_slice) {
+                                                int64_t gdn_scan_slice, const GdnPacking& packing) {
     // The kernel choice travels as two ints (autograd::Function arguments are IValues) and is
     // saved, so that the backward runs the kernels whose workspaces the forward wrote.
     OpsOptions ops;
@@ -117,12 +160,13 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
     const at::Tensor h0 = has_h0 ? initial_state->to(at::kFloat).contiguous() : at::Tensor();
     GdnCudaForward fwd =
         gated_delta_rule_cuda_forward(q, k, v, g32, beta32, h0, scale, /*save_for_backward=*/true,
-                                      GdnOutputInit::kUninitialized, ops);
+                                      GdnOutputInit::kUninitialized, ops, packing);
     const GdnCudaSaved& s = fwd.saved;
     ctx->save_for_backward({q, k, v, beta32, s.g_cum, s.w, s.attn, s.a_inv, s.u, s.chunk_states});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["gdn_kernel"] = gdn_kernel;
     ctx->saved_data["gdn_scan_slice"] = gdn_scan_slice;
+    save_packing(ctx, packing);
     ctx->saved_data["has_h0"] = has_h0;
     ctx->saved_data["g_dtype"] = g.scalar_type();
     ctx->saved_data["beta_dtype"] = beta.scalar_type();
@@ -143,9 +187,9 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
     OpsOptions ops;
     ops.gdn_kernel = static_cast<GdnKernel>(ctx->saved_data["gdn_kernel"].toInt());
     ops.gdn_scan_slice = static_cast<GdnScanSlice>(ctx->saved_data["gdn_scan_slice"].toInt());
-    GdnCudaGrads gr =
-        gated_delta_rule_cuda_backward(q, k, v, beta32, has_h0, ctx->saved_data["scale"].toDouble(),
-                                       ws, grad_o, grad_final, GdnOutputInit::kUninitialized, ops);
+    GdnCudaGrads gr = gated_delta_rule_cuda_backward(
+        q, k, v, beta32, has_h0, ctx->saved_data["scale"].toDouble(), ws, grad_o, grad_final,
+        GdnOutputInit::kUninitialized, ops, saved_packing(ctx));
     return {gr.q,
             gr.k,
             gr.v,
@@ -154,11 +198,29 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
             has_h0 ? gr.initial_state.to(ctx->saved_data["h0_dtype"].toScalarType()) : at::Tensor(),
             at::Tensor(),
             at::Tensor(),
+            at::Tensor(),
             at::Tensor()};
   }
 };
 
 }  // namespace
+
+GdnPacking gdn_packing(const std::vector<int64_t>& cu_seqlens, const at::Device& device) {
+  GdnPacking packing;
+  if (cu_seqlens.empty()) return packing;
+  const auto n = static_cast<int64_t>(cu_seqlens.size());
+  std::vector<int64_t> offsets(cu_seqlens);  // the token offsets, then the chunk offsets
+  offsets.push_back(0);
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    const int64_t length = cu_seqlens[i + 1] - cu_seqlens[i];
+    packing.longest = std::max(packing.longest, length);
+    offsets.push_back(offsets.back() + (length + kernels::kGdnChunk - 1) / kernels::kGdnChunk);
+  }
+  packing.sequences = n - 1;
+  packing.chunks = offsets.back();
+  packing.offsets = at::tensor(offsets, at::TensorOptions().dtype(at::kLong)).to(device);
+  return packing;
+}
 
 int64_t gdn_kernel_smem_bytes(const GdnProblem& problem, bool needs_backward,
                               const OpsOptions& ops) {
@@ -187,26 +249,26 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
                                              const at::Tensor& beta,
                                              const at::Tensor& initial_state, double scale,
                                              bool save_for_backward, GdnOutputInit init,
-                                             const OpsOptions& ops) {
+                                             const OpsOptions& ops, const GdnPacking& packing) {
   require_aligned_rows({{"q", &q}, {"k", &k}, {"v", &v}});
   const c10::cuda::CUDAGuard guard(q.device());
-  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3), V = v.size(3);
-  const int64_t NC = (T + kernels::kGdnChunk - 1) / kernels::kGdnChunk, C = kernels::kGdnChunk;
-  GdnParams p = base_params(q, k, v, beta, scale, ops);
+  const int64_t H = q.size(2), K = q.size(3), V = v.size(3), C = kernels::kGdnChunk;
+  GdnParams p = base_params(q, k, v, beta, scale, ops, packing);
+  const int64_t N = p.batch;  // sequences: B, or the packed ones
   const auto f32 = q.options().dtype(at::kFloat);
   const auto typed = q.options().dtype(p.bf16_workspaces() ? at::kBFloat16 : at::kFloat);
   GdnCudaForward out;
   out.o = make_output(v.sizes(), v.options(), init);
-  out.final_state = make_output({B, H, K, V}, f32, init);
+  out.final_state = make_output({N, H, K, V}, f32, init);
   GdnCudaSaved& s = out.saved;
-  s.g_cum = at::empty({B, H, NC, C}, f32);
-  s.w = at::empty({B, H, NC, C, K}, typed);
-  s.attn = at::empty({B, H, NC, C, C}, typed);
-  const at::Tensor u_tilde = at::empty({B, H, NC, C, V}, typed);
+  s.g_cum = at::empty(chunk_major(p, packing, {C}), f32);
+  s.w = at::empty(chunk_major(p, packing, {C, K}), typed);
+  s.attn = at::empty(chunk_major(p, packing, {C, C}), typed);
+  const at::Tensor u_tilde = at::empty(chunk_major(p, packing, {C, V}), typed);
   if (save_for_backward) {
-    s.a_inv = at::empty({B, H, NC, C, C}, typed);
-    s.u = at::empty({B, H, NC, C, V}, typed);
-    s.chunk_states = at::empty({B, H, NC, K, V}, typed);
+    s.a_inv = at::empty(chunk_major(p, packing, {C, C}), typed);
+    s.u = at::empty(chunk_major(p, packing, {C, V}), typed);
+    s.chunk_states = at::empty(chunk_major(p, packing, {K, V}), typed);
   }
   p.g = g.data_ptr<float>();
   p.initial_state = initial_state.defined() ? initial_state.data_ptr<float>() : nullptr;
@@ -231,10 +293,11 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
                                             bool has_initial_state, double scale,
                                             const GdnCudaSaved& saved, const at::Tensor& grad_o,
                                             const at::Tensor& grad_final_state, GdnOutputInit init,
-                                            const OpsOptions& ops) {
+                                            const OpsOptions& ops, const GdnPacking& packing) {
   require_aligned_rows({{"q", &q}, {"k", &k}, {"v", &v}, {"grad_o", &grad_o}});
   const c10::cuda::CUDAGuard guard(q.device());
-  const int64_t B = q.size(0), H = q.size(2), K = q.size(3), V = v.size(3);
+  GdnParams p = base_params(q, k, v, beta, scale, ops, packing);
+  const int64_t N = p.batch, H = q.size(2), K = q.size(3), V = v.size(3);
   const auto f32 = q.options().dtype(at::kFloat);
   GdnCudaGrads gr;
   gr.q = make_output(q.sizes(), q.options(), init);
@@ -242,10 +305,9 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   gr.v = make_output(v.sizes(), v.options(), init);
   gr.g = make_output(beta.sizes(), f32, init);
   gr.beta = make_output(beta.sizes(), f32, init);
-  if (has_initial_state) gr.initial_state = make_output({B, H, K, V}, f32, init);
+  if (has_initial_state) gr.initial_state = make_output({N, H, K, V}, f32, init);
   const at::Tensor grad_u = at::empty_like(saved.u);
   const at::Tensor grad_states = at::empty_like(saved.chunk_states);
-  GdnParams p = base_params(q, k, v, beta, scale, ops);
   const at::ScalarType typed = p.bf16_workspaces() ? at::kBFloat16 : at::kFloat;
   for (const at::Tensor* t : {&saved.w, &saved.attn, &saved.a_inv, &saved.u, &saved.chunk_states}) {
     if (t->scalar_type() != typed) {
@@ -282,8 +344,10 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q_in, const at::Ten
                                            const at::Tensor& v_in, const at::Tensor& g,
                                            const at::Tensor& beta,
                                            const std::optional<at::Tensor>& initial_state,
-                                           double scale, const OpsOptions& ops) {
+                                           double scale, const OpsOptions& ops,
+                                           const std::vector<int64_t>& cu_seqlens) {
   if (scale <= 0) scale = 1.0 / std::sqrt(double(q_in.size(3)));
+  const GdnPacking packing = gdn_packing(cu_seqlens, q_in.device());
   // The kernels read [B, T, H, D] rows, in 16-byte pieces: a strided view or a contiguous one that
   // starts off a 16-byte boundary is copied here (an autograd op) rather than refused, so the
   // dispatcher can pass slices.
@@ -297,12 +361,12 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q_in, const at::Ten
     GdnCudaForward fwd = gated_delta_rule_cuda_forward(
         q, k, v, g.to(at::kFloat).contiguous(), beta.to(at::kFloat).contiguous(),
         h0.defined() ? h0.to(at::kFloat).contiguous() : at::Tensor(), scale,
-        /*save_for_backward=*/false, GdnOutputInit::kUninitialized, ops);
+        /*save_for_backward=*/false, GdnOutputInit::kUninitialized, ops, packing);
     return {fwd.o, fwd.final_state};
   }
   auto outs = GatedDeltaRuleCudaFunction::apply(
       q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, scale,
-      static_cast<int64_t>(ops.gdn_kernel), static_cast<int64_t>(ops.gdn_scan_slice));
+      static_cast<int64_t>(ops.gdn_kernel), static_cast<int64_t>(ops.gdn_scan_slice), packing);
   return {outs[0], outs[1]};
 }
 

@@ -168,7 +168,9 @@ GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, 
                                       const OpsOptions& ops,
                                       const std::optional<at::Tensor>& cu_seqlens) {
   const std::vector<int64_t> offsets = validate(q, k, v, g, beta, initial_state, cu_seqlens);
-  GdnProblem problem{q.size(0),       q.size(2),   q.size(3),       v.size(3),
+  // Packed sequences count as the batch of N sequences they are.
+  const int64_t sequences = offsets.empty() ? q.size(0) : int64_t(offsets.size()) - 1;
+  GdnProblem problem{sequences,       q.size(2),   q.size(3),       v.size(3),
                      q.scalar_type(), q.is_cuda(), !offsets.empty()};
   if constexpr (kCudaKernelsBuilt) {
     if (problem.on_cuda) {
@@ -192,7 +194,7 @@ GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, 
 
   if constexpr (kCudaKernelsBuilt) {
     if (choice.backend == GdnBackend::kCuda) {
-      return gated_delta_rule_cuda(q, k, v, g, beta, initial_state, scale, ops);
+      return gated_delta_rule_cuda(q, k, v, g, beta, initial_state, scale, ops, offsets);
     }
   }
 

@@ -44,9 +44,6 @@ std::string kib(int64_t bytes) {
 std::string cuda_kernels_refuse(const GdnProblem& p, bool cuda_kernels_built) {
   if (!p.on_cuda) return "the inputs are not CUDA tensors";
   if (!cuda_kernels_built) return "hypnos was built without its CUDA kernels (HYPNOS_CUDA)";
-  // An explicit cuda refuses rather than looping one kernel call per sequence: the loop would
-  // serialise the sequences and hide the cost, while chunked runs them all in one pass.
-  if (p.packed) return "the CUDA kernels do not take packed sequences (cu_seqlens) yet";
   if (p.dtype != c10::ScalarType::BFloat16 && p.dtype != c10::ScalarType::Float) {
     return std::string("the CUDA kernels take bfloat16 or float32, not ") + c10::toString(p.dtype);
   }

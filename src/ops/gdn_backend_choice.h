@@ -15,7 +15,8 @@ namespace hypnos::ops {
 /// What the choice looks at: q's and v's sizes, q's dtype (= k's and v's) and device kind, whether
 /// the sequences are packed (cu_seqlens), and what the CUDA kernels would ask of the device.
 struct GdnProblem {
-  int64_t batch = 0, heads = 0, head_dim_k = 0, head_dim_v = 0;
+  int64_t batch = 0;  ///< B, or the N packed sequences (the kernels' grid has N * H rows)
+  int64_t heads = 0, head_dim_k = 0, head_dim_v = 0;
   c10::ScalarType dtype = c10::ScalarType::Float;
   bool on_cuda = false;
   bool packed = false;
@@ -29,14 +30,14 @@ struct GdnProblem {
   int64_t device_smem_bytes = 0;
 };
 
-/// "B = 2, H = 4, K = 96, V = 256, BFloat16 on CUDA" (", packed (cu_seqlens)" when packed): the
-/// problem as error and log messages name it.
+/// "B = 2, H = 4, K = 96, V = 256, BFloat16 on CUDA" (", packed (cu_seqlens)" when packed, B
+/// then being the sequences): the problem as error and log messages name it.
 std::string describe(const GdnProblem& problem);
 
-/// Why the CUDA kernels do not take `problem` ("" when they do): a CPU tensor, kernels not built,
-/// packed sequences (the kernels take no cu_seqlens yet), a dtype other than bf16 / fp32, B * H
-/// over the grid's 65535, head dims the kernels are not built for (kernel_smem_bytes 0; the one
-/// list is kernels/gdn_dispatch.cuh's), or more shared memory per block than the device has.
+/// Why the CUDA kernels do not take `problem` ("" when they do, packed or not): a CPU tensor,
+/// kernels not built, a dtype other than bf16 / fp32, B * H over the grid's 65535, head dims the
+/// kernels are not built for (kernel_smem_bytes 0; the one list is kernels/gdn_dispatch.cuh's), or
+/// more shared memory per block than the device has.
 std::string cuda_kernels_refuse(const GdnProblem& problem, bool cuda_kernels_built);
 
 struct GdnBackendChoice {
@@ -46,8 +47,7 @@ struct GdnBackendChoice {
 };
 
 /// Resolves `requested`: kAuto is kCuda where the kernels take the problem, else kChunked (with a
-/// fallback_reason on a CUDA device: packed sequences on a GPU run the chunked backend in one
-/// pass); kCuda on a problem they do not take, packed sequences included, throws
+/// fallback_reason on a CUDA device); kCuda on a problem they do not take throws
 /// std::invalid_argument naming the problem and what the kernels take; kReference and kChunked are
 /// returned as they are.
 GdnBackendChoice choose_gdn_backend(GdnBackend requested, const GdnProblem& problem,

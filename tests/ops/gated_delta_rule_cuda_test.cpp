@@ -594,55 +594,109 @@ TEST(GatedDeltaRuleCuda, AutoRunsTheJetNemotronShapeOnTheKernels) {
   EXPECT_LT(relative_error(got.dv, ref.dv), tol.dqkv);
 }
 
-// Packed sequences (cu_seqlens) on the GPU: the kernels take none yet, so auto runs the chunked
-// backend there (one pass), equal to the float64 recurrence with gradients; offsets may live on
-// either device; an explicit cuda refuses naming cu_seqlens.
-TEST(GatedDeltaRuleCuda, AutoRunsPackedSequencesOnTheChunkedBackend) {
+// Packed sequences (cu_seqlens) on the GPU run the kernels (one launch per pass for all
+// sequences): equal to the float64 recurrence with gradients, in fp32 (the CUDA-core kernels) and
+// at the Jet-Nemotron head dims in bf16 (the tensor-core ones); offsets may live on either device.
+TEST(GatedDeltaRuleCuda, AutoRunsPackedSequencesOnTheKernels) {
   HYPNOS_REQUIRE_CUDA();
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{65});
-  const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  const std::vector<int64_t> cu = {0, 1, 64, 129, 259};  // 1, 63, 65 and 130 tokens
-  const int64_t N = 4, T = cu.back(), H = 2, D = 64;
-  auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
-  const std::vector<at::Tensor> x64{unit_rows(at::randn({1, T, H, D}, gen, f64)),
-                                    unit_rows(at::randn({1, T, H, D}, gen, f64)),
-                                    at::randn({1, T, H, D}, gen, f64),
-                                    at::log_sigmoid(at::randn({1, T, H}, gen, f64)),
-                                    at::sigmoid(at::randn({1, T, H}, gen, f64)),
-                                    0.3 * at::randn({N, H, D, D}, gen, f64)};
-  const at::Tensor cu_cpu = at::tensor(cu, at::TensorOptions().dtype(at::kLong));
-  std::vector<at::Tensor> x64_leaves, xg;
-  for (const at::Tensor& t : x64) {
-    x64_leaves.push_back(t.clone().requires_grad_(true));
-    xg.push_back(t.to(at::kCUDA, at::kFloat).requires_grad_(true));
-  }
-  const GatedDeltaRuleOutput ref =
-      gated_delta_rule(x64_leaves[0], x64_leaves[1], x64_leaves[2], x64_leaves[3], x64_leaves[4],
-                       x64_leaves[5], -1.0, {.gdn_backend = GdnBackend::kReference}, cu_cpu);
-  const int64_t chunked_runs = detail::gdn_backend_runs(GdnBackend::kChunked);
-  for (const at::Tensor& offsets : {cu_cpu, cu_cpu.to(at::kCUDA, at::kInt)}) {
-    const GatedDeltaRuleOutput got =
-        gated_delta_rule(xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0, {}, offsets);
-    EXPECT_TRUE(got.o.is_cuda());
-    EXPECT_LT(relative_error(got.o, ref.o), 1e-4);
-    EXPECT_LT(relative_error(got.final_state, ref.final_state), 1e-4);
-  }
-  EXPECT_EQ(detail::gdn_backend_runs(GdnBackend::kChunked), chunked_runs + 2);
-  const GatedDeltaRuleOutput got =
-      gated_delta_rule(xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0, {}, cu_cpu);
-  const auto loss = [](const GatedDeltaRuleOutput& out) {
-    return out.o.to(at::kDouble).sum() + out.final_state.to(at::kDouble).pow(2).sum();
+  struct Packed {
+    int64_t K, V;
+    at::ScalarType dtype;
+    double tol_out, tol_grad;
   };
-  const auto grads = torch::autograd::grad({loss(got)}, xg);
-  const auto grads64 = torch::autograd::grad({loss(ref)}, x64_leaves);
-  for (size_t i = 0; i < grads.size(); ++i) {
-    EXPECT_LT(relative_error(grads[i], grads64[i]), 1e-3) << "gradient " << i;
+  for (const Packed& c :
+       {Packed{64, 64, at::kFloat, 1e-4, 1e-3}, Packed{96, 256, at::kBFloat16, 5e-3, 2e-2}}) {
+    SCOPED_TRACE(c.dtype == at::kFloat ? "fp32 64 x 64" : "bf16 96 x 256");
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{65});
+    const auto f64 = at::TensorOptions().dtype(at::kDouble);
+    const std::vector<int64_t> cu = {0, 1, 64, 129, 259};  // 1, 63, 65 and 130 tokens
+    const int64_t N = 4, T = cu.back(), H = 2;
+    auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+    const std::vector<at::Tensor> x64{unit_rows(at::randn({1, T, H, c.K}, gen, f64)),
+                                      unit_rows(at::randn({1, T, H, c.K}, gen, f64)),
+                                      at::randn({1, T, H, c.V}, gen, f64),
+                                      at::log_sigmoid(at::randn({1, T, H}, gen, f64)),
+                                      at::sigmoid(at::randn({1, T, H}, gen, f64)),
+                                      0.3 * at::randn({N, H, c.K, c.V}, gen, f64)};
+    const at::Tensor cu_cpu = at::tensor(cu, at::TensorOptions().dtype(at::kLong));
+    std::vector<at::Tensor> x64_leaves, xg;
+    for (size_t i = 0; i < x64.size(); ++i) {
+      // q, k, v in the case's dtype; the gates and the state in fp32. The reference reads the
+      // same rounded values.
+      const at::ScalarType s = i < 3 ? c.dtype : at::kFloat;
+      xg.push_back(x64[i].to(at::kCUDA, s).requires_grad_(true));
+      x64_leaves.push_back(x64[i].to(s).to(at::kDouble).requires_grad_(true));
+    }
+    const GatedDeltaRuleOutput ref =
+        gated_delta_rule(x64_leaves[0], x64_leaves[1], x64_leaves[2], x64_leaves[3], x64_leaves[4],
+                         x64_leaves[5], -1.0, {.gdn_backend = GdnBackend::kReference}, cu_cpu);
+    const int64_t kernel_runs = detail::gdn_backend_runs(GdnBackend::kCuda);
+    for (const at::Tensor& offsets : {cu_cpu, cu_cpu.to(at::kCUDA, at::kInt)}) {
+      const at::NoGradGuard no_grad;
+      const GatedDeltaRuleOutput got =
+          gated_delta_rule(xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0, {}, offsets);
+      EXPECT_TRUE(got.o.is_cuda());
+      EXPECT_EQ(got.final_state.sizes(), (std::vector<int64_t>{N, H, c.K, c.V}));
+      EXPECT_LT(relative_error(got.o, ref.o), c.tol_out);
+      EXPECT_LT(relative_error(got.final_state, ref.final_state), c.tol_out);
+    }
+    EXPECT_EQ(detail::gdn_backend_runs(GdnBackend::kCuda), kernel_runs + 2);
+    const GatedDeltaRuleOutput got = gated_delta_rule(
+        xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0, {.gdn_backend = GdnBackend::kCuda}, cu_cpu);
+    const auto loss = [](const GatedDeltaRuleOutput& out) {
+      return out.o.to(at::kDouble).sum() + out.final_state.to(at::kDouble).pow(2).sum();
+    };
+    const auto grads = torch::autograd::grad({loss(got)}, xg);
+    const auto grads64 = torch::autograd::grad({loss(ref)}, x64_leaves);
+    for (size_t i = 0; i < grads.size(); ++i) {
+      EXPECT_LT(relative_error(grads[i], grads64[i]), c.tol_grad) << "gradient " << i;
+    }
   }
-  const std::string msg = message_of([&] {
-    gated_delta_rule(xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0,
-                     {.gdn_backend = GdnBackend::kCuda}, cu_cpu);
-  });
-  EXPECT_NE(msg.find("do not take packed sequences (cu_seqlens)"), std::string::npos) << msg;
+}
+
+// A packed batch gives each sequence the bits it gets alone (same kernels, same chunks).
+TEST(GatedDeltaRuleCuda, PackedSequencesEqualEachSequenceAloneBitForBit) {
+  HYPNOS_REQUIRE_CUDA();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{66});
+  const std::vector<int64_t> cu = {0, 70, 71, 95, 2095};  // 70, 1, 24 and 2,000 tokens
+  const int64_t N = 4, T = cu.back(), H = 3, K = 96, V = 256;
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+  auto dev = [](const at::Tensor& t, at::ScalarType s) {
+    return t.to(at::kCUDA, s).contiguous().requires_grad_(true);
+  };
+  const std::vector<at::Tensor> x{dev(unit_rows(at::randn({1, T, H, K}, gen, f64)), at::kBFloat16),
+                                  dev(unit_rows(at::randn({1, T, H, K}, gen, f64)), at::kBFloat16),
+                                  dev(at::randn({1, T, H, V}, gen, f64), at::kBFloat16),
+                                  dev(at::log_sigmoid(at::randn({1, T, H}, gen, f64)), at::kFloat),
+                                  dev(at::sigmoid(at::randn({1, T, H}, gen, f64)), at::kFloat),
+                                  dev(0.3 * at::randn({N, H, K, V}, gen, f64), at::kFloat)};
+  const OpsOptions cuda{.gdn_backend = GdnBackend::kCuda};
+  const GatedDeltaRuleOutput all =
+      gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, cuda, at::tensor(cu, at::kLong));
+  const auto loss = [](const GatedDeltaRuleOutput& out) {
+    return out.o.to(at::kFloat).sum() + out.final_state.pow(2).sum();
+  };
+  const auto grads = torch::autograd::grad({loss(all)}, x);
+  using at::indexing::Slice;
+  for (int64_t i = 0; i < N; ++i) {
+    SCOPED_TRACE(::testing::Message() << "sequence " << i);
+    auto rows = [&](const at::Tensor& t) { return t.index({Slice(), Slice(cu[i], cu[i + 1])}); };
+    auto state = [&](const at::Tensor& t) { return t.index({Slice(i, i + 1)}); };
+    std::vector<at::Tensor> one;
+    for (size_t a = 0; a < 5; ++a)
+      one.push_back(rows(x[a]).detach().contiguous().requires_grad_(true));
+    one.push_back(state(x[5]).detach().contiguous().requires_grad_(true));
+    const GatedDeltaRuleOutput alone =
+        gated_delta_rule(one[0], one[1], one[2], one[3], one[4], one[5], -1.0, cuda);
+    EXPECT_TRUE(at::equal(rows(all.o), alone.o)) << "o";
+    EXPECT_TRUE(at::equal(state(all.final_state), alone.final_state)) << "final_state";
+    const auto grads_alone = torch::autograd::grad({loss(alone)}, one);
+    for (size_t a = 0; a < 5; ++a) {
+      EXPECT_TRUE(at::equal(rows(grads[a]), grads_alone[a])) << "gradient " << a;
+    }
+    EXPECT_TRUE(at::equal(state(grads[5]), grads_alone[5])) << "gradient of the initial state";
+  }
 }
 
 TEST(GatedDeltaRuleCudaValidation, BackwardRejectsWorkspacesSavedForTheOtherKernels) {

@@ -133,33 +133,30 @@ TEST(GdnBackendChoice, ExplicitCudaOnAnUnsupportedShapeNamesTheShapeAndTheSuppor
             GdnBackend::kCuda);
 }
 
-// Packed sequences (cu_seqlens): the kernels take none yet, so auto runs chunked (one pass over all
-// sequences) with a reason on a GPU, and an explicit cuda throws saying why rather than looping one
-// kernel call per sequence.
+// Packed sequences (cu_seqlens) run on the kernels like any batch (of N sequences); on the CPU
+// auto runs chunked, without a reason to log.
 GdnProblem packed(GdnProblem p) {
   p.packed = true;
   return p;
 }
 
-TEST(GdnBackendChoice, PackedSequencesRunChunkedUnderAutoAndAreRefusedByAnExplicitCuda) {
-  const GdnBackendChoice gpu = choose_gdn_backend(GdnBackend::kAuto, packed(problem(64, 64)), true);
-  EXPECT_EQ(gpu.backend, GdnBackend::kChunked);
-  EXPECT_NE(gpu.fallback_reason.find("packed sequences (cu_seqlens)"), std::string::npos)
-      << gpu.fallback_reason;
+TEST(GdnBackendChoice, PackedSequencesRunTheKernelsOnAGpuAndChunkedOnTheCpu) {
+  const GdnBackendChoice gpu =
+      choose_gdn_backend(GdnBackend::kAuto, packed(problem(96, 256)), true);
+  EXPECT_EQ(gpu.backend, GdnBackend::kCuda);
+  EXPECT_EQ(gpu.fallback_reason, "");
+  EXPECT_EQ(choose_gdn_backend(GdnBackend::kCuda, packed(problem(128, 128)), true).backend,
+            GdnBackend::kCuda);
   const GdnBackendChoice cpu = choose_gdn_backend(
       GdnBackend::kAuto, packed(problem(64, 64, c10::ScalarType::Float, false)), true);
   EXPECT_EQ(cpu.backend, GdnBackend::kChunked);
   EXPECT_EQ(cpu.fallback_reason, "");
-
-  const std::string m = refusal_of(GdnBackend::kCuda, packed(problem(128, 128)), true);
-  EXPECT_NE(m.find("backend cuda"), std::string::npos) << m;
-  EXPECT_NE(m.find("do not take packed sequences (cu_seqlens)"), std::string::npos) << m;
-  EXPECT_NE(m.find("B = 2, H = 4, K = 128, V = 128, BFloat16 on CUDA, packed (cu_seqlens)"),
+  // What the kernels refuse they refuse packed too, naming the packing.
+  const std::string m = refusal_of(GdnBackend::kCuda, not_built(packed(problem(96, 80))), true);
+  EXPECT_NE(m.find("not built for K = 96, V = 80"), std::string::npos) << m;
+  EXPECT_NE(m.find("B = 2, H = 4, K = 96, V = 80, BFloat16 on CUDA, packed (cu_seqlens)"),
             std::string::npos)
       << m;
-  // The same shape unpacked still runs the kernels.
-  EXPECT_EQ(choose_gdn_backend(GdnBackend::kCuda, problem(128, 128), true).backend,
-            GdnBackend::kCuda);
   for (auto b : {GdnBackend::kReference, GdnBackend::kChunked}) {
     EXPECT_EQ(choose_gdn_backend(b, packed(problem(64, 64)), true).backend, b);
   }

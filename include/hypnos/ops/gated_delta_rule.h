@@ -33,9 +33,8 @@ struct GatedDeltaRuleOutput {
 /// 1-D, on any device (it is read on the host). Sequence i is tokens [cu_seqlens[i],
 /// cu_seqlens[i + 1]); it starts from initial_state[i] and ends in final_state[i], and nothing
 /// crosses a boundary: the result equals each sequence run alone, with no padding to the longest
-/// (chunked pads only each sequence's last chunk). The reference and chunked backends take it
-/// (chunked in one pass over all sequences); the CUDA kernels do not yet: auto runs chunked, and
-/// an explicit cuda throws saying so.
+/// (chunked pads only each sequence's last chunk). Every backend takes it, each in one pass over
+/// all sequences (the reference one sequence after another).
 ///
 /// Validates shapes, dtypes, devices and cu_seqlens once, here (the backends and the CUDA kernels
 /// take what passed), and throws std::invalid_argument naming the argument. ops.gdn_backend picks
