@@ -79,7 +79,12 @@ struct GdnParams {
   // ---- sizes
   int64_t batch = 0;  ///< B, or N packed sequences
   int64_t seq_len = 0;
-  int64_t heads = 0;
+  int64_t heads = 0;  ///< H: the heads of v, o, g, beta and the states
+  /// Heads of q and k: 0 for `heads`, or a divisor of it (grouped value heads, as Qwen3-Next's
+  /// layers have: value head h reads q and k head h / (heads / heads_qk); q, k are then
+  /// [B, T, heads_qk, K]). grad_q and grad_k stay per value head, [B, T, heads, K]: the caller
+  /// sums each group.
+  int64_t heads_qk = 0;
   int head_dim_k = 0;  ///< K and V: a pair of the kernel family's list (gdn_dispatch.cuh)
   int head_dim_v = 0;
   float scale = 0.f;
@@ -93,6 +98,7 @@ struct GdnParams {
   /// Chunks per sequence (of the longest one, when packed).
   __host__ __device__ int64_t n_chunks() const { return (seq_len + kGdnChunk - 1) / kGdnChunk; }
   __host__ __device__ bool packed() const { return cu_seqlens != nullptr; }
+  __host__ __device__ int64_t qk_heads() const { return heads_qk != 0 ? heads_qk : heads; }
   /// Whether the typed workspaces are bf16 (bf16 inputs on the tensor-core kernels) or fp32.
   __host__ __device__ bool bf16_workspaces() const {
     return dtype == GdnDtype::kBFloat16 && kernel == GdnKernel::kTensorCore;

@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, h = bh % p.heads;
   const detail::Sequence seq(p, bh / p.heads);
-  const int64_t qk_stride = p.heads * K, v_stride = p.heads * V;
+  const int64_t qk_stride = p.qk_heads() * K, v_stride = p.heads * V;
   const int tid = threadIdx.x;
 
   for (int idx = tid; idx < K * BV; idx += kThreads) {
@@ -51,8 +51,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
   for (int64_t n = seq.n_chunks - 1; n >= 0; --n) {
     const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n);
     const int n_valid = seq.valid_rows(t0);
-    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, seq, t0, h, K);
-    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, seq, t0, h, K);
+    const T* q = static_cast<const T*>(p.q) + detail::qk_offset(p, seq, t0, h, K);
+    const T* k = static_cast<const T*>(p.k) + detail::qk_offset(p, seq, t0, h, K);
     const T* d_o = static_cast<const T*>(p.grad_o) + detail::token_offset(p, seq, t0, h, V);
     const float* w = detail::as_f32(p.w) + chunk * kC * K;
     const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;
@@ -177,8 +177,8 @@ struct BwdInputs {
   ChunkRows<T> q, k, v, d_o;
   const float *u, *du, *st, *dst;
   __device__ BwdInputs(const GdnParams& p, const detail::ChunkCta& c, int64_t qk_tok, int64_t v_tok)
-      : q{static_cast<const T*>(p.q) + qk_tok, p.heads * K, c.n_valid},
-        k{static_cast<const T*>(p.k) + qk_tok, p.heads * K, c.n_valid},
+      : q{static_cast<const T*>(p.q) + qk_tok, p.qk_heads() * K, c.n_valid},
+        k{static_cast<const T*>(p.k) + qk_tok, p.qk_heads() * K, c.n_valid},
         v{static_cast<const T*>(p.v) + v_tok, p.heads * V, c.n_valid},
         d_o{static_cast<const T*>(p.grad_o) + v_tok, p.heads * V, c.n_valid},
         u(detail::as_f32(p.u) + c.chunk * kC * V),
@@ -474,13 +474,13 @@ __device__ __forceinline__ void dy_stage(const GdnParams& p, int64_t v_tok,
   if (tid < kC) t.sc.db[tid] += t.sc.rs[tid];
 }
 
-/// dq and dk into grad_q and grad_k (the chunk's token rows).
+/// dq and dk into grad_q and grad_k (the chunk's token rows, per value head: [*, H, K]).
 template <typename T, int K>
-__device__ __forceinline__ void store_dq_dk(const GdnParams& p, int64_t qk_tok, int64_t row_stride,
-                                            int n_valid, const RowFrag<K>& dq,
-                                            const RowFrag<K>& dk) {
-  T* dq_out = static_cast<T*>(p.grad_q) + qk_tok;
-  T* dk_out = static_cast<T*>(p.grad_k) + qk_tok;
+__device__ __forceinline__ void store_dq_dk(const GdnParams& p, int64_t k_tok, int n_valid,
+                                            const RowFrag<K>& dq, const RowFrag<K>& dk) {
+  const int64_t row_stride = p.heads * K;
+  T* dq_out = static_cast<T*>(p.grad_q) + k_tok;
+  T* dk_out = static_cast<T*>(p.grad_k) + k_tok;
 #pragma unroll
   for (int r = 0; r < dq.kRegs; ++r) {
     const int i = dq.row(r), j = dq.col(r);
@@ -502,9 +502,8 @@ __global__ void __launch_bounds__(kThreads, BwdLayout<K, V>::kMinBlocks)
   const detail::ChunkCta c(p);
   if (c.beyond) return;
   const int n_valid = c.n_valid, depth = row_depth(n_valid);
-  const int64_t qk_tok = c.row * K;
   const int64_t v_tok = c.row * V;
-  const BwdInputs<T, K, V> in(p, c, qk_tok, v_tok);
+  const BwdInputs<T, K, V> in(p, c, c.qk_row * K, v_tok);
 
   load_chunk<T, K, V>(p, c, in, t);
   __syncthreads();
@@ -534,7 +533,7 @@ __global__ void __launch_bounds__(kThreads, BwdLayout<K, V>::kMinBlocks)
   dz_stage<K, V>(t, n_valid, depth, dk);
   f_products<K, V>(t, n_valid, depth, dk);
   dy_stage<T, K, V>(p, v_tok, in, t, n_valid, depth);
-  store_dq_dk<T, K>(p, qk_tok, in.q.stride, n_valid, dq, dk);
+  store_dq_dk<T, K>(p, c.row * K, n_valid, dq, dk);
   float part = 0.f;
   for (int idx = threadIdx.x; idx < K * V; idx += kThreads) part += in.st[idx] * in.dst[idx];
   const float state_dot = detail::block_sum<kThreads>(part, t.blk);

@@ -159,19 +159,20 @@ struct BwdTcTiles {
         beta_f(m) {}
 };
 
-/// What the kernel reads from global memory (bf16): the chunk's rows of q, k (row stride H K), v,
-/// dO (row stride H V), its U, dU ([C][V]) and P ([C][C]), S entering and dS leaving the chunk
-/// ([K][V]).
+/// What the kernel reads from global memory (bf16): the chunk's rows of q, k (row stride
+/// heads_qk K), v, dO (row stride H V), its U, dU ([C][V]) and P ([C][C]), S entering and dS
+/// leaving the chunk ([K][V]). row_stride_k is the gradients' dq, dk (per value head: H K).
 template <int K, int V>
 struct BwdTcInputs {
-  int64_t row_stride_k, row_stride_v;
+  int64_t row_stride_qk, row_stride_k, row_stride_v;
   const bf16 *q, *k, *v, *d_o, *u, *du, *attn, *st, *dst;
-  __device__ BwdTcInputs(const GdnParams& p, const detail::ChunkCta& c, int64_t tok_k,
+  __device__ BwdTcInputs(const GdnParams& p, const detail::ChunkCta& c, int64_t tok_qk,
                          int64_t tok_v)
-      : row_stride_k(p.heads * K),
+      : row_stride_qk(p.qk_heads() * K),
+        row_stride_k(p.heads * K),
         row_stride_v(p.heads * V),
-        q(static_cast<const bf16*>(p.q) + tok_k),
-        k(static_cast<const bf16*>(p.k) + tok_k),
+        q(static_cast<const bf16*>(p.q) + tok_qk),
+        k(static_cast<const bf16*>(p.k) + tok_qk),
         v(static_cast<const bf16*>(p.v) + tok_v),
         d_o(static_cast<const bf16*>(p.grad_o) + tok_v),
         u(detail::as_bf16(p.u) + c.chunk * kC * V),
@@ -218,8 +219,8 @@ __device__ __forceinline__ void stage_phase1(const GdnParams& p, const detail::C
                                              const BwdTcInputs<K, V>& in,
                                              const BwdTcTiles<K, V>& t) {
   using L = Layout<K, V>;
-  detail::stage_bf16_async<kC, K, kThreads>(t.k, L::kLdK, in.k, in.row_stride_k, c.n_valid);
-  detail::stage_bf16_async<kC, K, kThreads>(t.q, L::kLdK, in.q, in.row_stride_k, c.n_valid);
+  detail::stage_bf16_async<kC, K, kThreads>(t.k, L::kLdK, in.k, in.row_stride_qk, c.n_valid);
+  detail::stage_bf16_async<kC, K, kThreads>(t.q, L::kLdK, in.q, in.row_stride_qk, c.n_valid);
   if constexpr (L::kStreamRows) {
     stage_row_slab_async<K, V>(in, t, c.n_valid, 0);
   } else {
@@ -509,9 +510,9 @@ __global__ void __launch_bounds__(kThreads, Layout<K, V>::kMinBlocks)
   if (c.beyond) return;
   const int n_valid = c.n_valid;
   const int depth = detail::row_depth<16>(n_valid);  // products summed over chunk rows
-  const int64_t tok_k = c.row * K;
+  const int64_t tok_k = c.row * K;                   // dq and dk, per value head
   const int64_t tok_v = c.row * V;
-  const BwdTcInputs<K, V> in(p, c, tok_k, tok_v);
+  const BwdTcInputs<K, V> in(p, c, c.qk_row * K, tok_v);
 
   // ---- phase 1: stage, K K^T, dP, and the products with the states
   stage_phase1<K, V>(p, c, in, t);

@@ -46,7 +46,7 @@ struct PrepInputs {
   int64_t qk_stride, v_stride;
   const T *q, *k, *v;
   __device__ PrepInputs(const GdnParams& p, int64_t qk_tok, int64_t v_tok)
-      : qk_stride(p.heads * K),
+      : qk_stride(p.qk_heads() * K),
         v_stride(p.heads * V),
         q(static_cast<const T*>(p.q) + qk_tok),
         k(static_cast<const T*>(p.k) + qk_tok),
@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(kThreads, PrepLayout<K, V>::kMinBlocks)
   const PrepTiles<K, V> t(smem);
   const detail::ChunkCta c(p);
   if (c.beyond) return;
-  const PrepInputs<T, K, V> in(p, c.row * K, c.row * V);
+  const PrepInputs<T, K, V> in(p, c.qk_row * K, c.row * V);
 
   stage_prep_inputs<T, K, V>(in, c.n_valid, t);
   detail::load_gates_and_cumsum(p, c, t.gates);  // synchronises
@@ -219,7 +219,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   const int v0 = blockIdx.x * BV;
   const int64_t bh = blockIdx.y, h = bh % p.heads;
   const detail::Sequence seq(p, bh / p.heads);
-  const int64_t qk_stride = p.heads * K, v_stride = p.heads * V;
+  const int64_t qk_stride = p.qk_heads() * K, v_stride = p.heads * V;
   const int tid = threadIdx.x;
 
   for (int idx = tid; idx < K * BV; idx += kThreads) {
@@ -230,8 +230,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   for (int64_t n = 0; n < seq.n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n);
     const int n_valid = seq.valid_rows(t0);
-    const T* q = static_cast<const T*>(p.q) + detail::token_offset(p, seq, t0, h, K);
-    const T* k = static_cast<const T*>(p.k) + detail::token_offset(p, seq, t0, h, K);
+    const T* q = static_cast<const T*>(p.q) + detail::qk_offset(p, seq, t0, h, K);
+    const T* k = static_cast<const T*>(p.k) + detail::qk_offset(p, seq, t0, h, K);
     T* o = static_cast<T*>(p.o) + detail::token_offset(p, seq, t0, h, V);
     const float* w = detail::as_f32(p.w) + chunk * kC * K;
     const float* ut = detail::as_f32(p.u_tilde) + chunk * kC * V;

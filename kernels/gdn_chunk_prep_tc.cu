@@ -273,15 +273,15 @@ __global__ void __launch_bounds__(kThreads, PrepTcLayout<K, V>::kMinBlocks)
   if (c.beyond) return;
   const int n_valid = c.n_valid;
   const int depth = detail::row_depth<16>(n_valid);
-  const int64_t tok_k = c.row * K;
+  const int64_t tok_k = c.qk_row * K;  // q and k
   const int64_t tok_v = c.row * V;
 
   detail::stage_bf16<kC, K, kThreads>(t.k, Tiles::kLdK, static_cast<const bf16*>(p.k) + tok_k,
-                                      p.heads * K, n_valid);
+                                      p.qk_heads() * K, n_valid);
   detail::stage_bf16<kC, V, kThreads>(t.v, Tiles::kLdV, static_cast<const bf16*>(p.v) + tok_v,
                                       p.heads * V, n_valid);
   detail::stage_bf16<kC, K, kThreads>(t.q, Tiles::kLdK, static_cast<const bf16*>(p.q) + tok_k,
-                                      p.heads * K, n_valid);
+                                      p.qk_heads() * K, n_valid);
   detail::fill_identity<Tiles::kLc>(t.a);
   detail::load_gates_and_cumsum(p, c, t.gates);  // synchronises
   kk_qk_tc_stage<K, V>(p, c, t);

@@ -163,9 +163,9 @@ __device__ __forceinline__ void load_group(const GdnParams& p, const detail::Seq
   using L = ScanLayout<K, BV, kBackward>;
   constexpr int NT = BV * 4;
   const int64_t h = blockIdx.y % p.heads;
-  const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n), row_stride = p.heads * K;
+  const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n), row_stride = p.qk_heads() * K;
   const int n_valid = seq.valid_rows(t0);
-  const int64_t tok = detail::token_offset(p, seq, t0, h, K);
+  const int64_t tok = detail::qk_offset(p, seq, t0, h, K);  // q and k
   auto stage_w = [&] {
     detail::stage_bf16_async<kC, K, NT>(t.w, L::kLd, detail::as_bf16(p.w) + chunk * kC * K, K,
                                         n_valid);

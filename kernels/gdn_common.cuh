@@ -87,9 +87,14 @@ struct Sequence {
     return chunk0 * p.heads + h * n_chunks + n;
   }
   /// Row of its token t, head h, in the [*, H] tensors (g, beta); times D, its offset in the
-  /// [*, H, D] ones.
+  /// [*, H, D] ones (v, o and every gradient).
   __device__ __forceinline__ int64_t row(const GdnParams& p, int64_t t, int64_t h) const {
     return (row0 + t) * p.heads + h;
+  }
+  /// The same in q and k ([*, heads_qk, K]): value head h reads head h / (H / heads_qk).
+  __device__ __forceinline__ int64_t qk_row(const GdnParams& p, int64_t t, int64_t h) const {
+    const int64_t qk_heads = p.qk_heads();
+    return (row0 + t) * qk_heads + h / (p.heads / qk_heads);
   }
   /// The tokens of its chunk starting at token t0: C, or fewer in the last chunk.
   __device__ __forceinline__ int valid_rows(int64_t t0) const {
@@ -273,8 +278,9 @@ __device__ float block_sum(float v, float* scratch /* NT / 32 floats + 1 */) {
 /// it holds. A CTA past its sequence's chunks (packed sequences shorter than the longest) is
 /// `beyond` and returns at once.
 struct ChunkCta {
-  int64_t row;    ///< its first token's row in the [*, H] tensors (times D: in [*, H, D])
-  int64_t chunk;  ///< its index in the chunk-major workspaces
+  int64_t row;     ///< its first token's row in the [*, H] tensors (times D: in [*, H, D])
+  int64_t qk_row;  ///< the same in q and k ([*, heads_qk, K])
+  int64_t chunk;   ///< its index in the chunk-major workspaces
   int n_valid;
   bool beyond;
   __device__ explicit ChunkCta(const GdnParams& p)
@@ -287,6 +293,7 @@ struct ChunkCta {
  private:
   __device__ ChunkCta(const GdnParams& p, int n, int64_t h, const Sequence& seq)
       : row(seq.row(p, int64_t(n) * kC, h)),
+        qk_row(seq.qk_row(p, int64_t(n) * kC, h)),
         chunk(seq.chunk(p, h, n)),
         n_valid(seq.valid_rows(int64_t(n) * kC)),
         beyond(n >= seq.n_chunks) {}
@@ -403,6 +410,12 @@ cudaError_t prefer_max_shared(Kernel kernel) {
 __device__ __forceinline__ int64_t token_offset(const GdnParams& p, const Sequence& seq, int64_t t,
                                                 int64_t h, int dim) {
   return seq.row(p, t, h) * dim;
+}
+
+/// The same in q or k, [B, T, heads_qk, K], for value head h.
+__device__ __forceinline__ int64_t qk_offset(const GdnParams& p, const Sequence& seq, int64_t t,
+                                             int64_t h, int dim) {
+  return seq.qk_row(p, t, h) * dim;
 }
 
 }  // namespace hypnos::kernels::detail

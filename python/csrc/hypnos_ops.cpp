@@ -1,7 +1,8 @@
 // torch.ops.hypnos.chunk_gated_delta_rule: hypnos's gated delta rule (ops/gated_delta_rule.h) for
 // Python, in fla's layout and with fla's extras: grouped value heads (HV a multiple of H, each q/k
 // head serving HV / H consecutive value heads), L2-normalised q and k, and packed variable-length
-// batches (cu_seqlens, B = 1, one initial and final state per sequence; the C++ op takes them).
+// batches (cu_seqlens, B = 1, one initial and final state per sequence); the C++ op takes the
+// groups and the packing itself.
 // Registered as CompositeImplicitAutograd: the op's own autograd (its hand-derived backward)
 // records the graph, so Python gets gradients for every differentiable input.
 #include <torch/library.h>
@@ -35,20 +36,13 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   check(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
         "q, k and v must be [B, T, H, K], [B, T, H, K] and [B, T, HV, V]; got " + shape_of(q) +
             ", " + shape_of(k) + ", " + shape_of(v));
-  const int64_t H = q.size(2), HV = v.size(2);
-  check(H > 0 && HV % H == 0, "v's heads (" + std::to_string(HV) +
-                                  ") must be a multiple of q's and k's (" + std::to_string(H) +
-                                  ")");
   ops::OpsOptions chosen;
   chosen.gdn_backend = ops::gdn_backend_from_name(std::string(backend));
-  at::Tensor qq = use_qk_l2norm ? l2_normalised(q) : q;
-  at::Tensor kk = use_qk_l2norm ? l2_normalised(k) : k;
-  if (HV != H) {  // grouped value heads: each q/k head serves HV / H consecutive value heads
-    qq = qq.repeat_interleave(HV / H, 2);
-    kk = kk.repeat_interleave(HV / H, 2);
-  }
-  // Packed sequences (cu_seqlens, B = 1) are the op's own: it validates the offsets and runs all
-  // sequences in one pass.
+  const at::Tensor qq = use_qk_l2norm ? l2_normalised(q) : q;
+  const at::Tensor kk = use_qk_l2norm ? l2_normalised(k) : k;
+  // Grouped value heads and packed sequences are the op's own: it validates them, the CUDA kernels
+  // read each q, k head for its group of value heads without copies, and all sequences run in one
+  // pass.
   const auto out =
       ops::gated_delta_rule(qq, kk, v, g, beta, initial_state, scale, chosen, cu_seqlens);
   return {out.o, out.final_state};

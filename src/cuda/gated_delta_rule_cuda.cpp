@@ -79,8 +79,9 @@ void set_kernel_choice(GdnParams& p, const OpsOptions& ops) {
   }
 }
 
-/// B, T, H, K, V from the tensors; packed sequences (B = 1) replace B and T with the sequences
-/// and the longest one, and point the kernels at the offsets.
+/// B, T, H (v's heads), K, V from the tensors, and q's heads where fewer (grouped value heads);
+/// packed sequences (B = 1) replace B and T with the sequences and the longest one, and point the
+/// kernels at the offsets.
 GdnParams base_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                       const at::Tensor& beta, double scale, const OpsOptions& ops,
                       const GdnPacking& packing) {
@@ -91,7 +92,8 @@ GdnParams base_params(const at::Tensor& q, const at::Tensor& k, const at::Tensor
   p.beta = beta.data_ptr<float>();
   p.batch = q.size(0);
   p.seq_len = q.size(1);
-  p.heads = q.size(2);
+  p.heads = v.size(2);
+  p.heads_qk = q.size(2) == v.size(2) ? 0 : q.size(2);
   p.head_dim_k = int(q.size(3));
   p.head_dim_v = int(v.size(3));
   p.scale = float(scale);
@@ -252,7 +254,7 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
                                              const OpsOptions& ops, const GdnPacking& packing) {
   require_aligned_rows({{"q", &q}, {"k", &k}, {"v", &v}});
   const c10::cuda::CUDAGuard guard(q.device());
-  const int64_t H = q.size(2), K = q.size(3), V = v.size(3), C = kernels::kGdnChunk;
+  const int64_t H = v.size(2), K = q.size(3), V = v.size(3), C = kernels::kGdnChunk;
   GdnParams p = base_params(q, k, v, beta, scale, ops, packing);
   const int64_t N = p.batch;  // sequences: B, or the packed ones
   const auto f32 = q.options().dtype(at::kFloat);
@@ -297,11 +299,14 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   require_aligned_rows({{"q", &q}, {"k", &k}, {"v", &v}, {"grad_o", &grad_o}});
   const c10::cuda::CUDAGuard guard(q.device());
   GdnParams p = base_params(q, k, v, beta, scale, ops, packing);
-  const int64_t N = p.batch, H = q.size(2), K = q.size(3), V = v.size(3);
+  const int64_t N = p.batch, H = v.size(2), K = q.size(3), V = v.size(3);
   const auto f32 = q.options().dtype(at::kFloat);
   GdnCudaGrads gr;
-  gr.q = make_output(q.sizes(), q.options(), init);
-  gr.k = make_output(k.sizes(), k.options(), init);
+  // dq, dk per value head, as the kernels write them ([B, T, H, K]); summed over each group of
+  // value heads below when q and k have fewer heads.
+  const std::vector<int64_t> per_value_head{q.size(0), q.size(1), H, K};
+  gr.q = make_output(per_value_head, q.options(), init);
+  gr.k = make_output(per_value_head, k.options(), init);
   gr.v = make_output(v.sizes(), v.options(), init);
   gr.g = make_output(beta.sizes(), f32, init);
   gr.beta = make_output(beta.sizes(), f32, init);
@@ -337,6 +342,11 @@ GdnCudaGrads gated_delta_rule_cuda_backward(const at::Tensor& q, const at::Tenso
   throw_on_kernel_error(kernels::gdn_chunk_bwd(p, at::cuda::getCurrentCUDAStream()),
                         "gated_delta_rule_cuda",
                         "gdn_chunk_bwd (the reverse scan and chunk kernels)");
+  if (p.heads_qk != 0) {
+    const int64_t group = H / p.heads_qk;
+    gr.q = gr.q.view({q.size(0), q.size(1), p.heads_qk, group, K}).sum(3);
+    gr.k = gr.k.view({q.size(0), q.size(1), p.heads_qk, group, K}).sum(3);
+  }
   return gr;
 }
 

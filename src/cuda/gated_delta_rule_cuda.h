@@ -14,9 +14,10 @@
 namespace hypnos::ops {
 
 /// The differentiable CUDA op (GdnBackend::kCuda) on inputs gated_delta_rule validated and
-/// choose_gdn_backend accepted: q, k: [B, T, H, K]; v: [B, T, H, V], bf16 or fp32 (strided inputs
-/// are copied), (K, V) a pair the kernels are built for; g, beta: [B, T, H] (any floating dtype;
-/// computed in fp32); initial_state: [B, H, K, V]. scale <= 0 means K^-0.5. ops.gdn_kernel and
+/// choose_gdn_backend accepted: q, k: [B, T, Hqk, K]; v: [B, T, H, V] (H a multiple of Hqk:
+/// grouped value heads), bf16 or fp32 (strided inputs are copied), (K, V) a pair the kernels are
+/// built for; g, beta: [B, T, H] (any floating dtype; computed in fp32); initial_state:
+/// [B, H, K, V]. scale <= 0 means K^-0.5. ops.gdn_kernel and
 /// ops.gdn_scan_slice choose the kernels (the backward runs the forward's). cu_seqlens: the op's
 /// validated host offsets [0, ..., T] of N packed sequences (B = 1; states [N, H, K, V]), or
 /// empty. Throws naming the kernel when a launch fails.

@@ -114,23 +114,25 @@ std::vector<int64_t> validate(const at::Tensor& q, const at::Tensor& k, const at
   }
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3);
   check_shape(k, "k", {B, T, H, K}, "[B, T, H, K] of q");
-  if (v.dim() != 4 || v.size(0) != B || v.size(1) != T || v.size(2) != H || v.size(3) == 0) {
-    throw std::invalid_argument("gated_delta_rule: v has shape " + shape_str(v.sizes()) +
-                                ", expected [" + std::to_string(B) + ", " + std::to_string(T) +
-                                ", " + std::to_string(H) + ", V] ([B, T, H] of q, V >= 1)");
+  if (v.dim() != 4 || v.size(0) != B || v.size(1) != T || v.size(2) % H != 0 || v.size(2) == 0 ||
+      v.size(3) == 0) {
+    throw std::invalid_argument(
+        "gated_delta_rule: v has shape " + shape_str(v.sizes()) + ", expected [" +
+        std::to_string(B) + ", " + std::to_string(T) +
+        ", HV, V] ([B, T] of q, HV a multiple of q's H = " + std::to_string(H) + ", V >= 1)");
   }
-  const int64_t V = v.size(3);
-  check_shape(g, "g", {B, T, H}, "[B, T, H]");
-  check_shape(beta, "beta", {B, T, H}, "[B, T, H]");
+  const int64_t HV = v.size(2), V = v.size(3);
+  check_shape(g, "g", {B, T, HV}, "[B, T, HV]");
+  check_shape(beta, "beta", {B, T, HV}, "[B, T, HV]");
   std::vector<int64_t> offsets;
   if (cu_seqlens.has_value()) offsets = sequence_offsets(*cu_seqlens, q);
   const bool has_state = initial_state.has_value() && initial_state->defined();
   if (has_state && offsets.empty()) {
-    check_shape(*initial_state, "initial_state", {B, H, K, V}, "[B, H, K, V]");
+    check_shape(*initial_state, "initial_state", {B, HV, K, V}, "[B, HV, K, V]");
   } else if (has_state) {
     const auto N = static_cast<int64_t>(offsets.size()) - 1;
-    check_shape(*initial_state, "initial_state", {N, H, K, V},
-                "[N, H, K, V] (N = " + std::to_string(N) + " sequences in cu_seqlens)");
+    check_shape(*initial_state, "initial_state", {N, HV, K, V},
+                "[N, HV, K, V] (N = " + std::to_string(N) + " sequences in cu_seqlens)");
   }
 
   check_dtype(q, "q");
@@ -170,7 +172,7 @@ GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, 
   const std::vector<int64_t> offsets = validate(q, k, v, g, beta, initial_state, cu_seqlens);
   // Packed sequences count as the batch of N sequences they are.
   const int64_t sequences = offsets.empty() ? q.size(0) : int64_t(offsets.size()) - 1;
-  GdnProblem problem{sequences,       q.size(2),   q.size(3),       v.size(3),
+  GdnProblem problem{sequences,       v.size(2),   q.size(3),       v.size(3),
                      q.scalar_type(), q.is_cuda(), !offsets.empty()};
   if constexpr (kCudaKernelsBuilt) {
     if (problem.on_cuda) {
@@ -201,7 +203,14 @@ GatedDeltaRuleOutput gated_delta_rule(const at::Tensor& q, const at::Tensor& k, 
   // fp32 arithmetic for fp32/bf16/half inputs: the chunked form's inverse and the state are not
   // safe in 16-bit types. The casts are autograd ops, so gradients return in each input's dtype.
   const at::ScalarType compute = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor qc = q.to(compute), kc = k.to(compute), vc = v.to(compute);
+  // Grouped value heads: the ATen backends read each q, k head once per value head of its group
+  // (repeat_interleave is differentiable: its backward sums each group's gradients).
+  const int64_t group = v.size(2) / q.size(2);
+  auto per_value_head = [&](const at::Tensor& x) {
+    return group == 1 ? x : x.repeat_interleave(group, 2);
+  };
+  const at::Tensor qc = per_value_head(q.to(compute)), kc = per_value_head(k.to(compute));
+  const at::Tensor vc = v.to(compute);
   const at::Tensor gc = g.to(compute), bc = beta.to(compute);
   const at::Tensor h0 = has_state ? initial_state->to(compute) : at::Tensor();
 

@@ -16,7 +16,8 @@ namespace hypnos::ops {
 /// the sequences are packed (cu_seqlens), and what the CUDA kernels would ask of the device.
 struct GdnProblem {
   int64_t batch = 0;  ///< B, or the N packed sequences (the kernels' grid has N * H rows)
-  int64_t heads = 0, head_dim_k = 0, head_dim_v = 0;
+  int64_t heads = 0;  ///< of v (value heads: q and k may have fewer)
+  int64_t head_dim_k = 0, head_dim_v = 0;
   c10::ScalarType dtype = c10::ScalarType::Float;
   bool on_cuda = false;
   bool packed = false;

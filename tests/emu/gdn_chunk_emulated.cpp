@@ -5,7 +5,8 @@
 // the tolerances of the GPU tests, for sleep windows (T = 24: padded rows), tail chunks, several
 // chunks, every (K, V) of K in {64, 96, 128, 256} x V in {64, 128, 256}, strong gates, with and
 // without an initial state, and packed sequences (cu_seqlens) against each sequence alone. The GPU
-// tests remain the check on real hardware; this one runs on every machine.
+// tests remain the check on real hardware; this one runs on every machine. Grouped value heads
+// (fewer q, k heads than v heads) against the recurrence on repeated q, k.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -38,7 +39,9 @@ struct Case {
   /// Packed sequences of these lengths (cu_seqlens; batch 1, seq_len their sum) instead of
   /// batch rows of seq_len tokens.
   std::vector<int64_t> packed = {};
+  int64_t heads_qk = 0;  ///< heads of q and k when fewer than `heads` (grouped value heads)
   int v_dim() const { return dim_v ? dim_v : dim; }
+  int64_t qk_heads() const { return heads_qk ? heads_qk : heads; }
 };
 
 /// Where the sequences' tokens and chunks start: N + 1 token offsets (cu_seqlens) and chunk
@@ -59,8 +62,9 @@ std::string name_of(const Case& c) {
   for (const int64_t n : c.packed)
     packed += (packed.empty() ? " packed " : ",") + std::to_string(n);
   return "B" + std::to_string(c.batch) + " T" + std::to_string(c.seq_len) + packed + " H" +
-         std::to_string(c.heads) + " K" + std::to_string(c.dim) + " V" + std::to_string(c.v_dim()) +
-         " " + (c.dtype == at::kBFloat16 ? "bf16" : "fp32") + (c.with_initial_state ? " h0" : "") +
+         std::to_string(c.heads) + (c.heads_qk ? " Hqk" + std::to_string(c.heads_qk) : "") + " K" +
+         std::to_string(c.dim) + " V" + std::to_string(c.v_dim()) + " " +
+         (c.dtype == at::kBFloat16 ? "bf16" : "fp32") + (c.with_initial_state ? " h0" : "") +
          (c.strong_gates ? " strong" : "") +
          (c.scan_slice ? " slice" + std::to_string(c.scan_slice) : "") +
          (c.cuda_core ? " cuda-core" : "");
@@ -77,8 +81,8 @@ Inputs make_inputs(const Case& c, int64_t sequences) {
   const int64_t B = c.batch, T = c.seq_len, H = c.heads, Dk = c.dim, Dv = c.v_dim();
   auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
   Inputs in;
-  in.q = unit_rows(at::randn({B, T, H, Dk})).to(c.dtype);
-  in.k = unit_rows(at::randn({B, T, H, Dk})).to(c.dtype);
+  in.q = unit_rows(at::randn({B, T, c.qk_heads(), Dk})).to(c.dtype);
+  in.k = unit_rows(at::randn({B, T, c.qk_heads(), Dk})).to(c.dtype);
   in.v = at::randn({B, T, H, Dv}).to(c.dtype);
   in.g = c.strong_gates ? -20.0 * at::rand({B, T, H}) : at::log_sigmoid(at::randn({B, T, H}));
   in.beta = at::sigmoid(at::randn({B, T, H}));
@@ -134,6 +138,7 @@ Outputs run_kernels(const Case& c, const SequenceOffsets& seqs, const Inputs& in
   p.batch = packed ? N : B;
   p.seq_len = packed ? *std::max_element(c.packed.begin(), c.packed.end()) : T;
   p.heads = H;
+  p.heads_qk = c.heads_qk;
   p.head_dim_k = int(Dk);
   p.head_dim_v = int(Dv);
   p.scale = float(1.0 / std::sqrt(double(Dk)));
@@ -143,8 +148,8 @@ Outputs run_kernels(const Case& c, const SequenceOffsets& seqs, const Inputs& in
   p.scan_slice = c.scan_slice;
   EXPECT_EQ(K::gdn_chunk_fwd(p, nullptr), cudaSuccess);
   if (!c.backward) return out;
-  out.dq = at::empty_like(in.q);
-  out.dk = at::empty_like(in.k);
+  out.dq = at::empty({B, T, H, Dk}, in.q.options());  // per value head
+  out.dk = at::empty({B, T, H, Dk}, in.k.options());
   out.dv = at::empty_like(in.v);
   out.dg = at::empty({B, T, H}, f32);
   out.dbeta = at::empty({B, T, H}, f32);
@@ -181,14 +186,21 @@ void expect_close_to_recurrence(const Case& c) {
   const at::Tensor &q = in.q, &k = in.k, &v = in.v, &g = in.g, &beta = in.beta, &h0 = in.h0,
                    &grad_o = in.grad_o, &grad_final = in.grad_final;
   const double scale = 1.0 / std::sqrt(double(Dk));
+  // Grouped value heads: the recurrence reads each q, k head once per value head of its group;
+  // the kernels' dq, dk (per value head) summed over each group are the q, k heads' gradients.
+  const int64_t group = H / c.qk_heads();
+  auto per_value_head = [&](const at::Tensor& x) { return x.repeat_interleave(group, 2); };
+  auto per_qk_head = [&](const at::Tensor& x) {
+    return x.to(at::kDouble).reshape({B, T, c.qk_heads(), group, Dk}).sum(3);
+  };
   const Outputs out = run_kernels(c, seqs, in);
   const at::Tensor &o = out.o, &final_state = out.final_state, &chunk_states = out.chunk_states;
   const std::vector<int64_t> ref_offsets = packed ? seqs.tokens : std::vector<int64_t>{};
   if (!c.backward) {
     const auto ref = ops::detail::gated_delta_rule_reference(
-        q.to(at::kDouble), k.to(at::kDouble), v.to(at::kDouble), g.to(at::kDouble),
-        beta.to(at::kDouble), c.with_initial_state ? h0.to(at::kDouble) : at::Tensor(), scale,
-        ref_offsets);
+        per_value_head(q.to(at::kDouble)), per_value_head(k.to(at::kDouble)), v.to(at::kDouble),
+        g.to(at::kDouble), beta.to(at::kDouble),
+        c.with_initial_state ? h0.to(at::kDouble) : at::Tensor(), scale, ref_offsets);
     EXPECT_LT(relative_error(o, ref.o), 5e-3) << "o";
     EXPECT_LT(relative_error(final_state, ref.final_state), 5e-3) << "final_state";
     return;
@@ -200,8 +212,8 @@ void expect_close_to_recurrence(const Case& c) {
   auto leaf = [](const at::Tensor& t) { return t.to(at::kDouble).detach().requires_grad_(true); };
   const at::Tensor qr = leaf(q), kr = leaf(k), vr = leaf(v), gr = leaf(g), br = leaf(beta);
   const at::Tensor hr = c.with_initial_state ? leaf(h0) : at::Tensor();
-  const auto ref =
-      ops::detail::gated_delta_rule_reference(qr, kr, vr, gr, br, hr, scale, ref_offsets);
+  const auto ref = ops::detail::gated_delta_rule_reference(per_value_head(qr), per_value_head(kr),
+                                                           vr, gr, br, hr, scale, ref_offsets);
   std::vector<at::Tensor> leaves{qr, kr, vr, gr, br};
   if (c.with_initial_state) leaves.push_back(hr);
   const auto grads = torch::autograd::grad({ref.o, ref.final_state}, leaves,
@@ -220,8 +232,8 @@ void expect_close_to_recurrence(const Case& c) {
   std::printf("%s, slice %d:\n", name_of(c).c_str(), c.scan_slice);
   check("o", o, ref.o, tol_out);
   check("final_state", final_state, ref.final_state, tol_out);
-  check("dq", dq, grads[0], tol_qkv);
-  check("dk", dk, grads[1], tol_qkv);
+  check("dq", per_qk_head(dq), grads[0], tol_qkv);
+  check("dk", per_qk_head(dk), grads[1], tol_qkv);
   check("dv", dv, grads[2], tol_qkv);
   if (c.dtype != at::kBFloat16 || c.cuda_core) {  // fp32 workspaces
     check("dg", dg, grads[3], tol_gb);
@@ -385,6 +397,21 @@ TEST(GdnChunkEmulated, PackedSequencesEqualEachSequenceAloneBitForBit) {
       EXPECT_TRUE(at::equal(state(packed.dh0), got.dh0)) << "dh0";
     }
   }
+}
+
+// Grouped value heads (heads_qk < heads, as Qwen3-Next's layers): value head h reads q, k head
+// h / (H / heads_qk); the kernels write dq, dk per value head and their sum over each group is
+// the gradient of the shared head. Both families, packed too, and the Jet-Nemotron head dims.
+TEST(GdnChunkEmulated, GroupedValueHeadsMatchTheRecurrenceOnRepeatedQk) {
+  Case tensor_core{2, 70, 4, 64, at::kBFloat16, true};
+  tensor_core.heads_qk = 2;
+  Case cuda_core{1, 70, 4, 64, at::kFloat, true};
+  cuda_core.heads_qk = 1;
+  Case packed{1, 95, 2, 96, at::kBFloat16, true};
+  packed.dim_v = 256;
+  packed.heads_qk = 1;
+  packed.packed = {24, 70, 1};
+  for (const Case& c : {tensor_core, cuda_core, packed}) expect_close_to_recurrence(c);
 }
 
 }  // namespace hypnos

@@ -699,6 +699,53 @@ TEST(GatedDeltaRuleCuda, PackedSequencesEqualEachSequenceAloneBitForBit) {
   }
 }
 
+// Grouped value heads on the kernels (value head h reads q, k head h / G, no repeated copies):
+// the same outputs as the kernels on q and k repeated per value head, and the shared heads'
+// gradients as the sum over their group, in bf16 (tensor cores) and fp32, packed too.
+TEST(GatedDeltaRuleCuda, GroupedValueHeadsEqualRepeatedQkOnTheKernels) {
+  HYPNOS_REQUIRE_CUDA();
+  const int64_t T = 130, H = 2, G = 4, K = 96, V = 128;
+  for (const at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
+    for (const bool packed : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << c10::toString(dtype) << (packed ? " packed" : ""));
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{67});
+      const auto f64 = at::TensorOptions().dtype(at::kDouble);
+      auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+      auto leaf = [](const at::Tensor& x, at::ScalarType s) {
+        return x.to(at::kCUDA, s).contiguous().requires_grad_(true);
+      };
+      const int64_t N = packed ? 2 : 1;
+      const std::vector<at::Tensor> x{
+          leaf(unit_rows(at::randn({1, T, H, K}, gen, f64)), dtype),
+          leaf(unit_rows(at::randn({1, T, H, K}, gen, f64)), dtype),
+          leaf(at::randn({1, T, H * G, V}, gen, f64), dtype),
+          leaf(at::log_sigmoid(at::randn({1, T, H * G}, gen, f64)), at::kFloat),
+          leaf(at::sigmoid(at::randn({1, T, H * G}, gen, f64)), dtype),
+          leaf(0.3 * at::randn({N, H * G, K, V}, gen, f64), at::kFloat)};
+      const std::optional<at::Tensor> cu =
+          packed ? std::optional<at::Tensor>(at::tensor({int64_t{0}, int64_t{37}, T}))
+                 : std::nullopt;
+      const OpsOptions cuda{.gdn_backend = GdnBackend::kCuda};
+      const GatedDeltaRuleOutput grouped =
+          gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, cuda, cu);
+      const GatedDeltaRuleOutput repeated =
+          gated_delta_rule(x[0].repeat_interleave(G, 2), x[1].repeat_interleave(G, 2), x[2], x[3],
+                           x[4], x[5], -1.0, cuda, cu);
+      EXPECT_TRUE(at::equal(grouped.o, repeated.o));
+      EXPECT_TRUE(at::equal(grouped.final_state, repeated.final_state));
+      const auto loss = [](const GatedDeltaRuleOutput& out) {
+        return out.o.to(at::kFloat).sum() + out.final_state.pow(2).sum();
+      };
+      const auto got = torch::autograd::grad({loss(grouped)}, x);
+      const auto want = torch::autograd::grad({loss(repeated)}, x);
+      for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_EQ(got[i].sizes(), x[i].sizes()) << "gradient " << i;
+        EXPECT_LT(relative_error(got[i], want[i]), 1e-6) << "gradient " << i;
+      }
+    }
+  }
+}
+
 TEST(GatedDeltaRuleCudaValidation, BackwardRejectsWorkspacesSavedForTheOtherKernels) {
   HYPNOS_REQUIRE_CUDA();
   Case c;

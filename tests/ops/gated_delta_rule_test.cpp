@@ -333,6 +333,53 @@ TEST(GatedDeltaRule, ValidationErrorsNameTheArgumentAndShapes) {
   EXPECT_NE(m.find("q has shape [5, 3, 4]"), std::string::npos) << m;
 }
 
+// Grouped value heads (v with HV = G H heads, fla's convention): value head h reads q, k head
+// h / G. On every CPU backend, packed or not, the op equals itself on q and k repeated per value
+// head, outputs and every gradient (the shared heads' gradients summed over their group).
+TEST(GatedDeltaRule, GroupedValueHeadsEqualRepeatedQk) {
+  const int64_t B = 1, T = 70, H = 2, G = 3, K = 5, V = 4;
+  const Inputs grouped_heads = make_inputs({B, T, H * G, K, V}, 71);
+  Inputs in = grouped_heads;
+  in[0] = in[0].narrow(2, 0, H).contiguous();  // q, k: H heads
+  in[1] = in[1].narrow(2, 0, H).contiguous();
+  const at::Tensor cu = at::tensor({int64_t{0}, int64_t{23}, int64_t{70}});
+  for (const GdnBackend backend : {GdnBackend::kReference, GdnBackend::kChunked}) {
+    for (const bool packed : {false, true}) {
+      SCOPED_TRACE(::testing::Message() << gdn_backend_name(backend) << (packed ? " packed" : ""));
+      Inputs x = in;
+      if (packed) x[5] = at::cat({x[5], 0.5 * x[5]});  // a state per sequence
+      const OpsOptions ops{.gdn_backend = backend};
+      const std::optional<at::Tensor> offsets =
+          packed ? std::optional<at::Tensor>(cu) : std::nullopt;
+      const Op grouped = [&](const Inputs& a) {
+        return gated_delta_rule(a[0], a[1], a[2], a[3], a[4], a[5], -1.0, ops, offsets);
+      };
+      const Op repeated = [&](const Inputs& a) {
+        return gated_delta_rule(a[0].repeat_interleave(G, 2), a[1].repeat_interleave(G, 2), a[2],
+                                a[3], a[4], a[5], -1.0, ops, offsets);
+      };
+      const int64_t N = packed ? 2 : B;
+      const at::Tensor d_o = at::randn({B, T, H * G, V}, at::kDouble);
+      const at::Tensor d_state = at::randn({N, H * G, K, V}, at::kDouble);
+      const auto got = outputs_and_grads(grouped, x, d_o, d_state);
+      const auto want = outputs_and_grads(repeated, x, d_o, d_state);
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_EQ(got[0].sizes(), (std::vector<int64_t>{B, T, H * G, V}));
+      EXPECT_EQ(got[2].sizes(), (std::vector<int64_t>{B, T, H, K}));  // dq per q head
+      for (size_t i = 0; i < got.size(); ++i) {
+        EXPECT_LT(relative_error(got[i], want[i]), 1e-12) << result_name(i);
+      }
+    }
+  }
+  const at::Tensor &q = in[0], &k = in[1], &v = in[2], &g = in[3], &beta = in[4];
+  const std::string m = error_of([&] { gated_delta_rule(q, k, v.narrow(2, 0, 5), g, beta, std::nullopt, -1.0); });
+  EXPECT_NE(m.find("v has shape [1, 70, 5, 4]"), std::string::npos) << m;
+  EXPECT_NE(m.find("HV a multiple of q's H = 2"), std::string::npos) << m;
+  const std::string m2 = error_of([&] { gated_delta_rule(q, k, v, g.narrow(2, 0, 2), beta, std::nullopt, -1.0); });
+  EXPECT_NE(m2.find("g has shape [1, 70, 2], expected [1, 70, 6] [B, T, HV]"), std::string::npos)
+      << m2;
+}
+
 TEST(GatedDeltaRule, ValidationErrorsNameDtypesAndDevices) {
   const Inputs in = make_inputs({1, 5, 2, 4, 3}, 67);
   const at::Tensor &q = in[0], &k = in[1], &v = in[2], &g = in[3], &beta = in[4], &h0 = in[5];

@@ -293,7 +293,7 @@ TEST(GatedDeltaRuleVarlen, BadOffsetsAreRefusedNamingCuSeqlens) {
   }
   // initial_state has one state per sequence.
   std::string m = run(cu_tensor({0, 4, 10}), in[5].narrow(0, 0, 1));
-  EXPECT_NE(m.find("initial_state has shape [1, 2, 4, 3], expected [2, 2, 4, 3] [N, H, K, V] "
+  EXPECT_NE(m.find("initial_state has shape [1, 2, 4, 3], expected [2, 2, 4, 3] [N, HV, K, V] "
                    "(N = 2 sequences in cu_seqlens)"),
             std::string::npos)
       << m;

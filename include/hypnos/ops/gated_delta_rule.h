@@ -15,17 +15,18 @@ GdnBackend gdn_backend_from_name(std::string_view name);
 std::string_view gdn_backend_name(GdnBackend backend);
 
 struct GatedDeltaRuleOutput {
-  at::Tensor o;            ///< o: [B, T, H, V], dtype of v
-  at::Tensor final_state;  ///< S_T: [N, H, K, V] (N = B, or the packed sequences), fp32 (double
+  at::Tensor o;            ///< o: [B, T, HV, V], dtype of v
+  at::Tensor final_state;  ///< S_T: [N, HV, K, V] (N = B, or the packed sequences), fp32 (double
                            ///< when the inputs are double)
 };
 
 /// S_t = a_t S_{t-1} + k_t u_t^T,  u_t = beta_t (v_t - (a_t S_{t-1})^T k_t),  a_t = exp(g_t),
 /// o_t = scale * S_t^T q_t.
 ///
-/// q, k: [B, T, H, K]; v: [B, T, H, V]; g (log decay, <= 0), beta: [B, T, H];
-/// initial_state: [N, H, K, V] or nullopt (zeros), N = B without cu_seqlens. scale defaults to
-/// K^-0.5 when <= 0.
+/// q, k: [B, T, H, K]; v: [B, T, HV, V]; g (log decay, <= 0), beta: [B, T, HV];
+/// initial_state: [N, HV, K, V] or nullopt (zeros), N = B without cu_seqlens. HV is H, or a
+/// multiple of it (grouped value heads, fla's convention: value head h reads q, k head
+/// h / (HV / H); o and the states have HV heads). scale defaults to K^-0.5 when <= 0.
 /// Differentiable in q, k, v, g, beta and initial_state, and takes the gradient of final_state.
 ///
 /// cu_seqlens packs variable-length sequences along T (fla's convention): B = 1 and cu_seqlens
