@@ -21,6 +21,13 @@ enum class GdnDtype : int { kFloat32 = 0, kBFloat16 = 1 };
 /// known-correct fallback.
 enum class GdnKernel : int { kTensorCore = 0, kFp32 = 1 };
 
+/// Where the tensor-core forward computes o (GdnParams::forward_output).
+enum class GdnForwardOutput : int {
+  kAuto = 0,     ///< kInScan (until GPU measurements place the switch: docs/kernels.md)
+  kInScan = 1,   ///< in the scan's step: Q S and P U beside W S and K^T U, one pass
+  kSeparate = 2  ///< a scan carrying only the state, then a chunk-parallel output kernel
+};
+
 /// Everything both passes need. Layouts are contiguous, like fla:
 ///   q, k: [B, T, H, K]; v, o: [B, T, H, V]; g, beta: [B, T, H] fp32 (g is a log decay, <= 0);
 ///   states: [B, H, K, V] fp32. Workspaces are chunk-major per (batch, head), with
@@ -94,11 +101,20 @@ struct GdnParams {
   /// K <= 128; elsewhere 128 runs 64), or 0 for the default (64, or 32 when 64 would give fewer
   /// than 128 CTAs). Tests and benchmarks set it to cover or compare the widths.
   int scan_slice = 0;
+  /// Where the tensor-core forward computes o. kSeparate halves the products on the scans'
+  /// sequential path (for batches of few long sequences, whose scans leave most SMs idle) at the
+  /// cost of writing U and the chunk states, which a forward without backward must then be given
+  /// (u, chunk_states) too. The CUDA-core kernels always compute o in the scan.
+  GdnForwardOutput forward_output = GdnForwardOutput::kAuto;
 
   /// Chunks per sequence (of the longest one, when packed).
   __host__ __device__ int64_t n_chunks() const { return (seq_len + kGdnChunk - 1) / kGdnChunk; }
   __host__ __device__ bool packed() const { return cu_seqlens != nullptr; }
   __host__ __device__ int64_t qk_heads() const { return heads_qk != 0 ? heads_qk : heads; }
+  /// Whether o comes from the separate output kernel (kSeparate on the tensor-core kernels).
+  __host__ __device__ bool separate_output() const {
+    return bf16_workspaces() && forward_output == GdnForwardOutput::kSeparate;
+  }
   /// Whether the typed workspaces are bf16 (bf16 inputs on the tensor-core kernels) or fp32.
   __host__ __device__ bool bf16_workspaces() const {
     return dtype == GdnDtype::kBFloat16 && kernel == GdnKernel::kTensorCore;

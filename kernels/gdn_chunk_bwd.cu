@@ -38,7 +38,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
   float* s_decay = s_gamma + kC;               // [C]
 
   const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, h = bh % p.heads;
+  const int64_t bh = blockIdx.y, h = bh % p.heads, qk_h = detail::qk_head(p, h);
   const detail::Sequence seq(p, bh / p.heads);
   const int64_t qk_stride = p.qk_heads() * K, v_stride = p.heads * V;
   const int tid = threadIdx.x;
@@ -51,8 +51,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_bwd_scan_kernel(GdnParams 
   for (int64_t n = seq.n_chunks - 1; n >= 0; --n) {
     const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n);
     const int n_valid = seq.valid_rows(t0);
-    const T* q = static_cast<const T*>(p.q) + detail::qk_offset(p, seq, t0, h, K);
-    const T* k = static_cast<const T*>(p.k) + detail::qk_offset(p, seq, t0, h, K);
+    const T* q = static_cast<const T*>(p.q) + detail::qk_offset(p, seq, t0, qk_h, K);
+    const T* k = static_cast<const T*>(p.k) + detail::qk_offset(p, seq, t0, qk_h, K);
     const T* d_o = static_cast<const T*>(p.grad_o) + detail::token_offset(p, seq, t0, h, V);
     const float* w = detail::as_f32(p.w) + chunk * kC * K;
     const float* attn = detail::as_f32(p.attn) + chunk * kC * kC;

@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   float* s_decay = s_gamma + kC;                // [C]      exp(G_C - G_i)
 
   const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, h = bh % p.heads;
+  const int64_t bh = blockIdx.y, h = bh % p.heads, qk_h = detail::qk_head(p, h);
   const detail::Sequence seq(p, bh / p.heads);
   const int64_t qk_stride = p.qk_heads() * K, v_stride = p.heads * V;
   const int tid = threadIdx.x;
@@ -230,8 +230,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
   for (int64_t n = 0; n < seq.n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n);
     const int n_valid = seq.valid_rows(t0);
-    const T* q = static_cast<const T*>(p.q) + detail::qk_offset(p, seq, t0, h, K);
-    const T* k = static_cast<const T*>(p.k) + detail::qk_offset(p, seq, t0, h, K);
+    const T* q = static_cast<const T*>(p.q) + detail::qk_offset(p, seq, t0, qk_h, K);
+    const T* k = static_cast<const T*>(p.k) + detail::qk_offset(p, seq, t0, qk_h, K);
     T* o = static_cast<T*>(p.o) + detail::token_offset(p, seq, t0, h, V);
     const float* w = detail::as_f32(p.w) + chunk * kC * K;
     const float* ut = detail::as_f32(p.u_tilde) + chunk * kC * V;
@@ -312,9 +312,11 @@ cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::CudaCore
 template <int K, int V, typename T>
 cudaError_t launch_fwd(const GdnParams& p, cudaStream_t stream, detail::TensorCoreKernels) {
   static_assert(std::is_same_v<T, __nv_bfloat16>, "the tensor-core kernels take bf16 inputs");
-  const cudaError_t err = detail::launch_gdn_chunk_prep_tc(p, stream);
-  if (err != cudaSuccess) return err;
-  return detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
+  cudaError_t err = detail::launch_gdn_chunk_prep_tc(p, stream);
+  if (err == cudaSuccess) err = detail::launch_gdn_chunk_fwd_scan_tc(p, stream);
+  if (err == cudaSuccess && p.separate_output())
+    err = detail::launch_gdn_chunk_output_tc(p, stream);
+  return err;
 }
 
 template <int K, int V, typename T>
@@ -323,8 +325,9 @@ size_t fwd_smem_bytes(const GdnParams&, detail::CudaCoreKernels) {
 }
 template <int K, int V, typename T>
 size_t fwd_smem_bytes(const GdnParams& p, detail::TensorCoreKernels) {
-  return std::max(detail::gdn_chunk_prep_tc_smem_bytes(p),
-                  detail::gdn_chunk_scan_tc_smem_bytes(p, /*backward=*/false));
+  return std::max({detail::gdn_chunk_prep_tc_smem_bytes(p),
+                   detail::gdn_chunk_scan_tc_smem_bytes(p, /*backward=*/false),
+                   p.separate_output() ? detail::gdn_chunk_output_tc_smem_bytes(p) : size_t{0}});
 }
 
 }  // namespace

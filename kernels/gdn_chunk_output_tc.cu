@@ -55,9 +55,8 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_output_tc_kernel(GdnParams
   const detail::ChunkCta c(p);
   if (c.beyond) return;
   const int n_valid = c.n_valid, v0 = blockIdx.z * kOutSlice;
-  detail::stage_bf16_async<kC, K, kThreads>(s_q, L::kLdK,
-                                            static_cast<const bf16*>(p.q) + c.qk_row * K,
-                                            p.qk_heads() * K, n_valid);
+  detail::stage_bf16_async<kC, K, kThreads>(
+      s_q, L::kLdK, static_cast<const bf16*>(p.q) + c.qk_row * K, p.qk_heads() * K, n_valid);
   detail::stage_bf16_async<kC, kC, kThreads>(
       s_p, L::kLdC, detail::as_bf16(p.attn) + c.chunk * kC * kC, kC, n_valid);
   detail::stage_bf16_async<K, kOutSlice, kThreads>(
@@ -107,10 +106,10 @@ cudaError_t launch_gdn_chunk_output_tc(const GdnParams& p, cudaStream_t stream) 
       [&](auto dims) {
         constexpr int K = decltype(dims)::kK, V = decltype(dims)::kV;
         static_assert(V % kOutSlice == 0, "the output kernel's CTAs take 64 columns of V");
-        return launch_with_smem(gdn_chunk_output_tc_kernel<K, V>,
-                                dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads),
-                                     unsigned(V / kOutSlice)),
-                                kThreads, OutputLayout<K>::kBytes, stream, p);
+        return launch_with_smem(
+            gdn_chunk_output_tc_kernel<K, V>,
+            dim3(unsigned(p.n_chunks()), unsigned(p.batch * p.heads), unsigned(V / kOutSlice)),
+            kThreads, OutputLayout<K>::kBytes, stream, p);
       },
       TensorCoreHeadDims{});
 }

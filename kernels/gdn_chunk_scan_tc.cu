@@ -149,6 +149,13 @@ struct ScanWarp {
   }
 };
 
+/// A scan CTA's head h (of v) and q/k head qk_h, computed once (blockIdx.y = b H + h).
+struct ScanHead {
+  int64_t h, qk_h;
+  __device__ explicit ScanHead(const GdnParams& p)
+      : h(blockIdx.y % p.heads), qk_h(detail::qk_head(p, h)) {}
+};
+
 /// Issues one of the two cp.async groups of chunk n's operands and commits it (the caller waits).
 /// A scan step needs its operands in two halves, and each group is refilled with the next chunk's
 /// as soon as the step is done with it, so that its copies fly during the rest of the step and the
@@ -156,16 +163,17 @@ struct ScanWarp {
 /// group 0 is W and Q (U = Ut - W S and Q S), group 1 P and K (P U and the state update).
 /// Backward: group 0 is K, P and the dO slice (dU), group 1 Q and W (the dS update). Group 0 also
 /// computes the chunk's gamma and decay into t (plain stores, published by the same barriers).
-/// Rows past the tokens are zero.
-template <int K, int V, int BV, bool kBackward, int kGroup>
+/// Rows past the tokens are zero. A forward without output (kOutput false: o comes from the
+/// separate output kernel) stages neither Q nor P.
+template <int K, int V, int BV, bool kBackward, int kGroup, bool kOutput = true>
 __device__ __forceinline__ void load_group(const GdnParams& p, const detail::Sequence& seq,
-                                           int64_t n, const ChunkTiles& t) {
+                                           const ScanHead& head, int64_t n, const ChunkTiles& t) {
   using L = ScanLayout<K, BV, kBackward>;
   constexpr int NT = BV * 4;
-  const int64_t h = blockIdx.y % p.heads;
+  const int64_t h = head.h;
   const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n), row_stride = p.qk_heads() * K;
   const int n_valid = seq.valid_rows(t0);
-  const int64_t tok = detail::qk_offset(p, seq, t0, h, K);  // q and k
+  const int64_t tok = detail::qk_offset(p, seq, t0, head.qk_h, K);  // q and k
   auto stage_w = [&] {
     detail::stage_bf16_async<kC, K, NT>(t.w, L::kLd, detail::as_bf16(p.w) + chunk * kC * K, K,
                                         n_valid);
@@ -193,25 +201,26 @@ __device__ __forceinline__ void load_group(const GdnParams& p, const detail::Seq
                                            p.heads * V, n_valid);
     } else {
       stage_w();
-      stage_q();
+      if constexpr (kOutput) stage_q();
     }
     if (threadIdx.x < kC) detail::store_chunk_decays(p, chunk, threadIdx.x, t.gamma, t.decay);
   } else if constexpr (kBackward) {
     stage_q();
     stage_w();
   } else {
-    stage_p();
+    if constexpr (kOutput) stage_p();
     stage_k();
   }
   detail::cp_async_commit();
 }
 
-// grid (V / BV, B*H), BV * 4 threads. Per chunk: U = Ut - W S; O = scale diag(gamma) Q S + P U;
-// S <- gamma_C S + K^T diag(decay) U. Writes o, the final state and, for a backward, U and the
-// state entering each chunk, both in bf16 as the MMAs used them. Ut comes straight from global
-// memory into registers, one chunk ahead. Rows past the tokens: U = 0, no output, and the warps
-// that own only such rows skip their products (a 24-token window does 2 of 4).
-template <int K, int V, int BV>
+// grid (V / BV, B*H), BV * 4 threads. Per chunk: U = Ut - W S; O = scale diag(gamma) Q S + P U
+// (with kOutput; else the separate output kernel computes O from what this one saves);
+// S <- gamma_C S + K^T diag(decay) U. Writes o, the final state and, where u and chunk_states are
+// set, U and the state entering each chunk, both in bf16 as the MMAs used them. Ut comes straight
+// from global memory into registers, one chunk ahead. Rows past the tokens: U = 0, no output, and
+// the warps that own only such rows skip their products (a 24-token window does 2 of 4).
+template <int K, int V, int BV, bool kOutput>
 __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks))
     gdn_chunk_fwd_scan_tc_kernel(GdnParams p) {
   using L = ScanLayout<K, BV, false>;
@@ -223,7 +232,9 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
   bf16* s_ud = s_u + kC * LS;                         // [C][LS] diag(decay) U
 
   const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, h = bh % p.heads;
+  const int64_t bh = blockIdx.y;
+  const ScanHead head(p);
+  const int64_t h = head.h;
   const detail::Sequence seq(p, bh / p.heads);
   const int64_t n_chunks = seq.n_chunks, row_stride = p.heads * V;
   const Warp wp;
@@ -247,8 +258,8 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
   wp.load(st, p.initial_state ? p.initial_state + bh * K * V : nullptr, v0);
   wp.store_operand(st, s_s, LS);
   const ChunkTiles t = chunk_tiles<K, BV, false>(smem, 0);  // the tiles; gates by parity below
-  load_group<K, V, BV, false, 0>(p, seq, 0, t);
-  load_group<K, V, BV, false, 1>(p, seq, 0, t);
+  load_group<K, V, BV, false, 0, kOutput>(p, seq, head, 0, t);
+  load_group<K, V, BV, false, 1, kOutput>(p, seq, head, 0, t);
   __nv_bfloat162 ut[4][2];
   load_ut(0, ut);
   for (int64_t n = 0; n < n_chunks; ++n) {
@@ -269,8 +280,13 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
     {  // U = Ut - W S; the Q S part of O
       float acc[4][4] = {};
       if (has_tokens) {
-        mma::warp_mma_bf16_shared_b<4>(acc, acc_o, wp.lane, wp.r0, wp.c0, 0, K, rows_of(t.w, LD),
-                                       rows_of(t.q, LD), rows_of(s_s, LS));
+        if constexpr (kOutput) {
+          mma::warp_mma_bf16_shared_b<4>(acc, acc_o, wp.lane, wp.r0, wp.c0, 0, K, rows_of(t.w, LD),
+                                         rows_of(t.q, LD), rows_of(s_s, LS));
+        } else {
+          mma::warp_mma_bf16<4>(acc, wp.lane, wp.r0, wp.c0, 0, K, rows_of(t.w, LD),
+                                rows_of(s_s, LS));
+        }
       }
 #pragma unroll
       for (int nt = 0; nt < 4; ++nt) {
@@ -289,13 +305,14 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
     detail::cp_async_wait<0>();  // group 1 (P, K) is here too
     __syncthreads();             // U is complete; every warp is done with W and Q
     if (has_next) {
-      load_group<K, V, BV, false, 0>(p, seq, n + 1, chunk_tiles<K, BV, false>(smem, n + 1));
+      load_group<K, V, BV, false, 0, kOutput>(p, seq, head, n + 1,
+                                              chunk_tiles<K, BV, false>(smem, n + 1));
     }
     if (p.u) {
       detail::store_rows<kC, BV, NT>(detail::as_bf16(p.u) + chunk * kC * V + v0, V, s_u, LS,
                                      /*negate=*/false);
     }
-    if (has_tokens) {  // O = scale diag(gamma) Q S + P U (P is lower triangular)
+    if (kOutput && has_tokens) {  // O = scale diag(gamma) Q S + P U (P is lower triangular)
       wp.each(wp.r0, acc_o, [&](int i, int, float& x) { x *= p.scale * s_gamma[i]; });
       mma::warp_mma_bf16<4>(acc_o, wp.lane, wp.r0, wp.c0, 0, min(wp.r0 + 16, depth),
                             rows_of(t.p, LC), rows_of(s_u, LS));
@@ -314,7 +331,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
       }
     }
     __syncthreads();  // every warp is done with P, K, U and the state copy
-    if (has_next) load_group<K, V, BV, false, 1>(p, seq, n + 1, t);
+    if (has_next) load_group<K, V, BV, false, 1, kOutput>(p, seq, head, n + 1, t);
     wp.store_operand(st, s_s, LS);  // the next step's first barrier orders it before any read
   }
   if (p.final_state) wp.store(st, p.final_state + bh * K * V, v0);
@@ -335,7 +352,9 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, true>::kMinBlocks))
   bf16* s_dun = s_dog + kC * LS;                      // [C][LS] -dU
 
   const int v0 = blockIdx.x * BV;
-  const int64_t bh = blockIdx.y, h = bh % p.heads;
+  const int64_t bh = blockIdx.y;
+  const ScanHead head(p);
+  const int64_t h = head.h;
   const detail::Sequence seq(p, bh / p.heads);
   const int64_t n_chunks = seq.n_chunks;
   const Warp wp;
@@ -344,8 +363,8 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, true>::kMinBlocks))
   wp.load(ds, p.grad_final_state ? p.grad_final_state + bh * K * V : nullptr, v0);
   wp.store_operand(ds, s_ds, LS);
   const ChunkTiles t = chunk_tiles<K, BV, true>(smem, 0);  // the tiles; gates by parity below
-  load_group<K, V, BV, true, 0>(p, seq, n_chunks - 1, t);
-  load_group<K, V, BV, true, 1>(p, seq, n_chunks - 1, t);
+  load_group<K, V, BV, true, 0>(p, seq, head, n_chunks - 1, t);
+  load_group<K, V, BV, true, 1>(p, seq, head, n_chunks - 1, t);
   for (int64_t step = 0; step < n_chunks; ++step) {
     const int64_t n = n_chunks - 1 - step;
     const int64_t chunk = seq.chunk(p, h, n);
@@ -391,7 +410,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, true>::kMinBlocks))
     detail::cp_async_wait<0>();  // group 1 (Q, W) is here too
     __syncthreads();  // -dU is complete; every warp is done with K, P, dO and the dS copy
     if (has_next) {
-      load_group<K, V, BV, true, 0>(p, seq, n - 1, chunk_tiles<K, BV, true>(smem, step + 1));
+      load_group<K, V, BV, true, 0>(p, seq, head, n - 1, chunk_tiles<K, BV, true>(smem, step + 1));
     }
     detail::store_rows<kC, BV, NT>(detail::as_bf16(p.grad_u) + chunk * kC * V + v0, V, s_dun, LS,
                                    /*negate=*/true);
@@ -408,7 +427,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, true>::kMinBlocks))
       }
     }
     __syncthreads();  // every warp is done with Q, W and this chunk's dO and dU tiles
-    if (has_next) load_group<K, V, BV, true, 1>(p, seq, n - 1, t);
+    if (has_next) load_group<K, V, BV, true, 1>(p, seq, head, n - 1, t);
     wp.store_operand(ds, s_ds, LS);
   }
   if (p.grad_initial_state) wp.store(ds, p.grad_initial_state + bh * K * V, v0);
@@ -435,8 +454,9 @@ int scan_slice(const GdnParams& p) {
 
 template <bool kBackward, int K, int V, int BV>
 cudaError_t launch_scan(const GdnParams& p, cudaStream_t stream) {
-  void (*kernel)(GdnParams) =
-      kBackward ? gdn_chunk_bwd_scan_tc_kernel<K, V, BV> : gdn_chunk_fwd_scan_tc_kernel<K, V, BV>;
+  void (*kernel)(GdnParams) = kBackward             ? gdn_chunk_bwd_scan_tc_kernel<K, V, BV>
+                              : p.separate_output() ? gdn_chunk_fwd_scan_tc_kernel<K, V, BV, false>
+                                                    : gdn_chunk_fwd_scan_tc_kernel<K, V, BV, true>;
   const cudaError_t err = detail::prefer_max_shared(kernel);
   if (err != cudaSuccess) return err;
   return detail::launch_with_smem(kernel, dim3(V / BV, unsigned(p.batch * p.heads)), BV * 4,

@@ -61,6 +61,12 @@ struct CudaCoreScanLayout {
   static constexpr size_t kBytes = sizeof(float) * (kStateFloats + kRowFloats + 2 * kC);
 };
 
+/// The q and k head value head h reads: h, or h / (H / heads_qk) with grouped value heads. Once
+/// per CTA (an integer division), not per chunk.
+__device__ __forceinline__ int64_t qk_head(const GdnParams& p, int64_t h) {
+  return p.heads_qk == 0 ? h : h / (p.heads / p.heads_qk);
+}
+
 /// Sequence b of a batch: where its tokens are in the [*, H, D] tensors, how many it has, and
 /// where its chunks are in the chunk-major workspaces. B rows of T tokens each, or (cu_seqlens
 /// set) packed sequences one after another (GdnParams::cu_seqlens).
@@ -91,10 +97,9 @@ struct Sequence {
   __device__ __forceinline__ int64_t row(const GdnParams& p, int64_t t, int64_t h) const {
     return (row0 + t) * p.heads + h;
   }
-  /// The same in q and k ([*, heads_qk, K]): value head h reads head h / (H / heads_qk).
-  __device__ __forceinline__ int64_t qk_row(const GdnParams& p, int64_t t, int64_t h) const {
-    const int64_t qk_heads = p.qk_heads();
-    return (row0 + t) * qk_heads + h / (p.heads / qk_heads);
+  /// The same in q and k ([*, heads_qk, K]) for their head qk_h (qk_head).
+  __device__ __forceinline__ int64_t qk_row(const GdnParams& p, int64_t t, int64_t qk_h) const {
+    return (row0 + t) * p.qk_heads() + qk_h;
   }
   /// The tokens of its chunk starting at token t0: C, or fewer in the last chunk.
   __device__ __forceinline__ int valid_rows(int64_t t0) const {
@@ -293,7 +298,7 @@ struct ChunkCta {
  private:
   __device__ ChunkCta(const GdnParams& p, int n, int64_t h, const Sequence& seq)
       : row(seq.row(p, int64_t(n) * kC, h)),
-        qk_row(seq.qk_row(p, int64_t(n) * kC, h)),
+        qk_row(seq.qk_row(p, int64_t(n) * kC, qk_head(p, h))),
         chunk(seq.chunk(p, h, n)),
         n_valid(seq.valid_rows(int64_t(n) * kC)),
         beyond(n >= seq.n_chunks) {}
@@ -412,10 +417,10 @@ __device__ __forceinline__ int64_t token_offset(const GdnParams& p, const Sequen
   return seq.row(p, t, h) * dim;
 }
 
-/// The same in q or k, [B, T, heads_qk, K], for value head h.
+/// The same in q or k, [B, T, heads_qk, K], for their head qk_h (qk_head).
 __device__ __forceinline__ int64_t qk_offset(const GdnParams& p, const Sequence& seq, int64_t t,
-                                             int64_t h, int dim) {
-  return seq.qk_row(p, t, h) * dim;
+                                             int64_t qk_h, int dim) {
+  return seq.qk_row(p, t, qk_h) * dim;
 }
 
 }  // namespace hypnos::kernels::detail

@@ -118,10 +118,13 @@ size_t dispatch_bytes(const GdnParams& p, Bytes&& bytes) {
 }
 
 /// What gdn_chunk_fwd reads and writes is set: the inputs, o and the workspaces; u and
-/// chunk_states both or neither (a backward follows or not), and a_inv when they are.
+/// chunk_states both or neither, both when a backward follows (a_inv set) or o comes from the
+/// separate output kernel.
 inline bool forward_pointers_set(const GdnParams& p) {
+  const bool states = p.u != nullptr && p.chunk_states != nullptr;
   return p.q && p.k && p.v && p.g && p.beta && p.o && p.g_cum && p.w && p.u_tilde && p.attn &&
-         (p.u == nullptr) == (p.chunk_states == nullptr) && (p.u == nullptr || p.a_inv != nullptr);
+         (p.u == nullptr) == (p.chunk_states == nullptr) && (p.a_inv == nullptr || states) &&
+         (!p.separate_output() || states);
 }
 
 /// What gdn_chunk_bwd reads and writes is set: the forward's inputs and workspaces, grad_o, the

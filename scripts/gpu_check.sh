@@ -7,7 +7,7 @@
 # them in .gpu-kit/ (ignored by git): a prepare.sh that exports their prefix, and their .deb files.
 #   scripts/gpu_check.sh [stage ...]
 # stages: build | prebuilt, tests tests_fp32 sanitize slices128 kernels_bench fla_compare kernels_ab
-#         kernels_alt kernels_slices kernels_profile ncu ncu_stalls ncu_layers layers_bench
+#         kernels_alt kernels_slices kernels_output kernels_profile ncu ncu_stalls ncu_layers layers_bench
 #         layers_ab train_bench train_bench_unfused reference train nccl sweep
 # `prebuilt` uses binaries built on the CPU machine (same torch 2.11.0+cu130 wheel, kernels for sm_80
 # and sm_90) carried in .gpu-bin/ (hypnos, hypnos_bench, hypnos_tests), against the GPU machine's own
@@ -110,6 +110,15 @@ for s in $stages; do
       for width in 32 64 128; do
         stage "kernels_slice$width" 120 "$bench" kernels --no-baseline --profile \
           "model.gdn_scan_slice=$width"
+      done ;;
+    kernels_output)  # where the tensor-core forward computes o (model.gdn_forward_output): in the
+      # scan or in the separate output kernel, at the long single sequence, a full batch and the
+      # Jet-Nemotron window
+      for shape in 1,16384,16,128 8,4096,16,128 8,2000,12,96,256; do
+        for where in scan separate; do
+          stage "kernels_output_${where}_${shape//,/x}" 90 "$bench" kernels --no-baseline \
+            --shape "$shape" "model.gdn_forward_output=$where"
+        done
       done ;;
     kernels_alt)  # the kernel bench of further builds (.gpu-bin/hypnos_bench_alt*: variants of the
       # change)

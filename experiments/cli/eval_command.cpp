@@ -35,7 +35,8 @@ const CommandSpec& eval_spec() {
       "Prints one line per bucket and a final JSON object. Corrupt checkpoints are reported\n"
       "(\"checksum mismatch: <file>\") on stderr and in RUN_DIR/events.jsonl, and skipped.\n"
       "Overrides may change the task, sleep and evaluation keys, not the model (model.*, except\n"
-      "the ops keys model.gdn_backend, model.gdn_kernel, model.gdn_scan_slice, model.fused_ops):\n"
+      "the ops keys model.gdn_backend, model.gdn_kernel, model.gdn_scan_slice,\n"
+      "model.gdn_forward_output, model.fused_ops):\n"
       "that is a config error (exit 2), and so is --device cuda without a GPU."};
   return spec;
 }

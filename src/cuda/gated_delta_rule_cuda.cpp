@@ -58,7 +58,7 @@ at::Tensor make_output(at::IntArrayRef sizes, const at::TensorOptions& options,
              : at::empty(sizes, options);
 }
 
-// kernels/ stays framework-free and cannot include the ops headers, so it has its own plain enum
+// kernels/ stays framework-free and cannot include the ops headers, so it has its own plain enums
 // and an int for the scan width: this is the one place that converts OpsOptions into them.
 void set_kernel_choice(GdnParams& p, const OpsOptions& ops) {
   p.kernel = ops.gdn_kernel == GdnKernel::kFp32 ? kernels::GdnKernel::kFp32
@@ -75,6 +75,17 @@ void set_kernel_choice(GdnParams& p, const OpsOptions& ops) {
       break;
     case GdnScanSlice::k128:
       p.scan_slice = 128;
+      break;
+  }
+  switch (ops.gdn_forward_output) {
+    case GdnForwardOutput::kAuto:
+      p.forward_output = kernels::GdnForwardOutput::kAuto;
+      break;
+    case GdnForwardOutput::kScan:
+      p.forward_output = kernels::GdnForwardOutput::kInScan;
+      break;
+    case GdnForwardOutput::kSeparate:
+      p.forward_output = kernels::GdnForwardOutput::kSeparate;
       break;
   }
 }
@@ -149,13 +160,10 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
                                                 const at::Tensor& v, const at::Tensor& g,
                                                 const at::Tensor& beta,
                                                 const std::optional<at::Tensor>& initial_state,
-                                                double scale, int64_t gdn_kernel,
-                                                int64_t gdn_scan_slice, const GdnPacking& packing) {
-    // The kernel choice travels as two ints (autograd::Function arguments are IValues) and is
-    // saved, so that the backward runs the kernels whose workspaces the forward wrote.
-    OpsOptions ops;
-    ops.gdn_kernel = static_cast<GdnKernel>(gdn_kernel);
-    ops.gdn_scan_slice = static_cast<GdnScanSlice>(gdn_scan_slice);
+                                                double scale, const OpsOptions& ops,
+                                                const GdnPacking& packing) {
+    // The kernel choice is saved (as ints: saved_data holds IValues) so that the backward runs
+    // the kernels whose workspaces the forward wrote.
     const bool has_h0 = initial_state.has_value() && initial_state->defined();
     const at::Tensor g32 = g.to(at::kFloat).contiguous();
     const at::Tensor beta32 = beta.to(at::kFloat).contiguous();
@@ -166,8 +174,8 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
     const GdnCudaSaved& s = fwd.saved;
     ctx->save_for_backward({q, k, v, beta32, s.g_cum, s.w, s.attn, s.a_inv, s.u, s.chunk_states});
     ctx->saved_data["scale"] = scale;
-    ctx->saved_data["gdn_kernel"] = gdn_kernel;
-    ctx->saved_data["gdn_scan_slice"] = gdn_scan_slice;
+    ctx->saved_data["gdn_kernel"] = static_cast<int64_t>(ops.gdn_kernel);
+    ctx->saved_data["gdn_scan_slice"] = static_cast<int64_t>(ops.gdn_scan_slice);
     save_packing(ctx, packing);
     ctx->saved_data["has_h0"] = has_h0;
     ctx->saved_data["g_dtype"] = g.scalar_type();
@@ -198,7 +206,6 @@ class GatedDeltaRuleCudaFunction : public torch::autograd::Function<GatedDeltaRu
             gr.g.to(ctx->saved_data["g_dtype"].toScalarType()),
             gr.beta.to(ctx->saved_data["beta_dtype"].toScalarType()),
             has_h0 ? gr.initial_state.to(ctx->saved_data["h0_dtype"].toScalarType()) : at::Tensor(),
-            at::Tensor(),
             at::Tensor(),
             at::Tensor(),
             at::Tensor()};
@@ -267,10 +274,16 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   s.w = at::empty(chunk_major(p, packing, {C, K}), typed);
   s.attn = at::empty(chunk_major(p, packing, {C, C}), typed);
   const at::Tensor u_tilde = at::empty(chunk_major(p, packing, {C, V}), typed);
+  if (save_for_backward) s.a_inv = at::empty(chunk_major(p, packing, {C, C}), typed);
+  // U and the chunk states: saved for the backward, and what the separate output kernel reads.
+  at::Tensor u, chunk_states;
+  if (save_for_backward || p.separate_output()) {
+    u = at::empty(chunk_major(p, packing, {C, V}), typed);
+    chunk_states = at::empty(chunk_major(p, packing, {K, V}), typed);
+  }
   if (save_for_backward) {
-    s.a_inv = at::empty(chunk_major(p, packing, {C, C}), typed);
-    s.u = at::empty(chunk_major(p, packing, {C, V}), typed);
-    s.chunk_states = at::empty(chunk_major(p, packing, {K, V}), typed);
+    s.u = u;
+    s.chunk_states = chunk_states;
   }
   p.g = g.data_ptr<float>();
   p.initial_state = initial_state.defined() ? initial_state.data_ptr<float>() : nullptr;
@@ -281,12 +294,12 @@ GdnCudaForward gated_delta_rule_cuda_forward(const at::Tensor& q, const at::Tens
   p.u_tilde = u_tilde.data_ptr();
   p.attn = s.attn.data_ptr();
   p.a_inv = save_for_backward ? s.a_inv.data_ptr() : nullptr;
-  p.u = save_for_backward ? s.u.data_ptr() : nullptr;
-  p.chunk_states = save_for_backward ? s.chunk_states.data_ptr() : nullptr;
+  p.u = u.defined() ? u.data_ptr() : nullptr;
+  p.chunk_states = chunk_states.defined() ? chunk_states.data_ptr() : nullptr;
   throw_on_kernel_error(kernels::gdn_chunk_fwd(p, at::cuda::getCurrentCUDAStream()),
                         "gated_delta_rule_cuda",
-                        "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_scan_tc_kernel or "
-                        "gdn_chunk_fwd_kernel)");
+                        "gdn_chunk_fwd (gdn_chunk_prep_kernel, gdn_chunk_fwd_scan_tc_kernel, "
+                        "gdn_chunk_output_tc_kernel or gdn_chunk_fwd_kernel)");
   return out;
 }
 
@@ -375,8 +388,8 @@ GatedDeltaRuleOutput gated_delta_rule_cuda(const at::Tensor& q_in, const at::Ten
     return {fwd.o, fwd.final_state};
   }
   auto outs = GatedDeltaRuleCudaFunction::apply(
-      q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, scale,
-      static_cast<int64_t>(ops.gdn_kernel), static_cast<int64_t>(ops.gdn_scan_slice), packing);
+      q, k, v, g, beta, h0.defined() ? std::optional<at::Tensor>(h0) : std::nullopt, scale, ops,
+      packing);
   return {outs[0], outs[1]};
 }
 

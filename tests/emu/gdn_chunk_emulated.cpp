@@ -40,6 +40,8 @@ struct Case {
   /// batch rows of seq_len tokens.
   std::vector<int64_t> packed = {};
   int64_t heads_qk = 0;  ///< heads of q and k when fewer than `heads` (grouped value heads)
+  /// GdnParams::forward_output: o in the scan (auto) or from the separate output kernel.
+  K::GdnForwardOutput forward_output = K::GdnForwardOutput::kAuto;
   int v_dim() const { return dim_v ? dim_v : dim; }
   int64_t qk_heads() const { return heads_qk ? heads_qk : heads; }
 };
@@ -128,9 +130,12 @@ Outputs run_kernels(const Case& c, const SequenceOffsets& seqs, const Inputs& in
   p.w = w.data_ptr();
   p.u_tilde = u_tilde.data_ptr();
   p.attn = attn.data_ptr();
+  // U and the chunk states for a backward, and for the separate output kernel, which reads them.
+  const bool states = c.backward || c.forward_output == K::GdnForwardOutput::kSeparate;
   p.a_inv = c.backward ? a_inv.data_ptr() : nullptr;
-  p.u = c.backward ? u.data_ptr() : nullptr;
-  p.chunk_states = c.backward ? out.chunk_states.data_ptr() : nullptr;
+  p.u = states ? u.data_ptr() : nullptr;
+  p.chunk_states = states ? out.chunk_states.data_ptr() : nullptr;
+  p.forward_output = c.forward_output;
   if (packed) {
     p.cu_seqlens = cu_seqlens.data_ptr<int64_t>();
     p.chunk_offsets = chunk_offsets.data_ptr<int64_t>();
@@ -412,6 +417,40 @@ TEST(GdnChunkEmulated, GroupedValueHeadsMatchTheRecurrenceOnRepeatedQk) {
   packed.heads_qk = 1;
   packed.packed = {24, 70, 1};
   for (const Case& c : {tensor_core, cuda_core, packed}) expect_close_to_recurrence(c);
+}
+
+// The separate output kernel (a state-only scan, then O for every chunk at once) bit for bit
+// against the fused scan's o (the same MMAs on the same bf16 operands; the fused scan is held to
+// the recurrence above), and without backward workspaces against the recurrence. The backward
+// reads the same workspaces either way, so its gradients are the same bits too.
+TEST(GdnChunkEmulated, SeparateOutputKernelGivesTheFusedScansBits) {
+  Case two_chunks{2, 130, 2, 64, at::kBFloat16, true};
+  Case jet_packed{1, 94, 1, 96, at::kBFloat16, true};
+  jet_packed.dim_v = 256;
+  jet_packed.packed = {70, 24};
+  Case grouped{1, 70, 2, 128, at::kBFloat16, false};
+  grouped.heads_qk = 1;
+  grouped.scan_slice = 32;
+  Case inference{1, 70, 2, 64, at::kBFloat16, true};
+  inference.backward = false;
+  for (Case c : {two_chunks, jet_packed, grouped, inference}) {
+    c.forward_output = K::GdnForwardOutput::kSeparate;
+    if (!c.backward) expect_close_to_recurrence(c);  // the others: the fused scan's bits below
+    SCOPED_TRACE(name_of(c));
+    const SequenceOffsets seqs = sequences_of(c);
+    const Inputs in = make_inputs(c, seqs.sequences());
+    const Outputs separate = run_kernels(c, seqs, in);
+    c.forward_output = K::GdnForwardOutput::kInScan;
+    const Outputs fused = run_kernels(c, seqs, in);
+    EXPECT_TRUE(at::equal(separate.o, fused.o)) << "o";
+    EXPECT_TRUE(at::equal(separate.final_state, fused.final_state)) << "final_state";
+    if (!c.backward) continue;
+    EXPECT_TRUE(at::equal(separate.dq, fused.dq)) << "dq";
+    EXPECT_TRUE(at::equal(separate.dk, fused.dk)) << "dk";
+    EXPECT_TRUE(at::equal(separate.dv, fused.dv)) << "dv";
+    EXPECT_TRUE(at::equal(separate.dg, fused.dg)) << "dg";
+    EXPECT_TRUE(at::equal(separate.dbeta, fused.dbeta)) << "dbeta";
+  }
 }
 
 }  // namespace hypnos

@@ -746,6 +746,55 @@ TEST(GatedDeltaRuleCuda, GroupedValueHeadsEqualRepeatedQkOnTheKernels) {
   }
 }
 
+// The separate output kernel (model.gdn_forward_output=separate) gives the fused scan's bits, on
+// a long single sequence (its use), the Jet-Nemotron head dims packed, and without gradients.
+TEST(GatedDeltaRuleCuda, SeparateOutputKernelGivesTheFusedScansBits) {
+  HYPNOS_REQUIRE_CUDA();
+  struct Shape {
+    int64_t T, H, K, V;
+    bool packed, grad;
+  };
+  for (const Shape& s : {Shape{2048, 4, 128, 128, false, true}, Shape{300, 2, 96, 256, true, true},
+                         Shape{700, 2, 64, 64, false, false}}) {
+    SCOPED_TRACE(::testing::Message() << "T " << s.T << " K " << s.K << " V " << s.V
+                                      << (s.packed ? " packed" : "") << (s.grad ? "" : " no grad"));
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{68});
+    const auto f64 = at::TensorOptions().dtype(at::kDouble);
+    auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+    auto leaf = [&](const at::Tensor& x, at::ScalarType t) {
+      return x.to(at::kCUDA, t).contiguous().requires_grad_(s.grad);
+    };
+    const int64_t N = s.packed ? 2 : 1;
+    const std::vector<at::Tensor> x{
+        leaf(unit_rows(at::randn({1, s.T, s.H, s.K}, gen, f64)), at::kBFloat16),
+        leaf(unit_rows(at::randn({1, s.T, s.H, s.K}, gen, f64)), at::kBFloat16),
+        leaf(at::randn({1, s.T, s.H, s.V}, gen, f64), at::kBFloat16),
+        leaf(at::log_sigmoid(at::randn({1, s.T, s.H}, gen, f64)), at::kFloat),
+        leaf(at::sigmoid(at::randn({1, s.T, s.H}, gen, f64)), at::kBFloat16),
+        leaf(0.3 * at::randn({N, s.H, s.K, s.V}, gen, f64), at::kFloat)};
+    const std::optional<at::Tensor> cu =
+        s.packed ? std::optional<at::Tensor>(at::tensor({int64_t{0}, int64_t{129}, s.T}))
+                 : std::nullopt;
+    auto run = [&](GdnForwardOutput where) {
+      const OpsOptions ops{.gdn_backend = GdnBackend::kCuda, .gdn_forward_output = where};
+      return gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, ops, cu);
+    };
+    const GatedDeltaRuleOutput separate = run(GdnForwardOutput::kSeparate);
+    const GatedDeltaRuleOutput fused = run(GdnForwardOutput::kScan);
+    EXPECT_TRUE(at::equal(separate.o, fused.o)) << "o";
+    EXPECT_TRUE(at::equal(separate.final_state, fused.final_state)) << "final_state";
+    if (!s.grad) continue;
+    const auto loss = [](const GatedDeltaRuleOutput& out) {
+      return out.o.to(at::kFloat).sum() + out.final_state.pow(2).sum();
+    };
+    const auto got = torch::autograd::grad({loss(separate)}, x);
+    const auto want = torch::autograd::grad({loss(fused)}, x);
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_TRUE(at::equal(got[i], want[i])) << "gradient " << i;
+    }
+  }
+}
+
 TEST(GatedDeltaRuleCudaValidation, BackwardRejectsWorkspacesSavedForTheOtherKernels) {
   HYPNOS_REQUIRE_CUDA();
   Case c;

@@ -372,10 +372,12 @@ TEST(GatedDeltaRule, GroupedValueHeadsEqualRepeatedQk) {
     }
   }
   const at::Tensor &q = in[0], &k = in[1], &v = in[2], &g = in[3], &beta = in[4];
-  const std::string m = error_of([&] { gated_delta_rule(q, k, v.narrow(2, 0, 5), g, beta, std::nullopt, -1.0); });
+  const std::string m =
+      error_of([&] { gated_delta_rule(q, k, v.narrow(2, 0, 5), g, beta, std::nullopt, -1.0); });
   EXPECT_NE(m.find("v has shape [1, 70, 5, 4]"), std::string::npos) << m;
   EXPECT_NE(m.find("HV a multiple of q's H = 2"), std::string::npos) << m;
-  const std::string m2 = error_of([&] { gated_delta_rule(q, k, v, g.narrow(2, 0, 2), beta, std::nullopt, -1.0); });
+  const std::string m2 =
+      error_of([&] { gated_delta_rule(q, k, v, g.narrow(2, 0, 2), beta, std::nullopt, -1.0); });
   EXPECT_NE(m2.find("g has shape [1, 70, 2], expected [1, 70, 6] [B, T, HV]"), std::string::npos)
       << m2;
 }

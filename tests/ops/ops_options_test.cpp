@@ -56,6 +56,9 @@ TEST(OpsOptions, KeysParseUnderTheModelSection) {
   EXPECT_FALSE(o.fused_ops);
   EXPECT_EQ(load({"model.gdn_scan_slice=32"}).gdn_scan_slice, GdnScanSlice::k32);
   EXPECT_EQ(load({"model.gdn_scan_slice=64"}).gdn_scan_slice, GdnScanSlice::k64);
+  EXPECT_EQ(load({"model.gdn_forward_output=separate"}).gdn_forward_output,
+            GdnForwardOutput::kSeparate);
+  EXPECT_EQ(load({"model.gdn_forward_output=scan"}).gdn_forward_output, GdnForwardOutput::kScan);
   EXPECT_EQ(load({"model.gdn_kernel=tc"}).gdn_kernel, GdnKernel::kTensorCore);
 }
 

@@ -46,8 +46,8 @@ struct ModelOptions {
   /// Short (static or dynamic) convolution kernel size. Default: 4.
   int64_t conv_size = 4;
   /// How the ops compute (model.gdn_backend, model.gdn_kernel, model.gdn_scan_slice,
-  /// model.fused_ops: keys of this section, listed in OpsOptions::visit). Not architecture: a
-  /// checkpoint's model takes the run's, and `hypnos eval` may change them.
+  /// model.gdn_forward_output, model.fused_ops: keys of this section, listed in OpsOptions::visit).
+  /// Not architecture: a checkpoint's model takes the run's, and `hypnos eval` may change them.
   ops::OpsOptions ops;
   /// RoPE base frequency. Default: 10000.
   double rope_base = 10000.0;

@@ -28,6 +28,11 @@ enum class GdnKernel { kTensorCore, kFp32 };
 /// give fewer than 128 CTAs) or a forced width (benchmarks and tests compare them).
 enum class GdnScanSlice { kAuto, k32, k64, k128 };
 
+/// Where the tensor-core forward computes o: the kernels' own choice (today in the scan), in the
+/// state scan's step, or in a chunk-parallel kernel after a scan that carries only the state (half
+/// the products on the sequential path: for batches of few long sequences).
+enum class GdnForwardOutput { kAuto, kScan, kSeparate };
+
 struct OpsOptions {
   /// Gated delta rule implementation. Default: auto.
   GdnBackend gdn_backend = GdnBackend::kAuto;
@@ -35,6 +40,8 @@ struct OpsOptions {
   GdnKernel gdn_kernel = GdnKernel::kTensorCore;
   /// The CUDA scans' state columns per CTA. Default: auto.
   GdnScanSlice gdn_scan_slice = GdnScanSlice::kAuto;
+  /// Where the CUDA tensor-core forward computes o. Default: auto.
+  GdnForwardOutput gdn_forward_output = GdnForwardOutput::kAuto;
   /// The small ops of a layer (short and dynamic convolutions, L2 norms, gates, gated norm, RoPE,
   /// SwiGLU's gate) run as fused CUDA kernels on CUDA tensors; false runs their ATen compositions
   /// everywhere (the A/B switch, and a way around a suspected kernel bug). Default: true.
@@ -47,6 +54,9 @@ struct OpsOptions {
             "CUDA delta-rule kernels: tc (tensor cores) | fp32 (CUDA cores, the fallback)");
     v.field("gdn_scan_slice", gdn_scan_slice,
             "state columns per CTA of the CUDA scans: auto | 32 | 64 | 128");
+    v.field("gdn_forward_output", gdn_forward_output,
+            "where the CUDA tensor-core forward computes o: auto | scan | separate (a "
+            "chunk-parallel kernel after a state-only scan)");
     v.field("fused_ops", fused_ops,
             "fused CUDA kernels for a layer's small ops (false: their ATen compositions)");
   }
@@ -67,4 +77,9 @@ struct hypnos::config::EnumNames<hypnos::ops::GdnKernel> {
 template <>
 struct hypnos::config::EnumNames<hypnos::ops::GdnScanSlice> {
   static constexpr std::array<std::string_view, 4> names{"auto", "32", "64", "128"};
+};
+
+template <>
+struct hypnos::config::EnumNames<hypnos::ops::GdnForwardOutput> {
+  static constexpr std::array<std::string_view, 3> names{"auto", "scan", "separate"};
 };
