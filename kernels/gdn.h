@@ -29,7 +29,8 @@ enum class GdnForwardOutput : int {
 };
 
 /// Everything both passes need. Layouts are contiguous, like fla:
-///   q, k: [B, T, H, K]; v, o: [B, T, H, V]; g, beta: [B, T, H] fp32 (g is a log decay, <= 0);
+///   q, k: [B, T, H, K] (H = heads_qk when set); v, o: [B, T, H, V]; g, beta: [B, T, H] fp32 (g is
+///   a log decay, <= 0);
 ///   states: [B, H, K, V] fp32. Workspaces are chunk-major per (batch, head), with
 ///   NC = ceil(T / C): g_cum [B, H, NC, C]; w, u_tilde, u, grad_u [B, H, NC, C, V or K];
 ///   attn, a_inv [B, H, NC, C, C]; chunk_states, grad_chunk_states [B, H, NC, K, V] (the state's

@@ -151,9 +151,9 @@ struct ScanWarp {
 
 /// A scan CTA's head h (of v) and q/k head qk_h, computed once (blockIdx.y = b H + h).
 struct ScanHead {
-  int64_t h, qk_h;
+  int h, qk_h;
   __device__ explicit ScanHead(const GdnParams& p)
-      : h(blockIdx.y % p.heads), qk_h(detail::qk_head(p, h)) {}
+      : h(int(blockIdx.y % p.heads)), qk_h(int(detail::qk_head(p, h))) {}
 };
 
 /// Issues one of the two cp.async groups of chunk n's operands and commits it (the caller waits).

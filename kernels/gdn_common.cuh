@@ -69,37 +69,39 @@ __device__ __forceinline__ int64_t qk_head(const GdnParams& p, int64_t h) {
 
 /// Sequence b of a batch: where its tokens are in the [*, H, D] tensors, how many it has, and
 /// where its chunks are in the chunk-major workspaces. B rows of T tokens each, or (cu_seqlens
-/// set) packed sequences one after another (GdnParams::cu_seqlens).
+/// set) packed sequences one after another (GdnParams::cu_seqlens). Token and chunk counts are
+/// below 2^31 (sizes_supported), so the fields are 32-bit: the scans keep them in registers for
+/// the whole sequence, beside the state (the products below are 64-bit).
 struct Sequence {
-  int64_t row0;      ///< its first token's row in [B * T or total, H, D]
-  int64_t length;    ///< its tokens
-  int64_t chunk0;    ///< the chunks of the sequences before it
-  int64_t n_chunks;  ///< its own: ceil(length / C)
+  int row0;      ///< its first token's row in [B * T or total, H, D]
+  int length;    ///< its tokens
+  int chunk0;    ///< the chunks of the sequences before it
+  int n_chunks;  ///< its own: ceil(length / C)
   __device__ Sequence(const GdnParams& p, int64_t b) {
     if (!p.packed()) {
-      length = p.seq_len;
-      n_chunks = p.n_chunks();
-      row0 = b * length;
-      chunk0 = b * n_chunks;
+      length = int(p.seq_len);
+      n_chunks = int(p.n_chunks());
+      row0 = int(b) * length;
+      chunk0 = int(b) * n_chunks;
     } else {
-      row0 = p.cu_seqlens[b];
-      length = p.cu_seqlens[b + 1] - row0;
-      chunk0 = p.chunk_offsets[b];
-      n_chunks = p.chunk_offsets[b + 1] - chunk0;
+      row0 = int(p.cu_seqlens[b]);
+      length = int(p.cu_seqlens[b + 1]) - row0;
+      chunk0 = int(p.chunk_offsets[b]);
+      n_chunks = int(p.chunk_offsets[b + 1]) - chunk0;
     }
   }
   /// Index of its chunk n of head h in the chunk-major workspaces ([B, H, NC] when uniform).
   __device__ __forceinline__ int64_t chunk(const GdnParams& p, int64_t h, int64_t n) const {
-    return chunk0 * p.heads + h * n_chunks + n;
+    return int64_t(chunk0) * p.heads + h * n_chunks + n;
   }
   /// Row of its token t, head h, in the [*, H] tensors (g, beta); times D, its offset in the
   /// [*, H, D] ones (v, o and every gradient).
   __device__ __forceinline__ int64_t row(const GdnParams& p, int64_t t, int64_t h) const {
-    return (row0 + t) * p.heads + h;
+    return (int64_t(row0) + t) * p.heads + h;
   }
   /// The same in q and k ([*, heads_qk, K]) for their head qk_h (qk_head).
   __device__ __forceinline__ int64_t qk_row(const GdnParams& p, int64_t t, int64_t qk_h) const {
-    return (row0 + t) * p.qk_heads() + qk_h;
+    return (int64_t(row0) + t) * p.qk_heads() + qk_h;
   }
   /// The tokens of its chunk starting at token t0: C, or fewer in the last chunk.
   __device__ __forceinline__ int valid_rows(int64_t t0) const {

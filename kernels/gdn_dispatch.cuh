@@ -95,10 +95,12 @@ inline bool head_dims_supported(const GdnParams& p) {
 }
 
 /// Sizes both passes handle: (K, V) in the family's list, B (or N packed sequences), T, H
-/// positive, heads_qk 0 or a divisor of H, B * H within a grid's y (65535), cu_seqlens and
+/// positive, B * T (at least the tokens when packed) below 2^31 (detail::Sequence counts them in
+/// 32 bits), heads_qk 0 or a divisor of H, B * H within a grid's y (65535), cu_seqlens and
 /// chunk_offsets both set or neither, and a scan slice of 0 (the default), 32, 64 or 128.
 inline bool sizes_supported(const GdnParams& p) {
-  return head_dims_supported(p) && p.batch > 0 && p.seq_len > 0 && p.heads > 0 && p.heads_qk >= 0 &&
+  return head_dims_supported(p) && p.batch > 0 && p.seq_len > 0 && p.heads > 0 &&
+         p.batch * p.seq_len < (int64_t(1) << 31) && p.heads_qk >= 0 &&
          (p.heads_qk == 0 || p.heads % p.heads_qk == 0) && p.batch * p.heads <= 65535 &&
          (p.cu_seqlens == nullptr) == (p.chunk_offsets == nullptr) &&
          (p.scan_slice == 0 || p.scan_slice == 32 || p.scan_slice == 64 || p.scan_slice == 128);
