@@ -227,9 +227,9 @@ __global__ void __launch_bounds__(kThreads) gdn_chunk_fwd_kernel(GdnParams p) {
     s_state[d * LS + j] = p.initial_state ? p.initial_state[(bh * K + d) * V + v0 + j] : 0.f;
   }
   __syncthreads();  // the chunk loop reads the whole slice, written by other threads
-  for (int64_t n = 0; n < seq.n_chunks; ++n) {
+  for (int64_t n = 0; n < seq.n_chunks(p); ++n) {
     const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n);
-    const int n_valid = seq.valid_rows(t0);
+    const int n_valid = seq.valid_rows(p, t0);
     const T* q = static_cast<const T*>(p.q) + detail::qk_offset(p, seq, t0, qk_h, K);
     const T* k = static_cast<const T*>(p.k) + detail::qk_offset(p, seq, t0, qk_h, K);
     T* o = static_cast<T*>(p.o) + detail::token_offset(p, seq, t0, h, V);

@@ -172,7 +172,7 @@ __device__ __forceinline__ void load_group(const GdnParams& p, const detail::Seq
   constexpr int NT = BV * 4;
   const int64_t h = head.h;
   const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n), row_stride = p.qk_heads() * K;
-  const int n_valid = seq.valid_rows(t0);
+  const int n_valid = seq.valid_rows(p, t0);
   const int64_t tok = detail::qk_offset(p, seq, t0, head.qk_h, K);  // q and k
   auto stage_w = [&] {
     detail::stage_bf16_async<kC, K, NT>(t.w, L::kLd, detail::as_bf16(p.w) + chunk * kC * K, K,
@@ -236,12 +236,12 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
   const ScanHead head(p);
   const int64_t h = head.h;
   const detail::Sequence seq(p, bh / p.heads);
-  const int64_t n_chunks = seq.n_chunks, row_stride = p.heads * V;
+  const int64_t n_chunks = seq.n_chunks(p), row_stride = p.heads * V;
   const Warp wp;
   // This warp's part of chunk n's Ut (zeros for a warp whose rows are all past the tokens).
   auto load_ut = [&](int64_t n, __nv_bfloat162(&x)[4][2]) {
     const bf16* ut = detail::as_bf16(p.u_tilde) + seq.chunk(p, h, n) * kC * V + v0;
-    const bool has_tokens = wp.r0 < seq.valid_rows(n * kC);
+    const bool has_tokens = wp.r0 < seq.valid_rows(p, n * kC);
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt) {
 #pragma unroll
@@ -264,7 +264,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, false>::kMinBlocks)
   load_ut(0, ut);
   for (int64_t n = 0; n < n_chunks; ++n) {
     const int64_t t0 = n * kC, chunk = seq.chunk(p, h, n);
-    const int n_valid = seq.valid_rows(t0);
+    const int n_valid = seq.valid_rows(p, t0);
     const int depth = detail::row_depth<16>(n_valid);
     const bool has_tokens = wp.r0 < n_valid, has_next = n + 1 < n_chunks;
     bf16* o = static_cast<bf16*>(p.o) + detail::token_offset(p, seq, t0, h, V);
@@ -356,7 +356,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, true>::kMinBlocks))
   const ScanHead head(p);
   const int64_t h = head.h;
   const detail::Sequence seq(p, bh / p.heads);
-  const int64_t n_chunks = seq.n_chunks;
+  const int64_t n_chunks = seq.n_chunks(p);
   const Warp wp;
 
   float ds[kMT][4][4];
@@ -368,7 +368,7 @@ __global__ void __launch_bounds__(BV * 4, (ScanLayout<K, BV, true>::kMinBlocks))
   for (int64_t step = 0; step < n_chunks; ++step) {
     const int64_t n = n_chunks - 1 - step;
     const int64_t chunk = seq.chunk(p, h, n);
-    const int n_valid = seq.valid_rows(n * kC);
+    const int n_valid = seq.valid_rows(p, n * kC);
     const int depth = detail::row_depth<16>(n_valid);
     const bool has_next = n > 0;
     const ChunkTiles gates = chunk_tiles<K, BV, true>(smem, step);

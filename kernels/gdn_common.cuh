@@ -69,43 +69,45 @@ __device__ __forceinline__ int64_t qk_head(const GdnParams& p, int64_t h) {
 
 /// Sequence b of a batch: where its tokens are in the [*, H, D] tensors, how many it has, and
 /// where its chunks are in the chunk-major workspaces. B rows of T tokens each, or (cu_seqlens
-/// set) packed sequences one after another (GdnParams::cu_seqlens). Token and chunk counts are
-/// below 2^31 (sizes_supported), so the fields are 32-bit: the scans keep them in registers for
-/// the whole sequence, beside the state (the products below are 64-bit).
+/// set) packed sequences one after another (GdnParams::cu_seqlens). Only b is held: each method
+/// computes its value from b and p when asked (from the params, or one cached load of the offsets
+/// when packed), so that the scans, which keep the state in registers for the whole sequence,
+/// carry no more than b beside it.
 struct Sequence {
-  int row0;      ///< its first token's row in [B * T or total, H, D]
-  int length;    ///< its tokens
-  int chunk0;    ///< the chunks of the sequences before it
-  int n_chunks;  ///< its own: ceil(length / C)
-  __device__ Sequence(const GdnParams& p, int64_t b) {
-    if (!p.packed()) {
-      length = int(p.seq_len);
-      n_chunks = int(p.n_chunks());
-      row0 = int(b) * length;
-      chunk0 = int(b) * n_chunks;
-    } else {
-      row0 = int(p.cu_seqlens[b]);
-      length = int(p.cu_seqlens[b + 1]) - row0;
-      chunk0 = int(p.chunk_offsets[b]);
-      n_chunks = int(p.chunk_offsets[b + 1]) - chunk0;
-    }
+  int b;
+  __device__ Sequence(const GdnParams&, int64_t b) : b(int(b)) {}
+  /// Its first token's row in [B * T or total, H, D].
+  __device__ __forceinline__ int64_t row0(const GdnParams& p) const {
+    return p.packed() ? p.cu_seqlens[b] : int64_t(b) * p.seq_len;
+  }
+  /// Its tokens.
+  __device__ __forceinline__ int length(const GdnParams& p) const {
+    return p.packed() ? int(p.cu_seqlens[b + 1] - p.cu_seqlens[b]) : int(p.seq_len);
+  }
+  /// The chunks of the sequences before it, and its own: ceil(length / C).
+  __device__ __forceinline__ int64_t chunk0(const GdnParams& p) const {
+    return p.packed() ? p.chunk_offsets[b] : int64_t(b) * p.n_chunks();
+  }
+  __device__ __forceinline__ int n_chunks(const GdnParams& p) const {
+    return p.packed() ? int(p.chunk_offsets[b + 1] - p.chunk_offsets[b]) : int(p.n_chunks());
   }
   /// Index of its chunk n of head h in the chunk-major workspaces ([B, H, NC] when uniform).
   __device__ __forceinline__ int64_t chunk(const GdnParams& p, int64_t h, int64_t n) const {
-    return int64_t(chunk0) * p.heads + h * n_chunks + n;
+    return chunk0(p) * p.heads + h * n_chunks(p) + n;
   }
   /// Row of its token t, head h, in the [*, H] tensors (g, beta); times D, its offset in the
   /// [*, H, D] ones (v, o and every gradient).
   __device__ __forceinline__ int64_t row(const GdnParams& p, int64_t t, int64_t h) const {
-    return (int64_t(row0) + t) * p.heads + h;
+    return (row0(p) + t) * p.heads + h;
   }
   /// The same in q and k ([*, heads_qk, K]) for their head qk_h (qk_head).
   __device__ __forceinline__ int64_t qk_row(const GdnParams& p, int64_t t, int64_t qk_h) const {
-    return (int64_t(row0) + t) * p.qk_heads() + qk_h;
+    return (row0(p) + t) * p.qk_heads() + qk_h;
   }
   /// The tokens of its chunk starting at token t0: C, or fewer in the last chunk.
-  __device__ __forceinline__ int valid_rows(int64_t t0) const {
-    return int(length - t0 < kC ? length - t0 : kC);
+  __device__ __forceinline__ int valid_rows(const GdnParams& p, int64_t t0) const {
+    const int64_t left = length(p) - t0;
+    return int(left < kC ? left : kC);
   }
 };
 
@@ -302,8 +304,8 @@ struct ChunkCta {
       : row(seq.row(p, int64_t(n) * kC, h)),
         qk_row(seq.qk_row(p, int64_t(n) * kC, qk_head(p, h))),
         chunk(seq.chunk(p, h, n)),
-        n_valid(seq.valid_rows(int64_t(n) * kC)),
-        beyond(n >= seq.n_chunks) {}
+        n_valid(seq.valid_rows(p, int64_t(n) * kC)),
+        beyond(n >= seq.n_chunks(p)) {}
 };
 
 /// exp(G_i) and exp(G_C - G_i) of token i of chunk `chunk` (G: the within-chunk cumsum of g,
