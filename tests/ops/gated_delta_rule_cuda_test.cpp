@@ -594,6 +594,45 @@ TEST(GatedDeltaRuleCuda, AutoRunsTheJetNemotronShapeOnTheKernels) {
   EXPECT_LT(relative_error(got.dv, ref.dv), tol.dqkv);
 }
 
+// ---- one row of T tokens (packed sequences or one long sequence), grouped value heads
+
+/// {q, k, v, g, beta, initial_state} in float64 on the CPU for one row of T tokens: q, k
+/// [1, T, H, K] with unit rows, v [1, T, HV, V], g = logsigmoid(randn) and beta = sigmoid(randn)
+/// [1, T, HV], 0.3 randn initial states [N, HV, K, V] (N sequences).
+std::vector<at::Tensor> draw_row_inputs(uint64_t seed, int64_t T, int64_t H, int64_t HV, int64_t K,
+                                        int64_t V, int64_t N) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
+  return {unit_rows(at::randn({1, T, H, K}, gen, f64)),
+          unit_rows(at::randn({1, T, H, K}, gen, f64)),
+          at::randn({1, T, HV, V}, gen, f64),
+          at::log_sigmoid(at::randn({1, T, HV}, gen, f64)),
+          at::sigmoid(at::randn({1, T, HV}, gen, f64)),
+          0.3 * at::randn({N, HV, K, V}, gen, f64)};
+}
+
+/// x on the GPU as the op's leaves: q, k, v and beta in `dtype`, g and the states in fp32.
+std::vector<at::Tensor> cuda_leaves(const std::vector<at::Tensor>& x, at::ScalarType dtype,
+                                    bool grad = true) {
+  std::vector<at::Tensor> out;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const at::ScalarType s = i == 3 || i == 5 ? at::kFloat : dtype;
+    out.push_back(x[i].to(at::kCUDA, s).contiguous().requires_grad_(grad));
+  }
+  return out;
+}
+
+GatedDeltaRuleOutput run_op(const std::vector<at::Tensor>& x, const OpsOptions& ops,
+                            const std::optional<at::Tensor>& cu_seqlens = std::nullopt) {
+  return gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, ops, cu_seqlens);
+}
+
+/// sum(o) + ||final_state||^2: the loss whose gradients the tests compare.
+at::Tensor sum_loss(const GatedDeltaRuleOutput& out) {
+  return out.o.to(at::kDouble).sum() + out.final_state.to(at::kDouble).pow(2).sum();
+}
+
 // Packed sequences (cu_seqlens) on the GPU run the kernels (one launch per pass for all
 // sequences): equal to the float64 recurrence with gradients, in fp32 (the CUDA-core kernels) and
 // at the Jet-Nemotron head dims in bf16 (the tensor-core ones); offsets may live on either device.
@@ -607,47 +646,31 @@ TEST(GatedDeltaRuleCuda, AutoRunsPackedSequencesOnTheKernels) {
   for (const Packed& c :
        {Packed{64, 64, at::kFloat, 1e-4, 1e-3}, Packed{96, 256, at::kBFloat16, 5e-3, 2e-2}}) {
     SCOPED_TRACE(c.dtype == at::kFloat ? "fp32 64 x 64" : "bf16 96 x 256");
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{65});
-    const auto f64 = at::TensorOptions().dtype(at::kDouble);
     const std::vector<int64_t> cu = {0, 1, 64, 129, 259};  // 1, 63, 65 and 130 tokens
     const int64_t N = 4, T = cu.back(), H = 2;
-    auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
-    const std::vector<at::Tensor> x64{unit_rows(at::randn({1, T, H, c.K}, gen, f64)),
-                                      unit_rows(at::randn({1, T, H, c.K}, gen, f64)),
-                                      at::randn({1, T, H, c.V}, gen, f64),
-                                      at::log_sigmoid(at::randn({1, T, H}, gen, f64)),
-                                      at::sigmoid(at::randn({1, T, H}, gen, f64)),
-                                      0.3 * at::randn({N, H, c.K, c.V}, gen, f64)};
-    const at::Tensor cu_cpu = at::tensor(cu, at::TensorOptions().dtype(at::kLong));
-    std::vector<at::Tensor> x64_leaves, xg;
-    for (size_t i = 0; i < x64.size(); ++i) {
-      // q, k, v in the case's dtype; the gates and the state in fp32. The reference reads the
-      // same rounded values.
-      const at::ScalarType s = i < 3 ? c.dtype : at::kFloat;
-      xg.push_back(x64[i].to(at::kCUDA, s).requires_grad_(true));
-      x64_leaves.push_back(x64[i].to(s).to(at::kDouble).requires_grad_(true));
+    const std::vector<at::Tensor> xg =
+        cuda_leaves(draw_row_inputs(65, T, H, H, c.K, c.V, N), c.dtype);
+    // The reference reads the same rounded values, in float64.
+    std::vector<at::Tensor> x64_leaves;
+    for (const at::Tensor& t : xg) {
+      x64_leaves.push_back(t.detach().to(at::kCPU, at::kDouble).requires_grad_(true));
     }
+    const at::Tensor cu_cpu = at::tensor(cu, at::TensorOptions().dtype(at::kLong));
     const GatedDeltaRuleOutput ref =
-        gated_delta_rule(x64_leaves[0], x64_leaves[1], x64_leaves[2], x64_leaves[3], x64_leaves[4],
-                         x64_leaves[5], -1.0, {.gdn_backend = GdnBackend::kReference}, cu_cpu);
+        run_op(x64_leaves, {.gdn_backend = GdnBackend::kReference}, cu_cpu);
     const int64_t kernel_runs = detail::gdn_backend_runs(GdnBackend::kCuda);
     for (const at::Tensor& offsets : {cu_cpu, cu_cpu.to(at::kCUDA, at::kInt)}) {
       const at::NoGradGuard no_grad;
-      const GatedDeltaRuleOutput got =
-          gated_delta_rule(xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0, {}, offsets);
+      const GatedDeltaRuleOutput got = run_op(xg, {}, offsets);
       EXPECT_TRUE(got.o.is_cuda());
       EXPECT_EQ(got.final_state.sizes(), (std::vector<int64_t>{N, H, c.K, c.V}));
       EXPECT_LT(relative_error(got.o, ref.o), c.tol_out);
       EXPECT_LT(relative_error(got.final_state, ref.final_state), c.tol_out);
     }
     EXPECT_EQ(detail::gdn_backend_runs(GdnBackend::kCuda), kernel_runs + 2);
-    const GatedDeltaRuleOutput got = gated_delta_rule(
-        xg[0], xg[1], xg[2], xg[3], xg[4], xg[5], -1.0, {.gdn_backend = GdnBackend::kCuda}, cu_cpu);
-    const auto loss = [](const GatedDeltaRuleOutput& out) {
-      return out.o.to(at::kDouble).sum() + out.final_state.to(at::kDouble).pow(2).sum();
-    };
-    const auto grads = torch::autograd::grad({loss(got)}, xg);
-    const auto grads64 = torch::autograd::grad({loss(ref)}, x64_leaves);
+    const GatedDeltaRuleOutput got = run_op(xg, {.gdn_backend = GdnBackend::kCuda}, cu_cpu);
+    const auto grads = torch::autograd::grad({sum_loss(got)}, xg);
+    const auto grads64 = torch::autograd::grad({sum_loss(ref)}, x64_leaves);
     for (size_t i = 0; i < grads.size(); ++i) {
       EXPECT_LT(relative_error(grads[i], grads64[i]), c.tol_grad) << "gradient " << i;
     }
@@ -657,27 +680,13 @@ TEST(GatedDeltaRuleCuda, AutoRunsPackedSequencesOnTheKernels) {
 // A packed batch gives each sequence the bits it gets alone (same kernels, same chunks).
 TEST(GatedDeltaRuleCuda, PackedSequencesEqualEachSequenceAloneBitForBit) {
   HYPNOS_REQUIRE_CUDA();
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{66});
   const std::vector<int64_t> cu = {0, 70, 71, 95, 2095};  // 70, 1, 24 and 2,000 tokens
   const int64_t N = 4, T = cu.back(), H = 3, K = 96, V = 256;
-  const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
-  auto dev = [](const at::Tensor& t, at::ScalarType s) {
-    return t.to(at::kCUDA, s).contiguous().requires_grad_(true);
-  };
-  const std::vector<at::Tensor> x{dev(unit_rows(at::randn({1, T, H, K}, gen, f64)), at::kBFloat16),
-                                  dev(unit_rows(at::randn({1, T, H, K}, gen, f64)), at::kBFloat16),
-                                  dev(at::randn({1, T, H, V}, gen, f64), at::kBFloat16),
-                                  dev(at::log_sigmoid(at::randn({1, T, H}, gen, f64)), at::kFloat),
-                                  dev(at::sigmoid(at::randn({1, T, H}, gen, f64)), at::kFloat),
-                                  dev(0.3 * at::randn({N, H, K, V}, gen, f64), at::kFloat)};
+  const std::vector<at::Tensor> x =
+      cuda_leaves(draw_row_inputs(66, T, H, H, K, V, N), at::kBFloat16);
   const OpsOptions cuda{.gdn_backend = GdnBackend::kCuda};
-  const GatedDeltaRuleOutput all =
-      gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, cuda, at::tensor(cu, at::kLong));
-  const auto loss = [](const GatedDeltaRuleOutput& out) {
-    return out.o.to(at::kFloat).sum() + out.final_state.pow(2).sum();
-  };
-  const auto grads = torch::autograd::grad({loss(all)}, x);
+  const GatedDeltaRuleOutput all = run_op(x, cuda, at::tensor(cu, at::kLong));
+  const auto grads = torch::autograd::grad({sum_loss(all)}, x);
   using at::indexing::Slice;
   for (int64_t i = 0; i < N; ++i) {
     SCOPED_TRACE(::testing::Message() << "sequence " << i);
@@ -687,11 +696,10 @@ TEST(GatedDeltaRuleCuda, PackedSequencesEqualEachSequenceAloneBitForBit) {
     for (size_t a = 0; a < 5; ++a)
       one.push_back(rows(x[a]).detach().contiguous().requires_grad_(true));
     one.push_back(state(x[5]).detach().contiguous().requires_grad_(true));
-    const GatedDeltaRuleOutput alone =
-        gated_delta_rule(one[0], one[1], one[2], one[3], one[4], one[5], -1.0, cuda);
+    const GatedDeltaRuleOutput alone = run_op(one, cuda);
     EXPECT_TRUE(at::equal(rows(all.o), alone.o)) << "o";
     EXPECT_TRUE(at::equal(state(all.final_state), alone.final_state)) << "final_state";
-    const auto grads_alone = torch::autograd::grad({loss(alone)}, one);
+    const auto grads_alone = torch::autograd::grad({sum_loss(alone)}, one);
     for (size_t a = 0; a < 5; ++a) {
       EXPECT_TRUE(at::equal(rows(grads[a]), grads_alone[a])) << "gradient " << a;
     }
@@ -708,36 +716,22 @@ TEST(GatedDeltaRuleCuda, GroupedValueHeadsEqualRepeatedQkOnTheKernels) {
   for (const at::ScalarType dtype : {at::kBFloat16, at::kFloat}) {
     for (const bool packed : {false, true}) {
       SCOPED_TRACE(::testing::Message() << c10::toString(dtype) << (packed ? " packed" : ""));
-      auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{67});
-      const auto f64 = at::TensorOptions().dtype(at::kDouble);
-      auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
-      auto leaf = [](const at::Tensor& x, at::ScalarType s) {
-        return x.to(at::kCUDA, s).contiguous().requires_grad_(true);
-      };
       const int64_t N = packed ? 2 : 1;
-      const std::vector<at::Tensor> x{
-          leaf(unit_rows(at::randn({1, T, H, K}, gen, f64)), dtype),
-          leaf(unit_rows(at::randn({1, T, H, K}, gen, f64)), dtype),
-          leaf(at::randn({1, T, H * G, V}, gen, f64), dtype),
-          leaf(at::log_sigmoid(at::randn({1, T, H * G}, gen, f64)), at::kFloat),
-          leaf(at::sigmoid(at::randn({1, T, H * G}, gen, f64)), dtype),
-          leaf(0.3 * at::randn({N, H * G, K, V}, gen, f64), at::kFloat)};
+      const std::vector<at::Tensor> x =
+          cuda_leaves(draw_row_inputs(67, T, H, H * G, K, V, N), dtype);
+      std::vector<at::Tensor> repeated_qk = x;
+      repeated_qk[0] = x[0].repeat_interleave(G, 2);
+      repeated_qk[1] = x[1].repeat_interleave(G, 2);
       const std::optional<at::Tensor> cu =
           packed ? std::optional<at::Tensor>(at::tensor({int64_t{0}, int64_t{37}, T}))
                  : std::nullopt;
       const OpsOptions cuda{.gdn_backend = GdnBackend::kCuda};
-      const GatedDeltaRuleOutput grouped =
-          gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, cuda, cu);
-      const GatedDeltaRuleOutput repeated =
-          gated_delta_rule(x[0].repeat_interleave(G, 2), x[1].repeat_interleave(G, 2), x[2], x[3],
-                           x[4], x[5], -1.0, cuda, cu);
+      const GatedDeltaRuleOutput grouped = run_op(x, cuda, cu);
+      const GatedDeltaRuleOutput repeated = run_op(repeated_qk, cuda, cu);
       EXPECT_TRUE(at::equal(grouped.o, repeated.o));
       EXPECT_TRUE(at::equal(grouped.final_state, repeated.final_state));
-      const auto loss = [](const GatedDeltaRuleOutput& out) {
-        return out.o.to(at::kFloat).sum() + out.final_state.pow(2).sum();
-      };
-      const auto got = torch::autograd::grad({loss(grouped)}, x);
-      const auto want = torch::autograd::grad({loss(repeated)}, x);
+      const auto got = torch::autograd::grad({sum_loss(grouped)}, x);
+      const auto want = torch::autograd::grad({sum_loss(repeated)}, x);
       for (size_t i = 0; i < got.size(); ++i) {
         EXPECT_EQ(got[i].sizes(), x[i].sizes()) << "gradient " << i;
         EXPECT_LT(relative_error(got[i], want[i]), 1e-6) << "gradient " << i;
@@ -758,37 +752,22 @@ TEST(GatedDeltaRuleCuda, SeparateOutputKernelGivesTheFusedScansBits) {
                          Shape{700, 2, 64, 64, false, false}}) {
     SCOPED_TRACE(::testing::Message() << "T " << s.T << " K " << s.K << " V " << s.V
                                       << (s.packed ? " packed" : "") << (s.grad ? "" : " no grad"));
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(uint64_t{68});
-    const auto f64 = at::TensorOptions().dtype(at::kDouble);
-    auto unit_rows = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true); };
-    auto leaf = [&](const at::Tensor& x, at::ScalarType t) {
-      return x.to(at::kCUDA, t).contiguous().requires_grad_(s.grad);
-    };
     const int64_t N = s.packed ? 2 : 1;
-    const std::vector<at::Tensor> x{
-        leaf(unit_rows(at::randn({1, s.T, s.H, s.K}, gen, f64)), at::kBFloat16),
-        leaf(unit_rows(at::randn({1, s.T, s.H, s.K}, gen, f64)), at::kBFloat16),
-        leaf(at::randn({1, s.T, s.H, s.V}, gen, f64), at::kBFloat16),
-        leaf(at::log_sigmoid(at::randn({1, s.T, s.H}, gen, f64)), at::kFloat),
-        leaf(at::sigmoid(at::randn({1, s.T, s.H}, gen, f64)), at::kBFloat16),
-        leaf(0.3 * at::randn({N, s.H, s.K, s.V}, gen, f64), at::kFloat)};
+    const std::vector<at::Tensor> x =
+        cuda_leaves(draw_row_inputs(68, s.T, s.H, s.H, s.K, s.V, N), at::kBFloat16, s.grad);
     const std::optional<at::Tensor> cu =
         s.packed ? std::optional<at::Tensor>(at::tensor({int64_t{0}, int64_t{129}, s.T}))
                  : std::nullopt;
     auto run = [&](GdnForwardOutput where) {
-      const OpsOptions ops{.gdn_backend = GdnBackend::kCuda, .gdn_forward_output = where};
-      return gated_delta_rule(x[0], x[1], x[2], x[3], x[4], x[5], -1.0, ops, cu);
+      return run_op(x, {.gdn_backend = GdnBackend::kCuda, .gdn_forward_output = where}, cu);
     };
     const GatedDeltaRuleOutput separate = run(GdnForwardOutput::kSeparate);
     const GatedDeltaRuleOutput fused = run(GdnForwardOutput::kScan);
     EXPECT_TRUE(at::equal(separate.o, fused.o)) << "o";
     EXPECT_TRUE(at::equal(separate.final_state, fused.final_state)) << "final_state";
     if (!s.grad) continue;
-    const auto loss = [](const GatedDeltaRuleOutput& out) {
-      return out.o.to(at::kFloat).sum() + out.final_state.pow(2).sum();
-    };
-    const auto got = torch::autograd::grad({loss(separate)}, x);
-    const auto want = torch::autograd::grad({loss(fused)}, x);
+    const auto got = torch::autograd::grad({sum_loss(separate)}, x);
+    const auto want = torch::autograd::grad({sum_loss(fused)}, x);
     for (size_t i = 0; i < got.size(); ++i) {
       EXPECT_TRUE(at::equal(got[i], want[i])) << "gradient " << i;
     }
