@@ -5,7 +5,10 @@
 #endif
 #include "hypnos/train/distributed.h"
 
+#include <signal.h>
+
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <iomanip>
 #include <limits>
@@ -92,6 +95,19 @@ std::string cause(const std::exception& e) {
     return error->what_without_backtrace();
   }
   return e.what();
+}
+
+// Gloo sends to its peers with plain socket writes: once a peer process has died, the next write
+// raises SIGPIPE, whose default action kills this rank (exit status 141) before Gloo can report
+// EPIPE and the collective's error can name what failed. Python ignores SIGPIPE from its start (so
+// Python workers never meet this); a C++ program must do it itself. A handler the program
+// installed is kept.
+void ignore_sigpipe_unless_handled() {
+  struct sigaction current {};
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 && !(current.sa_flags & SA_SIGINFO) &&
+      current.sa_handler == SIG_DFL) {
+    std::signal(SIGPIPE, SIG_IGN);
+  }
 }
 
 }  // namespace
@@ -203,6 +219,7 @@ DistributedContext::DistributedContext(const DistributedEnvironment& env,
 #endif
   if (env.world_size == 1 && !env.launched) return;
 
+  ignore_sigpipe_unless_handled();
   auto group = std::make_unique<Group>();
   group->timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeout_s * 1000.0));
   group->where = "rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size);

@@ -12,7 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -422,6 +424,42 @@ TEST(Distributed, ALaunchedWorldOfOneJoinsAGroupAndItsCollectivesAreIdentities) 
   EXPECT_TRUE(at::equal(params[0].grad(), at::full({5}, 0.25f)));
   EXPECT_EQ(ctx.average(4.5), 4.5);
   ctx.barrier();
+}
+
+// A rank whose peer died meets SIGPIPE on its next socket write; joining a group makes that an
+// EPIPE error (which the collective reports, naming itself) instead of the signal's default,
+// which killed the rank with status 141 (cli.rank_failure_test saw it when the kill landed
+// during a send). A handler the program installed itself is kept.
+TEST(Distributed, JoiningAGroupTurnsAWriteToADeadPeerIntoAnErrorNotASignal) {
+  struct sigaction saved {};
+  ASSERT_EQ(sigaction(SIGPIPE, nullptr, &saved), 0);
+  auto join = [] {
+    const auto env = DistributedEnvironment::from_variables(
+        {{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"MASTER_PORT", std::to_string(free_port())}});
+    DistributedOptions options;
+    options.timeout_s = 10.0;
+    DistributedContext ctx(env, options, at::kCPU);
+    EXPECT_TRUE(ctx.joined_group());
+  };
+  std::signal(SIGPIPE, SIG_DFL);
+  join();
+  struct sigaction now {};
+  ASSERT_EQ(sigaction(SIGPIPE, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_IGN);
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  close(fds[1]);  // the peer is gone
+  const char byte = 1;
+  EXPECT_EQ(write(fds[0], &byte, 1), -1);  // with SIGPIPE at its default the test process dies
+  EXPECT_EQ(errno, EPIPE);
+  close(fds[0]);
+
+  static void (*const own_handler)(int) = [](int) {};
+  std::signal(SIGPIPE, own_handler);
+  join();
+  ASSERT_EQ(sigaction(SIGPIPE, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, own_handler);
+  sigaction(SIGPIPE, &saved, nullptr);
 }
 
 TEST(DistributedEnvironment, AbsentVariablesMeanASingleProcess) {

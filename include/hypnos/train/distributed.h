@@ -61,7 +61,8 @@ class DistributedContext {
   /// connects (waiting up to timeout_s for all of them). CPU device: ProcessGroupGloo; CUDA device:
   /// ProcessGroupNCCL on device local_rank (only in builds with HYPNOS_WITH_CUDA_TORCH, a CUDA
   /// LibTorch; otherwise std::invalid_argument). A world of one creates no group unless it was
-  /// launched.
+  /// launched. Joining sets SIGPIPE to ignored unless the program handles it: a write to a dead
+  /// peer must fail as an error the collective reports, not kill the rank.
   DistributedContext(const DistributedEnvironment& env, const DistributedOptions& options,
                      at::Device device);
   /// DistributedContext(DistributedEnvironment::from_process(), options, device).
