@@ -8,7 +8,10 @@ Each run directory holds config.yaml and metrics.jsonl (one JSON object per line
 "kind": "eval", "step", "tokens" and "buckets": {bucket: {"exact", "token_acc", "ce", "count"}}).
 One panel per difficulty bucket, one line per number of sleep passes N (sleep.n_passes), the metric
 against training tokens; when the runs differ in model.pattern, the pattern joins the label (a hybrid
-against an attention-only model). Runs with the same label (different seeds) share a colour.
+against an attention-only model), and so does "+JetBlocks" or "no JetBlocks" when some insert JetBlocks
+into a pretrained model (model.inserted_jet_after) and others do not. Runs with the same label (different seeds) share a colour. The table
+holds each run's final evaluation, preceded by its step-0 evaluation when it has one
+(train.eval_at_start: a fine-tuning run's starting accuracy).
 """
 import argparse
 import json
@@ -73,10 +76,13 @@ def main():
         raise SystemExit("plot.py: no run has evaluation records")
     # A run is named by N, plus its layer pattern when the runs compare patterns (hybrid vs attention).
     patterns = {cfg.get("model", {}).get("pattern") for cfg, _, _ in runs}
+    inserted = {bool(cfg.get("model", {}).get("inserted_jet_after")) for cfg, _, _ in runs}
     named = []
     for cfg, r, evals in runs:
         n = cfg.get("sleep", {}).get("n_passes", 1)
         label = f"N={n}" + (f" {cfg['model']['pattern']}" if len(patterns) > 1 else "")
+        if len(inserted) > 1:  # a pretrained model with inserted JetBlocks against it without them
+            label += " +JetBlocks" if cfg["model"].get("inserted_jet_after") else " no JetBlocks"
         named.append((label, n, r, evals))
     runs = named
     prefixes = [p for p in args.buckets.split(",") if p]
@@ -121,14 +127,23 @@ def main():
         columns = buckets + ([] if buckets == ["all"] else ["all"])
         lines = ["| run | " + " | ".join(columns) + " | tokens |",
                  "|---" * (len(columns) + 2) + "|"]
-        for label, _, path, evals in runs:
-            last = evals[-1]
-            cells = [f"{last['buckets'][b][args.metric]:.3f}" if b in last["buckets"] else "-"
+        def row(name, record):
+            cells = [f"{record['buckets'][b][args.metric]:.3f}" if b in record["buckets"] else "-"
                      for b in columns]
-            lines.append(f"| {label} ({os.path.basename(os.path.normpath(path))}) | " + " | ".join(cells)
-                         + f" | {last['tokens']:.3g} |")
+            return f"| {name} | " + " | ".join(cells) + f" | {record['tokens']:.3g} |"
+
+        started = False
+        for label, _, path, evals in runs:
+            name = f"{label} ({os.path.basename(os.path.normpath(path))})"
+            # A run that evaluated its starting weights (train.eval_at_start): that row first.
+            if evals[0]["step"] == 0 and len(evals) > 1:
+                lines.append(row(name + ", step 0", evals[0]))
+                started = True
+            lines.append(row(name, evals[-1]))
         with open(args.table, "w") as f:
-            f.write(f"Final {args.metric} per bucket.\n\n" + "\n".join(lines) + "\n")
+            f.write(f"Final {args.metric} per bucket"
+                    + (" (and at step 0, before training, where a run evaluated it)" if started else "")
+                    + ".\n\n" + "\n".join(lines) + "\n")
         print(f"plot.py: wrote {args.table}")
 
 

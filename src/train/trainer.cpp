@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <csignal>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #ifdef HYPNOS_WITH_CUDA_TORCH
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -42,6 +44,19 @@ extern "C" void on_stop_signal(int signal) {
 }
 bool stop_requested() {
   return g_stop_signal != 0;
+}
+
+// Whether metrics.jsonl holds an evaluation record of `step` (a torn or foreign line is not one).
+bool has_eval_record_at_step(const fs::path& metrics, int64_t step) {
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (record.is_object() && record.value("kind", "") == "eval" &&
+        record.value("step", int64_t{-1}) == step) {
+      return true;
+    }
+  }
+  return false;
 }
 
 using Clock = std::chrono::steady_clock;
@@ -115,6 +130,9 @@ class Trainer {
   /// Steps until train.steps, a stop signal or a non-finite stop; the exit code.
   int train_loop();
   bool ranks_agree_to_stop() const;
+  /// train.eval_at_start: at step 0, unless an earlier start of this run recorded it (every rank
+  /// gets rank 0's answer, since the evaluation ends in a barrier).
+  bool start_evaluation_due() const;
   /// After a non-finite loss or gradient under train.nonfinite=stop.
   int stop_before_update();
   void evaluate_and_checkpoint_when_due();
@@ -206,6 +224,7 @@ int Trainer::train_loop() {
   g_stop_signal = 0;
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
+  if (start_evaluation_due()) evaluate_and_log();
   start_ = log_start_ = last_line_ = Clock::now();
   while (state_.step < config_.train.steps) {
     if (ranks_agree_to_stop()) return stop_after_signal();
@@ -420,6 +439,16 @@ bool Trainer::ranks_agree_to_stop() const {
   const bool stop = g_stop_signal != 0;
   if (!dist_.is_distributed()) return stop;
   return dist_.average(stop ? 1.0 : 0.0) > 0.0;
+}
+
+bool Trainer::start_evaluation_due() const {
+  if (!config_.train.eval_at_start || state_.step != 0) return false;
+  // A run resumed at step 0 kept the records of step 0 (drop_metrics_after_resumed_step): the
+  // start's evaluation is there unless the earlier process stopped before writing it.
+  const bool recorded = request_.resume && dist_.is_main() &&
+                        has_eval_record_at_step(request_.run_dir / "metrics.jsonl", 0);
+  if (!dist_.is_distributed()) return !recorded;
+  return dist_.average(recorded ? 1.0 : 0.0) == 0.0;
 }
 
 int Trainer::stop_before_update() {
@@ -687,18 +716,12 @@ std::string Trainer::config_summary() const {
 }  // namespace
 
 bool is_resumable_key(const std::string& key) {
-  static const char* const kKeys[] = {"train.steps",
-                                      "train.epochs",
-                                      "train.eval_every",
-                                      "train.eval_examples",
-                                      "train.eval_batch_size",
-                                      "train.log_every",
-                                      "train.checkpoint_every",
-                                      "train.keep_checkpoints",
-                                      "run.out_dir",
-                                      "train.max_skips",
-                                      "train.cuda_graph",
-                                      "train.shard_optimizer"};
+  static const char* const kKeys[] = {
+      "train.steps",          "train.epochs",           "train.eval_every",
+      "train.eval_at_start",  "train.eval_examples",    "train.eval_batch_size",
+      "train.log_every",      "train.checkpoint_every", "train.keep_checkpoints",
+      "run.out_dir",          "train.max_skips",        "train.cuda_graph",
+      "train.shard_optimizer"};
   for (const char* k : kKeys) {
     if (key == k) return true;
   }

@@ -3,7 +3,8 @@
 // and no checkpoint; a 2-rank Gloo run started by scripts/launch.sh ends with the weights of a
 // 1-rank run of the same global batch; on a GPU, training with CUDA graphs follows training without
 // them step for step; train.trainable = inserted trains the inserted JetBlocks alone and
-// train.init_from starts a run from another run's weights.
+// train.init_from starts a run from another run's weights; train.eval_at_start evaluates the
+// starting weights once.
 #include "hypnos/train/trainer.h"
 
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include <set>
 
 #include "hypnos/config/error.h"
+#include "hypnos/io/durable.h"
 #include "hypnos/io/safetensors.h"
 #include "hypnos/log.h"
 #include "hypnos/train/checkpoint.h"
@@ -190,6 +192,55 @@ TEST(TrainerResume, TheDocumentedResumableKeysAreTheAcceptedOnes) {
     if (key.empty()) continue;
     EXPECT_EQ(listed.find("`" + key + "`") != std::string::npos, is_resumable_key(key)) << key;
   }
+}
+
+// The evaluation records of a run's metrics.jsonl at `step`, as written
+// ({"kind":"eval","step":S,...).
+std::vector<std::string> eval_records_at(const fs::path& run_dir, int64_t step) {
+  std::vector<std::string> out;
+  std::istringstream lines(io::testing::read_all(run_dir / "metrics.jsonl"));
+  const std::string prefix = "{\"kind\":\"eval\",\"step\":" + std::to_string(step) + ",";
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(prefix, 0) == 0) out.push_back(line.substr(0, line.find(",\"eval_s\"")));
+  }
+  return out;
+}
+
+// train.eval_at_start: the starting weights are evaluated before step 1, and that record is the
+// evaluation a run of no steps makes of the same weights; a run resumed at step 0 does not
+// evaluate them twice, unless the earlier start's record never reached metrics.jsonl.
+TEST(TrainerEvalAtStart, EvaluatesTheStartingWeightsOnceBeforeTheFirstStep) {
+  ScratchDir scratch;
+  const std::vector<std::string> keys = {"train.eval_at_start=true", "train.steps=2",
+                                         "train.checkpoint_every=0"};
+  ASSERT_EQ(train_here(scratch / "run", keys), 0);
+  const auto at_start = eval_records_at(scratch / "run", 0);
+  ASSERT_EQ(at_start.size(), 1u) << io::testing::read_all(scratch / "run/metrics.jsonl");
+  EXPECT_EQ(eval_records_at(scratch / "run", 2).size(), 1u);
+  ASSERT_EQ(train_here(scratch / "no_steps", {"train.steps=0"}), 0);
+  EXPECT_EQ(eval_records_at(scratch / "no_steps", 0), at_start);
+  ASSERT_EQ(train_here(scratch / "off", {"train.steps=2"}), 0);
+  EXPECT_TRUE(eval_records_at(scratch / "off", 0).empty());
+
+  // Resumed at step 0 (its checkpoints gone): the records after step 0 leave, the start's stays.
+  TrainRequest resume;
+  resume.run_dir = scratch / "run";
+  resume.command_line = "trainer_test --resume";
+  resume.resume = true;
+  const auto resume_here = [&] {
+    io::remove_tree(scratch / "run/checkpoints");
+    const int code = train(load_run_config(kTiny, keys), resume);
+    log::set_file("");
+    std::signal(SIGTERM, SIG_DFL);
+    std::signal(SIGINT, SIG_DFL);
+    return code;
+  };
+  ASSERT_EQ(resume_here(), 0);
+  EXPECT_EQ(eval_records_at(scratch / "run", 0), at_start);
+  // An earlier start stopped before writing it: the resumed run evaluates the start.
+  fs::remove(scratch / "run/metrics.jsonl");
+  ASSERT_EQ(resume_here(), 0);
+  EXPECT_EQ(eval_records_at(scratch / "run", 0), at_start);
 }
 
 // The message of the config::ConfigError load_run_config(kTiny, overrides) throws ("" if none).

@@ -38,9 +38,13 @@ struct TrainOptions {
   /// Passes over a finite training set (task.token_file or task.data_file): train.steps becomes
   /// ceil(epochs x the file's problems / batch_size); 0 = train.steps as given. Default: 0
   int64_t epochs = 0;
-  int64_t batch_size = 512;        ///< global sequences per step (all ranks). Default: 512
-  int64_t grad_accum = 1;          ///< micro-batches per step (batch_size must divide). Default: 1
-  int64_t eval_every = 100;        ///< steps between evaluations; 0 = only at the end. Default: 100
+  int64_t batch_size = 512;  ///< global sequences per step (all ranks). Default: 512
+  int64_t grad_accum = 1;    ///< micro-batches per step (batch_size must divide). Default: 1
+  int64_t eval_every = 100;  ///< steps between evaluations; 0 = only at the end. Default: 100
+  /// Also evaluate the starting weights, before step 1 (a fine-tuning run's "before" figure:
+  /// model.from's or train.init_from's weights). Done once per run: a resume does not repeat it
+  /// once its record is in metrics.jsonl. Default: false
+  bool eval_at_start = false;
   int64_t eval_examples = 2048;    ///< test examples per evaluation. Default: 2048
   int64_t eval_batch_size = 512;   ///< sequences per evaluation forward. Default: 512
   int64_t log_every = 10;          ///< steps between metrics.jsonl train records. Default: 10
@@ -84,6 +88,8 @@ struct TrainOptions {
             config::Range{1, 1e6});
     v.field("eval_every", eval_every, "steps between evaluations (0: only at the end)",
             config::Range{0, 1e12});
+    v.field("eval_at_start", eval_at_start,
+            "also evaluate the starting weights, before the first step (once per run)");
     v.field("eval_examples", eval_examples, "test examples per evaluation", config::Range{0, 1e9});
     v.field("eval_batch_size", eval_batch_size, "sequences per evaluation forward",
             config::Range{1, 1e9});
