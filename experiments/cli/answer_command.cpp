@@ -30,8 +30,9 @@ const CommandSpec& answer_spec() {
       "pending tokens, the question and the tokens generated so far, starting at the memory:\n"
       "the same logits as one `hypnos score` pass over the document, the question and the\n"
       "answer. Pending tokens + question + new tokens must fit one window. Prints the new\n"
-      "tokens, one line per sequence: as text when the directory holds the model's tokenizer\n"
-      "(tokenizer.json or vocab.json), else as ids."};
+      "tokens, one line per sequence: as text when the model has a tokenizer (a checkpoint\n"
+      "directory's tokenizer.json, or vocab.json + merges.txt; for a run, that of its\n"
+      "task.tokenizer, else of its model.from), else as ids."};
   return spec;
 }
 
@@ -75,12 +76,11 @@ int run_answer(const ParsedArgs& args) {
   }
   const at::Tensor answer = sequence.narrow(1, question, max_new).contiguous();
   auto a = answer.accessor<int64_t, 2>();
-  // Text when the directory holds the model's tokenizer, else the ids.
-  const std::filesystem::path dir = args.positionals[0];
-  const bool has_tokenizer = std::filesystem::exists(dir / "tokenizer.json") ||
-                             std::filesystem::exists(dir / "vocab.json");
+  // Text when the model has a tokenizer, else the ids.
   const std::optional<tasks::TokenizerVocab> vocab =
-      has_tokenizer ? std::optional(tasks::TokenizerVocab::load(dir.string())) : std::nullopt;
+      source.tokenizer_dir.empty()
+          ? std::nullopt
+          : std::optional(tasks::TokenizerVocab::load(source.tokenizer_dir.string()));
   for (int64_t b = 0; b < B; ++b) {
     std::vector<int64_t> ids(&a[b][0], &a[b][0] + max_new);
     if (vocab) {

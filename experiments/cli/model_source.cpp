@@ -8,6 +8,7 @@
 #include "hypnos/config/error.h"
 #include "hypnos/config/visitors.h"
 #include "hypnos/nn/hf_checkpoint.h"
+#include "hypnos/tasks/tokenizer_vocab.h"
 #include "hypnos/train/checkpoint.h"
 #include "hypnos/train/run_config.h"
 #include "hypnos/train/training_model.h"
@@ -35,6 +36,16 @@ sleep::SleepOptions with_overrides(const sleep::SleepOptions& base,
   out.visit(reader);
   doc.check_all_used(reader.visited());
   return out.sleep;
+}
+
+bool holds_tokenizer(const std::filesystem::path& dir) {
+  if (dir.empty()) return false;
+  try {
+    tasks::tokenizer_files(dir.string());
+    return true;
+  } catch (const std::runtime_error&) {
+    return false;
+  }
 }
 
 /// A run's newest verified checkpoint, built from that checkpoint's config.yaml (else the run's)
@@ -66,14 +77,18 @@ ModelSource load_run(const std::filesystem::path& run_dir) {
     std::fprintf(stderr, "warning: %s holds non-finite weights: %s\n", checkpoint->string().c_str(),
                  tensor.c_str());
   }
+  const std::string& tokenizer =
+      config.task.gsm.tokenizer.empty() ? config.model.from : config.task.gsm.tokenizer;
   return {model, config.sleep,
           "run " + run_dir.string() + ": checkpoint " + checkpoint->filename().string() +
-              " (step " + std::to_string(state.step) + "), model " + config.model.pattern};
+              " (step " + std::to_string(state.step) + "), model " + config.model.pattern,
+          holds_tokenizer(tokenizer) ? std::filesystem::path(tokenizer) : std::filesystem::path()};
 }
 
 ModelSource load_hf(const std::filesystem::path& dir) {
   nn::PretrainedModel pretrained = nn::load_pretrained(dir, at::kFloat);
-  return {pretrained.model, sleep::SleepOptions(), pretrained.report.text()};
+  return {pretrained.model, sleep::SleepOptions(), pretrained.report.text(),
+          holds_tokenizer(dir) ? dir : std::filesystem::path()};
 }
 
 }  // namespace

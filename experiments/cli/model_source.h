@@ -17,6 +17,10 @@ struct ModelSource {
   nn::HybridLM model;         ///< on the CPU, fp32, in eval mode
   sleep::SleepOptions sleep;  ///< a run's sleep section, or the defaults; overrides applied
   std::string description;    ///< what was loaded, for the log (a checkpoint's load report)
+  /// The folder of the model's tokenizer (tokenizer.json, or vocab.json + merges.txt): a Hugging
+  /// Face directory's own, or for a run its task.tokenizer, else its model.from; empty when that
+  /// folder holds none (a hypnos model trained on word-level ids).
+  std::filesystem::path tokenizer_dir;
 };
 
 /// Loads DIR: a run directory (config.yaml) or a Hugging Face checkpoint (config.json).

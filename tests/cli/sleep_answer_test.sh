@@ -74,7 +74,7 @@ rc=0
 [[ $rc == 1 ]] && grep -q "is not a hypnos memory file" "$SCRATCH/notmem.err" ||
   fail "a logits file was taken for a memory (exit $rc): $(cat "$SCRATCH/notmem.err")"
 # A Hugging Face checkpoint with its tokenizer: answer prints text, the tokenizers library's decoding
-# of the ids the same checkpoint answers without its tokenizer.
+# of the ids the same checkpoint answers without its tokenizer; so does a run started from it.
 "$PYTHON" "$SOURCE_DIR/bench/reference/pretrained_reference.py" --make-tiny jet_nemotron \
   "$SCRATCH/jet" --vocab 300 >/dev/null
 cp -r "$SCRATCH/jet" "$SCRATCH/jet_ids"
@@ -99,4 +99,16 @@ expected = Tokenizer.from_file(f"{scratch}/jet/tokenizer.json").decode(ids)
 print("ids", ids, "text", repr(text), "tokenizers", repr(expected))
 sys.exit(0 if len(ids) == 4 and text == expected else 1)
 PY
+# A run started from that checkpoint (model.from, no steps) answers in text too, through the
+# tokenizer of its model.from: the same text as the checkpoint itself.
+"$HYPNOS" train "$TINY" --out "$SCRATCH/jet_run" model.from="$SCRATCH/jet" train.steps=0 \
+  train.eval_examples=0 sleep.window=16 sleep.loop_layers=[1,5] >/dev/null 2>&1 ||
+  fail "a run from the checkpoint did not start"
+"$HYPNOS" sleep "$SCRATCH/jet_run" --context "$SCRATCH/jet_context.txt" \
+  --out "$SCRATCH/jet_run.memory" >/dev/null 2>&1 || fail "sleep on the run failed"
+"$HYPNOS" answer "$SCRATCH/jet_run" --memory "$SCRATCH/jet_run.memory" \
+  --question "$SCRATCH/jet_question.txt" --max-new 4 >"$SCRATCH/jet_run.answer" 2>/dev/null ||
+  fail "answer on the run failed"
+cmp -s "$SCRATCH/jet_run.answer" "$SCRATCH/jet.answer" ||
+  fail "the run does not answer in its model.from's text: $(cat "$SCRATCH/jet_run.answer")"
 echo "sleep_answer: ok"
