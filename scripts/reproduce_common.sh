@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Shared sweep driver of scripts/reproduce_{rule110,depo,gsm_infinite}.sh (sourced, not run): one run
 # directory per number of sleep passes N, resumable, then scripts/plot.py over the finished runs. Its
-# pieces (reproduce_setup, reproduce_run, reproduce_plot) also drive the pretrained GSM-Infinite
-# sweep of scripts/reproduce_gsm_infinite.sh --model-dir.
+# pieces (reproduce_setup, reproduce_run, reproduce_plot, generator_keys) also drive the pretrained
+# GSM-Infinite sweep of scripts/reproduce_gsm_infinite.sh --model-dir and
+# scripts/finetune_gsm_infinite_cpu.sh.
 # A run counts as finished when its events.jsonl has a "finish" event at the config's train.steps.
 # A run that stops early (Ctrl-C or a scheduler's SIGTERM: it checkpoints and exits 130 or 143; or
 # any error) stops the sweep with its exit code; rerunning the same command resumes it.
@@ -133,6 +134,24 @@ reproduce_plot() {
   echo "[reproduce_$task] runs: $*"
   echo "[reproduce_$task] figure: $fig"
   echo "[reproduce_$task] table: $table"
+}
+
+# generator_keys CONFIG_FILE [key=value ...]: the task keys of CONFIG_FILE's task section, then the
+# task.* overrides, one task.KEY=VALUE a line (the caller drops those that say where problems come
+# from: token and data files). They describe how `hypnos generate` makes the problems.
+generator_keys() {
+  local config_file=$1
+  shift
+  awk '/^[^ #]/ {section = $1}
+       section == "task:" && /^  [a-z_]+:/ {
+         key = $1; sub(":", "", key); value = $0; sub(/^  [a-z_]+:[ ]*/, "", value)
+         sub(/[ ]+#.*/, "", value)
+         print "task." key "=" value
+       }' "$config_file"
+  local o
+  for o in "$@"; do
+    [[ $o == task.* ]] && echo "$o"
+  done
 }
 
 reproduce_usage() {

@@ -37,23 +37,6 @@ Rerunning skips finished runs and made data, and resumes unfinished runs.
 EOF
 }
 
-# The task keys that describe how problems are generated: those of a config file's task section and
-# the task.* overrides, without the ones that say where problems come from.
-generator_keys() {
-  local config_file=$1
-  shift
-  awk '/^[^ #]/ {section = $1}
-       section == "task:" && /^  [a-z_]+:/ {
-         key = $1; sub(":", "", key); value = $0; sub(/^  [a-z_]+:[ ]*/, "", value)
-         sub(/[ ]+#.*/, "", value)
-         print "task." key "=" value
-       }' "$config_file"
-  local o
-  for o in "$@"; do
-    [[ $o == task.* ]] && echo "$o"
-  done
-}
-
 # make_token_file NAME SPLIT N: data/NAME.tokens, N problems of SPLIT written as text (data/NAME.jsonl,
 # removed once tokenised: about 4 GB for 128,000 problems) and tokenised with DIR's tokenizer, unless
 # the stamp data/NAME.made says that the same command and tokenizer made them.
