@@ -16,7 +16,8 @@
 #  5. gsm_infinite-{pretrain,ouro_small}.{png,md}: accuracy per op of the pretraining (all in view),
 #     and of each fine-tuning run at its start and its end.
 # key=value overrides apply to both trainings (e.g. train.batch_size=8); task.* also to the data.
-# Delete ouro-pretrained/ to export the pretraining again after changing it.
+# A rerun into OUT_DIR must give the same problems, steps and overrides (OUT_DIR/settings.txt);
+# only --passes and --finetune-steps may change.
 set -euo pipefail
 source "$(dirname "$0")/reproduce_common.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +26,7 @@ out="" hypnos="" setup=1 passes=1,2,4 problems=20000 eval_problems=400 pretrain_
 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --passes) passes=${2:?--passes needs a list such as 1,2,4}; shift ;;
     --problems) problems=${2:?--problems needs a number}; shift ;;
     --eval-problems) eval_problems=${2:?--eval-problems needs a number}; shift ;;
@@ -73,6 +74,18 @@ while IFS= read -r key; do
     *) gen_keys+=("$key") ;;
   esac
 done < <(generator_keys "$finetune_config" "${overrides[@]}")
+# What the data and the pretrained model are made from: a rerun into the same folder must ask for the
+# same, or it would mix them with what is there (--passes and --finetune-steps may change).
+settings="problems $problems; eval problems $eval_problems; generator ${gen_keys[*]};"
+settings+=" pretrain steps ${pretrain_steps:-config}; overrides ${overrides[*]}"
+if [ -f "$out/settings.txt" ] && [ "$(cat "$out/settings.txt")" != "$settings" ]; then
+  echo "finetune_gsm_infinite_cpu: $out was made with other settings:" >&2
+  echo "  there: $(cat "$out/settings.txt")" >&2
+  echo "  asked: $settings" >&2
+  echo "  (use another OUT_DIR, or the same arguments to continue)" >&2
+  exit 2
+fi
+echo "$settings" >"$out/settings.txt"
 for split in train test; do
   n=$problems
   [ "$split" = test ] && n=$eval_problems

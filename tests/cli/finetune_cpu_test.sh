@@ -6,7 +6,7 @@
 # same eviction (`hypnos eval` of the pretraining run with the fine-tuning's window), the same for
 # every N and for the control without JetBlocks: the inserted JetBlocks start as no-ops, and the
 # export round trip changes nothing. The tables hold the step-0 and final rows; a rerun trains
-# nothing; bad arguments stop with exit 2.
+# nothing, one with other problems is refused; bad arguments stop with exit 2.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -79,6 +79,10 @@ done
 [[ $(grep -c 'finished .*skipped' "$SCRATCH/ft2.log") -eq 4 ]] || fail "the rerun trained again"
 ! grep -q 'problems ->\|tokenizer trained\|random Ouro' "$SCRATCH/ft2.log" || fail "the rerun made data again"
 
+rc=0
+"$SCRIPT" "${ARGS[@]}" --problems 40 >/dev/null 2>"$SCRATCH/other.err" || rc=$?
+[[ $rc -eq 2 ]] && grep -q "was made with other settings" "$SCRATCH/other.err" ||
+  fail "a rerun with other problems was not refused: $rc $(cat "$SCRATCH/other.err")"
 for bad in "--passes 0" "--passes 1,,2" "--problems many" "--finetune-steps 0" "--bogus"; do
   rc=0
   # shellcheck disable=SC2086
