@@ -39,10 +39,12 @@ using io::testing::ScratchDir;
 const std::string kTiny = std::string(hypnos::testing::source_dir()) + "/tests/cli/tiny.yaml";
 
 // train() in this process, undoing what it sets process-wide (log file, signal handlers).
-int train_here(const fs::path& run_dir, const std::vector<std::string>& overrides) {
+int train_here(const fs::path& run_dir, const std::vector<std::string>& overrides,
+               bool resume = false) {
   TrainRequest request;
   request.run_dir = run_dir;
-  request.command_line = "trainer_test";
+  request.command_line = resume ? "trainer_test --resume" : "trainer_test";
+  request.resume = resume;
   const int code = train(load_run_config(kTiny, overrides), request);
   log::set_file("");
   std::signal(SIGTERM, SIG_DFL);
@@ -223,17 +225,9 @@ TEST(TrainerEvalAtStart, EvaluatesTheStartingWeightsOnceBeforeTheFirstStep) {
   EXPECT_TRUE(eval_records_at(scratch / "off", 0).empty());
 
   // Resumed at step 0 (its checkpoints gone): the records after step 0 leave, the start's stays.
-  TrainRequest resume;
-  resume.run_dir = scratch / "run";
-  resume.command_line = "trainer_test --resume";
-  resume.resume = true;
   const auto resume_here = [&] {
     io::remove_tree(scratch / "run/checkpoints");
-    const int code = train(load_run_config(kTiny, keys), resume);
-    log::set_file("");
-    std::signal(SIGTERM, SIG_DFL);
-    std::signal(SIGINT, SIG_DFL);
-    return code;
+    return train_here(scratch / "run", keys, /*resume=*/true);
   };
   ASSERT_EQ(resume_here(), 0);
   EXPECT_EQ(eval_records_at(scratch / "run", 0), at_start);
