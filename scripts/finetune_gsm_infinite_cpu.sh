@@ -15,7 +15,8 @@
 #     ouro_small-no_jet/, the control: the same without the inserted JetBlocks (no fast weights);
 #  5. gsm_infinite-{pretrain,ouro_small}.{png,md}: accuracy per op of the pretraining (all in view),
 #     and of each fine-tuning run at its start and its end.
-# key=value overrides apply to both trainings (e.g. train.batch_size=8); task.* also to the data.
+# key=value overrides apply to both trainings (e.g. train.batch_size=8); task.* also to the data,
+# run.seed also to the problems and the random checkpoint.
 # A rerun into OUT_DIR must give the same problems, steps and overrides (OUT_DIR/settings.txt);
 # only --passes and --finetune-steps may change.
 set -euo pipefail
@@ -26,7 +27,7 @@ out="" hypnos="" setup=1 passes=1,2,4 problems=20000 eval_problems=400 pretrain_
 overrides=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --passes) passes=${2:?--passes needs a list such as 1,2,4}; shift ;;
     --problems) problems=${2:?--problems needs a number}; shift ;;
     --eval-problems) eval_problems=${2:?--eval-problems needs a number}; shift ;;
@@ -74,9 +75,14 @@ while IFS= read -r key; do
     *) gen_keys+=("$key") ;;
   esac
 done < <(generator_keys "$finetune_config" "${overrides[@]}")
+# run.seed (the configs': 0) also draws the problems and the random checkpoint.
+seed=0
+for o in "${overrides[@]}"; do
+  [[ $o == run.seed=* ]] && seed=${o#run.seed=}
+done
 # What the data and the pretrained model are made from: a rerun into the same folder must ask for the
 # same, or it would mix them with what is there (--passes and --finetune-steps may change).
-settings="problems $problems; eval problems $eval_problems; generator ${gen_keys[*]};"
+settings="problems $problems; eval problems $eval_problems; seed $seed; generator ${gen_keys[*]};"
 settings+=" pretrain steps ${pretrain_steps:-config}; overrides ${overrides[*]}"
 if [ -f "$out/settings.txt" ] && [ "$(cat "$out/settings.txt")" != "$settings" ]; then
   echo "finetune_gsm_infinite_cpu: $out was made with other settings:" >&2
@@ -91,7 +97,7 @@ for split in train test; do
   [ "$split" = test ] && n=$eval_problems
   if [ ! -f "$data/$split.jsonl" ]; then
     log "data: $n $split problems -> $data/$split.jsonl"
-    "$hypnos" generate gsm_infinite --text --split "$split" --n "$n" "${gen_keys[@]}" \
+    "$hypnos" generate gsm_infinite --text --split "$split" --n "$n" --seed "$seed" "${gen_keys[@]}" \
       >"$data/$split.jsonl.tmp"
     mv "$data/$split.jsonl.tmp" "$data/$split.jsonl"
   fi
@@ -117,7 +123,7 @@ if [ ! -f "$out/ouro-random/model.safetensors" ]; then
   log "a random Ouro-layout checkpoint -> $out/ouro-random"
   rm -rf "$out/ouro-random.tmp"
   "$python" "$root/bench/reference/pretrained_reference.py" --make-tiny ouro "$out/ouro-random.tmp" \
-    --vocab 1024 >/dev/null
+    --vocab 1024 --seed "$seed" >/dev/null
   cp "$data/tokenizer/tokenizer.json" "$out/ouro-random.tmp/"
   mv "$out/ouro-random.tmp" "$out/ouro-random"
 fi
