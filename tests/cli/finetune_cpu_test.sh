@@ -10,13 +10,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PYTHON=${HYPNOS_PYTHON:-$SOURCE_DIR/.venv/bin/python}
-if [[ ! -x $PYTHON ]] ||
-  ! "$PYTHON" -c 'import torch, safetensors, tokenizers, matplotlib, yaml' 2>/dev/null; then
-  echo "finetune_cpu: skipped (no venv with torch, safetensors, tokenizers, matplotlib and PyYAML:" \
-    "run scripts/setup.sh)"
-  exit 0
-fi
+require_python finetune_cpu torch safetensors tokenizers matplotlib yaml
 export HYPNOS_PYTHON=$PYTHON
 SCRIPT="$SOURCE_DIR/scripts/finetune_gsm_infinite_cpu.sh"
 out="$SCRATCH/ft"

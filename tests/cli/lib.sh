@@ -26,6 +26,21 @@ fail() {
   exit 1
 }
 
+# require_python NAME MODULE...: sets PYTHON ($HYPNOS_PYTHON, else the project venv's python), or,
+# when it is missing or lacks one of the modules, says that test NAME is skipped and why, and exits
+# 0 (a machine without the venv skips these tests, saying so).
+require_python() {
+  local name=$1
+  shift
+  PYTHON=${HYPNOS_PYTHON:-$SOURCE_DIR/.venv/bin/python}
+  local modules
+  modules=$(IFS=,; echo "$*")
+  if [[ ! -x $PYTHON ]] || ! "$PYTHON" -c "import $modules" 2>/dev/null; then
+    echo "$name: skipped (no python with ${modules//,/, } at $PYTHON: run scripts/setup.sh)"
+    exit 0
+  fi
+}
+
 # train DIR [overrides...]: a tiny run into DIR; its stdout and stderr go to DIR.out / DIR.err.
 # Returns the exit status of hypnos (the caller decides what it should be).
 train() {

@@ -13,11 +13,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PYTHON="$SOURCE_DIR/.venv/bin/python"
-if [[ ! -x $PYTHON ]] || ! "$PYTHON" -c 'import torch, safetensors' 2>/dev/null; then
-  echo "pretrained: skipped (no project venv with torch and safetensors: run scripts/setup.sh)"
-  exit 0
-fi
+require_python pretrained torch safetensors
 REF="$SOURCE_DIR/bench/reference/pretrained_reference.py"
 "$PYTHON" "$REF" --make-tiny jet_nemotron "$SCRATCH/jet" >/dev/null
 "$PYTHON" "$REF" --make-tiny jet_nemotron "$SCRATCH/sharded" --shards 2 >/dev/null

@@ -11,13 +11,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PYTHON=${HYPNOS_PYTHON:-$SOURCE_DIR/.venv/bin/python}
-if [[ ! -x $PYTHON ]] ||
-  ! "$PYTHON" -c 'import torch, safetensors, tokenizers, matplotlib, yaml' 2>/dev/null; then
-  echo "reproduce_pretrained: skipped (no venv with torch, safetensors, tokenizers, matplotlib" \
-    "and PyYAML: run scripts/setup.sh)"
-  exit 0
-fi
+require_python reproduce_pretrained torch safetensors tokenizers matplotlib yaml
 export HYPNOS_PYTHON=$PYTHON
 SCRIPT="$SOURCE_DIR/scripts/reproduce_gsm_infinite.sh"
 REF="$SOURCE_DIR/bench/reference/pretrained_reference.py"

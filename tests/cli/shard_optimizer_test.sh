@@ -12,11 +12,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 LAUNCH="$SOURCE_DIR/scripts/launch.sh"
-PYTHON="$SOURCE_DIR/.venv/bin/python"
-if [[ ! -x $PYTHON ]] || ! "$PYTHON" -c 'import torch, safetensors' 2>/dev/null; then
-  echo "shard_optimizer: skipped (no project venv with torch and safetensors: run scripts/setup.sh)"
-  exit 0
-fi
+require_python shard_optimizer torch safetensors
 
 COMMON=(train.steps=6 train.checkpoint_every=3 train.eval_examples=0 distributed.timeout_s=60)
 

@@ -6,11 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PYTHON="$SOURCE_DIR/.venv/bin/python"
-if [[ ! -x $PYTHON ]] || ! "$PYTHON" -c 'import torch, safetensors' 2>/dev/null; then
-  echo "sleep_answer: skipped (no project venv with torch and safetensors: run scripts/setup.sh)"
-  exit 0
-fi
+require_python sleep_answer torch safetensors
 expect_status 0 train "$SCRATCH/run" train.steps=10
 expect_status 0 train "$SCRATCH/other" train.steps=10 run.seed=1
 

@@ -8,11 +8,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PYTHON="$SOURCE_DIR/.venv/bin/python"
-if [[ ! -x $PYTHON ]] || ! "$PYTHON" -c 'import tokenizers' 2>/dev/null; then
-  echo "token_file: skipped (no project venv with tokenizers: run scripts/setup.sh)"
-  exit 0
-fi
+require_python token_file tokenizers
 
 "$HYPNOS" generate gsm_infinite --text --n 6 task.length=zero task.op_max=2 >"$SCRATCH/gsm.jsonl"
 [[ $(wc -l <"$SCRATCH/gsm.jsonl") -eq 6 ]] || fail "generate --text did not write 6 lines"
